@@ -1,0 +1,314 @@
+//! The io_uring backend: each [`Op`] becomes one native SQE whose `user_data` is the
+//! completion's address. One `io_uring_enter` per tick submits everything queued and
+//! waits, with the nearest user-space timer deadline as its timeout (`EXT_ARG`), so no
+//! TIMEOUT SQE is ever used for timers.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::ptr::NonNull;
+use std::sync::Arc;
+use std::time::Duration;
+
+use io_uring::{opcode, squeue, types, IoUring};
+
+use crate::completion::{Completion, Phase};
+use crate::event_loop::Core;
+use crate::op::Op;
+use crate::sys;
+
+/// `user_data` of SQEs whose completions nobody waits for (shutdown cancels).
+const IGNORE: u64 = 0;
+/// `user_data` of the multishot poll on the wake-up eventfd.
+const WAKE: u64 = 1;
+
+pub(crate) struct Driver {
+    ring: IoUring,
+    /// Completions whose SQE was pushed and whose CQE has not arrived.
+    in_kernel: usize,
+    wake_fd: Arc<OwnedFd>,
+    wake_armed: bool,
+}
+
+impl Driver {
+    pub(crate) fn new(entries: u32) -> io::Result<Driver> {
+        let ring = IoUring::builder()
+            .setup_coop_taskrun()
+            .setup_single_issuer()
+            .setup_defer_taskrun()
+            .build(entries)
+            .or_else(|_| IoUring::builder().build(entries))?;
+        if !ring.params().is_feature_ext_arg() {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "io_uring lacks IORING_FEAT_EXT_ARG (kernel 5.11+ needed)",
+            ));
+        }
+        // SAFETY: eventfd returns a new fd or -1.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a new descriptor we own.
+        let wake_fd = Arc::new(unsafe { OwnedFd::from_raw_fd(fd) });
+        let mut d = Driver {
+            ring,
+            in_kernel: 0,
+            wake_fd,
+            wake_armed: false,
+        };
+        d.arm_wake();
+        Ok(d)
+    }
+
+    pub(crate) fn waker(&self) -> Box<dyn Fn() + Send + Sync> {
+        let fd = self.wake_fd.clone();
+        Box::new(move || {
+            let one: u64 = 1;
+            // SAFETY: writing 8 bytes from a live u64 to an eventfd we keep open via the Arc.
+            unsafe { libc::write(fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+        })
+    }
+
+    fn arm_wake(&mut self) {
+        let sqe = opcode::PollAdd::new(types::Fd(self.wake_fd.as_raw_fd()), libc::POLLIN as u32)
+            .multi(true)
+            .build()
+            .user_data(WAKE);
+        self.push(&sqe);
+        self.wake_armed = true;
+    }
+
+    /// Push an SQE, flushing the submission queue to the kernel first if it is full.
+    fn push(&mut self, sqe: &squeue::Entry) {
+        loop {
+            // SAFETY: every pointer inside `sqe` targets memory owned by an Active
+            // completion (or the driver), which stays valid until its CQE is reaped.
+            if unsafe { self.ring.submission().push(sqe) }.is_ok() {
+                return;
+            }
+            // Full: hand the queued SQEs to the kernel to make room. Errors (EBUSY while
+            // the CQ is full) are retried after the next wait; EINTR is simply retried.
+            if let Err(e) = self.ring.submit() {
+                if e.raw_os_error() != Some(libc::EINTR) && e.raw_os_error() != Some(libc::EBUSY) {
+                    // Nothing else can free SQ space; wait for a completion to do it.
+                    let _ = self.ring.submit_and_wait(1);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn start(&mut self, core: &mut Core, c: NonNull<Completion>) {
+        let inner = Completion::raw(c);
+        let ud = c.as_ptr() as u64;
+        // SAFETY: `c` is Active and live and not yet in the kernel; we build the SQE from
+        // its op and scratch, which stay put (pinned) until the CQE arrives.
+        let sqe = unsafe {
+            let sc = &mut (*inner).scratch;
+            match &mut (*inner).op {
+                Op::Accept { fd } => {
+                    sc.addrlen = std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
+                    opcode::Accept::new(
+                        types::Fd(*fd),
+                        (&mut sc.addr as *mut libc::sockaddr_in6).cast(),
+                        &mut sc.addrlen,
+                    )
+                    .flags(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
+                    .build()
+                }
+                Op::Connect { fd, addr } => {
+                    let len = sys::to_sockaddr(addr, &mut sc.addr);
+                    opcode::Connect::new(
+                        types::Fd(*fd),
+                        (&sc.addr as *const libc::sockaddr_in6).cast(),
+                        len,
+                    )
+                    .build()
+                }
+                Op::Read { fd, buf } => {
+                    opcode::Read::new(types::Fd(*fd), buf.as_ptr(), clamp(buf.len()))
+                        .offset(u64::MAX)
+                        .build()
+                }
+                Op::Pread { fd, buf, offset } => {
+                    opcode::Read::new(types::Fd(*fd), buf.as_ptr(), clamp(buf.len()))
+                        .offset(*offset)
+                        .build()
+                }
+                Op::Write { fd, buf } => {
+                    opcode::Write::new(types::Fd(*fd), buf.as_ptr(), clamp(buf.len()))
+                        .offset(u64::MAX)
+                        .build()
+                }
+                Op::Pwrite { fd, buf, offset } => {
+                    opcode::Write::new(types::Fd(*fd), buf.as_ptr(), clamp(buf.len()))
+                        .offset(*offset)
+                        .build()
+                }
+                Op::Send { fd, buf } => {
+                    opcode::Send::new(types::Fd(*fd), buf.as_ptr(), clamp(buf.len()))
+                        .flags(libc::MSG_NOSIGNAL)
+                        .build()
+                }
+                Op::Recv { fd, buf } => {
+                    opcode::Recv::new(types::Fd(*fd), buf.as_ptr(), clamp(buf.len())).build()
+                }
+                Op::SendMsg { fd, buf, addr } => {
+                    sys::prepare_msg(sc, buf.as_ptr(), buf.len(), addr.as_ref());
+                    opcode::SendMsg::new(types::Fd(*fd), &sc.msg)
+                        .flags(libc::MSG_NOSIGNAL as u32)
+                        .build()
+                }
+                Op::RecvMsg { fd, buf } => {
+                    sys::prepare_recvmsg(sc, buf.as_ptr(), buf.len());
+                    opcode::RecvMsg::new(types::Fd(*fd), &mut sc.msg).build()
+                }
+                Op::Close { fd } => match fd.take() {
+                    Some(owned) => opcode::Close::new(types::Fd(owned.into_raw_fd())).build(),
+                    None => return core.finish(c, -(libc::EBADF as isize)),
+                },
+                Op::Shutdown { fd, how } => {
+                    let how = match how {
+                        std::net::Shutdown::Read => libc::SHUT_RD,
+                        std::net::Shutdown::Write => libc::SHUT_WR,
+                        std::net::Shutdown::Both => libc::SHUT_RDWR,
+                    };
+                    opcode::Shutdown::new(types::Fd(*fd), how).build()
+                }
+                Op::Poll { fd, events } => {
+                    opcode::PollAdd::new(types::Fd(*fd), events.bits()).build()
+                }
+                Op::Noop | Op::Timer { .. } | Op::Cancel { .. } => {
+                    unreachable!("handled by the core")
+                }
+            }
+        };
+        // SAFETY: live and Active; loop thread.
+        unsafe { (*inner).phase = Phase::Kernel };
+        self.in_kernel += 1;
+        self.push(&sqe.user_data(ud));
+    }
+
+    pub(crate) fn cancel(
+        &mut self,
+        core: &mut Core,
+        c: NonNull<Completion>,
+        target: NonNull<Completion>,
+    ) {
+        // SAFETY: `target` is registered (checked by the core), so live; loop thread.
+        let phase = unsafe { (*Completion::raw(target)).phase };
+        if phase != Phase::Kernel {
+            return core.finish(c, -(libc::ENOENT as isize));
+        }
+        let sqe = opcode::AsyncCancel::new(target.as_ptr() as u64)
+            .build()
+            .user_data(c.as_ptr() as u64);
+        // SAFETY: `c` is Active and live; loop thread.
+        unsafe { (*Completion::raw(c)).phase = Phase::Kernel };
+        self.in_kernel += 1;
+        self.push(&sqe);
+    }
+
+    pub(crate) fn wait(&mut self, core: &mut Core, timeout: Option<Duration>) -> io::Result<()> {
+        let r = match timeout {
+            Some(t) if t.is_zero() => self.ring.submit_and_wait(0),
+            Some(t) => {
+                let ts = types::Timespec::new()
+                    .sec(t.as_secs())
+                    .nsec(t.subsec_nanos());
+                let args = types::SubmitArgs::new().timespec(&ts);
+                self.ring.submitter().submit_with_args(1, &args)
+            }
+            None => self.ring.submit_and_wait(1),
+        };
+        if let Err(e) = r {
+            match e.raw_os_error() {
+                Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::EAGAIN) => {}
+                _ => return Err(e),
+            }
+        }
+        self.reap(|d, c, res| {
+            d.in_kernel -= 1;
+            core.finish(c, res);
+        });
+        Ok(())
+    }
+
+    /// Take every CQE off the ring, handing user completions to `f`.
+    fn reap(&mut self, mut f: impl FnMut(&mut Self, NonNull<Completion>, isize)) {
+        loop {
+            let mut batch = [(0u64, 0i32, 0u32); 64];
+            let mut n = 0;
+            for cqe in self.ring.completion() {
+                batch[n] = (cqe.user_data(), cqe.result(), cqe.flags());
+                n += 1;
+                if n == batch.len() {
+                    break;
+                }
+            }
+            for &(ud, res, flags) in &batch[..n] {
+                match ud {
+                    IGNORE => {}
+                    WAKE => {
+                        let mut buf = 0u64;
+                        // SAFETY: reading 8 bytes into a live u64 from our eventfd.
+                        unsafe {
+                            libc::read(self.wake_fd.as_raw_fd(), (&mut buf as *mut u64).cast(), 8)
+                        };
+                        if !io_uring::cqueue::more(flags) {
+                            self.wake_armed = false;
+                        }
+                    }
+                    ptr => {
+                        let c = NonNull::new(ptr as *mut Completion).expect("non-null user_data");
+                        f(self, c, res as isize);
+                    }
+                }
+            }
+            if !self.wake_armed {
+                self.arm_wake();
+            }
+            if n < batch.len() {
+                return;
+            }
+        }
+    }
+
+    pub(crate) fn shutdown(&mut self, core: &mut Core) {
+        if self.in_kernel == 0 {
+            return;
+        }
+        let targets: Vec<_> = core
+            .registry
+            .iter()
+            // SAFETY: registered completions are live; loop thread.
+            .filter(|c| unsafe { (*Completion::raw(*c)).phase } == Phase::Kernel)
+            .collect();
+        for t in targets {
+            let sqe = opcode::AsyncCancel::new(t.as_ptr() as u64)
+                .build()
+                .user_data(IGNORE);
+            self.push(&sqe);
+        }
+        while self.in_kernel > 0 {
+            if let Err(e) = self.ring.submit_and_wait(1) {
+                if !matches!(
+                    e.raw_os_error(),
+                    Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::ETIME)
+                ) {
+                    // The ring is unusable; nothing more can arrive. Leave the remaining
+                    // completions Active rather than free memory the kernel may touch.
+                    eprintln!("xev: io_uring wait failed during shutdown: {e}");
+                    return;
+                }
+            }
+            self.reap(|d, c, res| {
+                d.in_kernel -= 1;
+                core.abandon(c, Some(res));
+            });
+        }
+    }
+}
+
+fn clamp(len: usize) -> u32 {
+    len.min(u32::MAX as usize) as u32
+}

@@ -1,0 +1,643 @@
+//! [`Loop`]: the completion-based event loop, and the backend-independent rules every
+//! backend follows (timers, cancellation, the ready queue, rearm, shutdown).
+
+use std::fmt;
+use std::io;
+use std::pin::Pin;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use concurrent_queue::ConcurrentQueue;
+
+use crate::backend::{Backend, Driver};
+use crate::callback::Callback;
+use crate::completion::{CallbackAction, Completion, CompletionState, Phase};
+use crate::heap::Heap;
+use crate::op::{CancelTarget, Op};
+use crate::queue::Intrusive;
+use crate::registry::Registry;
+use crate::result::{close_orphan_fd, OpResult};
+use crate::sys;
+use crate::thread_pool::{RawJob, ThreadPool, ThreadPoolOptions};
+
+/// The most io_uring submission-queue entries the kernel accepts.
+pub const MAX_ENTRIES: u32 = 32768;
+
+/// How a loop is created.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Submission-queue size for io_uring (1..=[`MAX_ENTRIES`]); the poll backend uses it
+    /// as its event-batch size. Default 256.
+    pub entries: u32,
+    /// Pin a backend; `None` picks [`Backend::default()`] (io_uring when the kernel allows
+    /// it, else the poll backend). A pinned backend that is not available is an error.
+    pub backend: Option<Backend>,
+    /// Pool for blocking work (regular-file I/O on the poll backend). `None`: the loop
+    /// makes its own default pool, whose threads start only when needed.
+    pub thread_pool: Option<ThreadPool>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            entries: 256,
+            backend: None,
+            thread_pool: None,
+        }
+    }
+}
+
+/// How long [`Loop::run`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunMode {
+    /// One pass: submit, collect whatever finished, run those callbacks; never block.
+    NoWait,
+    /// Block until at least one callback has run (returns at once if nothing is Active).
+    Once,
+    /// Run until no completion is Active, or [`Loop::stop`] is called.
+    UntilDone,
+}
+
+/// Why [`Loop::run`] failed.
+#[derive(Debug)]
+pub enum RunError {
+    /// `run` was called from inside a callback of the same loop.
+    Nested,
+    /// Waiting in the kernel failed.
+    Io(io::Error),
+}
+
+impl fmt::Display for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunError::Nested => {
+                f.write_str("Loop::run called from inside a callback (nested runs are not allowed)")
+            }
+            RunError::Io(e) => write!(f, "event loop wait failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for RunError {}
+
+impl From<RunError> for io::Error {
+    fn from(e: RunError) -> io::Error {
+        match e {
+            RunError::Nested => io::Error::other(e.to_string()),
+            RunError::Io(e) => e,
+        }
+    }
+}
+
+/// Completions coming back from the thread pool, and how to wake the loop for them.
+pub(crate) struct PoolSink {
+    done: ConcurrentQueue<SendPtr>,
+    wake_pending: AtomicBool,
+    wake: Box<dyn Fn() + Send + Sync>,
+}
+
+struct SendPtr(NonNull<Completion>);
+// SAFETY: the pointer is only dereferenced on the loop thread after the worker is done
+// with the completion; carrying it across threads is the hand-back itself.
+unsafe impl Send for SendPtr {}
+
+/// Backend-independent loop state. Backends get `&mut Core` to report results.
+pub(crate) struct Core {
+    pub(crate) registry: Registry,
+    timers: Heap<NonNull<Completion>>,
+    timer_seq: u64,
+    pub(crate) ready: Intrusive<Completion>,
+    epoch: Instant,
+    now_ns: u64,
+    pool: Option<ThreadPool>,
+    sink: Arc<PoolSink>,
+    pool_inflight: usize,
+}
+
+impl Core {
+    /// Record `res` for `c` and queue its callback.
+    pub(crate) fn finish(&mut self, c: NonNull<Completion>, res: isize) {
+        let inner = Completion::raw(c);
+        // SAFETY: `c` is Active (registered), so it is live; loop thread.
+        unsafe {
+            (*inner).res = res;
+            (*inner).phase = Phase::Ready;
+            self.ready.push(c);
+        }
+    }
+
+    /// Forget an Active completion without calling back (shutdown). `res` is its raw
+    /// result if one arrived, so an accepted fd nobody will see gets closed.
+    pub(crate) fn abandon(&mut self, c: NonNull<Completion>, res: Option<isize>) {
+        let inner = Completion::raw(c);
+        // SAFETY: `c` is Active, hence live; loop thread; no kernel or pool reference
+        // remains (the caller reaped it).
+        unsafe {
+            if let Some(res) = res {
+                close_orphan_fd(&(*inner).op, res);
+            }
+            self.registry.remove((*inner).ticket);
+            (*inner).phase = Phase::Dead;
+        }
+    }
+
+    fn fresh_ns(&self) -> u64 {
+        self.epoch.elapsed().as_nanos().min(u64::MAX as u128) as u64
+    }
+
+    fn update_now(&mut self) {
+        self.now_ns = self.fresh_ns();
+    }
+
+    /// Hand `c` to the thread pool; its result comes back through the sink.
+    pub(crate) fn to_pool(&mut self, c: NonNull<Completion>) {
+        unsafe fn run(data: *mut (), ctx: *const ()) {
+            let c = NonNull::new(data.cast::<Completion>()).expect("non-null job");
+            let inner = Completion::raw(c);
+            // SAFETY: the loop handed this completion to us and does not touch its op or
+            // result until we push it back; its buffer is valid (owned by the op).
+            let res = unsafe { sys::perform(inner, false) };
+            // SAFETY: as above; `res` is read by the loop only after the queue hand-off.
+            unsafe { (*inner).res = res };
+            // SAFETY: the sink outlives every job: the loop waits for all pool jobs before
+            // dropping its Arc (and a leaked loop leaks the Arc).
+            let sink = unsafe { &*ctx.cast::<PoolSink>() };
+            let _ = sink.done.push(SendPtr(c));
+            if !sink.wake_pending.swap(true, Ordering::AcqRel) {
+                (sink.wake)();
+            }
+        }
+        let inner = Completion::raw(c);
+        // SAFETY: `c` is Active and live; loop thread.
+        unsafe { (*inner).phase = Phase::Pool };
+        self.pool_inflight += 1;
+        let pool = self
+            .pool
+            .get_or_insert_with(|| ThreadPool::new(ThreadPoolOptions::default()));
+        pool.execute_raw(RawJob {
+            run,
+            data: c.as_ptr().cast(),
+            ctx: Arc::as_ptr(&self.sink).cast(),
+        });
+    }
+
+    fn collect_pool(&mut self) {
+        if self.pool_inflight == 0 {
+            return;
+        }
+        self.sink.wake_pending.store(false, Ordering::Release);
+        while let Ok(SendPtr(c)) = self.sink.done.pop() {
+            self.pool_inflight -= 1;
+            // SAFETY: the worker is done with `c`; it is Active and live.
+            let res = unsafe { (*Completion::raw(c)).res };
+            self.finish(c, res);
+        }
+    }
+
+    fn expire_timers(&mut self) {
+        while let Some(((deadline, _), c)) = self.timers.peek() {
+            if deadline > self.now_ns {
+                break;
+            }
+            self.timers.pop();
+            self.finish(c, 0);
+        }
+    }
+
+    /// How long the kernel may block: 0 when work is ready, else until the next deadline.
+    fn wait_timeout(&self) -> Option<Duration> {
+        if !self.ready.is_empty() || !self.sink.done.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let ((deadline, _), _) = self.timers.peek()?;
+        let now = self.fresh_ns();
+        Some(Duration::from_nanos(deadline.saturating_sub(now)))
+    }
+
+    fn add_timer(&mut self, c: NonNull<Completion>) {
+        let inner = Completion::raw(c);
+        self.timer_seq += 1;
+        // SAFETY: `c` is Active and live; loop thread.
+        unsafe {
+            (*inner).phase = Phase::Timer;
+            self.timers.push(((*inner).deadline, self.timer_seq), c);
+        }
+    }
+
+    fn set_deadline(&mut self, c: NonNull<Completion>, ms: u64) {
+        // Measured from the clock now, not the cached tick time, so a timer armed late in
+        // a long tick still never fires early.
+        let deadline = self.fresh_ns().saturating_add(ms.saturating_mul(1_000_000));
+        // SAFETY: `c` is live and exclusively ours at this point; loop thread.
+        unsafe { (*Completion::raw(c)).deadline = deadline };
+    }
+}
+
+/// A completion-based event loop.
+///
+/// Add [`Completion`]s (operation + callback) and [`run`](Self::run) the loop; each
+/// callback receives its operation's typed [`OpResult`] and returns
+/// [`CallbackAction::Disarm`] or [`CallbackAction::Rearm`]. Nothing is allocated per
+/// operation.
+///
+/// **Drop order.** Dropping the loop (or calling [`shutdown`](Self::shutdown)) cancels
+/// every operation still in flight, waits until the kernel and the thread pool have let
+/// go of them, closes any fd they produced that nobody received, and leaves every
+/// completion Dead without calling its callback. So a program may stop the loop and drop
+/// it before its completions; dropping a completion while it is still Active aborts.
+pub struct Loop {
+    core: Core,
+    driver: Driver,
+    backend: Backend,
+    running: bool,
+    stopped: bool,
+}
+
+impl Loop {
+    /// Create a loop; see [`Options`].
+    ///
+    /// ```
+    /// let lp = xev::Loop::new(xev::Options::default())?;
+    /// println!("running on {:?}", lp.backend());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn new(opts: Options) -> io::Result<Loop> {
+        if opts.entries == 0 || opts.entries > MAX_ENTRIES {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "Options.entries = {} is outside 1..={MAX_ENTRIES}",
+                    opts.entries
+                ),
+            ));
+        }
+        let backend = match opts.backend {
+            Some(b) if !b.is_available() => {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    format!("backend {b:?} is not available on this system"),
+                ))
+            }
+            Some(b) => b,
+            None => Backend::default(),
+        };
+        let driver = Driver::new(backend, opts.entries)?;
+        let sink = Arc::new(PoolSink {
+            done: ConcurrentQueue::unbounded(),
+            wake_pending: AtomicBool::new(false),
+            wake: driver.waker(),
+        });
+        let mut core = Core {
+            registry: Registry::default(),
+            timers: Heap::default(),
+            timer_seq: 0,
+            ready: Intrusive::default(),
+            epoch: Instant::now(),
+            now_ns: 0,
+            pool: opts.thread_pool,
+            sink,
+            pool_inflight: 0,
+        };
+        core.update_now();
+        Ok(Loop {
+            core,
+            driver,
+            backend,
+            running: false,
+            stopped: false,
+        })
+    }
+
+    /// The backend this loop runs on.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Number of Active completions.
+    pub fn active(&self) -> usize {
+        self.core.registry.len()
+    }
+
+    /// Run the loop; see [`RunMode`]. Returns [`RunError::Nested`] if called from a
+    /// callback. A previous [`stop`](Self::stop) is cleared when `run` starts.
+    pub fn run(&mut self, mode: RunMode) -> Result<(), RunError> {
+        if self.running {
+            return Err(RunError::Nested);
+        }
+        self.running = true;
+        self.stopped = false;
+        let r = self.run_inner(mode);
+        self.running = false;
+        r.map_err(RunError::Io)
+    }
+
+    fn run_inner(&mut self, mode: RunMode) -> io::Result<()> {
+        match mode {
+            RunMode::NoWait => self.tick(false).map(drop),
+            RunMode::Once => {
+                while !self.stopped && self.active() > 0 {
+                    if self.tick(true)? > 0 {
+                        break;
+                    }
+                }
+                Ok(())
+            }
+            RunMode::UntilDone => {
+                while !self.stopped && self.active() > 0 {
+                    self.tick(true)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// One iteration: submit, wait (if `block` and nothing is ready) at most until the
+    /// next timer, then run the callbacks that were ready at that point. Callbacks queued
+    /// by those callbacks (rearms, synchronous results) wait for the next tick, so a
+    /// callback that always rearms cannot trap the loop in one tick.
+    fn tick(&mut self, block: bool) -> io::Result<usize> {
+        let timeout = if block {
+            self.core.wait_timeout()
+        } else {
+            Some(Duration::ZERO)
+        };
+        self.driver.wait(&mut self.core, timeout)?;
+        self.core.collect_pool();
+        self.core.update_now();
+        self.core.expire_timers();
+        let n = self.core.ready.len();
+        let mut ran = 0;
+        for _ in 0..n {
+            let Some(c) = self.core.ready.pop() else {
+                break;
+            };
+            self.invoke(c);
+            ran += 1;
+        }
+        Ok(ran)
+    }
+
+    fn invoke(&mut self, c: NonNull<Completion>) {
+        let inner = Completion::raw(c);
+        // SAFETY: `c` came off the ready queue, so it is Active and live, and neither the
+        // kernel nor the pool references it any more. It is marked `Callback`, which makes
+        // dropping it abort, so it stays live until this function returns even if the
+        // callback reaches it through the user's own handles.
+        unsafe {
+            self.core.registry.remove((*inner).ticket);
+            (*inner).phase = Phase::Callback;
+            if let Op::RecvMsg { .. } = (*inner).op {
+                (*inner).scratch.addrlen = (*inner).scratch.msg.msg_namelen;
+            }
+            let addr = match (*inner).op {
+                Op::Accept { .. } | Op::RecvMsg { .. } => Completion::scratch_addr(&*inner),
+                _ => None,
+            };
+            let result = OpResult::build(&(*inner).op, (*inner).res, addr);
+            let mut cb = std::mem::replace(&mut (*inner).callback, Callback::empty());
+            let action = cb.call(self, Pin::new_unchecked(&mut *c.as_ptr()), result);
+            if (*inner).callback.is_empty() {
+                (*inner).callback = cb;
+            } else {
+                drop(cb);
+            }
+            if (*inner).phase == Phase::Callback {
+                (*inner).phase = Phase::Dead;
+                if action == CallbackAction::Rearm {
+                    self.submit(c, true);
+                }
+            }
+        }
+    }
+
+    /// Stop: the current [`run`](Self::run) returns after the callbacks of this tick.
+    pub fn stop(&mut self) {
+        self.stopped = true;
+    }
+
+    /// Whether [`stop`](Self::stop) was called since the last `run` started.
+    pub fn stopped(&self) -> bool {
+        self.stopped
+    }
+
+    /// The loop's cached monotonic time in milliseconds since it was created; refreshed
+    /// once per tick and by [`update_now`](Self::update_now).
+    pub fn now(&self) -> u64 {
+        self.core.now_ns / 1_000_000
+    }
+
+    /// Refresh the cached time now.
+    pub fn update_now(&mut self) {
+        self.core.update_now();
+    }
+
+    /// Add a prepared completion (see [`Completion::prep`]).
+    ///
+    /// # Panics
+    /// If `c` is already Active.
+    pub fn add(&mut self, c: Pin<&mut Completion>) {
+        assert!(
+            c.state() == CompletionState::Dead,
+            "Loop::add: the completion is already Active"
+        );
+        // SAFETY: we never move out of the pinned completion; the loop keeps its address
+        // and it cannot be freed while Active (its Drop aborts).
+        let ptr = NonNull::from(unsafe { c.get_unchecked_mut() });
+        self.submit(ptr, false);
+    }
+
+    /// Set `op` and `callback` on `c` and add it.
+    ///
+    /// ```
+    /// use std::pin::pin;
+    /// use xev::{Buffer, CallbackAction, Completion, Loop, Op, OpResult, Options, RunMode};
+    ///
+    /// let mut lp = Loop::new(Options::default())?;
+    /// let (r, w) = std::os::unix::net::UnixStream::pair()?;
+    /// use std::io::Write;
+    /// (&w).write_all(b"hello")?;
+    /// use std::os::fd::AsRawFd;
+    /// let mut c = pin!(Completion::new());
+    /// lp.start(c.as_mut(), Op::Recv { fd: r.as_raw_fd(), buf: Buffer::inline(16) }, |_, c, res| {
+    ///     let OpResult::Recv(Ok(n)) = res else { panic!("{res:?}") };
+    ///     assert_eq!(&c.buffer().unwrap().as_slice()[..n], b"hello");
+    ///     CallbackAction::Disarm
+    /// });
+    /// lp.run(RunMode::UntilDone)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn start<F>(&mut self, mut c: Pin<&mut Completion>, op: Op, callback: F)
+    where
+        F: FnMut(&mut Loop, Pin<&mut Completion>, OpResult) -> CallbackAction + 'static,
+    {
+        c.as_mut().prep(op, callback);
+        self.add(c);
+    }
+
+    /// Start a timer on `c` that fires `ms` milliseconds from now (never earlier); 0 fires
+    /// on the next tick and `u64::MAX` never fires. The callback receives
+    /// `OpResult::Timer(Expiration)` or `OpResult::Timer(Canceled)`.
+    pub fn timer<F>(&mut self, c: Pin<&mut Completion>, ms: u64, callback: F)
+    where
+        F: FnMut(&mut Loop, Pin<&mut Completion>, OpResult) -> CallbackAction + 'static,
+    {
+        self.start(c, Op::Timer { ms }, callback);
+    }
+
+    /// Restart the timer `c` to fire `ms` from now with `callback`, whatever its state:
+    /// an Active timer is moved (its old callback is not called), a Dead completion is
+    /// started as by [`timer`](Self::timer). The callback fires once, with Expiration.
+    ///
+    /// Timers live in user space on every backend, so unlike libxev no second "cancel"
+    /// completion is needed.
+    ///
+    /// # Panics
+    /// If `c` is Active with an operation other than a timer.
+    pub fn timer_reset<F>(&mut self, c: Pin<&mut Completion>, ms: u64, callback: F)
+    where
+        F: FnMut(&mut Loop, Pin<&mut Completion>, OpResult) -> CallbackAction + 'static,
+    {
+        if c.state() == CompletionState::Dead {
+            return self.timer(c, ms, callback);
+        }
+        // SAFETY: not moved out of; see `add`.
+        let ptr = NonNull::from(unsafe { c.get_unchecked_mut() });
+        let inner = Completion::raw(ptr);
+        // SAFETY: Active, so live; loop thread; a timer is never in the kernel or pool.
+        unsafe {
+            assert!(
+                matches!((*inner).op, Op::Timer { .. }),
+                "Loop::timer_reset on an Active non-timer completion"
+            );
+            match (*inner).phase {
+                Phase::Timer => {
+                    let index = (*inner).heap_index;
+                    debug_assert_eq!(self.core.timers.get(index), Some(ptr));
+                    self.core.timers.remove(index);
+                }
+                Phase::Ready => {
+                    self.core.ready.remove(ptr);
+                }
+                other => unreachable!("timer in phase {other:?}"),
+            }
+            (*inner).op = Op::Timer { ms };
+            (*inner).callback = Callback::new(callback);
+        }
+        self.core.set_deadline(ptr, ms);
+        self.core.add_timer(ptr);
+    }
+
+    /// Cancel `target`'s operation using `c`. The target's callback receives `Canceled`
+    /// and `c`'s callback `OpResult::Cancel(Ok(()))`; if the target is not in flight,
+    /// `c` gets `Err(CancelError::NotFound)` and the target is untouched.
+    pub fn cancel<F>(&mut self, c: Pin<&mut Completion>, target: &Completion, callback: F)
+    where
+        F: FnMut(&mut Loop, Pin<&mut Completion>, OpResult) -> CallbackAction + 'static,
+    {
+        self.start(
+            c,
+            Op::Cancel {
+                target: CancelTarget::of(target),
+            },
+            callback,
+        );
+    }
+
+    /// Start (or restart, for `rearm`) an Active-to-be completion.
+    fn submit(&mut self, c: NonNull<Completion>, rearm: bool) {
+        let inner = Completion::raw(c);
+        // SAFETY: `c` is live (pinned by the caller or by Active-ness) and Dead; loop thread.
+        unsafe {
+            if let Op::Noop = (*inner).op {
+                (*inner).phase = Phase::Dead;
+                return;
+            }
+            (*inner).ticket = self.core.registry.insert(c);
+            (*inner).phase = Phase::Ready; // placeholder until the backend places it
+            match (*inner).op {
+                Op::Timer { ms } => {
+                    if !rearm {
+                        self.core.set_deadline(c, ms);
+                    }
+                    self.core.add_timer(c);
+                }
+                Op::Cancel { target } => self.start_cancel(c, target),
+                _ => self.driver.start(&mut self.core, c),
+            }
+        }
+    }
+
+    fn start_cancel(&mut self, c: NonNull<Completion>, target: CancelTarget) {
+        const ENOENT: isize = -(libc::ENOENT as isize);
+        let Some(t) = target.0.and_then(|tk| self.core.registry.get(tk)) else {
+            return self.core.finish(c, ENOENT);
+        };
+        if t == c {
+            return self.core.finish(c, ENOENT);
+        }
+        let tin = Completion::raw(t);
+        // SAFETY: `t` is registered, hence Active and live; we only read its phase and
+        // heap index, which only the loop thread writes.
+        let phase = unsafe { (*tin).phase };
+        match phase {
+            Phase::Timer => {
+                // SAFETY: as above.
+                let index = unsafe { (*tin).heap_index };
+                self.core.timers.remove(index);
+                self.core.finish(t, -(libc::ECANCELED as isize));
+                self.core.finish(c, 0);
+            }
+            Phase::Ready => self.core.finish(c, ENOENT),
+            Phase::Pool => self.core.finish(c, -(libc::EALREADY as isize)),
+            Phase::Kernel | Phase::Waiting => self.driver.cancel(&mut self.core, c, t),
+            Phase::Dead | Phase::Callback => self.core.finish(c, ENOENT),
+        }
+    }
+
+    /// Cancel and drain every Active completion without calling back (see the type docs).
+    /// The loop stays usable afterwards.
+    pub fn shutdown(&mut self) {
+        // Results already waiting.
+        while let Some(c) = self.core.ready.pop() {
+            // SAFETY: queued, so Active and live.
+            let res = unsafe { (*Completion::raw(c)).res };
+            self.core.abandon(c, Some(res));
+        }
+        let timers: Vec<_> = self.core.timers.drain().collect();
+        for c in timers {
+            self.core.abandon(c, None);
+        }
+        self.driver.shutdown(&mut self.core);
+        while self.core.pool_inflight > 0 {
+            self.core.collect_pool();
+            while let Some(c) = self.core.ready.pop() {
+                // SAFETY: queued, so Active and live; the worker is done with it.
+                let res = unsafe { (*Completion::raw(c)).res };
+                self.core.abandon(c, Some(res));
+            }
+            if self.core.pool_inflight > 0 {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+        debug_assert_eq!(self.core.registry.len(), 0);
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl fmt::Debug for Loop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Loop")
+            .field("backend", &self.backend)
+            .field("active", &self.active())
+            .field("timers", &self.core.timers.len())
+            .field("stopped", &self.stopped)
+            .finish()
+    }
+}

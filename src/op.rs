@@ -1,0 +1,465 @@
+//! The operations a [`Completion`](crate::Completion) can carry, and the buffers they own.
+
+use std::cell::UnsafeCell;
+use std::fmt;
+use std::net::{Shutdown, SocketAddr};
+use std::ops::BitOr;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+use crate::completion::Completion;
+use crate::registry::Ticket;
+
+/// One operation for the loop to perform.
+///
+/// Build it with the variant directly or the helper constructors, put it in a
+/// [`Completion`] with [`Completion::prep`] or [`Loop::start`](crate::Loop::start), and the
+/// callback receives the [`OpResult`](crate::OpResult) variant of the same name.
+///
+/// File descriptors are borrowed by number and must stay open until the operation
+/// finishes; on the poll backend, sockets and pipes must be in non-blocking mode (every
+/// fd this crate creates is). Only [`Op::Close`] takes ownership of its fd.
+#[derive(Debug)]
+pub enum Op {
+    /// Does nothing: adding it leaves the completion Dead and never calls back.
+    Noop,
+    /// Accept one connection on a listening socket.
+    Accept {
+        /// The listening socket.
+        fd: RawFd,
+    },
+    /// Connect a socket to `addr`.
+    Connect {
+        /// The socket.
+        fd: RawFd,
+        /// Where to connect.
+        addr: SocketAddr,
+    },
+    /// Read into `buf` at the fd's current position (for a regular file) or from the
+    /// stream. On the poll backend, regular files are read on the thread pool.
+    Read {
+        /// Source.
+        fd: RawFd,
+        /// Destination; the whole buffer is offered.
+        buf: Buffer,
+    },
+    /// Read into `buf` at `offset` (runs on the thread pool on the poll backend).
+    Pread {
+        /// Source.
+        fd: RawFd,
+        /// Destination.
+        buf: Buffer,
+        /// Byte offset in the file.
+        offset: u64,
+    },
+    /// Write `buf` at the fd's current position (or to the stream).
+    Write {
+        /// Destination.
+        fd: RawFd,
+        /// Bytes to write.
+        buf: Buffer,
+    },
+    /// Write `buf` at `offset` (runs on the thread pool on the poll backend).
+    Pwrite {
+        /// Destination.
+        fd: RawFd,
+        /// Bytes to write.
+        buf: Buffer,
+        /// Byte offset in the file.
+        offset: u64,
+    },
+    /// `send(2)` on a socket (with `MSG_NOSIGNAL`: a closed peer is an error, not a signal).
+    Send {
+        /// The socket.
+        fd: RawFd,
+        /// Bytes to send.
+        buf: Buffer,
+    },
+    /// `recv(2)` on a socket.
+    Recv {
+        /// The socket.
+        fd: RawFd,
+        /// Destination.
+        buf: Buffer,
+    },
+    /// `sendmsg(2)`: send `buf` as one message, to `addr` when given (UDP).
+    SendMsg {
+        /// The socket.
+        fd: RawFd,
+        /// Bytes to send.
+        buf: Buffer,
+        /// Destination for unconnected sockets.
+        addr: Option<SocketAddr>,
+    },
+    /// `recvmsg(2)`: receive one message into `buf` together with the sender's address.
+    RecvMsg {
+        /// The socket.
+        fd: RawFd,
+        /// Destination.
+        buf: Buffer,
+    },
+    /// Close a file descriptor. The operation owns it; after the first start the slot is
+    /// empty, so rearming a close reports `EBADF` instead of closing someone else's fd.
+    Close {
+        /// The descriptor to close.
+        fd: Option<OwnedFd>,
+    },
+    /// Shut down one or both directions of a connected socket.
+    Shutdown {
+        /// The socket.
+        fd: RawFd,
+        /// Which directions.
+        how: Shutdown,
+    },
+    /// Wait until `fd` is ready for `events` (one shot), like `poll(2)`.
+    Poll {
+        /// The descriptor.
+        fd: RawFd,
+        /// Events of interest: [`PollEvents::IN`] and/or [`PollEvents::OUT`].
+        events: PollEvents,
+    },
+    /// Fire `ms` milliseconds after the completion is added. The absolute deadline is fixed
+    /// when it is added, so a rearmed timer keeps it and fires on the next tick.
+    Timer {
+        /// Delay in milliseconds; 0 fires on the next tick, `u64::MAX` never fires.
+        ms: u64,
+    },
+    /// Cancel another completion's operation.
+    Cancel {
+        /// Which operation; see [`CancelTarget::of`].
+        target: CancelTarget,
+    },
+}
+
+impl Op {
+    /// `Op::Close` taking ownership of `fd`.
+    pub fn close(fd: impl Into<OwnedFd>) -> Op {
+        Op::Close {
+            fd: Some(fd.into()),
+        }
+    }
+
+    /// The buffer this operation carries, if any.
+    pub fn buffer(&self) -> Option<&Buffer> {
+        match self {
+            Op::Read { buf, .. }
+            | Op::Pread { buf, .. }
+            | Op::Write { buf, .. }
+            | Op::Pwrite { buf, .. }
+            | Op::Send { buf, .. }
+            | Op::Recv { buf, .. }
+            | Op::SendMsg { buf, .. }
+            | Op::RecvMsg { buf, .. } => Some(buf),
+            _ => None,
+        }
+    }
+
+    /// The buffer this operation carries, if any, mutably.
+    pub fn buffer_mut(&mut self) -> Option<&mut Buffer> {
+        match self {
+            Op::Read { buf, .. }
+            | Op::Pread { buf, .. }
+            | Op::Write { buf, .. }
+            | Op::Pwrite { buf, .. }
+            | Op::Send { buf, .. }
+            | Op::Recv { buf, .. }
+            | Op::SendMsg { buf, .. }
+            | Op::RecvMsg { buf, .. } => Some(buf),
+            _ => None,
+        }
+    }
+
+    /// The descriptor this operation works on, if any.
+    pub fn fd(&self) -> Option<RawFd> {
+        match self {
+            Op::Accept { fd }
+            | Op::Connect { fd, .. }
+            | Op::Read { fd, .. }
+            | Op::Pread { fd, .. }
+            | Op::Write { fd, .. }
+            | Op::Pwrite { fd, .. }
+            | Op::Send { fd, .. }
+            | Op::Recv { fd, .. }
+            | Op::SendMsg { fd, .. }
+            | Op::RecvMsg { fd, .. }
+            | Op::Shutdown { fd, .. }
+            | Op::Poll { fd, .. } => Some(*fd),
+            Op::Close { fd } => fd.as_ref().map(|f| f.as_raw_fd()),
+            Op::Noop | Op::Timer { .. } | Op::Cancel { .. } => None,
+        }
+    }
+}
+
+/// Size of a [`Buffer`]'s inline storage.
+pub const INLINE_BUFFER: usize = 32;
+
+/// Memory an operation reads from or writes into. The loop owns it while the operation is
+/// in flight, so the kernel never touches memory that safe code could free.
+///
+/// ```
+/// let b = xev::Buffer::from(b"PING\n".to_vec());
+/// assert_eq!(b.as_slice(), b"PING\n");
+/// let small = xev::Buffer::copy_from(b"hi"); // inline, no allocation
+/// assert_eq!(small.len(), 2);
+/// ```
+pub struct Buffer {
+    inner: Inner,
+}
+
+enum Inner {
+    /// Up to [`INLINE_BUFFER`] bytes stored in the completion itself.
+    Inline {
+        data: UnsafeCell<[u8; INLINE_BUFFER]>,
+        len: u8,
+    },
+    /// An owned heap buffer; the whole `len()` is used.
+    Vec(Vec<u8>),
+    /// Memory the caller vouched for through [`Buffer::from_raw`].
+    Raw { ptr: *mut u8, len: usize },
+}
+
+impl Buffer {
+    /// A zeroed inline buffer of `len` bytes (at most [`INLINE_BUFFER`]), for small reads.
+    ///
+    /// # Panics
+    /// If `len > INLINE_BUFFER`.
+    pub fn inline(len: usize) -> Buffer {
+        assert!(
+            len <= INLINE_BUFFER,
+            "inline buffers hold at most {INLINE_BUFFER} bytes"
+        );
+        Buffer {
+            inner: Inner::Inline {
+                data: UnsafeCell::new([0; INLINE_BUFFER]),
+                len: len as u8,
+            },
+        }
+    }
+
+    /// A copy of `bytes`: inline when it fits, otherwise in a new `Vec`.
+    pub fn copy_from(bytes: &[u8]) -> Buffer {
+        if bytes.len() <= INLINE_BUFFER {
+            let mut data = [0; INLINE_BUFFER];
+            data[..bytes.len()].copy_from_slice(bytes);
+            Buffer {
+                inner: Inner::Inline {
+                    data: UnsafeCell::new(data),
+                    len: bytes.len() as u8,
+                },
+            }
+        } else {
+            Buffer::from(bytes.to_vec())
+        }
+    }
+
+    /// A buffer over memory the caller keeps alive.
+    ///
+    /// # Safety
+    /// `ptr` must be valid for reads and writes of `len` bytes from now until this
+    /// `Buffer` is dropped or replaced, and nothing else may access that memory while an
+    /// operation using this buffer is in flight.
+    pub unsafe fn from_raw(ptr: *mut u8, len: usize) -> Buffer {
+        Buffer {
+            inner: Inner::Raw { ptr, len },
+        }
+    }
+
+    /// Number of bytes the operation may use.
+    pub fn len(&self) -> usize {
+        match &self.inner {
+            Inner::Inline { len, .. } => *len as usize,
+            Inner::Vec(v) => v.len(),
+            Inner::Raw { len, .. } => *len,
+        }
+    }
+
+    /// True when the buffer has no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: `Buffer`s are only reachable by safe code while no operation uses them
+        // (Completion::op returns None while Active); `from_raw`'s contract covers Raw.
+        unsafe { std::slice::from_raw_parts(self.as_ptr(), self.len()) }
+    }
+
+    /// The bytes, mutably.
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: as in `as_slice`, and `&mut self` gives exclusive access.
+        unsafe { std::slice::from_raw_parts_mut(self.as_ptr(), self.len()) }
+    }
+
+    /// Shorten or lengthen an inline buffer (up to [`INLINE_BUFFER`]) or a `Vec` buffer
+    /// (zero-filling), e.g. to write only the first `n` bytes of a reused buffer.
+    ///
+    /// # Panics
+    /// If an inline buffer would exceed [`INLINE_BUFFER`], or the buffer is raw.
+    pub fn set_len(&mut self, new_len: usize) {
+        match &mut self.inner {
+            Inner::Inline { len, .. } => {
+                assert!(
+                    new_len <= INLINE_BUFFER,
+                    "inline buffers hold at most {INLINE_BUFFER} bytes"
+                );
+                *len = new_len as u8;
+            }
+            Inner::Vec(v) => v.resize(new_len, 0),
+            Inner::Raw { .. } => panic!("cannot resize a raw buffer"),
+        }
+    }
+
+    /// The owned `Vec`, if this buffer is one.
+    pub fn into_vec(self) -> Option<Vec<u8>> {
+        match self.inner {
+            Inner::Vec(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// Pointer to the first byte, for the kernel.
+    pub(crate) fn as_ptr(&self) -> *mut u8 {
+        match &self.inner {
+            Inner::Inline { data, .. } => data.get().cast(),
+            Inner::Vec(v) => v.as_ptr().cast_mut(),
+            Inner::Raw { ptr, .. } => *ptr,
+        }
+    }
+}
+
+impl From<Vec<u8>> for Buffer {
+    fn from(v: Vec<u8>) -> Buffer {
+        Buffer {
+            inner: Inner::Vec(v),
+        }
+    }
+}
+
+impl From<Box<[u8]>> for Buffer {
+    fn from(b: Box<[u8]>) -> Buffer {
+        Buffer::from(b.into_vec())
+    }
+}
+
+impl fmt::Debug for Buffer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.inner {
+            Inner::Inline { .. } => "inline",
+            Inner::Vec(_) => "vec",
+            Inner::Raw { .. } => "raw",
+        };
+        f.debug_struct("Buffer")
+            .field("kind", &kind)
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
+/// Readiness events for [`Op::Poll`], with `poll(2)` bit values.
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
+pub struct PollEvents(u32);
+
+impl PollEvents {
+    /// Readable (or a connection to accept).
+    pub const IN: PollEvents = PollEvents(libc::POLLIN as u32);
+    /// Writable.
+    pub const OUT: PollEvents = PollEvents(libc::POLLOUT as u32);
+    /// An error condition (reported, never requested).
+    pub const ERR: PollEvents = PollEvents(libc::POLLERR as u32);
+    /// Hang-up (reported, never requested).
+    pub const HUP: PollEvents = PollEvents(libc::POLLHUP as u32);
+
+    /// From raw `poll(2)` bits.
+    pub const fn from_bits(bits: u32) -> PollEvents {
+        PollEvents(bits)
+    }
+
+    /// The raw `poll(2)` bits.
+    pub const fn bits(self) -> u32 {
+        self.0
+    }
+
+    /// True when every bit of `other` is set.
+    pub const fn contains(self, other: PollEvents) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// True when any bit of `other` is set.
+    pub const fn intersects(self, other: PollEvents) -> bool {
+        self.0 & other.0 != 0
+    }
+}
+
+impl BitOr for PollEvents {
+    type Output = PollEvents;
+    fn bitor(self, rhs: PollEvents) -> PollEvents {
+        PollEvents(self.0 | rhs.0)
+    }
+}
+
+impl fmt::Debug for PollEvents {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names = [
+            (Self::IN, "IN"),
+            (Self::OUT, "OUT"),
+            (Self::ERR, "ERR"),
+            (Self::HUP, "HUP"),
+        ];
+        let set: Vec<&str> = names
+            .iter()
+            .filter(|(e, _)| self.intersects(*e))
+            .map(|(_, n)| *n)
+            .collect();
+        write!(f, "PollEvents({})", set.join("|"))
+    }
+}
+
+/// Names the operation a cancel should stop: the registration of a completion at the
+/// moment the target was taken. It is `Copy`, so it can be stored and used later; if the
+/// target has finished by then (even if its memory was reused), the cancel reports
+/// [`CancelError::NotFound`](crate::CancelError::NotFound). A rearmed completion is a new
+/// registration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CancelTarget(pub(crate) Option<Ticket>);
+
+impl CancelTarget {
+    /// The operation `c` is running now (or nothing, if `c` is Dead).
+    pub fn of(c: &Completion) -> CancelTarget {
+        CancelTarget(c.ticket())
+    }
+
+    /// A target that is never found.
+    pub const fn none() -> CancelTarget {
+        CancelTarget(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffers() {
+        let mut b = Buffer::inline(4);
+        assert_eq!(b.as_slice(), &[0; 4]);
+        b.as_mut_slice().copy_from_slice(b"abcd");
+        b.set_len(2);
+        assert_eq!(b.as_slice(), b"ab");
+        let v = Buffer::copy_from(&[7u8; 100]);
+        assert_eq!(v.len(), 100);
+        assert_eq!(v.into_vec().unwrap(), vec![7u8; 100]);
+        let mut backing = [1u8, 2, 3];
+        // SAFETY: `backing` outlives `r` and nothing else touches it meanwhile.
+        let r = unsafe { Buffer::from_raw(backing.as_mut_ptr(), 3) };
+        assert_eq!(r.as_slice(), &[1, 2, 3]);
+        assert!(r.into_vec().is_none());
+    }
+
+    #[test]
+    fn poll_events() {
+        let e = PollEvents::IN | PollEvents::OUT;
+        assert!(e.contains(PollEvents::IN));
+        assert!(!PollEvents::IN.contains(e));
+        assert_eq!(format!("{e:?}"), "PollEvents(IN|OUT)");
+    }
+}

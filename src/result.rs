@@ -1,0 +1,306 @@
+//! Typed results of finished operations and their error enums.
+//!
+//! Every backend reports an operation's outcome as one integer (a byte count, a file
+//! descriptor, or `-errno`), exactly like an io_uring CQE. [`OpResult::build`] turns that
+//! integer into the typed result for the operation, so every backend shares one mapping
+//! and hence one behaviour.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+
+use crate::op::{Op, PollEvents};
+use crate::sys;
+
+/// Why an operation did not produce its value.
+#[derive(Debug)]
+pub enum Error {
+    /// The operation was cancelled (by a cancel operation or by the loop shutting down).
+    Canceled,
+    /// The operating system reported an error.
+    Io(io::Error),
+}
+
+/// Why a read-like operation (read, pread, recv, recvmsg) did not produce bytes.
+#[derive(Debug)]
+pub enum ReadError {
+    /// The peer closed its side (or the file ended): the read returned 0 bytes into a
+    /// non-empty buffer. A read into an empty buffer returns `Ok(0)` instead.
+    Eof,
+    /// The operation was cancelled.
+    Canceled,
+    /// The operating system reported an error.
+    Io(io::Error),
+}
+
+/// Why a cancel operation did not cancel its target.
+#[derive(Debug)]
+pub enum CancelError {
+    /// The target is not in flight: it never started, already finished, or its result
+    /// is already waiting for its callback.
+    NotFound,
+    /// The target is running in a place that cannot be interrupted (a blocking call on
+    /// the thread pool, or a kernel operation past its cancellation point), or another
+    /// operating-system error.
+    Io(io::Error),
+}
+
+/// What ended a timer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimerTrigger {
+    /// The deadline passed.
+    Expiration,
+    /// A cancel operation (or loop shutdown) removed the timer before its deadline.
+    Canceled,
+}
+
+/// A connection returned by an accept operation.
+#[derive(Debug)]
+pub struct Accepted {
+    /// The new socket: non-blocking and close-on-exec on every backend. Dropping it
+    /// closes it.
+    pub fd: OwnedFd,
+    /// The peer's address, when it is an IPv4 or IPv6 address.
+    pub peer: Option<SocketAddr>,
+}
+
+/// The result handed to a completion's callback; its variant always matches the
+/// operation's [`Op`] variant.
+#[derive(Debug)]
+pub enum OpResult {
+    /// A no-op never calls back; this variant exists for completeness.
+    Noop,
+    /// See [`Op::Accept`].
+    Accept(Result<Accepted, Error>),
+    /// See [`Op::Connect`].
+    Connect(Result<(), Error>),
+    /// Bytes read; see [`Op::Read`].
+    Read(Result<usize, ReadError>),
+    /// Bytes read; see [`Op::Pread`].
+    Pread(Result<usize, ReadError>),
+    /// Bytes received; see [`Op::Recv`].
+    Recv(Result<usize, ReadError>),
+    /// Bytes received and the sender's address; see [`Op::RecvMsg`].
+    RecvMsg(Result<(usize, Option<SocketAddr>), ReadError>),
+    /// Bytes written; see [`Op::Write`].
+    Write(Result<usize, Error>),
+    /// Bytes written; see [`Op::Pwrite`].
+    Pwrite(Result<usize, Error>),
+    /// Bytes sent; see [`Op::Send`].
+    Send(Result<usize, Error>),
+    /// Bytes sent; see [`Op::SendMsg`].
+    SendMsg(Result<usize, Error>),
+    /// See [`Op::Close`].
+    Close(Result<(), Error>),
+    /// See [`Op::Shutdown`].
+    Shutdown(Result<(), Error>),
+    /// The readiness events that occurred; see [`Op::Poll`].
+    Poll(Result<PollEvents, Error>),
+    /// See [`Op::Timer`].
+    Timer(TimerTrigger),
+    /// See [`Op::Cancel`].
+    Cancel(Result<(), CancelError>),
+}
+
+fn os(res: isize) -> io::Error {
+    io::Error::from_raw_os_error(-res as i32)
+}
+
+fn unit(res: isize) -> Result<(), Error> {
+    match res {
+        r if r >= 0 => Ok(()),
+        r if r == -(libc::ECANCELED as isize) => Err(Error::Canceled),
+        r => Err(Error::Io(os(r))),
+    }
+}
+
+fn count(res: isize) -> Result<usize, Error> {
+    unit(res).map(|()| res as usize)
+}
+
+fn read_count(res: isize, buf_len: usize) -> Result<usize, ReadError> {
+    match res {
+        0 if buf_len > 0 => Err(ReadError::Eof),
+        r if r >= 0 => Ok(r as usize),
+        r if r == -(libc::ECANCELED as isize) => Err(ReadError::Canceled),
+        r => Err(ReadError::Io(os(r))),
+    }
+}
+
+impl OpResult {
+    /// Build the typed result of `op` from the backend's integer outcome `res`
+    /// (non-negative value or `-errno`). `addr` is the address the kernel wrote for
+    /// accept/recvmsg. An accepted fd becomes owned here, so it is closed if nobody
+    /// keeps it.
+    pub(crate) fn build(op: &Op, res: isize, addr: Option<SocketAddr>) -> OpResult {
+        match op {
+            Op::Noop => OpResult::Noop,
+            Op::Accept { .. } => OpResult::Accept(unit(res).map(|()| Accepted {
+                // SAFETY: a non-negative accept result is a new fd that nothing else owns.
+                fd: unsafe { OwnedFd::from_raw_fd(res as RawFd) },
+                peer: addr,
+            })),
+            Op::Connect { .. } => OpResult::Connect(unit(res)),
+            Op::Read { buf, .. } => OpResult::Read(read_count(res, buf.len())),
+            Op::Pread { buf, .. } => OpResult::Pread(read_count(res, buf.len())),
+            Op::Recv { buf, .. } => OpResult::Recv(read_count(res, buf.len())),
+            Op::RecvMsg { .. } => {
+                // A zero-byte datagram is a valid message, not end-of-file.
+                OpResult::RecvMsg(read_count(res, 0).map(|n| (n, addr)))
+            }
+            Op::Write { .. } => OpResult::Write(count(res)),
+            Op::Pwrite { .. } => OpResult::Pwrite(count(res)),
+            Op::Send { .. } => OpResult::Send(count(res)),
+            Op::SendMsg { .. } => OpResult::SendMsg(count(res)),
+            Op::Close { .. } => OpResult::Close(unit(res)),
+            Op::Shutdown { .. } => OpResult::Shutdown(unit(res)),
+            Op::Poll { .. } => OpResult::Poll(count(res).map(|m| PollEvents::from_bits(m as u32))),
+            Op::Timer { .. } => OpResult::Timer(if res == -(libc::ECANCELED as isize) {
+                TimerTrigger::Canceled
+            } else {
+                TimerTrigger::Expiration
+            }),
+            Op::Cancel { .. } => OpResult::Cancel(match res {
+                r if r >= 0 => Ok(()),
+                r if r == -(libc::ENOENT as isize) => Err(CancelError::NotFound),
+                r => Err(CancelError::Io(os(r))),
+            }),
+        }
+    }
+}
+
+/// Whether a raw accept result for `op` carries an fd that must be closed if no callback
+/// will see it.
+pub(crate) fn close_orphan_fd(op: &Op, res: isize) {
+    if matches!(op, Op::Accept { .. }) && res >= 0 {
+        sys::close_fd(res as RawFd);
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Canceled => f.write_str("operation canceled"),
+            Error::Io(e) => e.fmt(f),
+        }
+    }
+}
+
+impl fmt::Display for ReadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReadError::Eof => f.write_str("end of file"),
+            ReadError::Canceled => f.write_str("operation canceled"),
+            ReadError::Io(e) => e.fmt(f),
+        }
+    }
+}
+
+impl fmt::Display for CancelError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CancelError::NotFound => f.write_str("no such operation in flight"),
+            CancelError::Io(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+impl std::error::Error for ReadError {}
+impl std::error::Error for CancelError {}
+
+impl From<Error> for io::Error {
+    fn from(e: Error) -> io::Error {
+        match e {
+            Error::Canceled => io::Error::new(io::ErrorKind::Interrupted, "operation canceled"),
+            Error::Io(e) => e,
+        }
+    }
+}
+
+impl From<ReadError> for io::Error {
+    fn from(e: ReadError) -> io::Error {
+        match e {
+            ReadError::Eof => io::Error::new(io::ErrorKind::UnexpectedEof, "end of file"),
+            ReadError::Canceled => io::Error::new(io::ErrorKind::Interrupted, "operation canceled"),
+            ReadError::Io(e) => e,
+        }
+    }
+}
+
+impl From<CancelError> for io::Error {
+    fn from(e: CancelError) -> io::Error {
+        match e {
+            CancelError::NotFound => {
+                io::Error::new(io::ErrorKind::NotFound, "no such operation in flight")
+            }
+            CancelError::Io(e) => e,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::op::Buffer;
+
+    #[test]
+    fn read_zero_is_eof_unless_buffer_empty() {
+        let op = Op::Read {
+            fd: 0,
+            buf: Buffer::inline(8),
+        };
+        assert!(matches!(
+            OpResult::build(&op, 0, None),
+            OpResult::Read(Err(ReadError::Eof))
+        ));
+        assert!(matches!(
+            OpResult::build(&op, 5, None),
+            OpResult::Read(Ok(5))
+        ));
+        let empty = Op::Read {
+            fd: 0,
+            buf: Buffer::inline(0),
+        };
+        assert!(matches!(
+            OpResult::build(&empty, 0, None),
+            OpResult::Read(Ok(0))
+        ));
+    }
+
+    #[test]
+    fn errno_mapping() {
+        let op = Op::Recv {
+            fd: 0,
+            buf: Buffer::inline(8),
+        };
+        let canceled = -(libc::ECANCELED as isize);
+        assert!(matches!(
+            OpResult::build(&op, canceled, None),
+            OpResult::Recv(Err(ReadError::Canceled))
+        ));
+        match OpResult::build(&op, -(libc::EBADF as isize), None) {
+            OpResult::Recv(Err(ReadError::Io(e))) => {
+                assert_eq!(e.raw_os_error(), Some(libc::EBADF))
+            }
+            other => panic!("{other:?}"),
+        }
+        let cancel = Op::Cancel {
+            target: crate::op::CancelTarget::none(),
+        };
+        assert!(matches!(
+            OpResult::build(&cancel, -(libc::ENOENT as isize), None),
+            OpResult::Cancel(Err(CancelError::NotFound))
+        ));
+        let timer = Op::Timer { ms: 1 };
+        assert!(matches!(
+            OpResult::build(&timer, 0, None),
+            OpResult::Timer(TimerTrigger::Expiration)
+        ));
+        assert!(matches!(
+            OpResult::build(&timer, canceled, None),
+            OpResult::Timer(TimerTrigger::Canceled)
+        ));
+    }
+}

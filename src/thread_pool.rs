@@ -1,0 +1,294 @@
+//! A small thread pool for blocking work (regular-file I/O on the poll backend, and
+//! later `spawn_blocking`).
+//!
+//! Workers are started lazily, one at a time, only when a job arrives and no worker is
+//! idle, up to `max_threads`; a worker idle for `idle_timeout` exits. Jobs are plain
+//! function pointers with a data pointer, so queuing a completion allocates nothing once
+//! the queue has grown to its working size.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::Duration;
+
+/// Settings for a [`ThreadPool`].
+#[derive(Debug, Clone)]
+pub struct ThreadPoolOptions {
+    /// Most worker threads alive at once (at least 1).
+    pub max_threads: usize,
+    /// How long an idle worker waits for work before it exits.
+    pub idle_timeout: Duration,
+    /// Stack size of each worker.
+    pub stack_size: usize,
+}
+
+impl Default for ThreadPoolOptions {
+    fn default() -> Self {
+        let cores = thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        ThreadPoolOptions {
+            max_threads: (cores * 4).clamp(4, 64),
+            idle_timeout: Duration::from_secs(10),
+            stack_size: 256 * 1024,
+        }
+    }
+}
+
+/// One unit of work: `run(data)` on a worker thread.
+pub(crate) struct RawJob {
+    pub(crate) run: unsafe fn(*mut (), *const ()),
+    pub(crate) data: *mut (),
+    pub(crate) ctx: *const (),
+}
+
+// SAFETY: a RawJob is created by code that guarantees `data` may be used from the worker
+// thread (the loop hands over a completion it will not touch until the job reports back).
+unsafe impl Send for RawJob {}
+
+enum Job {
+    Raw(RawJob),
+    Boxed(Box<dyn FnOnce() + Send>),
+}
+
+struct State {
+    jobs: VecDeque<Job>,
+    threads: usize,
+    idle: usize,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    cond: Condvar,
+    opts: ThreadPoolOptions,
+}
+
+/// A handle to a pool of worker threads; clones share the pool.
+///
+/// ```
+/// let pool = xev::ThreadPool::new(xev::ThreadPoolOptions::default());
+/// let (tx, rx) = std::sync::mpsc::channel();
+/// pool.execute(move || tx.send(6 * 7).unwrap());
+/// assert_eq!(rx.recv().unwrap(), 42);
+/// ```
+#[derive(Clone)]
+pub struct ThreadPool {
+    shared: Arc<Shared>,
+}
+
+impl ThreadPool {
+    /// A pool with no threads yet; they start when work arrives.
+    pub fn new(mut opts: ThreadPoolOptions) -> ThreadPool {
+        opts.max_threads = opts.max_threads.max(1);
+        ThreadPool {
+            shared: Arc::new(Shared {
+                state: Mutex::new(State {
+                    jobs: VecDeque::new(),
+                    threads: 0,
+                    idle: 0,
+                }),
+                cond: Condvar::new(),
+                opts,
+            }),
+        }
+    }
+
+    /// Run `f` on a worker thread (allocates a box for `f`).
+    pub fn execute(&self, f: impl FnOnce() + Send + 'static) {
+        self.push(Job::Boxed(Box::new(f)));
+    }
+
+    /// Run a raw job on a worker thread; no allocation.
+    pub(crate) fn execute_raw(&self, job: RawJob) {
+        self.push(Job::Raw(job));
+    }
+
+    /// Worker threads alive now.
+    pub fn threads(&self) -> usize {
+        self.lock().threads
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A worker never panics while holding the lock (jobs run unlocked), so poisoning
+        // cannot leave the state inconsistent; recover the guard.
+        self.shared.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn push(&self, job: Job) {
+        let mut st = self.lock();
+        st.jobs.push_back(job);
+        if st.idle > st.jobs.len() - 1 {
+            drop(st);
+            self.shared.cond.notify_one();
+            return;
+        }
+        if st.threads < self.shared.opts.max_threads {
+            st.threads += 1;
+            drop(st);
+            let shared = self.shared.clone();
+            let spawned = thread::Builder::new()
+                .name("xev-pool".into())
+                .stack_size(self.shared.opts.stack_size)
+                .spawn(move || worker(shared));
+            if spawned.is_err() {
+                // Could not start a thread: the job stays queued for an existing worker.
+                let mut st = self.lock();
+                st.threads -= 1;
+                if st.threads == 0 {
+                    // Nobody will ever run it; run it here rather than lose it.
+                    let jobs: Vec<Job> = st.jobs.drain(..).collect();
+                    drop(st);
+                    jobs.into_iter().for_each(run);
+                }
+            }
+        } else {
+            drop(st);
+            self.shared.cond.notify_one();
+        }
+    }
+}
+
+fn run(job: Job) {
+    match job {
+        // SAFETY: the creator of the RawJob guarantees `run(data)` is valid here.
+        Job::Raw(j) => unsafe { (j.run)(j.data, j.ctx) },
+        Job::Boxed(f) => {
+            // A panicking boxed job must not kill the worker while it is counted.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        }
+    }
+}
+
+fn worker(shared: Arc<Shared>) {
+    let mut st = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        if let Some(job) = st.jobs.pop_front() {
+            drop(st);
+            run(job);
+            st = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+            continue;
+        }
+        st.idle += 1;
+        let (guard, timeout) = shared
+            .cond
+            .wait_timeout(st, shared.opts.idle_timeout)
+            .unwrap_or_else(|e| e.into_inner());
+        st = guard;
+        st.idle -= 1;
+        if timeout.timed_out() && st.jobs.is_empty() {
+            break;
+        }
+    }
+    st.threads -= 1;
+}
+
+impl fmt::Debug for ThreadPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let st = self.lock();
+        f.debug_struct("ThreadPool")
+            .field("threads", &st.threads)
+            .field("idle", &st.idle)
+            .field("queued", &st.jobs.len())
+            .field("max_threads", &self.shared.opts.max_threads)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::mpsc;
+    use std::time::Instant;
+
+    fn opts(max: usize, idle_ms: u64) -> ThreadPoolOptions {
+        ThreadPoolOptions {
+            max_threads: max,
+            idle_timeout: Duration::from_millis(idle_ms),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn lazy_start_runs_everything_and_stays_bounded() {
+        let pool = ThreadPool::new(opts(3, 5_000));
+        assert_eq!(pool.threads(), 0, "no thread before work");
+        let running = Arc::new(AtomicUsize::new(0));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let (tx, rx) = mpsc::channel();
+        for i in 0..50 {
+            let (running, peak, tx) = (running.clone(), peak.clone(), tx.clone());
+            pool.execute(move || {
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(now, Ordering::SeqCst);
+                thread::sleep(Duration::from_millis(2));
+                running.fetch_sub(1, Ordering::SeqCst);
+                tx.send(i).unwrap();
+            });
+        }
+        let mut got: Vec<i32> = (0..50)
+            .map(|_| rx.recv_timeout(Duration::from_secs(10)).unwrap())
+            .collect();
+        got.sort();
+        assert_eq!(got, (0..50).collect::<Vec<_>>());
+        assert!(
+            peak.load(Ordering::SeqCst) <= 3,
+            "peak concurrency {}",
+            peak.load(Ordering::SeqCst)
+        );
+        assert!(pool.threads() <= 3);
+    }
+
+    #[test]
+    fn idle_workers_exit() {
+        let pool = ThreadPool::new(opts(2, 50));
+        let (tx, rx) = mpsc::channel();
+        pool.execute(move || tx.send(()).unwrap());
+        rx.recv().unwrap();
+        assert!(pool.threads() >= 1);
+        let start = Instant::now();
+        while pool.threads() > 0 {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "idle worker did not exit"
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+        // and the pool still works afterwards
+        let (tx, rx) = mpsc::channel();
+        pool.execute(move || tx.send(7).unwrap());
+        assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), 7);
+    }
+
+    #[test]
+    fn panicking_job_does_not_lose_the_worker() {
+        let pool = ThreadPool::new(opts(1, 5_000));
+        pool.execute(|| panic!("job panics (expected in this test)"));
+        let (tx, rx) = mpsc::channel();
+        pool.execute(move || tx.send(1).unwrap());
+        assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), 1);
+    }
+
+    #[test]
+    fn raw_jobs_run() {
+        unsafe fn bump(data: *mut (), _ctx: *const ()) {
+            // SAFETY: `data` is the AtomicUsize below, alive until the count is seen.
+            unsafe { (*(data as *const AtomicUsize)).fetch_add(1, Ordering::SeqCst) };
+        }
+        let pool = ThreadPool::new(opts(2, 5_000));
+        let count = Box::leak(Box::new(AtomicUsize::new(0)));
+        for _ in 0..10 {
+            pool.execute_raw(RawJob {
+                run: bump,
+                data: (count as *const AtomicUsize).cast_mut().cast(),
+                ctx: std::ptr::null(),
+            });
+        }
+        let start = Instant::now();
+        while count.load(Ordering::SeqCst) < 10 {
+            assert!(start.elapsed() < Duration::from_secs(5));
+            thread::yield_now();
+        }
+    }
+}
