@@ -33,6 +33,9 @@ impl Driver {
     pub(crate) fn new(entries: u32) -> io::Result<Driver> {
         let ring = IoUring::builder()
             .setup_coop_taskrun()
+            // With DEFER_TASKRUN, completions are only posted when we enter the kernel
+            // asking for events; the TASKRUN flag tells a non-blocking tick to do so.
+            .setup_taskrun_flag()
             .setup_single_issuer()
             .setup_defer_taskrun()
             .build(entries)
