@@ -14,12 +14,13 @@ use crate::result::OpResult;
 const WORDS: usize = 4;
 
 type CallFn = unsafe fn(*mut u8, &mut Loop, Pin<&mut Completion>, OpResult) -> CallbackAction;
+type DropFn = unsafe fn(*mut u8);
 
 /// A `FnMut(&mut Loop, Pin<&mut Completion>, OpResult) -> CallbackAction + 'static`,
 /// stored without allocation when it fits in four words.
 pub(crate) struct Callback {
     data: MaybeUninit<[usize; WORDS]>,
-    vtable: Option<(CallFn, unsafe fn(*mut u8))>,
+    vtable: Option<(CallFn, DropFn)>,
 }
 
 unsafe fn call_impl<T>(

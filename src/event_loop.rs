@@ -152,7 +152,7 @@ impl Core {
     }
 
     /// Hand `c` to the thread pool; its result comes back through the sink.
-    pub(crate) fn to_pool(&mut self, c: NonNull<Completion>) {
+    pub(crate) fn send_to_pool(&mut self, c: NonNull<Completion>) {
         unsafe fn run(data: *mut (), ctx: *const ()) {
             let c = NonNull::new(data.cast::<Completion>()).expect("non-null job");
             let inner = Completion::raw(c);

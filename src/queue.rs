@@ -130,13 +130,11 @@ mod tests {
         }
     }
 
-    fn nodes(n: u32) -> Vec<Box<Node>> {
+    fn nodes(n: u32) -> Vec<Node> {
         (0..n)
-            .map(|v| {
-                Box::new(Node {
-                    v,
-                    next: Cell::new(None),
-                })
+            .map(|v| Node {
+                v,
+                next: Cell::new(None),
             })
             .collect()
     }

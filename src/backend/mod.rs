@@ -118,6 +118,7 @@ fn probe_io_uring() -> bool {
 }
 
 /// The running backend of a loop.
+#[allow(clippy::large_enum_variant)] // one per loop; boxing would add a hop per operation
 pub(crate) enum Driver {
     #[cfg(target_os = "linux")]
     IoUring(io_uring::Driver),

@@ -77,7 +77,7 @@ impl Driver {
             }
         };
         if blocking_file {
-            return core.to_pool(c);
+            return core.send_to_pool(c);
         }
         self.try_or_wait(core, c);
     }
