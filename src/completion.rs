@@ -73,7 +73,8 @@ pub(crate) struct Inner {
     pub(crate) next: Option<NonNull<Completion>>,
     /// Registry slot while Active.
     pub(crate) ticket: Ticket,
-    pub(crate) heap_index: usize,
+    /// Where the timer sits in the loop's timer queue.
+    pub(crate) timer_slot: usize,
     /// Absolute timer deadline, nanoseconds since the loop's epoch.
     pub(crate) deadline: u64,
     /// Poll backend: a non-blocking connect is in progress.
@@ -132,7 +133,7 @@ impl Completion {
                 res: 0,
                 next: None,
                 ticket: Ticket { slot: 0, gen: 0 },
-                heap_index: 0,
+                timer_slot: 0,
                 deadline: 0,
                 connecting: false,
                 // SAFETY: these libc structs are plain data for which all-zero is valid.
@@ -229,8 +230,8 @@ impl Completion {
 
 impl HeapItem for NonNull<Completion> {
     fn set_index(self, index: usize) {
-        // SAFETY: only Active (hence live) completions are in the timer heap.
-        unsafe { (*Completion::raw(self)).heap_index = index }
+        // SAFETY: only Active (hence live) completions are in the timer queue.
+        unsafe { (*Completion::raw(self)).timer_slot = index }
     }
 }
 

@@ -14,13 +14,13 @@ use concurrent_queue::ConcurrentQueue;
 use crate::backend::{Backend, Driver};
 use crate::callback::Callback;
 use crate::completion::{CallbackAction, Completion, CompletionState, Phase};
-use crate::heap::Heap;
 use crate::op::{CancelTarget, Op};
 use crate::queue::Intrusive;
 use crate::registry::Registry;
 use crate::result::{close_orphan_fd, OpResult};
 use crate::sys;
 use crate::thread_pool::{RawJob, ThreadPool, ThreadPoolOptions};
+use crate::timer_queue::TimerQueue;
 
 /// The most io_uring submission-queue entries the kernel accepts.
 pub const MAX_ENTRIES: u32 = 32768;
@@ -106,8 +106,7 @@ unsafe impl Send for SendPtr {}
 /// Backend-independent loop state. Backends get `&mut Core` to report results.
 pub(crate) struct Core {
     pub(crate) registry: Registry,
-    timers: Heap<NonNull<Completion>>,
-    timer_seq: u64,
+    timers: TimerQueue<NonNull<Completion>>,
     pub(crate) ready: Intrusive<Completion>,
     epoch: Instant,
     now_ns: u64,
@@ -207,7 +206,7 @@ impl Core {
     }
 
     /// How long the kernel may block: 0 when work is ready, else until the next deadline.
-    fn wait_timeout(&self) -> Option<Duration> {
+    fn wait_timeout(&mut self) -> Option<Duration> {
         if !self.ready.is_empty() || !self.sink.done.is_empty() {
             return Some(Duration::ZERO);
         }
@@ -218,11 +217,10 @@ impl Core {
 
     fn add_timer(&mut self, c: NonNull<Completion>) {
         let inner = Completion::raw(c);
-        self.timer_seq += 1;
         // SAFETY: `c` is Active and live; loop thread.
         unsafe {
             (*inner).phase = Phase::Timer;
-            self.timers.push(((*inner).deadline, self.timer_seq), c);
+            self.timers.push((*inner).deadline, c);
         }
     }
 
@@ -291,8 +289,7 @@ impl Loop {
         });
         let mut core = Core {
             registry: Registry::default(),
-            timers: Heap::default(),
-            timer_seq: 0,
+            timers: TimerQueue::default(),
             ready: Intrusive::default(),
             epoch: Instant::now(),
             now_ns: 0,
@@ -322,15 +319,23 @@ impl Loop {
 
     /// Run the loop; see [`RunMode`]. Returns [`RunError::Nested`] if called from a
     /// callback. A previous [`stop`](Self::stop) is cleared when `run` starts.
+    ///
+    /// A panic in a callback propagates out of `run`; that callback's completion is then
+    /// Dead, every other completion keeps its state, and the loop can be run again.
     pub fn run(&mut self, mode: RunMode) -> Result<(), RunError> {
         if self.running {
             return Err(RunError::Nested);
         }
         self.running = true;
         self.stopped = false;
-        let r = self.run_inner(mode);
+        // A panicking callback unwinds through here: clear `running` on the way out, or
+        // every later `run` would report `Nested`.
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run_inner(mode)));
         self.running = false;
-        r.map_err(RunError::Io)
+        match r {
+            Ok(r) => r.map_err(RunError::Io),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
     }
 
     fn run_inner(&mut self, mode: RunMode) -> io::Result<()> {
@@ -397,7 +402,11 @@ impl Loop {
             };
             let result = OpResult::build(&(*inner).op, (*inner).res, addr);
             let mut cb = std::mem::replace(&mut (*inner).callback, Callback::empty());
+            // If the callback panics, the completion must not stay in `Callback` (whose
+            // drop aborts): the loop has already let go of it, so it is Dead.
+            let unwind = DeadOnUnwind(c);
             let action = cb.call(self, Pin::new_unchecked(&mut *c.as_ptr()), result);
+            std::mem::forget(unwind);
             if (*inner).callback.is_empty() {
                 (*inner).callback = cb;
             } else {
@@ -513,9 +522,8 @@ impl Loop {
             );
             match (*inner).phase {
                 Phase::Timer => {
-                    let index = (*inner).heap_index;
-                    debug_assert_eq!(self.core.timers.get(index), Some(ptr));
-                    self.core.timers.remove(index);
+                    let found = self.core.timers.remove(ptr, (*inner).timer_slot);
+                    debug_assert!(found, "an Active timer is in the timer queue");
                 }
                 Phase::Ready => {
                     self.core.ready.remove(ptr);
@@ -584,8 +592,9 @@ impl Loop {
         match phase {
             Phase::Timer => {
                 // SAFETY: as above.
-                let index = unsafe { (*tin).heap_index };
-                self.core.timers.remove(index);
+                let slot = unsafe { (*tin).timer_slot };
+                let found = self.core.timers.remove(t, slot);
+                debug_assert!(found, "an Active timer is in the timer queue");
                 self.core.finish(t, -(libc::ECANCELED as isize));
                 self.core.finish(c, 0);
             }
@@ -605,7 +614,7 @@ impl Loop {
             let res = unsafe { (*Completion::raw(c)).res };
             self.core.abandon(c, Some(res));
         }
-        let timers: Vec<_> = self.core.timers.drain().collect();
+        let timers = self.core.timers.drain();
         for c in timers {
             self.core.abandon(c, None);
         }
@@ -622,6 +631,25 @@ impl Loop {
             }
         }
         debug_assert_eq!(self.core.registry.len(), 0);
+    }
+}
+
+/// Marks a completion Dead if its callback unwinds (see `Loop::invoke`).
+struct DeadOnUnwind(NonNull<Completion>);
+
+impl Drop for DeadOnUnwind {
+    fn drop(&mut self) {
+        let inner = Completion::raw(self.0);
+        // SAFETY: only dropped while a callback of this completion unwinds out of
+        // `invoke`; the completion cannot be freed during its callback (its drop aborts in
+        // `Callback`), and the loop no longer references it (unregistered, in no queue),
+        // so it is live and only this thread touches it. If the callback re-added it, its
+        // phase is no longer `Callback` and it is left alone.
+        unsafe {
+            if (*inner).phase == Phase::Callback {
+                (*inner).phase = Phase::Dead;
+            }
+        }
     }
 }
 

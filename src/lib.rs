@@ -73,6 +73,7 @@ mod registry;
 mod result;
 mod sys;
 mod thread_pool;
+mod timer_queue;
 
 pub use backend::Backend;
 pub use completion::{CallbackAction, Completion, CompletionState};
