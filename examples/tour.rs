@@ -15,7 +15,13 @@ use xev::{Backend, Buffer, CallbackAction, Completion, Loop, Op, OpResult, Optio
 /// A non-blocking TCP socket that has not connected yet.
 fn tcp_socket() -> std::io::Result<OwnedFd> {
     // SAFETY: socket(2) returns a new fd or -1.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0) };
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_INET,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
     if fd < 0 {
         return Err(std::io::Error::last_os_error());
     }
@@ -41,7 +47,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .ok_or_else(|| format!("unknown backend {name:?}"))?,
         ),
     };
-    let mut lp = Loop::new(Options { backend, ..Options::default() })?;
+    let mut lp = Loop::new(Options {
+        backend,
+        ..Options::default()
+    })?;
     println!("backend: {}", lp.backend().name());
 
     // 1. A timer.
@@ -57,51 +66,110 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr: SocketAddr = listener.local_addr()?;
     let accepted: Rc<RefCell<Option<OwnedFd>>> = Rc::default();
     let slot = accepted.clone();
-    lp.start(accept.as_mut(), Op::Accept { fd: listener.as_raw_fd() }, move |_, _, r| {
-        let OpResult::Accept(Ok(conn)) = r else { panic!("accept: {r:?}") };
-        println!("server: accepted a connection from {:?}", conn.peer);
-        *slot.borrow_mut() = Some(conn.fd);
-        CallbackAction::Disarm
-    });
+    lp.start(
+        accept.as_mut(),
+        Op::Accept {
+            fd: listener.as_raw_fd(),
+        },
+        move |_, _, r| {
+            let OpResult::Accept(Ok(conn)) = r else {
+                panic!("accept: {r:?}")
+            };
+            println!("server: accepted a connection from {:?}", conn.peer);
+            *slot.borrow_mut() = Some(conn.fd);
+            CallbackAction::Disarm
+        },
+    );
     let client = tcp_socket()?;
     let client_fd = client.as_raw_fd();
-    lp.start(connect.as_mut(), Op::Connect { fd: client_fd, addr }, move |_, c, r| {
-        let OpResult::Connect(Ok(())) = r else { panic!("connect: {r:?}") };
-        println!("client: connected to {addr}");
-        // Reuse this completion, from inside its own callback, for the send.
-        let msg = Buffer::copy_from(b"hello from the client");
-        c.prep(Op::Send { fd: client_fd, buf: msg }, |_, _, r| {
-            println!("client: sent {r:?}");
-            CallbackAction::Disarm
-        });
-        CallbackAction::Rearm // re-queue the completion, now holding the send
-    });
+    lp.start(
+        connect.as_mut(),
+        Op::Connect {
+            fd: client_fd,
+            addr,
+        },
+        move |_, c, r| {
+            let OpResult::Connect(Ok(())) = r else {
+                panic!("connect: {r:?}")
+            };
+            println!("client: connected to {addr}");
+            // Reuse this completion, from inside its own callback, for the send.
+            let msg = Buffer::copy_from(b"hello from the client");
+            c.prep(
+                Op::Send {
+                    fd: client_fd,
+                    buf: msg,
+                },
+                |_, _, r| {
+                    println!("client: sent {r:?}");
+                    CallbackAction::Disarm
+                },
+            );
+            CallbackAction::Rearm // re-queue the completion, now holding the send
+        },
+    );
     // Run until the connection exists, then receive on the server side.
     while accepted.borrow().is_none() {
         lp.run(RunMode::Once)?;
     }
-    let server_fd = accepted.borrow().as_ref().map(|f| f.as_raw_fd()).expect("accepted");
-    lp.start(server_io.as_mut(), Op::Recv { fd: server_fd, buf: Buffer::from(vec![0; 64]) }, |_, c, r| {
-        let OpResult::Recv(Ok(n)) = r else { panic!("recv: {r:?}") };
-        let bytes = &c.buffer().expect("Dead in its callback").as_slice()[..n];
-        println!("server: received {:?}", String::from_utf8_lossy(bytes));
-        CallbackAction::Disarm
-    });
+    let server_fd = accepted
+        .borrow()
+        .as_ref()
+        .map(|f| f.as_raw_fd())
+        .expect("accepted");
+    lp.start(
+        server_io.as_mut(),
+        Op::Recv {
+            fd: server_fd,
+            buf: Buffer::from(vec![0; 64]),
+        },
+        |_, c, r| {
+            let OpResult::Recv(Ok(n)) = r else {
+                panic!("recv: {r:?}")
+            };
+            let bytes = &c.buffer().expect("Dead in its callback").as_slice()[..n];
+            println!("server: received {:?}", String::from_utf8_lossy(bytes));
+            CallbackAction::Disarm
+        },
+    );
 
     // 3. A file written and read back (on epoll this runs on the thread pool).
     let path = std::env::temp_dir().join(format!("xev-tour-{}.txt", std::process::id()));
-    let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path)?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)?;
     let file_fd = file.as_raw_fd();
-    lp.start(file_io.as_mut(), Op::Pwrite { fd: file_fd, buf: Buffer::copy_from(b"xev was here\n"), offset: 0 }, move |_, c, r| {
-        println!("file: pwrite {r:?}");
-        c.prep(Op::Pread { fd: file_fd, buf: Buffer::from(vec![0; 64]), offset: 0 }, |_, c, r: OpResult| {
-            let OpResult::Pread(Ok(n)) = r else { panic!("pread: {r:?}") };
-            let text = String::from_utf8_lossy(&c.buffer().expect("Dead").as_slice()[..n]).into_owned();
-            println!("file: read back {text:?}");
-            CallbackAction::Disarm
-        });
-        CallbackAction::Rearm
-    });
+    lp.start(
+        file_io.as_mut(),
+        Op::Pwrite {
+            fd: file_fd,
+            buf: Buffer::copy_from(b"xev was here\n"),
+            offset: 0,
+        },
+        move |_, c, r| {
+            println!("file: pwrite {r:?}");
+            c.prep(
+                Op::Pread {
+                    fd: file_fd,
+                    buf: Buffer::from(vec![0; 64]),
+                    offset: 0,
+                },
+                |_, c, r: OpResult| {
+                    let OpResult::Pread(Ok(n)) = r else {
+                        panic!("pread: {r:?}")
+                    };
+                    let text = String::from_utf8_lossy(&c.buffer().expect("Dead").as_slice()[..n])
+                        .into_owned();
+                    println!("file: read back {text:?}");
+                    CallbackAction::Disarm
+                },
+            );
+            CallbackAction::Rearm
+        },
+    );
 
     lp.run(RunMode::UntilDone)?;
     drop(file);

@@ -31,7 +31,13 @@ pub(crate) struct TimerQueue<T: HeapItem> {
 
 impl<T: HeapItem + PartialEq> Default for TimerQueue<T> {
     fn default() -> Self {
-        TimerQueue { heap: Heap::default(), run: VecDeque::new(), run_base: 0, run_live: 0, seq: 0 }
+        TimerQueue {
+            heap: Heap::default(),
+            run: VecDeque::new(),
+            run_base: 0,
+            run_live: 0,
+            seq: 0,
+        }
     }
 }
 
@@ -92,7 +98,10 @@ impl<T: HeapItem + PartialEq> TimerQueue<T> {
     pub(crate) fn remove(&mut self, item: T, loc: usize) -> bool {
         if loc & RUN_BIT != 0 {
             let pos = loc & !RUN_BIT;
-            let Some(slot) = pos.checked_sub(self.run_base).and_then(|i| self.run.get_mut(i)) else {
+            let Some(slot) = pos
+                .checked_sub(self.run_base)
+                .and_then(|i| self.run.get_mut(i))
+            else {
                 return false;
             };
             if !matches!(slot, Some((_, it)) if *it == item) {
@@ -205,7 +214,11 @@ mod tests {
                 // mostly rising deadlines, sometimes earlier ones
                 0 | 1 if queued[id].is_none() => {
                     clock += rnd() % 3;
-                    let d = if rnd() % 5 == 0 { clock.saturating_sub(rnd() % 50) } else { clock };
+                    let d = if rnd() % 5 == 0 {
+                        clock.saturating_sub(rnd() % 50)
+                    } else {
+                        clock
+                    };
                     q.push(d, Item(&cells[id], id as u32));
                     let key = (d, q.seq);
                     model.insert((key, id));

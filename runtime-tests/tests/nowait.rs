@@ -21,11 +21,20 @@ fn nowait_delivers_ready_io_without_blocking() {
         let mut lp = new_loop(b);
         lp.timer(long.as_mut(), 60_000, |_, _, _| CallbackAction::Disarm);
         let g = got.clone();
-        lp.start(c.as_mut(), Op::Recv { fd: a.as_raw_fd(), buf: Buffer::inline(8) }, move |_, _, r| {
-            let OpResult::Recv(Ok(n)) = r else { panic!("{r:?}") };
-            g.set(g.get() + n);
-            CallbackAction::Disarm
-        });
+        lp.start(
+            c.as_mut(),
+            Op::Recv {
+                fd: a.as_raw_fd(),
+                buf: Buffer::inline(8),
+            },
+            move |_, _, r| {
+                let OpResult::Recv(Ok(n)) = r else {
+                    panic!("{r:?}")
+                };
+                g.set(g.get() + n);
+                CallbackAction::Disarm
+            },
+        );
         let start = Instant::now();
         lp.run(RunMode::NoWait).unwrap();
         assert_eq!(got.get(), 0, "nothing to receive yet");
