@@ -14,7 +14,7 @@ use concurrent_queue::ConcurrentQueue;
 use crate::backend::{Backend, Driver};
 use crate::callback::Callback;
 use crate::completion::{CallbackAction, Completion, CompletionState, Phase};
-use crate::op::{CancelTarget, Op};
+use crate::op::{CancelTarget, Op, PollEvents};
 use crate::queue::Intrusive;
 use crate::registry::Registry;
 use crate::result::{close_orphan_fd, OpResult};
@@ -572,6 +572,10 @@ impl Loop {
                     self.core.add_timer(c);
                 }
                 Op::Cancel { target } => self.start_cancel(c, target),
+                Op::Poll { events, .. } if !events.intersects(PollEvents::IN | PollEvents::OUT) => {
+                    // Nothing to wait for: refuse rather than watch an fd for no event.
+                    self.core.finish(c, -(libc::EINVAL as isize))
+                }
                 _ => self.driver.start(&mut self.core, c),
             }
         }

@@ -42,7 +42,9 @@ pub enum Op {
         /// Destination; the whole buffer is offered.
         buf: Buffer,
     },
-    /// Read into `buf` at `offset` (runs on the thread pool on the poll backend).
+    /// Read into `buf` at `offset` (runs on the thread pool on the poll backend). Meant for
+    /// seekable files: on a pipe or socket the poll backend reports `ESPIPE` while io_uring
+    /// ignores the offset.
     Pread {
         /// Source.
         fd: RawFd,
@@ -114,7 +116,8 @@ pub enum Op {
     Poll {
         /// The descriptor.
         fd: RawFd,
-        /// Events of interest: [`PollEvents::IN`] and/or [`PollEvents::OUT`].
+        /// Events of interest: [`PollEvents::IN`] and/or [`PollEvents::OUT`] (a mask with
+        /// neither is `EINVAL`). `ERR` and `HUP` are always reported.
         events: PollEvents,
     },
     /// Fire `ms` milliseconds after the completion is added. The absolute deadline is fixed

@@ -479,3 +479,32 @@ fn pread_on_a_pipe_is_espipe_or_a_plain_read() {
         }
     });
 }
+
+#[test]
+fn poll_with_no_events_is_einval_not_a_spin() {
+    each_backend(|b| {
+        let (a, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        let got = std::rc::Rc::new(std::cell::Cell::new(None));
+        let mut c = std::pin::pin!(Completion::new());
+        let mut lp = new_loop(b);
+        let g = got.clone();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&a);
+        lp.start(
+            c.as_mut(),
+            Op::Poll {
+                fd,
+                events: PollEvents::from_bits(0),
+            },
+            move |_, _, r| {
+                let OpResult::Poll(Err(Error::Io(e))) = r else {
+                    panic!("{r:?}")
+                };
+                g.set(e.raw_os_error());
+                CallbackAction::Disarm
+            },
+        );
+        lp.run(RunMode::UntilDone).unwrap();
+        assert_eq!(got.get(), Some(libc::EINVAL));
+    });
+}
