@@ -22,6 +22,9 @@ use crate::sys;
 use crate::thread_pool::{RawJob, ThreadPool, ThreadPoolOptions};
 use crate::timer_queue::TimerQueue;
 
+/// Ticks that may run queued results without asking the kernel for new ones.
+const KERNEL_POLL_INTERVAL: u32 = 16;
+
 /// The most io_uring submission-queue entries the kernel accepts.
 pub const MAX_ENTRIES: u32 = 32768;
 
@@ -251,6 +254,7 @@ pub struct Loop {
     backend: Backend,
     running: bool,
     stopped: bool,
+    ticks_without_kernel: u32,
 }
 
 impl Loop {
@@ -304,6 +308,7 @@ impl Loop {
             backend,
             running: false,
             stopped: false,
+            ticks_without_kernel: 0,
         })
     }
 
@@ -363,12 +368,20 @@ impl Loop {
     /// by those callbacks (rearms, synchronous results) wait for the next tick, so a
     /// callback that always rearms cannot trap the loop in one tick.
     fn tick(&mut self, block: bool) -> io::Result<usize> {
-        let timeout = if block {
-            self.core.wait_timeout()
+        // Results queued by the previous tick's callbacks (operations that finished at
+        // once, rearmed timers) can run without asking the kernel first; it is still asked
+        // at least every KERNEL_POLL_INTERVAL ticks, so I/O is never starved.
+        if !self.core.ready.is_empty() && self.ticks_without_kernel < KERNEL_POLL_INTERVAL {
+            self.ticks_without_kernel += 1;
         } else {
-            Some(Duration::ZERO)
-        };
-        self.driver.wait(&mut self.core, timeout)?;
+            self.ticks_without_kernel = 0;
+            let timeout = if block {
+                self.core.wait_timeout()
+            } else {
+                Some(Duration::ZERO)
+            };
+            self.driver.wait(&mut self.core, timeout)?;
+        }
         self.core.collect_pool();
         self.core.update_now();
         self.core.expire_timers();
@@ -576,7 +589,7 @@ impl Loop {
                     // Nothing to wait for: refuse rather than watch an fd for no event.
                     self.core.finish(c, -(libc::EINVAL as isize))
                 }
-                _ => self.driver.start(&mut self.core, c),
+                _ => self.driver.start(&mut self.core, c, rearm),
             }
         }
     }

@@ -134,6 +134,24 @@ pub(crate) fn is_blocking_file(fd: RawFd) -> bool {
     matches!(st.st_mode & libc::S_IFMT, libc::S_IFREG | libc::S_IFBLK)
 }
 
+/// Whether a short read on `fd` means its queue is empty: true for stream sockets, pipes
+/// and other non-socket fds; false for datagram and seqpacket sockets.
+pub(crate) fn is_stream(fd: RawFd) -> bool {
+    let mut ty: libc::c_int = 0;
+    let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes an int into `ty`; a non-socket fd just fails.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_TYPE,
+            (&mut ty as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    r != 0 || ty == libc::SOCK_STREAM
+}
+
 /// What to wait for before retrying an operation that reported `EAGAIN`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Wait {

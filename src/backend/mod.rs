@@ -2,16 +2,20 @@
 //!
 //! - [`io_uring`]: every operation is a native SQE; one `io_uring_enter` per tick submits
 //!   and waits with the nearest timer deadline as its timeout.
-//! - [`poll`]: a readiness backend over the `polling` crate (epoll on Linux, kqueue on
-//!   BSD/macOS, IOCP on Windows) that emulates completions: try the syscall now, and on
-//!   `EAGAIN` wait for readiness and retry; regular-file work runs on the thread pool.
+//! - [`poll`]: a readiness backend that emulates completions: try the syscall now, and on
+//!   `EAGAIN` wait for readiness and retry; regular-file work runs on the thread pool. Its
+//!   readiness comes from raw epoll on Linux (`epoll.rs`) and from the `polling` crate
+//!   (kqueue on BSD/macOS, IOCP on Windows) elsewhere (`polling.rs`).
 //!
 //! Timers, cancellation bookkeeping and the ready queue are shared and live in
 //! [`event_loop`](crate::event_loop).
 
 #[cfg(target_os = "linux")]
+mod epoll;
+#[cfg(target_os = "linux")]
 pub(crate) mod io_uring;
 pub(crate) mod poll;
+mod polling;
 
 use std::io;
 use std::ptr::NonNull;
@@ -142,11 +146,12 @@ impl Driver {
     }
 
     /// Start an I/O operation (not a timer, cancel or no-op: the core handles those).
-    pub(crate) fn start(&mut self, core: &mut Core, c: NonNull<Completion>) {
+    /// `rearm`: the same operation again, right after its callback.
+    pub(crate) fn start(&mut self, core: &mut Core, c: NonNull<Completion>, rearm: bool) {
         match self {
             #[cfg(target_os = "linux")]
             Driver::IoUring(d) => d.start(core, c),
-            Driver::Poll(d) => d.start(core, c),
+            Driver::Poll(d) => d.start(core, c, rearm),
         }
     }
 

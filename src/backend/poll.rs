@@ -1,21 +1,30 @@
-//! The poll backend: completion semantics emulated over readiness (`polling`: epoll on
-//! Linux, kqueue on BSD/macOS, IOCP on Windows).
+//! The poll backend: completion semantics emulated over readiness.
 //!
-//! An operation is first tried at once (`MSG_DONTWAIT` / non-blocking fd). If it would
-//! block, the completion joins a FIFO of readers or writers for its fd, and the fd is
-//! registered one-shot for the union of what its waiters need. When the fd becomes ready,
-//! waiters are retried in order until one would block again. Regular-file work (`pread`,
-//! `pwrite`, and `read`/`write`/`close` on a regular file) runs on the thread pool.
+//! An operation is first tried at once (`MSG_DONTWAIT` / non-blocking fd) unless the fd is
+//! known not to be ready. If it would block, the completion joins a FIFO of readers or
+//! writers for its fd. Each fd is registered once, edge-triggered, for both directions;
+//! when an edge arrives, that direction's waiters are retried in order until one would
+//! block again. A per-fd readiness cache (cleared by `EAGAIN`, and by a short read on a
+//! stream) saves the syscalls that would only report `EAGAIN`.
+//!
+//! The readiness source is raw epoll on Linux ([`super::epoll`]) and the `polling` crate
+//! elsewhere ([`super::polling`]). Regular-file work (`pread`, `pwrite`, and
+//! `read`/`write`/`close` on a regular file) runs on the thread pool.
+//!
+//! **fd reuse.** An fd closed outside the loop loses its kernel registration with the file.
+//! So before parking a freshly added operation, the registration is refreshed (one
+//! `epoll_ctl`), which also re-reports current readiness; a *rearmed* operation (the same
+//! operation on the same fd, right after its callback) trusts the cache and costs no
+//! syscall. Fds closed with [`Op::Close`] and fds produced by accept reset their state.
 
 use std::io;
-use std::num::NonZeroUsize;
-use std::os::fd::{BorrowedFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::ptr::NonNull;
-use std::sync::Arc;
 use std::time::Duration;
 
-use polling::{Event, Events, Poller};
-
+#[cfg(target_os = "linux")]
+use super::epoll::Epoll;
+use super::polling::PollingSource;
 use crate::completion::{Completion, Phase};
 use crate::event_loop::Core;
 use crate::op::Op;
@@ -24,43 +33,119 @@ use crate::sys::{self, Wait};
 
 const EAGAIN: isize = -(libc::EAGAIN as isize);
 
-#[derive(Default)]
+/// One fd's readiness as reported by a source.
+pub(crate) struct Readiness {
+    pub(crate) fd: RawFd,
+    pub(crate) readable: bool,
+    pub(crate) writable: bool,
+}
+
+/// Where readiness comes from.
+enum Source {
+    #[cfg(target_os = "linux")]
+    Epoll(Epoll),
+    Polling(PollingSource),
+}
+
+macro_rules! source {
+    ($self:expr, $s:ident => $e:expr) => {
+        match $self {
+            #[cfg(target_os = "linux")]
+            Source::Epoll($s) => $e,
+            Source::Polling($s) => $e,
+        }
+    };
+}
+
+impl Source {
+    fn new(capacity: usize) -> io::Result<Source> {
+        #[cfg(target_os = "linux")]
+        if std::env::var_os("XEV_EPOLL_VIA_POLLING").is_none_or(|v| v == "0") {
+            return Ok(Source::Epoll(Epoll::new(capacity)?));
+        }
+        Ok(Source::Polling(PollingSource::new(capacity)?))
+    }
+    fn add(&self, fd: RawFd) -> io::Result<()> {
+        source!(self, s => s.add(fd))
+    }
+    fn refresh(&self, fd: RawFd) -> io::Result<()> {
+        source!(self, s => s.refresh(fd))
+    }
+    fn delete(&self, fd: RawFd) {
+        source!(self, s => s.delete(fd))
+    }
+    fn waker(&self) -> Box<dyn Fn() + Send + Sync> {
+        source!(self, s => s.waker())
+    }
+    fn wait(&mut self, out: &mut Vec<Readiness>, timeout: Option<Duration>) -> io::Result<()> {
+        source!(self, s => s.wait(out, timeout))
+    }
+}
+
 struct FdState {
     readers: Intrusive<Completion>,
     writers: Intrusive<Completion>,
-    /// The fd is in the poller's interest set.
+    /// The fd is registered with the source.
     registered: bool,
-    /// Interest armed since the last event: (readable, writable).
-    armed: (bool, bool),
+    /// Readiness cache: worth trying a read / a write now.
+    readable: bool,
+    writable: bool,
+    /// A short read means the receive queue is empty (streams, not datagrams).
+    stream: bool,
+}
+
+impl Default for FdState {
+    fn default() -> Self {
+        FdState {
+            readers: Intrusive::default(),
+            writers: Intrusive::default(),
+            registered: false,
+            readable: true,
+            writable: true,
+            stream: false,
+        }
+    }
+}
+
+impl FdState {
+    /// Forget what we knew about the file behind this number (waiters stay).
+    fn reset(&mut self) {
+        self.registered = false;
+        self.readable = true;
+        self.writable = true;
+        self.stream = false;
+    }
 }
 
 pub(crate) struct Driver {
-    poller: Arc<Poller>,
-    events: Events,
-    /// Scratch list of (fd, readable, writable) from the last wait, reused.
-    fired: Vec<(RawFd, bool, bool)>,
+    source: Source,
+    /// Readiness reported by the last wait, reused.
+    fired: Vec<Readiness>,
     fds: Vec<FdState>,
 }
 
 impl Driver {
     pub(crate) fn new(entries: u32) -> io::Result<Driver> {
-        let cap = NonZeroUsize::new(entries.clamp(1, 4096) as usize).expect("non-zero");
         Ok(Driver {
-            poller: Arc::new(Poller::new()?),
-            events: Events::with_capacity(cap),
+            source: Source::new(entries.clamp(1, 4096) as usize)?,
             fired: Vec::new(),
             fds: Vec::new(),
         })
     }
 
     pub(crate) fn waker(&self) -> Box<dyn Fn() + Send + Sync> {
-        let p = self.poller.clone();
-        Box::new(move || {
-            let _ = p.notify();
-        })
+        self.source.waker()
     }
 
-    pub(crate) fn start(&mut self, core: &mut Core, c: NonNull<Completion>) {
+    fn state(&mut self, fd: RawFd) -> &mut FdState {
+        let idx = fd as usize;
+        if self.fds.len() <= idx {
+            self.fds.resize_with(idx + 1, FdState::default);
+        }
+        &mut self.fds[idx]
+    }
+
+    pub(crate) fn start(&mut self, core: &mut Core, c: NonNull<Completion>, rearm: bool) {
         let inner = Completion::raw(c);
         // SAFETY: `c` is Active and live, and no one else touches it now; loop thread.
         let blocking_file = unsafe {
@@ -69,8 +154,8 @@ impl Driver {
                 Op::Pread { .. } | Op::Pwrite { .. } => true,
                 Op::Read { fd, .. } | Op::Write { fd, .. } => sys::is_blocking_file(*fd),
                 Op::Close { fd: Some(f) } => {
-                    let raw = std::os::fd::AsRawFd::as_raw_fd(f);
-                    self.forget_fd(raw);
+                    let raw = f.as_raw_fd();
+                    self.forget(raw);
                     sys::is_blocking_file(raw)
                 }
                 _ => false,
@@ -79,92 +164,99 @@ impl Driver {
         if blocking_file {
             return core.send_to_pool(c);
         }
-        self.try_or_wait(core, c);
-    }
-
-    /// Try the operation now; finish it, or park it on its fd until ready.
-    fn try_or_wait(&mut self, core: &mut Core, c: NonNull<Completion>) {
-        let inner = Completion::raw(c);
-        // SAFETY: `c` is Active and live and exclusively the loop's; its buffer is valid.
-        let res = unsafe { sys::perform(inner, (*inner).connecting) };
-        if res != EAGAIN {
-            return core.finish(c, res);
-        }
         // SAFETY: as above.
-        let (fd, wait) = unsafe {
-            if let Op::Connect { .. } = (*inner).op {
-                (*inner).connecting = true;
-            }
-            ((*inner).op.fd().unwrap_or(-1), sys::wait_kind(&(*inner).op))
-        };
+        let (fd, wait) = unsafe { ((*inner).op.fd().unwrap_or(-1), sys::wait_kind(&(*inner).op)) };
         if fd < 0 {
             return core.finish(c, -(libc::EBADF as isize));
         }
-        let idx = fd as usize;
-        if self.fds.len() <= idx {
-            self.fds.resize_with(idx + 1, FdState::default);
+        let st = self.state(fd);
+        let (queue, ready) = match wait {
+            Wait::Readable => (&st.readers, st.readable),
+            Wait::Writable => (&st.writers, st.writable),
+        };
+        // Try now only if nobody is queued ahead (FIFO) and the fd may be ready.
+        if queue.is_empty() && ready {
+            let res = attempt(c);
+            if res != EAGAIN {
+                return self.complete(core, c, res);
+            }
+            let st = self.state(fd);
+            match wait {
+                Wait::Readable => st.readable = false,
+                Wait::Writable => st.writable = false,
+            }
         }
-        let st = &mut self.fds[idx];
-        // SAFETY: `c` is live and in no other queue.
+        self.park(core, c, fd, wait, rearm);
+    }
+
+    fn park(
+        &mut self,
+        core: &mut Core,
+        c: NonNull<Completion>,
+        fd: RawFd,
+        wait: Wait,
+        rearm: bool,
+    ) {
+        let st = self.state(fd);
+        // SAFETY: `c` is live, Active, and in no queue.
         unsafe {
-            (*inner).phase = Phase::Waiting;
+            (*Completion::raw(c)).phase = Phase::Waiting;
             match wait {
                 Wait::Readable => st.readers.push(c),
                 Wait::Writable => st.writers.push(c),
             }
         }
-        if let Err(e) = self.arm(fd) {
-            // Could not watch this fd: fail its waiters rather than hang them.
+        let registered = st.registered;
+        let r = if !registered {
+            self.source.add(fd).map(|()| {
+                let st = self.state(fd);
+                st.registered = true;
+                st.stream = sys::is_stream(fd);
+            })
+        } else if !rearm {
+            self.source.refresh(fd)
+        } else {
+            Ok(())
+        };
+        if let Err(e) = r {
+            // Cannot watch this fd: fail its waiters rather than hang them.
             let err = -(e.raw_os_error().unwrap_or(libc::EIO) as isize);
-            let st = &mut self.fds[idx];
+            let st = self.state(fd);
+            st.registered = false;
             while let Some(w) = st.readers.pop().or_else(|| st.writers.pop()) {
                 core.finish(w, err);
             }
         }
     }
 
-    /// Make the poller watch `fd` for what its waiters need.
-    fn arm(&mut self, fd: RawFd) -> io::Result<()> {
-        let st = &mut self.fds[fd as usize];
-        let want = (!st.readers.is_empty(), !st.writers.is_empty());
-        if !want.0 && !want.1 {
-            return Ok(());
-        }
-        if st.registered && st.armed.0 >= want.0 && st.armed.1 >= want.1 {
-            return Ok(());
-        }
-        let ev = Event::new(fd as usize, want.0, want.1);
-        // SAFETY: `fd` is open: an operation on it is in flight, and the caller must keep
-        // its fds open until their operations finish.
-        let bfd = unsafe { BorrowedFd::borrow_raw(fd) };
-        let r = if st.registered {
-            match self.poller.modify(bfd, ev) {
-                // The fd was closed behind our back and its number reused: register anew.
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                    // SAFETY: see `add_fd`.
-                    unsafe { add_fd(&self.poller, fd, ev) }
+    /// Record a finished attempt: update the readiness cache and queue the callback.
+    fn complete(&mut self, core: &mut Core, c: NonNull<Completion>, res: isize) {
+        let inner = Completion::raw(c);
+        // SAFETY: `c` is live and Active; loop thread.
+        let op = unsafe { &(*inner).op };
+        match op {
+            Op::Read { fd, buf } | Op::Recv { fd, buf }
+                if res > 0 && (res as usize) < buf.len() =>
+            {
+                let st = self.state(*fd);
+                if st.stream {
+                    // The stream's queue was drained; the next arrival is a new edge.
+                    st.readable = false;
                 }
-                r => r,
             }
-        } else {
-            // SAFETY: see `add_fd`.
-            unsafe { add_fd(&self.poller, fd, ev) }
-        };
-        r?;
-        st.registered = true;
-        st.armed = want;
-        Ok(())
+            Op::Accept { .. } if res >= 0 => self.state(res as RawFd).reset(),
+            _ => {}
+        }
+        core.finish(c, res);
     }
 
-    /// `fd` is about to be closed: drop it from the interest set.
-    fn forget_fd(&mut self, fd: RawFd) {
+    /// `fd` is about to be closed by the loop: drop its registration and cache.
+    fn forget(&mut self, fd: RawFd) {
         if let Some(st) = self.fds.get_mut(fd as usize) {
             if st.registered {
-                // SAFETY: the fd is still open (the close has not happened yet).
-                let _ = self.poller.delete(unsafe { BorrowedFd::borrow_raw(fd) });
-                st.registered = false;
-                st.armed = (false, false);
+                self.source.delete(fd);
             }
+            st.reset();
         }
     }
 
@@ -174,9 +266,8 @@ impl Driver {
         c: NonNull<Completion>,
         target: NonNull<Completion>,
     ) {
-        let tin = Completion::raw(target);
         // SAFETY: `target` is registered, so live; loop thread.
-        let fd = unsafe { (*tin).op.fd() };
+        let fd = unsafe { (*Completion::raw(target)).op.fd() };
         let removed = fd
             .and_then(|fd| self.fds.get_mut(fd as usize))
             .is_some_and(|st| st.readers.remove(target) || st.writers.remove(target));
@@ -189,39 +280,54 @@ impl Driver {
     }
 
     pub(crate) fn wait(&mut self, core: &mut Core, timeout: Option<Duration>) -> io::Result<()> {
-        self.events.clear();
-        self.poller.wait(&mut self.events, timeout)?;
         let mut fired = std::mem::take(&mut self.fired);
-        fired.extend(
-            self.events
-                .iter()
-                .map(|ev| (ev.key as RawFd, ev.readable, ev.writable)),
-        );
-        for &(fd, readable, writable) in &fired {
-            self.on_ready(core, fd, readable, writable);
+        let r = self.source.wait(&mut fired, timeout);
+        for ev in &fired {
+            if ev.readable {
+                self.drain(core, ev.fd, Wait::Readable);
+            }
+            if ev.writable {
+                self.drain(core, ev.fd, Wait::Writable);
+            }
         }
         fired.clear();
         self.fired = fired;
-        Ok(())
+        r
     }
 
-    fn on_ready(&mut self, core: &mut Core, fd: RawFd, readable: bool, writable: bool) {
+    /// `fd` became ready in direction `wait`: retry its waiters in order until one would
+    /// block again (or a short read says the stream is empty).
+    fn drain(&mut self, core: &mut Core, fd: RawFd, wait: Wait) {
         let Some(st) = self.fds.get_mut(fd as usize) else {
             return;
         };
-        st.armed = (false, false);
-        if readable {
-            drain(core, &mut st.readers);
+        match wait {
+            Wait::Readable => st.readable = true,
+            Wait::Writable => st.writable = true,
         }
-        if writable {
-            drain(core, &mut st.writers);
-        }
-        if let Err(e) = self.arm(fd) {
-            let err = -(e.raw_os_error().unwrap_or(libc::EIO) as isize);
+        loop {
             let st = &mut self.fds[fd as usize];
-            while let Some(w) = st.readers.pop().or_else(|| st.writers.pop()) {
-                core.finish(w, err);
+            let (head, ready) = match wait {
+                Wait::Readable => (st.readers.peek(), st.readable),
+                Wait::Writable => (st.writers.peek(), st.writable),
+            };
+            let (Some(c), true) = (head, ready) else {
+                return;
+            };
+            let res = attempt(c);
+            let st = &mut self.fds[fd as usize];
+            if res == EAGAIN {
+                match wait {
+                    Wait::Readable => st.readable = false,
+                    Wait::Writable => st.writable = false,
+                }
+                return;
             }
+            match wait {
+                Wait::Readable => st.readers.pop(),
+                Wait::Writable => st.writers.pop(),
+            };
+            self.complete(core, c, res);
         }
     }
 
@@ -231,44 +337,24 @@ impl Driver {
                 core.abandon(c, None);
             }
             if st.registered {
-                // SAFETY: the fd may be closed already, in which case delete just fails.
-                let _ = self
-                    .poller
-                    .delete(unsafe { BorrowedFd::borrow_raw(fd as RawFd) });
-                st.registered = false;
+                self.source.delete(fd as RawFd);
+                st.reset();
             }
         }
     }
 }
 
-/// Retry the waiters of one direction in order until one would block again.
-fn drain(core: &mut Core, q: &mut Intrusive<Completion>) {
-    while let Some(c) = q.peek() {
-        let inner = Completion::raw(c);
-        // SAFETY: queued waiters are Active and live; only the loop touches them.
-        let res = unsafe { sys::perform(inner, (*inner).connecting) };
+/// Perform `c`'s operation once, remembering an in-progress connect.
+fn attempt(c: NonNull<Completion>) -> isize {
+    let inner = Completion::raw(c);
+    // SAFETY: `c` is Active and live and only the loop touches it; its buffer is valid.
+    unsafe {
+        let res = sys::perform(inner, (*inner).connecting);
         if res == EAGAIN {
-            return;
+            if let Op::Connect { .. } = (*inner).op {
+                (*inner).connecting = true;
+            }
         }
-        q.pop();
-        core.finish(c, res);
-    }
-}
-
-/// Add `fd` to the poller (modify if it is already there).
-///
-/// # Safety
-/// `fd` must be open. `polling` asks that a source be deleted before it is closed; this
-/// backend deletes fds it closes itself (`Op::Close`), and a registration left behind by
-/// an fd closed elsewhere is dropped by the kernel with the file and detected (`ENOENT`)
-/// before reuse, so no stale registration is ever relied upon.
-unsafe fn add_fd(poller: &Poller, fd: RawFd, ev: Event) -> io::Result<()> {
-    // SAFETY: per the function contract.
-    match unsafe { poller.add(fd, ev) } {
-        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
-            // SAFETY: `fd` is open per the contract.
-            poller.modify(unsafe { BorrowedFd::borrow_raw(fd) }, ev)
-        }
-        r => r,
+        res
     }
 }

@@ -1,0 +1,88 @@
+//! A readiness source over the `polling` crate, for the poll backend where raw epoll is
+//! not available (kqueue on BSD/macOS, IOCP on Windows). Fds are registered once,
+//! edge-triggered (`PollMode::Edge`), like the raw epoll source. On Linux it can stand in
+//! for raw epoll (`XEV_EPOLL_VIA_POLLING=1`), which is how CI exercises it.
+
+use std::io;
+use std::num::NonZeroUsize;
+use std::os::fd::{BorrowedFd, RawFd};
+use std::sync::Arc;
+use std::time::Duration;
+
+use polling::{Event, Events, PollMode, Poller};
+
+use super::poll::Readiness;
+
+pub(crate) struct PollingSource {
+    poller: Arc<Poller>,
+    events: Events,
+}
+
+impl PollingSource {
+    pub(crate) fn new(capacity: usize) -> io::Result<PollingSource> {
+        let cap = NonZeroUsize::new(capacity.max(1)).expect("non-zero");
+        Ok(PollingSource {
+            poller: Arc::new(Poller::new()?),
+            events: Events::with_capacity(cap),
+        })
+    }
+
+    /// Watch `fd` for both directions, edge-triggered.
+    pub(crate) fn add(&self, fd: RawFd) -> io::Result<()> {
+        // SAFETY: `polling` asks that a source be deleted before it is closed. The poll
+        // backend deletes the fds it closes (`Op::Close`); a registration left by an fd
+        // closed elsewhere is dropped by the kernel with the file and re-added by
+        // `refresh` before its number is relied on again.
+        match unsafe {
+            self.poller
+                .add_with_mode(fd, Event::all(fd as usize), PollMode::Edge)
+        } {
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => self.modify(fd),
+            r => r,
+        }
+    }
+
+    fn modify(&self, fd: RawFd) -> io::Result<()> {
+        // SAFETY: `fd` is open (an operation on it is being started).
+        let b = unsafe { BorrowedFd::borrow_raw(fd) };
+        self.poller
+            .modify_with_mode(b, Event::all(fd as usize), PollMode::Edge)
+    }
+
+    /// Re-register `fd` (see the raw epoll source).
+    pub(crate) fn refresh(&self, fd: RawFd) -> io::Result<()> {
+        match self.modify(fd) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => self.add(fd),
+            r => r,
+        }
+    }
+
+    /// Stop watching `fd` (before it is closed).
+    pub(crate) fn delete(&self, fd: RawFd) {
+        // SAFETY: the fd is still open (about to be closed), or the call just fails.
+        let _ = self.poller.delete(unsafe { BorrowedFd::borrow_raw(fd) });
+    }
+
+    pub(crate) fn waker(&self) -> Box<dyn Fn() + Send + Sync> {
+        let p = self.poller.clone();
+        Box::new(move || {
+            let _ = p.notify();
+        })
+    }
+
+    /// Wait at most `timeout` and append what fired to `out`.
+    pub(crate) fn wait(
+        &mut self,
+        out: &mut Vec<Readiness>,
+        timeout: Option<Duration>,
+    ) -> io::Result<()> {
+        self.events.clear();
+        self.poller.wait(&mut self.events, timeout)?;
+        out.extend(self.events.iter().map(|ev| Readiness {
+            fd: ev.key as RawFd,
+            readable: ev.readable,
+            writable: ev.writable,
+        }));
+        Ok(())
+    }
+}
