@@ -49,6 +49,11 @@ impl Registry {
             ptr: Some(c),
             gen: 0,
         });
+        // Every slot may be free at once: size the free list now so `remove` never
+        // allocates.
+        if self.free.capacity() < self.slots.len() {
+            self.free.reserve(self.slots.capacity() - self.free.len());
+        }
         Ticket { slot, gen: 0 }
     }
 

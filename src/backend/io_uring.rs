@@ -27,6 +27,8 @@ pub(crate) struct Driver {
     in_kernel: usize,
     wake_fd: Arc<OwnedFd>,
     wake_armed: bool,
+    /// (user_data, result, flags) of the CQEs being processed; reused.
+    cqes: Vec<(u64, i32, u32)>,
 }
 
 impl Driver {
@@ -58,6 +60,7 @@ impl Driver {
             in_kernel: 0,
             wake_fd,
             wake_armed: false,
+            cqes: Vec::with_capacity(entries as usize * 2),
         };
         d.arm_wake();
         Ok(d)
@@ -238,41 +241,36 @@ impl Driver {
 
     /// Take every CQE off the ring, handing user completions to `f`.
     fn reap(&mut self, mut f: impl FnMut(&mut Self, NonNull<Completion>, isize)) {
-        loop {
-            let mut batch = [(0u64, 0i32, 0u32); 64];
-            let mut n = 0;
-            for cqe in self.ring.completion() {
-                batch[n] = (cqe.user_data(), cqe.result(), cqe.flags());
-                n += 1;
-                if n == batch.len() {
-                    break;
-                }
-            }
-            for &(ud, res, flags) in &batch[..n] {
-                match ud {
-                    IGNORE => {}
-                    WAKE => {
-                        let mut buf = 0u64;
-                        // SAFETY: reading 8 bytes into a live u64 from our eventfd.
-                        unsafe {
-                            libc::read(self.wake_fd.as_raw_fd(), (&mut buf as *mut u64).cast(), 8)
-                        };
-                        if !io_uring::cqueue::more(flags) {
-                            self.wake_armed = false;
-                        }
-                    }
-                    ptr => {
-                        let c = NonNull::new(ptr as *mut Completion).expect("non-null user_data");
-                        f(self, c, res as isize);
+        // Copy the CQEs out first (the callback needs `&mut self`); the Vec is reused.
+        let mut cqes = std::mem::take(&mut self.cqes);
+        cqes.extend(
+            self.ring
+                .completion()
+                .map(|c| (c.user_data(), c.result(), c.flags())),
+        );
+        for &(ud, res, flags) in &cqes {
+            match ud {
+                IGNORE => {}
+                WAKE => {
+                    let mut buf = 0u64;
+                    // SAFETY: reading 8 bytes into a live u64 from our eventfd.
+                    unsafe {
+                        libc::read(self.wake_fd.as_raw_fd(), (&mut buf as *mut u64).cast(), 8)
+                    };
+                    if !io_uring::cqueue::more(flags) {
+                        self.wake_armed = false;
                     }
                 }
+                ptr => {
+                    let c = NonNull::new(ptr as *mut Completion).expect("non-null user_data");
+                    f(self, c, res as isize);
+                }
             }
-            if !self.wake_armed {
-                self.arm_wake();
-            }
-            if n < batch.len() {
-                return;
-            }
+        }
+        cqes.clear();
+        self.cqes = cqes;
+        if !self.wake_armed {
+            self.arm_wake();
         }
     }
 
