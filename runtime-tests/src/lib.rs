@@ -33,3 +33,46 @@ pub fn new_loop(backend: xev::Backend) -> xev::Loop {
     })
     .unwrap_or_else(|e| panic!("Loop::new({backend:?}): {e}"))
 }
+
+use std::cell::RefCell;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::pin::Pin;
+use std::rc::Rc;
+
+use xev::{CallbackAction, Completion, Loop, OpResult};
+
+/// Results collected by callbacks made with [`record`].
+pub type Results = Rc<RefCell<Vec<OpResult>>>;
+
+/// An empty result log.
+pub fn results() -> Results {
+    Rc::new(RefCell::new(Vec::new()))
+}
+
+/// A callback that appends its result to `r` and disarms.
+pub fn record(
+    r: &Results,
+) -> impl FnMut(&mut Loop, Pin<&mut Completion>, OpResult) -> CallbackAction {
+    let r = r.clone();
+    move |_, _, res| {
+        r.borrow_mut().push(res);
+        CallbackAction::Disarm
+    }
+}
+
+/// The single result in `r` (panics if there is not exactly one).
+pub fn only(r: &Results) -> OpResult {
+    let mut v = r.borrow_mut();
+    assert_eq!(v.len(), 1, "expected exactly one callback, got {v:?}");
+    v.pop().unwrap()
+}
+
+/// Duplicate `fd` to a number at or above `base`, where no other test in the process
+/// allocates fds, so a closed number cannot be reused behind the test's back.
+pub fn dup_high(fd: RawFd, base: RawFd) -> OwnedFd {
+    // SAFETY: F_DUPFD_CLOEXEC returns a new fd or -1.
+    let d = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, base) };
+    assert!(d >= base, "dup: {}", std::io::Error::last_os_error());
+    // SAFETY: a new fd that we own.
+    unsafe { OwnedFd::from_raw_fd(d) }
+}

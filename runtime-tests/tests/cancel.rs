@@ -7,33 +7,12 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::pin::{pin, Pin};
+use std::pin::pin;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use runtime_tests::{each_backend, new_loop};
+use runtime_tests::{each_backend, new_loop, only, record, results, Results};
 use xev::*;
-
-type Results = Rc<RefCell<Vec<OpResult>>>;
-
-fn results() -> Results {
-    Rc::new(RefCell::new(Vec::new()))
-}
-
-fn record(r: &Results) -> impl FnMut(&mut Loop, Pin<&mut Completion>, OpResult) -> CallbackAction {
-    let r = r.clone();
-    move |_, _, res| {
-        r.borrow_mut().push(res);
-        CallbackAction::Disarm
-    }
-}
-
-/// The single result in `r` (panics if there is not exactly one).
-fn only(r: &Results) -> OpResult {
-    let mut v = r.borrow_mut();
-    assert_eq!(v.len(), 1, "expected exactly one callback, got {v:?}");
-    v.pop().unwrap()
-}
 
 fn assert_cancel_ok(r: &Results) {
     match only(r) {

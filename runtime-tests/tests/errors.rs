@@ -1,6 +1,5 @@
 //! Bad input comes back as an error result, never a panic, and the loop keeps running.
 
-use std::cell::RefCell;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::net::{Shutdown, SocketAddr, TcpListener, UdpSocket};
@@ -8,31 +7,10 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::{pin, Pin};
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use runtime_tests::{each_backend, new_loop};
+use runtime_tests::{each_backend, new_loop, only, record, results};
 use xev::*;
-
-type Results = Rc<RefCell<Vec<OpResult>>>;
-
-fn results() -> Results {
-    Rc::new(RefCell::new(Vec::new()))
-}
-
-fn record(r: &Results) -> impl FnMut(&mut Loop, Pin<&mut Completion>, OpResult) -> CallbackAction {
-    let r = r.clone();
-    move |_, _, res| {
-        r.borrow_mut().push(res);
-        CallbackAction::Disarm
-    }
-}
-
-fn only(r: &Results) -> OpResult {
-    let mut v = r.borrow_mut();
-    assert_eq!(v.len(), 1, "expected exactly one callback, got {v:?}");
-    v.pop().unwrap()
-}
 
 /// The OS error of a failed result, whatever the operation.
 fn os_error(r: &OpResult) -> Option<i32> {

@@ -3,15 +3,15 @@
 
 use std::cell::RefCell;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Seek, SeekFrom};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::io::{Seek, SeekFrom};
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::pin::{pin, Pin};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::ThreadId;
 
-use runtime_tests::each_backend;
+use runtime_tests::{dup_high, each_backend};
 use xev::*;
 
 type Results = Rc<RefCell<Vec<(OpResult, ThreadId)>>>;
@@ -355,14 +355,6 @@ fn write_on_a_read_only_file_is_ebadf() {
         }
         assert_eq!(std::fs::read(&tmp.0).unwrap(), b"keep");
     });
-}
-
-fn dup_high(fd: RawFd, base: RawFd) -> OwnedFd {
-    // SAFETY: F_DUPFD_CLOEXEC returns a new fd or -1.
-    let d = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, base) };
-    assert!(d >= base, "dup: {}", io::Error::last_os_error());
-    // SAFETY: new fd we own.
-    unsafe { OwnedFd::from_raw_fd(d) }
 }
 
 #[test]

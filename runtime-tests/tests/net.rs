@@ -10,28 +10,8 @@ use std::pin::{pin, Pin};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use runtime_tests::{each_backend, new_loop};
+use runtime_tests::{dup_high, each_backend, new_loop, only, record, results};
 use xev::*;
-
-type Results = Rc<RefCell<Vec<OpResult>>>;
-
-fn results() -> Results {
-    Rc::new(RefCell::new(Vec::new()))
-}
-
-fn record(r: &Results) -> impl FnMut(&mut Loop, Pin<&mut Completion>, OpResult) -> CallbackAction {
-    let r = r.clone();
-    move |_, _, res| {
-        r.borrow_mut().push(res);
-        CallbackAction::Disarm
-    }
-}
-
-fn only(r: &Results) -> OpResult {
-    let mut v = r.borrow_mut();
-    assert_eq!(v.len(), 1, "expected exactly one callback, got {v:?}");
-    v.pop().unwrap()
-}
 
 /// A new non-blocking, close-on-exec IPv4 TCP socket, not yet connected.
 fn tcp_socket() -> TcpStream {
@@ -777,16 +757,6 @@ fn poll_in_fires_when_data_arrives_and_out_on_writable() {
             }
         }
     });
-}
-
-/// Duplicate `fd` to a high number, where no other test in this process allocates fds,
-/// so a closed number cannot be reused behind our back.
-fn dup_high(fd: RawFd, base: RawFd) -> OwnedFd {
-    // SAFETY: F_DUPFD_CLOEXEC returns a new fd or -1.
-    let d = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, base) };
-    assert!(d >= base, "dup: {}", io::Error::last_os_error());
-    // SAFETY: new fd we own.
-    unsafe { OwnedFd::from_raw_fd(d) }
 }
 
 fn fd_is_open(fd: RawFd) -> bool {
