@@ -261,3 +261,13 @@ impl fmt::Debug for Completion {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// A guard against growth: a million timers cost a million completions.
+    #[test]
+    fn completion_stays_small() {
+        let size = std::mem::size_of::<super::Completion>();
+        assert!(size <= 280, "Completion grew to {size} bytes");
+    }
+}
