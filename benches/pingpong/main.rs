@@ -20,8 +20,9 @@
 //!
 //! For profiling: `XEV_BENCH_ONLY=epoll,tokio` (variants whose name contains a word),
 //! `XEV_BENCH_CONNS=1|100` (one workload), `XEV_BENCH_ROUND_TRIPS=N` (timed round trips
-//! per run), `XEV_BENCH_PIN=none|same|split` (both threads on CPU 0, or client on CPU 0
-//! and server on CPU 1; default: let the scheduler place them).
+//! per run), `XEV_BENCH_PIN=none|same|split` (let the scheduler place the threads, both
+//! on CPU 0, or, the default, client on CPU 0 and server on CPU 1: on this 2-core machine
+//! pinning removes most of the run-to-run noise from thread migration).
 //!
 //! Run with `cargo bench --bench pingpong`.
 
@@ -295,11 +296,11 @@ fn measure(v: Variant, w: &Workload) -> Result<Sample, String> {
 }
 
 // ---------------------------------------------------------------------------------------
-// CPU placement: XEV_BENCH_PIN=none (default) | same (both threads on CPU 0) | split
-// (client on CPU 0, server on CPU 1).
+// CPU placement: XEV_BENCH_PIN=none | same (both threads on CPU 0) | split (the default:
+// client on CPU 0, server on CPU 1).
 
 fn pin_mode() -> String {
-    std::env::var("XEV_BENCH_PIN").unwrap_or_else(|_| "none".into())
+    std::env::var("XEV_BENCH_PIN").unwrap_or_else(|_| "split".into())
 }
 
 fn pin_plan() -> (Option<usize>, Option<usize>) {
