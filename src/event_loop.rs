@@ -616,7 +616,21 @@ impl Loop {
                 self.core.finish(c, 0);
             }
             Phase::Ready => self.core.finish(c, ENOENT),
-            Phase::Pool => self.core.finish(c, -(libc::EALREADY as isize)),
+            Phase::Pool => {
+                // A job still queued can be withdrawn; one a worker has started cannot.
+                let queued = self
+                    .core
+                    .pool
+                    .as_ref()
+                    .is_some_and(|p| p.cancel_raw(t.as_ptr().cast()));
+                if queued {
+                    self.core.pool_inflight -= 1;
+                    self.core.finish(t, -(libc::ECANCELED as isize));
+                    self.core.finish(c, 0);
+                } else {
+                    self.core.finish(c, -(libc::EALREADY as isize));
+                }
+            }
             Phase::Kernel | Phase::Waiting => self.driver.cancel(&mut self.core, c, t),
             Phase::Dead | Phase::Callback => self.core.finish(c, ENOENT),
         }

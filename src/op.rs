@@ -99,8 +99,11 @@ pub enum Op {
         /// Destination.
         buf: Buffer,
     },
-    /// Close a file descriptor. The operation owns it; after the first start the slot is
-    /// empty, so rearming a close reports `EBADF` instead of closing someone else's fd.
+    /// Close a file descriptor. Operations still pending on it are cancelled first (their
+    /// callbacks get `Canceled`). The operation owns the fd; after the first start the
+    /// slot is empty, so rearming a close reports `EBADF` instead of closing someone
+    /// else's fd. (A regular-file operation already running on the thread pool finishes
+    /// normally.)
     Close {
         /// The descriptor to close.
         fd: Option<OwnedFd>,

@@ -104,6 +104,16 @@ impl ThreadPool {
         self.push(Job::Raw(job));
     }
 
+    /// Remove a raw job that no worker has started yet; true if it was still queued.
+    pub(crate) fn cancel_raw(&self, data: *mut ()) -> bool {
+        let mut st = self.lock();
+        let pos = st
+            .jobs
+            .iter()
+            .position(|j| matches!(j, Job::Raw(r) if r.data == data));
+        pos.and_then(|i| st.jobs.remove(i)).is_some()
+    }
+
     /// Worker threads alive now.
     pub fn threads(&self) -> usize {
         self.lock().threads

@@ -539,3 +539,40 @@ fn cancel_racing_a_file_op_is_consistent() {
         std::fs::remove_file(&path).unwrap();
     });
 }
+
+#[test]
+fn close_cancels_the_operations_pending_on_its_fd() {
+    each_backend(|b| {
+        let (a, peer) = UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        let (recv_r, close_r) = (results(), results());
+        let mut recv = pin!(Completion::new());
+        let mut close = pin!(Completion::new());
+        let mut lp = new_loop(b);
+        let fd = a.as_raw_fd();
+        lp.start(
+            recv.as_mut(),
+            Op::Recv {
+                fd,
+                buf: Buffer::inline(8),
+            },
+            record(&recv_r),
+        );
+        lp.run(RunMode::NoWait).unwrap();
+        assert!(recv_r.borrow().is_empty(), "nothing to receive yet");
+        lp.start(
+            close.as_mut(),
+            Op::close(OwnedFd::from(a)),
+            record(&close_r),
+        );
+        lp.run(RunMode::UntilDone).unwrap();
+        assert!(
+            matches!(only(&recv_r), OpResult::Recv(Err(ReadError::Canceled))),
+            "{b:?}"
+        );
+        assert!(matches!(only(&close_r), OpResult::Close(Ok(()))), "{b:?}");
+        // The fd is really closed: the peer sees EOF.
+        let mut buf = [0u8; 1];
+        assert_eq!((&peer).read(&mut buf).unwrap(), 0);
+    });
+}

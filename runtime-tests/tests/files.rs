@@ -486,3 +486,51 @@ fn two_loops_sharing_one_thread_pool() {
         drop((lp1, lp2));
     });
 }
+
+/// On the poll backend a file operation still queued for the thread pool can be
+/// cancelled; one a worker has started finishes normally and the cancel gets `EALREADY`.
+#[test]
+fn poll_backend_cancels_a_file_op_still_queued_for_the_pool() {
+    let pool = ThreadPool::new(ThreadPoolOptions {
+        max_threads: 1,
+        ..Default::default()
+    });
+    // Occupy the only worker so the pread below stays queued.
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    pool.execute(move || {
+        started_tx.send(()).unwrap();
+        let _ = release_rx.recv_timeout(std::time::Duration::from_secs(10));
+    });
+    started_rx.recv().unwrap();
+
+    let tmp = TempFile::new("poolcancel");
+    let file = tmp.open_rw();
+    let (read_r, cancel_r) = (results(), results());
+    let mut read = pin!(Completion::new());
+    let mut cancel = pin!(Completion::new());
+    let mut lp = Loop::new(Options {
+        backend: Some(Backend::Epoll),
+        thread_pool: Some(pool),
+        ..Default::default()
+    })
+    .unwrap();
+    lp.start(
+        read.as_mut(),
+        Op::Pread {
+            fd: file.as_raw_fd(),
+            buf: Buffer::inline(4),
+            offset: 0,
+        },
+        record(&read_r),
+    );
+    lp.cancel(cancel.as_mut(), &read, record(&cancel_r));
+    lp.run(RunMode::UntilDone).unwrap();
+    release_tx.send(()).unwrap();
+    assert!(matches!(
+        only(&read_r),
+        OpResult::Pread(Err(ReadError::Canceled))
+    ));
+    assert!(matches!(only(&cancel_r), OpResult::Cancel(Ok(()))));
+    assert_eq!(lp.active(), 0);
+}

@@ -169,7 +169,17 @@ impl Driver {
                     opcode::RecvMsg::new(types::Fd(*fd), &mut sc.msg).build()
                 }
                 Op::Close { fd } => match fd.take() {
-                    Some(owned) => opcode::Close::new(types::Fd(owned.into_raw_fd())).build(),
+                    Some(owned) => {
+                        let raw = owned.into_raw_fd();
+                        // First cancel whatever else is pending on this fd (their
+                        // callbacks get Canceled), as the poll backend does; SQEs are
+                        // issued in order, so the cancel runs before the close.
+                        let cancel = opcode::AsyncCancel2::new(
+                            types::CancelBuilder::fd(types::Fd(raw)).all(),
+                        );
+                        self.push(&cancel.build().user_data(IGNORE));
+                        opcode::Close::new(types::Fd(raw)).build()
+                    }
                     None => return core.finish(c, -(libc::EBADF as isize)),
                 },
                 Op::Shutdown { fd, how } => {

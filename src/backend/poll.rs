@@ -15,7 +15,8 @@
 //! So before parking a freshly added operation, the registration is refreshed (one
 //! `epoll_ctl`), which also re-reports current readiness; a *rearmed* operation (the same
 //! operation on the same fd, right after its callback) trusts the cache and costs no
-//! syscall. Fds closed with [`Op::Close`] and fds produced by accept reset their state.
+//! syscall. Fds closed with [`Op::Close`] (which first cancels the operations parked on
+//! them) and fds produced by accept reset their state.
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -155,7 +156,7 @@ impl Driver {
                 Op::Read { fd, .. } | Op::Write { fd, .. } => sys::is_blocking_file(*fd),
                 Op::Close { fd: Some(f) } => {
                     let raw = f.as_raw_fd();
-                    self.forget(raw);
+                    self.forget(core, raw);
                     sys::is_blocking_file(raw)
                 }
                 _ => false,
@@ -250,9 +251,13 @@ impl Driver {
         core.finish(c, res);
     }
 
-    /// `fd` is about to be closed by the loop: drop its registration and cache.
-    fn forget(&mut self, fd: RawFd) {
+    /// `fd` is about to be closed by the loop: cancel the operations parked on it (their
+    /// callbacks get Canceled), and drop its registration and cache.
+    fn forget(&mut self, core: &mut Core, fd: RawFd) {
         if let Some(st) = self.fds.get_mut(fd as usize) {
+            while let Some(w) = st.readers.pop().or_else(|| st.writers.pop()) {
+                core.finish(w, -(libc::ECANCELED as isize));
+            }
             if st.registered {
                 self.source.delete(fd);
             }
