@@ -513,7 +513,9 @@ impl Loop {
     /// started as by [`timer`](Self::timer). The callback fires once, with Expiration.
     ///
     /// Timers live in user space on every backend, so unlike libxev no second "cancel"
-    /// completion is needed.
+    /// completion is needed. If a cancel of this timer already reported `Ok` but the
+    /// timer's `Canceled` callback has not run yet, the reset wins: the timer is armed
+    /// again and its (new) callback fires once, with Expiration.
     ///
     /// # Panics
     /// If `c` is Active with an operation other than a timer.
@@ -698,5 +700,41 @@ impl fmt::Debug for Loop {
             .field("timers", &self.core.timers.len())
             .field("stopped", &self.stopped)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The wake-up used by the thread pool interrupts a loop blocked in the kernel, on
+    /// every backend (io_uring: eventfd + multishot poll; epoll: registered eventfd).
+    #[test]
+    fn pool_wakeup_interrupts_a_blocked_wait() {
+        for b in Backend::available() {
+            let mut c = Box::pin(Completion::new());
+            let mut lp = Loop::new(Options {
+                backend: Some(b),
+                ..Options::default()
+            })
+            .unwrap();
+            lp.timer(c.as_mut(), 10_000, |_, _, _| CallbackAction::Disarm);
+            for _ in 0..3 {
+                let sink = lp.core.sink.clone();
+                let waker = std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(30));
+                    (sink.wake)();
+                });
+                let start = Instant::now();
+                let ran = lp.tick(true).unwrap();
+                waker.join().unwrap();
+                assert_eq!(ran, 0, "{b:?}: nothing was due");
+                assert!(
+                    start.elapsed() < Duration::from_secs(5),
+                    "{b:?}: the wake-up did not interrupt the wait"
+                );
+            }
+            lp.shutdown();
+        }
     }
 }
