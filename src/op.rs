@@ -213,12 +213,14 @@ pub struct Buffer {
 
 enum Inner {
     /// Up to [`INLINE_BUFFER`] bytes stored in the completion itself.
+    /// `start..end` of `data` is in use.
     Inline {
         data: UnsafeCell<[u8; INLINE_BUFFER]>,
-        len: u8,
+        start: u8,
+        end: u8,
     },
-    /// An owned heap buffer; the whole `len()` is used.
-    Vec(Vec<u8>),
+    /// An owned heap buffer; `start..` is in use.
+    Vec(Vec<u8>, usize),
     /// Memory the caller vouched for through [`Buffer::from_raw`].
     Raw { ptr: *mut u8, len: usize },
 }
@@ -236,7 +238,8 @@ impl Buffer {
         Buffer {
             inner: Inner::Inline {
                 data: UnsafeCell::new([0; INLINE_BUFFER]),
-                len: len as u8,
+                start: 0,
+                end: len as u8,
             },
         }
     }
@@ -249,7 +252,8 @@ impl Buffer {
             Buffer {
                 inner: Inner::Inline {
                     data: UnsafeCell::new(data),
-                    len: bytes.len() as u8,
+                    start: 0,
+                    end: bytes.len() as u8,
                 },
             }
         } else {
@@ -269,12 +273,52 @@ impl Buffer {
         }
     }
 
-    /// Number of bytes the operation may use.
+    /// Number of bytes the operation may use (after any [`advance`](Self::advance)).
     pub fn len(&self) -> usize {
         match &self.inner {
-            Inner::Inline { len, .. } => *len as usize,
-            Inner::Vec(v) => v.len(),
+            Inner::Inline { start, end, .. } => (*end - *start) as usize,
+            Inner::Vec(v, start) => v.len() - *start,
             Inner::Raw { len, .. } => *len,
+        }
+    }
+
+    /// Consume the first `n` bytes: later operations use the rest (e.g. to continue a
+    /// partial write). [`rewind`](Self::rewind) undoes it.
+    ///
+    /// ```
+    /// let mut b = xev::Buffer::from(b"hello".to_vec());
+    /// b.advance(2);
+    /// assert_eq!(b.as_slice(), b"llo");
+    /// b.rewind();
+    /// assert_eq!(b.as_slice(), b"hello");
+    /// ```
+    ///
+    /// # Panics
+    /// If `n > self.len()`.
+    pub fn advance(&mut self, n: usize) {
+        assert!(
+            n <= self.len(),
+            "advance({n}) past the end of a {}-byte buffer",
+            self.len()
+        );
+        match &mut self.inner {
+            Inner::Inline { start, .. } => *start += n as u8,
+            Inner::Vec(_, start) => *start += n,
+            Inner::Raw { ptr, len } => {
+                // SAFETY: `n <= len`, so the new pointer stays inside the caller's memory.
+                *ptr = unsafe { ptr.add(n) };
+                *len -= n;
+            }
+        }
+    }
+
+    /// Make every byte usable again after [`advance`](Self::advance) (raw buffers cannot be
+    /// rewound and stay as they are).
+    pub fn rewind(&mut self) {
+        match &mut self.inner {
+            Inner::Inline { start, .. } => *start = 0,
+            Inner::Vec(_, start) => *start = 0,
+            Inner::Raw { .. } => {}
         }
     }
 
@@ -303,22 +347,22 @@ impl Buffer {
     /// If an inline buffer would exceed [`INLINE_BUFFER`], or the buffer is raw.
     pub fn set_len(&mut self, new_len: usize) {
         match &mut self.inner {
-            Inner::Inline { len, .. } => {
+            Inner::Inline { start, end, .. } => {
                 assert!(
-                    new_len <= INLINE_BUFFER,
+                    *start as usize + new_len <= INLINE_BUFFER,
                     "inline buffers hold at most {INLINE_BUFFER} bytes"
                 );
-                *len = new_len as u8;
+                *end = *start + new_len as u8;
             }
-            Inner::Vec(v) => v.resize(new_len, 0),
+            Inner::Vec(v, start) => v.resize(*start + new_len, 0),
             Inner::Raw { .. } => panic!("cannot resize a raw buffer"),
         }
     }
 
-    /// The owned `Vec`, if this buffer is one.
+    /// The owned `Vec` (all of it, advanced bytes included), if this buffer is one.
     pub fn into_vec(self) -> Option<Vec<u8>> {
         match self.inner {
-            Inner::Vec(v) => Some(v),
+            Inner::Vec(v, _) => Some(v),
             _ => None,
         }
     }
@@ -326,8 +370,12 @@ impl Buffer {
     /// Pointer to the first byte, for the kernel.
     pub(crate) fn as_ptr(&self) -> *mut u8 {
         match &self.inner {
-            Inner::Inline { data, .. } => data.get().cast(),
-            Inner::Vec(v) => v.as_ptr().cast_mut(),
+            // SAFETY: `start <= end <= INLINE_BUFFER`, inside the array.
+            Inner::Inline { data, start, .. } => unsafe {
+                data.get().cast::<u8>().add(*start as usize)
+            },
+            // SAFETY: `start <= v.len()` (advance checks it, set_len keeps it).
+            Inner::Vec(v, start) => unsafe { v.as_ptr().cast_mut().add(*start) },
             Inner::Raw { ptr, .. } => *ptr,
         }
     }
@@ -336,7 +384,7 @@ impl Buffer {
 impl From<Vec<u8>> for Buffer {
     fn from(v: Vec<u8>) -> Buffer {
         Buffer {
-            inner: Inner::Vec(v),
+            inner: Inner::Vec(v, 0),
         }
     }
 }
@@ -351,7 +399,7 @@ impl fmt::Debug for Buffer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = match self.inner {
             Inner::Inline { .. } => "inline",
-            Inner::Vec(_) => "vec",
+            Inner::Vec(..) => "vec",
             Inner::Raw { .. } => "raw",
         };
         f.debug_struct("Buffer")
