@@ -74,6 +74,7 @@ mod result;
 mod sys;
 mod thread_pool;
 mod timer_queue;
+pub mod watcher;
 
 pub use backend::Backend;
 pub use completion::{CallbackAction, Completion, CompletionState};
@@ -81,6 +82,7 @@ pub use event_loop::{Loop, Options, RunError, RunMode, MAX_ENTRIES};
 pub use op::{Buffer, CancelTarget, Op, PollEvents, INLINE_BUFFER};
 pub use result::{Accepted, CancelError, Error, OpResult, ReadError, TimerTrigger};
 pub use thread_pool::{ThreadPool, ThreadPoolOptions};
+pub use watcher::Timer;
 
 /// The README's code examples, compiled and run as doctests.
 #[cfg(doctest)]
