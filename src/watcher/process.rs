@@ -1,1 +1,252 @@
-//! Placeholder: being written.
+//! [`Process`]: wait for a child process to exit, on the loop (libxev's `Process`).
+//!
+//! Linux only (elsewhere the module does not exist): a pidfd (`pidfd_open(2)`, Linux 5.3)
+//! polled for readability with an [`Op::Poll`]; once readable, the child is reaped with
+//! `waitid(P_PIDFD, pidfd, WEXITED | WNOHANG)` (Linux 5.4) and its `siginfo` decoded
+//! into an [`ExitStatus`].
+//!
+//! **Reaping.** The watcher reaps the child (like libxev). A `std::process::Child` whose
+//! exit the watcher reported must not be waited for again: `Child::wait`/`try_wait` would
+//! then fail with `ECHILD`, or, worse, if the pid has been reused by a newer child, reap
+//! that one; `Child::kill` could likewise hit a reused pid. Just drop the `Child` (its
+//! drop neither waits nor kills). Conversely, do not reap the child elsewhere (e.g.
+//! `waitpid(-1, ..)` on another thread) while a wait is queued: the watcher would then
+//! report `ECHILD`.
+#![cfg(target_os = "linux")]
+
+use std::fmt;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::completion::{CallbackAction, Completion};
+use crate::event_loop::Loop;
+use crate::op::{Op, PollEvents};
+use crate::result::{Error, OpResult};
+
+use super::mismatch;
+
+/// How a child process ended.
+///
+/// ```
+/// use xev::watcher::process::ExitStatus;
+///
+/// assert!(ExitStatus::Exited(0).success());
+/// assert_eq!(ExitStatus::Exited(42).code(), Some(42));
+/// assert_eq!(ExitStatus::Signaled(libc::SIGKILL).signal(), Some(libc::SIGKILL));
+/// assert_eq!(ExitStatus::Signaled(libc::SIGKILL).code(), None);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ExitStatus {
+    /// The process called `exit` (or returned from `main`) with this code (0..=255).
+    Exited(i32),
+    /// The process was terminated by this signal (whether or not it dumped core).
+    Signaled(i32),
+}
+
+impl ExitStatus {
+    /// Whether the process exited with code 0.
+    pub fn success(self) -> bool {
+        self == ExitStatus::Exited(0)
+    }
+
+    /// The exit code, if the process exited normally.
+    pub fn code(self) -> Option<i32> {
+        match self {
+            ExitStatus::Exited(c) => Some(c),
+            ExitStatus::Signaled(_) => None,
+        }
+    }
+
+    /// The terminating signal, if a signal killed the process.
+    pub fn signal(self) -> Option<i32> {
+        match self {
+            ExitStatus::Exited(_) => None,
+            ExitStatus::Signaled(s) => Some(s),
+        }
+    }
+}
+
+impl From<ExitStatus> for std::process::ExitStatus {
+    /// The same status as `std` represents it (a `wait(2)` status word).
+    ///
+    /// ```
+    /// use xev::watcher::process::ExitStatus;
+    /// let std_status: std::process::ExitStatus = ExitStatus::Exited(3).into();
+    /// assert_eq!(std_status.code(), Some(3));
+    /// ```
+    fn from(s: ExitStatus) -> std::process::ExitStatus {
+        use std::os::unix::process::ExitStatusExt;
+        match s {
+            ExitStatus::Exited(c) => std::process::ExitStatus::from_raw((c & 0xff) << 8),
+            ExitStatus::Signaled(sig) => std::process::ExitStatus::from_raw(sig & 0x7f),
+        }
+    }
+}
+
+impl fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExitStatus::Exited(c) => write!(f, "exit status: {c}"),
+            ExitStatus::Signaled(s) => write!(f, "killed by signal {s}"),
+        }
+    }
+}
+
+/// Watches one process for its exit, through a pidfd the `Process` owns.
+///
+/// The process must be a child of the calling process (otherwise the wait reports
+/// `ECHILD`); it may already have exited (a zombie) when the watcher is created or when
+/// the wait starts: the callback still runs. See the [module docs](self) about reaping
+/// and `std::process::Child`.
+///
+/// ```
+/// use std::{cell::Cell, pin::pin, process::Command, rc::Rc};
+/// use xev::watcher::process::{ExitStatus, Process};
+/// use xev::{CallbackAction, Completion, Loop, Options, RunMode};
+///
+/// let mut c = pin!(Completion::new());
+/// let mut lp = Loop::new(Options::default())?;
+/// let child = Command::new("sh").args(["-c", "exit 3"]).spawn()?;
+/// let proc = Process::from_child(&child)?;
+/// let status = Rc::new(Cell::new(None));
+/// proc.wait(&mut lp, c.as_mut(), status.clone(), |status, _lp, _c, r| {
+///     status.set(Some(r.expect("wait")));
+///     CallbackAction::Disarm
+/// });
+/// lp.run(RunMode::UntilDone)?;
+/// assert_eq!(status.get(), Some(ExitStatus::Exited(3)));
+/// drop(child); // reaped by the watcher: do not call `child.wait()`
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Process {
+    /// The pidfd, shared with the callback of a queued wait so that it stays open while
+    /// the poll is in flight.
+    fd: Arc<OwnedFd>,
+    pid: u32,
+}
+
+impl Process {
+    /// Watch the process `pid` (opens a pidfd, close-on-exec).
+    ///
+    /// Errors: `ESRCH` if no such process exists (or it was already reaped),
+    /// `InvalidInput` for a pid above `i32::MAX`, `ENOSYS` on kernels before 5.3, and
+    /// fd-limit errors.
+    pub fn new(pid: u32) -> io::Result<Process> {
+        let Ok(raw_pid) = libc::pid_t::try_from(pid) else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("pid {pid} is out of range"),
+            ));
+        };
+        // SAFETY: pidfd_open(pid, flags) takes no pointers; it returns a new fd or -1.
+        let r = unsafe { libc::syscall(libc::SYS_pidfd_open, raw_pid, 0 as libc::c_uint) };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Process {
+            // SAFETY: `r` is a new descriptor (pidfds are close-on-exec) owned by nobody.
+            fd: Arc::new(unsafe { OwnedFd::from_raw_fd(r as RawFd) }),
+            pid,
+        })
+    }
+
+    /// Watch a child spawned with `std::process::Command` (see [`new`](Self::new)).
+    pub fn from_child(child: &std::process::Child) -> io::Result<Process> {
+        Process::new(child.id())
+    }
+
+    /// The watched process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Wait for the process to exit and reap it: `cb` runs with its [`ExitStatus`], or
+    /// with `Err(Error::Io(ECHILD))` if it is not a child of this process or was reaped
+    /// elsewhere, or `Err(Error::Canceled)` if the wait is cancelled.
+    ///
+    /// A spurious readiness (the pidfd readable but `waitid` finding nothing to reap) is
+    /// absorbed: the poll is re-queued without calling `cb`. Returning
+    /// [`CallbackAction::Rearm`] after the exit was reported gives `ECHILD` (the child
+    /// is gone).
+    pub fn wait<U, F>(&self, lp: &mut Loop, c: Pin<&mut Completion>, userdata: U, cb: F)
+    where
+        U: 'static,
+        F: FnMut(
+                &mut U,
+                &mut Loop,
+                Pin<&mut Completion>,
+                Result<ExitStatus, Error>,
+            ) -> CallbackAction
+            + 'static,
+    {
+        let fd = Arc::clone(&self.fd);
+        let op = Op::Poll {
+            fd: fd.as_raw_fd(),
+            events: PollEvents::IN,
+        };
+        let (mut ud, mut cb) = (userdata, cb);
+        lp.start(c, op, move |lp, c, r| {
+            let r = match r {
+                OpResult::Poll(Ok(_)) => match reap(fd.as_raw_fd()) {
+                    Ok(Some(status)) => Ok(status),
+                    // Not exited after all: wait again, silently.
+                    Ok(None) => return CallbackAction::Rearm,
+                    Err(e) => Err(Error::Io(e)),
+                },
+                OpResult::Poll(Err(e)) => Err(e),
+                _ => Err(mismatch()),
+            };
+            cb(&mut ud, lp, c, r)
+        });
+    }
+}
+
+/// `waitid(P_PIDFD, fd, WEXITED | WNOHANG)`: the exit status if the process has exited
+/// (and is now reaped), `None` if it is still running.
+fn reap(fd: RawFd) -> io::Result<Option<ExitStatus>> {
+    // SAFETY: siginfo_t is plain data for which all-zero is valid.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: `info` is a valid siginfo_t the kernel may write; no other pointers.
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PIDFD,
+                fd as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG,
+            )
+        };
+        if r == 0 {
+            break;
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(e);
+        }
+    }
+    // SAFETY: waitid filled `info` for SIGCHLD (or left it zeroed when nothing was
+    // reaped), so the `si_pid`/`si_status` union members are the ones to read.
+    let (pid, status) = unsafe { (info.si_pid(), info.si_status()) };
+    if pid == 0 {
+        return Ok(None);
+    }
+    match info.si_code {
+        libc::CLD_EXITED => Ok(Some(ExitStatus::Exited(status))),
+        libc::CLD_KILLED | libc::CLD_DUMPED => Ok(Some(ExitStatus::Signaled(status))),
+        code => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("waitid reported si_code {code} for pid {pid}"),
+        )),
+    }
+}
+
+impl fmt::Debug for Process {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Process")
+            .field("pid", &self.pid)
+            .field("pidfd", &self.fd.as_raw_fd())
+            .finish()
+    }
+}
