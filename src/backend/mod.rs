@@ -1,14 +1,14 @@
 //! Backends: the mapping of [`Op`](crate::Op) onto one kernel interface each.
 //!
-//! - [`io_uring`]: every operation is a native SQE; one `io_uring_enter` per tick submits
+//! - `io_uring.rs`: every operation is a native SQE; one `io_uring_enter` per tick submits
 //!   and waits with the nearest timer deadline as its timeout.
-//! - [`poll`]: a readiness backend that emulates completions: try the syscall now, and on
+//! - `poll.rs`: a readiness backend that emulates completions: try the syscall now, and on
 //!   `EAGAIN` wait for readiness and retry; regular-file work runs on the thread pool. Its
 //!   readiness comes from raw epoll on Linux (`epoll.rs`) and from the `polling` crate
 //!   (kqueue on BSD/macOS, IOCP on Windows) elsewhere (`polling.rs`).
 //!
 //! Timers, cancellation bookkeeping and the ready queue are shared and live in
-//! [`event_loop`](crate::event_loop).
+//! `event_loop.rs`.
 
 #[cfg(target_os = "linux")]
 mod epoll;
