@@ -6,10 +6,14 @@
 //! [`OpResult`] and returns [`CallbackAction::Disarm`] or [`CallbackAction::Rearm`]
 //! (re-queue exactly the same operation). Nothing is allocated per operation.
 //!
-//! Backends ([`Backend`]): io_uring on Linux, and a readiness backend over the `polling`
-//! crate (epoll here; kqueue/IOCP elsewhere) that emulates completion semantics, with a
-//! [`ThreadPool`] for blocking file work. The backend is chosen at run time, falling back
+//! Backends ([`Backend`]): io_uring on Linux, and a readiness backend (raw epoll on Linux;
+//! the `polling` crate for kqueue/IOCP elsewhere) that emulates completion semantics, with
+//! a [`ThreadPool`] for blocking file work. The backend is chosen at run time, falling back
 //! to epoll when io_uring is disabled.
+//!
+//! On top of the core, [`watcher`]s give libxev's typed callback API: [`Timer`], [`Tcp`],
+//! [`Udp`], [`File`], [`Stream`] with [`WriteQueue`], and on Linux [`Process`], [`Async`]
+//! and [`Signal`].
 //!
 //! ```
 //! use std::pin::pin;
@@ -82,7 +86,19 @@ pub use event_loop::{Loop, Options, RunError, RunMode, MAX_ENTRIES};
 pub use op::{Buffer, CancelTarget, Op, PollEvents, INLINE_BUFFER};
 pub use result::{Accepted, CancelError, Error, OpResult, ReadError, TimerTrigger};
 pub use thread_pool::{ThreadPool, ThreadPoolOptions};
-pub use watcher::Timer;
+#[cfg(target_os = "linux")]
+pub use watcher::process::{ExitStatus, Process};
+#[cfg(target_os = "linux")]
+pub use watcher::r#async::Async;
+#[cfg(target_os = "linux")]
+pub use watcher::signal::Signal;
+pub use watcher::{
+    file::File,
+    stream::{Stream, WriteQueue},
+    tcp::Tcp,
+    udp::Udp,
+    Timer,
+};
 
 /// The README's code examples, compiled and run as doctests.
 #[cfg(doctest)]

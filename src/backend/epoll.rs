@@ -145,7 +145,7 @@ impl Epoll {
                         cap,
                         tsp,
                         std::ptr::null::<libc::sigset_t>(),
-                        0,
+                        0usize, // sigsetsize: a full register, as the kernel reads it
                     ) as libc::c_int
                 }
             };
@@ -176,6 +176,7 @@ impl Epoll {
                 fd: key as RawFd,
                 readable: err || bits & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLPRI) != 0,
                 writable: err || bits & libc::EPOLLOUT != 0,
+                hup: err || bits & libc::EPOLLRDHUP != 0,
             });
         }
         self.events.clear();

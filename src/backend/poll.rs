@@ -5,7 +5,7 @@
 //! writers for its fd. Each fd is registered once, edge-triggered, for both directions;
 //! when an edge arrives, that direction's waiters are retried in order until one would
 //! block again. A per-fd readiness cache (cleared by `EAGAIN`, and by a short read on a
-//! stream) saves the syscalls that would only report `EAGAIN`.
+//! stream whose peer has not hung up) saves the syscalls that would only report `EAGAIN`.
 //!
 //! The readiness source is raw epoll on Linux ([`super::epoll`]) and the `polling` crate
 //! elsewhere ([`super::polling`]). Regular-file work (`pread`, `pwrite`, and
@@ -39,6 +39,9 @@ pub(crate) struct Readiness {
     pub(crate) fd: RawFd,
     pub(crate) readable: bool,
     pub(crate) writable: bool,
+    /// The peer hung up or an error is pending (or the source cannot tell): a read will
+    /// return at once with EOF or the error, so a short read no longer means "drained".
+    pub(crate) hup: bool,
 }
 
 /// Where readiness comes from.
@@ -93,6 +96,9 @@ struct FdState {
     writable: bool,
     /// A short read means the receive queue is empty (streams, not datagrams).
     stream: bool,
+    /// A hang-up or error was reported: EOF (or the error) may be pending behind the
+    /// data, with no further edge to announce it, so short reads keep `readable`.
+    hup: bool,
 }
 
 impl Default for FdState {
@@ -104,6 +110,7 @@ impl Default for FdState {
             readable: true,
             writable: true,
             stream: false,
+            hup: false,
         }
     }
 }
@@ -115,6 +122,7 @@ impl FdState {
         self.readable = true;
         self.writable = true;
         self.stream = false;
+        self.hup = false;
     }
 }
 
@@ -169,6 +177,13 @@ impl Driver {
         let (fd, wait) = unsafe { ((*inner).op.fd().unwrap_or(-1), sys::wait_kind(&(*inner).op)) };
         if fd < 0 {
             return core.finish(c, -(libc::EBADF as isize));
+        }
+        // SAFETY: as above.
+        if unsafe { matches!((*inner).op, Op::Shutdown { .. }) } {
+            // shutdown(2) never blocks: do it now, whatever the readiness cache says (a
+            // short read must not park it until the peer sends again), as io_uring does.
+            let res = attempt(c);
+            return self.complete(core, c, res);
         }
         let st = self.state(fd);
         let (queue, ready) = match wait {
@@ -240,7 +255,7 @@ impl Driver {
                 if res > 0 && (res as usize) < buf.len() =>
             {
                 let st = self.state(*fd);
-                if st.stream {
+                if st.stream && !st.hup {
                     // The stream's queue was drained; the next arrival is a new edge.
                     st.readable = false;
                 }
@@ -288,6 +303,11 @@ impl Driver {
         let mut fired = std::mem::take(&mut self.fired);
         let r = self.source.wait(&mut fired, timeout);
         for ev in &fired {
+            if ev.hup {
+                if let Some(st) = self.fds.get_mut(ev.fd as usize) {
+                    st.hup = true;
+                }
+            }
             if ev.readable {
                 self.drain(core, ev.fd, Wait::Readable);
             }

@@ -82,6 +82,9 @@ impl PollingSource {
             fd: ev.key as RawFd,
             readable: ev.readable,
             writable: ev.writable,
+            // `polling` reports neither RDHUP nor EV_EOF portably, so a peer's close may
+            // hide behind data: never treat a short read as "drained" on this source.
+            hup: true,
         }));
         Ok(())
     }

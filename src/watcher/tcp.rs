@@ -1,1 +1,414 @@
-//! Placeholder: being written.
+//! [`Tcp`]: a TCP socket driven by the loop: accept, connect, read (recv), write (send),
+//! queued writes, poll, shutdown and close, each with a typed callback.
+//!
+//! The socket is created non-blocking and close-on-exec; [`bind`](Tcp::bind),
+//! [`listen`](Tcp::listen) and the socket options are plain synchronous calls, like
+//! libxev's.
+//!
+//! ```
+//! use std::{cell::RefCell, pin::pin, rc::Rc};
+//! use xev::watcher::tcp::Tcp;
+//! use xev::{Buffer, CallbackAction, Completion, Loop, Options, RunMode};
+//!
+//! let got: Rc<RefCell<Vec<u8>>> = Rc::default();
+//! let (mut a, mut cn) = (pin!(Completion::new()), pin!(Completion::new()));
+//! let mut lp = Loop::new(Options::default())?;
+//!
+//! let server = Tcp::new("127.0.0.1:0".parse()?)?;
+//! server.bind("127.0.0.1:0".parse()?)?;
+//! server.listen(16)?;
+//! let addr = server.local_addr()?;
+//!
+//! // Accept one connection, then read from it with the same completion.
+//! server.accept(&mut lp, a.as_mut(), got.clone(), |got, lp, c, res| {
+//!     let (conn, _peer) = res.expect("accept");
+//!     let conn = Rc::new(conn); // the read's userdata keeps the connection open
+//!     let ud = (conn.clone(), got.clone());
+//!     conn.read(lp, c, Buffer::inline(32), ud, |(_conn, got), _lp, c, res| {
+//!         let n = res.expect("read");
+//!         got.borrow_mut().extend_from_slice(&c.buffer().unwrap().as_slice()[..n]);
+//!         CallbackAction::Disarm
+//!     });
+//!     CallbackAction::Disarm
+//! });
+//!
+//! // Connect, then send from the connect callback.
+//! let client = Rc::new(Tcp::new(addr)?);
+//! client.connect(&mut lp, cn.as_mut(), addr, client.clone(), |client, lp, c, res| {
+//!     res.expect("connect");
+//!     client.write(lp, c, Buffer::copy_from(b"hi"), (), |_, _, _, res| {
+//!         assert_eq!(res.unwrap(), 2);
+//!         CallbackAction::Disarm
+//!     });
+//!     CallbackAction::Disarm
+//! });
+//! lp.run(RunMode::UntilDone)?;
+//! assert_eq!(*got.borrow(), b"hi");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::io;
+use std::mem;
+use std::net::{Shutdown, SocketAddr};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::pin::Pin;
+
+use crate::completion::{CallbackAction, Completion};
+use crate::event_loop::Loop;
+use crate::op::{Buffer, Op, PollEvents};
+use crate::result::{Error, OpResult, ReadError};
+use crate::sys;
+
+use super::mismatch;
+use super::stream::{self, WriteQueue};
+
+/// A TCP socket (listening or connected) that owns its fd: dropping it closes the fd, so
+/// keep it alive until the operations started on it have finished (or close it through
+/// the loop with [`close`](Self::close), which cancels them first).
+#[derive(Debug)]
+pub struct Tcp {
+    fd: OwnedFd,
+}
+
+impl Tcp {
+    /// A new non-blocking, close-on-exec TCP socket of `addr`'s family (IPv4 or IPv6; only
+    /// the family of `addr` is used).
+    pub fn new(addr: SocketAddr) -> io::Result<Tcp> {
+        socket(&addr, libc::SOCK_STREAM).map(|fd| Tcp { fd })
+    }
+
+    /// Bind to `addr`, with `SO_REUSEADDR` set first (as libxev does), so a restarted
+    /// server can bind its port while old connections linger in `TIME_WAIT`.
+    pub fn bind(&self, addr: SocketAddr) -> io::Result<()> {
+        set_opt(self.raw(), libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+        bind(self.raw(), &addr)
+    }
+
+    /// Start listening for connections (accept them with [`accept`](Self::accept)).
+    pub fn listen(&self, backlog: u32) -> io::Result<()> {
+        let backlog = backlog.min(libc::c_int::MAX as u32) as libc::c_int;
+        // SAFETY: listen(2) on a socket we own.
+        if unsafe { libc::listen(self.raw(), backlog) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// The address the socket is bound to.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        local_addr(self.raw())
+    }
+
+    /// The address of the connected peer.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        peer_addr(self.raw())
+    }
+
+    /// Set `TCP_NODELAY` (disable Nagle's algorithm) on or off.
+    pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
+        set_opt(self.raw(), libc::IPPROTO_TCP, libc::TCP_NODELAY, on.into())
+    }
+
+    /// Whether `TCP_NODELAY` is set.
+    pub fn nodelay(&self) -> io::Result<bool> {
+        get_opt(self.raw(), libc::IPPROTO_TCP, libc::TCP_NODELAY).map(|v| v != 0)
+    }
+
+    /// Accept one connection. The callback gets the new connection (non-blocking,
+    /// close-on-exec) and the peer's address; `Rearm` accepts the next one.
+    pub fn accept<U, F>(&self, lp: &mut Loop, c: Pin<&mut Completion>, ud: U, cb: F)
+    where
+        U: 'static,
+        F: FnMut(
+                &mut U,
+                &mut Loop,
+                Pin<&mut Completion>,
+                Result<(Tcp, Option<SocketAddr>), Error>,
+            ) -> CallbackAction
+            + 'static,
+    {
+        let op = Op::Accept { fd: self.raw() };
+        stream::start(lp, c, op, ud, accept_result, cb);
+    }
+
+    /// Connect to `addr`. A refused connection is `Err(Error::Io(e))` with
+    /// `e.kind() == ErrorKind::ConnectionRefused`.
+    pub fn connect<U, F>(
+        &self,
+        lp: &mut Loop,
+        c: Pin<&mut Completion>,
+        addr: SocketAddr,
+        ud: U,
+        cb: F,
+    ) where
+        U: 'static,
+        F: FnMut(&mut U, &mut Loop, Pin<&mut Completion>, Result<(), Error>) -> CallbackAction
+            + 'static,
+    {
+        let op = Op::Connect {
+            fd: self.raw(),
+            addr,
+        };
+        stream::start(lp, c, op, ud, connect_result, cb);
+    }
+
+    /// Receive once into `buf` (`recv(2)`). The callback gets the byte count (read the
+    /// bytes with `c.buffer()`), [`ReadError::Eof`] once the peer has shut down its
+    /// sending side, or the error. `Rearm` receives again into the same buffer.
+    pub fn read<U, F>(&self, lp: &mut Loop, c: Pin<&mut Completion>, buf: Buffer, ud: U, cb: F)
+    where
+        U: 'static,
+        F: FnMut(
+                &mut U,
+                &mut Loop,
+                Pin<&mut Completion>,
+                Result<usize, ReadError>,
+            ) -> CallbackAction
+            + 'static,
+    {
+        let op = Op::Recv {
+            fd: self.raw(),
+            buf,
+        };
+        stream::start(lp, c, op, ud, stream::read_result, cb);
+    }
+
+    /// Send `buf` once (`send(2)` with `MSG_NOSIGNAL`); the count may be short. For
+    /// ordered, complete writes use [`queue_write`](Self::queue_write).
+    pub fn write<U, F>(&self, lp: &mut Loop, c: Pin<&mut Completion>, buf: Buffer, ud: U, cb: F)
+    where
+        U: 'static,
+        F: FnMut(&mut U, &mut Loop, Pin<&mut Completion>, Result<usize, Error>) -> CallbackAction
+            + 'static,
+    {
+        let op = Op::Send {
+            fd: self.raw(),
+            buf,
+        };
+        stream::start(lp, c, op, ud, stream::write_result, cb);
+    }
+
+    /// Send all of `buf` through `q`, after the requests already queued there; the
+    /// callback gets the full length or the error. See [`WriteQueue`].
+    pub fn queue_write<U, F>(&self, lp: &mut Loop, q: &WriteQueue, buf: Buffer, ud: U, cb: F)
+    where
+        U: 'static,
+        F: FnMut(&mut U, &mut Loop, &mut Buffer, Result<usize, Error>) -> CallbackAction + 'static,
+    {
+        let op = Op::Send {
+            fd: self.raw(),
+            buf,
+        };
+        q.push(lp, op, ud, cb);
+    }
+
+    /// Wait until the socket is ready for `events`; see
+    /// [`Stream::poll`](super::stream::Stream::poll).
+    pub fn poll<U, F>(
+        &self,
+        lp: &mut Loop,
+        c: Pin<&mut Completion>,
+        events: PollEvents,
+        ud: U,
+        cb: F,
+    ) where
+        U: 'static,
+        F: FnMut(
+                &mut U,
+                &mut Loop,
+                Pin<&mut Completion>,
+                Result<PollEvents, Error>,
+            ) -> CallbackAction
+            + 'static,
+    {
+        let op = Op::Poll {
+            fd: self.raw(),
+            events,
+        };
+        stream::start(lp, c, op, ud, stream::poll_result, cb);
+    }
+
+    /// Shut down one or both directions (`Shutdown::Write` sends EOF to the peer).
+    /// libxev always shuts down the write side; here the caller chooses.
+    pub fn shutdown<U, F>(
+        &self,
+        lp: &mut Loop,
+        c: Pin<&mut Completion>,
+        how: Shutdown,
+        ud: U,
+        cb: F,
+    ) where
+        U: 'static,
+        F: FnMut(&mut U, &mut Loop, Pin<&mut Completion>, Result<(), Error>) -> CallbackAction
+            + 'static,
+    {
+        let op = Op::Shutdown {
+            fd: self.raw(),
+            how,
+        };
+        stream::start(lp, c, op, ud, shutdown_result, cb);
+    }
+
+    /// Close the socket through the loop; operations still pending on it are cancelled
+    /// first (their callbacks get `Canceled`).
+    pub fn close<U, F>(self, lp: &mut Loop, c: Pin<&mut Completion>, ud: U, cb: F)
+    where
+        U: 'static,
+        F: FnMut(&mut U, &mut Loop, Pin<&mut Completion>, Result<(), Error>) -> CallbackAction
+            + 'static,
+    {
+        stream::start(lp, c, Op::close(self.fd), ud, stream::close_result, cb);
+    }
+
+    fn raw(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+fn accept_result(r: OpResult) -> Result<(Tcp, Option<SocketAddr>), Error> {
+    match r {
+        OpResult::Accept(r) => r.map(|a| (Tcp { fd: a.fd }, a.peer)),
+        _ => Err(mismatch()),
+    }
+}
+
+fn connect_result(r: OpResult) -> Result<(), Error> {
+    match r {
+        OpResult::Connect(r) => r,
+        _ => Err(mismatch()),
+    }
+}
+
+fn shutdown_result(r: OpResult) -> Result<(), Error> {
+    match r {
+        OpResult::Shutdown(r) => r,
+        _ => Err(mismatch()),
+    }
+}
+
+impl From<OwnedFd> for Tcp {
+    /// Wrap a TCP socket (it should be non-blocking for the poll backend).
+    fn from(fd: OwnedFd) -> Tcp {
+        Tcp { fd }
+    }
+}
+
+impl From<Tcp> for OwnedFd {
+    fn from(t: Tcp) -> OwnedFd {
+        t.fd
+    }
+}
+
+impl AsRawFd for Tcp {
+    fn as_raw_fd(&self) -> RawFd {
+        self.raw()
+    }
+}
+
+impl AsFd for Tcp {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Socket helpers shared with the UDP watcher.
+
+fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+/// A new non-blocking, close-on-exec socket of `addr`'s family and type `ty`.
+pub(crate) fn socket(addr: &SocketAddr, ty: libc::c_int) -> io::Result<OwnedFd> {
+    let domain = match addr {
+        SocketAddr::V4(_) => libc::AF_INET,
+        SocketAddr::V6(_) => libc::AF_INET6,
+    };
+    // SAFETY: socket(2) returns a new fd or -1.
+    let fd =
+        cvt(unsafe { libc::socket(domain, ty | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: `fd` is a new descriptor that nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `bind(2)`.
+pub(crate) fn bind(fd: RawFd, addr: &SocketAddr) -> io::Result<()> {
+    // SAFETY: all-zero is a valid sockaddr_in6.
+    let mut raw: libc::sockaddr_in6 = unsafe { mem::zeroed() };
+    let len = sys::to_sockaddr(addr, &mut raw);
+    // SAFETY: `raw` holds a sockaddr of `len` bytes and outlives the call.
+    cvt(unsafe { libc::bind(fd, (&raw as *const libc::sockaddr_in6).cast(), len) }).map(drop)
+}
+
+/// A synchronous `connect(2)` (for UDP, where it only records the peer).
+pub(crate) fn connect(fd: RawFd, addr: &SocketAddr) -> io::Result<()> {
+    // SAFETY: all-zero is a valid sockaddr_in6.
+    let mut raw: libc::sockaddr_in6 = unsafe { mem::zeroed() };
+    let len = sys::to_sockaddr(addr, &mut raw);
+    // SAFETY: `raw` holds a sockaddr of `len` bytes and outlives the call.
+    cvt(unsafe { libc::connect(fd, (&raw as *const libc::sockaddr_in6).cast(), len) }).map(drop)
+}
+
+type NameFn =
+    unsafe extern "C" fn(libc::c_int, *mut libc::sockaddr, *mut libc::socklen_t) -> libc::c_int;
+
+fn name(fd: RawFd, f: NameFn) -> io::Result<SocketAddr> {
+    // SAFETY: all-zero is a valid sockaddr_in6.
+    let mut raw: libc::sockaddr_in6 = unsafe { mem::zeroed() };
+    let mut len = mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes into `raw`, which we own.
+    cvt(unsafe { f(fd, (&mut raw as *mut libc::sockaddr_in6).cast(), &mut len) })?;
+    sys::from_sockaddr(&raw, len)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not an IP socket address"))
+}
+
+/// `getsockname(2)`.
+pub(crate) fn local_addr(fd: RawFd) -> io::Result<SocketAddr> {
+    name(fd, libc::getsockname)
+}
+
+/// `getpeername(2)`.
+pub(crate) fn peer_addr(fd: RawFd) -> io::Result<SocketAddr> {
+    name(fd, libc::getpeername)
+}
+
+/// `setsockopt(2)` with an int value.
+pub(crate) fn set_opt(
+    fd: RawFd,
+    level: libc::c_int,
+    opt: libc::c_int,
+    val: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: the kernel reads one int from `val`, which outlives the call.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            opt,
+            (&val as *const libc::c_int).cast(),
+            mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    })
+    .map(drop)
+}
+
+/// `getsockopt(2)` of an int value.
+pub(crate) fn get_opt(fd: RawFd, level: libc::c_int, opt: libc::c_int) -> io::Result<libc::c_int> {
+    let mut val: libc::c_int = 0;
+    let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes into `val`, which we own.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd,
+            level,
+            opt,
+            (&mut val as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    })?;
+    Ok(val)
+}
