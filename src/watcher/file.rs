@@ -37,7 +37,7 @@
 //! ```
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::pin::Pin;
 
@@ -215,26 +215,4 @@ impl From<File> for std::fs::File {
     }
 }
 
-impl From<OwnedFd> for File {
-    fn from(fd: OwnedFd) -> File {
-        File { fd }
-    }
-}
-
-impl From<File> for OwnedFd {
-    fn from(f: File) -> OwnedFd {
-        f.fd
-    }
-}
-
-impl AsRawFd for File {
-    fn as_raw_fd(&self) -> RawFd {
-        self.raw()
-    }
-}
-
-impl AsFd for File {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
-    }
-}
+super::owns_fd!(File, "Wrap an open file descriptor.");

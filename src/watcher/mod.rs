@@ -32,6 +32,38 @@ use std::io;
 
 use crate::result::Error;
 
+/// The conversions every fd-owning watcher has: from and into `OwnedFd`, `AsRawFd`,
+/// `AsFd`. The type must hold its descriptor in a field named `fd`.
+macro_rules! owns_fd {
+    ($t:ident, $from_doc:literal) => {
+        impl From<std::os::fd::OwnedFd> for $t {
+            #[doc = $from_doc]
+            fn from(fd: std::os::fd::OwnedFd) -> $t {
+                $t { fd }
+            }
+        }
+
+        impl From<$t> for std::os::fd::OwnedFd {
+            fn from(w: $t) -> std::os::fd::OwnedFd {
+                w.fd
+            }
+        }
+
+        impl std::os::fd::AsRawFd for $t {
+            fn as_raw_fd(&self) -> std::os::fd::RawFd {
+                std::os::fd::AsRawFd::as_raw_fd(&self.fd)
+            }
+        }
+
+        impl std::os::fd::AsFd for $t {
+            fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+                std::os::fd::AsFd::as_fd(&self.fd)
+            }
+        }
+    };
+}
+pub(crate) use owns_fd;
+
 /// The error a watcher callback gets if its completion's operation was swapped for
 /// another kind behind its back (with `Completion::op_mut`) before a rearm.
 pub(crate) fn mismatch() -> Error {

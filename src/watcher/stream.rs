@@ -58,7 +58,7 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::pin::Pin;
 use std::rc::Rc;
 
@@ -188,30 +188,7 @@ impl Stream {
     }
 }
 
-impl From<OwnedFd> for Stream {
-    /// Wrap `fd` as is (make sure it is non-blocking).
-    fn from(fd: OwnedFd) -> Stream {
-        Stream { fd }
-    }
-}
-
-impl From<Stream> for OwnedFd {
-    fn from(s: Stream) -> OwnedFd {
-        s.fd
-    }
-}
-
-impl AsRawFd for Stream {
-    fn as_raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
-    }
-}
-
-impl AsFd for Stream {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
-    }
-}
+super::owns_fd!(Stream, "Wrap `fd` as is (make sure it is non-blocking).");
 
 /// Start `op` on `c` with a typed callback: `map` turns the core result into `T`. `map`
 /// is a function item or capture-less closure (zero-sized), so the stored closure is the

@@ -50,7 +50,7 @@
 use std::io;
 use std::mem;
 use std::net::{Shutdown, SocketAddr};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::pin::Pin;
 
 use crate::completion::{CallbackAction, Completion};
@@ -286,30 +286,10 @@ fn shutdown_result(r: OpResult) -> Result<(), Error> {
     }
 }
 
-impl From<OwnedFd> for Tcp {
-    /// Wrap a TCP socket (it should be non-blocking for the poll backend).
-    fn from(fd: OwnedFd) -> Tcp {
-        Tcp { fd }
-    }
-}
-
-impl From<Tcp> for OwnedFd {
-    fn from(t: Tcp) -> OwnedFd {
-        t.fd
-    }
-}
-
-impl AsRawFd for Tcp {
-    fn as_raw_fd(&self) -> RawFd {
-        self.raw()
-    }
-}
-
-impl AsFd for Tcp {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
-    }
-}
+super::owns_fd!(
+    Tcp,
+    "Wrap a TCP socket (it should be non-blocking for the poll backend)."
+);
 
 // ---------------------------------------------------------------------------------------
 // Socket helpers shared with the UDP watcher.

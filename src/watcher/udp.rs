@@ -34,7 +34,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::pin::Pin;
 
 use crate::completion::{CallbackAction, Completion};
@@ -211,27 +211,7 @@ fn recvmsg_result(r: OpResult) -> Result<(usize, Option<SocketAddr>), ReadError>
     }
 }
 
-impl From<OwnedFd> for Udp {
-    /// Wrap a UDP socket (it should be non-blocking for the poll backend).
-    fn from(fd: OwnedFd) -> Udp {
-        Udp { fd }
-    }
-}
-
-impl From<Udp> for OwnedFd {
-    fn from(u: Udp) -> OwnedFd {
-        u.fd
-    }
-}
-
-impl AsRawFd for Udp {
-    fn as_raw_fd(&self) -> RawFd {
-        self.raw()
-    }
-}
-
-impl AsFd for Udp {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
-    }
-}
+super::owns_fd!(
+    Udp,
+    "Wrap a UDP socket (it should be non-blocking for the poll backend)."
+);
