@@ -177,6 +177,7 @@ mod tests {
         // SAFETY: ns[4] was removed, so it may be pushed again.
         unsafe { q.push(ptr(&ns[4])) };
         assert_eq!(q.len(), 3);
+        // SAFETY: the peeked node is one of `ns`, alive for the whole test.
         assert_eq!(q.peek().map(|p| unsafe { p.as_ref().v }), Some(1));
         assert_eq!(drain(&mut q), vec![1, 3, 4]);
     }

@@ -184,7 +184,7 @@ pub(crate) unsafe fn perform(inner: *mut Inner, connect_started: bool) -> isize 
     let inner = unsafe { &mut *inner };
     let sc = &mut inner.scratch;
     loop {
-        // SAFETY (all calls below): pointers come from owned buffers and scratch fields
+        // SAFETY: (all calls below) pointers come from owned buffers and scratch fields
         // that outlive the call; lengths match their allocations.
         let r = unsafe {
             match &mut inner.op {
