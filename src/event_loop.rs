@@ -368,6 +368,12 @@ impl Loop {
     /// by those callbacks (rearms, synchronous results) wait for the next tick, so a
     /// callback that always rearms cannot trap the loop in one tick.
     fn tick(&mut self, block: bool) -> io::Result<usize> {
+        self.tick_capped(block, None)
+    }
+
+    /// [`tick`](Self::tick) whose blocking wait also ends after `cap` (the async runtime's
+    /// next sleep deadline).
+    fn tick_capped(&mut self, block: bool, cap: Option<Duration>) -> io::Result<usize> {
         // Results queued by the previous tick's callbacks (operations that finished at
         // once, rearmed timers) can run without asking the kernel first; it is still asked
         // at least every KERNEL_POLL_INTERVAL ticks, so I/O is never starved.
@@ -376,7 +382,10 @@ impl Loop {
         } else {
             self.ticks_without_kernel = 0;
             let timeout = if block {
-                self.core.wait_timeout()
+                match (self.core.wait_timeout(), cap) {
+                    (Some(t), Some(c)) => Some(t.min(c)),
+                    (t, c) => t.or(c),
+                }
             } else {
                 Some(Duration::ZERO)
             };
@@ -432,6 +441,37 @@ impl Loop {
                 }
             }
         }
+    }
+
+    /// One tick for the async runtime: like [`run`](Self::run)`(NoWait)` when `block` is
+    /// false; when true, wait (at most `cap`) until a completion, a timer or a
+    /// [`remote_waker`](Self::remote_waker) call arrives, even if nothing is Active.
+    pub(crate) fn turn(&mut self, block: bool, cap: Option<Duration>) -> Result<usize, RunError> {
+        if self.running {
+            return Err(RunError::Nested);
+        }
+        self.running = true;
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.tick_capped(block, cap)
+        }));
+        self.running = false;
+        match r {
+            Ok(r) => r.map_err(RunError::Io),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+
+    /// A function that interrupts this loop's blocking wait from any thread (it stays
+    /// valid, and harmless, after the loop is dropped).
+    pub(crate) fn remote_waker(&self) -> Box<dyn Fn() + Send + Sync> {
+        self.driver.waker()
+    }
+
+    /// The loop's thread pool, started on first use.
+    pub(crate) fn thread_pool(&mut self) -> &ThreadPool {
+        self.core
+            .pool
+            .get_or_insert_with(|| ThreadPool::new(ThreadPoolOptions::default()))
     }
 
     /// Stop: the current [`run`](Self::run) returns after the callbacks of this tick.

@@ -75,6 +75,7 @@ mod op;
 mod queue;
 mod registry;
 mod result;
+pub mod rt;
 mod sys;
 mod thread_pool;
 mod timer_queue;
@@ -85,7 +86,11 @@ pub use completion::{CallbackAction, Completion, CompletionState};
 pub use event_loop::{Loop, Options, RunError, RunMode, MAX_ENTRIES};
 pub use op::{Buffer, CancelTarget, Op, PollEvents, INLINE_BUFFER};
 pub use result::{Accepted, CancelError, Error, OpResult, ReadError, TimerTrigger};
+pub use rt::{block_on, fs, net, spawn, spawn_blocking, time, JoinHandle};
+#[cfg(target_os = "linux")]
+pub use rt::{notify, process, signal};
 pub use thread_pool::{ThreadPool, ThreadPoolOptions};
+pub use xev_macros::{main, test};
 #[cfg(target_os = "linux")]
 pub use watcher::process::{ExitStatus, Process};
 #[cfg(target_os = "linux")]

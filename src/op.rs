@@ -174,6 +174,21 @@ impl Op {
         }
     }
 
+    /// The buffer, taken out of the operation.
+    pub(crate) fn into_buffer(self) -> Option<Buffer> {
+        match self {
+            Op::Read { buf, .. }
+            | Op::Pread { buf, .. }
+            | Op::Write { buf, .. }
+            | Op::Pwrite { buf, .. }
+            | Op::Send { buf, .. }
+            | Op::Recv { buf, .. }
+            | Op::SendMsg { buf, .. }
+            | Op::RecvMsg { buf, .. } => Some(buf),
+            _ => None,
+        }
+    }
+
     /// The descriptor this operation works on, if any.
     pub fn fd(&self) -> Option<RawFd> {
         match self {
@@ -221,8 +236,13 @@ enum Inner {
     },
     /// An owned heap buffer; `start..` is in use.
     Vec(Vec<u8>, usize),
-    /// Memory the caller vouched for through [`Buffer::from_raw`].
-    Raw { ptr: *mut u8, len: usize },
+    /// Memory the caller vouched for through [`Buffer::from_raw`]; `ptr` is `base`
+    /// advanced.
+    Raw {
+        ptr: *mut u8,
+        len: usize,
+        base: *mut u8,
+    },
 }
 
 impl Buffer {
@@ -269,7 +289,11 @@ impl Buffer {
     /// operation using this buffer is in flight.
     pub unsafe fn from_raw(ptr: *mut u8, len: usize) -> Buffer {
         Buffer {
-            inner: Inner::Raw { ptr, len },
+            inner: Inner::Raw {
+                ptr,
+                len,
+                base: ptr,
+            },
         }
     }
 
@@ -304,7 +328,7 @@ impl Buffer {
         match &mut self.inner {
             Inner::Inline { start, .. } => *start += n as u8,
             Inner::Vec(_, start) => *start += n,
-            Inner::Raw { ptr, len } => {
+            Inner::Raw { ptr, len, .. } => {
                 // SAFETY: `n <= len`, so the new pointer stays inside the caller's memory.
                 *ptr = unsafe { ptr.add(n) };
                 *len -= n;
@@ -312,13 +336,15 @@ impl Buffer {
         }
     }
 
-    /// Make every byte usable again after [`advance`](Self::advance) (raw buffers cannot be
-    /// rewound and stay as they are).
+    /// Make every byte usable again after [`advance`](Self::advance).
     pub fn rewind(&mut self) {
         match &mut self.inner {
             Inner::Inline { start, .. } => *start = 0,
             Inner::Vec(_, start) => *start = 0,
-            Inner::Raw { .. } => {}
+            Inner::Raw { ptr, len, base } => {
+                *len += *ptr as usize - *base as usize;
+                *ptr = *base;
+            }
         }
     }
 
@@ -363,6 +389,14 @@ impl Buffer {
     pub fn into_vec(self) -> Option<Vec<u8>> {
         match self.inner {
             Inner::Vec(v, _) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The whole memory of a raw buffer (advanced bytes included), if it is one.
+    pub(crate) fn raw_parts(&self) -> Option<(*mut u8, usize)> {
+        match &self.inner {
+            Inner::Raw { ptr, len, base } => Some((*base, *len + (*ptr as usize - *base as usize))),
             _ => None,
         }
     }

@@ -1,0 +1,316 @@
+//! The single-threaded executor: it owns one [`Loop`], a run queue of tasks, the sleep
+//! timers of `xev::time`, and the pool of completions that async operations use.
+//!
+//! One round of [`Executor::block_on`]: poll the main future if it was woken, poll every
+//! task that was ready when the round began, then turn the loop: without blocking if
+//! anything is ready again, otherwise blocking until a completion, a sleep deadline or a
+//! wake-up from another thread arrives.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::pin;
+use std::ptr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::Instant;
+
+use concurrent_queue::ConcurrentQueue;
+
+use super::op_future::SlotPool;
+use super::sleep::SleepQueue;
+use super::task::{JoinHandle, TaskRef};
+use crate::event_loop::Loop;
+
+thread_local! {
+    /// The executor running on this thread (inside `block_on`), or null.
+    static CURRENT: Cell<*const Executor> = const { Cell::new(ptr::null()) };
+}
+
+/// The part of an executor other threads may reach: wake-ups of tasks and of the main
+/// future, and the loop's wake function. Shared through `Arc` by every task header.
+pub(crate) struct Remote {
+    queue: ConcurrentQueue<TaskRef>,
+    /// A wake-up of the loop is pending: later remote wakes skip the syscall.
+    wake_pending: AtomicBool,
+    main_woken: AtomicBool,
+    closed: AtomicBool,
+    wake: Box<dyn Fn() + Send + Sync>,
+}
+
+impl Remote {
+    /// Queue `task` on its executor: a plain push when called on that executor's thread
+    /// during `block_on`, else through the concurrent queue plus a loop wake-up.
+    pub(crate) fn schedule(task: TaskRef) {
+        let remote: *const Remote = Arc::as_ptr(&task.header().remote);
+        let e = CURRENT.try_with(Cell::get).unwrap_or(ptr::null());
+        // SAFETY: a non-null CURRENT is the executor running on this thread (see
+        // `with_current`).
+        if !e.is_null() && ptr::eq(Arc::as_ptr(unsafe { &(*e).remote }), remote) {
+            // SAFETY: as above.
+            unsafe { (*e).queue.borrow_mut().push_back(task) };
+            return;
+        }
+        let remote = task.header().remote.clone();
+        remote.push(task);
+    }
+
+    fn push(&self, task: TaskRef) {
+        if self.closed.load(Ordering::Acquire) {
+            return; // the runtime is gone; dropping the reference is all that is left
+        }
+        let _ = self.queue.push(task);
+        self.wake_loop();
+    }
+
+    fn wake_loop(&self) {
+        if !self.wake_pending.swap(true, Ordering::AcqRel) {
+            (self.wake)();
+        }
+    }
+
+    fn is_current(&self) -> bool {
+        with_current(|e| ptr::eq(Arc::as_ptr(&e.remote), self)).unwrap_or(false)
+    }
+}
+
+/// The waker of the future given to `block_on`.
+struct MainWaker(Arc<Remote>);
+
+impl Wake for MainWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.main_woken.store(true, Ordering::Release);
+        if !self.0.is_current() {
+            self.0.wake_loop();
+        }
+    }
+}
+
+/// Every unfinished task, so shutdown can drop their futures on this thread.
+#[derive(Default)]
+struct TaskSet {
+    tasks: Vec<Option<TaskRef>>,
+    free: Vec<usize>,
+}
+
+impl TaskSet {
+    fn insert(&mut self, t: TaskRef) {
+        let i = self.free.pop().unwrap_or_else(|| {
+            self.tasks.push(None);
+            self.tasks.len() - 1
+        });
+        // SAFETY: executor thread; only the executor touches `set_index`.
+        unsafe { *t.header().set_index.get() = i };
+        self.tasks[i] = Some(t);
+    }
+
+    fn remove(&mut self, t: &TaskRef) -> Option<TaskRef> {
+        // SAFETY: executor thread.
+        let i = unsafe { *t.header().set_index.get() };
+        let owned = self.tasks.get_mut(i)?.take();
+        if owned.is_some() {
+            self.free.push(i);
+        }
+        owned
+    }
+}
+
+/// See the module docs. Shared through `Rc` by the runtime and by operation futures,
+/// which keeps the completion pool alive for an operation future that outlives its
+/// runtime.
+pub(crate) struct Executor {
+    pub(crate) lp: RefCell<Loop>,
+    queue: RefCell<VecDeque<TaskRef>>,
+    tasks: RefCell<TaskSet>,
+    remote: Arc<Remote>,
+    pub(crate) slots: SlotPool,
+    pub(crate) sleeps: SleepQueue,
+    closed: Cell<bool>,
+}
+
+/// Run `f` with the executor of this thread's `block_on`, if there is one.
+pub(crate) fn with_current<R>(f: impl FnOnce(&Executor) -> R) -> Option<R> {
+    let e = CURRENT.try_with(Cell::get).ok()?;
+    // SAFETY: CURRENT is set only while `block_on` (or shutdown) runs on this thread with
+    // `&Executor` borrowed, and reset before that borrow ends.
+    (!e.is_null()).then(|| f(unsafe { &*e }))
+}
+
+/// The `Rc` of this thread's current executor.
+///
+/// # Panics
+/// Outside a runtime, with `what` in the message.
+pub(crate) fn current(what: &str) -> Rc<Executor> {
+    let e = CURRENT.try_with(Cell::get).unwrap_or(ptr::null());
+    assert!(
+        !e.is_null(),
+        "{what} must be called from inside an xev runtime (xev::block_on, Runtime::block_on, \
+         #[xev::main] or #[xev::test])"
+    );
+    // SAFETY: a non-null CURRENT points to an executor owned by an `Rc` (Runtime holds
+    // one) that is alive while it is set; incrementing first makes `from_raw` balanced.
+    unsafe {
+        Rc::increment_strong_count(e);
+        Rc::from_raw(e)
+    }
+}
+
+/// Sets CURRENT for its lifetime.
+struct Enter(*const Executor);
+
+impl Enter {
+    fn new(e: &Executor) -> Enter {
+        let prev = CURRENT.with(|c| c.replace(e));
+        if !prev.is_null() {
+            CURRENT.with(|c| c.set(prev));
+            panic!(
+                "xev: cannot start a runtime from inside a runtime (block_on inside block_on \
+                 or inside a task); spawn the future or .await it instead"
+            );
+        }
+        Enter(prev)
+    }
+}
+
+impl Drop for Enter {
+    fn drop(&mut self) {
+        CURRENT.with(|c| c.set(self.0));
+    }
+}
+
+impl Executor {
+    pub(crate) fn new(lp: Loop) -> Rc<Executor> {
+        let remote = Arc::new(Remote {
+            queue: ConcurrentQueue::unbounded(),
+            wake_pending: AtomicBool::new(false),
+            main_woken: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            wake: lp.remote_waker(),
+        });
+        Rc::new(Executor {
+            lp: RefCell::new(lp),
+            queue: RefCell::new(VecDeque::new()),
+            tasks: RefCell::default(),
+            remote,
+            slots: SlotPool::default(),
+            sleeps: SleepQueue::new(Instant::now()),
+            closed: Cell::new(false),
+        })
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.get()
+    }
+
+    /// Start `fut` as a task; it first runs on the next round.
+    pub(crate) fn spawn<F>(&self, fut: F) -> JoinHandle<F::Output>
+    where
+        F: Future + 'static,
+    {
+        assert!(!self.closed.get(), "xev: spawn on a runtime that was shut down");
+        let task = TaskRef::new(fut, self.remote.clone());
+        let handle = JoinHandle::new(task.clone_ref());
+        let queued = task.clone_ref();
+        queued.mark_scheduled();
+        self.tasks.borrow_mut().insert(task);
+        self.queue.borrow_mut().push_back(queued);
+        handle
+    }
+
+    /// Drive the loop and the tasks until `fut` is done.
+    pub(crate) fn block_on<F: Future>(&self, fut: F) -> F::Output {
+        assert!(!self.closed.get(), "xev: block_on on a runtime that was shut down");
+        let _enter = Enter::new(self);
+        let waker = Waker::from(Arc::new(MainWaker(self.remote.clone())));
+        let mut cx = Context::from_waker(&waker);
+        let mut fut = pin!(fut);
+        self.remote.main_woken.store(true, Ordering::Release);
+        loop {
+            if self.remote.main_woken.swap(false, Ordering::AcqRel) {
+                if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+                    return v;
+                }
+            }
+            self.run_tasks();
+            let idle =
+                self.queue.borrow().is_empty() && !self.remote.main_woken.load(Ordering::Acquire);
+            self.turn(idle);
+        }
+    }
+
+    /// Poll every task that is ready now (tasks woken meanwhile wait for the next round,
+    /// after the loop has been polled, so I/O is never starved).
+    fn run_tasks(&self) {
+        if self.remote.wake_pending.swap(false, Ordering::AcqRel) {
+            let mut q = self.queue.borrow_mut();
+            while let Ok(t) = self.remote.queue.pop() {
+                q.push_back(t);
+            }
+        }
+        let n = self.queue.borrow().len();
+        for _ in 0..n {
+            let Some(t) = self.queue.borrow_mut().pop_front() else {
+                break;
+            };
+            if t.run() {
+                let owned = self.tasks.borrow_mut().remove(&t);
+                t.complete();
+                drop(owned);
+            }
+        }
+    }
+
+    fn turn(&self, idle: bool) {
+        let cap = if idle {
+            self.sleeps.time_to_next()
+        } else {
+            None
+        };
+        let r = self.lp.borrow_mut().turn(idle, cap);
+        if let Err(e) = r {
+            panic!("xev: the event loop failed: {e}");
+        }
+        self.sleeps.fire_due();
+    }
+
+    /// Drop every task's future (on this thread), then cancel and drain the loop. Called
+    /// once, by the runtime's `Drop`.
+    pub(crate) fn shutdown(&self) {
+        if self.closed.replace(true) {
+            return;
+        }
+        let _enter = Enter::new(self);
+        self.remote.closed.store(true, Ordering::Release);
+        // Dropping a future may spawn or wake; repeat until nothing is left.
+        loop {
+            let tasks: Vec<TaskRef> = {
+                let mut set = self.tasks.borrow_mut();
+                set.free.clear();
+                set.tasks.drain(..).flatten().collect()
+            };
+            if tasks.is_empty() {
+                break;
+            }
+            for t in tasks {
+                t.cancel();
+                t.complete();
+            }
+        }
+        self.queue.borrow_mut().clear();
+        while self.remote.queue.pop().is_ok() {}
+        self.lp.borrow_mut().shutdown();
+        self.slots.shutdown();
+    }
+
+    /// Remaining tasks, for tests.
+    #[cfg(test)]
+    pub(crate) fn live_tasks(&self) -> usize {
+        self.tasks.borrow().tasks.iter().flatten().count()
+    }
+}

@@ -1,0 +1,215 @@
+//! The read and write shapes every async type shares: one operation with an owned
+//! buffer, and the `write_all` / `read_exact` loops over it.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::RawFd;
+
+use super::buf::{self, IoBuf, IoBufMut};
+use super::op_future::OpFuture;
+use crate::op::{Buffer, Op};
+use crate::result::{OpResult, ReadError};
+
+/// Which operation a read or write uses.
+#[derive(Clone, Copy)]
+pub(crate) enum Kind {
+    /// `read(2)` / `write(2)`.
+    Stream,
+    /// `recv(2)` / `send(2)` (sockets: `MSG_NOSIGNAL` on send).
+    Socket,
+    /// `pread(2)` / `pwrite(2)` at this offset.
+    At(u64),
+}
+
+fn read_op(fd: RawFd, buf: Buffer, kind: Kind) -> Op {
+    match kind {
+        Kind::Stream => Op::Read { fd, buf },
+        Kind::Socket => Op::Recv { fd, buf },
+        Kind::At(offset) => Op::Pread { fd, buf, offset },
+    }
+}
+
+fn write_op(fd: RawFd, buf: Buffer, kind: Kind) -> Op {
+    match kind {
+        Kind::Stream => Op::Write { fd, buf },
+        Kind::Socket => Op::Send { fd, buf },
+        Kind::At(offset) => Op::Pwrite { fd, buf, offset },
+    }
+}
+
+fn advance(kind: Kind, n: usize) -> Kind {
+    match kind {
+        Kind::At(offset) => Kind::At(offset + n as u64),
+        k => k,
+    }
+}
+
+/// A read's result as `std::io` reports it: end of file is `Ok(0)`.
+pub(crate) fn read_result(r: OpResult) -> io::Result<usize> {
+    let r = match r {
+        OpResult::Read(r) | OpResult::Recv(r) | OpResult::Pread(r) => r,
+        OpResult::RecvMsg(r) => r.map(|(n, _)| n),
+        other => return Err(mismatch(&other)),
+    };
+    match r {
+        Ok(n) => Ok(n),
+        Err(ReadError::Eof) => Ok(0),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A write's result.
+pub(crate) fn write_result(r: OpResult) -> io::Result<usize> {
+    match r {
+        OpResult::Write(r) | OpResult::Send(r) | OpResult::Pwrite(r) | OpResult::SendMsg(r) => {
+            r.map_err(Into::into)
+        }
+        other => Err(mismatch(&other)),
+    }
+}
+
+pub(crate) fn mismatch(r: &OpResult) -> io::Error {
+    io::Error::other(format!("xev: unexpected result {r:?}"))
+}
+
+pub(crate) fn empty_read() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        "read into a zero-length buffer (an Ok(0) would look like end of file)",
+    )
+}
+
+/// One operation whose result is the typed outcome plus the buffer it carried.
+pub(crate) async fn run(op: Op) -> (OpResult, Option<Buffer>) {
+    let (res, op) = OpFuture::new(op).await;
+    (res, op.into_buffer())
+}
+
+/// One read into `buf`.
+pub(crate) async fn read<B: IoBufMut>(fd: RawFd, buf: B, kind: Kind) -> (io::Result<usize>, B) {
+    let (b, prep) = buf::into_read_buffer(buf);
+    if b.is_empty() {
+        return (Err(empty_read()), buf::from_read_buffer(b, prep, 0));
+    }
+    let (res, b) = run(read_op(fd, b, kind)).await;
+    let res = read_result(res);
+    let filled = *res.as_ref().unwrap_or(&0);
+    let b = b.expect("a read hands its buffer back");
+    (res, buf::from_read_buffer(b, prep, filled))
+}
+
+/// Fill `buf` completely (`UnexpectedEof` if the data ends first).
+pub(crate) async fn read_exact<B: IoBufMut>(
+    fd: RawFd,
+    buf: B,
+    mut kind: Kind,
+) -> (io::Result<()>, B) {
+    let (mut b, prep) = buf::into_read_buffer(buf);
+    let total = b.len();
+    if total == 0 {
+        return (Ok(()), buf::from_read_buffer(b, prep, 0));
+    }
+    let mut filled = 0;
+    let res = loop {
+        let (res, back) = run(read_op(fd, b, kind)).await;
+        b = back.expect("a read hands its buffer back");
+        match read_result(res) {
+            Ok(0) => {
+                break Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("end of file after {filled} of {total} bytes"),
+                ))
+            }
+            Ok(n) => {
+                filled += n;
+                kind = advance(kind, n);
+                if filled == total {
+                    break Ok(());
+                }
+                b.advance(n);
+            }
+            Err(e) => break Err(e),
+        }
+    };
+    b.rewind();
+    (res, buf::from_read_buffer(b, prep, filled))
+}
+
+/// One write of `buf` (possibly partial).
+pub(crate) async fn write<B: IoBuf>(fd: RawFd, buf: B, kind: Kind) -> (io::Result<usize>, B) {
+    let (res, b) = run(write_op(fd, buf::into_buffer(buf), kind)).await;
+    let b = b.expect("a write hands its buffer back");
+    (write_result(res), buf::from_buffer(b))
+}
+
+/// Write all of `buf`, continuing after partial writes.
+pub(crate) async fn write_all<B: IoBuf>(fd: RawFd, buf: B, mut kind: Kind) -> (io::Result<()>, B) {
+    let mut b = buf::into_buffer(buf);
+    let res = loop {
+        if b.is_empty() {
+            break Ok(());
+        }
+        let (res, back) = run(write_op(fd, b, kind)).await;
+        b = back.expect("a write hands its buffer back");
+        match write_result(res) {
+            Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                kind = advance(kind, n);
+                b.advance(n);
+            }
+            Err(e) => break Err(e),
+        }
+    };
+    b.rewind();
+    (res, buf::from_buffer(b))
+}
+
+/// `recvmsg` into `buf`: bytes and the sender's address.
+pub(crate) async fn recv_from<B: IoBufMut>(
+    fd: RawFd,
+    buf: B,
+) -> (io::Result<(usize, SocketAddr)>, B) {
+    let (b, prep) = buf::into_read_buffer(buf);
+    if b.is_empty() {
+        return (Err(empty_read()), buf::from_read_buffer(b, prep, 0));
+    }
+    let (res, b) = run(Op::RecvMsg { fd, buf: b }).await;
+    let b = b.expect("recvmsg hands its buffer back");
+    let res = match res {
+        OpResult::RecvMsg(Ok((n, Some(addr)))) => Ok((n, addr)),
+        OpResult::RecvMsg(Ok((_, None))) => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "datagram from a non-IP address",
+        )),
+        OpResult::RecvMsg(Err(ReadError::Eof)) => Err(io::ErrorKind::UnexpectedEof.into()),
+        OpResult::RecvMsg(Err(e)) => Err(e.into()),
+        other => Err(mismatch(&other)),
+    };
+    let filled = res.as_ref().map_or(0, |(n, _)| *n);
+    (res, buf::from_read_buffer(b, prep, filled))
+}
+
+/// `sendmsg` of `buf` to `addr` (or the connected peer).
+pub(crate) async fn send_to<B: IoBuf>(
+    fd: RawFd,
+    buf: B,
+    addr: Option<SocketAddr>,
+) -> (io::Result<usize>, B) {
+    let (res, b) = run(Op::SendMsg {
+        fd,
+        buf: buf::into_buffer(buf),
+        addr,
+    })
+    .await;
+    let b = b.expect("sendmsg hands its buffer back");
+    (write_result(res), buf::from_buffer(b))
+}
+
+/// An operation without a buffer whose result is `Result<(), Error>` (connect, shutdown,
+/// close).
+pub(crate) async fn unit(op: Op) -> io::Result<()> {
+    match run(op).await.0 {
+        OpResult::Connect(r) | OpResult::Shutdown(r) | OpResult::Close(r) => r.map_err(Into::into),
+        other => Err(mismatch(&other)),
+    }
+}

@@ -1,0 +1,146 @@
+//! The async runtime: a single-threaded executor on one [`Loop`](crate::Loop), in which
+//! every I/O operation is a [`Completion`](crate::Completion) wrapped in a future.
+//!
+//! - [`block_on`](crate::block_on) / [`Runtime::block_on`] drive a future, the loop and
+//!   every task; [`spawn`](crate::spawn) starts a task (no `Send` needed) and returns a
+//!   [`JoinHandle`]; [`spawn_blocking`](crate::spawn_blocking) runs a closure on the
+//!   thread pool; `#[xev::main]` and `#[xev::test]` wrap an `async fn`.
+//! - Async APIs: [`time`](crate::time), [`net`](crate::net), [`fs`](crate::fs),
+//!   [`process`](crate::process), [`signal`](crate::signal) and
+//!   [`notify`](crate::notify).
+//! - Reads and writes take owned buffers ([`IoBuf`], [`IoBufMut`]) and hand them back
+//!   with the result, `(io::Result<usize>, B)`: the kernel may still be using the memory
+//!   when a future is dropped, so the runtime keeps it until the operation ends.
+//!   Dropping a future cancels its operation and never blocks; an fd that a cancelled
+//!   accept produced anyway is closed.
+//! - Callbacks and futures share the loop: [`with_loop`] gives a task the `&mut Loop` to
+//!   add callback-style completions (see its example).
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! xev::block_on(async {
+//!     let tasks: Vec<_> = (0..3u64)
+//!         .map(|i| xev::spawn(async move {
+//!             xev::time::sleep(Duration::from_millis(3 - i)).await;
+//!             i
+//!         }))
+//!         .collect();
+//!     let mut sum = 0;
+//!     for t in tasks {
+//!         sum += t.await.unwrap();
+//!     }
+//!     assert_eq!(sum, 3);
+//! });
+//! ```
+
+mod blocking;
+mod buf;
+mod executor;
+pub(crate) mod io;
+pub(crate) mod op_future;
+mod runtime;
+pub(crate) mod sleep;
+mod task;
+
+pub mod fs;
+pub mod net;
+#[cfg(target_os = "linux")]
+pub mod notify;
+#[cfg(target_os = "linux")]
+pub mod process;
+#[cfg(target_os = "linux")]
+pub mod signal;
+pub mod time;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+pub use blocking::spawn_blocking;
+pub use buf::{IoBuf, IoBufMut};
+pub use runtime::{Builder, Runtime};
+pub use task::{JoinError, JoinHandle};
+
+use crate::Loop;
+
+/// Start `fut` as a task on the current runtime. It need not be `Send`: it runs on this
+/// thread. The returned [`JoinHandle`] is a future for its output; dropping it detaches
+/// the task.
+///
+/// # Panics
+/// Outside a runtime.
+pub fn spawn<F>(fut: F) -> JoinHandle<F::Output>
+where
+    F: Future + 'static,
+{
+    executor::current("xev::spawn").spawn(fut)
+}
+
+/// Run `fut` to completion on a new runtime with default settings (see
+/// [`Runtime::block_on`]).
+///
+/// # Panics
+/// If the runtime cannot be created (the error says why), or inside another runtime.
+pub fn block_on<F: Future>(fut: F) -> F::Output {
+    Runtime::new()
+        .unwrap_or_else(|e| panic!("xev::block_on: cannot create a runtime: {e}"))
+        .block_on(fut)
+}
+
+/// Run `f` with the current runtime's loop, to add callback-style completions that run on
+/// the same loop as the tasks. The completions must stay pinned until their callbacks
+/// finish (`Box::pin` them, or keep them in the task that awaits the outcome); a
+/// callback can wake a task through a [`Waker`](std::task::Waker) it captured, or
+/// through [`notify`](crate::notify).
+///
+/// ```
+/// use std::cell::Cell;
+/// use std::rc::Rc;
+/// use xev::{CallbackAction, Completion};
+///
+/// xev::block_on(async {
+///     let fired = Rc::new(Cell::new(false));
+///     let mut timer = Box::pin(Completion::new());
+///     let f = fired.clone();
+///     xev::rt::with_loop(|lp| {
+///         lp.timer(timer.as_mut(), 1, move |_lp, _c, _r| {
+///             f.set(true);
+///             CallbackAction::Disarm
+///         })
+///     });
+///     xev::time::sleep(std::time::Duration::from_millis(20)).await;
+///     assert!(fired.get());
+///     drop(timer); // Dead by now
+/// });
+/// ```
+///
+/// # Panics
+/// Outside a runtime, or from inside a loop callback (which already has the `&mut Loop`).
+pub fn with_loop<R>(f: impl FnOnce(&mut Loop) -> R) -> R {
+    let exec = executor::current("xev::rt::with_loop");
+    let mut lp = exec
+        .lp
+        .try_borrow_mut()
+        .expect("xev::rt::with_loop called from inside a loop callback");
+    f(&mut lp)
+}
+
+/// Let the other ready tasks (and the loop) run before this task continues.
+pub async fn yield_now() {
+    struct YieldNow(bool);
+
+    impl Future for YieldNow {
+        type Output = ();
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+            if self.0 {
+                return Poll::Ready(());
+            }
+            self.0 = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    }
+
+    YieldNow(false).await
+}

@@ -1,0 +1,142 @@
+//! [`Runtime`] and its [`Builder`].
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::rc::Rc;
+
+use super::executor::Executor;
+use super::task::JoinHandle;
+use crate::backend::Backend;
+use crate::event_loop::{Loop, Options};
+use crate::thread_pool::{ThreadPool, ThreadPoolOptions};
+
+/// Configures and builds a [`Runtime`].
+///
+/// ```
+/// let rt = xev::rt::Builder::new()
+///     .backend(xev::Backend::default())
+///     .entries(512)
+///     .blocking_threads(4)
+///     .build()?;
+/// assert_eq!(rt.block_on(async { 1 + 1 }), 2);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Builder {
+    opts: Options,
+    blocking_threads: Option<usize>,
+}
+
+impl Builder {
+    /// The defaults: the best available backend, 256 ring entries, a lazily started pool.
+    pub fn new() -> Builder {
+        Builder::default()
+    }
+
+    /// Run on `backend` (building fails if it is not available here).
+    pub fn backend(mut self, backend: Backend) -> Builder {
+        self.opts.backend = Some(backend);
+        self
+    }
+
+    /// io_uring submission-queue size, or the poll backend's event batch (1..=32768).
+    pub fn entries(mut self, entries: u32) -> Builder {
+        self.opts.entries = entries;
+        self
+    }
+
+    /// Most threads of the pool behind [`spawn_blocking`](crate::spawn_blocking) and
+    /// regular-file I/O on the poll backend (at least 1).
+    pub fn blocking_threads(mut self, n: usize) -> Builder {
+        self.blocking_threads = Some(n);
+        self
+    }
+
+    /// Use an existing pool (shared with other loops) instead.
+    pub fn thread_pool(mut self, pool: ThreadPool) -> Builder {
+        self.opts.thread_pool = Some(pool);
+        self
+    }
+
+    /// Create the runtime: its loop is created now, its pool threads when first needed.
+    pub fn build(self) -> io::Result<Runtime> {
+        let mut opts = self.opts;
+        if let Some(n) = self.blocking_threads {
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "blocking_threads must be at least 1",
+                ));
+            }
+            opts.thread_pool = Some(ThreadPool::new(ThreadPoolOptions {
+                max_threads: n,
+                ..ThreadPoolOptions::default()
+            }));
+        }
+        Ok(Runtime {
+            exec: Executor::new(Loop::new(opts)?),
+        })
+    }
+}
+
+/// A single-threaded async runtime: one [`Loop`], the tasks spawned on it, and the
+/// futures of `xev::time`, `xev::net`, `xev::fs`, ... that run on it.
+///
+/// A runtime stays on the thread that created it (it is not `Send`). Tasks that are still
+/// pending when [`block_on`](Self::block_on) returns keep their state and continue in the
+/// next `block_on`; dropping the runtime drops them (cancelling their operations).
+///
+/// ```
+/// let rt = xev::rt::Runtime::new()?;
+/// let h = rt.spawn(async { "from a task" });
+/// assert_eq!(rt.block_on(h).unwrap(), "from a task");
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct Runtime {
+    exec: Rc<Executor>,
+}
+
+impl Runtime {
+    /// A runtime with [`Builder`]'s defaults.
+    pub fn new() -> io::Result<Runtime> {
+        Builder::new().build()
+    }
+
+    /// The backend the loop runs on.
+    pub fn backend(&self) -> Backend {
+        self.exec.lp.borrow().backend()
+    }
+
+    /// Run `fut` to completion on this thread, driving the loop and every spawned task
+    /// meanwhile.
+    ///
+    /// # Panics
+    /// If called inside another runtime's `block_on` on this thread (await the future
+    /// instead), or if `fut` panics.
+    pub fn block_on<F: Future>(&self, fut: F) -> F::Output {
+        self.exec.block_on(fut)
+    }
+
+    /// Start a task on this runtime; it runs during `block_on`.
+    pub fn spawn<F>(&self, fut: F) -> JoinHandle<F::Output>
+    where
+        F: Future + 'static,
+    {
+        self.exec.spawn(fut)
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.exec.shutdown();
+    }
+}
+
+impl fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Runtime")
+            .field("backend", &self.backend())
+            .finish()
+    }
+}

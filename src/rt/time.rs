@@ -1,0 +1,181 @@
+//! Time: [`sleep`], [`sleep_until`], [`timeout`] and [`interval`].
+//!
+//! Sleeps are user-space timers of the runtime (a heap ordered by deadline, as for the
+//! loop's own timers); they never touch the kernel and never complete early.
+//!
+//! ```
+//! use std::time::{Duration, Instant};
+//! use xev::time;
+//!
+//! xev::block_on(async {
+//!     let start = Instant::now();
+//!     time::sleep(Duration::from_millis(5)).await;
+//!     assert!(start.elapsed() >= Duration::from_millis(5));
+//!
+//!     let never = std::future::pending::<()>();
+//!     assert!(time::timeout(Duration::from_millis(1), never).await.is_err());
+//!
+//!     let mut every = time::interval(Duration::from_millis(2));
+//!     every.tick().await; // at once
+//!     every.tick().await; // 2 ms later
+//! });
+//! ```
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+pub use super::sleep::Sleep;
+
+/// A future that completes after `duration` (measured from this call).
+///
+/// # Panics
+/// When awaited outside a runtime.
+pub fn sleep(duration: Duration) -> Sleep {
+    sleep_until(deadline_after(duration))
+}
+
+/// A future that completes at `deadline` (at once if it has passed).
+pub fn sleep_until(deadline: Instant) -> Sleep {
+    Sleep::until(deadline)
+}
+
+/// `now + d`, saturating to "far in the future" instead of overflowing.
+fn deadline_after(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
+}
+
+/// The error of [`timeout`] when the deadline passes first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Elapsed(());
+
+impl fmt::Display for Elapsed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("deadline has elapsed")
+    }
+}
+
+impl std::error::Error for Elapsed {}
+
+impl From<Elapsed> for std::io::Error {
+    fn from(e: Elapsed) -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::TimedOut, e)
+    }
+}
+
+/// Run `fut`, giving up after `duration`: `Err(Elapsed)` then, and `fut` is dropped
+/// (which cancels the operation it was waiting on).
+pub fn timeout<F: Future>(duration: Duration, fut: F) -> Timeout<F> {
+    timeout_at(deadline_after(duration), fut)
+}
+
+/// [`timeout`] with an absolute deadline.
+pub fn timeout_at<F: Future>(deadline: Instant, fut: F) -> Timeout<F> {
+    Timeout {
+        fut,
+        sleep: sleep_until(deadline),
+    }
+}
+
+/// The future returned by [`timeout`].
+#[must_use = "futures do nothing unless you `.await` or poll them"]
+#[derive(Debug)]
+pub struct Timeout<F> {
+    fut: F,
+    sleep: Sleep,
+}
+
+impl<F: Future> Future for Timeout<F> {
+    type Output = Result<F::Output, Elapsed>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // SAFETY: structural pinning of both fields; neither is moved out.
+        let this = unsafe { self.get_unchecked_mut() };
+        // SAFETY: as above.
+        if let Poll::Ready(v) = unsafe { Pin::new_unchecked(&mut this.fut) }.poll(cx) {
+            return Poll::Ready(Ok(v));
+        }
+        // SAFETY: as above.
+        match unsafe { Pin::new_unchecked(&mut this.sleep) }.poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(Elapsed(()))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// Ticks every `period`, the first at once; see [`Interval`].
+///
+/// # Panics
+/// If `period` is zero.
+pub fn interval(period: Duration) -> Interval {
+    interval_at(Instant::now(), period)
+}
+
+/// Ticks every `period`, the first at `start`.
+///
+/// # Panics
+/// If `period` is zero.
+pub fn interval_at(start: Instant, period: Duration) -> Interval {
+    assert!(!period.is_zero(), "xev::time::interval: the period must be non-zero");
+    Interval {
+        period,
+        sleep: Box::pin(sleep_until(start)),
+    }
+}
+
+/// A periodic timer: [`tick`](Self::tick) completes at `start`, `start + period`,
+/// `start + 2 * period`, ... It is also a [`Stream`](futures_core::Stream) of the tick
+/// instants.
+///
+/// When ticks are missed (the task was busy longer than a period), the next tick
+/// completes at once and the schedule then continues from *now* rather than bursting to
+/// catch up.
+#[derive(Debug)]
+pub struct Interval {
+    period: Duration,
+    sleep: Pin<Box<Sleep>>,
+}
+
+impl Interval {
+    /// Wait for the next tick; returns its scheduled instant.
+    pub async fn tick(&mut self) -> Instant {
+        std::future::poll_fn(|cx| self.poll_tick(cx)).await
+    }
+
+    /// Poll for the next tick (for hand-written futures).
+    pub fn poll_tick(&mut self, cx: &mut Context<'_>) -> Poll<Instant> {
+        if self.sleep.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        let scheduled = self.sleep.deadline();
+        let now = Instant::now();
+        let mut next = scheduled + self.period;
+        if next <= now {
+            next = now + self.period;
+        }
+        self.sleep.as_mut().reset(next);
+        Poll::Ready(scheduled)
+    }
+
+    /// The period.
+    pub fn period(&self) -> Duration {
+        self.period
+    }
+
+    /// Restart the schedule: the next tick is one period from now.
+    pub fn reset(&mut self) {
+        self.sleep.as_mut().reset(Instant::now() + self.period);
+    }
+}
+
+impl futures_core::Stream for Interval {
+    type Item = Instant;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Instant>> {
+        self.get_mut().poll_tick(cx).map(Some)
+    }
+}
