@@ -7,10 +7,19 @@
 //!   are allocated up front in one heap slice (outside the timed region, but inside the
 //!   peak RSS) and each is started with `Loop::timer`, whose callback bumps a shared
 //!   `Rc<Cell<usize>>` and disarms.
+//! - `xev-async-io_uring`, `xev-async-epoll`: the async runtime (`xev::rt`) on that
+//!   backend, shaped exactly like the tokio variant: inside `block_on`, one `xev::spawn`ed
+//!   task per timer awaits `xev::time::sleep` and then bumps the same completion counter.
+//!   As for tokio, "insert" is the time to spawn the tasks; each sleep enters the
+//!   runtime's timer queue on its task's first poll, counted in "dispatch".
 //! - `tokio-current_thread`: a current-thread runtime with the time driver; inside
 //!   `block_on`, one `tokio::spawn`ed task per timer awaits `tokio::time::sleep`. Tokio
 //!   puts a sleep into its timer wheel on the task's first poll, so its "insert" column is
 //!   the time to spawn the tasks and the wheel insertions are counted in "dispatch".
+//!
+//! Allocations are counted separately during insert and during dispatch: for the
+//! task-per-timer variants, insert holds the one allocation per spawned task (the task
+//! itself) and dispatch everything the sleeps cost (ideally nothing).
 //!
 //! Every run happens in a fresh child process (this binary re-executed with
 //! `--variant NAME`), which prints one machine-readable line; that gives a clean per-variant
@@ -51,7 +60,13 @@ const TIMERS_PER_MS: usize = 1000;
 const RESULT_TAG: &str = "XEV_TIMERS_RESULT";
 
 /// The variants, in the order they are interleaved; the last one is the reference.
-const VARIANTS: [&str; 3] = ["xev-io_uring", "xev-epoll", "tokio-current_thread"];
+const VARIANTS: [&str; 5] = [
+    "xev-io_uring",
+    "xev-epoll",
+    "xev-async-io_uring",
+    "xev-async-epoll",
+    "tokio-current_thread",
+];
 const REFERENCE: &str = "tokio-current_thread";
 
 /// Timer `i` fires after this many milliseconds.
@@ -80,6 +95,8 @@ struct Sample {
     dispatch: Duration,
     /// Allocations during insert + run of the measured batch (after the warm-up).
     allocs: u64,
+    /// Of which during insert (spawning, for the task-per-timer variants).
+    insert_allocs: u64,
 }
 
 fn main() {
@@ -105,6 +122,8 @@ fn child(name: &str) -> i32 {
     let sample = match name {
         "xev-io_uring" => run_xev(Backend::IoUring, n, warm),
         "xev-epoll" => run_xev(Backend::Epoll, n, warm),
+        "xev-async-io_uring" => run_xev_async(Backend::IoUring, n, warm),
+        "xev-async-epoll" => run_xev_async(Backend::Epoll, n, warm),
         "tokio-current_thread" => Ok(run_tokio(n, warm)),
         other => Err(format!("unknown variant {other:?}")),
     };
@@ -112,12 +131,13 @@ fn child(name: &str) -> i32 {
         Ok(s) => {
             println!(
                 "{RESULT_TAG} variant={name} n={n} cpu_ns={} wall_ns={} insert_ns={} \
-                 dispatch_ns={} allocs={} peak_rss={} rss_start={rss_start}",
+                 dispatch_ns={} allocs={} insert_allocs={} peak_rss={} rss_start={rss_start}",
                 s.cpu.as_nanos(),
                 s.wall.as_nanos(),
                 s.insert.as_nanos(),
                 s.dispatch.as_nanos(),
                 s.allocs,
+                s.insert_allocs,
                 common::peak_rss_bytes(),
             );
             0
@@ -150,7 +170,7 @@ fn run_xev(backend: Backend, n: usize, warm: usize) -> Result<Sample, String> {
 
     let allocs = common::allocations();
     let cpu = common::cpu_time();
-    let (insert, dispatch) = xev_batch(&mut lp, &mut completions, &count, false);
+    let (insert, dispatch, insert_allocs) = xev_batch(&mut lp, &mut completions, &count, false);
     let cpu = common::cpu_time() - cpu;
     let allocs = common::allocations() - allocs;
     Ok(Sample {
@@ -159,17 +179,20 @@ fn run_xev(backend: Backend, n: usize, warm: usize) -> Result<Sample, String> {
         insert,
         dispatch,
         allocs,
+        insert_allocs,
     })
 }
 
-/// Arm one timer per completion and run until all have fired: (insert, dispatch) time.
+/// Arm one timer per completion and run until all have fired: (insert, dispatch) time
+/// and the allocations during insert.
 fn xev_batch(
     lp: &mut Loop,
     completions: &mut [Completion],
     count: &Rc<Cell<usize>>,
     warm_up: bool,
-) -> (Duration, Duration) {
+) -> (Duration, Duration, u64) {
     count.set(0);
+    let a0 = common::allocations();
     let t0 = Instant::now();
     for (i, c) in completions.iter_mut().enumerate() {
         // SAFETY: every completion lives in the boxed slice made by `run_xev`, which is
@@ -187,11 +210,12 @@ fn xev_batch(
         );
     }
     let t1 = Instant::now();
+    let a1 = common::allocations();
     lp.run(RunMode::UntilDone).expect("xev loop run");
     let t2 = Instant::now();
     assert_eq!(count.get(), completions.len(), "every timer fired once");
     assert_eq!(lp.active(), 0);
-    (t1 - t0, t2 - t1)
+    (t1 - t0, t2 - t1, a1 - a0)
 }
 
 /// Counts finished tokio tasks and wakes the waiting `block_on` future after the last.
@@ -235,7 +259,7 @@ fn run_tokio(n: usize, warm: usize) -> Sample {
         tokio_batch(warm, true).await;
         let allocs = common::allocations();
         let cpu = common::cpu_time();
-        let (insert, dispatch) = tokio_batch(n, false).await;
+        let (insert, dispatch, insert_allocs) = tokio_batch(n, false).await;
         let cpu = common::cpu_time() - cpu;
         let allocs = common::allocations() - allocs;
         Sample {
@@ -244,12 +268,15 @@ fn run_tokio(n: usize, warm: usize) -> Sample {
             insert,
             dispatch,
             allocs,
+            insert_allocs,
         }
     })
 }
 
-/// Spawn one sleeping task per timer and wait for all: (spawn, run) time.
-async fn tokio_batch(n: usize, warm_up: bool) -> (Duration, Duration) {
+/// Spawn one sleeping task per timer and wait for all: (spawn, run) time and the
+/// allocations during spawn.
+async fn tokio_batch(n: usize, warm_up: bool) -> (Duration, Duration, u64) {
+    let a0 = common::allocations();
     let t0 = Instant::now();
     let done = Arc::new(Done {
         count: AtomicUsize::new(0),
@@ -265,9 +292,61 @@ async fn tokio_batch(n: usize, warm_up: bool) -> (Duration, Duration) {
         });
     }
     let t1 = Instant::now();
+    let a1 = common::allocations();
     done.wait().await;
     let t2 = Instant::now();
-    (t1 - t0, t2 - t1)
+    (t1 - t0, t2 - t1, a1 - a0)
+}
+
+fn run_xev_async(backend: Backend, n: usize, warm: usize) -> Result<Sample, String> {
+    if !backend.is_available() {
+        return Err(format!("{} unavailable", backend.name()));
+    }
+    let rt = xev::rt::Builder::new()
+        .backend(backend)
+        .build()
+        .map_err(|e| format!("xev::rt::Builder::build: {e}"))?;
+    Ok(rt.block_on(async {
+        xev_async_batch(warm, true).await;
+        let allocs = common::allocations();
+        let cpu = common::cpu_time();
+        let (insert, dispatch, insert_allocs) = xev_async_batch(n, false).await;
+        let cpu = common::cpu_time() - cpu;
+        let allocs = common::allocations() - allocs;
+        Sample {
+            cpu,
+            wall: insert + dispatch,
+            insert,
+            dispatch,
+            allocs,
+            insert_allocs,
+        }
+    }))
+}
+
+/// [`tokio_batch`] on the xev runtime: the same tasks, the same counter (the `Arc` is not
+/// needed here, as xev tasks need not be `Send`, but keeps the two variants identical).
+async fn xev_async_batch(n: usize, warm_up: bool) -> (Duration, Duration, u64) {
+    let a0 = common::allocations();
+    let t0 = Instant::now();
+    let done = Arc::new(Done {
+        count: AtomicUsize::new(0),
+        target: n,
+        waker: Mutex::new(None),
+    });
+    for i in 0..n {
+        let done = Arc::clone(&done);
+        let ms = if warm_up { 0 } else { deadline_ms(i) };
+        drop(xev::spawn(async move {
+            xev::time::sleep(Duration::from_millis(ms)).await;
+            done.fire();
+        }));
+    }
+    let t1 = Instant::now();
+    let a1 = common::allocations();
+    done.wait().await;
+    let t2 = Instant::now();
+    (t1 - t0, t2 - t1, a1 - a0)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -310,6 +389,9 @@ struct Summary {
     bytes_per_timer: f64,
     allocs: f64,
     allocs_max: f64,
+    /// Median allocations during insert (spawning) and during dispatch.
+    insert_allocs: f64,
+    dispatch_allocs: f64,
 }
 
 fn parent() {
@@ -354,12 +436,13 @@ fn parent() {
                     let f = |k: &str| kv[k].parse::<f64>().unwrap_or(f64::NAN);
                     println!(
                         "  round {round} {name:<22} cpu {:>8.1} ms  wall {:>8.1} ms  \
-                         insert {:>7.1} ms  peak RSS {:>7.1} MiB  allocs {}",
+                         insert {:>7.1} ms  peak RSS {:>7.1} MiB  allocs {} (insert {})",
                         f("cpu_ns") / 1e6,
                         f("wall_ns") / 1e6,
                         f("insert_ns") / 1e6,
                         f("peak_rss") / MIB,
                         kv["allocs"],
+                        kv["insert_allocs"],
                     );
                     runs.entry(name).or_default().push(kv);
                 }
@@ -390,6 +473,14 @@ fn parent() {
                 .collect();
             let allocs = col("allocs");
             let allocs_max = allocs.iter().copied().fold(0.0, f64::max);
+            let dispatch_allocs: Vec<f64> = rs
+                .iter()
+                .map(|kv| {
+                    let all: f64 = kv["allocs"].parse().unwrap_or(f64::NAN);
+                    let ins: f64 = kv["insert_allocs"].parse().unwrap_or(f64::NAN);
+                    all - ins
+                })
+                .collect();
             let s = Summary {
                 cpu_ms: common::median(col("cpu_ns")) / 1e6,
                 wall_ms: common::median(col("wall_ns")) / 1e6,
@@ -399,6 +490,8 @@ fn parent() {
                 bytes_per_timer: common::median(per_timer),
                 allocs: common::median(allocs),
                 allocs_max,
+                insert_allocs: common::median(col("insert_allocs")),
+                dispatch_allocs: common::median(dispatch_allocs),
             };
             (name, s)
         })
@@ -406,7 +499,7 @@ fn parent() {
 
     println!();
     println!(
-        "{:<22} {:>9} {:>9} {:>10} {:>11} {:>9} {:>8} {:>13} {:>10} {:>10}",
+        "{:<22} {:>9} {:>9} {:>10} {:>11} {:>9} {:>8} {:>13} {:>19} {:>10} {:>10}",
         "variant",
         "CPU ms",
         "wall ms",
@@ -415,6 +508,7 @@ fn parent() {
         "peak MiB",
         "B/timer",
         "allocs/timer",
+        "= insert+dispatch",
         "CPU/tokio",
         "RSS/tokio"
     );
@@ -429,7 +523,7 @@ fn parent() {
             reference.map_or("n/a".to_string(), |r| format!("{:.3}x", f(s) / f(r)))
         };
         println!(
-            "{:<22} {:>9.1} {:>9.1} {:>10.1} {:>11.1} {:>9.1} {:>8.0} {:>13.6} {:>10} {:>10}",
+            "{:<22} {:>9.1} {:>9.1} {:>10.1} {:>11.1} {:>9.1} {:>8.0} {:>13.6} {:>19} {:>10} {:>10}",
             name,
             s.cpu_ms,
             s.wall_ms,
@@ -438,6 +532,11 @@ fn parent() {
             s.peak_rss / MIB,
             s.bytes_per_timer,
             s.allocs / n as f64,
+            format!(
+                "{:.6}+{:.6}",
+                s.insert_allocs / n as f64,
+                s.dispatch_allocs / n as f64
+            ),
             ratio(|s| s.cpu_ms),
             ratio(|s| s.peak_rss),
         );
@@ -452,7 +551,11 @@ fn parent() {
         "peak MiB = VmHWM of the child (includes xev's preallocated completions, allocated \
          outside the timed region); B/timer = (peak RSS - RSS at child start) / timers."
     );
-    println!("allocs/timer = allocations during the measured batch (after warm-up) / timers.");
+    println!(
+        "allocs/timer = allocations during the measured batch (after warm-up) / timers, split \
+         into insert (for the task-per-timer variants: spawning, one allocation per task plus \
+         the shared counter) + dispatch (the sleeps themselves)."
+    );
 
     println!();
     println!("targets (checked, not asserted):");
@@ -464,11 +567,11 @@ fn parent() {
             Some(r) => {
                 let q = s.cpu_ms / r.cpu_ms;
                 println!(
-                    "  {name:<13} CPU <= 0.3x tokio: {q:.3}x  {}",
+                    "  {name:<18} CPU <= 0.3x tokio: {q:.3}x  {}",
                     if q <= 0.3 { "MET" } else { "MISSED" }
                 );
             }
-            None => println!("  {name:<13} CPU <= 0.3x tokio: no tokio data"),
+            None => println!("  {name:<18} CPU <= 0.3x tokio: no tokio data"),
         }
         let verdict = if s.allocs_max == 0.0 {
             "MET (exactly 0)".to_string()
@@ -483,11 +586,56 @@ fn parent() {
             "MISSED".to_string()
         };
         println!(
-            "  {name:<13} 0 allocations per timer after warm-up: {} allocations in {n} \
+            "  {name:<18} 0 allocations per timer after warm-up: {} allocations in {n} \
              timers (median; max {}) = {:.6}/timer  {verdict}",
             s.allocs,
             s.allocs_max,
             s.allocs / n as f64,
+        );
+    }
+    for name in ["xev-async-io_uring", "xev-async-epoll"] {
+        let Some(s) = summaries.get(name) else {
+            continue;
+        };
+        match reference {
+            Some(r) => {
+                let q = s.cpu_ms / r.cpu_ms;
+                println!(
+                    "  {name:<18} CPU <= 0.6x tokio: {q:.3}x  {}",
+                    if q <= 0.6 { "MET" } else { "MISSED" }
+                );
+                let q = s.peak_rss / r.peak_rss;
+                println!(
+                    "  {name:<18} peak RSS <= 0.5x tokio: {q:.3}x ({:.1} vs {:.1} MiB)  {}",
+                    s.peak_rss / MIB,
+                    r.peak_rss / MIB,
+                    if q <= 0.5 { "MET" } else { "MISSED" }
+                );
+            }
+            None => println!("  {name:<18} CPU, RSS vs tokio: no tokio data"),
+        }
+        // Spawning: one allocation per task is the task itself; what is left over is the
+        // shared counter (1) and any container growth.
+        let extra = s.insert_allocs - n as f64;
+        let verdict = if s.dispatch_allocs == 0.0 {
+            "MET (exactly 0 per sleep)"
+        } else if s.dispatch_allocs < n as f64 / 1000.0 {
+            "MET as a rate (a few container growths, not per sleep)"
+        } else {
+            "MISSED"
+        };
+        println!(
+            "  {name:<18} 0 allocations per awaited sleep after warm-up: dispatch {} \
+             allocations in {n} sleeps = {:.6}/sleep  {verdict}",
+            s.dispatch_allocs,
+            s.dispatch_allocs / n as f64,
+        );
+        println!(
+            "  {name:<18} spawning: {} allocations for {n} tasks = {:.6}/task (the task \
+             itself; {} beyond one per task: the shared counter's Arc and container growth)",
+            s.insert_allocs,
+            s.insert_allocs / n as f64,
+            extra,
         );
     }
     println!();

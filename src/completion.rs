@@ -4,6 +4,7 @@ use std::cell::UnsafeCell;
 use std::fmt;
 use std::marker::PhantomPinned;
 use std::net::SocketAddr;
+use std::os::fd::RawFd;
 use std::pin::Pin;
 use std::ptr::NonNull;
 
@@ -79,6 +80,9 @@ pub(crate) struct Inner {
     pub(crate) deadline: u64,
     /// Poll backend: a non-blocking connect is in progress.
     pub(crate) connecting: bool,
+    /// While on the thread pool: the caller's fd, which the op's own duplicate replaces
+    /// (-1 otherwise).
+    pub(crate) pool_fd: RawFd,
     pub(crate) scratch: Scratch,
 }
 
@@ -136,6 +140,7 @@ impl Completion {
                 timer_slot: 0,
                 deadline: 0,
                 connecting: false,
+                pool_fd: -1,
                 // SAFETY: these libc structs are plain data for which all-zero is valid.
                 scratch: unsafe { std::mem::zeroed() },
             }),

@@ -172,6 +172,21 @@ impl Core {
             }
         }
         let inner = Completion::raw(c);
+        // A job runs later on another thread, and a job a worker has taken cannot be
+        // cancelled. If its fd were closed meanwhile (an async future dropped, then its
+        // file), the number could name another file by the time the job runs. So the job
+        // works on its own duplicate, swapped back in `collect_pool`.
+        // SAFETY: `c` is Active and live; loop thread; no worker has it yet.
+        unsafe {
+            if let Some(fd) = (*inner).op.borrowed_fd_mut() {
+                let dup = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 0);
+                if dup < 0 {
+                    let err = io::Error::last_os_error().raw_os_error().unwrap_or(libc::EBADF);
+                    return self.finish(c, -(err as isize));
+                }
+                (*inner).pool_fd = std::mem::replace(fd, dup);
+            }
+        }
         // SAFETY: `c` is Active and live; loop thread.
         unsafe { (*inner).phase = Phase::Pool };
         self.pool_inflight += 1;
@@ -185,6 +200,21 @@ impl Core {
         });
     }
 
+    /// Put the caller's fd back into an op that ran (or was withdrawn from) the pool, and
+    /// close the duplicate.
+    fn restore_pool_fd(c: NonNull<Completion>) {
+        let inner = Completion::raw(c);
+        // SAFETY: `c` is Active and live, and no worker holds it any more; loop thread.
+        unsafe {
+            if (*inner).pool_fd >= 0 {
+                if let Some(fd) = (*inner).op.borrowed_fd_mut() {
+                    sys::close_fd(std::mem::replace(fd, (*inner).pool_fd));
+                }
+                (*inner).pool_fd = -1;
+            }
+        }
+    }
+
     fn collect_pool(&mut self) {
         if self.pool_inflight == 0 {
             return;
@@ -192,6 +222,7 @@ impl Core {
         self.sink.wake_pending.store(false, Ordering::Release);
         while let Ok(SendPtr(c)) = self.sink.done.pop() {
             self.pool_inflight -= 1;
+            Self::restore_pool_fd(c);
             // SAFETY: the worker is done with `c`; it is Active and live.
             let res = unsafe { (*Completion::raw(c)).res };
             self.finish(c, res);
@@ -667,6 +698,7 @@ impl Loop {
                     .is_some_and(|p| p.cancel_raw(t.as_ptr().cast()));
                 if queued {
                     self.core.pool_inflight -= 1;
+                    Core::restore_pool_fd(t);
                     self.core.finish(t, -(libc::ECANCELED as isize));
                     self.core.finish(c, 0);
                 } else {

@@ -189,6 +189,25 @@ impl Op {
         }
     }
 
+    /// The borrowed descriptor of this operation (not `Close`'s owned one), mutably.
+    pub(crate) fn borrowed_fd_mut(&mut self) -> Option<&mut RawFd> {
+        match self {
+            Op::Accept { fd }
+            | Op::Connect { fd, .. }
+            | Op::Read { fd, .. }
+            | Op::Pread { fd, .. }
+            | Op::Write { fd, .. }
+            | Op::Pwrite { fd, .. }
+            | Op::Send { fd, .. }
+            | Op::Recv { fd, .. }
+            | Op::SendMsg { fd, .. }
+            | Op::RecvMsg { fd, .. }
+            | Op::Shutdown { fd, .. }
+            | Op::Poll { fd, .. } => Some(fd),
+            Op::Close { .. } | Op::Noop | Op::Timer { .. } | Op::Cancel { .. } => None,
+        }
+    }
+
     /// The descriptor this operation works on, if any.
     pub fn fd(&self) -> Option<RawFd> {
         match self {

@@ -7,12 +7,14 @@
 //! - 1 connection, `"PING\n"` (5 bytes), 500,000 round trips;
 //! - 100 connections at once, 64-byte messages, 500,000 round trips in total.
 //!
-//! Variants, measured in the same process and interleaved (A B C D A B C D ...):
+//! Variants, measured in the same process and interleaved (A B C ... A B C ...):
 //!
 //! 1. xev on io_uring (callback API);
 //! 2. xev on epoll (callback API);
-//! 3. a raw io_uring loop written directly on the `io-uring` crate (the reference);
-//! 4. tokio, one `current_thread` runtime per thread.
+//! 3. xev async on io_uring (`xev::rt` runtime, one task per connection, `xev::net`);
+//! 4. xev async on epoll (the same);
+//! 5. a raw io_uring loop written directly on the `io-uring` crate (the reference);
+//! 6. tokio, one `current_thread` runtime per thread.
 //!
 //! Each run: fresh sockets (connection setup is not timed), a warm-up, then the timed
 //! section, over which the process-wide allocation counter and CPU time are read.
@@ -30,9 +32,11 @@
 mod common;
 mod raw;
 mod tokio_side;
+mod xev_async_side;
 mod xev_side;
 
 use tokio_side::{tokio_client, tokio_server};
+use xev_async_side::{xev_async_client, xev_async_server};
 use xev_side::{xev_client, xev_server};
 
 #[global_allocator]
@@ -77,6 +81,8 @@ struct Workload {
 enum Variant {
     XevIoUring,
     XevEpoll,
+    XevAsyncIoUring,
+    XevAsyncEpoll,
     RawIoUring,
     Tokio,
 }
@@ -86,6 +92,8 @@ impl Variant {
         match self {
             Variant::XevIoUring => "xev io_uring",
             Variant::XevEpoll => "xev epoll",
+            Variant::XevAsyncIoUring => "xev async io_uring",
+            Variant::XevAsyncEpoll => "xev async epoll",
             Variant::RawIoUring => "raw io_uring (ref)",
             Variant::Tokio => "tokio current_thread",
         }
@@ -251,10 +259,12 @@ fn measure(v: Variant, w: &Workload) -> Result<Sample, String> {
             match v {
                 Variant::XevIoUring => xev_server(Backend::IoUring, &servers, &ctr),
                 Variant::XevEpoll => xev_server(Backend::Epoll, &servers, &ctr),
+                Variant::XevAsyncIoUring => xev_async_server(Backend::IoUring, servers, &ctr),
+                Variant::XevAsyncEpoll => xev_async_server(Backend::Epoll, servers, &ctr),
                 Variant::RawIoUring => raw::server(&servers, &ctr),
                 Variant::Tokio => tokio_server(servers, &ctr),
             }
-            // Sockets (if not moved into tokio) are closed here, when `servers` drops.
+            // Sockets (if not moved into a runtime) are closed here, when `servers` drops.
             let e = ctr.error.borrow().clone();
             e
         })
@@ -267,6 +277,8 @@ fn measure(v: Variant, w: &Workload) -> Result<Sample, String> {
             match v {
                 Variant::XevIoUring => xev_client(Backend::IoUring, &clients, &ctr, msg),
                 Variant::XevEpoll => xev_client(Backend::Epoll, &clients, &ctr, msg),
+                Variant::XevAsyncIoUring => xev_async_client(Backend::IoUring, clients, &ctr, msg),
+                Variant::XevAsyncEpoll => xev_async_client(Backend::Epoll, clients, &ctr, msg),
                 Variant::RawIoUring => raw::client(&clients, &ctr, msg),
                 Variant::Tokio => tokio_client(clients, &ctr, msg),
             }
@@ -471,6 +483,20 @@ fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>], rounds: us
         })
         .collect();
     println!("per-round round trips/s: {}", rates.join("; "));
+    let Some(r) = reference else { return };
+    for (i, v) in variants.iter().enumerate() {
+        if !matches!(v, Variant::XevAsyncIoUring | Variant::XevAsyncEpoll) {
+            continue;
+        }
+        if let Some(s) = med(i) {
+            let q = s.per_sec / r.per_sec;
+            println!(
+                "target: {} >= 0.9x raw io_uring: {q:.3}x  {}",
+                v.name(),
+                if q >= 0.9 { "MET" } else { "MISSED" }
+            );
+        }
+    }
 }
 
 /// Profiling filters: `XEV_BENCH_ONLY=epoll,tokio` keeps the variants whose name contains
@@ -525,11 +551,19 @@ fn main() {
     let variants: Vec<Variant> = [
         Variant::XevIoUring,
         Variant::XevEpoll,
+        Variant::XevAsyncIoUring,
+        Variant::XevAsyncEpoll,
         Variant::RawIoUring,
         Variant::Tokio,
     ]
     .into_iter()
-    .filter(|v| uring || !matches!(v, Variant::XevIoUring | Variant::RawIoUring))
+    .filter(|v| {
+        uring
+            || !matches!(
+                v,
+                Variant::XevIoUring | Variant::XevAsyncIoUring | Variant::RawIoUring
+            )
+    })
     .filter(|v| wanted("XEV_BENCH_ONLY", v.name()))
     .collect();
     if !uring {

@@ -10,8 +10,11 @@
 //!   `Backend::available()` (anything `IntoIterator<Item = Backend>`), with
 //!   `Backend: Copy + Debug`.
 //!
-//! Locals the expansion introduces use `Span::mixed_site()` (and a `__xev_` prefix), so
-//! they can neither see nor be shadowed by names in user code.
+//! Locals the expansion introduces use `Span::mixed_site()`, so user locals cannot clash
+//! with them, and a `__xev_` prefix, so that an item in scope (a `const` named like a
+//! binding would be taken as a pattern) is very unlikely to. Paths are absolute
+//! (`::std::`, `::core::`, `::xev::`) and the test attribute is
+//! `#[::core::prelude::v1::test]`, which works even with `use xev::test;` in scope.
 
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
@@ -106,40 +109,86 @@ fn expand_test(options: Options, function: ItemFn) -> TokenStream {
         block,
     } = function;
     let name = &sig.ident;
-    let name_str = name.to_string();
-    let body = local("__xev_body");
-    let typed = local("__xev_typed");
-    let future = local("__xev_future");
-    let result = local("__xev_result");
-
-    // `|| typed(async move { user block })`: a fresh future per run; `typed` pins the
-    // output type so that `?` in the body knows what to convert into, without adding code
-    // after the block (which would warn as unreachable when the body always panics).
-    let (output_ty, check) = match &sig.output {
-        ReturnType::Default => (quote!(()), None),
-        ReturnType::Type(_, ty) => (ty.to_token_stream(), Some(ty.span())),
+    let test = TestBody::new(&sig, &block);
+    let run = match options.backend {
+        BackendChoice::Default => test.run_default(),
+        BackendChoice::One(b) => test.run_one(b),
+        BackendChoice::All => test.run_all(),
     };
-    // Spanned at the body, so that a body of the wrong type is reported there.
-    let typed_body = quote_spanned! {block.span()=> #typed(async move #block) };
-    let make_body = quote! {
-        fn #typed<F: ::core::future::Future<Output = #output_ty>>(#future: F) -> F {
-            #future
+    // The full path keeps working when the user has `use xev::test;` in scope.
+    quote! {
+        #[::core::prelude::v1::test]
+        #(#attrs)*
+        #vis fn #name() {
+            #run
         }
-        let #body = || #typed_body;
-    };
-    // For a `Result` return type: panic on `Err`, naming the backend when known. Spanned
-    // at the return type so that a non-`Result` type is reported there.
-    let check_result = |backend: Option<TokenStream>| -> TokenStream {
-        let Some(span) = check else {
+    }
+}
+
+/// The pieces shared by the three ways of running a test body.
+struct TestBody {
+    /// The test's name, for messages.
+    name: String,
+    /// Defines `__xev_body`, a closure returning a fresh future of the user's block.
+    make_body: TokenStream,
+    /// The span of the return type, when there is one (a `Result` to check).
+    returns: Option<Span>,
+}
+
+impl TestBody {
+    fn new(sig: &syn::Signature, block: &syn::Block) -> TestBody {
+        let (output_ty, returns) = match &sig.output {
+            ReturnType::Default => (quote!(()), None),
+            ReturnType::Type(_, ty) => (ty.to_token_stream(), Some(ty.span())),
+        };
+        let body = local("__xev_body");
+        let typed = local("__xev_typed");
+        let future = local("__xev_future");
+        // `|| typed(async move { user block })`: a fresh future per run. `typed` pins the
+        // output type so that `?` in the body knows what to convert into, without adding
+        // code after the block (which would warn as unreachable when the body panics).
+        // Spanned at the block, so that a body of the wrong type is reported there.
+        let typed_body = quote_spanned! {block.span()=> #typed(async move #block) };
+        let make_body = quote! {
+            fn #typed<F: ::core::future::Future<Output = #output_ty>>(#future: F) -> F {
+                #future
+            }
+            let #body = || #typed_body;
+        };
+        TestBody {
+            name: sig.ident.to_string(),
+            make_body,
+            returns,
+        }
+    }
+
+    /// `::xev::rt::Builder::new()[.backend(b)].build().expect(..).block_on(__xev_body())`
+    fn block_on(&self, backend: Option<TokenStream>) -> TokenStream {
+        let builder = builder(backend);
+        let body = local("__xev_body");
+        quote! {
+            #builder
+                .build()
+                .expect("xev::test: failed to build the runtime")
+                .block_on(#body())
+        }
+    }
+
+    /// Fails the test when the body's `__xev_result` is an `Err`, naming the backend
+    /// when known. Spanned at the return type, so that a non-`Result` is reported there.
+    fn check_result(&self, backend: Option<&TokenStream>) -> TokenStream {
+        let result = local("__xev_result");
+        let Some(span) = self.returns else {
             return quote!(let _ = #result;);
         };
+        let name = &self.name;
         let e = local("__xev_error");
         let panic = match backend {
             Some(b) => quote! {
-                ::std::panic!("xev::test `{}` failed on backend {:?}: {:?}", #name_str, #b, #e)
+                ::std::panic!("xev::test `{}` failed on backend {:?}: {:?}", #name, #b, #e)
             },
             None => quote! {
-                ::std::panic!("xev::test `{}` failed: {:?}", #name_str, #e)
+                ::std::panic!("xev::test `{}` failed: {:?}", #name, #e)
             },
         };
         quote_spanned! {span=>
@@ -147,97 +196,97 @@ fn expand_test(options: Options, function: ItemFn) -> TokenStream {
                 #panic
             }
         }
-    };
-    let build_expect = quote!(.build().expect("xev::test: failed to build the runtime"));
+    }
 
-    let run = match options.backend {
-        BackendChoice::Default => {
-            let builder = builder(None);
-            let check = check_result(None);
-            quote! {
-                #make_body
-                let #result = #builder #build_expect .block_on(#body());
-                #check
-            }
+    /// No `backend` option: one run on the builder's default backend.
+    fn run_default(&self) -> TokenStream {
+        let make_body = &self.make_body;
+        let result = local("__xev_result");
+        let block_on = self.block_on(None);
+        let check = self.check_result(None);
+        quote! {
+            #make_body
+            let #result = #block_on;
+            #check
         }
-        BackendChoice::One(b) => {
-            let path = backend_path(b);
-            let builder = builder(Some(path.clone()));
-            let check = check_result(Some(path.clone()));
-            let b_name = b.name();
-            quote! {
-                if !#path.is_available() {
-                    ::std::eprintln!(
-                        "xev::test: {} skipped: backend {} is not available on this system",
-                        #name_str,
-                        #b_name,
-                    );
-                    return;
-                }
-                #make_body
-                let #result = #builder #build_expect .block_on(#body());
-                #check
+    }
+
+    /// `backend = "<name>"`: one run on that backend, or a skip when it is unavailable.
+    fn run_one(&self, b: crate::options::Backend) -> TokenStream {
+        let (name, make_body) = (&self.name, &self.make_body);
+        let path = backend_path(b);
+        let b_name = b.name();
+        let result = local("__xev_result");
+        let block_on = self.block_on(Some(path.clone()));
+        let check = self.check_result(Some(&path));
+        quote! {
+            if !#path.is_available() {
+                ::std::eprintln!(
+                    "xev::test: {} skipped: backend {} is not available on this system",
+                    #name,
+                    #b_name,
+                );
+                return;
             }
+            #make_body
+            let #result = #block_on;
+            #check
         }
-        BackendChoice::All => {
-            let backend = local("__xev_backend");
-            let ran = local("__xev_ran");
-            let outcome = local("__xev_outcome");
-            let payload = local("__xev_payload");
-            let message = local("__xev_message");
-            let text = local("__xev_text");
-            let builder = builder(Some(backend.to_token_stream()));
-            let check = check_result(Some(backend.to_token_stream()));
-            quote! {
-                #make_body
-                let mut #ran = false;
-                for #backend in ::xev::Backend::available() {
-                    #ran = true;
-                    ::std::eprintln!("xev::test: {} on {:?}", #name_str, #backend);
-                    let #outcome = ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| {
-                        #builder #build_expect .block_on(#body())
-                    }));
-                    match #outcome {
-                        ::core::result::Result::Ok(#result) => {
-                            #check
-                        }
-                        ::core::result::Result::Err(#payload) => {
-                            let #message: &str =
-                                if let ::core::option::Option::Some(#text) =
-                                    #payload.downcast_ref::<&'static str>()
-                                {
-                                    #text
-                                } else if let ::core::option::Option::Some(#text) =
-                                    #payload.downcast_ref::<::std::string::String>()
-                                {
-                                    #text.as_str()
-                                } else {
-                                    "non-string panic payload"
-                                };
-                            ::std::panic!(
-                                "xev::test `{}` failed on backend {:?}: {}",
-                                #name_str,
-                                #backend,
-                                #message,
-                            );
-                        }
+    }
+
+    /// `backend = "all"`: one run per available backend, each on a fresh runtime; a
+    /// panic is caught and raised again with the backend in its message.
+    fn run_all(&self) -> TokenStream {
+        let (name, make_body) = (&self.name, &self.make_body);
+        let backend = local("__xev_backend");
+        let ran = local("__xev_ran");
+        let outcome = local("__xev_outcome");
+        let result = local("__xev_result");
+        let payload = local("__xev_payload");
+        let message = local("__xev_message");
+        let text = local("__xev_text");
+        let block_on = self.block_on(Some(backend.to_token_stream()));
+        let check = self.check_result(Some(&backend.to_token_stream()));
+        quote! {
+            #make_body
+            let mut #ran = false;
+            for #backend in ::xev::Backend::available() {
+                #ran = true;
+                ::std::eprintln!("xev::test: {} on {:?}", #name, #backend);
+                let #outcome = ::std::panic::catch_unwind(
+                    ::std::panic::AssertUnwindSafe(|| #block_on),
+                );
+                match #outcome {
+                    ::core::result::Result::Ok(#result) => {
+                        #check
+                    }
+                    ::core::result::Result::Err(#payload) => {
+                        let #message: &str = if let ::core::option::Option::Some(#text) =
+                            #payload.downcast_ref::<&'static str>()
+                        {
+                            #text
+                        } else if let ::core::option::Option::Some(#text) =
+                            #payload.downcast_ref::<::std::string::String>()
+                        {
+                            #text.as_str()
+                        } else {
+                            "non-string panic payload"
+                        };
+                        ::std::panic!(
+                            "xev::test `{}` failed on backend {:?}: {}",
+                            #name,
+                            #backend,
+                            #message,
+                        );
                     }
                 }
-                if !#ran {
-                    ::std::eprintln!(
-                        "xev::test: {} skipped: no backend is available on this system",
-                        #name_str,
-                    );
-                }
             }
-        }
-    };
-
-    quote! {
-        #[::core::prelude::v1::test]
-        #(#attrs)*
-        #vis fn #name() {
-            #run
+            if !#ran {
+                ::std::eprintln!(
+                    "xev::test: {} skipped: no backend is available on this system",
+                    #name,
+                );
+            }
         }
     }
 }
@@ -458,7 +507,7 @@ mod tests {
             s.contains("::std::eprintln!(\"xev::test: {} on {:?}\",\"each\",__xev_backend);"),
             "{s}"
         );
-        assert!(s.contains("::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(||{::xev::rt::Builder::new().backend(__xev_backend).build()"), "{s}");
+        assert!(s.contains("::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(||::xev::rt::Builder::new().backend(__xev_backend).build()"), "{s}");
         assert!(s.contains(".block_on(__xev_body())"), "{s}");
         assert!(s.contains("downcast_ref::<&'staticstr>()"), "{s}");
         assert!(s.contains("downcast_ref::<::std::string::String>()"), "{s}");

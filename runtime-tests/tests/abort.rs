@@ -8,6 +8,8 @@ use std::process::Command;
 
 use runtime_tests::new_loop;
 use xev::*;
+// The glob also brings the `xev::test` attribute; plain `#[test]` means the built-in one.
+use core::prelude::v1::test;
 
 /// Runs in the child: a completion is dropped while its timer is still in the loop.
 fn drop_active_completion(backend: Backend) {

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use runtime_tests::{each_backend, new_loop, only, record, results, Results};
 use xev::*;
+// The glob also brings the `xev::test` attribute; plain `#[test]` means the built-in one.
+use core::prelude::v1::test;
 
 fn assert_cancel_ok(r: &Results) {
     match only(r) {

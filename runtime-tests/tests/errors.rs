@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use runtime_tests::{each_backend, new_loop, only, record, results};
 use xev::*;
+// The glob also brings the `xev::test` attribute; plain `#[test]` means the built-in one.
+use core::prelude::v1::test;
 
 /// The OS error of a failed result, whatever the operation.
 fn os_error(r: &OpResult) -> Option<i32> {

@@ -13,6 +13,8 @@ use std::thread::ThreadId;
 
 use runtime_tests::{dup_high, each_backend};
 use xev::*;
+// The glob also brings the `xev::test` attribute; plain `#[test]` means the built-in one.
+use core::prelude::v1::test;
 
 type Results = Rc<RefCell<Vec<(OpResult, ThreadId)>>>;
 

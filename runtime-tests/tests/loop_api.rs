@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use runtime_tests::{each_backend, new_loop};
 use xev::*;
+// The glob also brings the `xev::test` attribute; plain `#[test]` means the built-in one.
+use core::prelude::v1::test;
 
 /// A callback that records every result it gets and disarms.
 fn record(

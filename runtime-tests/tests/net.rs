@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use runtime_tests::{dup_high, each_backend, new_loop, only, record, results};
 use xev::*;
+// The glob also brings the `xev::test` attribute; plain `#[test]` means the built-in one.
+use core::prelude::v1::test;
 
 /// A new non-blocking, close-on-exec IPv4 TCP socket, not yet connected.
 fn tcp_socket() -> TcpStream {

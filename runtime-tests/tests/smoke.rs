@@ -7,6 +7,8 @@ use std::rc::Rc;
 
 use runtime_tests::{each_backend, new_loop};
 use xev::*;
+// The glob also brings the `xev::test` attribute; plain `#[test]` means the built-in one.
+use core::prelude::v1::test;
 
 #[test]
 fn timer_and_recv() {

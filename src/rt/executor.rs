@@ -176,6 +176,12 @@ impl Enter {
         }
         Enter(prev)
     }
+
+    /// Make `e` current until dropped, whatever runs on this thread (for shutdown, which
+    /// may happen inside another runtime's task, or while a panic unwinds).
+    fn swap(e: &Executor) -> Enter {
+        Enter(CURRENT.with(|c| c.replace(e)))
+    }
 }
 
 impl Drop for Enter {
@@ -285,7 +291,7 @@ impl Executor {
         if self.closed.replace(true) {
             return;
         }
-        let _enter = Enter::new(self);
+        let _enter = Enter::swap(self);
         self.remote.closed.store(true, Ordering::Release);
         // Dropping a future may spawn or wake; repeat until nothing is left.
         loop {

@@ -1,1 +1,380 @@
-//! (being written)
+//! Files for tasks: [`File`], [`OpenOptions`], and the whole-file helpers [`read`],
+//! [`read_to_string`] and [`write`].
+//!
+//! Reads and writes are positional (`pread`/`pwrite` at an offset, the [`read_at`] /
+//! [`write_at`] family) and take owned buffers ([`IoBuf`], [`IoBufMut`]) that come back
+//! with the result. On io_uring they are kernel operations; the epoll backend runs them
+//! on the runtime's thread pool (a regular file is always "ready" and then blocks).
+//!
+//! The rest may block in the kernel for a long time on a slow or network filesystem and
+//! runs on the runtime's blocking pool ([`spawn_blocking`]): opening (`open(2)`),
+//! [`sync_all`](File::sync_all), [`sync_data`](File::sync_data),
+//! [`metadata`](File::metadata) and [`set_len`](File::set_len). [`File::close`] is a
+//! loop operation that reports the close error (a plain drop closes synchronously and
+//! ignores it, like `std`).
+//!
+//! Every future here must be awaited inside a runtime (polling one elsewhere panics).
+//!
+//! ```
+//! use xev::fs::{self, File};
+//!
+//! xev::block_on(async {
+//!     let path = std::env::temp_dir().join(format!("xev-fs-doc-{}", std::process::id()));
+//!     fs::write(&path, "hello, world").await?;
+//!
+//!     let f = File::open(&path).await?;
+//!     let (n, buf) = f.read_at(vec![0u8; 5], 7).await;
+//!     assert_eq!(&buf[..n?], b"world");
+//!     assert_eq!(f.metadata().await?.len(), 12);
+//!     f.close().await?;
+//!
+//!     assert_eq!(fs::read_to_string(&path).await?, "hello, world");
+//!     std::fs::remove_file(&path)
+//! })?;
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! [`read_at`]: File::read_at
+//! [`write_at`]: File::write_at
+//! [`IoBuf`]: crate::rt::IoBuf
+//! [`IoBufMut`]: crate::rt::IoBufMut
+//! [`spawn_blocking`]: crate::spawn_blocking
+
+use std::future::Future;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use super::blocking::spawn_blocking;
+use super::buf::{IoBuf, IoBufMut};
+use super::io::{self as rio, read_result, run, Kind};
+use crate::op::{Buffer, Op};
+
+/// Run `f` on the blocking pool; a panic in `f` becomes an `io::Error`.
+async fn blocking<R, F>(f: F) -> io::Result<R>
+where
+    F: FnOnce() -> io::Result<R> + Send + 'static,
+    R: Send + 'static,
+{
+    spawn_blocking(f).await?
+}
+
+/// An open file whose reads and writes are async; see the [module docs](self).
+///
+/// Dropping it closes the descriptor at once (synchronously, ignoring errors, like
+/// `std::fs::File`); [`close`](Self::close) closes it through the loop and reports the
+/// error. The read and write futures borrow the `File`, so it outlives every operation
+/// awaited to its end; a future dropped mid-operation cancels it (on the epoll backend, a
+/// `pread`/`pwrite` that a pool thread has already picked up still runs to its end).
+#[derive(Debug)]
+pub struct File {
+    std: std::fs::File,
+}
+
+impl File {
+    /// Open `path` read-only (as [`std::fs::File::open`]); `open(2)` runs on the blocking
+    /// pool. A missing file is `ErrorKind::NotFound`.
+    ///
+    /// Dropping the future before it completes leaks nothing: a descriptor opened anyway
+    /// is closed when the pool hands it back.
+    pub async fn open(path: impl AsRef<Path>) -> io::Result<File> {
+        OpenOptions::new().read(true).open(path).await
+    }
+
+    /// Create `path` or truncate it, and open it write-only (as
+    /// [`std::fs::File::create`]); `open(2)` runs on the blocking pool.
+    pub async fn create(path: impl AsRef<Path>) -> io::Result<File> {
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .await
+    }
+
+    /// A new [`OpenOptions`] (same as [`OpenOptions::new`]).
+    pub fn options() -> OpenOptions {
+        OpenOptions::new()
+    }
+
+    /// Read once at `offset` into `buf` (`pread(2)`), handing `buf` back: `Ok(0)` at the
+    /// end of the file, otherwise the byte count, which may be short. How the bytes land
+    /// in `buf` is described at [`IoBufMut`](crate::rt::IoBufMut) (for a `Vec`: from its
+    /// start, up to its capacity). A zero-length buffer is `InvalidInput`; a file not
+    /// opened for reading gives `EBADF`.
+    pub async fn read_at<B: IoBufMut>(&self, buf: B, offset: u64) -> (io::Result<usize>, B) {
+        rio::read(self.raw(), buf, Kind::At(offset)).await
+    }
+
+    /// Fill all of `buf` from `offset`, continuing after short reads;
+    /// `ErrorKind::UnexpectedEof` if the file ends first (the bytes read so far are in
+    /// `buf`).
+    pub async fn read_exact_at<B: IoBufMut>(&self, buf: B, offset: u64) -> (io::Result<()>, B) {
+        rio::read_exact(self.raw(), buf, Kind::At(offset)).await
+    }
+
+    /// Write `buf` once at `offset` (`pwrite(2)`), handing it back with the byte count,
+    /// which may be short. A file not opened for writing gives `EBADF`.
+    ///
+    /// On a file opened in append mode, Linux appends whatever the offset.
+    pub async fn write_at<B: IoBuf>(&self, buf: B, offset: u64) -> (io::Result<usize>, B) {
+        rio::write(self.raw(), buf, Kind::At(offset)).await
+    }
+
+    /// Write all of `buf` at `offset`, continuing after short writes.
+    pub async fn write_all_at<B: IoBuf>(&self, buf: B, offset: u64) -> (io::Result<()>, B) {
+        rio::write_all(self.raw(), buf, Kind::At(offset)).await
+    }
+
+    /// Flush data and metadata to the device (`fsync(2)`, on the blocking pool).
+    ///
+    /// The pool works on a duplicate of the descriptor, so dropping the future, or the
+    /// `File`, meanwhile is harmless (the sync still completes).
+    pub async fn sync_all(&self) -> io::Result<()> {
+        let f = self.std.try_clone()?;
+        blocking(move || f.sync_all()).await
+    }
+
+    /// Flush data, and only the metadata needed to read it back (`fdatasync(2)`, on the
+    /// blocking pool; see [`sync_all`](Self::sync_all)).
+    pub async fn sync_data(&self) -> io::Result<()> {
+        let f = self.std.try_clone()?;
+        blocking(move || f.sync_data()).await
+    }
+
+    /// The file's metadata (`fstat(2)`, on the blocking pool).
+    pub async fn metadata(&self) -> io::Result<std::fs::Metadata> {
+        let f = self.std.try_clone()?;
+        blocking(move || f.metadata()).await
+    }
+
+    /// Truncate or extend (with zeros) the file to `size` bytes (`ftruncate(2)`, on the
+    /// blocking pool). The file must be open for writing.
+    pub async fn set_len(&self, size: u64) -> io::Result<()> {
+        let f = self.std.try_clone()?;
+        blocking(move || f.set_len(size)).await
+    }
+
+    /// Close the file through the loop ([`Op::Close`]) and report the error, which for
+    /// some filesystems (NFS) is where a failed deferred write shows up. The descriptor
+    /// is released whatever the result.
+    pub async fn close(self) -> io::Result<()> {
+        rio::unit(Op::close(OwnedFd::from(self.std))).await
+    }
+
+    /// The `std` file, e.g. for blocking use on another thread.
+    pub fn into_std(self) -> std::fs::File {
+        self.std
+    }
+
+    fn raw(&self) -> RawFd {
+        self.std.as_raw_fd()
+    }
+}
+
+impl From<std::fs::File> for File {
+    /// Wrap an open `std` file (no system call).
+    fn from(std: std::fs::File) -> File {
+        File { std }
+    }
+}
+
+impl From<OwnedFd> for File {
+    /// Wrap an open descriptor (no system call).
+    fn from(fd: OwnedFd) -> File {
+        File { std: fd.into() }
+    }
+}
+
+impl From<File> for std::fs::File {
+    fn from(f: File) -> std::fs::File {
+        f.std
+    }
+}
+
+impl From<File> for OwnedFd {
+    fn from(f: File) -> OwnedFd {
+        f.std.into()
+    }
+}
+
+impl AsRawFd for File {
+    fn as_raw_fd(&self) -> RawFd {
+        self.raw()
+    }
+}
+
+impl AsFd for File {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.std.as_fd()
+    }
+}
+
+/// How to open a file, as [`std::fs::OpenOptions`] (whose rules about which
+/// combinations are valid apply unchanged), with an async [`open`](Self::open).
+///
+/// ```
+/// use xev::fs::OpenOptions;
+///
+/// xev::block_on(async {
+///     let path = std::env::temp_dir().join(format!("xev-opts-doc-{}", std::process::id()));
+///     let f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).await?;
+///     f.write_all_at(&b"log line\n"[..], 0).await.0?;
+///     assert!(OpenOptions::new().write(true).create_new(true).open(&path).await.is_err());
+///     std::fs::remove_file(&path)
+/// })?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct OpenOptions {
+    std: std::fs::OpenOptions,
+}
+
+impl OpenOptions {
+    /// All options off (open with neither read nor write access fails, as in `std`).
+    pub fn new() -> OpenOptions {
+        OpenOptions {
+            std: std::fs::OpenOptions::new(),
+        }
+    }
+
+    /// Open for reading.
+    pub fn read(&mut self, read: bool) -> &mut OpenOptions {
+        self.std.read(read);
+        self
+    }
+
+    /// Open for writing.
+    pub fn write(&mut self, write: bool) -> &mut OpenOptions {
+        self.std.write(write);
+        self
+    }
+
+    /// Open in append mode (`O_APPEND`; implies write access).
+    pub fn append(&mut self, append: bool) -> &mut OpenOptions {
+        self.std.append(append);
+        self
+    }
+
+    /// Truncate an existing file to length 0 (needs write access).
+    pub fn truncate(&mut self, truncate: bool) -> &mut OpenOptions {
+        self.std.truncate(truncate);
+        self
+    }
+
+    /// Create the file if it does not exist (needs write or append access).
+    pub fn create(&mut self, create: bool) -> &mut OpenOptions {
+        self.std.create(create);
+        self
+    }
+
+    /// Create the file, failing with `ErrorKind::AlreadyExists` if it exists (atomic;
+    /// `create` and `truncate` are then ignored).
+    pub fn create_new(&mut self, create_new: bool) -> &mut OpenOptions {
+        self.std.create_new(create_new);
+        self
+    }
+
+    /// The permission bits of a newly created file (default `0o666`, minus the umask).
+    pub fn mode(&mut self, mode: u32) -> &mut OpenOptions {
+        self.std.mode(mode);
+        self
+    }
+
+    /// Extra `open(2)` flags (`libc::O_NOATIME`, `libc::O_DIRECT`, ...); the access mode
+    /// bits are ignored.
+    pub fn custom_flags(&mut self, flags: i32) -> &mut OpenOptions {
+        self.std.custom_flags(flags);
+        self
+    }
+
+    /// Open `path` with these options; `open(2)` runs on the blocking pool. The future
+    /// does not borrow the options (so `OpenOptions::new().read(true).open(p)` may be
+    /// stored). Dropping it before it completes leaks nothing: a descriptor opened
+    /// anyway is closed when the pool hands it back.
+    pub fn open(&self, path: impl AsRef<Path>) -> impl Future<Output = io::Result<File>> {
+        let opts = self.std.clone();
+        let path = path.as_ref().to_path_buf();
+        async move { blocking(move || opts.open(path)).await.map(File::from) }
+    }
+}
+
+impl Default for OpenOptions {
+    fn default() -> OpenOptions {
+        OpenOptions::new()
+    }
+}
+
+/// The smallest read (and growth step) of [`read`].
+const MIN_READ: usize = 8 * 1024;
+
+/// Read the whole file at `path` (as [`std::fs::read`]): open (on the blocking pool,
+/// together with an `fstat` for the size), then `pread` from offset 0 until end of file
+/// into a `Vec` sized from that hint and grown if the file turns out longer.
+///
+/// Meant for regular files (and others that support `pread`, such as `/proc` files);
+/// a pipe or FIFO fails with `ESPIPE`.
+pub async fn read(path: impl AsRef<Path>) -> io::Result<Vec<u8>> {
+    let path = path.as_ref().to_path_buf();
+    let (f, hint) = blocking(move || {
+        let f = std::fs::File::open(path)?;
+        let hint = f.metadata().map_or(0, |m| m.len());
+        Ok((f, usize::try_from(hint).unwrap_or(usize::MAX)))
+    })
+    .await?;
+    read_to_end(f.as_raw_fd(), hint).await
+    // `f` (read-only) is dropped here: nothing to flush, so no need for a loop close.
+}
+
+/// `pread`s from offset 0 until end of file; `hint` is the expected size.
+async fn read_to_end(fd: RawFd, hint: usize) -> io::Result<Vec<u8>> {
+    // One byte more than the hint, so that the read that sees the end needs no growth.
+    let mut v = vec![0u8; hint.saturating_add(1).max(MIN_READ)];
+    let mut filled = 0;
+    loop {
+        if filled == v.len() {
+            let grown = v.len().saturating_mul(2).max(v.len() + MIN_READ);
+            v.resize(grown, 0);
+        }
+        let mut b = Buffer::from(v);
+        b.advance(filled);
+        let (res, back) = run(Op::Pread {
+            fd,
+            buf: b,
+            offset: filled as u64,
+        })
+        .await;
+        v = back
+            .and_then(Buffer::into_vec)
+            .expect("a pread hands its Vec buffer back");
+        match read_result(res) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    v.truncate(filled);
+    Ok(v)
+}
+
+/// Read the whole file at `path` as UTF-8 (as [`std::fs::read_to_string`]): [`read`],
+/// then `ErrorKind::InvalidData` if the bytes are not UTF-8.
+pub async fn read_to_string(path: impl AsRef<Path>) -> io::Result<String> {
+    let bytes = read(path).await?;
+    String::from_utf8(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// Write `contents` as the whole file at `path`, creating or truncating it (as
+/// [`std::fs::write`]): [`File::create`], [`File::write_all_at`] from offset 0, then
+/// [`File::close`], whose error is reported. `contents` is copied into an owned buffer
+/// first (the write needs one the runtime can keep).
+pub async fn write(path: impl AsRef<Path>, contents: impl AsRef<[u8]>) -> io::Result<()> {
+    let data = contents.as_ref().to_vec();
+    let f = File::create(path).await?;
+    if !data.is_empty() {
+        f.write_all_at(data, 0).await.0?;
+    }
+    f.close().await
+}

@@ -266,8 +266,9 @@ impl Drop for OpFuture {
                 if let Ok(mut lp) = self.exec.lp.try_borrow_mut() {
                     // SAFETY: a shared reference to name the target; the loop accesses
                     // the completion only through its cell.
-                    let target = CancelTarget::of(unsafe { &*s.c.get() });
-                    if unsafe { &*s.c.get() }.state() == CompletionState::Active {
+                    let c = unsafe { &*s.c.get() };
+                    if c.state() == CompletionState::Active {
+                        let target = CancelTarget::of(c);
                         self.exec.slots.start(
                             &mut lp,
                             Op::Cancel { target },

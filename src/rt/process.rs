@@ -1,1 +1,183 @@
-//! (being written)
+//! Child processes awaited by a task: [`spawn`], [`Child`] and [`status`].
+//!
+//! Linux only (elsewhere the module does not exist). The process is started with
+//! [`std::process::Command`] (every `Command` option works); the async part is waiting
+//! for its exit, through the same pidfd (`pidfd_open(2)`, Linux 5.3) and
+//! `waitid(P_PIDFD, ..)` reaping (Linux 5.4) as the callback watcher
+//! [`Process`](crate::watcher::process::Process): the wait is an [`Op::Poll`] for the
+//! pidfd's readability, so no thread blocks and no `SIGCHLD` handler is installed.
+//!
+//! ```
+//! use std::process::Command;
+//!
+//! xev::block_on(async {
+//!     let status = xev::process::status(Command::new("sh").args(["-c", "exit 3"])).await?;
+//!     assert_eq!(status.code(), Some(3));
+//!
+//!     let mut child = xev::process::spawn(&mut Command::new("sleep").arg("10"))?;
+//!     child.kill()?;
+//!     let status = child.wait().await?;
+//!     # use std::os::unix::process::ExitStatusExt;
+//!     assert_eq!(status.signal(), Some(libc::SIGKILL));
+//!     Ok::<(), std::io::Error>(())
+//! })?;
+//! # Ok::<(), std::io::Error>(())
+//! ```
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::process::{ChildStderr, ChildStdin, ChildStdout, Command, ExitStatus};
+
+use super::io::{mismatch, run};
+use crate::op::{Op, PollEvents};
+use crate::result::OpResult;
+use crate::watcher::process::{reap, Process};
+
+/// Spawn `cmd` (as [`Command::spawn`]) and open a pidfd to await its exit.
+///
+/// Errors are `Command::spawn`'s (a missing program is `NotFound`), or the pidfd's
+/// (`ENOSYS` before Linux 5.3, fd limits): in that case the just-started child is killed
+/// and reaped before the error is returned, so no process is left behind untracked.
+pub fn spawn(cmd: &mut Command) -> io::Result<Child> {
+    let mut child = cmd.spawn()?;
+    let process = match Process::new(child.id()) {
+        Ok(p) => p,
+        Err(e) => {
+            // The child is ours and not reaped yet, so its pid cannot have been reused.
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
+        }
+    };
+    Ok(Child {
+        stdin: child.stdin.take(),
+        stdout: child.stdout.take(),
+        stderr: child.stderr.take(),
+        process,
+        status: None,
+    })
+    // `child` (now without pipes) is dropped: that neither waits nor kills.
+}
+
+/// Run `cmd` to the end and return its exit status, like [`Command::status`] but
+/// without blocking the thread: [`spawn`] then [`Child::wait`]. The child inherits this
+/// process's stdin, stdout and stderr unless `cmd` says otherwise.
+///
+/// # Panics
+/// When awaited outside a runtime.
+pub async fn status(cmd: &mut Command) -> io::Result<ExitStatus> {
+    spawn(cmd)?.wait().await
+}
+
+/// A spawned child process; see [`spawn`].
+///
+/// Its pipes are the [`std::process`] ones, taken out of the `std::process::Child` at
+/// spawn time: set `Stdio::piped()` on the `Command` to get them. They are ordinary
+/// **blocking** handles: use them from [`spawn_blocking`](crate::spawn_blocking) or another
+/// thread (or make them non-blocking yourself), never block the runtime's thread on them.
+///
+/// The child is reaped by [`wait`](Self::wait) or [`try_wait`](Self::try_wait); after
+/// that, both keep returning the same status. Dropping a `Child` neither kills nor reaps
+/// the process (like `std`): if it has not been waited for, it stays a zombie until this
+/// process exits. Do not reap it by other means (`waitpid(-1, ..)` elsewhere); the wait
+/// would then fail with `ECHILD`.
+#[derive(Debug)]
+pub struct Child {
+    /// The child's stdin, if `Stdio::piped()` was set (a blocking `std` handle).
+    /// [`wait`](Self::wait) closes it first, as `std` does, so that a child reading its
+    /// input to the end can exit.
+    pub stdin: Option<ChildStdin>,
+    /// The child's stdout, if `Stdio::piped()` was set (a blocking `std` handle).
+    pub stdout: Option<ChildStdout>,
+    /// The child's stderr, if `Stdio::piped()` was set (a blocking `std` handle).
+    pub stderr: Option<ChildStderr>,
+    /// The pidfd, through the callback watcher (which shares it with nothing here).
+    process: Process,
+    /// Set once the child has been reaped.
+    status: Option<ExitStatus>,
+}
+
+impl Child {
+    /// The child's process id.
+    pub fn id(&self) -> u32 {
+        self.process.pid()
+    }
+
+    /// Wait for the child to exit and reap it. Closes [`stdin`](Self::stdin) first.
+    ///
+    /// Waiting is a poll of the pidfd on the loop, so other tasks run meanwhile; dropping
+    /// the future cancels the wait and leaves the child unreaped (wait again later).
+    /// Once the child has been reaped, this returns the same status at once.
+    ///
+    /// # Panics
+    /// When awaited outside a runtime.
+    pub async fn wait(&mut self) -> io::Result<ExitStatus> {
+        drop(self.stdin.take());
+        loop {
+            if let Some(s) = self.try_wait()? {
+                return Ok(s);
+            }
+            let fd = self.process.fd.as_raw_fd();
+            match run(Op::Poll {
+                fd,
+                events: PollEvents::IN,
+            })
+            .await
+            .0
+            {
+                // Readable: reap on the next turn of the loop above. A spurious
+                // readiness (nothing to reap yet) simply polls again.
+                OpResult::Poll(Ok(_)) => {}
+                OpResult::Poll(Err(e)) => return Err(e.into()),
+                other => return Err(mismatch(&other)),
+            }
+        }
+    }
+
+    /// Reap the child if it has exited, without waiting: `Ok(Some(status))` then (and
+    /// for every later call), `Ok(None)` while it is still running. One non-blocking
+    /// `waitid`; needs no runtime.
+    pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
+        if let Some(s) = self.status {
+            return Ok(Some(s));
+        }
+        let status = reap(self.process.fd.as_raw_fd())?.map(ExitStatus::from);
+        self.status = status;
+        Ok(status)
+    }
+
+    /// Kill the child with `SIGKILL` (then [`wait`](Self::wait) to reap it). `Ok(())` if
+    /// it has already exited, as with `std`.
+    pub fn kill(&mut self) -> io::Result<()> {
+        self.signal(libc::SIGKILL)
+    }
+
+    /// Send `signal` (`libc::SIGTERM`, ...) to the child. The signal goes through the
+    /// pidfd (`pidfd_send_signal(2)`), so it can never hit another process that reused
+    /// the pid. `Ok(())` without sending anything if the child has already been reaped.
+    pub fn signal(&mut self, signal: i32) -> io::Result<()> {
+        if self.status.is_some() {
+            return Ok(());
+        }
+        let fd = self.process.fd.as_raw_fd();
+        // SAFETY: pidfd_send_signal(pidfd, sig, info, flags) with a null siginfo (the
+        // kernel fills one in as for kill(2)) and no flags; `fd` is our open pidfd.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                fd,
+                signal,
+                std::ptr::null::<libc::siginfo_t>(),
+                0 as libc::c_uint,
+            )
+        };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            // The process is gone (nothing left to signal): not an error for us.
+            if e.raw_os_error() != Some(libc::ESRCH) {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+}

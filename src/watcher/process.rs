@@ -123,7 +123,7 @@ impl fmt::Display for ExitStatus {
 pub struct Process {
     /// The pidfd, shared with the callback of a queued wait so that it stays open while
     /// the poll is in flight.
-    fd: Arc<OwnedFd>,
+    pub(crate) fd: Arc<OwnedFd>,
     pid: u32,
 }
 
@@ -205,7 +205,7 @@ impl Process {
 
 /// `waitid(P_PIDFD, fd, WEXITED | WNOHANG)`: the exit status if the process has exited
 /// (and is now reaped), `None` if it is still running.
-fn reap(fd: RawFd) -> io::Result<Option<ExitStatus>> {
+pub(crate) fn reap(fd: RawFd) -> io::Result<Option<ExitStatus>> {
     // SAFETY: siginfo_t is plain data for which all-zero is valid.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
     loop {

@@ -44,7 +44,7 @@ use crate::result::{Error, OpResult, ReadError};
 use super::mismatch;
 
 /// Size of one `struct signalfd_siginfo` (128 bytes).
-const SIGINFO_SIZE: usize = mem::size_of::<libc::signalfd_siginfo>();
+pub(crate) const SIGINFO_SIZE: usize = mem::size_of::<libc::signalfd_siginfo>();
 
 /// A set of signals delivered to the loop instead of to handlers.
 ///
@@ -75,7 +75,7 @@ const SIGINFO_SIZE: usize = mem::size_of::<libc::signalfd_siginfo>();
 pub struct Signal {
     /// The signalfd, shared with the callback of a queued wait so that it stays open
     /// while the read is in flight.
-    fd: Arc<OwnedFd>,
+    pub(crate) fd: Arc<OwnedFd>,
     signals: Vec<i32>,
 }
 
@@ -172,7 +172,7 @@ impl Signal {
 }
 
 /// The signal number in the first `n` bytes read from a signalfd.
-fn signo(buf: Option<&[u8]>, n: usize) -> Result<i32, Error> {
+pub(crate) fn signo(buf: Option<&[u8]>, n: usize) -> Result<i32, Error> {
     match buf {
         Some(b) if n == SIGINFO_SIZE && b.len() >= SIGINFO_SIZE => {
             // `ssi_signo` is the first field of `struct signalfd_siginfo`.

@@ -1,0 +1,100 @@
+//! xev async variants of the ping-pong: one `xev::rt` runtime per thread on the given
+//! backend, one task per connection, in the shape of `tokio_side.rs`, with the owned
+//! buffers of `xev::net`: each task keeps one receive buffer (`Box<[u8]>`, which reads
+//! use as is) and, on the server, one send `Vec` that the echoed bytes are copied into
+//! (a `Vec` is written up to its length); the client writes its `&'static` message.
+//! Every buffer comes back with its result and is reused, so the steady state allocates
+//! nothing.
+
+use super::*;
+
+fn xev_async_run<F: std::future::Future<Output = ()>>(
+    backend: Backend,
+    ctr: &Counter,
+    f: impl FnOnce() -> F,
+) {
+    let rt = match xev::rt::Builder::new()
+        .backend(backend)
+        .entries(ENTRIES)
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return ctr.fail(format!("xev runtime: {e}")),
+    };
+    rt.block_on(f());
+}
+
+pub(crate) fn xev_async_client(
+    backend: Backend,
+    socks: Vec<TcpStream>,
+    ctr: &Rc<Counter>,
+    msg: &'static [u8],
+) {
+    xev_async_run(backend, ctr, || async move {
+        let mut tasks = Vec::with_capacity(socks.len());
+        for s in socks {
+            let ctr = ctr.clone();
+            tasks.push(xev::spawn(async move {
+                let s = xev::net::TcpStream::from(s);
+                let mut buf: Box<[u8]> = vec![0u8; RECV_BUF].into_boxed_slice();
+                let mut got = 0;
+                while ctr.claim() {
+                    if let (Err(e), _) = s.write_all(msg).await {
+                        return ctr.fail(format!("client write: {e}"));
+                    }
+                    while got < msg.len() {
+                        let (r, b) = s.read(buf).await;
+                        buf = b;
+                        match r {
+                            Ok(0) => return ctr.fail("client read: end of file".into()),
+                            Ok(n) => got += n,
+                            Err(e) => return ctr.fail(format!("client read: {e}")),
+                        }
+                    }
+                    got -= msg.len();
+                    ctr.complete();
+                }
+            }));
+        }
+        for t in tasks {
+            if let Err(e) = t.await {
+                ctr.fail(format!("client task: {e}"));
+            }
+        }
+    });
+}
+
+pub(crate) fn xev_async_server(backend: Backend, socks: Vec<TcpStream>, ctr: &Rc<Counter>) {
+    xev_async_run(backend, ctr, || async move {
+        let mut tasks = Vec::with_capacity(socks.len());
+        for s in socks {
+            let ctr = ctr.clone();
+            tasks.push(xev::spawn(async move {
+                let s = xev::net::TcpStream::from(s);
+                let mut rbuf: Box<[u8]> = vec![0u8; RECV_BUF].into_boxed_slice();
+                let mut sbuf: Vec<u8> = Vec::with_capacity(RECV_BUF);
+                loop {
+                    let (r, b) = s.read(rbuf).await;
+                    rbuf = b;
+                    let n = match r {
+                        Ok(0) => return,
+                        Ok(n) => n,
+                        Err(e) => return ctr.fail(format!("server read: {e}")),
+                    };
+                    sbuf.clear();
+                    sbuf.extend_from_slice(&rbuf[..n]);
+                    let (r, b) = s.write_all(sbuf).await;
+                    sbuf = b;
+                    if let Err(e) = r {
+                        return ctr.fail(format!("server write: {e}"));
+                    }
+                }
+            }));
+        }
+        for t in tasks {
+            if let Err(e) = t.await {
+                ctr.fail(format!("server task: {e}"));
+            }
+        }
+    });
+}

@@ -1,0 +1,158 @@
+//! `xev::process`: exit codes, death by signal, spawn errors, repeated and cancelled
+//! waits, try_wait, pipes, and many children awaited at once.
+
+use std::io::{self, Read, Write};
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use xev::process::{self, Child};
+use xev::time::{sleep, timeout};
+
+fn sh(script: &str) -> io::Result<Child> {
+    process::spawn(Command::new("sh").args(["-c", script]))
+}
+
+#[xev::test(backend = "all")]
+async fn exit_code_42() -> io::Result<()> {
+    let mut child = sh("exit 42")?;
+    assert!(child.id() > 0);
+    let st = child.wait().await?;
+    assert_eq!(st.code(), Some(42));
+    assert_eq!(st.signal(), None);
+    assert!(!st.success());
+    // Waiting again returns the same status at once (the child is reaped and gone).
+    let again = timeout(Duration::from_millis(500), child.wait())
+        .await
+        .expect("a second wait must not block")?;
+    assert_eq!(again, st);
+    assert_eq!(child.try_wait()?, Some(st));
+
+    let st = process::status(Command::new("sh").args(["-c", "exit 42"])).await?;
+    assert_eq!(st.code(), Some(42));
+    assert!(process::status(&mut Command::new("true")).await?.success());
+    Ok(())
+}
+
+#[xev::test(backend = "all")]
+async fn killed_child_reports_signal_9() -> io::Result<()> {
+    let mut child = process::spawn(Command::new("sleep").arg("30"))?;
+    let start = Instant::now();
+    child.kill()?;
+    let st = child.wait().await?;
+    assert_eq!(st.signal(), Some(libc::SIGKILL));
+    assert_eq!(st.code(), None);
+    assert!(start.elapsed() < Duration::from_secs(10));
+    // Killing a reaped child is Ok, as with std.
+    child.kill()?;
+    assert_eq!(child.wait().await?, st);
+
+    let mut child = process::spawn(Command::new("sleep").arg("30"))?;
+    child.signal(libc::SIGTERM)?;
+    assert_eq!(child.wait().await?.signal(), Some(libc::SIGTERM));
+    Ok(())
+}
+
+#[xev::test(backend = "all")]
+async fn spawning_a_missing_program_fails() {
+    let e = process::spawn(&mut Command::new("/nonexistent/xev-no-such-program")).unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::NotFound);
+    let e = process::status(&mut Command::new("xev-no-such-program-on-path"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::NotFound);
+}
+
+#[xev::test(backend = "all")]
+async fn twenty_children_awaited_concurrently() -> io::Result<()> {
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..20u32 {
+        // Exit in a shuffled order, each after 50..250 ms.
+        let delay_ms = 50 + (i * 7 % 20) * 10;
+        let mut child = sh(&format!("sleep 0.{delay_ms:03}; exit {i}"))?;
+        tasks.push(xev::spawn(async move {
+            let st = child.wait().await?;
+            Ok::<_, io::Error>((i, st, Instant::now()))
+        }));
+    }
+    // Meanwhile the loop keeps running other tasks.
+    let ticks = xev::spawn(async {
+        let mut n = 0;
+        while n < 5 {
+            sleep(Duration::from_millis(10)).await;
+            n += 1;
+        }
+        n
+    });
+    for t in tasks {
+        let (i, st, _) = t.await??;
+        assert_eq!(st.code(), Some(i as i32));
+    }
+    assert_eq!(ticks.await.unwrap(), 5);
+    // Concurrent, not one after the other (20 × 50..250 ms would take seconds).
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+    Ok(())
+}
+
+#[xev::test(backend = "all")]
+async fn try_wait_and_a_cancelled_wait() -> io::Result<()> {
+    let mut child = sh("sleep 0.2; exit 7")?;
+    assert_eq!(child.try_wait()?, None);
+    // A wait that times out is cancelled; the child is not reaped and can be waited
+    // for again.
+    assert!(timeout(Duration::from_millis(20), child.wait())
+        .await
+        .is_err());
+    assert_eq!(child.try_wait()?, None);
+    assert_eq!(child.wait().await?.code(), Some(7));
+    assert_eq!(child.try_wait()?.and_then(|s| s.code()), Some(7));
+
+    // A child that has already exited (a zombie) when the wait starts.
+    let mut quick = sh("exit 3")?;
+    std::thread::sleep(Duration::from_millis(50));
+    quick.kill()?; // a zombie: nothing to kill, not an error
+    assert_eq!(quick.wait().await?.code(), Some(3));
+    Ok(())
+}
+
+#[xev::test(backend = "all")]
+async fn pipes_are_the_std_ones() -> io::Result<()> {
+    let mut child = process::spawn(
+        Command::new("sh")
+            .args(["-c", "read line; echo \"got $line\"; echo oops >&2"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    )?;
+    child.stdin.as_mut().unwrap().write_all(b"ping\n")?;
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let reader = xev::spawn_blocking(move || {
+        let (mut o, mut e) = (String::new(), String::new());
+        out.read_to_string(&mut o)?;
+        err.read_to_string(&mut e)?;
+        Ok::<_, io::Error>((o, e))
+    });
+    assert!(child.wait().await?.success());
+    let (o, e) = reader.await??;
+    assert_eq!(o, "got ping\n");
+    assert_eq!(e, "oops\n");
+
+    // `wait` closes stdin first, so a child reading to the end of its input exits.
+    let mut cat = process::spawn(
+        Command::new("cat")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null()),
+    )?;
+    let st = timeout(Duration::from_secs(5), cat.wait())
+        .await
+        .expect("wait closes stdin")?;
+    assert!(st.success());
+    assert!(cat.stdin.is_none());
+    Ok(())
+}

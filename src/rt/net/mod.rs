@@ -1,0 +1,138 @@
+//! Async networking: [`TcpListener`], [`TcpStream`] and [`UdpSocket`].
+//!
+//! Every socket is non-blocking and close-on-exec and owns its fd: dropping it closes
+//! the fd at once (synchronously); [`TcpStream::close`] closes it through the loop
+//! instead. Reads and writes take owned buffers and hand them back with the result, as
+//! everywhere in the runtime (see [`IoBuf`](crate::rt::IoBuf) and
+//! [`IoBufMut`](crate::rt::IoBufMut)); the methods take `&self`, so one task can read
+//! while another writes the same socket (share it through an `Rc`).
+//!
+//! Dropping an operation's future before it finishes cancels the operation (this is how
+//! [`timeout`](crate::time::timeout) and [`JoinHandle::abort`](crate::JoinHandle::abort)
+//! stop a read or an accept); a connection that a cancelled accept produced anyway is
+//! closed.
+//!
+//! Addresses are anything [`ToSocketAddrs`](std::net::ToSocketAddrs) accepts. Resolving
+//! a host name with it is a blocking lookup that stalls every task of the runtime while
+//! it runs; pass socket addresses (`"127.0.0.1:8080"`, a `SocketAddr`), or resolve names
+//! first with [`spawn_blocking`](crate::spawn_blocking).
+//!
+//! ```
+//! use xev::net::{TcpListener, TcpStream};
+//!
+//! xev::block_on(async {
+//!     let listener = TcpListener::bind("127.0.0.1:0")?;
+//!     let addr = listener.local_addr()?;
+//!
+//!     // An echo server for one connection.
+//!     let server = xev::spawn(async move {
+//!         let (conn, _peer) = listener.accept().await?;
+//!         let mut buf = vec![0u8; 1024];
+//!         loop {
+//!             let (res, b) = conn.read(buf).await;
+//!             let n = res?;
+//!             if n == 0 {
+//!                 return Ok::<_, std::io::Error>(());
+//!             }
+//!             conn.write_all(b[..n].to_vec()).await.0?;
+//!             buf = b;
+//!         }
+//!     });
+//!
+//!     let client = TcpStream::connect(addr).await?;
+//!     client.write_all("hello").await.0?;
+//!     client.shutdown(std::net::Shutdown::Write).await?;
+//!     let (res, echoed) = client.read_exact(vec![0u8; 5]).await;
+//!     res?;
+//!     assert_eq!(echoed, b"hello");
+//!     server.await??;
+//!     Ok::<_, std::io::Error>(())
+//! })?;
+//! # Ok::<(), std::io::Error>(())
+//! ```
+
+mod tcp;
+mod udp;
+
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+
+pub use tcp::{Incoming, TcpListener, TcpStream};
+pub use udp::UdpSocket;
+
+/// The error for an address that resolved to nothing (the same as std's).
+fn no_addresses() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        "could not resolve to any addresses",
+    )
+}
+
+/// Try `f` on each address `addr` resolves to, like std: the first success, or the last
+/// error.
+fn each_addr<T>(
+    addr: impl ToSocketAddrs,
+    mut f: impl FnMut(&SocketAddr) -> io::Result<T>,
+) -> io::Result<T> {
+    let mut last = None;
+    for a in addr.to_socket_addrs()? {
+        match f(&a) {
+            Ok(v) => return Ok(v),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(no_addresses))
+}
+
+/// The fd conversions of a socket type holding an `OwnedFd` in a field named `fd`, and
+/// `From` its std counterpart (made non-blocking).
+macro_rules! socket_fd {
+    ($t:ident, $std:ty, $what:literal) => {
+        impl From<$std> for $t {
+            #[doc = concat!("Wrap a std ", $what, ", switching it to non-blocking mode.")]
+            ///
+            /// # Panics
+            /// If the socket cannot be made non-blocking (`ioctl(FIONBIO)` fails only for
+            /// an fd that is not open).
+            fn from(s: $std) -> $t {
+                s.set_nonblocking(true).unwrap_or_else(|e| {
+                    panic!("xev::net: cannot make the socket non-blocking: {e}")
+                });
+                $t {
+                    fd: std::os::fd::OwnedFd::from(s),
+                }
+            }
+        }
+
+        impl From<std::os::fd::OwnedFd> for $t {
+            #[doc = concat!(
+                        "Wrap an fd that is a ", $what, ", switching it to non-blocking mode."
+                    )]
+            ///
+            /// # Panics
+            /// As `From` the std type.
+            fn from(fd: std::os::fd::OwnedFd) -> $t {
+                $t::from(<$std>::from(fd))
+            }
+        }
+
+        impl From<$t> for std::os::fd::OwnedFd {
+            fn from(s: $t) -> std::os::fd::OwnedFd {
+                s.fd
+            }
+        }
+
+        impl std::os::fd::AsRawFd for $t {
+            fn as_raw_fd(&self) -> std::os::fd::RawFd {
+                std::os::fd::AsRawFd::as_raw_fd(&self.fd)
+            }
+        }
+
+        impl std::os::fd::AsFd for $t {
+            fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+                std::os::fd::AsFd::as_fd(&self.fd)
+            }
+        }
+    };
+}
+use socket_fd;

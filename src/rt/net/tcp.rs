@@ -1,0 +1,282 @@
+//! TCP: [`TcpListener`] (with its [`Incoming`] stream) and [`TcpStream`].
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use crate::op::Op;
+use crate::result::OpResult;
+use crate::rt::io::{self as rio, Kind};
+use crate::rt::op_future::OpFuture;
+use crate::rt::{IoBuf, IoBufMut};
+use crate::watcher::tcp::{self as sock, Tcp};
+
+/// The `listen(2)` backlog of [`TcpListener::bind`].
+const BACKLOG: u32 = 1024;
+
+/// A TCP socket listening for connections.
+///
+/// ```
+/// use xev::net::{TcpListener, TcpStream};
+///
+/// xev::block_on(async {
+///     let listener = TcpListener::bind("127.0.0.1:0")?;
+///     let client = TcpStream::connect(listener.local_addr()?).await?;
+///     let (server_side, peer) = listener.accept().await?;
+///     assert_eq!(peer, client.local_addr()?);
+///     assert_eq!(server_side.peer_addr()?, client.local_addr()?);
+///     Ok::<_, std::io::Error>(())
+/// })?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct TcpListener {
+    fd: OwnedFd,
+}
+
+impl TcpListener {
+    /// A new socket bound to `addr` and listening (backlog 1024), with `SO_REUSEADDR`
+    /// set first so a restarted server can bind its port while old connections linger
+    /// in `TIME_WAIT`. Binding to port 0 picks a free port; see
+    /// [`local_addr`](Self::local_addr).
+    ///
+    /// This is synchronous (none of these calls wait for the network). Like std, each
+    /// address `addr` resolves to is tried in turn: the first that works is used, else
+    /// the last error is returned.
+    pub fn bind(addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
+        super::each_addr(addr, |a| {
+            let s = Tcp::new(*a)?;
+            s.bind(*a)?;
+            s.listen(BACKLOG)?;
+            Ok(TcpListener { fd: s.into() })
+        })
+    }
+
+    /// Wait for the next connection; returns it and the peer's address.
+    ///
+    /// Dropping the future cancels the accept; a connection accepted anyway (its result
+    /// raced the cancellation) is closed, and later connections stay queued for the
+    /// next accept.
+    pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        accepted(rio::run(Op::Accept { fd: self.raw() }).await.0)
+    }
+
+    /// The connections, as a [`Stream`](futures_core::Stream); see [`Incoming`].
+    pub fn incoming(&self) -> Incoming<'_> {
+        Incoming {
+            listener: self,
+            accept: None,
+        }
+    }
+
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        sock::local_addr(self.raw())
+    }
+
+    fn raw(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+super::socket_fd!(TcpListener, std::net::TcpListener, "TCP listener");
+
+/// An accept's result as a stream and the peer's address.
+fn accepted(r: OpResult) -> io::Result<(TcpStream, SocketAddr)> {
+    match r {
+        OpResult::Accept(Ok(a)) => {
+            let peer = match a.peer {
+                Some(p) => p,
+                None => sock::peer_addr(a.fd.as_raw_fd())?,
+            };
+            Ok((TcpStream { fd: a.fd }, peer))
+        }
+        OpResult::Accept(Err(e)) => Err(e.into()),
+        other => Err(rio::mismatch(&other)),
+    }
+}
+
+/// The connections of a [`TcpListener`], from [`TcpListener::incoming`]: a
+/// [`Stream`](futures_core::Stream) that never ends; an accept error is yielded as an
+/// `Err` item and the next poll accepts again.
+///
+/// It holds the accept in flight between polls, so no connection is lost between two
+/// items; dropping it cancels that accept (a connection that raced the cancellation is
+/// closed; later ones stay queued on the listener).
+#[must_use = "streams do nothing unless polled"]
+pub struct Incoming<'a> {
+    listener: &'a TcpListener,
+    accept: Option<OpFuture>,
+}
+
+impl futures_core::Stream for Incoming<'_> {
+    type Item = io::Result<TcpStream>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        let fd = this.listener.raw();
+        let accept = this
+            .accept
+            .get_or_insert_with(|| OpFuture::new(Op::Accept { fd }));
+        let Poll::Ready((res, _op)) = Pin::new(accept).poll(cx) else {
+            return Poll::Pending;
+        };
+        this.accept = None;
+        Poll::Ready(Some(accepted(res).map(|(s, _peer)| s)))
+    }
+}
+
+impl fmt::Debug for Incoming<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Incoming")
+            .field("listener", self.listener)
+            .field("accepting", &self.accept.is_some())
+            .finish()
+    }
+}
+
+/// A TCP connection.
+///
+/// Reads and writes take owned buffers and return them with the result. All methods take
+/// `&self`: share the stream through an `Rc` to read in one task while another writes.
+/// Dropping the stream closes its fd at once; [`close`](Self::close) closes it through
+/// the loop.
+///
+/// ```
+/// use std::rc::Rc;
+/// use xev::net::{TcpListener, TcpStream};
+///
+/// xev::block_on(async {
+///     let listener = TcpListener::bind("127.0.0.1:0")?;
+///     let client = Rc::new(TcpStream::connect(listener.local_addr()?).await?);
+///     let (server, _) = listener.accept().await?;
+///
+///     // Write from one task, read from another.
+///     let writer = client.clone();
+///     let w = xev::spawn(async move { writer.write_all(b"ping".to_vec()).await.0 });
+///     let (res, got) = server.read_exact(vec![0u8; 4]).await;
+///     res?;
+///     assert_eq!(got, b"ping");
+///     w.await??;
+///
+///     drop(server); // the client then reads end of file
+///     let (n, _) = client.read(vec![0u8; 16]).await;
+///     assert_eq!(n?, 0);
+///     Ok::<_, std::io::Error>(())
+/// })?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct TcpStream {
+    fd: OwnedFd,
+}
+
+impl TcpStream {
+    /// Connect to `addr`. Each address it resolves to is tried in turn (a new socket
+    /// for each); the first connection made is returned, else the last error (a refused
+    /// connection is [`ConnectionRefused`](io::ErrorKind::ConnectionRefused)).
+    ///
+    /// Dropping the future cancels the attempt and closes its socket.
+    pub async fn connect(addr: impl ToSocketAddrs) -> io::Result<TcpStream> {
+        let mut last = None;
+        for a in addr.to_socket_addrs()? {
+            match connect_to(a).await {
+                Ok(s) => return Ok(s),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(super::no_addresses))
+    }
+
+    /// Read once into `buf` (`recv(2)`): the number of bytes read, `Ok(0)` at end of
+    /// stream (the peer shut down its sending side or closed). A buffer with no room is
+    /// an [`InvalidInput`](io::ErrorKind::InvalidInput) error. See
+    /// [`IoBufMut`](crate::rt::IoBufMut) for how the bytes land in a `Vec`.
+    ///
+    /// Dropping the future cancels the read.
+    pub async fn read<B: IoBufMut>(&self, buf: B) -> (io::Result<usize>, B) {
+        rio::read(self.raw(), buf, Kind::Socket).await
+    }
+
+    /// Fill `buf` completely, reading as often as needed; end of stream first is an
+    /// [`UnexpectedEof`](io::ErrorKind::UnexpectedEof) error (the bytes read so far are
+    /// at the start of the returned buffer).
+    pub async fn read_exact<B: IoBufMut>(&self, buf: B) -> (io::Result<()>, B) {
+        rio::read_exact(self.raw(), buf, Kind::Socket).await
+    }
+
+    /// Write once from the start of `buf` (`send(2)`): the number of bytes written,
+    /// possibly fewer than `buf` holds. Writing to a connection the peer has closed is
+    /// an error (`BrokenPipe` or `ConnectionReset`), never a `SIGPIPE`.
+    pub async fn write<B: IoBuf>(&self, buf: B) -> (io::Result<usize>, B) {
+        rio::write(self.raw(), buf, Kind::Socket).await
+    }
+
+    /// Write all of `buf`, continuing after partial writes.
+    pub async fn write_all<B: IoBuf>(&self, buf: B) -> (io::Result<()>, B) {
+        rio::write_all(self.raw(), buf, Kind::Socket).await
+    }
+
+    /// Shut down the reading side, the writing side or both (`shutdown(2)`).
+    /// `Shutdown::Write` sends end of stream: the peer's reads then return `Ok(0)` once
+    /// it has read everything sent before.
+    pub async fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        rio::unit(Op::Shutdown {
+            fd: self.raw(),
+            how,
+        })
+        .await
+    }
+
+    /// Close the connection through the loop, reporting any error of `close(2)`.
+    /// (Dropping the stream closes it too, synchronously and silently.)
+    pub async fn close(self) -> io::Result<()> {
+        rio::unit(Op::close(self.fd)).await
+    }
+
+    /// The address of the peer.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        sock::peer_addr(self.raw())
+    }
+
+    /// The local address of the connection.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        sock::local_addr(self.raw())
+    }
+
+    /// Set `TCP_NODELAY` (disable Nagle's algorithm, so small writes go out at once).
+    pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
+        sock::set_opt(
+            self.raw(),
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            nodelay.into(),
+        )
+    }
+
+    /// Whether `TCP_NODELAY` is set.
+    pub fn nodelay(&self) -> io::Result<bool> {
+        sock::get_opt(self.raw(), libc::IPPROTO_TCP, libc::TCP_NODELAY).map(|v| v != 0)
+    }
+
+    fn raw(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+/// One connection attempt on a new socket.
+async fn connect_to(addr: SocketAddr) -> io::Result<TcpStream> {
+    let fd = sock::socket(&addr, libc::SOCK_STREAM)?;
+    rio::unit(Op::Connect {
+        fd: fd.as_raw_fd(),
+        addr,
+    })
+    .await?;
+    Ok(TcpStream { fd })
+}
+
+super::socket_fd!(TcpStream, std::net::TcpStream, "TCP stream");
