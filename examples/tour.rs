@@ -1,5 +1,7 @@
-//! A tour of xev's callback API on the default backend: a timer, a TCP connection between
-//! two completions on one loop exchanging a message, and a file written and read back.
+//! A tour of xev on the default backend. First the callback API: a timer, a TCP
+//! connection between two completions on one loop exchanging a message, and a file
+//! written and read back. Then the same kinds of work with the async API on a runtime:
+//! tasks, sleeps, a timeout, TCP, a file, a child process and a wake-up from a thread.
 //!
 //! Run it with `cargo run --release --example tour` (append `-- epoll` or `-- io_uring` to
 //! pin a backend).
@@ -176,5 +178,85 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::remove_file(&path)?;
     drop(client);
     println!("done: {} completions active", lp.active());
-    Ok(())
+    drop(lp);
+
+    async_tour(backend)
+}
+
+/// The async half: the same kinds of work as futures on a runtime.
+fn async_tour(backend: Option<Backend>) -> Result<(), Box<dyn std::error::Error>> {
+    use std::time::{Duration, Instant};
+    use xev::net::{TcpListener, TcpStream};
+
+    let mut builder = xev::rt::Builder::new();
+    if let Some(b) = backend {
+        builder = builder.backend(b);
+    }
+    let rt = builder.build()?;
+    println!("async: runtime on {}", rt.backend().name());
+    rt.block_on(async {
+        // Tasks and sleeps: three tasks finish in the order of their sleeps.
+        let start = Instant::now();
+        let tasks: Vec<_> = [30u64, 10, 20]
+            .into_iter()
+            .map(|ms| {
+                xev::spawn(async move {
+                    xev::time::sleep(Duration::from_millis(ms)).await;
+                    println!("async: task sleeping {ms} ms done at {:?}", start.elapsed());
+                    ms
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await?;
+        }
+
+        // A timeout around something that never finishes.
+        let r = xev::time::timeout(Duration::from_millis(5), std::future::pending::<()>()).await;
+        println!("async: timeout -> {r:?}");
+
+        // TCP: an echo task and a client, with owned buffers handed back by each call.
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        let server = xev::spawn(async move {
+            let (stream, peer) = listener.accept().await?;
+            let (r, buf) = stream.read(vec![0u8; 64]).await;
+            let n = r?;
+            let (r, _) = stream.write_all(buf[..n].to_vec()).await;
+            r?;
+            std::io::Result::Ok(peer)
+        });
+        let client = TcpStream::connect(addr).await?;
+        let (r, _) = client.write_all("hello over async TCP").await;
+        r?;
+        let (r, buf) = client.read(Vec::with_capacity(64)).await;
+        println!(
+            "async: tcp echo of {:?} served for {}",
+            String::from_utf8_lossy(&buf[..r?]),
+            server.await??
+        );
+
+        // A file written and read back at an offset.
+        let path = std::env::temp_dir().join(format!("xev-tour-async-{}", std::process::id()));
+        xev::fs::write(&path, "0123456789").await?;
+        let file = xev::fs::File::open(&path).await?;
+        let (r, buf) = file.read_at(vec![0u8; 4], 3).await;
+        println!("async: file read_at(3) -> {:?}", String::from_utf8_lossy(&buf[..r?]));
+        file.close().await?;
+        std::fs::remove_file(&path)?;
+
+        // A child process, and a wake-up from another thread.
+        let status = xev::process::status(std::process::Command::new("sh").args(["-c", "exit 7"]))
+            .await?;
+        println!("async: child exited with {status}");
+        let notify = xev::notify::Notify::new();
+        let n = notify.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(5));
+            n.notify();
+        });
+        notify.notified().await;
+        println!("async: woken by a thread after {:?}", start.elapsed());
+        Ok::<(), Box<dyn std::error::Error>>(())
+    })
 }

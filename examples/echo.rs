@@ -1,0 +1,117 @@
+//! A TCP echo server written with xev's async API: one task per connection, owned
+//! buffers handed back by every read and write.
+//!
+//! ```text
+//! cargo run --release --example echo -- [port] [--count N] [--backend io_uring|epoll]
+//! ```
+//!
+//! It listens on 127.0.0.1:`port` (default 0: any free port; the bound address is
+//! printed) until Ctrl-C, or until `--count N` connections have been served and closed.
+//! Try it with `nc 127.0.0.1 PORT`. Compare with `echo_callbacks.rs`, the same server
+//! written with completions and callbacks.
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use xev::net::{TcpListener, TcpStream};
+use xev::Backend;
+
+/// Echo until the peer closes; the same 16 KiB buffer goes back and forth.
+async fn serve(stream: TcpStream) -> std::io::Result<u64> {
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut total = 0;
+    loop {
+        let (res, b) = stream.read(buf).await;
+        let n = res?;
+        if n == 0 {
+            return Ok(total);
+        }
+        // Write back exactly what arrived: a boxed copy would allocate, so shrink the
+        // buffer to `n`, write it, and grow it back (no reallocation either way).
+        let mut out = b;
+        out.truncate(n);
+        let (res, mut b) = stream.write_all(out).await;
+        res?;
+        total += n as u64;
+        b.resize(16 * 1024, 0);
+        buf = b;
+    }
+}
+
+struct Args {
+    port: u16,
+    count: Option<u64>,
+    backend: Option<Backend>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        port: 0,
+        count: None,
+        backend: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--count" => {
+                let n = it.next().ok_or("--count needs a number")?;
+                args.count = Some(n.parse().map_err(|e| format!("--count {n}: {e}"))?);
+            }
+            "--backend" => {
+                let name = it.next().ok_or("--backend needs a name")?;
+                let b = Backend::candidates()
+                    .iter()
+                    .copied()
+                    .find(|b| b.name() == name)
+                    .ok_or(format!("unknown backend {name:?}"))?;
+                args.backend = Some(b);
+            }
+            p => args.port = p.parse().map_err(|e| format!("port {p:?}: {e}"))?,
+        }
+    }
+    Ok(args)
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = parse_args()?;
+    let mut builder = xev::rt::Builder::new();
+    if let Some(b) = args.backend {
+        builder = builder.backend(b);
+    }
+    let rt = builder.build()?;
+    rt.block_on(async move {
+        let listener = TcpListener::bind(("127.0.0.1", args.port))?;
+        println!(
+            "echo: listening on {} ({}); Ctrl-C to stop",
+            listener.local_addr()?,
+            rt_backend_name()
+        );
+        let served = Rc::new(Cell::new(0u64));
+        let ctrl_c = xev::spawn(xev::signal::ctrl_c());
+        loop {
+            if ctrl_c.is_finished() || args.count.is_some_and(|n| served.get() >= n) {
+                break;
+            }
+            // Wait for a connection, but wake up now and then to check the stop conditions.
+            let accepted =
+                xev::time::timeout(std::time::Duration::from_millis(100), listener.accept()).await;
+            let Ok(accepted) = accepted else { continue };
+            let (stream, peer) = accepted?;
+            let served = served.clone();
+            xev::spawn(async move {
+                match serve(stream).await {
+                    Ok(bytes) => println!("echo: {peer} done after {bytes} bytes"),
+                    Err(e) => println!("echo: {peer}: {e}"),
+                }
+                served.set(served.get() + 1);
+            });
+        }
+        println!("echo: served {} connection(s)", served.get());
+        Ok(())
+    })
+}
+
+/// The backend of the runtime this task runs on.
+fn rt_backend_name() -> &'static str {
+    xev::rt::with_loop(|lp| lp.backend().name())
+}
