@@ -558,7 +558,15 @@ fn parent() {
     );
 
     println!();
-    println!("targets (checked, not asserted):");
+    println!(
+        "targets (checked, not asserted){}:",
+        if quick {
+            "; QUICK: at this size the process's base RSS dominates the peak, so judge the \
+             RSS target on a full run"
+        } else {
+            ""
+        }
+    );
     for name in ["xev-io_uring", "xev-epoll"] {
         let Some(s) = summaries.get(name) else {
             continue;
@@ -631,8 +639,9 @@ fn parent() {
             s.dispatch_allocs / n as f64,
         );
         println!(
-            "  {name:<18} spawning: {} allocations for {n} tasks = {:.6}/task (the task \
-             itself; {} beyond one per task: the shared counter's Arc and container growth)",
+            "  {name:<18} spawning: {} allocations for {n} tasks = {:.6}/task: one per task \
+             (the task itself) + {} (the batch's shared counter `Arc` is 1; anything more is \
+             container growth)",
             s.insert_allocs,
             s.insert_allocs / n as f64,
             extra,

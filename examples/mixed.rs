@@ -35,22 +35,28 @@ async fn main() {
     let shared = ticks.clone();
     xev::rt::with_loop(|lp| {
         let mut n = 0;
-        timer.run(lp, completion.as_mut(), 10, shared, move |ticks, lp, c, _r| {
-            n += 1;
-            let mut t = ticks.borrow_mut();
-            t.queue.push_back(n);
-            t.closed = n == 5;
-            if let Some(w) = t.waiter.take() {
-                w.wake();
-            }
-            if n < 5 {
-                // Periodic: re-add the completion from its callback, which measures a
-                // fresh 10 ms and keeps this callback (a Rearm would keep the old
-                // deadline and fire at once).
-                lp.add(c);
-            }
-            CallbackAction::Disarm
-        });
+        timer.run(
+            lp,
+            completion.as_mut(),
+            10,
+            shared,
+            move |ticks, lp, c, _r| {
+                n += 1;
+                let mut t = ticks.borrow_mut();
+                t.queue.push_back(n);
+                t.closed = n == 5;
+                if let Some(w) = t.waiter.take() {
+                    w.wake();
+                }
+                if n < 5 {
+                    // Periodic: re-add the completion from its callback, which measures a
+                    // fresh 10 ms and keeps this callback (a Rearm would keep the old
+                    // deadline and fire at once).
+                    lp.add(c);
+                }
+                CallbackAction::Disarm
+            },
+        );
     });
 
     // 2. Async style: a task that consumes the callback's ticks as they arrive.
@@ -73,7 +79,10 @@ async fn main() {
                 .await;
                 match next {
                     Some(v) => {
-                        println!("{:>4} ms  task got callback tick {v}", start.elapsed().as_millis());
+                        println!(
+                            "{:>4} ms  task got callback tick {v}",
+                            start.elapsed().as_millis()
+                        );
                         got.push(v);
                     }
                     None => return got,

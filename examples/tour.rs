@@ -241,13 +241,16 @@ fn async_tour(backend: Option<Backend>) -> Result<(), Box<dyn std::error::Error>
         xev::fs::write(&path, "0123456789").await?;
         let file = xev::fs::File::open(&path).await?;
         let (r, buf) = file.read_at(vec![0u8; 4], 3).await;
-        println!("async: file read_at(3) -> {:?}", String::from_utf8_lossy(&buf[..r?]));
+        println!(
+            "async: file read_at(3) -> {:?}",
+            String::from_utf8_lossy(&buf[..r?])
+        );
         file.close().await?;
         std::fs::remove_file(&path)?;
 
         // A child process, and a wake-up from another thread.
-        let status = xev::process::status(std::process::Command::new("sh").args(["-c", "exit 7"]))
-            .await?;
+        let status =
+            xev::process::status(std::process::Command::new("sh").args(["-c", "exit 7"])).await?;
         println!("async: child exited with {status}");
         let notify = xev::notify::Notify::new();
         let n = notify.clone();

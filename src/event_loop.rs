@@ -181,7 +181,9 @@ impl Core {
             if let Some(fd) = (*inner).op.borrowed_fd_mut() {
                 let dup = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 0);
                 if dup < 0 {
-                    let err = io::Error::last_os_error().raw_os_error().unwrap_or(libc::EBADF);
+                    let err = io::Error::last_os_error()
+                        .raw_os_error()
+                        .unwrap_or(libc::EBADF);
                     return self.finish(c, -(err as isize));
                 }
                 (*inner).pool_fd = std::mem::replace(fd, dup);

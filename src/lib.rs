@@ -90,7 +90,6 @@ pub use rt::{block_on, fs, net, spawn, spawn_blocking, time, JoinHandle};
 #[cfg(target_os = "linux")]
 pub use rt::{notify, process, signal};
 pub use thread_pool::{ThreadPool, ThreadPoolOptions};
-pub use xev_macros::{main, test};
 #[cfg(target_os = "linux")]
 pub use watcher::process::{ExitStatus, Process};
 #[cfg(target_os = "linux")]
@@ -104,6 +103,7 @@ pub use watcher::{
     udp::Udp,
     Timer,
 };
+pub use xev_macros::{main, test};
 
 /// The README's code examples, compiled and run as doctests.
 #[cfg(doctest)]

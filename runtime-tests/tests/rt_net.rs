@@ -5,6 +5,10 @@
 //! the write side of [`FDS`]; every other test holds its read side while it has sockets
 //! open, so the counts only see the counting test's own sockets.
 
+// The guards of `FDS` are held across awaits on purpose: they serialise whole tests,
+// which run on different threads, each with its own single-threaded runtime.
+#![allow(clippy::await_holding_lock)]
+
 use std::cell::Cell;
 use std::future::Future;
 use std::io::{self, Read, Write};
@@ -199,6 +203,9 @@ async fn echo_10_mib_over_50_concurrent_connections() {
     assert_eq!(server.await.expect("server task"), TOTAL);
 }
 
+/// How long to wait for bytes or a connection before calling it lost.
+const LOST: Duration = Duration::from_secs(5);
+
 #[xev::test(backend = "all")]
 async fn a_read_dropped_mid_flight_loses_no_bytes() {
     let _g = sockets();
@@ -213,7 +220,9 @@ async fn a_read_dropped_mid_flight_loses_no_bytes() {
         let msg: Vec<u8> = (0..=round).map(|k| round.wrapping_mul(31) ^ k).collect();
         peer.write_all(&msg).unwrap();
         expected.extend_from_slice(&msg);
-        let (res, b) = s.read_exact(vec![0u8; msg.len()]).await;
+        let (res, b) = timeout(LOST, s.read_exact(vec![0u8; msg.len()]))
+            .await
+            .unwrap_or_else(|_| panic!("round {round}: bytes were lost"));
         res.unwrap_or_else(|e| panic!("round {round}: {e}"));
         got.extend_from_slice(&b);
     }
@@ -228,7 +237,9 @@ async fn a_read_dropped_mid_flight_loses_no_bytes() {
         assert!(r.is_err(), "xev round {round}: the read completed");
         let w = b.clone();
         let writer = xev::spawn(async move { w.write_all(vec![round; 100]).await.0 });
-        let (res, got) = a.read_exact(vec![0u8; 100]).await;
+        let (res, got) = timeout(LOST, a.read_exact(vec![0u8; 100]))
+            .await
+            .unwrap_or_else(|_| panic!("xev round {round}: bytes were lost"));
         res.unwrap();
         assert_eq!(got, vec![round; 100]);
         writer.await.unwrap().unwrap();
@@ -293,7 +304,7 @@ async fn an_accept_dropped_in_flight_leaks_nothing_and_loses_no_connection() {
             "settle={settle}: only the client"
         );
 
-        let (server, peer) = timeout(Duration::from_secs(5), l.accept())
+        let (server, peer) = timeout(LOST, l.accept())
             .await
             .unwrap_or_else(|_| panic!("settle={settle}: the connection was lost"))
             .unwrap();
@@ -319,7 +330,7 @@ async fn an_accept_dropped_in_flight_leaks_nothing_and_loses_no_connection() {
     let client = std::net::TcpStream::connect(addr).unwrap();
     sleep(Duration::from_millis(20)).await;
     assert_eq!(open_sockets(), before + 1);
-    let (server, peer) = timeout(Duration::from_secs(5), l.accept())
+    let (server, peer) = timeout(LOST, l.accept())
         .await
         .expect("incoming: the connection was lost")
         .unwrap();

@@ -31,7 +31,10 @@ async fn ten_thousand_sleeping_tasks_all_return_their_index() {
             xev::spawn(async move {
                 let t = Instant::now();
                 xev::time::sleep(Duration::from_millis(ms)).await;
-                assert!(t.elapsed() >= Duration::from_millis(ms), "a sleep ended early");
+                assert!(
+                    t.elapsed() >= Duration::from_millis(ms),
+                    "a sleep ended early"
+                );
                 i
             })
         })
@@ -209,7 +212,11 @@ async fn many_wakes_before_a_run_schedule_the_task_once() {
         polls: polls.clone(),
     });
     h.await.unwrap();
-    assert_eq!(polls.get(), 2, "1000 wakes before the next run: one more poll");
+    assert_eq!(
+        polls.get(),
+        2,
+        "1000 wakes before the next run: one more poll"
+    );
 
     // The same from other threads: 4 threads x 10,000 wakes.
     let polls = Arc::new(AtomicUsize::new(0));
@@ -242,7 +249,11 @@ async fn many_wakes_before_a_run_schedule_the_task_once() {
     }));
     h.await.unwrap();
     assert!(*stop.lock().unwrap());
-    assert_eq!(polls.load(Ordering::SeqCst), 2, "40,000 remote wakes coalesced");
+    assert_eq!(
+        polls.load(Ordering::SeqCst),
+        2,
+        "40,000 remote wakes coalesced"
+    );
 }
 
 #[xev::test(backend = "all")]
@@ -256,7 +267,10 @@ async fn spawn_blocking_runs_on_the_pool_and_reports_panics() {
 
     let h = xev::spawn_blocking(|| -> u32 { panic!("blocking boom") });
     let err = h.await.unwrap_err();
-    assert!(err.is_panic() && err.to_string().contains("blocking boom"), "{err}");
+    assert!(
+        err.is_panic() && err.to_string().contains("blocking boom"),
+        "{err}"
+    );
 
     // Many at once complete, while the loop also runs timers.
     let hs: Vec<_> = (0..32u64)
@@ -284,7 +298,12 @@ async fn a_callback_timer_and_an_async_sleep_share_the_loop() {
         })
     });
     xev::time::sleep(Duration::from_millis(5)).await;
-    assert!(fired.get().is_none(), "the 10 ms callback timer fired before 5 ms");
+    if start.elapsed() < Duration::from_millis(10) {
+        assert!(
+            fired.get().is_none(),
+            "the 10 ms callback timer fired early"
+        );
+    }
     xev::time::sleep(Duration::from_millis(20)).await;
     let at = fired.get().expect("callback timer fired");
     assert!(at >= Duration::from_millis(10));
@@ -401,7 +420,12 @@ fn builder_rejects_bad_settings() {
     assert!(Builder::new().entries(0).build().is_err());
     assert!(Builder::new().blocking_threads(0).build().is_err());
     for b in xev::Backend::available() {
-        let rt = Builder::new().backend(b).entries(8).blocking_threads(1).build().unwrap();
+        let rt = Builder::new()
+            .backend(b)
+            .entries(8)
+            .blocking_threads(1)
+            .build()
+            .unwrap();
         assert_eq!(rt.backend(), b);
         // One pool thread still serves several blocking jobs, one after another.
         let s = rt.block_on(async {

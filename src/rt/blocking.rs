@@ -25,7 +25,12 @@ impl<R> Future for Outcome<R> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<R> {
         self.0.waker.register(cx.waker());
-        let taken = self.0.outcome.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let taken = self
+            .0
+            .outcome
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         match taken {
             Some(Ok(v)) => Poll::Ready(v),
             // Re-raised inside the task, so its JoinHandle reports JoinError::Panic.

@@ -115,7 +115,9 @@ impl sealed::Sealed for &'static [u8] {
         unsafe { Buffer::from_raw(self.as_ptr().cast_mut(), self.len()) }
     }
     fn from_buffer(b: Buffer, _: Token) -> Self {
-        let (ptr, len) = b.raw_parts().expect("a static slice comes back as a raw buffer");
+        let (ptr, len) = b
+            .raw_parts()
+            .expect("a static slice comes back as a raw buffer");
         // SAFETY: exactly the static slice `into_buffer` wrapped.
         unsafe { std::slice::from_raw_parts(ptr, len) }
     }
@@ -170,7 +172,6 @@ pub(crate) fn into_read_buffer<B: IoBufMut>(b: B) -> (Buffer, usize) {
 pub(crate) fn from_read_buffer<B: IoBufMut>(b: Buffer, prep: usize, filled: usize) -> B {
     B::from_read_buffer(b, prep, filled, Token(()))
 }
-
 
 #[cfg(test)]
 mod tests {

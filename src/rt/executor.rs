@@ -219,7 +219,10 @@ impl Executor {
     where
         F: Future + 'static,
     {
-        assert!(!self.closed.get(), "xev: spawn on a runtime that was shut down");
+        assert!(
+            !self.closed.get(),
+            "xev: spawn on a runtime that was shut down"
+        );
         let task = TaskRef::new(fut, self.remote.clone());
         let handle = JoinHandle::new(task.clone_ref());
         let queued = task.clone_ref();
@@ -231,7 +234,10 @@ impl Executor {
 
     /// Drive the loop and the tasks until `fut` is done.
     pub(crate) fn block_on<F: Future>(&self, fut: F) -> F::Output {
-        assert!(!self.closed.get(), "xev: block_on on a runtime that was shut down");
+        assert!(
+            !self.closed.get(),
+            "xev: block_on on a runtime that was shut down"
+        );
         let _enter = Enter::new(self);
         let waker = Waker::from(Arc::new(MainWaker(self.remote.clone())));
         let mut cx = Context::from_waker(&waker);
@@ -312,11 +318,5 @@ impl Executor {
         while self.remote.queue.pop().is_ok() {}
         self.lp.borrow_mut().shutdown();
         self.slots.shutdown();
-    }
-
-    /// Remaining tasks, for tests.
-    #[cfg(test)]
-    pub(crate) fn live_tasks(&self) -> usize {
-        self.tasks.borrow().tasks.iter().flatten().count()
     }
 }

@@ -13,8 +13,6 @@ use crate::result::{OpResult, ReadError};
 /// Which operation a read or write uses.
 #[derive(Clone, Copy)]
 pub(crate) enum Kind {
-    /// `read(2)` / `write(2)`.
-    Stream,
     /// `recv(2)` / `send(2)` (sockets: `MSG_NOSIGNAL` on send).
     Socket,
     /// `pread(2)` / `pwrite(2)` at this offset.
@@ -23,7 +21,6 @@ pub(crate) enum Kind {
 
 fn read_op(fd: RawFd, buf: Buffer, kind: Kind) -> Op {
     match kind {
-        Kind::Stream => Op::Read { fd, buf },
         Kind::Socket => Op::Recv { fd, buf },
         Kind::At(offset) => Op::Pread { fd, buf, offset },
     }
@@ -31,7 +28,6 @@ fn read_op(fd: RawFd, buf: Buffer, kind: Kind) -> Op {
 
 fn write_op(fd: RawFd, buf: Buffer, kind: Kind) -> Op {
     match kind {
-        Kind::Stream => Op::Write { fd, buf },
         Kind::Socket => Op::Send { fd, buf },
         Kind::At(offset) => Op::Pwrite { fd, buf, offset },
     }

@@ -156,7 +156,12 @@ impl SlotPool {
 ///
 /// # Safety
 /// `slot` is a live slot of `pool` and `c` its completion, inside its callback.
-unsafe fn on_complete(pool: &SlotPool, slot: NonNull<Slot>, c: Pin<&mut Completion>, res: OpResult) {
+unsafe fn on_complete(
+    pool: &SlotPool,
+    slot: NonNull<Slot>,
+    c: Pin<&mut Completion>,
+    res: OpResult,
+) {
     // SAFETY: the caller's promise.
     let s = unsafe { slot.as_ref() };
     match s.state.get() {
@@ -269,11 +274,9 @@ impl Drop for OpFuture {
                     let c = unsafe { &*s.c.get() };
                     if c.state() == CompletionState::Active {
                         let target = CancelTarget::of(c);
-                        self.exec.slots.start(
-                            &mut lp,
-                            Op::Cancel { target },
-                            SlotState::Orphaned,
-                        );
+                        self.exec
+                            .slots
+                            .start(&mut lp, Op::Cancel { target }, SlotState::Orphaned);
                     }
                 }
             }

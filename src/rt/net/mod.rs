@@ -10,12 +10,14 @@
 //! Dropping an operation's future before it finishes cancels the operation (this is how
 //! [`timeout`](crate::time::timeout) and [`JoinHandle::abort`](crate::JoinHandle::abort)
 //! stop a read or an accept); a connection that a cancelled accept produced anyway is
-//! closed.
+//! closed. An operation that had already completed when its future was dropped (its
+//! result waiting for the next poll) is not undone: bytes it read are lost with it.
+//! `timeout` always takes such a result first; aborting a task may not.
 //!
-//! Addresses are anything [`ToSocketAddrs`](std::net::ToSocketAddrs) accepts. Resolving
-//! a host name with it is a blocking lookup that stalls every task of the runtime while
-//! it runs; pass socket addresses (`"127.0.0.1:8080"`, a `SocketAddr`), or resolve names
-//! first with [`spawn_blocking`](crate::spawn_blocking).
+//! Addresses are anything [`ToSocketAddrs`] accepts. Resolving a host name with it is a
+//! blocking lookup that stalls every task of the runtime while it runs; pass socket
+//! addresses (`"127.0.0.1:8080"`, a `SocketAddr`), or resolve names first with
+//! [`spawn_blocking`](crate::spawn_blocking).
 //!
 //! ```
 //! use xev::net::{TcpListener, TcpStream};
