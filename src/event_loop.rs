@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::io;
+use std::os::fd::RawFd;
 use std::pin::Pin;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -498,6 +499,18 @@ impl Loop {
     /// valid, and harmless, after the loop is dropped).
     pub(crate) fn remote_waker(&self) -> Box<dyn Fn() + Send + Sync> {
         self.driver.waker()
+    }
+
+    /// A file now has number `fd`, and [`fd_closed`](Self::fd_closed) will be called
+    /// before it is closed: the poll backend then trusts its registration.
+    pub(crate) fn fd_opened(&mut self, fd: RawFd) {
+        self.driver.fd_opened(fd);
+    }
+
+    /// `fd` (see [`fd_opened`](Self::fd_opened)) is about to be closed; operations still
+    /// parked on it are cancelled.
+    pub(crate) fn fd_closed(&mut self, fd: RawFd) {
+        self.driver.fd_closed(&mut self.core, fd);
     }
 
     /// The loop's thread pool, started on first use.

@@ -626,3 +626,70 @@ async fn udp_connect_send_recv_and_empty_datagrams() {
     let r = timeout(Duration::from_millis(20), a.recv(vec![0u8; 8])).await;
     assert!(r.is_err(), "a is connected to b: {r:?}");
 }
+
+/// fd numbers move between owners: an async socket released with `into` OwnedFd and
+/// closed behind the loop, a socket used through the callback API and closed behind the
+/// loop, then new async sockets that get the same numbers. Every read must still be
+/// woken (on epoll: the registration of a reused number is refreshed or re-announced).
+#[xev::test(backend = "all")]
+async fn reused_fd_numbers_keep_working_across_owners() {
+    let _g = sockets();
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = std_listener.local_addr().unwrap();
+    for round in 0..30 {
+        // The async side connects (a fresh socket(2) number, not an accepted one).
+        let s = timeout(Duration::from_secs(5), TcpStream::connect(addr))
+            .await
+            .unwrap_or_else(|_| panic!("round {round}: connect never woke"))
+            .expect("connect");
+        let (mut peer, _) = std_listener.accept().unwrap();
+        // A read that parks (nothing sent yet), then data arrives.
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(2));
+            peer.write_all(b"x").unwrap();
+            peer
+        });
+        let (r, _) = timeout(Duration::from_secs(5), s.read(vec![0u8; 8]))
+            .await
+            .unwrap_or_else(|_| panic!("round {round}: async read never woke"));
+        assert_eq!(r.unwrap(), 1);
+        let peer = writer.join().unwrap();
+        match round % 3 {
+            // Released: closed behind the loop's back.
+            0 => drop(std::os::fd::OwnedFd::from(s)),
+            // Dropped normally.
+            1 => drop(s),
+            // Used once more through the callback API, then closed behind the loop.
+            _ => {
+                let fd = std::os::fd::OwnedFd::from(s);
+                let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
+                let done = Rc::new(Cell::new(false));
+                let d = done.clone();
+                let mut c = Box::pin(xev::Completion::new());
+                xev::rt::with_loop(|lp| {
+                    lp.start(
+                        c.as_mut(),
+                        xev::Op::Recv {
+                            fd: raw,
+                            buf: xev::Buffer::inline(8),
+                        },
+                        move |_, _, r| {
+                            assert!(matches!(r, xev::OpResult::Recv(Ok(1))), "{r:?}");
+                            d.set(true);
+                            xev::CallbackAction::Disarm
+                        },
+                    )
+                });
+                (&peer).write_all(b"y").unwrap();
+                let start = Instant::now();
+                while !done.get() {
+                    assert!(start.elapsed() < Duration::from_secs(5), "callback recv hung");
+                    sleep(Duration::from_millis(1)).await;
+                }
+                drop(c);
+                drop(fd);
+            }
+        }
+        drop(peer);
+    }
+}

@@ -18,6 +18,7 @@ pub(crate) mod poll;
 mod polling;
 
 use std::io;
+use std::os::fd::RawFd;
 use std::ptr::NonNull;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -152,6 +153,25 @@ impl Driver {
             #[cfg(target_os = "linux")]
             Driver::IoUring(d) => d.start(core, c),
             Driver::Poll(d) => d.start(core, c, rearm),
+        }
+    }
+
+    /// A new file has number `fd`, and its close will be reported (poll backend: its
+    /// registration can be trusted without refreshing it for every operation).
+    pub(crate) fn fd_opened(&mut self, fd: RawFd) {
+        match self {
+            #[cfg(target_os = "linux")]
+            Driver::IoUring(_) => {}
+            Driver::Poll(d) => d.fd_opened(fd),
+        }
+    }
+
+    /// `fd`, reported by [`fd_opened`](Self::fd_opened), is about to be closed.
+    pub(crate) fn fd_closed(&mut self, core: &mut Core, fd: RawFd) {
+        match self {
+            #[cfg(target_os = "linux")]
+            Driver::IoUring(_) => {}
+            Driver::Poll(d) => d.fd_closed(core, fd),
         }
     }
 

@@ -16,7 +16,9 @@
 //! `epoll_ctl`), which also re-reports current readiness; a *rearmed* operation (the same
 //! operation on the same fd, right after its callback) trusts the cache and costs no
 //! syscall. Fds closed with [`Op::Close`] (which first cancels the operations parked on
-//! them) and fds produced by accept reset their state.
+//! them) and fds produced by accept reset their state. The async runtime's sockets report
+//! when a loop first sees them and when they close (`fd_opened` / `fd_closed`), so their
+//! registration is trusted and their operations park without a syscall.
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -99,6 +101,9 @@ struct FdState {
     /// A hang-up or error was reported: EOF (or the error) may be pending behind the
     /// data, with no further edge to announce it, so short reads keep `readable`.
     hup: bool,
+    /// The owner promised to report this fd's close (`fd_closed`), so its registration
+    /// can be trusted without a refresh (the async runtime's sockets).
+    tracked: bool,
 }
 
 impl Default for FdState {
@@ -111,6 +116,7 @@ impl Default for FdState {
             writable: true,
             stream: false,
             hup: false,
+            tracked: false,
         }
     }
 }
@@ -123,6 +129,7 @@ impl FdState {
         self.writable = true;
         self.stream = false;
         self.hup = false;
+        self.tracked = false;
     }
 }
 
@@ -229,7 +236,7 @@ impl Driver {
                 st.registered = true;
                 st.stream = sys::is_stream(fd);
             })
-        } else if !rearm {
+        } else if !rearm && !st.tracked {
             self.source.refresh(fd)
         } else {
             Ok(())
@@ -264,6 +271,20 @@ impl Driver {
             _ => {}
         }
         core.finish(c, res);
+    }
+
+    /// A new file now has number `fd` and its owner will report its close: forget what
+    /// was known about the number (a file closed behind the loop's back left it), and
+    /// trust the registration made by its next wait until [`fd_closed`](Self::fd_closed).
+    pub(crate) fn fd_opened(&mut self, fd: RawFd) {
+        let st = self.state(fd);
+        st.reset();
+        st.tracked = true;
+    }
+
+    /// `fd` is about to be closed by its owner (see [`fd_opened`](Self::fd_opened)).
+    pub(crate) fn fd_closed(&mut self, core: &mut Core, fd: RawFd) {
+        self.forget(core, fd);
     }
 
     /// `fd` is about to be closed by the loop: cancel the operations parked on it (their

@@ -279,6 +279,12 @@ impl Executor {
     }
 
     fn turn(&self, idle: bool) {
+        if !idle && self.lp.borrow().active() == 0 {
+            // Tasks are ready and nothing is in flight: asking the kernel would only cost
+            // a syscall (remote wake-ups are collected by `run_tasks` regardless).
+            self.sleeps.fire_due();
+            return;
+        }
         let cap = if idle {
             self.sleeps.time_to_next()
         } else {

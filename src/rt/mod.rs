@@ -13,6 +13,22 @@
 //!   when a future is dropped, so the runtime keeps it until the operation ends.
 //!   Dropping a future cancels its operation and never blocks; an fd that a cancelled
 //!   accept produced anyway is closed.
+//! - `#[xev::main]` / `#[xev::test]` take an optional `backend = "io_uring" | "epoll"`
+//!   (and, for tests, `"all"`: once per available backend). Misuse is a compile error that
+//!   points at the problem, e.g. a function that is not `async`:
+//!
+//! ```compile_fail
+//! #[xev::main]
+//! fn main() {}
+//! ```
+//!
+//! or one that takes arguments:
+//!
+//! ```compile_fail
+//! #[xev::test]
+//! async fn takes_an_argument(n: u32) {}
+//! ```
+//!
 //! - Callbacks and futures share the loop: [`with_loop`] gives a task the `&mut Loop` to
 //!   add callback-style completions (see its example).
 //!
@@ -38,6 +54,7 @@ mod blocking;
 mod buf;
 mod executor;
 pub(crate) mod io;
+pub(crate) mod loop_fd;
 pub(crate) mod op_future;
 mod runtime;
 pub(crate) mod sleep;

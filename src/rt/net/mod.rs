@@ -86,7 +86,7 @@ fn each_addr<T>(
     Err(last.unwrap_or_else(no_addresses))
 }
 
-/// The fd conversions of a socket type holding an `OwnedFd` in a field named `fd`, and
+/// The fd conversions of a socket type holding a `LoopFd` in a field named `fd`, and
 /// `From` its std counterpart (made non-blocking).
 macro_rules! socket_fd {
     ($t:ident, $std:ty, $what:literal) => {
@@ -101,7 +101,7 @@ macro_rules! socket_fd {
                     panic!("xev::net: cannot make the socket non-blocking: {e}")
                 });
                 $t {
-                    fd: std::os::fd::OwnedFd::from(s),
+                    fd: crate::rt::loop_fd::LoopFd::new(std::os::fd::OwnedFd::from(s)),
                 }
             }
         }
@@ -120,7 +120,7 @@ macro_rules! socket_fd {
 
         impl From<$t> for std::os::fd::OwnedFd {
             fn from(s: $t) -> std::os::fd::OwnedFd {
-                s.fd
+                s.fd.into_owned()
             }
         }
 

@@ -4,13 +4,14 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use crate::op::Op;
 use crate::result::OpResult;
 use crate::rt::io::{self as rio, Kind};
+use crate::rt::loop_fd::LoopFd;
 use crate::rt::op_future::OpFuture;
 use crate::rt::{IoBuf, IoBufMut};
 use crate::watcher::tcp::{self as sock, Tcp};
@@ -35,7 +36,7 @@ const BACKLOG: u32 = 1024;
 /// ```
 #[derive(Debug)]
 pub struct TcpListener {
-    fd: OwnedFd,
+    fd: LoopFd,
 }
 
 impl TcpListener {
@@ -52,7 +53,9 @@ impl TcpListener {
             let s = Tcp::new(*a)?;
             s.bind(*a)?;
             s.listen(BACKLOG)?;
-            Ok(TcpListener { fd: s.into() })
+            Ok(TcpListener {
+                fd: LoopFd::new(s.into()),
+            })
         })
     }
 
@@ -79,7 +82,7 @@ impl TcpListener {
     }
 
     fn raw(&self) -> RawFd {
-        self.fd.as_raw_fd()
+        self.fd.raw()
     }
 }
 
@@ -93,7 +96,12 @@ fn accepted(r: OpResult) -> io::Result<(TcpStream, SocketAddr)> {
                 Some(p) => p,
                 None => sock::peer_addr(a.fd.as_raw_fd())?,
             };
-            Ok((TcpStream { fd: a.fd }, peer))
+            Ok((
+                TcpStream {
+                    fd: LoopFd::new(a.fd),
+                },
+                peer,
+            ))
         }
         OpResult::Accept(Err(e)) => Err(e.into()),
         other => Err(rio::mismatch(&other)),
@@ -172,7 +180,7 @@ impl fmt::Debug for Incoming<'_> {
 /// ```
 #[derive(Debug)]
 pub struct TcpStream {
-    fd: OwnedFd,
+    fd: LoopFd,
 }
 
 impl TcpStream {
@@ -235,7 +243,7 @@ impl TcpStream {
     /// Close the connection through the loop, reporting any error of `close(2)`.
     /// (Dropping the stream closes it too, synchronously and silently.)
     pub async fn close(self) -> io::Result<()> {
-        rio::unit(Op::close(self.fd)).await
+        rio::unit(Op::close(self.fd.into_owned())).await
     }
 
     /// The address of the peer.
@@ -264,19 +272,21 @@ impl TcpStream {
     }
 
     fn raw(&self) -> RawFd {
-        self.fd.as_raw_fd()
+        self.fd.raw()
     }
 }
 
 /// One connection attempt on a new socket.
 async fn connect_to(addr: SocketAddr) -> io::Result<TcpStream> {
-    let fd = sock::socket(&addr, libc::SOCK_STREAM)?;
+    let stream = TcpStream {
+        fd: LoopFd::new(sock::socket(&addr, libc::SOCK_STREAM)?),
+    };
     rio::unit(Op::Connect {
-        fd: fd.as_raw_fd(),
+        fd: stream.raw(),
         addr,
     })
     .await?;
-    Ok(TcpStream { fd })
+    Ok(stream)
 }
 
 super::socket_fd!(TcpStream, std::net::TcpStream, "TCP stream");

@@ -2,8 +2,9 @@
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 
+use crate::rt::loop_fd::LoopFd;
 use crate::rt::io::{self as rio, Kind};
 use crate::rt::{IoBuf, IoBufMut};
 use crate::watcher::tcp as sock;
@@ -30,7 +31,7 @@ use crate::watcher::tcp as sock;
 /// ```
 #[derive(Debug)]
 pub struct UdpSocket {
-    fd: OwnedFd,
+    fd: LoopFd,
 }
 
 impl UdpSocket {
@@ -44,7 +45,9 @@ impl UdpSocket {
         super::each_addr(addr, |a| {
             let fd = sock::socket(a, libc::SOCK_DGRAM)?;
             sock::bind(fd.as_raw_fd(), a)?;
-            Ok(UdpSocket { fd })
+            Ok(UdpSocket {
+                fd: LoopFd::new(fd),
+            })
         })
     }
 
@@ -111,7 +114,7 @@ impl UdpSocket {
     }
 
     fn raw(&self) -> RawFd {
-        self.fd.as_raw_fd()
+        self.fd.raw()
     }
 }
 
