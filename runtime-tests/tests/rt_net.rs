@@ -683,7 +683,10 @@ async fn reused_fd_numbers_keep_working_across_owners() {
                 (&peer).write_all(b"y").unwrap();
                 let start = Instant::now();
                 while !done.get() {
-                    assert!(start.elapsed() < Duration::from_secs(5), "callback recv hung");
+                    assert!(
+                        start.elapsed() < Duration::from_secs(5),
+                        "callback recv hung"
+                    );
                     sleep(Duration::from_millis(1)).await;
                 }
                 drop(c);

@@ -48,6 +48,11 @@ pub trait IoBuf: sealed::Sealed + 'static {}
 /// `Vec::with_capacity(4096)` work, and `&buf[..n]` is what arrived. A `Box<[u8]>` or
 /// `Buffer` is read into over its whole length. A read into zero bytes of room is an
 /// `InvalidInput` error (an `Ok(0)` would look like end of file).
+///
+/// The room past a `Vec`'s length is zero-filled before each read (the kernel's bytes
+/// must land in initialised memory that safe code may later see), so in a hot loop
+/// reuse a buffer whose length is already its capacity (`vec![0; n]`, a `Box<[u8]>`)
+/// and slice `&buf[..n]`.
 pub trait IoBufMut: sealed::SealedMut + 'static {}
 
 impl sealed::Sealed for Vec<u8> {

@@ -4,8 +4,8 @@ use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::{AsRawFd, RawFd};
 
-use crate::rt::loop_fd::LoopFd;
 use crate::rt::io::{self as rio, Kind};
+use crate::rt::loop_fd::LoopFd;
 use crate::rt::{IoBuf, IoBufMut};
 use crate::watcher::tcp as sock;
 
