@@ -644,8 +644,10 @@ async fn reused_fd_numbers_keep_working_across_owners() {
             .expect("connect");
         let (mut peer, _) = std_listener.accept().unwrap();
         // A read that parks (nothing sent yet), then data arrives.
-        let writer = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(2));
+        // (A task, not a thread: a one-byte blocking write never blocks, and the test
+        // then also runs under valgrind, which starves threads while the loop waits.)
+        let writer = xev::spawn(async move {
+            sleep(Duration::from_millis(2)).await;
             peer.write_all(b"x").unwrap();
             peer
         });
@@ -653,7 +655,7 @@ async fn reused_fd_numbers_keep_working_across_owners() {
             .await
             .unwrap_or_else(|_| panic!("round {round}: async read never woke"));
         assert_eq!(r.unwrap(), 1);
-        let peer = writer.join().unwrap();
+        let peer = writer.await.unwrap();
         match round % 3 {
             // Released: closed behind the loop's back.
             0 => drop(std::os::fd::OwnedFd::from(s)),

@@ -377,10 +377,21 @@ fn tasks_left_pending_continue_in_the_next_block_on_and_die_with_the_runtime() {
                 c.set(c.get() + 1);
             }
         });
-        rt.block_on(xev::time::sleep(Duration::from_millis(20)));
+        // Wait for progress by polling the count, not a fixed time (valgrind is slow).
+        let progressed = |from: usize| {
+            let c = count.clone();
+            rt.block_on(async move {
+                let start = Instant::now();
+                while c.get() <= from {
+                    assert!(start.elapsed() < Duration::from_secs(10), "no progress");
+                    xev::time::sleep(Duration::from_millis(2)).await;
+                }
+            });
+        };
+        progressed(0);
         let after_first = count.get();
         assert!(after_first > 0, "{b:?}");
-        rt.block_on(xev::time::sleep(Duration::from_millis(20)));
+        progressed(after_first);
         assert!(count.get() > after_first, "{b:?}: the task continued");
         drop(rt);
         // The handle outlives the runtime: the task was cancelled at shutdown.
