@@ -146,88 +146,73 @@ impl Op {
 
     /// The buffer this operation carries, if any.
     pub fn buffer(&self) -> Option<&Buffer> {
-        match self {
-            Op::Read { buf, .. }
-            | Op::Pread { buf, .. }
-            | Op::Write { buf, .. }
-            | Op::Pwrite { buf, .. }
-            | Op::Send { buf, .. }
-            | Op::Recv { buf, .. }
-            | Op::SendMsg { buf, .. }
-            | Op::RecvMsg { buf, .. } => Some(buf),
-            _ => None,
-        }
+        with_buffer!(self, buf => Some(buf), None)
     }
 
     /// The buffer this operation carries, if any, mutably.
     pub fn buffer_mut(&mut self) -> Option<&mut Buffer> {
-        match self {
-            Op::Read { buf, .. }
-            | Op::Pread { buf, .. }
-            | Op::Write { buf, .. }
-            | Op::Pwrite { buf, .. }
-            | Op::Send { buf, .. }
-            | Op::Recv { buf, .. }
-            | Op::SendMsg { buf, .. }
-            | Op::RecvMsg { buf, .. } => Some(buf),
-            _ => None,
-        }
+        with_buffer!(self, buf => Some(buf), None)
     }
 
     /// The buffer, taken out of the operation.
     pub(crate) fn into_buffer(self) -> Option<Buffer> {
-        match self {
-            Op::Read { buf, .. }
-            | Op::Pread { buf, .. }
-            | Op::Write { buf, .. }
-            | Op::Pwrite { buf, .. }
-            | Op::Send { buf, .. }
-            | Op::Recv { buf, .. }
-            | Op::SendMsg { buf, .. }
-            | Op::RecvMsg { buf, .. } => Some(buf),
-            _ => None,
-        }
+        with_buffer!(self, buf => Some(buf), None)
     }
 
     /// The borrowed descriptor of this operation (not `Close`'s owned one), mutably.
     pub(crate) fn borrowed_fd_mut(&mut self) -> Option<&mut RawFd> {
-        match self {
-            Op::Accept { fd }
-            | Op::Connect { fd, .. }
-            | Op::Read { fd, .. }
-            | Op::Pread { fd, .. }
-            | Op::Write { fd, .. }
-            | Op::Pwrite { fd, .. }
-            | Op::Send { fd, .. }
-            | Op::Recv { fd, .. }
-            | Op::SendMsg { fd, .. }
-            | Op::RecvMsg { fd, .. }
-            | Op::Shutdown { fd, .. }
-            | Op::Poll { fd, .. } => Some(fd),
-            Op::Close { .. } | Op::Noop | Op::Timer { .. } | Op::Cancel { .. } => None,
-        }
+        with_borrowed_fd!(self, fd => Some(fd), None)
     }
 
     /// The descriptor this operation works on, if any.
     pub fn fd(&self) -> Option<RawFd> {
         match self {
-            Op::Accept { fd }
-            | Op::Connect { fd, .. }
-            | Op::Read { fd, .. }
-            | Op::Pread { fd, .. }
-            | Op::Write { fd, .. }
-            | Op::Pwrite { fd, .. }
-            | Op::Send { fd, .. }
-            | Op::Recv { fd, .. }
-            | Op::SendMsg { fd, .. }
-            | Op::RecvMsg { fd, .. }
-            | Op::Shutdown { fd, .. }
-            | Op::Poll { fd, .. } => Some(*fd),
             Op::Close { fd } => fd.as_ref().map(|f| f.as_raw_fd()),
-            Op::Noop | Op::Timer { .. } | Op::Cancel { .. } => None,
+            op => with_borrowed_fd!(op, fd => Some(*fd), None),
         }
     }
 }
+
+/// `$yes` with `$buf` bound to the buffer of a buffer-carrying `$op`, else `$no` (one list
+/// of those variants for shared, mutable and owned access).
+macro_rules! with_buffer {
+    ($op:expr, $buf:ident => $yes:expr, $no:expr) => {
+        match $op {
+            Op::Read { buf: $buf, .. }
+            | Op::Pread { buf: $buf, .. }
+            | Op::Write { buf: $buf, .. }
+            | Op::Pwrite { buf: $buf, .. }
+            | Op::Send { buf: $buf, .. }
+            | Op::Recv { buf: $buf, .. }
+            | Op::SendMsg { buf: $buf, .. }
+            | Op::RecvMsg { buf: $buf, .. } => $yes,
+            _ => $no,
+        }
+    };
+}
+use with_buffer;
+
+/// `$yes` with `$fd` bound to the borrowed fd of `$op`, else `$no` (`Close` owns its fd).
+macro_rules! with_borrowed_fd {
+    ($op:expr, $fd:ident => $yes:expr, $no:expr) => {
+        match $op {
+            Op::Accept { fd: $fd }
+            | Op::Connect { fd: $fd, .. }
+            | Op::Read { fd: $fd, .. }
+            | Op::Pread { fd: $fd, .. }
+            | Op::Write { fd: $fd, .. }
+            | Op::Pwrite { fd: $fd, .. }
+            | Op::Send { fd: $fd, .. }
+            | Op::Recv { fd: $fd, .. }
+            | Op::SendMsg { fd: $fd, .. }
+            | Op::RecvMsg { fd: $fd, .. }
+            | Op::Shutdown { fd: $fd, .. }
+            | Op::Poll { fd: $fd, .. } => $yes,
+            Op::Close { .. } | Op::Noop | Op::Timer { .. } | Op::Cancel { .. } => $no,
+        }
+    };
+}
+use with_borrowed_fd;
 
 /// Size of a [`Buffer`]'s inline storage.
 pub const INLINE_BUFFER: usize = 32;

@@ -49,6 +49,14 @@ macro_rules! owns_fd {
             }
         }
 
+        $crate::watcher::fd_traits!($t);
+    };
+}
+pub(crate) use owns_fd;
+
+/// `AsRawFd` and `AsFd` for a type whose descriptor is in a field named `fd`.
+macro_rules! fd_traits {
+    ($t:ident) => {
         impl std::os::fd::AsRawFd for $t {
             fn as_raw_fd(&self) -> std::os::fd::RawFd {
                 std::os::fd::AsRawFd::as_raw_fd(&self.fd)
@@ -62,7 +70,7 @@ macro_rules! owns_fd {
         }
     };
 }
-pub(crate) use owns_fd;
+pub(crate) use fd_traits;
 
 /// The error a watcher callback gets if its completion's operation was swapped for
 /// another kind behind its back (with `Completion::op_mut`) before a rearm.

@@ -124,17 +124,7 @@ macro_rules! socket_fd {
             }
         }
 
-        impl std::os::fd::AsRawFd for $t {
-            fn as_raw_fd(&self) -> std::os::fd::RawFd {
-                std::os::fd::AsRawFd::as_raw_fd(&self.fd)
-            }
-        }
-
-        impl std::os::fd::AsFd for $t {
-            fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-                std::os::fd::AsFd::as_fd(&self.fd)
-            }
-        }
+        crate::watcher::fd_traits!($t);
     };
 }
 use socket_fd;
