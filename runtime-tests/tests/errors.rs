@@ -391,8 +391,8 @@ fn extreme_timer_values() {
         }
         // A short timer on the same loop still fires, and run(Once) does not spin or
         // fire the huge ones.
-        lp2.timer(t.as_mut(), 5, record(&fired));
         let start = Instant::now();
+        lp2.timer(t.as_mut(), 5, record(&fired));
         lp2.run(RunMode::Once).unwrap();
         assert!(start.elapsed() >= Duration::from_millis(5));
         assert!(matches!(
