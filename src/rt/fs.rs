@@ -1,5 +1,5 @@
 //! Files for tasks: [`File`], [`OpenOptions`], and the whole-file helpers [`read`],
-//! [`read_to_string`] and [`write`].
+//! [`read_to_string`] and [`write`](fn@write).
 //!
 //! Reads and writes are positional (`pread`/`pwrite` at an offset, the [`read_at`] /
 //! [`write_at`] family) and take owned buffers ([`IoBuf`], [`IoBufMut`]) that come back
@@ -100,7 +100,7 @@ impl File {
 
     /// Read once at `offset` into `buf` (`pread(2)`), handing `buf` back: `Ok(0)` at the
     /// end of the file, otherwise the byte count, which may be short. How the bytes land
-    /// in `buf` is described at [`IoBufMut`](crate::rt::IoBufMut) (for a `Vec`: from its
+    /// in `buf` is described at [`IoBufMut`] (for a `Vec`: from its
     /// start, up to its capacity). A zero-length buffer is `InvalidInput`; a file not
     /// opened for reading gives `EBADF`.
     pub async fn read_at<B: IoBufMut>(&self, buf: B, offset: u64) -> (io::Result<usize>, B) {

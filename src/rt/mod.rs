@@ -1,13 +1,13 @@
-//! The async runtime: a single-threaded executor on one [`Loop`](crate::Loop), in which
+//! The async runtime: a single-threaded executor on one [`Loop`], in which
 //! every I/O operation is a [`Completion`](crate::Completion) wrapped in a future.
 //!
-//! - [`block_on`](crate::block_on) / [`Runtime::block_on`] drive a future, the loop and
-//!   every task; [`spawn`](crate::spawn) starts a task (no `Send` needed) and returns a
-//!   [`JoinHandle`]; [`spawn_blocking`](crate::spawn_blocking) runs a closure on the
+//! - [`block_on`] / [`Runtime::block_on`] drive a future, the loop and
+//!   every task; [`spawn`] starts a task (no `Send` needed) and returns a
+//!   [`JoinHandle`]; [`spawn_blocking`] runs a closure on the
 //!   thread pool; `#[xev::main]` and `#[xev::test]` wrap an `async fn`.
-//! - Async APIs: [`time`](crate::time), [`net`](crate::net), [`fs`](crate::fs),
-//!   [`process`](crate::process), [`signal`](crate::signal) and
-//!   [`notify`](crate::notify).
+//! - Async APIs: [`time`], [`net`], [`fs`],
+//!   [`process`], [`signal`] and
+//!   [`notify`].
 //! - Reads and writes take owned buffers ([`IoBuf`], [`IoBufMut`]) and hand them back
 //!   with the result, `(io::Result<usize>, B)`: the kernel may still be using the memory
 //!   when a future is dropped, so the runtime keeps it until the operation ends.
@@ -109,7 +109,7 @@ pub fn block_on<F: Future>(fut: F) -> F::Output {
 /// the same loop as the tasks. The completions must stay pinned until their callbacks
 /// finish (`Box::pin` them, or keep them in the task that awaits the outcome); a
 /// callback can wake a task through a [`Waker`](std::task::Waker) it captured, or
-/// through [`notify`](crate::notify).
+/// through [`notify`].
 ///
 /// ```
 /// use std::cell::Cell;

@@ -4,7 +4,7 @@
 //! [`std::process::Command`] (every `Command` option works); the async part is waiting
 //! for its exit, through the same pidfd (`pidfd_open(2)`, Linux 5.3) and
 //! `waitid(P_PIDFD, ..)` reaping (Linux 5.4) as the callback watcher
-//! [`Process`](crate::watcher::process::Process): the wait is an [`Op::Poll`] for the
+//! [`Process`]: the wait is an [`Op::Poll`] for the
 //! pidfd's readability, so no thread blocks and no `SIGCHLD` handler is installed.
 //!
 //! ```

@@ -1,7 +1,7 @@
 //! Unix signals as async values: [`Signals`] and [`ctrl_c`].
 //!
 //! Linux only (elsewhere the module does not exist). A [`Signals`] is the callback
-//! watcher [`Signal`](crate::watcher::signal::Signal) (a signalfd) read by a task: it
+//! watcher [`Signal`] (a signalfd) read by a task: it
 //! **blocks its signals in the calling thread**, with every consequence described in the
 //! [watcher's module docs](crate::watcher::signal#signal-masks-what-you-must-know). In
 //! short: create it on the main thread before any other thread starts (the runtime's
