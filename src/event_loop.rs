@@ -114,6 +114,8 @@ pub(crate) struct Core {
     pub(crate) ready: Intrusive<Completion>,
     epoch: Instant,
     now_ns: u64,
+    /// `now_ns` was not refreshed this tick (no timers were pending).
+    now_stale: bool,
     pool: Option<ThreadPool>,
     sink: Arc<PoolSink>,
     pool_inflight: usize,
@@ -152,6 +154,7 @@ impl Core {
 
     fn update_now(&mut self) {
         self.now_ns = self.fresh_ns();
+        self.now_stale = false;
     }
 
     /// Hand `c` to the thread pool; its result comes back through the sink.
@@ -331,6 +334,7 @@ impl Loop {
             ready: Intrusive::default(),
             epoch: Instant::now(),
             now_ns: 0,
+            now_stale: false,
             pool: opts.thread_pool,
             sink,
             pool_inflight: 0,
@@ -426,8 +430,14 @@ impl Loop {
             self.driver.wait(&mut self.core, timeout)?;
         }
         self.core.collect_pool();
-        self.core.update_now();
-        self.core.expire_timers();
+        // The clock is read only when a timer may be due; `now()` reads it on demand
+        // otherwise (a tick of pure I/O costs no clock_gettime).
+        if self.core.timers.len() > 0 {
+            self.core.update_now();
+            self.core.expire_timers();
+        } else {
+            self.core.now_stale = true;
+        }
         let n = self.core.ready.len();
         let mut ran = 0;
         for _ in 0..n {
@@ -530,10 +540,16 @@ impl Loop {
         self.stopped
     }
 
-    /// The loop's cached monotonic time in milliseconds since it was created; refreshed
-    /// once per tick and by [`update_now`](Self::update_now).
+    /// The loop's monotonic time in milliseconds since it was created: cached once per
+    /// tick while timers are pending (and by [`update_now`](Self::update_now)), read from
+    /// the clock otherwise.
     pub fn now(&self) -> u64 {
-        self.core.now_ns / 1_000_000
+        let ns = if self.core.now_stale {
+            self.core.fresh_ns()
+        } else {
+            self.core.now_ns
+        };
+        ns / 1_000_000
     }
 
     /// Refresh the cached time now.

@@ -241,14 +241,32 @@ pub(crate) unsafe fn perform(inner: *mut Inner, connect_started: bool) -> isize 
                 Op::Recv { fd, buf } => {
                     libc::recv(*fd, buf.as_ptr().cast(), buf.len(), libc::MSG_DONTWAIT)
                 }
+                // One buffer and no control data: sendto/recvfrom do what sendmsg/recvmsg
+                // would, without the kernel copying a msghdr in (~120 ns per datagram).
                 Op::SendMsg { fd, buf, addr } => {
-                    prepare_msg(sc, buf.as_ptr(), buf.len(), addr.as_ref());
-                    libc::sendmsg(*fd, &sc.msg, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT)
+                    let (name, len) = match addr {
+                        Some(a) => {
+                            sc.addrlen = to_sockaddr(a, &mut sc.addr);
+                            ((&sc.addr as *const libc::sockaddr_in6).cast(), sc.addrlen)
+                        }
+                        None => (std::ptr::null(), 0),
+                    };
+                    let flags = libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT;
+                    libc::sendto(*fd, buf.as_ptr().cast(), buf.len(), flags, name, len)
                 }
                 Op::RecvMsg { fd, buf } => {
-                    prepare_recvmsg(sc, buf.as_ptr(), buf.len());
-                    let r = libc::recvmsg(*fd, &mut sc.msg, libc::MSG_DONTWAIT);
-                    sc.addrlen = sc.msg.msg_namelen;
+                    sc.addrlen = mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
+                    let r = libc::recvfrom(
+                        *fd,
+                        buf.as_ptr().cast(),
+                        buf.len(),
+                        libc::MSG_DONTWAIT,
+                        (&mut sc.addr as *mut libc::sockaddr_in6).cast(),
+                        &mut sc.addrlen,
+                    );
+                    // `Loop::invoke` takes the length from the msghdr (io_uring's recvmsg
+                    // writes it there).
+                    sc.msg.msg_namelen = sc.addrlen;
                     r
                 }
                 Op::Close { fd } => match fd.take() {

@@ -144,7 +144,8 @@ impl Driver {
     pub(crate) fn new(entries: u32) -> io::Result<Driver> {
         Ok(Driver {
             source: Source::new(entries.clamp(1, 4096) as usize)?,
-            fired: Vec::new(),
+            // The most one wait reports (the source's batch), so it never grows.
+            fired: Vec::with_capacity(entries.clamp(1, 4096) as usize),
             fds: Vec::new(),
         })
     }
