@@ -10,11 +10,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use concurrent_queue::ConcurrentQueue;
-
 use crate::backend::{Backend, Driver};
 use crate::callback::Callback;
 use crate::completion::{CallbackAction, Completion, CompletionState, Phase};
+use crate::handoff::Handoff;
 use crate::op::{CancelTarget, Op, PollEvents};
 use crate::queue::Intrusive;
 use crate::registry::Registry;
@@ -97,7 +96,7 @@ impl From<RunError> for io::Error {
 
 /// Completions coming back from the thread pool, and how to wake the loop for them.
 pub(crate) struct PoolSink {
-    done: ConcurrentQueue<SendPtr>,
+    done: Handoff<SendPtr>,
     wake_pending: AtomicBool,
     wake: Box<dyn Fn() + Send + Sync>,
 }
@@ -170,7 +169,7 @@ impl Core {
             // SAFETY: the sink outlives every job: the loop waits for all pool jobs before
             // dropping its Arc (and a leaked loop leaks the Arc).
             let sink = unsafe { &*ctx.cast::<PoolSink>() };
-            let _ = sink.done.push(SendPtr(c));
+            sink.done.push(SendPtr(c));
             if !sink.wake_pending.swap(true, Ordering::AcqRel) {
                 (sink.wake)();
             }
@@ -226,13 +225,14 @@ impl Core {
             return;
         }
         self.sink.wake_pending.store(false, Ordering::Release);
-        while let Ok(SendPtr(c)) = self.sink.done.pop() {
+        let sink = self.sink.clone();
+        sink.done.drain_with(|SendPtr(c)| {
             self.pool_inflight -= 1;
             Self::restore_pool_fd(c);
             // SAFETY: the worker is done with `c`; it is Active and live.
             let res = unsafe { (*Completion::raw(c)).res };
             self.finish(c, res);
-        }
+        });
     }
 
     fn expire_timers(&mut self) {
@@ -247,7 +247,7 @@ impl Core {
 
     /// How long the kernel may block: 0 when work is ready, else until the next deadline.
     fn wait_timeout(&mut self) -> Option<Duration> {
-        if !self.ready.is_empty() || !self.sink.done.is_empty() {
+        if !self.ready.is_empty() || (self.pool_inflight > 0 && !self.sink.done.is_empty()) {
             return Some(Duration::ZERO);
         }
         let ((deadline, _), _) = self.timers.peek()?;
@@ -324,7 +324,7 @@ impl Loop {
         };
         let driver = Driver::new(backend, opts.entries)?;
         let sink = Arc::new(PoolSink {
-            done: ConcurrentQueue::unbounded(),
+            done: Handoff::new(),
             wake_pending: AtomicBool::new(false),
             wake: driver.waker(),
         });

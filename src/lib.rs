@@ -70,6 +70,7 @@ pub mod backend;
 mod callback;
 mod completion;
 mod event_loop;
+mod handoff;
 mod heap;
 mod op;
 mod queue;

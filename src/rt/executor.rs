@@ -17,12 +17,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Instant;
 
-use concurrent_queue::ConcurrentQueue;
-
 use super::op_future::SlotPool;
 use super::sleep::SleepQueue;
 use super::task::{JoinHandle, TaskRef};
 use crate::event_loop::Loop;
+use crate::handoff::Handoff;
 
 thread_local! {
     /// The executor running on this thread (inside `block_on`), or null.
@@ -32,7 +31,7 @@ thread_local! {
 /// The part of an executor other threads may reach: wake-ups of tasks and of the main
 /// future, and the loop's wake function. Shared through `Arc` by every task header.
 pub(crate) struct Remote {
-    queue: ConcurrentQueue<TaskRef>,
+    queue: Handoff<TaskRef>,
     /// A wake-up of the loop is pending: later remote wakes skip the syscall.
     wake_pending: AtomicBool,
     main_woken: AtomicBool,
@@ -42,7 +41,7 @@ pub(crate) struct Remote {
 
 impl Remote {
     /// Queue `task` on its executor: a plain push when called on that executor's thread
-    /// during `block_on`, else through the concurrent queue plus a loop wake-up.
+    /// during `block_on`, else through the hand-off queue plus a loop wake-up.
     pub(crate) fn schedule(task: TaskRef) {
         let remote: *const Remote = Arc::as_ptr(&task.header().remote);
         let e = CURRENT.try_with(Cell::get).unwrap_or(ptr::null());
@@ -61,7 +60,7 @@ impl Remote {
         if self.closed.load(Ordering::Acquire) {
             return; // the runtime is gone; dropping the reference is all that is left
         }
-        let _ = self.queue.push(task);
+        self.queue.push(task);
         self.wake_loop();
     }
 
@@ -193,7 +192,7 @@ impl Drop for Enter {
 impl Executor {
     pub(crate) fn new(lp: Loop) -> Rc<Executor> {
         let remote = Arc::new(Remote {
-            queue: ConcurrentQueue::unbounded(),
+            queue: Handoff::new(),
             wake_pending: AtomicBool::new(false),
             main_woken: AtomicBool::new(false),
             closed: AtomicBool::new(false),
@@ -260,10 +259,7 @@ impl Executor {
     /// after the loop has been polled, so I/O is never starved).
     fn run_tasks(&self) {
         if self.remote.wake_pending.swap(false, Ordering::AcqRel) {
-            let mut q = self.queue.borrow_mut();
-            while let Ok(t) = self.remote.queue.pop() {
-                q.push_back(t);
-            }
+            self.remote.queue.take_all(&mut self.queue.borrow_mut());
         }
         let n = self.queue.borrow().len();
         for _ in 0..n {
@@ -321,7 +317,7 @@ impl Executor {
             }
         }
         self.queue.borrow_mut().clear();
-        while self.remote.queue.pop().is_ok() {}
+        self.remote.queue.clear();
         self.lp.borrow_mut().shutdown();
         self.slots.shutdown();
     }

@@ -6,7 +6,7 @@
 //! notifies happen before a waiter runs, they leave one permit.
 //!
 //! The wake-up goes through the waiting task's [`Waker`], that is the runtime's own
-//! remote wake path (a concurrent queue plus one write to the loop's wake fd, itself
+//! remote wake path (a locked hand-off queue plus one write to the loop's wake fd, itself
 //! skipped while a wake-up of that loop is already pending); a `Notify` has no fd. A
 //! `notify` that finds the permit already stored is one atomic swap: no lock, no system
 //! call.
