@@ -1,0 +1,907 @@
+//! UDP pummel over loopback, after libxev's `src/bench/udp_pummel_1v1.zig`: one sender,
+//! one receiver, 1,000,000 datagrams of 45 bytes (libxev's
+//! `"RANG TANG DING DONG I AM THE JAPANESE SANDMAN"`), counted as they are received.
+//!
+//! Only the receiver differs between variants; the sender is the same plain blocking std
+//! socket (connected to the receiver) on its own thread. It sends with UDP GSO
+//! (`UDP_SEGMENT` = 45: one `sendmmsg` of 8 messages of 64 x 45 bytes leaves as 512
+//! ordinary 45-byte datagrams, segmented inside the kernel), because a sender that makes
+//! every datagram a separate message (`sendmmsg` of 64 datagrams) costs more per datagram
+//! than any of the receivers here: it kept them idle ~20 % of the time, so every variant
+//! measured the sender (`XEV_BENCH_SENDER=mmsg` selects that sender, for comparison).
+//! The receivers see plain 45-byte datagrams either way.
+//!
+//! Receiver variants, measured in the same process and interleaved (A B C ... A B C ...):
+//!
+//! 1. xev on io_uring (callback API: the `xev::Udp` watcher, one `read` (`recvmsg`) that
+//!    always rearms, as libxev's receiver does);
+//! 2. xev on epoll (the same);
+//! 3. xev async on io_uring (`xev::rt` runtime, `xev::net::UdpSocket::recv_from` in a loop
+//!    with one owned buffer);
+//! 4. xev async on epoll (the same);
+//! 5. a raw io_uring loop written directly on the `io-uring` crate (the reference: one
+//!    `RecvMsg` SQE in flight, resubmitted after each CQE);
+//! 6. tokio, a `current_thread` runtime (`tokio::net::UdpSocket::recv_from` in a loop).
+//!
+//! **What is measured.** UDP on loopback drops datagrams when the receiver's queue is
+//! full, so libxev's shape (the sender writes as fast as it can, the receiver counts what
+//! arrives) measures drops as much as receiving once the sender is the faster side. Here
+//! the receiver's socket gets a large `SO_RCVBUF` (`SO_RCVBUFFORCE` when permitted), its
+//! capacity in datagrams is measured once at start-up, and the sender is flow-controlled:
+//! it keeps at most `window` datagrams (default 1024, at most half the measured capacity)
+//! unread, from the receive count the receiver publishes (every 16 datagrams, one relaxed
+//! atomic store). So the receiver's queue stays non-empty whenever the receiver is the slower
+//! side, and nothing is dropped. The figure is the receiver's rate: datagrams received
+//! from the moment the warm-up count is reached to the moment the last one is received
+//! (or, if some were lost, to the moment the end marker arrives: after the last datagram
+//! the sender sends one-byte markers until the receiver stops), divided by that time.
+//! Also reported per variant: datagrams lost, allocations per datagram, the receiver
+//! thread's CPU time per datagram and its busy share of the interval, and the share of
+//! the sender's time spent waiting for the window: near 0 % means the receiver kept up
+//! with the sender (the rate is then the sender's, a lower bound for the receiver), a
+//! large share means the receiver was the bottleneck. `XEV_BENCH_WINDOW=0` turns flow
+//! control off (libxev's shape; expect losses).
+//!
+//! `XEV_BENCH_QUICK=1` runs 20,000 timed datagrams per variant once (CI smoke run).
+//! For profiling: `XEV_BENCH_ONLY=epoll,tokio`, `XEV_BENCH_DATAGRAMS=N` (timed datagrams
+//! per run), `XEV_BENCH_WINDOW=N`, `XEV_BENCH_SENDER=gso|mmsg`,
+//! `XEV_BENCH_PIN=none|same|split` (default split: sender on CPU 0, receiver on CPU 1).
+//!
+//! Run with `cargo bench --bench udp_pummel`.
+
+#[path = "../common/mod.rs"]
+mod common;
+mod raw;
+mod tokio_side;
+mod xev_async_side;
+mod xev_side;
+
+#[global_allocator]
+static A: common::Counting = common::Counting;
+
+use std::cell::{Cell, RefCell};
+use std::io;
+use std::net::UdpSocket;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use xev::Backend;
+
+/// libxev's datagram.
+const DATAGRAM: &[u8] = b"RANG TANG DING DONG I AM THE JAPANESE SANDMAN";
+/// What the sender sends after the last datagram until the receiver stops.
+const MARKER: &[u8] = b"E";
+/// Receive buffer size (libxev's receiver reads into 64 KiB).
+const RECV_BUF: usize = 65536;
+/// io_uring entries, for xev (its default) and the raw reference alike.
+const ENTRIES: u32 = 256;
+/// SO_RCVBUF asked for (the kernel doubles it for its bookkeeping).
+const RCVBUF: usize = 8 << 20;
+/// Default flow-control window (datagrams sent and not yet counted by the receiver).
+const WINDOW: u64 = 1024;
+/// The receiver publishes its count every this many datagrams.
+const PUBLISH_EVERY: u64 = 16;
+/// A sender waiting this long for the window without progress assumes the datagrams in
+/// flight were lost and carries on.
+const STALL: Duration = Duration::from_millis(100);
+/// A single measurement that takes longer than this is a hang: the process exits.
+const MEASUREMENT_LIMIT: Duration = Duration::from_secs(60);
+
+#[derive(Clone, Copy)]
+struct Workload {
+    mode: SendMode,
+    warmup: u64,
+    timed: u64,
+    window: u64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Variant {
+    XevIoUring,
+    XevEpoll,
+    XevAsyncIoUring,
+    XevAsyncEpoll,
+    RawIoUring,
+    Tokio,
+}
+
+impl Variant {
+    fn name(self) -> &'static str {
+        match self {
+            Variant::XevIoUring => "xev io_uring",
+            Variant::XevEpoll => "xev epoll",
+            Variant::XevAsyncIoUring => "xev async io_uring",
+            Variant::XevAsyncEpoll => "xev async epoll",
+            Variant::RawIoUring => "raw io_uring (ref)",
+            Variant::Tokio => "tokio current_thread",
+        }
+    }
+
+    fn is_xev(self) -> bool {
+        !matches!(self, Variant::RawIoUring | Variant::Tokio)
+    }
+}
+
+/// One measurement's figures.
+#[derive(Clone, Copy)]
+struct Sample {
+    per_sec: f64,
+    /// Datagrams the sender sent that the receiver never counted.
+    lost: u64,
+    /// Allocations (all threads) during the timed section.
+    allocs: u64,
+    allocs_per_dgram: f64,
+    /// Receiver thread CPU time per timed datagram.
+    rx_cpu_ns: f64,
+    /// Receiver thread CPU time over the timed interval's wall time.
+    rx_busy: f64,
+    /// Share of the sender's sending time spent waiting for the window.
+    sender_wait: f64,
+}
+
+// ---------------------------------------------------------------------------------------
+// Receive accounting shared by every receiver implementation.
+
+#[derive(Clone, Copy)]
+struct Mark {
+    at: Instant,
+    allocs: u64,
+    /// The receiver thread's CPU time.
+    cpu: Duration,
+    count: u64,
+}
+
+impl Mark {
+    fn now(count: u64) -> Mark {
+        Mark {
+            at: Instant::now(),
+            allocs: common::allocations(),
+            cpu: common::thread_cpu_time(),
+            count,
+        }
+    }
+}
+
+/// What sender and receiver share.
+struct Shared {
+    /// Datagrams counted by the receiver (published every `PUBLISH_EVERY`).
+    received: AtomicU64,
+    /// The receiver has stopped: no more markers needed.
+    done: AtomicBool,
+}
+
+/// Counts received datagrams. `datagram` returns false when the receiver should stop
+/// (all counted, the end marker seen, or an error).
+struct Rx {
+    warmup: u64,
+    total: u64,
+    shared: Arc<Shared>,
+    count: Cell<u64>,
+    start: Cell<Option<Mark>>,
+    end: Cell<Option<Mark>>,
+    error: RefCell<Option<String>>,
+}
+
+impl Rx {
+    fn new(warmup: u64, total: u64, shared: Arc<Shared>) -> Rx {
+        Rx {
+            warmup,
+            total,
+            shared,
+            count: Cell::new(0),
+            start: Cell::new(None),
+            end: Cell::new(None),
+            error: RefCell::new(None),
+        }
+    }
+
+    fn datagram(&self, data: &[u8]) -> bool {
+        if data == MARKER {
+            self.end.set(Some(Mark::now(self.count.get())));
+            return false;
+        }
+        if data != DATAGRAM {
+            self.fail(format!("unexpected datagram {data:?}"));
+            return false;
+        }
+        let c = self.count.get() + 1;
+        self.count.set(c);
+        if c % PUBLISH_EVERY == 0 {
+            self.shared.received.store(c, Ordering::Relaxed);
+        }
+        if c == self.warmup {
+            self.start.set(Some(Mark::now(c)));
+        }
+        if c == self.total {
+            self.end.set(Some(Mark::now(c)));
+            return false;
+        }
+        true
+    }
+
+    fn fail(&self, what: String) {
+        self.error.borrow_mut().get_or_insert(what);
+    }
+
+    fn marks(&self) -> Result<(Mark, Mark), String> {
+        if let Some(e) = self.error.borrow().clone() {
+            return Err(e);
+        }
+        match (self.start.get(), self.end.get()) {
+            (Some(a), Some(b)) => Ok((a, b)),
+            _ => Err(format!(
+                "receiver stopped after {} of {} datagrams (before the end of the warm-up)",
+                self.count.get(),
+                self.total
+            )),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The sender (the same for every variant).
+
+struct SenderStats {
+    sent: u64,
+    /// Time spent waiting for the window.
+    waited: Duration,
+    /// Time from the first send to the last datagram (markers excluded).
+    elapsed: Duration,
+}
+
+/// How the sender sends: `sendmmsg` of UDP GSO messages (`UDP_SEGMENT`: one message of
+/// up to `SEGS` x 45 bytes leaves the kernel as that many 45-byte datagrams, segmented on
+/// the receive side of loopback), or `sendmmsg` of plain datagrams.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SendMode {
+    Gso,
+    Mmsg,
+}
+
+impl SendMode {
+    fn from_env() -> SendMode {
+        match std::env::var("XEV_BENCH_SENDER").as_deref() {
+            Ok("mmsg") => SendMode::Mmsg,
+            _ => SendMode::Gso,
+        }
+    }
+
+    fn describe(self) -> String {
+        match self {
+            SendMode::Gso => {
+                format!("sendmmsg of {MSGS} UDP GSO messages x {SEGS} datagrams (UDP_SEGMENT)")
+            }
+            SendMode::Mmsg => format!("sendmmsg of {SEGS} datagrams"),
+        }
+    }
+}
+
+/// Datagrams per GSO message, and per `sendmmsg` in `Mmsg` mode.
+const SEGS: usize = 64;
+/// GSO messages per `sendmmsg`.
+const MSGS: usize = 8;
+const SOL_UDP: libc::c_int = 17;
+const UDP_SEGMENT: libc::c_int = 103;
+
+/// The sender's socket with its prepared message headers.
+struct Blaster {
+    fd: std::os::fd::RawFd,
+    mode: SendMode,
+    /// `SEGS` copies of `DATAGRAM` back to back.
+    _payload: Box<[u8]>,
+    iovs: Box<[libc::iovec]>,
+    hdrs: Box<[libc::mmsghdr]>,
+}
+
+impl Blaster {
+    fn new(sock: &UdpSocket, mode: SendMode) -> io::Result<Blaster> {
+        let fd = sock.as_raw_fd();
+        if mode == SendMode::Gso {
+            let v = DATAGRAM.len() as libc::c_int;
+            // SAFETY: setsockopt reads one c_int from a live local.
+            let r = unsafe {
+                libc::setsockopt(
+                    fd,
+                    SOL_UDP,
+                    UDP_SEGMENT,
+                    (&v as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            if r != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        let mut payload: Box<[u8]> = DATAGRAM.repeat(SEGS).into_boxed_slice();
+        let n = match mode {
+            SendMode::Gso => MSGS,
+            SendMode::Mmsg => SEGS,
+        };
+        let mut iovs: Box<[libc::iovec]> = (0..n)
+            .map(|_| libc::iovec {
+                iov_base: payload.as_mut_ptr().cast(),
+                iov_len: DATAGRAM.len(),
+            })
+            .collect();
+        let hdrs: Box<[libc::mmsghdr]> = iovs
+            .iter_mut()
+            .map(|iov| {
+                // SAFETY: mmsghdr is plain data; all-zero is an empty header.
+                let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+                m.msg_hdr.msg_iov = iov;
+                m.msg_hdr.msg_iovlen = 1;
+                m
+            })
+            .collect();
+        Ok(Blaster {
+            fd,
+            mode,
+            _payload: payload,
+            iovs,
+            hdrs,
+        })
+    }
+
+    /// The most datagrams one `send` call sends.
+    fn max_batch(&self) -> u64 {
+        match self.mode {
+            SendMode::Gso => (SEGS * MSGS) as u64,
+            SendMode::Mmsg => SEGS as u64,
+        }
+    }
+
+    /// Send `n` (1..=max_batch) datagrams with one `sendmmsg`: how many went out.
+    fn send(&mut self, n: u64) -> io::Result<u64> {
+        let n = n.min(self.max_batch()) as usize;
+        let msgs = match self.mode {
+            SendMode::Mmsg => n,
+            SendMode::Gso => {
+                let msgs = n.div_ceil(SEGS);
+                for (i, iov) in self.iovs[..msgs].iter_mut().enumerate() {
+                    iov.iov_len = (n - i * SEGS).min(SEGS) * DATAGRAM.len();
+                }
+                msgs
+            }
+        };
+        // SAFETY: the first `msgs` headers point at live iovecs over `_payload`.
+        let r = unsafe { libc::sendmmsg(self.fd, self.hdrs.as_mut_ptr(), msgs as libc::c_uint, 0) };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let sent = match self.mode {
+            SendMode::Mmsg => r as usize,
+            SendMode::Gso => (r as usize * SEGS).min(n),
+        };
+        Ok(sent as u64)
+    }
+}
+
+fn sender(
+    sock: UdpSocket,
+    mode: SendMode,
+    total: u64,
+    window: u64,
+    shared: &Shared,
+) -> io::Result<SenderStats> {
+    let fd = sock.as_raw_fd();
+    let mut out = Blaster::new(&sock, mode)?;
+    let started = Instant::now();
+    let (mut sent, mut slack) = (0u64, 0u64);
+    let mut waited = Duration::ZERO;
+    while sent < total {
+        let mut n = out.max_batch().min(total - sent);
+        if window > 0 {
+            let room = |received: u64, slack: u64| (received + slack + window).saturating_sub(sent);
+            if room(shared.received.load(Ordering::Relaxed), slack) == 0 {
+                let t0 = Instant::now();
+                let mut last = shared.received.load(Ordering::Relaxed);
+                let mut last_change = t0;
+                loop {
+                    std::hint::spin_loop();
+                    let r = shared.received.load(Ordering::Relaxed);
+                    if room(r, slack) > 0 {
+                        break;
+                    }
+                    if r != last {
+                        (last, last_change) = (r, Instant::now());
+                    } else if last_change.elapsed() > STALL {
+                        // The datagrams in flight were lost: stop waiting for them.
+                        slack = sent - r;
+                        break;
+                    }
+                }
+                waited += t0.elapsed();
+            }
+            n = n.min(room(shared.received.load(Ordering::Relaxed), slack).max(1));
+        }
+        match out.send(n) {
+            Ok(k) => sent += k,
+            Err(e) => match e.raw_os_error() {
+                Some(libc::EINTR) => {}
+                Some(libc::ENOBUFS | libc::EAGAIN) => thread::yield_now(),
+                _ => return Err(e),
+            },
+        }
+    }
+    let elapsed = started.elapsed();
+    // End markers until the receiver says it has stopped (errors ignored: once the
+    // receiver's socket is closed, loopback answers with ECONNREFUSED).
+    while !shared.done.load(Ordering::Acquire) {
+        // SAFETY: sends 1 byte from static memory.
+        unsafe { libc::send(fd, MARKER.as_ptr().cast(), MARKER.len(), 0) };
+        let t = Instant::now();
+        while !shared.done.load(Ordering::Acquire) && t.elapsed() < Duration::from_millis(2) {
+            thread::yield_now();
+        }
+    }
+    Ok(SenderStats {
+        sent,
+        waited,
+        elapsed,
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Sockets.
+
+/// Ask for `RCVBUF` bytes of receive buffer (forcing it past `rmem_max` when permitted);
+/// returns the effective size the kernel reports.
+fn size_rcvbuf(sock: &UdpSocket) -> usize {
+    let fd = sock.as_raw_fd();
+    let set = |opt: libc::c_int| {
+        let v = RCVBUF as libc::c_int;
+        // SAFETY: setsockopt reads one c_int from a live local.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                opt,
+                (&v as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        }
+    };
+    set(libc::SO_RCVBUF);
+    if rcvbuf(sock) < RCVBUF {
+        set(libc::SO_RCVBUFFORCE); // needs CAP_NET_ADMIN; harmless if refused
+    }
+    rcvbuf(sock)
+}
+
+fn rcvbuf(sock: &UdpSocket) -> usize {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes one c_int into a live local.
+    unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    v.max(0) as usize
+}
+
+/// The receiver (bound, non-blocking, large receive buffer) and the sender (blocking,
+/// connected to the receiver).
+fn socket_pair() -> io::Result<(UdpSocket, UdpSocket)> {
+    let rx = UdpSocket::bind("127.0.0.1:0")?;
+    size_rcvbuf(&rx);
+    let tx = UdpSocket::bind("127.0.0.1:0")?;
+    tx.connect(rx.local_addr()?)?;
+    rx.set_nonblocking(true)?;
+    Ok((rx, tx))
+}
+
+/// How many of our datagrams the receiver's queue holds before it drops: fill an unread
+/// socket and count what can be read back. Also checks that the path works.
+fn queue_capacity(mode: SendMode) -> io::Result<(usize, u64)> {
+    let (rx, tx) = socket_pair()?;
+    let mut out = Blaster::new(&tx, mode)?;
+    let mut sent = 0;
+    while sent < 32_768 {
+        sent += out.send(out.max_batch())?;
+    }
+    let mut buf = [0u8; 64];
+    let mut n = 0u64;
+    loop {
+        match rx.recv(&mut buf) {
+            Ok(k) if buf[..k] == *DATAGRAM => n += 1,
+            Ok(k) => return Err(io::Error::other(format!("got a {k}-byte datagram"))),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
+        }
+    }
+    if n == 0 {
+        return Err(io::Error::other("no datagram arrived"));
+    }
+    Ok((rcvbuf(&rx), n))
+}
+
+// ---------------------------------------------------------------------------------------
+// One measurement.
+
+fn measure(v: Variant, w: &Workload) -> Result<Sample, String> {
+    let (rx_sock, tx_sock) = socket_pair().map_err(|e| format!("setup: {e}"))?;
+    let rx_addr = rx_sock.local_addr().map_err(|e| format!("setup: {e}"))?;
+    let (warmup, total) = (w.warmup, w.warmup + w.timed);
+    let (window, mode) = (w.window, w.mode);
+    let shared = Arc::new(Shared {
+        received: AtomicU64::new(0),
+        done: AtomicBool::new(false),
+    });
+    watchdog_arm(MEASUREMENT_LIMIT);
+    let (cpu_tx, cpu_rx) = pin_plan();
+    let sh = shared.clone();
+    let receiver = thread::Builder::new()
+        .name("pummel-receiver".into())
+        .spawn(move || {
+            pin_to(cpu_rx);
+            let rx = std::rc::Rc::new(Rx::new(warmup, total, sh.clone()));
+            match v {
+                Variant::XevIoUring => xev_side::receive(Backend::IoUring, rx_sock, &rx),
+                Variant::XevEpoll => xev_side::receive(Backend::Epoll, rx_sock, &rx),
+                Variant::XevAsyncIoUring => xev_async_side::receive(Backend::IoUring, rx_sock, &rx),
+                Variant::XevAsyncEpoll => xev_async_side::receive(Backend::Epoll, rx_sock, &rx),
+                Variant::RawIoUring => raw::receive(rx_sock, &rx),
+                Variant::Tokio => tokio_side::receive(rx_sock, &rx),
+            }
+            // The socket is closed by now; let the sender stop sending markers.
+            sh.done.store(true, Ordering::Release);
+            rx.marks()
+        })
+        .map_err(|e| format!("spawn: {e}"))?;
+    let sh = shared.clone();
+    let sender = thread::Builder::new()
+        .name("pummel-sender".into())
+        .spawn(move || {
+            pin_to(cpu_tx);
+            let r = sender(tx_sock, mode, total, window, &sh);
+            if r.is_err() {
+                // Nothing more will come: stop the receiver with end markers.
+                if let Ok(s) = UdpSocket::bind("127.0.0.1:0") {
+                    while !sh.done.load(Ordering::Acquire) {
+                        let _ = s.send_to(MARKER, rx_addr);
+                        thread::sleep(Duration::from_millis(2));
+                    }
+                }
+            }
+            r
+        })
+        .map_err(|e| format!("spawn: {e}"))?;
+    let stats = sender
+        .join()
+        .map_err(|_| "sender thread panicked".to_string())?;
+    let marks = receiver
+        .join()
+        .map_err(|_| "receiver thread panicked".to_string())?;
+    watchdog_disarm();
+    let stats = stats.map_err(|e| format!("sender: {e}"))?;
+    let (a, b) = marks?;
+    let n = (b.count - a.count) as f64;
+    let secs = (b.at - a.at).as_secs_f64();
+    let cpu = b.cpu.saturating_sub(a.cpu).as_secs_f64();
+    Ok(Sample {
+        per_sec: n / secs,
+        lost: stats.sent.saturating_sub(b.count),
+        allocs: b.allocs - a.allocs,
+        allocs_per_dgram: (b.allocs - a.allocs) as f64 / n,
+        rx_cpu_ns: cpu * 1e9 / n,
+        rx_busy: cpu / secs,
+        sender_wait: stats.waited.as_secs_f64() / stats.elapsed.as_secs_f64(),
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// CPU placement: XEV_BENCH_PIN=none | same (both threads on CPU 0) | split (the default:
+// sender on CPU 0, receiver on CPU 1).
+
+fn pin_mode() -> String {
+    std::env::var("XEV_BENCH_PIN").unwrap_or_else(|_| "split".into())
+}
+
+fn pin_plan() -> (Option<usize>, Option<usize>) {
+    match pin_mode().as_str() {
+        "same" => (Some(0), Some(0)),
+        "split" => (Some(0), Some(1)),
+        _ => (None, None),
+    }
+}
+
+fn pin_to(cpu: Option<usize>) {
+    let Some(cpu) = cpu else { return };
+    if let Err(e) = common::pin_thread(cpu) {
+        eprintln!("udp_pummel: cannot pin to CPU {cpu}: {e}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Watchdog: a measurement that hangs ends the process instead of the CI job's time.
+
+static EPOCH: OnceLock<Instant> = OnceLock::new();
+/// Milliseconds since EPOCH after which the process exits; 0: no deadline.
+static DEADLINE_MS: AtomicU64 = AtomicU64::new(0);
+
+fn watchdog_start() {
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    thread::Builder::new()
+        .name("pummel-watchdog".into())
+        .spawn(move || loop {
+            thread::sleep(Duration::from_millis(200));
+            let d = DEADLINE_MS.load(Ordering::Relaxed);
+            if d != 0 && epoch.elapsed().as_millis() as u64 > d {
+                eprintln!("udp_pummel: a measurement exceeded {MEASUREMENT_LIMIT:?}; exiting");
+                std::process::exit(2);
+            }
+        })
+        .expect("spawn watchdog");
+}
+
+fn watchdog_arm(limit: Duration) {
+    let now = EPOCH.get_or_init(Instant::now).elapsed();
+    DEADLINE_MS.store((now + limit).as_millis() as u64, Ordering::Relaxed);
+}
+
+fn watchdog_disarm() {
+    DEADLINE_MS.store(0, Ordering::Relaxed);
+}
+
+// ---------------------------------------------------------------------------------------
+// Report.
+
+fn header(quick: bool, capacity: Option<(usize, u64)>, mode: SendMode, window: u64) {
+    let argv: Vec<String> = std::env::args().collect();
+    let cmd = if quick {
+        "XEV_BENCH_QUICK=1 cargo bench --bench udp_pummel"
+    } else {
+        "cargo bench --bench udp_pummel"
+    };
+    let nproc = thread::available_parallelism().map_or(0, |n| n.get());
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into());
+    println!(
+        "udp_pummel: loopback UDP, one blocking sender thread, one receiver loop thread \
+         (only the receiver differs)"
+    );
+    println!("command: {cmd}");
+    println!("argv:    {}", argv.join(" "));
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into());
+    println!("nproc: {nproc}   cpu: {cpu}   kernel: {kernel}   loadavg: {load}");
+    println!(
+        "thread placement (XEV_BENCH_PIN): {}   ring entries: {ENTRIES}",
+        pin_mode()
+    );
+    println!(
+        "io_uring available: {}   mode: {}",
+        Backend::IoUring.is_available(),
+        if quick {
+            "quick (1 round)"
+        } else {
+            "full (median of 3 rounds, variants interleaved)"
+        }
+    );
+    match capacity {
+        Some((bytes, n)) => println!(
+            "receiver SO_RCVBUF (effective): {bytes} bytes = {n} queued {}-byte datagrams   \
+             flow-control window: {}",
+            DATAGRAM.len(),
+            if window == 0 {
+                "off (XEV_BENCH_WINDOW=0)".to_string()
+            } else {
+                format!("{window} datagrams")
+            }
+        ),
+        None => println!("receiver queue capacity: not measured"),
+    }
+    println!("sender: one blocking std socket, {}", mode.describe());
+}
+
+fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>], rounds: usize) {
+    println!();
+    println!(
+        "== udp_pummel 1v1: {}-byte datagrams, {} timed datagrams per run (+{} warm-up), \
+         {} round(s) ==",
+        DATAGRAM.len(),
+        w.timed,
+        w.warmup,
+        rounds
+    );
+    let med = |i: usize| -> Option<Sample> {
+        let s = &samples[i];
+        if s.is_empty() {
+            return None;
+        }
+        let m = |f: fn(&Sample) -> f64| common::median(s.iter().map(f).collect());
+        Some(Sample {
+            per_sec: m(|x| x.per_sec),
+            lost: s.iter().map(|x| x.lost).max().unwrap_or(0),
+            allocs: s.iter().map(|x| x.allocs).max().unwrap_or(0),
+            allocs_per_dgram: s.iter().map(|x| x.allocs_per_dgram).fold(0.0, f64::max),
+            rx_cpu_ns: m(|x| x.rx_cpu_ns),
+            rx_busy: m(|x| x.rx_busy),
+            sender_wait: m(|x| x.sender_wait),
+        })
+    };
+    let find = |want: Variant| variants.iter().position(|&v| v == want).and_then(med);
+    let reference = find(Variant::RawIoUring);
+    let tokio = find(Variant::Tokio);
+    let ratio = |s: &Sample, r: Option<Sample>| {
+        r.map_or("-".to_string(), |r| {
+            format!("{:.3}x", s.per_sec / r.per_sec)
+        })
+    };
+    println!(
+        "{:<22} {:>13} {:>16} {:>9} {:>10} {:>18} {:>12} {:>15} {:>8} {:>14}",
+        "variant",
+        "datagrams/s",
+        "vs raw io_uring",
+        "vs tokio",
+        "lost (max)",
+        "allocs/dgram (max)",
+        "allocs (max)",
+        "rx cpu ns/dgram",
+        "rx busy",
+        "sender waited"
+    );
+    for (i, v) in variants.iter().enumerate() {
+        match med(i) {
+            Some(s) => println!(
+                "{:<22} {:>13.0} {:>16} {:>9} {:>10} {:>18.4} {:>12} {:>15.0} {:>7.0}% {:>13.0}%",
+                v.name(),
+                s.per_sec,
+                ratio(&s, reference),
+                ratio(&s, tokio),
+                s.lost,
+                s.allocs_per_dgram,
+                s.allocs,
+                s.rx_cpu_ns,
+                s.rx_busy * 100.0,
+                s.sender_wait * 100.0
+            ),
+            None => println!("{:<22} {:>13}", v.name(), "failed"),
+        }
+    }
+    let rates: Vec<String> = variants
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let all: Vec<String> = samples[i]
+                .iter()
+                .map(|s| format!("{:.0}", s.per_sec))
+                .collect();
+            format!("{}: [{}]", v.name(), all.join(", "))
+        })
+        .collect();
+    println!("per-round datagrams/s: {}", rates.join("; "));
+    if let Some(t) = tokio {
+        for (i, v) in variants.iter().enumerate() {
+            if let Some(s) = med(i).filter(|_| v.is_xev()) {
+                let q = s.per_sec / t.per_sec;
+                println!(
+                    "target: {} >= tokio current_thread: {q:.3}x  {}",
+                    v.name(),
+                    if q >= 1.0 { "MET" } else { "MISSED" }
+                );
+            }
+        }
+    }
+    for (i, v) in variants.iter().enumerate() {
+        if let Some(s) = med(i).filter(|_| v.is_xev()) {
+            println!(
+                "target: {} allocations per datagram after warm-up = 0: {}  {}",
+                v.name(),
+                s.allocs,
+                if s.allocs == 0 { "MET" } else { "MISSED" }
+            );
+        }
+    }
+}
+
+/// Profiling filter: `XEV_BENCH_ONLY=epoll,tokio` keeps the variants whose name contains
+/// one of the words. Unset: everything.
+fn wanted(var: &str, name: &str) -> bool {
+    match std::env::var(var) {
+        Ok(v) if !v.trim().is_empty() => v.split(',').any(|w| name.contains(w.trim())),
+        _ => true,
+    }
+}
+
+fn env_u64(var: &str) -> Option<u64> {
+    std::env::var(var).ok().and_then(|v| v.trim().parse().ok())
+}
+
+fn main() {
+    let quick = common::quick();
+    let started = Instant::now();
+    let mut mode = SendMode::from_env();
+    let capacity = match queue_capacity(mode) {
+        Ok(c) => Some(c),
+        Err(e) if mode == SendMode::Gso => {
+            eprintln!("udp_pummel: UDP GSO sender unavailable ({e}); using plain sendmmsg");
+            mode = SendMode::Mmsg;
+            queue_capacity(mode).ok()
+        }
+        Err(e) => {
+            eprintln!("udp_pummel: measuring the receive queue: {e}");
+            None
+        }
+    };
+    let window = env_u64("XEV_BENCH_WINDOW").unwrap_or_else(|| match capacity {
+        Some((_, n)) => WINDOW.min(n / 2).max(SEGS as u64),
+        None => WINDOW,
+    });
+    header(quick, capacity, mode, window);
+    watchdog_start();
+    let (rounds, mut timed, warmup) = if quick {
+        (1, 20_000, 5_000)
+    } else {
+        (3, 1_000_000, 50_000)
+    };
+    if let Some(n) = env_u64("XEV_BENCH_DATAGRAMS") {
+        timed = n;
+    }
+    let w = Workload {
+        mode,
+        warmup,
+        timed,
+        window,
+    };
+    let uring = Backend::IoUring.is_available();
+    let variants: Vec<Variant> = [
+        Variant::XevIoUring,
+        Variant::XevEpoll,
+        Variant::XevAsyncIoUring,
+        Variant::XevAsyncEpoll,
+        Variant::RawIoUring,
+        Variant::Tokio,
+    ]
+    .into_iter()
+    .filter(|v| {
+        uring
+            || !matches!(
+                v,
+                Variant::XevIoUring | Variant::XevAsyncIoUring | Variant::RawIoUring
+            )
+    })
+    .filter(|v| wanted("XEV_BENCH_ONLY", v.name()))
+    .collect();
+    if !uring {
+        println!("io_uring is not available here: its variants are skipped");
+    }
+    let mut failed = false;
+    let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); variants.len()];
+    for _ in 0..rounds {
+        for (i, &v) in variants.iter().enumerate() {
+            match measure(v, &w) {
+                Ok(s) => samples[i].push(s),
+                Err(e) => {
+                    failed = true;
+                    eprintln!("udp_pummel: {}: {e}", v.name());
+                }
+            }
+        }
+    }
+    table(&w, &variants, &samples, rounds);
+    println!();
+    println!("total wall time: {:.1} s", started.elapsed().as_secs_f64());
+    if failed {
+        std::process::exit(1);
+    }
+}
