@@ -73,6 +73,9 @@ use std::sync::{Arc, Barrier, OnceLock};
 use std::thread::{self, JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
+use common::report::{per_round_line, ratio, ratio_target};
+use common::{sys, watchdog};
+
 use xev::notify::Notify;
 use xev::{Async, Backend, CallbackAction, Completion, Loop, Options, RunMode};
 
@@ -376,7 +379,7 @@ fn measure_xev(backend: Backend, w: &Workload) -> Result<Sample, String> {
     let pings = (0..n)
         .map(|i| Ping::Async(asyncs[i % objects].clone()))
         .collect();
-    watchdog_arm(MEASUREMENT_LIMIT);
+    watchdog::arm(MEASUREMENT_LIMIT);
     pin_to(pin_plan(w.kind).map(|(lp, _)| lp));
     let workers = spawn_workers(w, &shared, pings);
     let wakeups = Arc::new(AtomicU64::new(0));
@@ -428,7 +431,7 @@ fn measure_xev(backend: Backend, w: &Workload) -> Result<Sample, String> {
         ));
     }
     join_workers(workers)?;
-    watchdog_disarm();
+    watchdog::disarm();
     drop(lp);
     Ok(sample.expect("two phases"))
 }
@@ -470,6 +473,37 @@ where
     sample.expect("two phases")
 }
 
+/// A loop-side task of phase `phase` (`count`: its round trips, ping-pong), waiting with
+/// `notified`: ping-pong: pong worker `i` at each wake-up, `count` times; pummel: until a
+/// wake-up sees every worker done. Returns the wake-ups seen.
+async fn serve<F: Future<Output = ()>>(
+    kind: Kind,
+    shared: &Shared,
+    i: usize,
+    phase: usize,
+    count: u64,
+    notified: impl Fn() -> F,
+) -> u64 {
+    let mut seen = 0;
+    match kind {
+        Kind::PingPong => {
+            while seen < count {
+                notified().await;
+                seen += 1;
+                shared.pongs[i].send();
+            }
+        }
+        Kind::Pummel => loop {
+            notified().await;
+            seen += 1;
+            if shared.all_done(phase) {
+                break;
+            }
+        },
+    }
+    seen
+}
+
 fn measure_xev_async(backend: Backend, w: &Workload) -> Result<Sample, String> {
     let n = w.threads;
     let shared = Shared::new(n);
@@ -482,36 +516,17 @@ fn measure_xev_async(backend: Backend, w: &Workload) -> Result<Sample, String> {
     let pings = (0..n)
         .map(|i| Ping::Notify(notifies[i % objects].clone()))
         .collect();
-    watchdog_arm(MEASUREMENT_LIMIT);
+    watchdog::arm(MEASUREMENT_LIMIT);
     pin_to(pin_plan(w.kind).map(|(lp, _)| lp));
     let workers = spawn_workers(w, &shared, pings);
     let kind = w.kind;
     let sample = rt.block_on(task_phases(w, &shared, |i, phase, count| {
         let notify = notifies[i].clone();
         let shared = shared.clone();
-        xev::spawn(async move {
-            let mut seen = 0;
-            match kind {
-                Kind::PingPong => {
-                    while seen < count {
-                        notify.notified().await;
-                        seen += 1;
-                        shared.pongs[i].send();
-                    }
-                }
-                Kind::Pummel => loop {
-                    notify.notified().await;
-                    seen += 1;
-                    if shared.all_done(phase) {
-                        break;
-                    }
-                },
-            }
-            seen
-        })
+        xev::spawn(async move { serve(kind, &shared, i, phase, count, || notify.notified()).await })
     }));
     join_workers(workers)?;
-    watchdog_disarm();
+    watchdog::disarm();
     Ok(sample)
 }
 
@@ -529,36 +544,19 @@ fn measure_tokio(w: &Workload) -> Result<Sample, String> {
     let pings = (0..n)
         .map(|i| Ping::Tokio(notifies[i % objects].clone()))
         .collect();
-    watchdog_arm(MEASUREMENT_LIMIT);
+    watchdog::arm(MEASUREMENT_LIMIT);
     pin_to(pin_plan(w.kind).map(|(lp, _)| lp));
     let workers = spawn_workers(w, &shared, pings);
     let kind = w.kind;
     let sample = rt.block_on(task_phases(w, &shared, |i, phase, count| {
         let notify = notifies[i].clone();
         let shared = shared.clone();
-        tokio::spawn(async move {
-            let mut seen = 0;
-            match kind {
-                Kind::PingPong => {
-                    while seen < count {
-                        notify.notified().await;
-                        seen += 1;
-                        shared.pongs[i].send();
-                    }
-                }
-                Kind::Pummel => loop {
-                    notify.notified().await;
-                    seen += 1;
-                    if shared.all_done(phase) {
-                        break;
-                    }
-                },
-            }
-            seen
-        })
+        tokio::spawn(
+            async move { serve(kind, &shared, i, phase, count, || notify.notified()).await },
+        )
     }));
     join_workers(workers)?;
-    watchdog_disarm();
+    watchdog::disarm();
     Ok(sample)
 }
 
@@ -585,38 +583,21 @@ fn measure(v: Variant, w: &Workload) -> Result<Sample, String> {
 // context switch and the loop side's own costs (syscalls, queues) make the difference.
 
 fn pin_mode(kind: Kind) -> String {
-    std::env::var("XEV_BENCH_PIN").unwrap_or_else(|_| {
-        match kind {
-            Kind::PingPong => "same",
-            Kind::Pummel => "none",
-        }
-        .into()
+    sys::pin_mode(match kind {
+        Kind::PingPong => "same",
+        Kind::Pummel => "none",
     })
 }
 
 /// (loop side, workers), when pinning.
 fn pin_plan(kind: Kind) -> Option<(usize, usize)> {
-    match pin_mode(kind).as_str() {
-        "same" => Some((0, 0)),
-        "split" => Some((0, 1)),
-        _ => None,
-    }
+    sys::pin_plan(&pin_mode(kind))
 }
 
+/// Restrict the calling thread to `cpus`; a failure is only reported.
 fn set_affinity(cpus: &[usize]) {
-    // SAFETY: cpu_set_t is plain data; CPU_SET writes inside it; sched_setaffinity(0, ..)
-    // applies to the calling thread and only reads the set.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        for &cpu in cpus {
-            libc::CPU_SET(cpu, &mut set);
-        }
-        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            eprintln!(
-                "async_wakeup: cannot set the CPU affinity to {cpus:?}: {}",
-                io::Error::last_os_error()
-            );
-        }
+    if let Err(e) = sys::set_affinity(cpus) {
+        eprintln!("async_wakeup: cannot set the CPU affinity to {cpus:?}: {e}");
     }
 }
 
@@ -634,73 +615,16 @@ fn unpin(kind: Kind) {
 }
 
 // ---------------------------------------------------------------------------------------
-// Watchdog: a measurement that hangs (a lost wake-up) ends the process.
-
-static EPOCH: OnceLock<Instant> = OnceLock::new();
-/// Milliseconds since EPOCH after which the process exits; 0: no deadline.
-static DEADLINE_MS: AtomicU64 = AtomicU64::new(0);
-
-fn watchdog_start() {
-    let epoch = *EPOCH.get_or_init(Instant::now);
-    thread::Builder::new()
-        .name("wakeup-watchdog".into())
-        .spawn(move || loop {
-            thread::sleep(Duration::from_millis(100));
-            let d = DEADLINE_MS.load(Ordering::Relaxed);
-            if d != 0 && epoch.elapsed().as_millis() as u64 > d {
-                eprintln!(
-                    "async_wakeup: a measurement exceeded {MEASUREMENT_LIMIT:?} (lost \
-                     wake-up?); exiting"
-                );
-                std::process::exit(2);
-            }
-        })
-        .expect("spawn watchdog");
-}
-
-fn watchdog_arm(limit: Duration) {
-    let now = EPOCH.get_or_init(Instant::now).elapsed();
-    DEADLINE_MS.store((now + limit).as_millis() as u64, Ordering::Relaxed);
-}
-
-fn watchdog_disarm() {
-    DEADLINE_MS.store(0, Ordering::Relaxed);
-}
-
-// ---------------------------------------------------------------------------------------
 // Report.
 
 fn header(quick: bool, rounds: usize) {
-    let argv: Vec<String> = std::env::args().collect();
-    let cmd = if quick {
-        "XEV_BENCH_QUICK=1 cargo bench --bench async_wakeup"
-    } else {
-        "cargo bench --bench async_wakeup"
-    };
-    let nproc = thread::available_parallelism().map_or(0, |n| n.get());
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into());
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into());
-    let load = std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".into());
     println!(
         "async_wakeup: cross-thread wake-ups of a loop (libxev's async1..8 and \
          async_pummel_1..8){}",
         if quick { "  [QUICK]" } else { "" }
     );
-    println!("command: {cmd}");
-    println!("argv:    {}", argv.join(" "));
-    println!("nproc: {nproc}   cpu: {cpu}   kernel: {kernel}   loadavg: {load}");
+    sys::print_command("async_wakeup", quick);
+    println!("{}", sys::machine());
     println!(
         "thread placement (XEV_BENCH_PIN): ping-pong {}, pummel {}   io_uring available: {}",
         pin_mode(Kind::PingPong),
@@ -804,9 +728,7 @@ fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>], rounds: us
             println!("{:<22} {:>14}", v.name(), "failed");
             continue;
         };
-        let ratio = reference.map_or("-".to_string(), |r| {
-            format!("{:.3}x", s.per_sec / r.per_sec)
-        });
+        let ratio = ratio(s.per_sec, reference.map(|r| r.per_sec));
         match w.kind {
             Kind::PingPong => println!(
                 "{:<22} {:>14.0} {:>10} {:>8.2} {:>12.2} {:>16.6} {:>12}",
@@ -836,15 +758,14 @@ fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>], rounds: us
         Kind::PingPong => "round trips/s",
         Kind::Pummel => "notifies/s",
     };
-    let rates: Vec<String> = variants
-        .iter()
-        .zip(samples)
-        .map(|(v, s)| {
-            let all: Vec<String> = s.iter().map(|x| format!("{:.0}", x.per_sec())).collect();
-            format!("{}: [{}]", v.name(), all.join(", "))
-        })
-        .collect();
-    println!("per-round {unit}: {}", rates.join("; "));
+    per_round_line(
+        unit,
+        0,
+        variants
+            .iter()
+            .zip(samples)
+            .map(|(v, s)| (v.name(), s.iter().map(Sample::per_sec).collect())),
+    );
     // Targets: asyncN, N = 1: xev >= tokio; async_pummel_N: xev >= tokio (notifies/s).
     if let Some(r) = reference {
         if w.kind == Kind::Pummel || w.threads == 1 {
@@ -852,12 +773,11 @@ fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>], rounds: us
                 let (true, Some(s)) = (v.is_xev(), s) else {
                     continue;
                 };
-                let q = s.per_sec / r.per_sec;
-                println!(
-                    "target: {} {} >= tokio ({unit}): {q:.3}x  {}",
-                    w.title(),
-                    v.name(),
-                    if q >= 1.0 { "MET" } else { "MISSED" }
+                ratio_target(
+                    &format!("{} {}", w.title(), v.name()),
+                    &format!("tokio ({unit})"),
+                    s.per_sec / r.per_sec,
+                    1.0,
                 );
             }
         }
@@ -870,17 +790,11 @@ fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>], rounds: us
             (v.is_xev() && s.allocs > 0).then(|| format!("{} {:.6}", v.name(), s.allocs_per_wakeup))
         })
         .collect();
+    let what = format!("{} xev 0 allocations per wake-up after warm-up", w.title());
     if allocating.is_empty() {
-        println!(
-            "target: {} xev 0 allocations per wake-up after warm-up: MET",
-            w.title()
-        );
+        println!("target: {what}: MET");
     } else {
-        println!(
-            "target: {} xev 0 allocations per wake-up after warm-up: MISSED ({})",
-            w.title(),
-            allocating.join(", ")
-        );
+        println!("target: {what}: MISSED ({})", allocating.join(", "));
     }
 }
 
@@ -914,26 +828,6 @@ fn summary_table(kind: Kind, done: &[(Workload, Vec<Option<Summary>>)], variants
     }
 }
 
-/// Profiling filter: with `var` set, keep the names containing one of its
-/// comma-separated words. Unset: everything.
-fn wanted(var: &str, name: &str) -> bool {
-    match std::env::var(var) {
-        Ok(v) if !v.trim().is_empty() => v.split(',').any(|w| name.contains(w.trim())),
-        _ => true,
-    }
-}
-
-fn wanted_threads(n: usize) -> bool {
-    match std::env::var("XEV_BENCH_THREADS") {
-        Ok(v) if !v.trim().is_empty() => v.split(',').any(|w| w.trim() == n.to_string()),
-        _ => true,
-    }
-}
-
-fn env_u64(var: &str) -> Option<u64> {
-    std::env::var(var).ok().and_then(|v| v.parse().ok())
-}
-
 fn main() {
     let quick = common::quick();
     let started = Instant::now();
@@ -945,32 +839,35 @@ fn main() {
         (FULL_ROUNDS, 20_000, FULL_ROUND_TRIPS, 20, FULL_PUMMEL_MS)
     };
     let mut rt_per_thread = None;
-    if let Some(n) = env_u64("XEV_BENCH_ROUND_TRIPS") {
+    if let Some(n) = common::env_parse::<u64>("XEV_BENCH_ROUND_TRIPS") {
         rt_per_thread = Some(n);
     }
-    if let Some(n) = env_u64("XEV_BENCH_PUMMEL_MS") {
+    if let Some(n) = common::env_parse::<u64>("XEV_BENCH_PUMMEL_MS") {
         pm = n;
     }
-    if let Some(n) = env_u64("XEV_BENCH_ROUNDS") {
+    if let Some(n) = common::env_parse::<u64>("XEV_BENCH_ROUNDS") {
         rounds = n.max(1) as usize;
     }
     header(quick, rounds);
-    watchdog_start();
-    let uring = Backend::IoUring.is_available();
-    if !uring {
-        println!("io_uring is not available here: its variants are skipped");
-    }
-    let variants: Vec<Variant> = [
-        Variant::XevIoUring,
-        Variant::XevEpoll,
-        Variant::XevAsyncIoUring,
-        Variant::XevAsyncEpoll,
-        Variant::Tokio,
-    ]
-    .into_iter()
-    .filter(|&v| uring || v.backend() != Backend::IoUring)
-    .filter(|v| wanted("XEV_BENCH_ONLY", v.name()))
-    .collect();
+    watchdog::start(
+        "wakeup-watchdog",
+        Duration::from_millis(100),
+        format!(
+            "async_wakeup: a measurement exceeded {MEASUREMENT_LIMIT:?} (lost wake-up?); \
+             exiting"
+        ),
+    );
+    let variants = common::report::select(
+        &[
+            Variant::XevIoUring,
+            Variant::XevEpoll,
+            Variant::XevAsyncIoUring,
+            Variant::XevAsyncEpoll,
+            Variant::Tokio,
+        ],
+        Variant::name,
+        |v| v.backend() == Backend::IoUring,
+    );
     let mut workloads = Vec::new();
     rt = rt.max(1);
     for (kind, word) in [(Kind::PingPong, "async"), (Kind::Pummel, "pummel")] {
@@ -981,7 +878,10 @@ fn main() {
         if !keep {
             continue;
         }
-        for threads in THREADS.into_iter().filter(|&n| wanted_threads(n)) {
+        for threads in THREADS
+            .into_iter()
+            .filter(|&n| common::wanted_number("XEV_BENCH_THREADS", n))
+        {
             let t = threads as u64;
             let (warmup, timed) = match kind {
                 Kind::PingPong => (
@@ -1001,18 +901,13 @@ fn main() {
     let mut failed = false;
     let mut done = Vec::new();
     for w in &workloads {
-        let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); variants.len()];
-        for _ in 0..rounds {
-            for (i, &v) in variants.iter().enumerate() {
-                match measure(v, w) {
-                    Ok(s) => samples[i].push(s),
-                    Err(e) => {
-                        failed = true;
-                        eprintln!("async_wakeup: {} / {}: {e}", w.title(), v.name());
-                    }
-                }
-            }
-        }
+        let samples = common::report::interleaved(
+            rounds,
+            &variants,
+            &mut failed,
+            |v| measure(v, w),
+            |v| format!("async_wakeup: {} / {}", w.title(), v.name()),
+        );
         table(w, &variants, &samples, rounds);
         done.push((*w, samples.iter().map(|s| summarize(s)).collect()));
     }
@@ -1028,9 +923,5 @@ fn main() {
          timed phase, all threads (max over rounds), per round trip or per loop-side \
          wake-up; vs tokio = rate / tokio current_thread's (>= 1 is no slower)."
     );
-    println!();
-    println!("bench duration: {:.1} s", started.elapsed().as_secs_f64());
-    if failed {
-        std::process::exit(1);
-    }
+    common::report::finish("bench duration", started, failed);
 }

@@ -224,18 +224,14 @@ fn table(shape: Shape, n: usize, rounds: usize, variants: &[Variant], samples: &
             ratio
         );
     }
-    let rates: Vec<String> = variants
-        .iter()
-        .zip(samples)
-        .map(|(v, s)| {
-            let all: Vec<String> = s
-                .iter()
-                .map(|x| format!("{:.1}", x.total.as_nanos() as f64 / n as f64))
-                .collect();
-            format!("{}: [{}]", v.name(), all.join(", "))
-        })
-        .collect();
-    println!("per-round ns/task: {}", rates.join("; "));
+    common::report::per_round_line(
+        "ns/task",
+        1,
+        variants.iter().zip(samples).map(|(v, s)| {
+            let ns = s.iter().map(|x| x.total.as_nanos() as f64 / n as f64);
+            (v.name(), ns.collect())
+        }),
+    );
     if let Some(r) = reference {
         for (v, s) in variants.iter().zip(&sums) {
             let (Variant::XevIoUring | Variant::XevEpoll, Some(s)) = (v, s) else {
@@ -248,15 +244,6 @@ fn table(shape: Shape, n: usize, rounds: usize, variants: &[Variant], samples: &
                 if q <= 1.0 { "MET" } else { "MISSED" }
             );
         }
-    }
-}
-
-/// Profiling filter: with `var` set, keep the names containing one of its
-/// comma-separated words. Unset: everything.
-fn wanted(var: &str, name: &str) -> bool {
-    match std::env::var(var) {
-        Ok(v) if !v.trim().is_empty() => v.split(',').any(|w| name.contains(w.trim())),
-        _ => true,
     }
 }
 
@@ -297,13 +284,13 @@ fn main() {
     ]
     .into_iter()
     .filter(|&v| uring || v != Variant::XevIoUring)
-    .filter(|v| wanted("XEV_BENCH_ONLY", v.name()))
+    .filter(|v| common::wanted("XEV_BENCH_ONLY", v.name()))
     .collect();
     let mut failed = false;
     let shapes = [(Shape::AllThenJoin, "all"), (Shape::OneAtATime, "one")];
     for (shape, _) in shapes
         .into_iter()
-        .filter(|(_, word)| wanted("XEV_SPAWN_SHAPE", word))
+        .filter(|(_, word)| common::wanted("XEV_SPAWN_SHAPE", word))
     {
         let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); variants.len()];
         for _ in 0..rounds {

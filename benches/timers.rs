@@ -41,7 +41,7 @@ static A: common::Counting = common::Counting;
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::process::Command;
 use std::rc::Rc;
@@ -250,6 +250,24 @@ impl Done {
     }
 }
 
+/// Run a task-per-timer `batch` (its (insert, dispatch) times and insert allocations),
+/// reading CPU time and allocations around it.
+async fn measured(batch: impl Future<Output = (Duration, Duration, u64)>) -> Sample {
+    let allocs = common::allocations();
+    let cpu = common::cpu_time();
+    let (insert, dispatch, insert_allocs) = batch.await;
+    let cpu = common::cpu_time() - cpu;
+    let allocs = common::allocations() - allocs;
+    Sample {
+        cpu,
+        wall: insert + dispatch,
+        insert,
+        dispatch,
+        allocs,
+        insert_allocs,
+    }
+}
+
 fn run_tokio(n: usize, warm: usize) -> Sample {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -257,19 +275,7 @@ fn run_tokio(n: usize, warm: usize) -> Sample {
         .expect("tokio runtime");
     rt.block_on(async {
         tokio_batch(warm, true).await;
-        let allocs = common::allocations();
-        let cpu = common::cpu_time();
-        let (insert, dispatch, insert_allocs) = tokio_batch(n, false).await;
-        let cpu = common::cpu_time() - cpu;
-        let allocs = common::allocations() - allocs;
-        Sample {
-            cpu,
-            wall: insert + dispatch,
-            insert,
-            dispatch,
-            allocs,
-            insert_allocs,
-        }
+        measured(tokio_batch(n, false)).await
     })
 }
 
@@ -308,19 +314,7 @@ fn run_xev_async(backend: Backend, n: usize, warm: usize) -> Result<Sample, Stri
         .map_err(|e| format!("xev::rt::Builder::build: {e}"))?;
     Ok(rt.block_on(async {
         xev_async_batch(warm, true).await;
-        let allocs = common::allocations();
-        let cpu = common::cpu_time();
-        let (insert, dispatch, insert_allocs) = xev_async_batch(n, false).await;
-        let cpu = common::cpu_time() - cpu;
-        let allocs = common::allocations() - allocs;
-        Sample {
-            cpu,
-            wall: insert + dispatch,
-            insert,
-            dispatch,
-            allocs,
-            insert_allocs,
-        }
+        measured(xev_async_batch(n, false)).await
     }))
 }
 

@@ -1,7 +1,16 @@
 //! Shared helpers for the benchmark programs: a counting global allocator, CPU time and
-//! peak RSS from the kernel, and table printing. Each bench does `mod common;` and
-//! installs `common::COUNTING` as its `#[global_allocator]`.
+//! peak RSS from the kernel, the environment knobs, and (in the submodules) the report,
+//! the machine header and CPU pinning, the watchdog, and what the network benches share.
+//! Each bench does `mod common;` and installs `common::Counting` as its
+//! `#[global_allocator]`.
 #![allow(dead_code)]
+
+pub mod net;
+pub mod report;
+pub mod roundtrip;
+pub mod sys;
+pub mod uring;
+pub mod watchdog;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -100,16 +109,25 @@ pub fn thread_cpu_time() -> Duration {
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
-/// Pin the calling thread to one CPU (`sched_setaffinity`).
-pub fn pin_thread(cpu: usize) -> std::io::Result<()> {
-    // SAFETY: cpu_set_t is plain data; CPU_SET writes inside it; sched_setaffinity(0, ..)
-    // applies to the calling thread and only reads the set.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
+/// Profiling filter: with `var` set, keep the names containing one of its
+/// comma-separated words. Unset (or blank): everything.
+pub fn wanted(var: &str, name: &str) -> bool {
+    match std::env::var(var) {
+        Ok(v) if !v.trim().is_empty() => v.split(',').any(|w| name.contains(w.trim())),
+        _ => true,
     }
-    Ok(())
+}
+
+/// Profiling filter on a number (`XEV_BENCH_CONNS=1,100`, `XEV_BENCH_THREADS=1,8`): with
+/// `var` set, keep `n` if it is one of its comma-separated values. Unset: everything.
+pub fn wanted_number(var: &str, n: usize) -> bool {
+    match std::env::var(var) {
+        Ok(v) if !v.trim().is_empty() => v.split(',').any(|w| w.trim() == n.to_string()),
+        _ => true,
+    }
+}
+
+/// A numeric knob: `var` parsed as is (not trimmed); None when unset or not a number.
+pub fn env_parse<T: std::str::FromStr>(var: &str) -> Option<T> {
+    std::env::var(var).ok().and_then(|v| v.parse().ok())
 }

@@ -3,21 +3,11 @@
 //! RECV / SEND in `user_data`), one `submit_and_wait(1)` per iteration, CQEs in a batch.
 
 use super::*;
-use io_uring::{opcode, squeue, types, IoUring};
+use io_uring::{opcode, squeue, types};
 use std::os::fd::{AsRawFd, RawFd};
 
 const RECV: u64 = 0;
 const SEND: u64 = 1;
-
-/// The same ring setup xev uses (falling back the same way).
-fn ring() -> io::Result<IoUring> {
-    IoUring::builder()
-        .setup_coop_taskrun()
-        .setup_single_issuer()
-        .setup_defer_taskrun()
-        .build(ENTRIES)
-        .or_else(|_| IoUring::builder().build(ENTRIES))
-}
 
 /// One direction's `msghdr` with its address and its one `iovec`, boxed so that the
 /// pointers inside stay valid while the kernel holds them.
@@ -98,7 +88,7 @@ fn drive<S>(
     start: impl FnOnce(&mut S, &mut Vec<squeue::Entry>),
     mut on_cqe: impl FnMut(&mut S, u64, i32, &mut Vec<squeue::Entry>),
 ) -> io::Result<()> {
-    let mut ring = ring()?;
+    let mut ring = common::uring::ring(ENTRIES)?;
     let (submitter, mut sq, mut cq) = ring.split();
     let mut out: Vec<squeue::Entry> = Vec::with_capacity(8);
     let mut inflight = 0usize;
@@ -122,10 +112,8 @@ fn drive<S>(
             break Ok(());
         }
         sq.sync();
-        match submitter.submit_and_wait(1) {
-            Ok(_) => {}
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY)) => {}
-            Err(e) => break Err(e),
+        if let Err(e) = common::uring::submit_and_wait_one(&submitter) {
+            break Err(e);
         }
         cq.sync();
         for cqe in &mut cq {

@@ -7,24 +7,8 @@
 use super::*;
 use xev::net::UdpSocket as XevUdp;
 
-fn run<F: std::future::Future<Output = ()>>(
-    backend: Backend,
-    ctr: &Counter,
-    f: impl FnOnce() -> F,
-) {
-    let rt = match xev::rt::Builder::new()
-        .backend(backend)
-        .entries(ENTRIES)
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => return ctr.fail(format!("xev runtime: {e}")),
-    };
-    rt.block_on(f());
-}
-
 pub(crate) fn client(backend: Backend, sock: UdpSocket, to: SocketAddr, ctr: &Rc<Counter>) {
-    run(backend, ctr, || async move {
+    common::roundtrip::xev_async_run(backend, ENTRIES, ctr, || async move {
         let s = XevUdp::from(sock);
         let mut buf: Box<[u8]> = vec![0u8; RECV_BUF].into_boxed_slice();
         while ctr.claim() {
@@ -47,7 +31,7 @@ pub(crate) fn client(backend: Backend, sock: UdpSocket, to: SocketAddr, ctr: &Rc
 }
 
 pub(crate) fn server(backend: Backend, sock: UdpSocket, ctr: &Rc<Counter>) {
-    run(backend, ctr, || async move {
+    common::roundtrip::xev_async_run(backend, ENTRIES, ctr, || async move {
         let s = XevUdp::from(sock);
         let mut rbuf: Box<[u8]> = vec![0u8; RECV_BUF].into_boxed_slice();
         let mut sbuf: Vec<u8> = Vec::with_capacity(RECV_BUF);

@@ -48,10 +48,13 @@ use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
+
+use common::net::Variant;
+use common::report::{per_round_line, ratio, ratio_target};
+use common::roundtrip::{Counter, Sample};
+use common::{sys, watchdog};
 
 use xev::{
     Backend, Buffer, CallbackAction, Completion, CompletionState, Loop, Op, OpResult, Options,
@@ -77,127 +80,8 @@ struct Workload {
     timed: u64,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Variant {
-    XevIoUring,
-    XevEpoll,
-    XevAsyncIoUring,
-    XevAsyncEpoll,
-    RawIoUring,
-    Tokio,
-}
-
-impl Variant {
-    fn name(self) -> &'static str {
-        match self {
-            Variant::XevIoUring => "xev io_uring",
-            Variant::XevEpoll => "xev epoll",
-            Variant::XevAsyncIoUring => "xev async io_uring",
-            Variant::XevAsyncEpoll => "xev async epoll",
-            Variant::RawIoUring => "raw io_uring (ref)",
-            Variant::Tokio => "tokio current_thread",
-        }
-    }
-}
-
-/// One measurement's figures.
-#[derive(Clone, Copy)]
-struct Sample {
-    per_sec: f64,
-    /// Allocations (all threads) during the timed section.
-    allocs: u64,
-    allocs_per_rt: f64,
-    cpu_us_per_rt: f64,
-}
-
 // ---------------------------------------------------------------------------------------
-// Round-trip accounting shared by every client implementation (one per client thread).
-
-#[derive(Clone, Copy)]
-struct Mark {
-    at: Instant,
-    allocs: u64,
-    cpu: Duration,
-}
-
-impl Mark {
-    fn now() -> Mark {
-        // Read the counters before the clock on the way in and after it on the way out
-        // would be marginally tighter; the difference is one getrusage call.
-        Mark {
-            at: Instant::now(),
-            allocs: common::allocations(),
-            cpu: common::cpu_time(),
-        }
-    }
-}
-
-/// Counts round trips across all connections of one client: `claim` before sending,
-/// `complete` when the whole reply is in. Marks the timed section's start when `warmup`
-/// round trips are done and its end when all `total` are.
-struct Counter {
-    warmup: u64,
-    total: u64,
-    sent: Cell<u64>,
-    done: Cell<u64>,
-    start: Cell<Option<Mark>>,
-    end: Cell<Option<Mark>>,
-    error: RefCell<Option<String>>,
-}
-
-impl Counter {
-    fn new(warmup: u64, total: u64) -> Counter {
-        Counter {
-            warmup,
-            total,
-            sent: Cell::new(0),
-            done: Cell::new(0),
-            start: Cell::new(None),
-            end: Cell::new(None),
-            error: RefCell::new(None),
-        }
-    }
-
-    /// Take the right to send one more message; false when all are spoken for.
-    fn claim(&self) -> bool {
-        let s = self.sent.get();
-        if s < self.total {
-            self.sent.set(s + 1);
-            true
-        } else {
-            false
-        }
-    }
-
-    fn complete(&self) {
-        let d = self.done.get() + 1;
-        self.done.set(d);
-        if d == self.warmup {
-            self.start.set(Some(Mark::now()));
-        }
-        if d == self.total {
-            self.end.set(Some(Mark::now()));
-        }
-    }
-
-    fn fail(&self, what: String) {
-        self.error.borrow_mut().get_or_insert(what);
-    }
-
-    fn marks(&self) -> Result<(Mark, Mark), String> {
-        if let Some(e) = self.error.borrow().clone() {
-            return Err(e);
-        }
-        match (self.start.get(), self.end.get()) {
-            (Some(a), Some(b)) => Ok((a, b)),
-            _ => Err(format!(
-                "client stopped after {} of {} round trips",
-                self.done.get(),
-                self.total
-            )),
-        }
-    }
-}
+// Round-trip accounting: `common::roundtrip`'s `Counter`, one per client thread.
 
 /// Drop the first `n` bytes of a send buffer after a short send.
 fn advance(buf: &mut Buffer, n: usize) {
@@ -249,12 +133,12 @@ fn measure(v: Variant, w: &Workload) -> Result<Sample, String> {
     let (clients, servers) = socket_pairs(w.conns).map_err(|e| format!("setup: {e}"))?;
     sanity_check(&clients[0], &servers[0]).map_err(|e| format!("setup: {e}"))?;
     let (warmup, total, msg) = (w.warmup, w.warmup + w.timed, w.msg);
-    watchdog_arm(MEASUREMENT_LIMIT);
-    let (cpu_client, cpu_server) = pin_plan();
+    watchdog::arm(MEASUREMENT_LIMIT);
+    let (cpu_client, cpu_server) = common::net::pin_plan();
     let server = thread::Builder::new()
         .name("pingpong-server".into())
         .spawn(move || {
-            pin_to(cpu_server);
+            sys::pin_to("pingpong", cpu_server);
             let ctr = Rc::new(Counter::new(0, 0));
             match v {
                 Variant::XevIoUring => xev_server(Backend::IoUring, &servers, &ctr),
@@ -265,14 +149,13 @@ fn measure(v: Variant, w: &Workload) -> Result<Sample, String> {
                 Variant::Tokio => tokio_server(servers, &ctr),
             }
             // Sockets (if not moved into a runtime) are closed here, when `servers` drops.
-            let e = ctr.error.borrow().clone();
-            e
+            ctr.error()
         })
         .map_err(|e| format!("spawn: {e}"))?;
     let client = thread::Builder::new()
         .name("pingpong-client".into())
         .spawn(move || {
-            pin_to(cpu_client);
+            sys::pin_to("pingpong", cpu_client);
             let ctr = Rc::new(Counter::new(warmup, total));
             match v {
                 Variant::XevIoUring => xev_client(Backend::IoUring, &clients, &ctr, msg),
@@ -292,128 +175,16 @@ fn measure(v: Variant, w: &Workload) -> Result<Sample, String> {
     let server_err = server
         .join()
         .map_err(|_| "server thread panicked".to_string())?;
-    watchdog_disarm();
+    watchdog::disarm();
     if let Some(e) = server_err {
         return Err(e);
     }
     let (a, b) = marks?;
-    let n = w.timed as f64;
-    let secs = (b.at - a.at).as_secs_f64();
-    Ok(Sample {
-        per_sec: n / secs,
-        allocs: b.allocs - a.allocs,
-        allocs_per_rt: (b.allocs - a.allocs) as f64 / n,
-        cpu_us_per_rt: (b.cpu.saturating_sub(a.cpu)).as_secs_f64() * 1e6 / n,
-    })
-}
-
-// ---------------------------------------------------------------------------------------
-// CPU placement: XEV_BENCH_PIN=none | same (both threads on CPU 0) | split (the default:
-// client on CPU 0, server on CPU 1).
-
-fn pin_mode() -> String {
-    std::env::var("XEV_BENCH_PIN").unwrap_or_else(|_| "split".into())
-}
-
-fn pin_plan() -> (Option<usize>, Option<usize>) {
-    match pin_mode().as_str() {
-        "same" => (Some(0), Some(0)),
-        "split" => (Some(0), Some(1)),
-        _ => (None, None),
-    }
-}
-
-fn pin_to(cpu: Option<usize>) {
-    let Some(cpu) = cpu else { return };
-    // SAFETY: cpu_set_t is plain data; CPU_SET writes inside it; sched_setaffinity(0, ..)
-    // applies to the calling thread and only reads the set.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            eprintln!(
-                "pingpong: cannot pin to CPU {cpu}: {}",
-                io::Error::last_os_error()
-            );
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// Watchdog: a measurement that hangs ends the process instead of the CI job's time.
-
-static EPOCH: OnceLock<Instant> = OnceLock::new();
-/// Milliseconds since EPOCH after which the process exits; 0: no deadline.
-static DEADLINE_MS: AtomicU64 = AtomicU64::new(0);
-
-fn watchdog_start() {
-    let epoch = *EPOCH.get_or_init(Instant::now);
-    thread::Builder::new()
-        .name("pingpong-watchdog".into())
-        .spawn(move || loop {
-            thread::sleep(Duration::from_millis(200));
-            let d = DEADLINE_MS.load(Ordering::Relaxed);
-            if d != 0 && epoch.elapsed().as_millis() as u64 > d {
-                eprintln!("pingpong: a measurement exceeded {MEASUREMENT_LIMIT:?}; exiting");
-                std::process::exit(2);
-            }
-        })
-        .expect("spawn watchdog");
-}
-
-fn watchdog_arm(limit: Duration) {
-    let now = EPOCH.get_or_init(Instant::now).elapsed();
-    DEADLINE_MS.store((now + limit).as_millis() as u64, Ordering::Relaxed);
-}
-
-fn watchdog_disarm() {
-    DEADLINE_MS.store(0, Ordering::Relaxed);
+    Ok(Sample::between(a, b, w.timed))
 }
 
 // ---------------------------------------------------------------------------------------
 // Report.
-
-fn header(quick: bool) {
-    let argv: Vec<String> = std::env::args().collect();
-    let cmd = if quick {
-        "XEV_BENCH_QUICK=1 cargo bench --bench pingpong"
-    } else {
-        "cargo bench --bench pingpong"
-    };
-    let nproc = thread::available_parallelism().map_or(0, |n| n.get());
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into());
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into());
-    println!("pingpong: loopback TCP echo, client and server loops on two threads");
-    println!("command: {cmd}");
-    println!("argv:    {}", argv.join(" "));
-    let load = std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".into());
-    println!("nproc: {nproc}   cpu: {cpu}   kernel: {kernel}   loadavg: {load}");
-    println!(
-        "thread placement (XEV_BENCH_PIN): {}   ring entries: {ENTRIES}",
-        pin_mode()
-    );
-    println!(
-        "io_uring available: {}   mode: {}",
-        Backend::IoUring.is_available(),
-        if quick {
-            "quick (1 round)"
-        } else {
-            "full (median of 3 rounds, variants interleaved)"
-        }
-    );
-}
 
 fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>], rounds: usize) {
     println!();
@@ -427,18 +198,7 @@ fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>], rounds: us
         w.warmup,
         rounds
     );
-    let med = |i: usize| -> Option<Sample> {
-        let s = &samples[i];
-        if s.is_empty() {
-            return None;
-        }
-        Some(Sample {
-            per_sec: common::median(s.iter().map(|x| x.per_sec).collect()),
-            allocs: s.iter().map(|x| x.allocs).max().unwrap_or(0),
-            allocs_per_rt: s.iter().map(|x| x.allocs_per_rt).fold(0.0, f64::max),
-            cpu_us_per_rt: common::median(s.iter().map(|x| x.cpu_us_per_rt).collect()),
-        })
-    };
+    let med = |i: usize| Sample::median(&samples[i]);
     let reference = variants
         .iter()
         .position(|&v| v == Variant::RawIoUring)
@@ -454,81 +214,57 @@ fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>], rounds: us
     );
     for (i, v) in variants.iter().enumerate() {
         match med(i) {
-            Some(s) => {
-                let ratio = reference.map_or("-".to_string(), |r| {
-                    format!("{:.3}x", s.per_sec / r.per_sec)
-                });
-                println!(
-                    "{:<22} {:>14.0} {:>16} {:>16.4} {:>14} {:>10.2}",
-                    v.name(),
-                    s.per_sec,
-                    ratio,
-                    s.allocs_per_rt,
-                    s.allocs,
-                    s.cpu_us_per_rt
-                );
-            }
+            Some(s) => println!(
+                "{:<22} {:>14.0} {:>16} {:>16.4} {:>14} {:>10.2}",
+                v.name(),
+                s.per_sec,
+                ratio(s.per_sec, reference.map(|r| r.per_sec)),
+                s.allocs_per_rt,
+                s.allocs,
+                s.cpu_us_per_rt
+            ),
             None => println!("{:<22} {:>14}", v.name(), "failed"),
         }
     }
-    let rates: Vec<String> = variants
-        .iter()
-        .enumerate()
-        .map(|(i, v)| {
-            let all: Vec<String> = samples[i]
-                .iter()
-                .map(|s| format!("{:.0}", s.per_sec))
-                .collect();
-            format!("{}: [{}]", v.name(), all.join(", "))
-        })
-        .collect();
-    println!("per-round round trips/s: {}", rates.join("; "));
+    per_round_line(
+        "round trips/s",
+        0,
+        variants
+            .iter()
+            .zip(samples)
+            .map(|(v, s)| (v.name(), s.iter().map(|x| x.per_sec).collect())),
+    );
     let Some(r) = reference else { return };
     for (i, v) in variants.iter().enumerate() {
         if !matches!(v, Variant::XevAsyncIoUring | Variant::XevAsyncEpoll) {
             continue;
         }
         if let Some(s) = med(i) {
-            let q = s.per_sec / r.per_sec;
-            println!(
-                "target: {} >= 0.9x raw io_uring: {q:.3}x  {}",
-                v.name(),
-                if q >= 0.9 { "MET" } else { "MISSED" }
-            );
+            ratio_target(v.name(), "0.9x raw io_uring", s.per_sec / r.per_sec, 0.9);
         }
-    }
-}
-
-/// Profiling filters: `XEV_BENCH_ONLY=epoll,tokio` keeps the variants whose name contains
-/// one of the words; `XEV_BENCH_CONNS=100` keeps one workload. Unset: everything.
-fn wanted(var: &str, name: &str) -> bool {
-    match std::env::var(var) {
-        Ok(v) if !v.trim().is_empty() => v.split(',').any(|w| name.contains(w.trim())),
-        _ => true,
-    }
-}
-
-fn wanted_conns(conns: usize) -> bool {
-    match std::env::var("XEV_BENCH_CONNS") {
-        Ok(v) if !v.trim().is_empty() => v.split(',').any(|w| w.trim() == conns.to_string()),
-        _ => true,
     }
 }
 
 fn main() {
     let quick = common::quick();
     let started = Instant::now();
-    header(quick);
-    watchdog_start();
+    common::net::header(
+        "pingpong",
+        "pingpong: loopback TCP echo, client and server loops on two threads",
+        quick,
+        ENTRIES,
+    );
+    watchdog::start(
+        "pingpong-watchdog",
+        Duration::from_millis(200),
+        format!("pingpong: a measurement exceeded {MEASUREMENT_LIMIT:?}; exiting"),
+    );
     let (rounds, mut timed, warmup) = if quick {
         (1, 2_000, 1_000)
     } else {
         (3, 500_000, 10_000)
     };
-    if let Some(n) = std::env::var("XEV_BENCH_ROUND_TRIPS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
+    if let Some(n) = common::env_parse("XEV_BENCH_ROUND_TRIPS") {
         timed = n;
     }
     let workloads = [
@@ -547,47 +283,20 @@ fn main() {
             timed,
         },
     ];
-    let uring = Backend::IoUring.is_available();
-    let variants: Vec<Variant> = [
-        Variant::XevIoUring,
-        Variant::XevEpoll,
-        Variant::XevAsyncIoUring,
-        Variant::XevAsyncEpoll,
-        Variant::RawIoUring,
-        Variant::Tokio,
-    ]
-    .into_iter()
-    .filter(|v| {
-        uring
-            || !matches!(
-                v,
-                Variant::XevIoUring | Variant::XevAsyncIoUring | Variant::RawIoUring
-            )
-    })
-    .filter(|v| wanted("XEV_BENCH_ONLY", v.name()))
-    .collect();
-    if !uring {
-        println!("io_uring is not available here: its variants are skipped");
-    }
+    let variants = Variant::selected();
     let mut failed = false;
-    for w in workloads.iter().filter(|w| wanted_conns(w.conns)) {
-        let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); variants.len()];
-        for _ in 0..rounds {
-            for (i, &v) in variants.iter().enumerate() {
-                match measure(v, w) {
-                    Ok(s) => samples[i].push(s),
-                    Err(e) => {
-                        failed = true;
-                        eprintln!("pingpong: {} / {}: {e}", w.title, v.name());
-                    }
-                }
-            }
-        }
+    for w in workloads
+        .iter()
+        .filter(|w| common::wanted_number("XEV_BENCH_CONNS", w.conns))
+    {
+        let samples = common::report::interleaved(
+            rounds,
+            &variants,
+            &mut failed,
+            |v| measure(v, w),
+            |v| format!("pingpong: {} / {}", w.title, v.name()),
+        );
         table(w, &variants, &samples, rounds);
     }
-    println!();
-    println!("total wall time: {:.1} s", started.elapsed().as_secs_f64());
-    if failed {
-        std::process::exit(1);
-    }
+    common::report::finish("total wall time", started, failed);
 }

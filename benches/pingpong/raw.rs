@@ -2,20 +2,10 @@
 //! (connection << 1 | kind), one submit_and_wait(1) per iteration, CQEs in a batch.
 
 use super::*;
-use io_uring::{opcode, squeue, types, IoUring};
+use io_uring::{opcode, squeue, types};
 
 const RECV: u64 = 0;
 const SEND: u64 = 1;
-
-/// The same ring setup xev uses (falling back the same way).
-fn ring() -> io::Result<IoUring> {
-    IoUring::builder()
-        .setup_coop_taskrun()
-        .setup_single_issuer()
-        .setup_defer_taskrun()
-        .build(ENTRIES)
-        .or_else(|_| IoUring::builder().build(ENTRIES))
-}
 
 struct Conn {
     fd: RawFd,
@@ -71,7 +61,7 @@ fn run(
     start: impl FnOnce(&mut [Conn], &mut Vec<squeue::Entry>),
     mut on_cqe: impl FnMut(&mut [Conn], usize, u64, i32, &mut Vec<squeue::Entry>),
 ) -> io::Result<()> {
-    let mut ring = ring()?;
+    let mut ring = common::uring::ring(ENTRIES)?;
     let (submitter, mut sq, mut cq) = ring.split();
     let mut out: Vec<squeue::Entry> = Vec::with_capacity(2 * conns.len() + 2);
     let mut inflight = 0usize;
@@ -93,11 +83,7 @@ fn run(
             return Ok(());
         }
         sq.sync();
-        match submitter.submit_and_wait(1) {
-            Ok(_) => {}
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY)) => {}
-            Err(e) => return Err(e),
-        }
+        common::uring::submit_and_wait_one(&submitter)?;
         cq.sync();
         for cqe in &mut cq {
             inflight -= 1;

@@ -8,29 +8,13 @@
 
 use super::*;
 
-fn xev_async_run<F: std::future::Future<Output = ()>>(
-    backend: Backend,
-    ctr: &Counter,
-    f: impl FnOnce() -> F,
-) {
-    let rt = match xev::rt::Builder::new()
-        .backend(backend)
-        .entries(ENTRIES)
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => return ctr.fail(format!("xev runtime: {e}")),
-    };
-    rt.block_on(f());
-}
-
 pub(crate) fn xev_async_client(
     backend: Backend,
     socks: Vec<TcpStream>,
     ctr: &Rc<Counter>,
     msg: &'static [u8],
 ) {
-    xev_async_run(backend, ctr, || async move {
+    common::roundtrip::xev_async_run(backend, ENTRIES, ctr, || async move {
         let mut tasks = Vec::with_capacity(socks.len());
         for s in socks {
             let ctr = ctr.clone();
@@ -65,7 +49,7 @@ pub(crate) fn xev_async_client(
 }
 
 pub(crate) fn xev_async_server(backend: Backend, socks: Vec<TcpStream>, ctr: &Rc<Counter>) {
-    xev_async_run(backend, ctr, || async move {
+    common::roundtrip::xev_async_run(backend, ENTRIES, ctr, || async move {
         let mut tasks = Vec::with_capacity(socks.len());
         for s in socks {
             let ctr = ctr.clone();

@@ -64,10 +64,13 @@ use std::io;
 use std::net::UdpSocket;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::net::Variant;
+use common::report::{per_round_line, ratio, ratio_target, target};
+use common::{sys, watchdog};
 use xev::Backend;
 
 /// libxev's datagram.
@@ -96,33 +99,6 @@ struct Workload {
     warmup: u64,
     timed: u64,
     window: u64,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Variant {
-    XevIoUring,
-    XevEpoll,
-    XevAsyncIoUring,
-    XevAsyncEpoll,
-    RawIoUring,
-    Tokio,
-}
-
-impl Variant {
-    fn name(self) -> &'static str {
-        match self {
-            Variant::XevIoUring => "xev io_uring",
-            Variant::XevEpoll => "xev epoll",
-            Variant::XevAsyncIoUring => "xev async io_uring",
-            Variant::XevAsyncEpoll => "xev async epoll",
-            Variant::RawIoUring => "raw io_uring (ref)",
-            Variant::Tokio => "tokio current_thread",
-        }
-    }
-
-    fn is_xev(self) -> bool {
-        !matches!(self, Variant::RawIoUring | Variant::Tokio)
-    }
 }
 
 /// One measurement's figures.
@@ -535,13 +511,13 @@ fn measure(v: Variant, w: &Workload) -> Result<Sample, String> {
         received: AtomicU64::new(0),
         done: AtomicBool::new(false),
     });
-    watchdog_arm(MEASUREMENT_LIMIT);
-    let (cpu_tx, cpu_rx) = pin_plan();
+    watchdog::arm(MEASUREMENT_LIMIT);
+    let (cpu_tx, cpu_rx) = common::net::pin_plan();
     let sh = shared.clone();
     let receiver = thread::Builder::new()
         .name("pummel-receiver".into())
         .spawn(move || {
-            pin_to(cpu_rx);
+            sys::pin_to("udp_pummel", cpu_rx);
             let rx = std::rc::Rc::new(Rx::new(warmup, total, sh.clone()));
             match v {
                 Variant::XevIoUring => xev_side::receive(Backend::IoUring, rx_sock, &rx),
@@ -560,7 +536,7 @@ fn measure(v: Variant, w: &Workload) -> Result<Sample, String> {
     let sender = thread::Builder::new()
         .name("pummel-sender".into())
         .spawn(move || {
-            pin_to(cpu_tx);
+            sys::pin_to("udp_pummel", cpu_tx);
             let r = sender(tx_sock, mode, total, window, &sh);
             if r.is_err() {
                 // Nothing more will come: stop the receiver with end markers.
@@ -580,7 +556,7 @@ fn measure(v: Variant, w: &Workload) -> Result<Sample, String> {
     let marks = receiver
         .join()
         .map_err(|_| "receiver thread panicked".to_string())?;
-    watchdog_disarm();
+    watchdog::disarm();
     let stats = stats.map_err(|e| format!("sender: {e}"))?;
     let (a, b) = marks?;
     let n = (b.count - a.count) as f64;
@@ -598,104 +574,15 @@ fn measure(v: Variant, w: &Workload) -> Result<Sample, String> {
 }
 
 // ---------------------------------------------------------------------------------------
-// CPU placement: XEV_BENCH_PIN=none | same (both threads on CPU 0) | split (the default:
-// sender on CPU 0, receiver on CPU 1).
-
-fn pin_mode() -> String {
-    std::env::var("XEV_BENCH_PIN").unwrap_or_else(|_| "split".into())
-}
-
-fn pin_plan() -> (Option<usize>, Option<usize>) {
-    match pin_mode().as_str() {
-        "same" => (Some(0), Some(0)),
-        "split" => (Some(0), Some(1)),
-        _ => (None, None),
-    }
-}
-
-fn pin_to(cpu: Option<usize>) {
-    let Some(cpu) = cpu else { return };
-    if let Err(e) = common::pin_thread(cpu) {
-        eprintln!("udp_pummel: cannot pin to CPU {cpu}: {e}");
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// Watchdog: a measurement that hangs ends the process instead of the CI job's time.
-
-static EPOCH: OnceLock<Instant> = OnceLock::new();
-/// Milliseconds since EPOCH after which the process exits; 0: no deadline.
-static DEADLINE_MS: AtomicU64 = AtomicU64::new(0);
-
-fn watchdog_start() {
-    let epoch = *EPOCH.get_or_init(Instant::now);
-    thread::Builder::new()
-        .name("pummel-watchdog".into())
-        .spawn(move || loop {
-            thread::sleep(Duration::from_millis(200));
-            let d = DEADLINE_MS.load(Ordering::Relaxed);
-            if d != 0 && epoch.elapsed().as_millis() as u64 > d {
-                eprintln!("udp_pummel: a measurement exceeded {MEASUREMENT_LIMIT:?}; exiting");
-                std::process::exit(2);
-            }
-        })
-        .expect("spawn watchdog");
-}
-
-fn watchdog_arm(limit: Duration) {
-    let now = EPOCH.get_or_init(Instant::now).elapsed();
-    DEADLINE_MS.store((now + limit).as_millis() as u64, Ordering::Relaxed);
-}
-
-fn watchdog_disarm() {
-    DEADLINE_MS.store(0, Ordering::Relaxed);
-}
-
-// ---------------------------------------------------------------------------------------
 // Report.
 
 fn header(quick: bool, capacity: Option<(usize, u64)>, mode: SendMode, window: u64) {
-    let argv: Vec<String> = std::env::args().collect();
-    let cmd = if quick {
-        "XEV_BENCH_QUICK=1 cargo bench --bench udp_pummel"
-    } else {
-        "cargo bench --bench udp_pummel"
-    };
-    let nproc = thread::available_parallelism().map_or(0, |n| n.get());
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into());
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into());
-    println!(
+    common::net::header(
+        "udp_pummel",
         "udp_pummel: loopback UDP, one blocking sender thread, one receiver loop thread \
-         (only the receiver differs)"
-    );
-    println!("command: {cmd}");
-    println!("argv:    {}", argv.join(" "));
-    let load = std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".into());
-    println!("nproc: {nproc}   cpu: {cpu}   kernel: {kernel}   loadavg: {load}");
-    println!(
-        "thread placement (XEV_BENCH_PIN): {}   ring entries: {ENTRIES}",
-        pin_mode()
-    );
-    println!(
-        "io_uring available: {}   mode: {}",
-        Backend::IoUring.is_available(),
-        if quick {
-            "quick (1 round)"
-        } else {
-            "full (median of 3 rounds, variants interleaved)"
-        }
+         (only the receiver differs)",
+        quick,
+        ENTRIES,
     );
     match capacity {
         Some((bytes, n)) => println!(
@@ -742,11 +629,6 @@ fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>], rounds: us
     let find = |want: Variant| variants.iter().position(|&v| v == want).and_then(med);
     let reference = find(Variant::RawIoUring);
     let tokio = find(Variant::Tokio);
-    let ratio = |s: &Sample, r: Option<Sample>| {
-        r.map_or("-".to_string(), |r| {
-            format!("{:.3}x", s.per_sec / r.per_sec)
-        })
-    };
     println!(
         "{:<22} {:>13} {:>16} {:>9} {:>10} {:>18} {:>12} {:>15} {:>8} {:>14}",
         "variant",
@@ -766,8 +648,8 @@ fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>], rounds: us
                 "{:<22} {:>13.0} {:>16} {:>9} {:>10} {:>18.4} {:>12} {:>15.0} {:>7.0}% {:>13.0}%",
                 v.name(),
                 s.per_sec,
-                ratio(&s, reference),
-                ratio(&s, tokio),
+                ratio(s.per_sec, reference.map(|r| r.per_sec)),
+                ratio(s.per_sec, tokio.map(|t| t.per_sec)),
                 s.lost,
                 s.allocs_per_dgram,
                 s.allocs,
@@ -778,48 +660,32 @@ fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>], rounds: us
             None => println!("{:<22} {:>13}", v.name(), "failed"),
         }
     }
-    let rates: Vec<String> = variants
-        .iter()
-        .enumerate()
-        .map(|(i, v)| {
-            let all: Vec<String> = samples[i]
-                .iter()
-                .map(|s| format!("{:.0}", s.per_sec))
-                .collect();
-            format!("{}: [{}]", v.name(), all.join(", "))
-        })
-        .collect();
-    println!("per-round datagrams/s: {}", rates.join("; "));
+    per_round_line(
+        "datagrams/s",
+        0,
+        variants
+            .iter()
+            .zip(samples)
+            .map(|(v, s)| (v.name(), s.iter().map(|x| x.per_sec).collect())),
+    );
     if let Some(t) = tokio {
         for (i, v) in variants.iter().enumerate() {
             if let Some(s) = med(i).filter(|_| v.is_xev()) {
-                let q = s.per_sec / t.per_sec;
-                println!(
-                    "target: {} >= tokio current_thread: {q:.3}x  {}",
-                    v.name(),
-                    if q >= 1.0 { "MET" } else { "MISSED" }
-                );
+                ratio_target(v.name(), "tokio current_thread", s.per_sec / t.per_sec, 1.0);
             }
         }
     }
     for (i, v) in variants.iter().enumerate() {
         if let Some(s) = med(i).filter(|_| v.is_xev()) {
-            println!(
-                "target: {} allocations per datagram after warm-up = 0: {}  {}",
-                v.name(),
-                s.allocs,
-                if s.allocs == 0 { "MET" } else { "MISSED" }
+            target(
+                format_args!(
+                    "{} allocations per datagram after warm-up = 0: {}",
+                    v.name(),
+                    s.allocs
+                ),
+                s.allocs == 0,
             );
         }
-    }
-}
-
-/// Profiling filter: `XEV_BENCH_ONLY=epoll,tokio` keeps the variants whose name contains
-/// one of the words. Unset: everything.
-fn wanted(var: &str, name: &str) -> bool {
-    match std::env::var(var) {
-        Ok(v) if !v.trim().is_empty() => v.split(',').any(|w| name.contains(w.trim())),
-        _ => true,
     }
 }
 
@@ -848,7 +714,11 @@ fn main() {
         None => WINDOW,
     });
     header(quick, capacity, mode, window);
-    watchdog_start();
+    watchdog::start(
+        "pummel-watchdog",
+        Duration::from_millis(200),
+        format!("udp_pummel: a measurement exceeded {MEASUREMENT_LIMIT:?}; exiting"),
+    );
     let (rounds, mut timed, warmup) = if quick {
         (1, 20_000, 5_000)
     } else {
@@ -863,45 +733,15 @@ fn main() {
         timed,
         window,
     };
-    let uring = Backend::IoUring.is_available();
-    let variants: Vec<Variant> = [
-        Variant::XevIoUring,
-        Variant::XevEpoll,
-        Variant::XevAsyncIoUring,
-        Variant::XevAsyncEpoll,
-        Variant::RawIoUring,
-        Variant::Tokio,
-    ]
-    .into_iter()
-    .filter(|v| {
-        uring
-            || !matches!(
-                v,
-                Variant::XevIoUring | Variant::XevAsyncIoUring | Variant::RawIoUring
-            )
-    })
-    .filter(|v| wanted("XEV_BENCH_ONLY", v.name()))
-    .collect();
-    if !uring {
-        println!("io_uring is not available here: its variants are skipped");
-    }
+    let variants = Variant::selected();
     let mut failed = false;
-    let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); variants.len()];
-    for _ in 0..rounds {
-        for (i, &v) in variants.iter().enumerate() {
-            match measure(v, &w) {
-                Ok(s) => samples[i].push(s),
-                Err(e) => {
-                    failed = true;
-                    eprintln!("udp_pummel: {}: {e}", v.name());
-                }
-            }
-        }
-    }
+    let samples = common::report::interleaved(
+        rounds,
+        &variants,
+        &mut failed,
+        |v| measure(v, &w),
+        |v| format!("udp_pummel: {}", v.name()),
+    );
     table(&w, &variants, &samples, rounds);
-    println!();
-    println!("total wall time: {:.1} s", started.elapsed().as_secs_f64());
-    if failed {
-        std::process::exit(1);
-    }
+    common::report::finish("total wall time", started, failed);
 }

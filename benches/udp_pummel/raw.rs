@@ -4,18 +4,8 @@
 //! xev receivers, without a loop or callbacks around it.
 
 use super::*;
-use io_uring::{opcode, types, IoUring};
+use io_uring::{opcode, types};
 use std::rc::Rc;
-
-/// The same ring setup xev uses (falling back the same way).
-fn ring() -> io::Result<IoUring> {
-    IoUring::builder()
-        .setup_coop_taskrun()
-        .setup_single_issuer()
-        .setup_defer_taskrun()
-        .build(ENTRIES)
-        .or_else(|_| IoUring::builder().build(ENTRIES))
-}
 
 /// The `msghdr` with its address and `iovec`, boxed so the kernel's pointers stay valid.
 struct Msg {
@@ -27,7 +17,7 @@ struct Msg {
 
 pub(crate) fn receive(sock: UdpSocket, rx: &Rc<Rx>) {
     let fd = sock.as_raw_fd();
-    let mut ring = match ring() {
+    let mut ring = match common::uring::ring(ENTRIES) {
         Ok(r) => r,
         Err(e) => return rx.fail(format!("ring: {e}")),
     };
@@ -56,14 +46,10 @@ pub(crate) fn receive(sock: UdpSocket, rx: &Rc<Rx>) {
         }
         sq.sync();
         let res = loop {
-            match submitter.submit_and_wait(1) {
-                Ok(_) => {}
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY)) => {}
-                Err(e) => {
-                    rx.fail(format!("ring: {e}"));
-                    std::mem::forget(m);
-                    return;
-                }
+            if let Err(e) = common::uring::submit_and_wait_one(&submitter) {
+                rx.fail(format!("ring: {e}"));
+                std::mem::forget(m);
+                return;
             }
             cq.sync();
             if let Some(cqe) = cq.next() {
