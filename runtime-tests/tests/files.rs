@@ -497,7 +497,8 @@ fn poll_backend_cancels_a_file_op_still_queued_for_the_pool() {
         max_threads: 1,
         ..Default::default()
     });
-    // Occupy the only worker so the pread below stays queued.
+    // Occupy the only worker so the pwrite below stays queued. (A write: a read of
+    // cached data would complete on the loop thread without the pool.)
     let (started_tx, started_rx) = std::sync::mpsc::channel();
     let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
     pool.execute(move || {
@@ -519,9 +520,9 @@ fn poll_backend_cancels_a_file_op_still_queued_for_the_pool() {
     .unwrap();
     lp.start(
         read.as_mut(),
-        Op::Pread {
+        Op::Pwrite {
             fd: file.as_raw_fd(),
-            buf: Buffer::inline(4),
+            buf: Buffer::copy_from(b"abcd"),
             offset: 0,
         },
         record(&read_r),
@@ -531,7 +532,7 @@ fn poll_backend_cancels_a_file_op_still_queued_for_the_pool() {
     release_tx.send(()).unwrap();
     assert!(matches!(
         only(&read_r),
-        OpResult::Pread(Err(ReadError::Canceled))
+        OpResult::Pwrite(Err(Error::Canceled))
     ));
     assert!(matches!(only(&cancel_r), OpResult::Cancel(Ok(()))));
     assert_eq!(lp.active(), 0);

@@ -429,3 +429,33 @@ async fn reads_and_writes_dropped_in_flight_leave_the_file_usable() -> io::Resul
     assert!(got == data);
     Ok(())
 }
+
+/// Reads of cached data complete on the loop thread (epoll: `RWF_NOWAIT`), reads of data
+/// evicted from the page cache go to the pool: both return the same bytes.
+#[xev::test(backend = "all")]
+async fn cached_and_evicted_reads_return_the_same_bytes() -> io::Result<()> {
+    let path = TempPath::new("evicted");
+    let data = pattern(1 << 20, 9);
+    std::fs::write(&path, &data)?;
+    let f = File::open(&path).await?;
+    for round in 0..2 {
+        if round == 1 {
+            // Evict the file (no root needed): flush, then drop its pages.
+            f.sync_all().await?;
+            // SAFETY: posix_fadvise on an open fd with no pointers.
+            let r = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+            assert_eq!(r, 0, "posix_fadvise");
+        }
+        let mut off = 0;
+        let mut buf = vec![0u8; 64 * 1024];
+        while off < data.len() {
+            let (r, b) = f.read_at(buf, off as u64).await;
+            let n = r?;
+            assert!(n > 0, "round {round}: early EOF at {off}");
+            assert_eq!(&b[..n], &data[off..off + n], "round {round} at {off}");
+            off += n;
+            buf = b;
+        }
+    }
+    Ok(())
+}

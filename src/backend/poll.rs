@@ -9,7 +9,8 @@
 //!
 //! The readiness source is raw epoll on Linux ([`super::epoll`]) and the `polling` crate
 //! elsewhere ([`super::polling`]). Regular-file work (`pread`, `pwrite`, and
-//! `read`/`write`/`close` on a regular file) runs on the thread pool.
+//! `read`/`write`/`close` on a regular file) runs on the thread pool, except a read whose
+//! data is already in the page cache (`preadv2(RWF_NOWAIT)` first, on the loop thread).
 //!
 //! **fd reuse.** An fd closed outside the loop loses its kernel registration with the file.
 //! So before parking a freshly added operation, the registration is refreshed (one
@@ -179,6 +180,13 @@ impl Driver {
             }
         };
         if blocking_file {
+            // Data already in the page cache is read here, without the pool's two thread
+            // switches; only a read that would wait for the disk (and every write) goes to
+            // the pool.
+            // SAFETY: `c` is Active and live, and only the loop touches it now.
+            if let Some(res) = unsafe { sys::read_cached(inner) } {
+                return self.complete(core, c, res);
+            }
             return core.send_to_pool(c);
         }
         // SAFETY: as above.
