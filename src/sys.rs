@@ -116,10 +116,12 @@ pub(crate) fn prepare_recvmsg(sc: &mut Scratch, buf_ptr: *mut u8, buf_len: usize
     sc.msg.msg_namelen = mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
 }
 
-/// A read of a regular file that only succeeds if the data is already in the page cache
-/// (`preadv2` with `RWF_NOWAIT`): `Some(result)` if it completed (possibly short) or
-/// failed for a reason the pool would hit too, `None` if it would have to wait for the
-/// disk (or the kernel cannot tell), in which case it belongs on the thread pool.
+/// A positional read of a regular file that only succeeds if all of it is already in the
+/// page cache (`preadv2` with `RWF_NOWAIT`): `Some(result)` if it read the whole buffer or
+/// failed for a reason the pool would hit too; `None` if it would have to wait for the
+/// disk, came back short (partly cached, or at the end of the file: the pool's blocking
+/// read gives the answer a plain `pread` gives, so a cached read never returns fewer bytes
+/// than the pool would), or the kernel cannot tell. `None` means: do it on the pool.
 ///
 /// # Safety
 /// As for [`perform`]: `inner` is an Active completion the caller has exclusive access to.
@@ -127,24 +129,20 @@ pub(crate) unsafe fn read_cached(inner: *mut Inner) -> Option<isize> {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         // SAFETY: the caller's contract.
-        let (fd, buf, offset) = match unsafe { &(*inner).op } {
-            Op::Pread { fd, buf, offset } => (*fd, buf, *offset as libc::off_t),
-            // -1: the file's current position, advanced by the read, like read(2).
-            Op::Read { fd, buf } => (*fd, buf, -1),
-            _ => return None,
+        let Op::Pread { fd, buf, offset } = (unsafe { &(*inner).op }) else {
+            return None;
         };
         let iov = libc::iovec {
             iov_base: buf.as_ptr().cast(),
             iov_len: buf.len(),
         };
         // SAFETY: `iov` points into the op's owned buffer, valid for `buf.len()` bytes.
-        let r = unsafe { libc::preadv2(fd, &iov, 1, offset, libc::RWF_NOWAIT) };
+        let r = unsafe { libc::preadv2(*fd, &iov, 1, *offset as libc::off_t, libc::RWF_NOWAIT) };
         if r >= 0 {
-            return Some(r as isize);
+            return (r as usize == buf.len() && r > 0).then_some(r as isize);
         }
         let e = neg_errno();
-        // EAGAIN: not cached. EOPNOTSUPP/ENOSYS/EINVAL: no RWF_NOWAIT here. Either way,
-        // the pool does the blocking read.
+        // EAGAIN: not cached. EOPNOTSUPP/ENOSYS/EINVAL: no RWF_NOWAIT here.
         let retry_on_pool = [libc::EAGAIN, libc::EOPNOTSUPP, libc::ENOSYS, libc::EINVAL]
             .iter()
             .any(|&errno| e == -(errno as isize));

@@ -9,8 +9,8 @@
 //!
 //! The readiness source is raw epoll on Linux ([`super::epoll`]) and the `polling` crate
 //! elsewhere ([`super::polling`]). Regular-file work (`pread`, `pwrite`, and
-//! `read`/`write`/`close` on a regular file) runs on the thread pool, except a read whose
-//! data is already in the page cache (`preadv2(RWF_NOWAIT)` first, on the loop thread).
+//! `read`/`write`/`close` on a regular file) runs on the thread pool, except a `pread`
+//! whose data is all in the page cache (`preadv2(RWF_NOWAIT)` first, on the loop thread).
 //!
 //! **fd reuse.** An fd closed outside the loop loses its kernel registration with the file.
 //! So before parking a freshly added operation, the registration is refreshed (one
