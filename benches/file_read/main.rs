@@ -2,7 +2,8 @@
 //!
 //! The file is created once per process in Cargo's target tmp dir (`target/tmp`), filled
 //! with non-zero pseudo-random bytes (the first 8 bytes of every chunk tag its index, and
-//! every read checks its tag), synced, and removed at the end. Three workloads:
+//! every read checks its tag), synced, and removed at the end (a run that was killed
+//! leaves it behind; the next run removes it). Three workloads:
 //!
 //! - `seq warm`: offsets 0, 64 KiB, 128 KiB, ... in order, one read in flight, the file
 //!   read once beforehand so the page cache holds all of it;
@@ -13,15 +14,16 @@
 //!   much of the file is still cached is checked with `mincore(2)` and printed; a run
 //!   that could not be made cold is flagged in the output.
 //!
-//! Variants, measured in the same process and interleaved, each round starting one
-//! variant later (A B C ..., B C ... A, ...):
+//! Variants, measured in the same process and interleaved (A B C ... A B C ...):
 //!
 //! 1. `xev io_uring`, 2. `xev epoll`: the callback API, one `Completion` per read in
 //!    flight, each with its own 64 KiB buffer; the callback checks the data, sets the next
-//!    offset in its `Op::Pread` and rearms (on epoll, each pread runs on the loop's thread
-//!    pool, default size: 4 threads per core, 4..=64);
+//!    offset in its `Op::Pread` and rearms (on epoll, a pread of data in the page cache
+//!    is done on the loop thread, `preadv2(RWF_NOWAIT)`, and the others on the loop's
+//!    thread pool, default size: 4 threads per core, 4..=64);
 //! 3. `xev async io_uring`, 4. `xev async epoll`: `xev::rt`, one task per read in flight
-//!    (`xev::spawn`), each looping `xev::fs::File::read_at(Box<[u8]>, offset)`;
+//!    (`xev::spawn`), each looping `xev::fs::File::read_exact_at(Box<[u8]>, offset)`
+//!    (one `read_at` unless a read comes back short);
 //! 5. `raw io_uring (ref)`: a loop written on the `io-uring` crate with the ring setup xev
 //!    uses, the same depth, one `submit_and_wait(1)` per batch of completions;
 //! 6. `tokio::fs` (current_thread runtime): what a tokio user writes with `tokio::fs::File`.
@@ -29,29 +31,33 @@
 //!    offset is not the file position, i.e. once per pass). 32 in flight: 32 tasks
 //!    (`tokio::spawn`), each with its own `File` (opened on its own: `try_clone` dups the
 //!    descriptor, which shares the file position among the tasks), doing `seek` +
-//!    `read_exact` per chunk. Each of these is a round trip to
-//!    tokio's blocking pool (a random read is two: the seek and the read);
+//!    `read_exact` per chunk. Each of these is a round trip to tokio's blocking pool (a
+//!    random read is two: the seek and the read);
 //! 7. `tokio spawn_blocking`: shown for information, the faster tokio idiom:
-//!    `spawn_blocking(move || file.read_at(&mut buf, offset))` per chunk on a shared
+//!    `spawn_blocking(move || file.read_exact_at(&mut buf, offset))` per chunk on a shared
 //!    `Arc<std::fs::File>`, one blocking-pool round trip per read.
 //!
-//! Each measurement: a fresh loop or runtime and file handle(s), a warm-up of 512 reads (at
-//! the workload's depth, so pool threads and buffers reach their working size), then the
-//! cache is checked (warm: re-read with `std` if anything is missing; cold: dropped), then
-//! the timed reads: 4 passes over the file (1 GiB) in the warm workloads; in the cold one,
-//! 3 passes, each after its own cache drop (the drops are not timed). Wall time, CPU time (user + system, all threads) and the process-wide
-//! allocation count are read over the timed section; allocations are counted from the
-//! moment the timed section's reads are running (spawning the 1 or 32 tasks that carry
-//! them, one allocation each in both runtimes, is left out), so allocs/read is the steady
-//! state. MB/s is 10^6 bytes per second. Five rounds, medians shown (the machine is
-//! small and shared; the per-round figures are printed too). About a minute in all.
+//! Each measurement: a fresh loop or runtime and file handle(s), a warm-up of 512 reads at
+//! the workload's depth (pool threads and buffers reach their working size; cold: after a
+//! drop, so the warm-up takes the cold path too), then the cache is put in the workload's
+//! state (warm: re-read with `std` if anything is missing; cold: dropped), then the timed
+//! reads: 4 passes over the file (1 GiB) in the warm workloads, and in the cold one 3
+//! passes, each after its own (untimed) drop. Wall time, CPU time (user + system, all
+//! threads) and the process-wide allocation count are read over the timed reads;
+//! allocations are counted from the moment the timed reads are running (spawning the 1 or
+//! 32 tasks that carry them, one allocation each in both runtimes, is left out), so
+//! allocs/read is the steady state. MB/s is 10^6 bytes per second. Seven rounds, medians
+//! shown (the machine is small and shared; the per-round figures are printed too). About
+//! 70 s in all. A read that comes back short mid-file is continued (and counted, where the
+//! variant sees it: "SHORT READS" in the output).
 //!
 //! `XEV_BENCH_QUICK=1`: an 8 MiB file, one pass, one round (a CI smoke run, well under a
 //! second; the file fits in the CPU caches, so its figures say little).
 //! For profiling: `XEV_BENCH_ONLY=epoll,tokio` (variants whose name contains a word),
 //! `XEV_BENCH_WORKLOAD=seq,random,cold` (workloads whose name contains a word),
 //! `XEV_FILE_MIB=N` (file size), `XEV_FILE_PASSES=N` (timed passes over the file in the
-//! warm workloads), `XEV_FILE_COLD_PASSES=N` (in the cold one), `XEV_BENCH_ROUNDS=N`.
+//! warm workloads), `XEV_FILE_COLD_PASSES=N` (in the cold one), `XEV_BENCH_ROUNDS=N`,
+//! `XEV_FILE_POOL_THREADS=N` (xev's thread pool size on epoll; default 4 per core).
 //!
 //! Run with `cargo bench --bench file_read`.
 
@@ -68,11 +74,10 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
-use std::thread;
 use std::time::{Duration, Instant};
 
+use common::report::{self, per_round_line, ratio, ratio_target};
+use common::{sys, watchdog};
 use xev::Backend;
 
 /// Size of every read.
@@ -102,6 +107,16 @@ enum Variant {
 }
 
 impl Variant {
+    const ALL: [Variant; 7] = [
+        Variant::XevIoUring,
+        Variant::XevEpoll,
+        Variant::XevAsyncIoUring,
+        Variant::XevAsyncEpoll,
+        Variant::RawIoUring,
+        Variant::TokioFs,
+        Variant::TokioBlocking,
+    ];
+
     fn name(self) -> &'static str {
         match self {
             Variant::XevIoUring => "xev io_uring",
@@ -137,6 +152,12 @@ impl Variant {
 /// allocations made while the reads ran (see the module docs).
 trait Reader {
     fn phase(&mut self, offs: &'static [u64]) -> Result<u64, String>;
+
+    /// Reads so far that returned fewer bytes than asked mid-file (and were continued);
+    /// counted where the variant sees them (the callback API).
+    fn short_reads(&self) -> u64 {
+        0
+    }
 }
 
 fn open_reader(v: Variant, path: &Path, depth: usize) -> Result<Box<dyn Reader>, String> {
@@ -204,7 +225,8 @@ struct TestFile {
 impl TestFile {
     fn create(dir: &Path, len: usize) -> io::Result<TestFile> {
         std::fs::create_dir_all(dir)?;
-        let path = dir.join(format!("xev-file-read-{}.bin", std::process::id()));
+        remove_stale(dir);
+        let path = dir.join(format!("{STALE_PREFIX}{}.bin", std::process::id()));
         let mut f = File::create(&path)?;
         let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
         let mut chunk = vec![0u8; CHUNK];
@@ -300,6 +322,29 @@ impl Drop for TestFile {
     }
 }
 
+const STALE_PREFIX: &str = "xev-file-read-";
+
+/// Remove the files of earlier runs that did not get to clean up (killed, or ended by the
+/// watchdog): those whose process is gone.
+fn remove_stale(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(STALE_PREFIX)?.strip_suffix(".bin"))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 fn page_size() -> usize {
     // SAFETY: sysconf has no preconditions.
     unsafe { libc::sysconf(libc::_SC_PAGESIZE) as usize }
@@ -338,13 +383,19 @@ struct Sample {
     allocs_per_read: f64,
     /// Fraction of the file cached when the timed section started.
     resident: f64,
+    /// Short reads in the timed section.
+    short: u64,
 }
 
 fn measure(v: Variant, w: &Workload, f: &mut TestFile) -> Result<Sample, String> {
-    watchdog_arm(MEASUREMENT_LIMIT);
+    watchdog::arm(MEASUREMENT_LIMIT);
     let mut r = open_reader(v, &f.path, w.depth)?;
+    if w.cold {
+        // The warm-up takes the cold path too (on epoll: the thread pool starts).
+        f.drop_cache()?;
+    }
     r.phase(w.warmup)?;
-    let (mut secs, mut cpu, mut allocs, mut n) = (0.0, Duration::ZERO, 0, 0);
+    let (mut secs, mut cpu, mut allocs, mut n, mut short) = (0.0, Duration::ZERO, 0, 0, 0);
     let mut resident = if w.cold { 0.0 } else { 1.0 };
     for _ in 0..w.repeats {
         // Not timed: the cache is put in the workload's state before each timed pass.
@@ -356,13 +407,15 @@ fn measure(v: Variant, w: &Workload, f: &mut TestFile) -> Result<Sample, String>
         };
         let t0 = Instant::now();
         let cpu0 = common::cpu_time();
+        let short0 = r.short_reads();
         allocs += r.phase(w.timed)?;
+        short += r.short_reads() - short0;
         cpu += common::cpu_time().saturating_sub(cpu0);
         secs += t0.elapsed().as_secs_f64();
         n += w.timed.len();
     }
     drop(r);
-    watchdog_disarm();
+    watchdog::disarm();
     let n = n as f64;
     Ok(Sample {
         mb_per_sec: n * CHUNK as f64 / secs / 1e6,
@@ -371,79 +424,23 @@ fn measure(v: Variant, w: &Workload, f: &mut TestFile) -> Result<Sample, String>
         allocs,
         allocs_per_read: allocs as f64 / n,
         resident,
+        short,
     })
-}
-
-// ---------------------------------------------------------------------------------------
-// Watchdog: a measurement that hangs ends the process instead of the CI job's time.
-
-static EPOCH: OnceLock<Instant> = OnceLock::new();
-/// Milliseconds since EPOCH after which the process exits; 0: no deadline.
-static DEADLINE_MS: AtomicU64 = AtomicU64::new(0);
-
-fn watchdog_start() {
-    let epoch = *EPOCH.get_or_init(Instant::now);
-    thread::Builder::new()
-        .name("file-read-watchdog".into())
-        .spawn(move || loop {
-            thread::sleep(Duration::from_millis(200));
-            let d = DEADLINE_MS.load(Ordering::Relaxed);
-            if d != 0 && epoch.elapsed().as_millis() as u64 > d {
-                eprintln!("file_read: a measurement exceeded {MEASUREMENT_LIMIT:?}; exiting");
-                // The test file is left behind (pid in its name); exit is what matters.
-                std::process::exit(2);
-            }
-        })
-        .expect("spawn watchdog");
-}
-
-fn watchdog_arm(limit: Duration) {
-    let now = EPOCH.get_or_init(Instant::now).elapsed();
-    DEADLINE_MS.store((now + limit).as_millis() as u64, Ordering::Relaxed);
-}
-
-fn watchdog_disarm() {
-    DEADLINE_MS.store(0, Ordering::Relaxed);
 }
 
 // ---------------------------------------------------------------------------------------
 // Report.
 
 fn header(quick: bool, file_len: usize, rounds: usize, passes: (usize, usize), dir: &Path) {
-    let argv: Vec<String> = std::env::args().collect();
-    let cmd = if quick {
-        "XEV_BENCH_QUICK=1 cargo bench --bench file_read"
-    } else {
-        "cargo bench --bench file_read"
-    };
-    let nproc = thread::available_parallelism().map_or(0, |n| n.get());
-    let first = |file: &str, key: &str| -> String {
-        std::fs::read_to_string(file)
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with(key))
-                    .and_then(|l| l.split(':').nth(1))
-                    .map(|m| m.trim().to_string())
-            })
-            .unwrap_or_else(|| "unknown".into())
-    };
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into());
-    let load = std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".into());
     println!(
         "file_read: pread a regular file in {} KiB chunks",
         CHUNK / 1024
     );
-    println!("command: {cmd}");
-    println!("argv:    {}", argv.join(" "));
+    sys::print_command("file_read", quick);
     println!(
-        "nproc: {nproc}   cpu: {}   kernel: {kernel}   loadavg: {load}   memory: {}",
-        first("/proc/cpuinfo", "model name"),
-        first("/proc/meminfo", "MemTotal")
+        "{}   memory: {}",
+        sys::machine(),
+        sys::proc_field("/proc/meminfo", "MemTotal")
     );
     println!(
         "file: {} MiB in {} ({} reads per pass)   warm-up: {WARMUP_READS} reads   \
@@ -502,6 +499,7 @@ fn table(
             } else {
                 s.iter().map(|x| x.resident).fold(1.0, f64::min)
             },
+            short: s.iter().map(|x| x.short).max().unwrap_or(0),
         })
     };
     let find = |want: Variant| variants.iter().position(|&v| v == want).and_then(&med);
@@ -519,11 +517,7 @@ fn table(
         "allocs (max)",
         "cached"
     );
-    let ratio = |s: &Sample, r: Option<Sample>| {
-        r.map_or("-".to_string(), |r| {
-            format!("{:.3}x", s.mb_per_sec / r.mb_per_sec)
-        })
-    };
+    let (reference, tokio) = (reference.map(|r| r.mb_per_sec), tokio.map(|t| t.mb_per_sec));
     for (i, v) in variants.iter().enumerate() {
         match med(i) {
             Some(s) => println!(
@@ -531,8 +525,8 @@ fn table(
                 v.name(),
                 s.mb_per_sec,
                 s.reads_per_sec,
-                ratio(&s, reference),
-                ratio(&s, tokio),
+                ratio(s.mb_per_sec, reference),
+                ratio(s.mb_per_sec, tokio),
                 s.cpu_us_per_read,
                 s.allocs_per_read,
                 s.allocs,
@@ -541,18 +535,27 @@ fn table(
             None => println!("{:<22} {:>9}", v.name(), "failed"),
         }
     }
-    let rates: Vec<String> = variants
-        .iter()
-        .enumerate()
-        .map(|(i, v)| {
-            let all: Vec<String> = samples[i]
-                .iter()
-                .map(|s| format!("{:.0}", s.mb_per_sec))
-                .collect();
-            format!("{}: [{}]", v.name(), all.join(", "))
-        })
+    per_round_line(
+        "MB/s",
+        0,
+        variants
+            .iter()
+            .zip(samples)
+            .map(|(v, s)| (v.name(), s.iter().map(|x| x.mb_per_sec).collect())),
+    );
+    let short: Vec<String> = (0..variants.len())
+        .filter_map(|i| Some((variants[i].name(), med(i)?.short)))
+        .filter(|&(_, n)| n > 0)
+        .map(|(name, n)| format!("{name} {n}"))
         .collect();
-    println!("per-round MB/s: {}", rates.join("; "));
+    if !short.is_empty() {
+        println!(
+            "SHORT READS mid-file (fewer than {} KiB; the bench read the rest with more \
+             reads), most in a run: {}",
+            CHUNK / 1024,
+            short.join(", ")
+        );
+    }
     if w.cold {
         let warmest = samples
             .iter()
@@ -592,30 +595,26 @@ fn table(
             continue;
         }
         let Some(s) = med(i) else { continue };
+        let goal = |g: &str| format!("{g} ({})", w.name);
         if let Some(r) = reference {
-            let q = s.mb_per_sec / r.mb_per_sec;
-            println!(
-                "target: {} >= 0.95x raw io_uring ({}): {q:.3}x  {}",
+            ratio_target(
                 v.name(),
-                w.name,
-                if q >= 0.95 { "MET" } else { "MISSED" }
+                &goal("0.95x raw io_uring"),
+                s.mb_per_sec / r,
+                0.95,
             );
         }
         if let (false, Some(t)) = (w.cold, tokio) {
-            let q = s.mb_per_sec / t.mb_per_sec;
-            println!(
-                "target: {} >= 3x tokio::fs ({}): {q:.2}x  {}",
+            ratio_target(v.name(), &goal("3x tokio::fs"), s.mb_per_sec / t, 3.0);
+        }
+        report::target(
+            format_args!(
+                "{} allocations per read after warm-up = 0 ({}): {:.4}",
                 v.name(),
                 w.name,
-                if q >= 3.0 { "MET" } else { "MISSED" }
-            );
-        }
-        println!(
-            "target: {} allocations per read after warm-up = 0 ({}): {:.4}  {}",
-            v.name(),
-            w.name,
-            s.allocs_per_read,
-            if s.allocs == 0 { "MET" } else { "MISSED" }
+                s.allocs_per_read
+            ),
+            s.allocs == 0,
         );
     }
     (0..variants.len())
@@ -623,30 +622,27 @@ fn table(
         .collect()
 }
 
-/// Profiling filter: with `var` set, keep the names containing one of its
-/// comma-separated words. Unset: everything.
-fn wanted(var: &str, name: &str) -> bool {
-    match std::env::var(var) {
-        Ok(v) if !v.trim().is_empty() => v.split(',').any(|w| name.contains(w.trim())),
-        _ => true,
-    }
-}
-
-fn env_usize(var: &str) -> Option<usize> {
-    std::env::var(var).ok().and_then(|v| v.parse().ok())
-}
-
 fn main() {
     let quick = common::quick();
     let started = Instant::now();
-    watchdog_start();
-    let (mib, mut rounds, mut passes) = if quick { (8, 1, 1) } else { (256, 5, 4) };
-    let cold_passes = env_usize("XEV_FILE_COLD_PASSES")
+    watchdog::start(
+        "file-read-watchdog",
+        Duration::from_millis(200),
+        format!("file_read: a measurement exceeded {MEASUREMENT_LIMIT:?}; exiting"),
+    );
+    let (mib, mut rounds, mut passes) = if quick { (8, 1, 1) } else { (256, 7, 4) };
+    let cold_passes = common::env_parse::<usize>("XEV_FILE_COLD_PASSES")
         .unwrap_or(if quick { 1 } else { 3 })
         .max(1);
-    let mib = env_usize("XEV_FILE_MIB").unwrap_or(mib).max(4);
-    passes = env_usize("XEV_FILE_PASSES").unwrap_or(passes).max(1);
-    rounds = env_usize("XEV_BENCH_ROUNDS").unwrap_or(rounds).max(1);
+    let mib = common::env_parse::<usize>("XEV_FILE_MIB")
+        .unwrap_or(mib)
+        .max(4);
+    passes = common::env_parse::<usize>("XEV_FILE_PASSES")
+        .unwrap_or(passes)
+        .max(1);
+    rounds = common::env_parse::<usize>("XEV_BENCH_ROUNDS")
+        .unwrap_or(rounds)
+        .max(1);
     let len = mib << 20;
     let chunks = len / CHUNK;
     let dir = file_dir();
@@ -678,14 +674,22 @@ fn main() {
         perm.swap(i, (rng.next() % (i as u64 + 1)) as usize);
     }
     let repeat = |v: &[u64], n: usize| -> &'static [u64] { v.repeat(n).leak() };
-    let warm_n = WARMUP_READS.min(chunks / 4);
+    // The first WARMUP_READS offsets of a sequence (wrapping around a small file).
+    let warmup = |v: &[u64]| -> &'static [u64] {
+        v.iter()
+            .copied()
+            .cycle()
+            .take(WARMUP_READS)
+            .collect::<Vec<u64>>()
+            .leak()
+    };
     let workloads = [
         Workload {
             name: "seq warm",
             title: "sequential, page cache warm".into(),
             depth: 1,
             cold: false,
-            warmup: repeat(&seq[..warm_n], 1),
+            warmup: warmup(&seq),
             timed: repeat(&seq, passes),
             repeats: 1,
         },
@@ -694,7 +698,7 @@ fn main() {
             title: "random offsets, page cache warm".into(),
             depth: DEPTH,
             cold: false,
-            warmup: repeat(&perm[..warm_n], 1),
+            warmup: warmup(&perm),
             timed: repeat(&perm, passes),
             repeats: 1,
         },
@@ -706,7 +710,7 @@ fn main() {
             ),
             depth: DEPTH,
             cold: true,
-            warmup: repeat(&perm[..warm_n], 1),
+            warmup: warmup(&perm),
             timed: repeat(&perm, 1),
             repeats: cold_passes,
         },
@@ -729,45 +733,21 @@ fn main() {
         Ok(r) => println!("page cache warmed: {:.1}% of the file cached", r * 100.0),
         Err(e) => eprintln!("file_read: warming the cache: {e}"),
     }
-    let uring = Backend::IoUring.is_available();
-    if !uring {
-        println!("io_uring is not available here: its variants are skipped");
-    }
-    let variants: Vec<Variant> = [
-        Variant::XevIoUring,
-        Variant::XevEpoll,
-        Variant::XevAsyncIoUring,
-        Variant::XevAsyncEpoll,
-        Variant::RawIoUring,
-        Variant::TokioFs,
-        Variant::TokioBlocking,
-    ]
-    .into_iter()
-    .filter(|v| uring || !v.uses_io_uring())
-    .filter(|v| wanted("XEV_BENCH_ONLY", v.name()))
-    .collect();
+    let variants = report::select(&Variant::ALL, Variant::name, Variant::uses_io_uring);
 
     let mut failed = false;
     let mut warm_random: Option<Vec<Option<f64>>> = None;
     for w in workloads
         .iter()
-        .filter(|w| wanted("XEV_BENCH_WORKLOAD", w.name))
+        .filter(|w| common::wanted("XEV_BENCH_WORKLOAD", w.name))
     {
-        let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); variants.len()];
-        for round in 0..rounds {
-            // Each round starts one variant later, so none is always first or last.
-            for k in 0..variants.len() {
-                let i = (round + k) % variants.len();
-                let v = variants[i];
-                match measure(v, w, &mut file) {
-                    Ok(s) => samples[i].push(s),
-                    Err(e) => {
-                        failed = true;
-                        eprintln!("file_read: {} / {}: {e}", w.name, v.name());
-                    }
-                }
-            }
-        }
+        let samples = report::interleaved(
+            rounds,
+            &variants,
+            &mut failed,
+            |v| measure(v, w, &mut file),
+            |v| format!("file_read: {} / {}", w.name, v.name()),
+        );
         let warm = warm_random.as_deref().filter(|_| w.cold);
         let medians = table(w, &variants, &samples, rounds, warm);
         if w.name == "random warm" {
@@ -783,9 +763,5 @@ fn main() {
          reads (max over rounds); cached = share of the file in the page cache when the \
          timed reads started (mincore; warm: lowest, cold: highest over rounds)."
     );
-    println!();
-    println!("total wall time: {:.1} s", started.elapsed().as_secs_f64());
-    if failed {
-        std::process::exit(1);
-    }
+    report::finish("total wall time", started, failed);
 }

@@ -1,21 +1,11 @@
 //! The raw io_uring reference, written directly on the io-uring crate: one ring with the
-//! setup xev uses, `depth` slots (one 64 KiB buffer each) whose index is the SQE's
-//! `user_data`, one `submit_and_wait(1)` per batch of completions, and each completed
-//! slot resubmitted at the next offset at once.
+//! setup xev uses (`common::uring::ring`), `depth` slots (one 64 KiB buffer each) whose
+//! index is the SQE's `user_data`, one `submit_and_wait(1)` per batch of completions, and
+//! each completed slot resubmitted at the next offset at once.
 
 use super::*;
+use common::uring;
 use io_uring::{opcode, types, IoUring};
-
-/// The same ring setup xev uses (falling back the same way).
-fn ring() -> io::Result<IoUring> {
-    IoUring::builder()
-        .setup_coop_taskrun()
-        .setup_taskrun_flag()
-        .setup_single_issuer()
-        .setup_defer_taskrun()
-        .build(ENTRIES)
-        .or_else(|_| IoUring::builder().build(ENTRIES))
-}
 
 pub(super) struct RawReader {
     ring: IoUring,
@@ -30,7 +20,7 @@ pub(super) struct RawReader {
 impl RawReader {
     pub(super) fn new(path: &Path, depth: usize) -> Result<RawReader, String> {
         Ok(RawReader {
-            ring: ring().map_err(|e| format!("io_uring setup: {e}"))?,
+            ring: uring::ring(ENTRIES).map_err(|e| format!("io_uring setup: {e}"))?,
             file: File::open(path).map_err(|e| format!("open: {e}"))?,
             bufs: (0..depth)
                 .map(|_| vec![0u8; CHUNK].into_boxed_slice())
@@ -57,13 +47,9 @@ impl Reader for RawReader {
         }
         while inflight > 0 {
             sq.sync();
-            match submitter.submit_and_wait(1) {
-                Ok(_) => {}
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY)) => {}
-                Err(e) => {
-                    self.poisoned = true;
-                    return Err(format!("io_uring_enter: {e}"));
-                }
+            if let Err(e) = uring::submit_and_wait_one(&submitter) {
+                self.poisoned = true;
+                return Err(format!("io_uring_enter: {e}"));
             }
             cq.sync();
             for cqe in &mut cq {

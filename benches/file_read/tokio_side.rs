@@ -7,7 +7,7 @@ use super::*;
 
 use std::io::SeekFrom;
 use std::os::unix::fs::FileExt;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
@@ -112,7 +112,7 @@ impl Reader for TokioFsReader {
     }
 }
 
-/// `spawn_blocking(pread)` per read on one shared `std::fs::File`.
+/// `spawn_blocking(read_exact_at)` per read on one shared `std::fs::File`.
 pub(super) struct TokioBlockingReader {
     rt: tokio::runtime::Runtime,
     file: Arc<File>,
@@ -139,14 +139,14 @@ impl Reader for TokioBlockingReader {
                 while let Some(off) = take(&next, list) {
                     let f = file.clone();
                     let (r, b) = tokio::task::spawn_blocking(move || {
-                        let r = f.read_at(&mut buf, off);
+                        let r = f.read_exact_at(&mut buf, off);
                         (r, buf)
                     })
                     .await
                     .map_err(|e| format!("spawn_blocking: {e}"))?;
                     buf = b;
-                    let n = r.map_err(|e| format!("read at {off}: {e}"))?;
-                    check(n, &buf, off)?;
+                    r.map_err(|e| format!("read at {off}: {e}"))?;
+                    check(CHUNK, &buf, off)?;
                 }
                 Ok(buf)
             }

@@ -8,12 +8,20 @@ use std::rc::Rc;
 
 use xev::{Buffer, CallbackAction, Completion, Loop, Op, OpResult, Options, RunMode};
 
+/// `XEV_FILE_POOL_THREADS=N`: the size of xev's thread pool (epoll backend), instead of
+/// its default (4 per core, 4..=64).
+fn pool_threads() -> Option<usize> {
+    common::env_parse::<usize>("XEV_FILE_POOL_THREADS").filter(|&n| n > 0)
+}
+
 /// What the read callbacks share: the offsets of the current phase and the next one to
 /// dispatch.
 struct Shared {
     list: Cell<&'static [u64]>,
     next: Cell<usize>,
     error: RefCell<Option<String>>,
+    /// Reads that returned less than asked (their chunk was then finished by more reads).
+    short: Cell<u64>,
 }
 
 impl Shared {
@@ -28,7 +36,7 @@ impl Shared {
 
 /// One `Completion` per read in flight; each owns its 64 KiB buffer for the whole
 /// measurement. The callback checks the chunk, moves its `Op::Pread` to the next offset
-/// and rearms.
+/// and rearms (after a short read: to the rest of the chunk, counted in `short`).
 pub(super) struct XevReader {
     // Declared first, so dropped first (every completion is Dead between phases anyway).
     lp: Loop,
@@ -42,7 +50,18 @@ fn on_read(sh: &Shared, mut c: Pin<&mut Completion>, r: OpResult) -> CallbackAct
         unreachable!("a pread completion holds its op in its callback");
     };
     let res = match r {
-        OpResult::Pread(Ok(n)) => check(n, buf.as_slice(), *offset),
+        OpResult::Pread(Ok(n)) if n < buf.len() => {
+            // Short (a pread may be): read the rest of the chunk with the same completion.
+            sh.short.set(sh.short.get() + 1);
+            buf.advance(n);
+            *offset += n as u64;
+            return CallbackAction::Rearm;
+        }
+        OpResult::Pread(Ok(n)) => {
+            let start = *offset + n as u64 - CHUNK as u64;
+            buf.rewind();
+            check(CHUNK, buf.as_slice(), start)
+        }
         other => Err(format!("read at {offset}: {other:?}")),
     };
     if let Err(e) = res {
@@ -65,13 +84,19 @@ impl XevReader {
         let lp = Loop::new(Options {
             backend: Some(backend),
             entries: ENTRIES,
-            ..Options::default()
+            thread_pool: pool_threads().map(|n| {
+                xev::ThreadPool::new(xev::ThreadPoolOptions {
+                    max_threads: n,
+                    ..xev::ThreadPoolOptions::default()
+                })
+            }),
         })
         .map_err(|e| format!("Loop::new: {e}"))?;
         let sh = Rc::new(Shared {
             list: Cell::new(&[]),
             next: Cell::new(0),
             error: RefCell::new(None),
+            short: Cell::new(0),
         });
         let fd = file.as_raw_fd();
         let comps = (0..depth)
@@ -118,10 +143,15 @@ impl Reader for XevReader {
         }
         Ok(common::allocations() - allocs)
     }
+
+    fn short_reads(&self) -> u64 {
+        self.sh.short.get()
+    }
 }
 
 /// An `xev::rt` runtime and one `xev::fs::File`; each phase spawns one task per read in
-/// flight, looping `read_at` with its own `Box<[u8]>` (handed back at the end and reused
+/// flight, looping `read_exact_at` (one `read_at` unless a read comes back short) with
+/// its own `Box<[u8]>` (handed back at the end and reused
 /// by the next phase).
 pub(super) struct XevAsyncReader {
     rt: xev::rt::Runtime,
@@ -135,11 +165,11 @@ impl XevAsyncReader {
         path: &Path,
         depth: usize,
     ) -> Result<XevAsyncReader, String> {
-        let rt = xev::rt::Builder::new()
-            .backend(backend)
-            .entries(ENTRIES)
-            .build()
-            .map_err(|e| format!("xev runtime: {e}"))?;
+        let mut b = xev::rt::Builder::new().backend(backend).entries(ENTRIES);
+        if let Some(n) = pool_threads() {
+            b = b.blocking_threads(n);
+        }
+        let rt = b.build().map_err(|e| format!("xev runtime: {e}"))?;
         let file = rt
             .block_on(xev::fs::File::open(path))
             .map_err(|e| format!("open: {e}"))?;
@@ -166,10 +196,10 @@ async fn lane(
             return Ok(buf);
         };
         next.set(i + 1);
-        let (r, b) = file.read_at(buf, off).await;
+        let (r, b) = file.read_exact_at(buf, off).await;
         buf = b;
-        let n = r.map_err(|e| format!("read at {off}: {e}"))?;
-        check(n, &buf, off)?;
+        r.map_err(|e| format!("read at {off}: {e}"))?;
+        check(CHUNK, &buf, off)?;
     }
 }
 
