@@ -20,10 +20,13 @@ struct Msg {
 
 impl Msg {
     fn new(cap: usize) -> Box<Msg> {
-        // SAFETY: msghdr, iovec and sockaddr_in6 are plain data; all-zero is valid.
+        // msghdr, iovec and sockaddr_in6 are plain data.
         let mut m = Box::new(Msg {
+            // SAFETY: plain C data; all-zero is valid.
             hdr: unsafe { std::mem::zeroed() },
+            // SAFETY: plain C data; all-zero is valid.
             iov: unsafe { std::mem::zeroed() },
+            // SAFETY: plain C data; all-zero is valid.
             addr: unsafe { std::mem::zeroed() },
             buf: vec![0u8; cap].into_boxed_slice(),
         });

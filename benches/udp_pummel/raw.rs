@@ -21,10 +21,13 @@ pub(crate) fn receive(sock: UdpSocket, rx: &Rc<Rx>) {
         Ok(r) => r,
         Err(e) => return rx.fail(format!("ring: {e}")),
     };
-    // SAFETY: msghdr, iovec and sockaddr_in6 are plain data; all-zero is valid.
+    // msghdr, iovec and sockaddr_in6 are plain data.
     let mut m = Box::new(Msg {
+        // SAFETY: plain C data; all-zero is valid.
         hdr: unsafe { std::mem::zeroed() },
+        // SAFETY: plain C data; all-zero is valid.
         iov: unsafe { std::mem::zeroed() },
+        // SAFETY: plain C data; all-zero is valid.
         addr: unsafe { std::mem::zeroed() },
         buf: vec![0u8; RECV_BUF].into_boxed_slice(),
     });
