@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::ptr::NonNull;
 
 use crate::callback::Callback;
-use crate::event_loop::Loop;
+use crate::event_loop::{Loop, LoopId};
 use crate::heap::HeapItem;
 use crate::op::Op;
 use crate::registry::Ticket;
@@ -75,7 +75,9 @@ pub(crate) struct Inner {
     /// Registry slot while Active.
     pub(crate) ticket: Ticket,
     /// Where the timer sits in the loop's timer queue.
-    pub(crate) timer_slot: usize,
+    pub(crate) timer_slot: u32,
+    /// The loop this completion is Active in (meaningless while Dead).
+    pub(crate) owner: LoopId,
     /// Absolute timer deadline, nanoseconds since the loop's epoch.
     pub(crate) deadline: u64,
     /// Poll backend: a non-blocking connect is in progress.
@@ -138,6 +140,7 @@ impl Completion {
                 next: None,
                 ticket: Ticket { slot: 0, gen: 0 },
                 timer_slot: 0,
+                owner: LoopId::NONE,
                 deadline: 0,
                 connecting: false,
                 pool_fd: -1,
@@ -218,13 +221,22 @@ impl Completion {
         inner.callback = Callback::new(callback);
     }
 
-    /// The registry ticket while Active.
-    pub(crate) fn ticket(&self) -> Option<Ticket> {
+    /// The owning loop and registry ticket while Active.
+    pub(crate) fn owner_ticket(&self) -> Option<(LoopId, Ticket)> {
         match self.state() {
-            // SAFETY: loop thread; `ticket` is only written by the loop thread.
-            CompletionState::Active => Some(unsafe { (*self.inner.get()).ticket }),
+            CompletionState::Active => {
+                // SAFETY: loop thread; `owner` and `ticket` are only written by the loop
+                // thread.
+                let inner = unsafe { &*self.inner.get() };
+                Some((inner.owner, inner.ticket))
+            }
             CompletionState::Dead => None,
         }
+    }
+
+    /// The loop this completion is Active in, if it is Active.
+    pub(crate) fn owner(&self) -> Option<LoopId> {
+        self.owner_ticket().map(|(l, _)| l)
     }
 
     /// The address the kernel wrote for accept/recvmsg.
@@ -236,7 +248,8 @@ impl Completion {
 impl HeapItem for NonNull<Completion> {
     fn set_index(self, index: usize) {
         // SAFETY: only Active (hence live) completions are in the timer queue.
-        unsafe { (*Completion::raw(self)).timer_slot = index }
+        // A heap of 2^32 timers would need a terabyte of completions, so the index fits.
+        unsafe { (*Completion::raw(self)).timer_slot = index as u32 }
     }
 }
 

@@ -6,13 +6,13 @@ use std::io;
 use std::os::fd::RawFd;
 use std::pin::Pin;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::backend::{Backend, Driver};
 use crate::callback::Callback;
-use crate::completion::{CallbackAction, Completion, CompletionState, Phase};
+use crate::completion::{CallbackAction, Completion, Phase};
 use crate::handoff::Handoff;
 use crate::op::{CancelTarget, Op, PollEvents};
 use crate::queue::Intrusive;
@@ -27,6 +27,24 @@ const KERNEL_POLL_INTERVAL: u32 = 16;
 
 /// The most io_uring submission-queue entries the kernel accepts.
 pub const MAX_ENTRIES: u32 = 32768;
+
+/// A process-unique name for a [`Loop`], recorded in every completion it runs and in
+/// every [`CancelTarget`], so one loop never acts on another's completions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct LoopId(u32);
+
+impl LoopId {
+    /// No loop (a Dead completion's owner).
+    pub(crate) const NONE: LoopId = LoopId(0);
+
+    fn next() -> io::Result<LoopId> {
+        static NEXT: AtomicU32 = AtomicU32::new(1);
+        let id = NEXT
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_add(1))
+            .map_err(|_| io::Error::other("more than 2^32 - 1 loops created in this process"))?;
+        Ok(LoopId(id))
+    }
+}
 
 /// How a loop is created.
 #[derive(Debug, Clone)]
@@ -108,6 +126,7 @@ unsafe impl Send for SendPtr {}
 
 /// Backend-independent loop state. Backends get `&mut Core` to report results.
 pub(crate) struct Core {
+    id: LoopId,
     pub(crate) registry: Registry,
     timers: TimerQueue<NonNull<Completion>>,
     pub(crate) ready: Intrusive<Completion>,
@@ -329,6 +348,7 @@ impl Loop {
             wake: driver.waker(),
         });
         let mut core = Core {
+            id: LoopId::next()?,
             registry: Registry::default(),
             timers: TimerQueue::default(),
             ready: Intrusive::default(),
@@ -562,10 +582,10 @@ impl Loop {
     /// # Panics
     /// If `c` is already Active.
     pub fn add(&mut self, c: Pin<&mut Completion>) {
-        assert!(
-            c.state() == CompletionState::Dead,
-            "Loop::add: the completion is already Active"
-        );
+        if let Some(owner) = c.owner() {
+            let whose = if owner == self.core.id { "this" } else { "another" };
+            panic!("Loop::add: the completion is already Active (in {whose} loop)");
+        }
         // SAFETY: we never move out of the pinned completion; the loop keeps its address
         // and it cannot be freed while Active (its Drop aborts).
         let ptr = NonNull::from(unsafe { c.get_unchecked_mut() });
@@ -625,28 +645,26 @@ impl Loop {
     where
         F: FnMut(&mut Loop, Pin<&mut Completion>, OpResult) -> CallbackAction + 'static,
     {
-        if c.state() == CompletionState::Dead {
-            return self.timer(c, ms, callback);
+        match c.owner() {
+            None => return self.timer(c, ms, callback),
+            Some(owner) => self.assert_owns(owner, "Loop::timer_reset"),
         }
         // SAFETY: not moved out of; see `add`.
         let ptr = NonNull::from(unsafe { c.get_unchecked_mut() });
         let inner = Completion::raw(ptr);
-        // SAFETY: Active, so live; loop thread; a timer is never in the kernel or pool.
+        // SAFETY: Active in this loop (checked above), so live and in one of this loop's
+        // queues; loop thread; a timer is never in the kernel or pool.
         unsafe {
             assert!(
                 matches!((*inner).op, Op::Timer { .. }),
                 "Loop::timer_reset on an Active non-timer completion"
             );
-            match (*inner).phase {
-                Phase::Timer => {
-                    let found = self.core.timers.remove(ptr, (*inner).timer_slot);
-                    debug_assert!(found, "an Active timer is in the timer queue");
-                }
-                Phase::Ready => {
-                    self.core.ready.remove(ptr);
-                }
+            let found = match (*inner).phase {
+                Phase::Timer => self.core.timers.remove(ptr, (*inner).timer_slot as usize),
+                Phase::Ready => self.core.ready.remove(ptr),
                 other => unreachable!("timer in phase {other:?}"),
-            }
+            };
+            assert!(found, "xev: an Active timer was missing from its loop's queue");
             (*inner).op = Op::Timer { ms };
             (*inner).callback = Callback::new(callback);
         }
@@ -670,6 +688,16 @@ impl Loop {
         );
     }
 
+    /// Panic unless `owner` is this loop: a loop never acts on another loop's completion
+    /// (it would sit in two loops' queues at once).
+    fn assert_owns(&self, owner: LoopId, what: &str) {
+        assert!(
+            owner == self.core.id,
+            "{what}: the completion is Active in another Loop; a loop only acts on its own \
+             completions"
+        );
+    }
+
     /// Start (or restart, for `rearm`) an Active-to-be completion.
     fn submit(&mut self, c: NonNull<Completion>, rearm: bool) {
         let inner = Completion::raw(c);
@@ -680,6 +708,7 @@ impl Loop {
                 return;
             }
             (*inner).ticket = self.core.registry.insert(c);
+            (*inner).owner = self.core.id;
             (*inner).phase = Phase::Ready; // placeholder until the backend places it
             match (*inner).op {
                 Op::Timer { ms } => {
@@ -700,7 +729,14 @@ impl Loop {
 
     fn start_cancel(&mut self, c: NonNull<Completion>, target: CancelTarget) {
         const ENOENT: isize = -(libc::ENOENT as isize);
-        let Some(t) = target.0.and_then(|tk| self.core.registry.get(tk)) else {
+        let Some((owner, ticket)) = target.0 else {
+            return self.core.finish(c, ENOENT);
+        };
+        if owner != self.core.id {
+            // Another loop's ticket would name an unrelated completion of this one.
+            return self.core.finish(c, -(libc::EXDEV as isize));
+        }
+        let Some(t) = self.core.registry.get(ticket) else {
             return self.core.finish(c, ENOENT);
         };
         if t == c {
@@ -713,9 +749,9 @@ impl Loop {
         match phase {
             Phase::Timer => {
                 // SAFETY: as above.
-                let slot = unsafe { (*tin).timer_slot };
+                let slot = unsafe { (*tin).timer_slot } as usize;
                 let found = self.core.timers.remove(t, slot);
-                debug_assert!(found, "an Active timer is in the timer queue");
+                assert!(found, "xev: an Active timer was missing from its loop's queue");
                 self.core.finish(t, -(libc::ECANCELED as isize));
                 self.core.finish(c, 0);
             }

@@ -7,6 +7,7 @@ use std::ops::BitOr;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use crate::completion::Completion;
+use crate::event_loop::LoopId;
 use crate::registry::Ticket;
 
 /// One operation for the loop to perform.
@@ -510,14 +511,16 @@ impl fmt::Debug for PollEvents {
 /// moment the target was taken. It is `Copy`, so it can be stored and used later; if the
 /// target has finished by then (even if its memory was reused), the cancel reports
 /// [`CancelError::NotFound`](crate::CancelError::NotFound). A rearmed completion is a new
-/// registration.
+/// registration. A target also names the loop that runs the operation: given to another
+/// loop, the cancel reports [`CancelError::OtherLoop`](crate::CancelError::OtherLoop) and
+/// touches nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CancelTarget(pub(crate) Option<Ticket>);
+pub struct CancelTarget(pub(crate) Option<(LoopId, Ticket)>);
 
 impl CancelTarget {
     /// The operation `c` is running now (or nothing, if `c` is Dead).
     pub fn of(c: &Completion) -> CancelTarget {
-        CancelTarget(c.ticket())
+        CancelTarget(c.owner_ticket())
     }
 
     /// A target that is never found.

@@ -60,8 +60,12 @@ impl Registry {
     /// Unregister the completion holding `t`.
     pub(crate) fn remove(&mut self, t: Ticket) {
         let s = &mut self.slots[t.slot as usize];
-        debug_assert_eq!(s.gen, t.gen);
-        debug_assert!(s.ptr.is_some());
+        // Removing a registration that is not this one would free a slot another
+        // completion holds: checked in release builds too.
+        assert!(
+            s.gen == t.gen && s.ptr.is_some(),
+            "xev: registry removal of a completion that is not registered"
+        );
         s.ptr = None;
         s.gen = s.gen.wrapping_add(1);
         self.free.push(t.slot);

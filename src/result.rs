@@ -40,6 +40,9 @@ pub enum CancelError {
     /// The target is not in flight: it never started, already finished, or its result
     /// is already waiting for its callback.
     NotFound,
+    /// The target was taken from a completion of another [`Loop`](crate::Loop): a loop
+    /// only cancels its own operations (nothing was touched).
+    OtherLoop,
     /// The target is running in a place that cannot be interrupted (a blocking call on
     /// the thread pool, or a kernel operation past its cancellation point), or another
     /// operating-system error.
@@ -164,6 +167,7 @@ impl OpResult {
             Op::Cancel { .. } => OpResult::Cancel(match res {
                 r if r >= 0 => Ok(()),
                 r if r == -(libc::ENOENT as isize) => Err(CancelError::NotFound),
+                r if r == -(libc::EXDEV as isize) => Err(CancelError::OtherLoop),
                 r => Err(CancelError::Io(os(r))),
             }),
         }
@@ -201,6 +205,9 @@ impl fmt::Display for CancelError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CancelError::NotFound => f.write_str("no such operation in flight"),
+            CancelError::OtherLoop => {
+                f.write_str("the cancel target belongs to another loop (nothing was cancelled)")
+            }
             CancelError::Io(e) => e.fmt(f),
         }
     }
@@ -235,6 +242,7 @@ impl From<CancelError> for io::Error {
             CancelError::NotFound => {
                 io::Error::new(io::ErrorKind::NotFound, "no such operation in flight")
             }
+            CancelError::OtherLoop => io::Error::new(io::ErrorKind::InvalidInput, e.to_string()),
             CancelError::Io(e) => e,
         }
     }
