@@ -137,6 +137,9 @@ pub(crate) struct Core {
     pool: Option<ThreadPool>,
     sink: Arc<PoolSink>,
     pool_inflight: usize,
+    /// Callbacks of completions abandoned by a shutdown, dropped once every completion is
+    /// Dead (a callback may own a completion of this loop, e.g. a write queue's).
+    abandoned: Vec<Callback>,
 }
 
 impl Core {
@@ -163,6 +166,10 @@ impl Core {
             }
             self.registry.remove((*inner).ticket);
             (*inner).phase = Phase::Dead;
+            // The callback will never run: drop what it owns (userdata, buffers, fds),
+            // which may break a completion -> callback -> owner cycle.
+            let cb = std::mem::replace(&mut (*inner).callback, Callback::empty());
+            self.abandoned.push(cb);
         }
     }
 
@@ -358,6 +365,7 @@ impl Loop {
             pool: opts.thread_pool,
             sink,
             pool_inflight: 0,
+            abandoned: Vec::new(),
         };
         core.update_now();
         Ok(Loop {
@@ -803,6 +811,8 @@ impl Loop {
             }
         }
         debug_assert_eq!(self.core.registry.len(), 0);
+        // Every completion is Dead now, so the callbacks may drop completions they own.
+        drop(std::mem::take(&mut self.core.abandoned));
     }
 }
 
