@@ -378,6 +378,11 @@ impl Loop {
         })
     }
 
+    /// This loop's process-unique id.
+    pub(crate) fn id(&self) -> LoopId {
+        self.core.id
+    }
+
     /// The backend this loop runs on.
     pub fn backend(&self) -> Backend {
         self.backend
