@@ -4,7 +4,6 @@ use std::cell::UnsafeCell;
 use std::fmt;
 use std::marker::PhantomPinned;
 use std::net::SocketAddr;
-use std::os::fd::RawFd;
 use std::pin::Pin;
 use std::ptr::NonNull;
 
@@ -75,16 +74,13 @@ pub(crate) struct Inner {
     /// Registry slot while Active.
     pub(crate) ticket: Ticket,
     /// Where the timer sits in the loop's timer queue.
-    pub(crate) timer_slot: u32,
+    pub(crate) timer_slot: usize,
     /// The loop this completion is Active in (meaningless while Dead).
     pub(crate) owner: LoopId,
     /// Absolute timer deadline, nanoseconds since the loop's epoch.
     pub(crate) deadline: u64,
     /// Poll backend: a non-blocking connect is in progress.
     pub(crate) connecting: bool,
-    /// While on the thread pool: the caller's fd, which the op's own duplicate replaces
-    /// (-1 otherwise).
-    pub(crate) pool_fd: RawFd,
     pub(crate) scratch: Scratch,
 }
 
@@ -143,7 +139,6 @@ impl Completion {
                 owner: LoopId::NONE,
                 deadline: 0,
                 connecting: false,
-                pool_fd: -1,
                 // SAFETY: these libc structs are plain data for which all-zero is valid.
                 scratch: unsafe { std::mem::zeroed() },
             }),
@@ -248,8 +243,7 @@ impl Completion {
 impl HeapItem for NonNull<Completion> {
     fn set_index(self, index: usize) {
         // SAFETY: only Active (hence live) completions are in the timer queue.
-        // A heap of 2^32 timers would need a terabyte of completions, so the index fits.
-        unsafe { (*Completion::raw(self)).timer_slot = index as u32 }
+        unsafe { (*Completion::raw(self)).timer_slot = index }
     }
 }
 

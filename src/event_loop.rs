@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::backend::{Backend, Driver};
 use crate::callback::Callback;
-use crate::completion::{CallbackAction, Completion, Phase};
+use crate::completion::{CallbackAction, Completion, Inner, Phase};
 use crate::handoff::Handoff;
 use crate::op::{CancelTarget, Op, PollEvents};
 use crate::queue::Intrusive;
@@ -184,27 +184,35 @@ impl Core {
 
     /// Hand `c` to the thread pool; its result comes back through the sink.
     pub(crate) fn send_to_pool(&mut self, c: NonNull<Completion>) {
-        unsafe fn run(data: *mut (), ctx: *const ()) {
+        unsafe fn run(data: *mut (), ctx: *const (), caller_fd: RawFd) {
             let c = NonNull::new(data.cast::<Completion>()).expect("non-null job");
             let inner = Completion::raw(c);
-            // SAFETY: the loop handed this completion to us and does not touch its op or
-            // result until we push it back; its buffer is valid (owned by the op).
+            // SAFETY: `ctx` came from `Arc::into_raw` of the loop's sink when this job was
+            // queued; the job owns that strong reference, so everything it touches after
+            // handing the result back (the wake flag, the wake-up fd) stays alive even if
+            // the loop sees the result and is dropped at once.
+            let sink = unsafe { Arc::from_raw(ctx.cast::<PoolSink>()) };
+            // SAFETY: the loop handed this completion to us and does not touch it until we
+            // push it back; its buffer is valid (owned by the op).
             let res = unsafe { sys::perform(inner, false) };
             // SAFETY: as above; `res` is read by the loop only after the queue hand-off.
-            unsafe { (*inner).res = res };
-            // SAFETY: the sink outlives every job: the loop waits for all pool jobs before
-            // dropping its Arc (and a leaked loop leaks the Arc).
-            let sink = unsafe { &*ctx.cast::<PoolSink>() };
+            unsafe {
+                Core::restore_caller_fd(inner, caller_fd);
+                (*inner).res = res;
+            }
             sink.done.push(SendPtr(c));
             if !sink.wake_pending.swap(true, Ordering::AcqRel) {
                 (sink.wake)();
             }
+            drop(sink);
         }
         let inner = Completion::raw(c);
         // A job runs later on another thread, and a job a worker has taken cannot be
         // cancelled. If its fd were closed meanwhile (an async future dropped, then its
         // file), the number could name another file by the time the job runs. So the job
-        // works on its own duplicate, swapped back in `collect_pool`.
+        // works on its own duplicate; the caller's number travels in the job and is put
+        // back (and the duplicate closed) before the result is handed back.
+        let mut caller_fd = -1;
         // SAFETY: `c` is Active and live; loop thread; no worker has it yet.
         unsafe {
             if let Some(fd) = (*inner).op.borrowed_fd_mut() {
@@ -215,7 +223,7 @@ impl Core {
                         .unwrap_or(libc::EBADF);
                     return self.finish(c, -(err as isize));
                 }
-                (*inner).pool_fd = std::mem::replace(fd, dup);
+                caller_fd = std::mem::replace(fd, dup);
             }
         }
         // SAFETY: `c` is Active and live; loop thread.
@@ -227,23 +235,33 @@ impl Core {
         pool.execute_raw(RawJob {
             run,
             data: c.as_ptr().cast(),
-            ctx: Arc::as_ptr(&self.sink).cast(),
+            ctx: Arc::into_raw(self.sink.clone()).cast(),
+            fd: caller_fd,
         });
     }
 
     /// Put the caller's fd back into an op that ran (or was withdrawn from) the pool, and
-    /// close the duplicate.
-    fn restore_pool_fd(c: NonNull<Completion>) {
-        let inner = Completion::raw(c);
-        // SAFETY: `c` is Active and live, and no worker holds it any more; loop thread.
-        unsafe {
-            if (*inner).pool_fd >= 0 {
-                if let Some(fd) = (*inner).op.borrowed_fd_mut() {
-                    sys::close_fd(std::mem::replace(fd, (*inner).pool_fd));
-                }
-                (*inner).pool_fd = -1;
-            }
+    /// close the duplicate it ran on.
+    ///
+    /// # Safety
+    /// `inner` is a live completion that only the calling thread touches now.
+    unsafe fn restore_caller_fd(inner: *mut Inner, caller_fd: RawFd) {
+        if caller_fd < 0 {
+            return;
         }
+        // SAFETY: the caller's promise.
+        if let Some(fd) = unsafe { (*inner).op.borrowed_fd_mut() } {
+            sys::close_fd(std::mem::replace(fd, caller_fd));
+        }
+    }
+
+    /// A job withdrawn from the pool before it ran: undo what `send_to_pool` did.
+    fn withdrawn(&mut self, c: NonNull<Completion>, job: RawJob) {
+        self.pool_inflight -= 1;
+        // SAFETY: no worker took the job, so `c` is live and only the loop touches it.
+        unsafe { Self::restore_caller_fd(Completion::raw(c), job.fd) };
+        // SAFETY: the job's strong reference to the sink, made by `Arc::into_raw`.
+        drop(unsafe { Arc::from_raw(job.ctx.cast::<PoolSink>()) });
     }
 
     fn collect_pool(&mut self) {
@@ -254,7 +272,6 @@ impl Core {
         let sink = self.sink.clone();
         sink.done.drain_with(|SendPtr(c)| {
             self.pool_inflight -= 1;
-            Self::restore_pool_fd(c);
             // SAFETY: the worker is done with `c`; it is Active and live.
             let res = unsafe { (*Completion::raw(c)).res };
             self.finish(c, res);
@@ -379,6 +396,7 @@ impl Loop {
     }
 
     /// This loop's process-unique id.
+    #[allow(dead_code)] // the runtime's loop-swap check uses it
     pub(crate) fn id(&self) -> LoopId {
         self.core.id
     }
@@ -596,7 +614,11 @@ impl Loop {
     /// If `c` is already Active.
     pub fn add(&mut self, c: Pin<&mut Completion>) {
         if let Some(owner) = c.owner() {
-            let whose = if owner == self.core.id { "this" } else { "another" };
+            let whose = if owner == self.core.id {
+                "this"
+            } else {
+                "another"
+            };
             panic!("Loop::add: the completion is already Active (in {whose} loop)");
         }
         // SAFETY: we never move out of the pinned completion; the loop keeps its address
@@ -673,11 +695,14 @@ impl Loop {
                 "Loop::timer_reset on an Active non-timer completion"
             );
             let found = match (*inner).phase {
-                Phase::Timer => self.core.timers.remove(ptr, (*inner).timer_slot as usize),
+                Phase::Timer => self.core.timers.remove(ptr, (*inner).timer_slot),
                 Phase::Ready => self.core.ready.remove(ptr),
                 other => unreachable!("timer in phase {other:?}"),
             };
-            assert!(found, "xev: an Active timer was missing from its loop's queue");
+            assert!(
+                found,
+                "xev: an Active timer was missing from its loop's queue"
+            );
             (*inner).op = Op::Timer { ms };
             (*inner).callback = Callback::new(callback);
         }
@@ -762,9 +787,12 @@ impl Loop {
         match phase {
             Phase::Timer => {
                 // SAFETY: as above.
-                let slot = unsafe { (*tin).timer_slot } as usize;
+                let slot = unsafe { (*tin).timer_slot };
                 let found = self.core.timers.remove(t, slot);
-                assert!(found, "xev: an Active timer was missing from its loop's queue");
+                assert!(
+                    found,
+                    "xev: an Active timer was missing from its loop's queue"
+                );
                 self.core.finish(t, -(libc::ECANCELED as isize));
                 self.core.finish(c, 0);
             }
@@ -775,10 +803,9 @@ impl Loop {
                     .core
                     .pool
                     .as_ref()
-                    .is_some_and(|p| p.cancel_raw(t.as_ptr().cast()));
-                if queued {
-                    self.core.pool_inflight -= 1;
-                    Core::restore_pool_fd(t);
+                    .and_then(|p| p.cancel_raw(t.as_ptr().cast()));
+                if let Some(job) = queued {
+                    self.core.withdrawn(t, job);
                     self.core.finish(t, -(libc::ECANCELED as isize));
                     self.core.finish(c, 0);
                 } else {
@@ -804,6 +831,21 @@ impl Loop {
             self.core.abandon(c, None);
         }
         self.driver.shutdown(&mut self.core);
+        // Pool jobs no worker has taken yet are withdrawn; only running ones are waited for.
+        if let Some(pool) = self.core.pool.clone() {
+            let queued: Vec<_> = self
+                .core
+                .registry
+                .iter()
+                // SAFETY: registered completions are live; loop thread.
+                .filter(|c| unsafe { (*Completion::raw(*c)).phase } == Phase::Pool)
+                .filter_map(|c| pool.cancel_raw(c.as_ptr().cast()).map(|job| (c, job)))
+                .collect();
+            for (c, job) in queued {
+                self.core.withdrawn(c, job);
+                self.core.abandon(c, None);
+            }
+        }
         while self.core.pool_inflight > 0 {
             self.core.collect_pool();
             while let Some(c) = self.core.ready.pop() {

@@ -8,6 +8,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::os::fd::RawFd;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::Duration;
@@ -36,11 +37,13 @@ impl Default for ThreadPoolOptions {
     }
 }
 
-/// One unit of work: `run(data)` on a worker thread.
+/// One unit of work: `run(data, ctx, fd)` on a worker thread.
 pub(crate) struct RawJob {
-    pub(crate) run: unsafe fn(*mut (), *const ()),
+    pub(crate) run: unsafe fn(*mut (), *const (), RawFd),
     pub(crate) data: *mut (),
     pub(crate) ctx: *const (),
+    /// A descriptor the job carries for its creator (-1 if none).
+    pub(crate) fd: RawFd,
 }
 
 // SAFETY: a RawJob is created by code that guarantees `data` may be used from the worker
@@ -104,14 +107,18 @@ impl ThreadPool {
         self.push(Job::Raw(job));
     }
 
-    /// Remove a raw job that no worker has started yet; true if it was still queued.
-    pub(crate) fn cancel_raw(&self, data: *mut ()) -> bool {
+    /// Remove a raw job that no worker has started yet and hand it back (`None`: a worker
+    /// has it, or it already ran).
+    pub(crate) fn cancel_raw(&self, data: *mut ()) -> Option<RawJob> {
         let mut st = self.lock();
         let pos = st
             .jobs
             .iter()
-            .position(|j| matches!(j, Job::Raw(r) if r.data == data));
-        pos.and_then(|i| st.jobs.remove(i)).is_some()
+            .position(|j| matches!(j, Job::Raw(r) if r.data == data))?;
+        match st.jobs.remove(pos) {
+            Some(Job::Raw(j)) => Some(j),
+            _ => unreachable!("the position of a raw job"),
+        }
     }
 
     /// Worker threads alive now.
@@ -162,7 +169,7 @@ impl ThreadPool {
 fn run(job: Job) {
     match job {
         // SAFETY: the creator of the RawJob guarantees `run(data)` is valid here.
-        Job::Raw(j) => unsafe { (j.run)(j.data, j.ctx) },
+        Job::Raw(j) => unsafe { (j.run)(j.data, j.ctx, j.fd) },
         Job::Boxed(f) => {
             // A panicking boxed job must not kill the worker while it is counted.
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
@@ -282,7 +289,7 @@ mod tests {
 
     #[test]
     fn raw_jobs_run() {
-        unsafe fn bump(data: *mut (), _ctx: *const ()) {
+        unsafe fn bump(data: *mut (), _ctx: *const (), _fd: RawFd) {
             // SAFETY: `data` is the AtomicUsize below, alive until the count is seen.
             unsafe { (*(data as *const AtomicUsize)).fetch_add(1, Ordering::SeqCst) };
         }
@@ -293,6 +300,7 @@ mod tests {
                 run: bump,
                 data: (count as *const AtomicUsize).cast_mut().cast(),
                 ctx: std::ptr::null(),
+                fd: -1,
             });
         }
         let start = Instant::now();

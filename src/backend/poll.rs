@@ -155,12 +155,19 @@ impl Driver {
         self.source.waker()
     }
 
-    fn state(&mut self, fd: RawFd) -> &mut FdState {
+    /// The state of `fd`, growing the table to reach it. Only called for fds the kernel
+    /// just accepted as open (an attempt that said `EAGAIN`, an accept's result, an fd
+    /// announced by its owner), so the table is bounded by the process's fd limit, never
+    /// by a number a caller made up; growth that cannot be allocated is an error.
+    fn state(&mut self, fd: RawFd) -> io::Result<&mut FdState> {
         let idx = fd as usize;
         if self.fds.len() <= idx {
+            self.fds
+                .try_reserve(idx + 1 - self.fds.len())
+                .map_err(|_| io::Error::from_raw_os_error(libc::ENOMEM))?;
             self.fds.resize_with(idx + 1, FdState::default);
         }
-        &mut self.fds[idx]
+        Ok(&mut self.fds[idx])
     }
 
     pub(crate) fn start(&mut self, core: &mut Core, c: NonNull<Completion>, rearm: bool) {
@@ -201,21 +208,26 @@ impl Driver {
             let res = attempt(c);
             return self.complete(core, c, res);
         }
-        let st = self.state(fd);
-        let (queue, ready) = match wait {
-            Wait::Readable => (&st.readers, st.readable),
-            Wait::Writable => (&st.writers, st.writable),
+        // An fd never seen has no state yet: it may be ready, and nobody is queued on it.
+        // The table grows only once the attempt shows the fd is open (EAGAIN).
+        let (queue_empty, ready) = match self.fds.get(fd as usize) {
+            Some(st) => match wait {
+                Wait::Readable => (st.readers.is_empty(), st.readable),
+                Wait::Writable => (st.writers.is_empty(), st.writable),
+            },
+            None => (true, true),
         };
         // Try now only if nobody is queued ahead (FIFO) and the fd may be ready.
-        if queue.is_empty() && ready {
+        if queue_empty && ready {
             let res = attempt(c);
             if res != EAGAIN {
                 return self.complete(core, c, res);
             }
-            let st = self.state(fd);
-            match wait {
-                Wait::Readable => st.readable = false,
-                Wait::Writable => st.writable = false,
+            if let Some(st) = self.fds.get_mut(fd as usize) {
+                match wait {
+                    Wait::Readable => st.readable = false,
+                    Wait::Writable => st.writable = false,
+                }
             }
         }
         self.park(core, c, fd, wait, rearm);
@@ -229,7 +241,10 @@ impl Driver {
         wait: Wait,
         rearm: bool,
     ) {
-        let st = self.state(fd);
+        let st = match self.state(fd) {
+            Ok(st) => st,
+            Err(e) => return core.finish(c, -(e.raw_os_error().unwrap_or(libc::ENOMEM) as isize)),
+        };
         // SAFETY: `c` is live, Active, and in no queue.
         unsafe {
             (*Completion::raw(c)).phase = Phase::Waiting;
@@ -241,7 +256,7 @@ impl Driver {
         let registered = st.registered;
         let r = if !registered {
             self.source.add(fd).map(|()| {
-                let st = self.state(fd);
+                let st = &mut self.fds[fd as usize];
                 st.registered = true;
                 st.stream = sys::is_stream(fd);
             })
@@ -253,7 +268,7 @@ impl Driver {
         if let Err(e) = r {
             // Cannot watch this fd: fail its waiters rather than hang them.
             let err = -(e.raw_os_error().unwrap_or(libc::EIO) as isize);
-            let st = self.state(fd);
+            let st = &mut self.fds[fd as usize];
             st.registered = false;
             while let Some(w) = st.readers.pop().or_else(|| st.writers.pop()) {
                 core.finish(w, err);
@@ -270,13 +285,20 @@ impl Driver {
             Op::Read { fd, buf } | Op::Recv { fd, buf }
                 if res > 0 && (res as usize) < buf.len() =>
             {
-                let st = self.state(*fd);
-                if st.stream && !st.hup {
-                    // The stream's queue was drained; the next arrival is a new edge.
-                    st.readable = false;
+                // Only an fd seen before has a cache to update.
+                if let Some(st) = self.fds.get_mut(*fd as usize) {
+                    if st.stream && !st.hup {
+                        // The stream's queue was drained; the next arrival is a new edge.
+                        st.readable = false;
+                    }
                 }
             }
-            Op::Accept { .. } if res >= 0 => self.state(res as RawFd).reset(),
+            Op::Accept { .. } if res >= 0 => {
+                // A number seen before now names the new connection.
+                if let Some(st) = self.fds.get_mut(res as usize) {
+                    st.reset();
+                }
+            }
             _ => {}
         }
         core.finish(c, res);
@@ -286,9 +308,12 @@ impl Driver {
     /// was known about the number (a file closed behind the loop's back left it), and
     /// trust the registration made by its next wait until [`fd_closed`](Self::fd_closed).
     pub(crate) fn fd_opened(&mut self, fd: RawFd) {
-        let st = self.state(fd);
-        st.reset();
-        st.tracked = true;
+        // Without room for its state, the fd simply stays untracked (its operations then
+        // refresh the registration, or fail with ENOMEM when they park).
+        if let Ok(st) = self.state(fd) {
+            st.reset();
+            st.tracked = true;
+        }
     }
 
     /// `fd` is about to be closed by its owner (see [`fd_opened`](Self::fd_opened)).
