@@ -180,8 +180,9 @@ impl Future for Sleep {
             with_current(|current| ptr::eq(Rc::as_ptr(registered), current))
         });
         if here == Some(true) {
-            // SAFETY: executor thread; the queue only touches the waker in `fire_due`
-            // (with the entry already out of the queue), which is not running now.
+            // SAFETY: executor thread; the queue touches an entry's waker only inside
+            // `fire_due`'s short borrow of the queue (never across a wake, which is where
+            // this poll could run from), so no other reference to it exists now.
             let slot = unsafe { &mut *this.entry.waker.get() };
             match slot {
                 Some(w) if w.will_wake(cx.waker()) => {}
