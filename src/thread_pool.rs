@@ -69,6 +69,11 @@ struct Shared {
 
 /// A handle to a pool of worker threads; clones share the pool.
 ///
+/// Worker threads block every asynchronous signal (all but SIGSEGV, SIGBUS, SIGFPE,
+/// SIGILL, SIGTRAP and SIGSYS) for their whole life, so a process-directed signal is
+/// never delivered to them: it goes to a thread that does not block it, or stays pending
+/// for a signalfd (`xev::signal::Signals`). Jobs run with that mask.
+///
 /// ```
 /// let pool = xev::ThreadPool::new(xev::ThreadPoolOptions::default());
 /// let (tx, rx) = std::sync::mpsc::channel();
@@ -144,10 +149,14 @@ impl ThreadPool {
             st.threads += 1;
             drop(st);
             let shared = self.shared.clone();
+            // The worker inherits the mask in force while it is created: every
+            // asynchronous signal blocked, from its first instruction on.
+            let mask = BlockAsyncSignals::new();
             let spawned = thread::Builder::new()
                 .name("xev-pool".into())
                 .stack_size(self.shared.opts.stack_size)
                 .spawn(move || worker(shared));
+            drop(mask);
             if spawned.is_err() {
                 // Could not start a thread: the job stays queued for an existing worker.
                 let mut st = self.lock();
@@ -165,6 +174,78 @@ impl ThreadPool {
         }
     }
 }
+
+/// Blocks every asynchronous signal in the calling thread until dropped (which restores
+/// the previous mask), so that a thread created meanwhile starts with them blocked.
+///
+/// Pool threads must never take a process-directed signal (`kill(pid)`, Ctrl-C, a
+/// service manager's SIGTERM): a thread that does not block it is where the kernel
+/// delivers it, and its default action there would kill the process even though the
+/// program receives that signal through a signalfd (`xev::signal::Signals`) on the
+/// loop's thread. The synchronous
+/// signals a faulting instruction raises in the thread itself (SIGSEGV, SIGBUS, SIGFPE,
+/// SIGILL, SIGTRAP, SIGSYS) stay unblocked, so faults are reported as usual.
+#[cfg(unix)]
+struct BlockAsyncSignals {
+    old: libc::sigset_t,
+    restore: bool,
+}
+
+/// No signal masks to manage on this platform.
+#[cfg(not(unix))]
+struct BlockAsyncSignals;
+
+#[cfg(not(unix))]
+impl BlockAsyncSignals {
+    fn new() -> BlockAsyncSignals {
+        BlockAsyncSignals
+    }
+}
+
+#[cfg(unix)]
+impl BlockAsyncSignals {
+    fn new() -> BlockAsyncSignals {
+        // SAFETY: sigset_t is plain data; sigfillset/sigemptyset initialise it below.
+        let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `set` and `old` are valid sigset_t values we own; sigdelset of a valid
+        // signal number cannot fail; pthread_sigmask only reads `set` and writes `old`.
+        let r = unsafe {
+            libc::sigfillset(&mut set);
+            for sig in SYNCHRONOUS_SIGNALS {
+                libc::sigdelset(&mut set, sig);
+            }
+            libc::sigemptyset(&mut old);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old)
+        };
+        BlockAsyncSignals {
+            old,
+            restore: r == 0,
+        }
+    }
+}
+
+#[cfg(unix)]
+impl Drop for BlockAsyncSignals {
+    fn drop(&mut self) {
+        if self.restore {
+            // SAFETY: `old` is the mask pthread_sigmask saved in `new`.
+            unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.old, std::ptr::null_mut()) };
+        }
+    }
+}
+
+/// Signals raised by a faulting instruction in the thread that executed it.
+#[cfg(unix)]
+const SYNCHRONOUS_SIGNALS: [libc::c_int; 6] = [
+    libc::SIGSEGV,
+    libc::SIGBUS,
+    libc::SIGFPE,
+    libc::SIGILL,
+    libc::SIGTRAP,
+    libc::SIGSYS,
+];
 
 fn run(job: Job) {
     match job {
@@ -285,6 +366,45 @@ mod tests {
         let (tx, rx) = mpsc::channel();
         pool.execute(move || tx.send(1).unwrap());
         assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), 1);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn workers_block_asynchronous_signals_only() {
+        let pool = ThreadPool::new(opts(1, 5_000));
+        let (tx, rx) = mpsc::channel();
+        pool.execute(move || {
+            // SAFETY: sigset_t is plain data for which all-zero is valid.
+            let mut cur: libc::sigset_t = unsafe { std::mem::zeroed() };
+            // SAFETY: with a null new set, pthread_sigmask only writes the current mask
+            // into `cur`.
+            unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut cur) };
+            // SAFETY: `cur` is an initialised sigset_t.
+            let blocked = |sig| unsafe { libc::sigismember(&cur, sig) } == 1;
+            tx.send([
+                blocked(libc::SIGUSR1),
+                blocked(libc::SIGINT),
+                blocked(libc::SIGTERM),
+                blocked(libc::SIGCHLD),
+                !blocked(libc::SIGSEGV),
+                !blocked(libc::SIGBUS),
+                !blocked(libc::SIGFPE),
+                !blocked(libc::SIGILL),
+            ])
+            .unwrap();
+        });
+        let got = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(
+            got, [true; 8],
+            "SIGUSR1, INT, TERM, CHLD blocked; SEGV, BUS, FPE, ILL not"
+        );
+        // The spawning thread's own mask is restored.
+        // SAFETY: as above.
+        let mut cur: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut cur) };
+        // SAFETY: `cur` is an initialised sigset_t.
+        assert_eq!(unsafe { libc::sigismember(&cur, libc::SIGUSR2) }, 0);
     }
 
     #[test]

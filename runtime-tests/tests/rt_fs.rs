@@ -193,6 +193,48 @@ async fn fs_read_sees_a_file_that_grew_after_the_size_hint() -> io::Result<()> {
     Ok(())
 }
 
+/// A sparse file whose size no allocation can hold: 4 TiB (or, where the kernel would
+/// grant even that much address space, 1 PiB); `None` if the filesystem refuses both.
+fn unallocatable_sparse_file(tag: &str) -> io::Result<Option<TempPath>> {
+    let overcommit = std::fs::read_to_string("/proc/sys/vm/overcommit_memory").unwrap_or_default();
+    let sizes: &[u64] = if overcommit.trim() == "1" {
+        // "Always overcommit": 4 TiB of address space would be granted; 1 PiB is more
+        // than a 47-bit (x86-64) or 48-bit (aarch64) user address space holds.
+        &[1 << 50]
+    } else {
+        &[4 << 40, 1 << 50]
+    };
+    let path = TempPath::new(tag);
+    let f = std::fs::File::create(&path)?;
+    for &size in sizes {
+        match f.set_len(size) {
+            Ok(()) => return Ok(Some(path)),
+            Err(e) => eprintln!("set_len({size}) on {:?}: {e}", path.0),
+        }
+    }
+    Ok(None)
+}
+
+#[xev::test(backend = "all")]
+async fn fs_read_of_a_huge_sparse_file_is_out_of_memory_not_an_abort() -> io::Result<()> {
+    let Some(path) = unallocatable_sparse_file("sparse")? else {
+        eprintln!("SKIPPED: the temp filesystem refuses sparse files of 4 TiB and 1 PiB");
+        return Ok(());
+    };
+    // Before the fix, the whole size was allocated up front (infallibly): the process
+    // aborted. The limit only matters if a regression starts reading terabytes of zeros.
+    let limit = Duration::from_secs(5);
+    let r = xev::time::timeout(limit, fs::read(&path))
+        .await
+        .expect("fs::read must fail at once, not read the holes");
+    assert_eq!(r.unwrap_err().kind(), io::ErrorKind::OutOfMemory);
+    let r = xev::time::timeout(limit, fs::read_to_string(&path))
+        .await
+        .expect("fs::read_to_string must fail at once");
+    assert_eq!(r.unwrap_err().kind(), io::ErrorKind::OutOfMemory);
+    Ok(())
+}
+
 #[xev::test(backend = "all")]
 async fn wrong_access_mode_gives_ebadf() -> io::Result<()> {
     let path = TempPath::new("ebadf");

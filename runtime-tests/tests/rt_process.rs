@@ -156,3 +156,73 @@ async fn pipes_are_the_std_ones() -> io::Result<()> {
     assert!(cat.stdin.is_none());
     Ok(())
 }
+
+/// A pidfd is only accepted for an unreaped child of this process: a pid naming this
+/// process or its parent (running, but not our children) is `ECHILD`. Before the check,
+/// the watcher (and `process::spawn`, which opens its pidfd the same way) took any pid.
+#[test]
+fn a_pid_that_is_not_our_child_is_refused() {
+    use xev::watcher::process::Process;
+    // SAFETY: getppid(2) has no preconditions.
+    let parent = unsafe { libc::getppid() } as u32;
+    for pid in [std::process::id(), parent] {
+        let e = Process::new(pid).expect_err("not a child of ours");
+        assert_eq!(e.raw_os_error(), Some(libc::ECHILD), "pid {pid}: {e}");
+    }
+}
+
+/// Make an orphaned `sleep` (not our child) take the pid `target`, by setting the pid
+/// namespace's last pid (needs CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE). Returns false
+/// if that is not possible here; other processes forking meanwhile are retried.
+fn orphan_with_pid(target: u32) -> bool {
+    for _ in 0..200 {
+        // `sh` starts first (any pid), then forks the `sleep` once the last pid is set.
+        let mut sh = Command::new("sh")
+            .args([
+                "-c",
+                "read go; sleep 30 </dev/null >/dev/null 2>&1 & echo $!",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("sh");
+        let set = std::fs::write("/proc/sys/kernel/ns_last_pid", (target - 1).to_string());
+        let mut stdin = sh.stdin.take().unwrap();
+        let _ = stdin.write_all(b"go\n");
+        drop(stdin);
+        let out = sh.wait_with_output().expect("sh");
+        let bg: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        if bg == target {
+            return true;
+        }
+        // SAFETY: kill(2) of the orphan we just started (still sleeping).
+        unsafe { libc::kill(bg as libc::pid_t, libc::SIGKILL) };
+        if set.is_err() {
+            return false;
+        }
+    }
+    false
+}
+
+/// The reaping race of issue #13: a child exits and is reaped by someone else (here
+/// `std`'s `wait`; in a program, a `waitpid(-1)` or `SIGCHLD = SIG_IGN`) before the
+/// pidfd is opened, and its pid is reused by an unrelated process. Opening the pidfd by
+/// pid would then name that process (and `Child::kill` would kill it); the check that
+/// the pidfd's process is our unreaped child refuses it.
+#[test]
+fn a_reaped_childs_pid_reused_by_an_unrelated_process_is_refused() {
+    use xev::watcher::process::Process;
+    let mut child = Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap(); // reaped before the pidfd is opened
+    if pid < 3 || !orphan_with_pid(pid) {
+        eprintln!("SKIPPED: cannot make another process reuse pid {pid} (ns_last_pid)");
+        return;
+    }
+    let r = Process::from_child(&child);
+    // Clean up the orphan whatever the outcome (it is not our child: init reaps it).
+    // SAFETY: kill(2); `pid` is the orphaned sleep started above.
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+    let e = r.expect_err("the pid now names a process that is not our child");
+    assert_eq!(e.raw_os_error(), Some(libc::ECHILD), "{e}");
+}

@@ -65,9 +65,10 @@ where
         outcome: Mutex::new(None),
         waker: AtomicWaker::new(),
     });
-    let pool = exec.lp.borrow_mut().thread_pool().clone();
     let s = shared.clone();
-    pool.execute(move || {
+    // The executor's handle to the loop's pool: no loop borrow, so this works inside
+    // `with_loop` too.
+    exec.pool.execute(move || {
         let r = catch_unwind(AssertUnwindSafe(f));
         *s.outcome.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
         s.waker.wake();

@@ -26,6 +26,15 @@ mod sealed {
     pub trait SealedMut: Sized {
         /// The buffer as loop memory to read into, plus what `from_read_buffer` needs.
         fn into_read_buffer(self, _: Token) -> (Buffer, usize);
+        /// The buffer as loop memory that `read_exact` fills completely: its length,
+        /// never a `Vec`'s spare capacity.
+        fn into_exact_buffer(self, t: Token) -> (Buffer, usize) {
+            self.into_read_buffer(t)
+        }
+        /// Capacity past the length that only single reads use (a `Vec`'s).
+        fn spare_capacity(&self, _: Token) -> usize {
+            0
+        }
         /// Back from the loop after `filled` bytes were read into its start.
         fn from_read_buffer(b: Buffer, prep: usize, filled: usize, _: Token) -> Self;
     }
@@ -43,14 +52,54 @@ pub trait IoBuf: sealed::Sealed + 'static {}
 /// A buffer an async read can fill and hand back: `Vec<u8>`, `Box<[u8]>` and
 /// [`Buffer`].
 ///
-/// A `Vec<u8>` is read into from its start up to its *capacity*; afterwards its length is
-/// the larger of its old length and the bytes read, so both `vec![0; 4096]` and
-/// `Vec::with_capacity(4096)` work, and `&buf[..n]` is what arrived. A `Box<[u8]>` or
-/// `Buffer` is read into over its whole length. A read into zero bytes of room is an
-/// `InvalidInput` error (an `Ok(0)` would look like end of file).
+/// How much of it a read may fill depends on the kind of read:
 ///
-/// The room past a `Vec`'s length is zero-filled before each read (the kernel's bytes
-/// must land in initialised memory that safe code may later see), so in a hot loop
+/// | | `Vec<u8>` | `Box<[u8]>`, `Buffer` |
+/// |---|---|---|
+/// | one read (`read`, `read_at`, `recv_from`) | from the start up to its **capacity**: `Ok(n)`, and `&buf[..n]` is what arrived | its whole length |
+/// | `read_exact`, `read_exact_at` | exactly its **length** (like `std` and tokio), never its spare capacity | its whole length |
+///
+/// After a single read into a `Vec`, its length is the larger of its old length and the
+/// bytes read, so both `vec![0; 4096]` and `Vec::with_capacity(4096)` work. A single
+/// read into zero bytes of room is an `InvalidInput` error (an `Ok(0)` would look like
+/// end of file).
+///
+/// `read_exact` never changes a `Vec`'s length: a reused `Vec` truncated (or resized) to
+/// the size of the next message reads exactly that message, and the bytes after it stay
+/// for the next read. A `Vec` of length 0 with spare capacity (`Vec::with_capacity(n)`)
+/// is an `InvalidInput` error for `read_exact` (its length, 0, is what it would fill);
+/// size it first with `vec![0; n]` or `resize`.
+///
+/// ```
+/// use xev::net::{TcpListener, TcpStream};
+///
+/// xev::block_on(async {
+///     let listener = TcpListener::bind("127.0.0.1:0")?;
+///     let client = TcpStream::connect(listener.local_addr()?).await?;
+///     let (server, _) = listener.accept().await?;
+///     client.write_all(b"abcd, then more".to_vec()).await.0?;
+///
+///     // A buffer reused from a longer message: length 4, capacity 64.
+///     let mut buf = vec![0u8; 64];
+///     buf.truncate(4);
+///     let (res, buf) = server.read_exact(buf).await;
+///     res?;
+///     assert_eq!(buf, b"abcd"); // its length, not its capacity
+///
+///     // One read fills up to the capacity; the length grows to what arrived.
+///     let (n, buf) = server.read(buf).await;
+///     assert_eq!(&buf[..n?], b", then more");
+///
+///     // read_exact into a Vec with no length is refused rather than reading nothing.
+///     let (res, _) = server.read_exact(Vec::with_capacity(8)).await;
+///     assert_eq!(res.unwrap_err().kind(), std::io::ErrorKind::InvalidInput);
+///     Ok::<(), std::io::Error>(())
+/// })?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+///
+/// The room past a `Vec`'s length is zero-filled before each single read (the kernel's
+/// bytes must land in initialised memory that safe code may later see), so in a hot loop
 /// reuse a buffer whose length is already its capacity (`vec![0; n]`, a `Box<[u8]>`)
 /// and slice `&buf[..n]`.
 pub trait IoBufMut: sealed::SealedMut + 'static {}
@@ -70,6 +119,13 @@ impl sealed::SealedMut for Vec<u8> {
         let init = self.len();
         self.resize(self.capacity(), 0);
         (Buffer::from(self), init)
+    }
+    fn into_exact_buffer(self, _: Token) -> (Buffer, usize) {
+        let len = self.len();
+        (Buffer::from(self), len)
+    }
+    fn spare_capacity(&self, _: Token) -> usize {
+        self.capacity() - self.len()
     }
     fn from_read_buffer(b: Buffer, init: usize, filled: usize, _: Token) -> Self {
         let mut v = b.into_vec().expect("a Vec<u8> comes back as a Vec buffer");
@@ -178,6 +234,27 @@ pub(crate) fn from_read_buffer<B: IoBufMut>(b: Buffer, prep: usize, filled: usiz
     B::from_read_buffer(b, prep, filled, Token(()))
 }
 
+/// For `read_exact`: exactly the buffer's length (hand it back with `from_read_buffer`).
+pub(crate) fn into_exact_buffer<B: IoBufMut>(b: B) -> (Buffer, usize) {
+    b.into_exact_buffer(Token(()))
+}
+
+/// Capacity past the buffer's length (a `Vec`'s), which `read_exact` does not fill.
+pub(crate) fn spare_capacity<B: IoBufMut>(b: &B) -> usize {
+    b.spare_capacity(Token(()))
+}
+
+/// The error of `read_exact` into a `Vec` of length 0 with `spare` bytes of capacity.
+pub(crate) fn exact_into_capacity(spare: usize) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidInput,
+        format!(
+            "read_exact fills the buffer's length, not its capacity: this Vec has length 0 \
+             (capacity {spare}); size it first, e.g. vec![0; n] or resize"
+        ),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,6 +270,21 @@ mod tests {
         let (b, init) = into_read_buffer(vec![7u8; 5]);
         let v: Vec<u8> = from_read_buffer(b, init, 2);
         assert_eq!(v.len(), 5, "a longer initialised Vec keeps its length");
+    }
+
+    #[test]
+    fn exact_reads_use_the_length_of_a_vec() {
+        let mut v = vec![1u8; 64];
+        v.truncate(4);
+        assert_eq!(spare_capacity(&v), 60);
+        let (mut b, init) = into_exact_buffer(v);
+        assert_eq!((b.len(), init), (4, 4));
+        b.as_mut_slice().copy_from_slice(b"abcd");
+        let v: Vec<u8> = from_read_buffer(b, init, 4);
+        assert_eq!((&v[..], v.capacity()), (&b"abcd"[..], 64));
+        let bx = Box::<[u8]>::from(vec![0u8; 3]);
+        assert_eq!(spare_capacity(&bx), 0);
+        assert_eq!(into_exact_buffer(bx).0.len(), 3);
     }
 
     #[test]

@@ -130,6 +130,9 @@ pub(crate) struct Executor {
     remote: Arc<Remote>,
     pub(crate) slots: SlotPool,
     pub(crate) sleeps: SleepQueue,
+    /// The loop's thread pool, reachable without borrowing the loop (`spawn_blocking`
+    /// inside `with_loop`).
+    pub(crate) pool: crate::thread_pool::ThreadPool,
     closed: Cell<bool>,
 }
 
@@ -190,7 +193,8 @@ impl Drop for Enter {
 }
 
 impl Executor {
-    pub(crate) fn new(lp: Loop) -> Rc<Executor> {
+    pub(crate) fn new(mut lp: Loop) -> Rc<Executor> {
+        let pool = lp.thread_pool().clone();
         let remote = Arc::new(Remote {
             queue: Handoff::new(),
             wake_pending: AtomicBool::new(false),
@@ -205,6 +209,7 @@ impl Executor {
             remote,
             slots: SlotPool::default(),
             sleeps: SleepQueue::new(Instant::now()),
+            pool,
             closed: Cell::new(false),
         })
     }

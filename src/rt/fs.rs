@@ -306,12 +306,18 @@ impl Default for OpenOptions {
     }
 }
 
-/// The smallest read (and growth step) of [`read`].
+/// The first read of [`read`], and the smallest growth of its buffer.
 const MIN_READ: usize = 8 * 1024;
 
 /// Read the whole file at `path` (as [`std::fs::read`]): open (on the blocking pool,
-/// together with an `fstat` for the size), then `pread` from offset 0 until end of file
-/// into a `Vec` sized from that hint and grown if the file turns out longer.
+/// together with an `fstat` for the size), then `pread` from offset 0 until end of file.
+///
+/// Memory: the size `fstat` reports is reserved up front, fallibly: a file too large
+/// for memory (such as a huge sparse file) is an [`OutOfMemory`](io::ErrorKind::OutOfMemory)
+/// error, as with `std`, never an abort. The size is only a hint: the buffer is
+/// initialised (touched) only as reads need room, in growing steps, so a file that turns
+/// out shorter costs no more than its contents, and one that grew is read to its end
+/// (growth is fallible too).
 ///
 /// Meant for regular files (and others that support `pread`, such as `/proc` files);
 /// a pipe or FIFO fails with `ESPIPE`.
@@ -320,22 +326,44 @@ pub async fn read(path: impl AsRef<Path>) -> io::Result<Vec<u8>> {
     let (f, hint) = blocking(move || {
         let f = std::fs::File::open(path)?;
         let hint = f.metadata().map_or(0, |m| m.len());
-        Ok((f, usize::try_from(hint).unwrap_or(usize::MAX)))
+        Ok((f, hint))
     })
     .await?;
     read_to_end(f.as_raw_fd(), hint).await
     // `f` (read-only) is dropped here: nothing to flush, so no need for a loop close.
 }
 
+/// The error of a failed (fallible) allocation of `bytes` more bytes.
+fn out_of_memory(bytes: u128, e: std::collections::TryReserveError) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::OutOfMemory,
+        format!("cannot allocate {bytes} bytes for the file's contents: {e}"),
+    )
+}
+
 /// `pread`s from offset 0 until end of file; `hint` is the expected size.
-async fn read_to_end(fd: RawFd, hint: usize) -> io::Result<Vec<u8>> {
+///
+/// `v.len()` is the initialised room (zeroed ahead of the reads), `filled` the bytes
+/// read into its start.
+async fn read_to_end(fd: RawFd, hint: u64) -> io::Result<Vec<u8>> {
     // One byte more than the hint, so that the read that sees the end needs no growth.
-    let mut v = vec![0u8; hint.saturating_add(1).max(MIN_READ)];
+    let want = u128::from(hint) + 1;
+    let mut v = Vec::new();
+    let reserve = usize::try_from(want).unwrap_or(usize::MAX).max(MIN_READ);
+    v.try_reserve_exact(reserve)
+        .map_err(|e| out_of_memory(want, e))?;
     let mut filled = 0;
     loop {
         if filled == v.len() {
-            let grown = v.len().saturating_mul(2).max(v.len() + MIN_READ);
-            v.resize(grown, 0);
+            // Room for the next read: as much again as has been read (at least
+            // MIN_READ), growing the allocation (fallibly, amortised) when it is full.
+            let step = filled.max(MIN_READ);
+            if v.len() == v.capacity() {
+                v.try_reserve(step)
+                    .map_err(|e| out_of_memory(step as u128, e))?;
+            }
+            let room = step.min(v.capacity() - v.len());
+            v.resize(v.len() + room, 0); // within the capacity: no reallocation
         }
         let mut b = Buffer::from(v);
         b.advance(filled);
@@ -369,9 +397,14 @@ pub async fn read_to_string(path: impl AsRef<Path>) -> io::Result<String> {
 /// Write `contents` as the whole file at `path`, creating or truncating it (as
 /// [`std::fs::write`]): [`File::create`], [`File::write_all_at`] from offset 0, then
 /// [`File::close`], whose error is reported. `contents` is copied into an owned buffer
-/// first (the write needs one the runtime can keep).
+/// first (the write needs one the runtime can keep); if that allocation fails the result
+/// is an [`OutOfMemory`](io::ErrorKind::OutOfMemory) error, and nothing is created.
 pub async fn write(path: impl AsRef<Path>, contents: impl AsRef<[u8]>) -> io::Result<()> {
-    let data = contents.as_ref().to_vec();
+    let contents = contents.as_ref();
+    let mut data = Vec::new();
+    data.try_reserve_exact(contents.len())
+        .map_err(|e| out_of_memory(contents.len() as u128, e))?;
+    data.extend_from_slice(contents);
     let f = File::create(path).await?;
     if !data.is_empty() {
         f.write_all_at(data, 0).await.0?;

@@ -94,16 +94,24 @@ pub(crate) async fn read<B: IoBufMut>(fd: RawFd, buf: B, kind: Kind) -> (io::Res
     (res, buf::from_read_buffer(b, prep, filled))
 }
 
-/// Fill `buf` completely (`UnexpectedEof` if the data ends first).
+/// Fill exactly `buf`'s length (`UnexpectedEof` if the data ends first): for a `Vec`,
+/// its length, never its spare capacity (see [`IoBufMut`]). A `Vec` of length 0 with
+/// spare capacity is `InvalidInput`; any other empty buffer is `Ok(())` at once.
 pub(crate) async fn read_exact<B: IoBufMut>(
     fd: RawFd,
     buf: B,
     mut kind: Kind,
 ) -> (io::Result<()>, B) {
-    let (mut b, prep) = buf::into_read_buffer(buf);
+    let spare = buf::spare_capacity(&buf);
+    let (mut b, prep) = buf::into_exact_buffer(buf);
     let total = b.len();
     if total == 0 {
-        return (Ok(()), buf::from_read_buffer(b, prep, 0));
+        let res = if spare > 0 {
+            Err(buf::exact_into_capacity(spare))
+        } else {
+            Ok(())
+        };
+        return (res, buf::from_read_buffer(b, prep, 0));
     }
     let mut filled = 0;
     let res = loop {

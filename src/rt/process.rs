@@ -35,15 +35,29 @@ use crate::watcher::process::{reap, Process};
 
 /// Spawn `cmd` (as [`Command::spawn`]) and open a pidfd to await its exit.
 ///
+/// The pidfd is opened by pid right after the spawn (std's `CLONE_PIDFD` support is not
+/// stable) and checked to name an unreaped child of this process, so a child reaped
+/// behind xev's back in between (`waitpid(-1, ..)` elsewhere, `SIGCHLD` set to
+/// `SIG_IGN`) is an `ECHILD` or `ESRCH` error, never a handle on whatever process has
+/// its pid now. The one case no check can see, and which needs such a reaping *and* a
+/// full turn of the pid space within microseconds, is at
+/// [`Process::new`].
+///
 /// Errors are `Command::spawn`'s (a missing program is `NotFound`), or the pidfd's
 /// (`ENOSYS` before Linux 5.3, fd limits): in that case the just-started child is killed
 /// and reaped before the error is returned, so no process is left behind untracked.
+/// After `ECHILD`/`ESRCH` (the child was reaped elsewhere) nothing is sent to its pid.
 pub fn spawn(cmd: &mut Command) -> io::Result<Child> {
     let mut child = cmd.spawn()?;
     let process = match Process::new(child.id()) {
         Ok(p) => p,
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ECHILD | libc::ESRCH)) => {
+            // Reaped by someone else: the pid may name another process now.
+            return Err(e);
+        }
         Err(e) => {
-            // The child is ours and not reaped yet, so its pid cannot have been reused.
+            // The child is ours and (unless reaped behind our back, as above, which
+            // the error does not suggest) not reaped yet: its pid is still its own.
             let _ = child.kill();
             let _ = child.wait();
             return Err(e);

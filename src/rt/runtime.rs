@@ -74,8 +74,10 @@ impl Builder {
                 ..ThreadPoolOptions::default()
             }));
         }
+        let lp = Loop::new(opts)?;
         Ok(Runtime {
-            exec: Executor::new(Loop::new(opts)?),
+            backend: lp.backend(),
+            exec: Executor::new(lp),
         })
     }
 }
@@ -95,6 +97,9 @@ impl Builder {
 /// ```
 pub struct Runtime {
     exec: Rc<Executor>,
+    /// The loop's backend, kept here so that asking needs no loop borrow (it works
+    /// inside [`with_loop`](crate::rt::with_loop)).
+    backend: Backend,
 }
 
 impl Runtime {
@@ -105,7 +110,7 @@ impl Runtime {
 
     /// The backend the loop runs on.
     pub fn backend(&self) -> Backend {
-        self.exec.lp.borrow().backend()
+        self.backend
     }
 
     /// Run `fut` to completion on this thread, driving the loop and every spawned task

@@ -4,11 +4,13 @@
 //! watcher [`Signal`] (a signalfd) read by a task: it
 //! **blocks its signals in the calling thread**, with every consequence described in the
 //! [watcher's module docs](crate::watcher::signal#signal-masks-what-you-must-know). In
-//! short: create it on the main thread before any other thread starts (the runtime's
-//! blocking pool included: its threads inherit the mask of the thread that starts them),
-//! or a process-directed signal may be delivered to a thread that does not block it; a
-//! thread-directed signal (`raise`, `pthread_kill`) is only seen if it targets the thread
-//! that runs the runtime; and dropping a `Signals` does not unblock its signals.
+//! short: the runtime's own threads (its blocking pool) block every asynchronous signal
+//! whenever they start, so they never take one; threads *you* start must block the
+//! signals too (create the `Signals` on the main thread before starting them, or call
+//! `pthread_sigmask` in them), or a process-directed signal may be delivered to such a
+//! thread and kill the process; a thread-directed signal (`raise`, `pthread_kill`) is
+//! only seen if it targets the thread that runs the runtime; and dropping a `Signals`
+//! does not unblock its signals.
 //!
 //! ```
 //! use xev::signal::Signals;
@@ -149,9 +151,9 @@ impl fmt::Debug for Signals {
 /// Wait for one `SIGINT` (Ctrl-C in a terminal).
 ///
 /// Each call creates a [`Signals`] for `SIGINT`, so the [signal-mask rules](self) apply:
-/// call it (or create a `Signals` for `SIGINT`) on the main thread before other threads
-/// start, or a Ctrl-C may still kill the process through a thread that does not block
-/// `SIGINT`. `SIGINT` stays blocked afterwards: a second Ctrl-C no longer terminates the
+/// call it (or create a `Signals` for `SIGINT`) on the main thread before starting
+/// threads of your own, or a Ctrl-C may still kill the process through one of them
+/// (xev's own pool threads never take it). `SIGINT` stays blocked afterwards: a second Ctrl-C no longer terminates the
 /// process, it waits for the next `ctrl_c()`.
 ///
 /// ```no_run

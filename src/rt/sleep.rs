@@ -7,18 +7,23 @@
 //! limit. A registered `Sleep` removes itself from the queue when dropped (a pinned
 //! value is always dropped before its memory is reused), so the queue never points to
 //! freed memory. Cost per sleep: the future's own ~64 bytes plus one queue entry.
+//!
+//! A sleep belongs to the runtime that last polled it: polled by another runtime of the
+//! same thread (it is not `Send`), it leaves the first one's queue (alive or dropped: the
+//! `Rc` keeps that queue's memory) and joins the second's, so the runtime that awaits it
+//! is the one that fires it.
 
 use std::cell::{Cell, RefCell, UnsafeCell};
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomPinned;
 use std::pin::Pin;
-use std::ptr::NonNull;
+use std::ptr::{self, NonNull};
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use super::executor::{current, Executor};
+use super::executor::{current, with_current, Executor};
 use crate::heap::HeapItem;
 use crate::timer_queue::TimerQueue;
 
@@ -70,23 +75,32 @@ impl SleepQueue {
     }
 
     /// Wake every sleep whose deadline has passed.
+    ///
+    /// The queue is borrowed only to take the next due entry out, never while a waker
+    /// runs: a wake may drop or poll other sleeps (a custom waker, or one that runs code
+    /// synchronously), which then find the queue free and consistent.
     pub(crate) fn fire_due(&self) {
-        let mut q = self.timers.borrow_mut();
-        if q.len() == 0 {
+        if self.timers.borrow().len() == 0 {
             return;
         }
         let now = self.ns(Instant::now());
-        while let Some(((deadline, _), e)) = q.peek() {
-            if deadline > now {
-                break;
-            }
-            q.pop();
-            // SAFETY: queued entries are live (a Sleep removes its entry before it is
-            // dropped); executor thread, and no `&mut` to the entry exists now.
-            let waker = unsafe {
-                let e = e.0.as_ref();
-                e.loc.set(FIRED);
-                (*e.waker.get()).take()
+        loop {
+            let waker = {
+                let mut q = self.timers.borrow_mut();
+                match q.peek() {
+                    Some(((deadline, _), e)) if deadline <= now => {
+                        q.pop();
+                        // SAFETY: queued entries are live (a Sleep removes its entry
+                        // before it is dropped); executor thread, and no `&mut` to the
+                        // entry exists now.
+                        unsafe {
+                            let e = e.0.as_ref();
+                            e.loc.set(FIRED);
+                            (*e.waker.get()).take()
+                        }
+                    }
+                    _ => break,
+                }
             };
             if let Some(w) = waker {
                 w.wake();
@@ -98,7 +112,8 @@ impl SleepQueue {
 /// A future that completes at a deadline; see [`sleep`](crate::time::sleep).
 ///
 /// It is `!Unpin` (the runtime points at it while it waits): `.await` it directly, or pin
-/// it (`std::pin::pin!`, `Box::pin`) to poll it by hand.
+/// it (`std::pin::pin!`, `Box::pin`) to poll it by hand. It may be polled on one runtime
+/// and then awaited on another (of the same thread): it then waits on the second.
 #[must_use = "futures do nothing unless you `.await` or poll them"]
 pub struct Sleep {
     deadline: Instant,
@@ -158,29 +173,35 @@ impl Future for Sleep {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         // SAFETY: the entry is never moved out of the pinned sleep.
         let this = unsafe { self.get_unchecked_mut() };
-        match &this.exec {
-            None => {
-                let exec = current("xev::time::sleep");
-                let deadline = exec.sleeps.ns(this.deadline);
-                // SAFETY: the entry is not queued, so nothing else reads the waker.
-                unsafe { *this.entry.waker.get() = Some(cx.waker().clone()) };
-                let ptr = EntryPtr(NonNull::from(&this.entry));
-                exec.sleeps.timers.borrow_mut().push(deadline, ptr);
-                this.exec = Some(exec);
-                Poll::Pending
-            }
-            Some(_) if this.entry.loc.get() == FIRED => Poll::Ready(()),
-            Some(_) => {
-                // SAFETY: executor thread; the queue only touches the waker in
-                // `fire_due`, which is not running now.
-                let slot = unsafe { &mut *this.entry.waker.get() };
-                match slot {
-                    Some(w) if w.will_wake(cx.waker()) => {}
-                    _ => *slot = Some(cx.waker().clone()),
-                }
-                Poll::Pending
-            }
+        if this.exec.is_some() && this.entry.loc.get() == FIRED {
+            return Poll::Ready(());
         }
+        let here = this.exec.as_ref().and_then(|registered| {
+            with_current(|current| ptr::eq(Rc::as_ptr(registered), current))
+        });
+        if here == Some(true) {
+            // SAFETY: executor thread; the queue touches an entry's waker only inside
+            // `fire_due`'s short borrow of the queue (never across a wake, which is where
+            // this poll could run from), so no other reference to it exists now.
+            let slot = unsafe { &mut *this.entry.waker.get() };
+            match slot {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => *slot = Some(cx.waker().clone()),
+            }
+            return Poll::Pending;
+        }
+        // Not registered yet, or registered on another runtime of this thread (a sleep
+        // is not `Send`), which may have been dropped since: move to this one, so the
+        // runtime that awaits the sleep is the one that fires it.
+        let exec = current("xev::time::sleep");
+        this.unregister();
+        let deadline = exec.sleeps.ns(this.deadline);
+        // SAFETY: the entry is not queued, so nothing else reads the waker.
+        unsafe { *this.entry.waker.get() = Some(cx.waker().clone()) };
+        let ptr = EntryPtr(NonNull::from(&this.entry));
+        exec.sleeps.timers.borrow_mut().push(deadline, ptr);
+        this.exec = Some(exec);
+        Poll::Pending
     }
 }
 

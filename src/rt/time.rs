@@ -3,6 +3,11 @@
 //! Sleeps are user-space timers of the runtime (a heap ordered by deadline, as for the
 //! loop's own timers); they never touch the kernel and never complete early.
 //!
+//! Every deadline computation saturates: a duration or instant too large to represent
+//! (`Duration::MAX`, `Instant::now() + Duration::MAX`) means "later than anything this
+//! program will see" (at least a century from now), never a panic. Such a sleep,
+//! timeout or interval tick simply never fires.
+//!
 //! ```
 //! use std::time::{Duration, Instant};
 //! use xev::time;
@@ -29,7 +34,8 @@ use std::time::{Duration, Instant};
 
 pub use super::sleep::Sleep;
 
-/// A future that completes after `duration` (measured from this call).
+/// A future that completes after `duration` (measured from this call; a duration too
+/// large to add to now, such as `Duration::MAX`, never completes).
 ///
 /// # Panics
 /// When awaited outside a runtime.
@@ -38,15 +44,27 @@ pub fn sleep(duration: Duration) -> Sleep {
 }
 
 /// A future that completes at `deadline` (at once if it has passed).
+///
+/// # Panics
+/// When awaited outside a runtime.
 pub fn sleep_until(deadline: Instant) -> Sleep {
     Sleep::until(deadline)
 }
 
-/// `now + d`, saturating to "far in the future" instead of overflowing.
+/// What an unrepresentable deadline saturates to: this far after its start, or, if even
+/// that overflows, the start itself (which is then already that far in the future).
+const FAR: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// `t + d`, saturating instead of overflowing: never earlier than `t`, and when `t + d`
+/// cannot be represented, at least a century after `t` (or `t` itself if that cannot be
+/// represented either).
+pub(crate) fn saturating_add(t: Instant, d: Duration) -> Instant {
+    t.checked_add(d).or_else(|| t.checked_add(FAR)).unwrap_or(t)
+}
+
+/// `now + d`, saturating (see [`saturating_add`]).
 fn deadline_after(d: Duration) -> Instant {
-    let now = Instant::now();
-    now.checked_add(d)
-        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
+    saturating_add(Instant::now(), d)
 }
 
 /// The error of [`timeout`] when the deadline passes first.
@@ -107,7 +125,8 @@ impl<F: Future> Future for Timeout<F> {
     }
 }
 
-/// Ticks every `period`, the first at once; see [`Interval`].
+/// Ticks every `period`, the first at once; see [`Interval`]. A period too large to
+/// add to an instant (such as `Duration::MAX`) ticks once and then never again.
 ///
 /// # Panics
 /// If `period` is zero.
@@ -115,7 +134,8 @@ pub fn interval(period: Duration) -> Interval {
     interval_at(Instant::now(), period)
 }
 
-/// Ticks every `period`, the first at `start`.
+/// Ticks every `period`, the first at `start` (an instant far in the future simply
+/// never ticks).
 ///
 /// # Panics
 /// If `period` is zero.
@@ -156,9 +176,9 @@ impl Interval {
         }
         let scheduled = self.sleep.deadline();
         let now = Instant::now();
-        let mut next = scheduled + self.period;
+        let mut next = saturating_add(scheduled, self.period);
         if next <= now {
-            next = now + self.period;
+            next = saturating_add(now, self.period);
         }
         self.sleep.as_mut().reset(next);
         Poll::Ready(scheduled)
@@ -169,9 +189,10 @@ impl Interval {
         self.period
     }
 
-    /// Restart the schedule: the next tick is one period from now.
+    /// Restart the schedule: the next tick is one period from now (saturating, as
+    /// everywhere in [`xev::time`](crate::time)).
     pub fn reset(&mut self) {
-        self.sleep.as_mut().reset(Instant::now() + self.period);
+        self.sleep.as_mut().reset(deadline_after(self.period));
     }
 }
 

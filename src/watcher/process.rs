@@ -12,6 +12,11 @@
 //! drop neither waits nor kills). Conversely, do not reap the child elsewhere (e.g.
 //! `waitpid(-1, ..)` on another thread) while a wait is queued: the watcher would then
 //! report `ECHILD`.
+//!
+//! **Identity.** The pidfd is opened by pid after the child started, so something that
+//! reaps the child first (see above) could let its pid name another process by then.
+//! [`Process::new`] therefore refuses (`ECHILD`) a pidfd whose process is not an
+//! unreaped child of this one; it lists the one case no check can see.
 #![cfg(target_os = "linux")]
 
 use std::fmt;
@@ -128,31 +133,31 @@ pub struct Process {
 }
 
 impl Process {
-    /// Watch the process `pid` (opens a pidfd, close-on-exec).
+    /// Watch the child process `pid`: opens a pidfd (close-on-exec), then checks that it
+    /// names an unreaped child of this process.
     ///
-    /// Errors: `ESRCH` if no such process exists (or it was already reaped),
-    /// `InvalidInput` for a pid above `i32::MAX`, `ENOSYS` on kernels before 5.3, and
-    /// fd-limit errors.
+    /// Errors: `ECHILD` if the process is not a child of this one, which is also what
+    /// a child that was reaped elsewhere and whose pid a newer, unrelated process now
+    /// has looks like (the check keeps the watcher, and
+    /// [`xev::process::Child`](crate::process::Child)'s signals, off that process);
+    /// `ESRCH` if no process has that pid (a child reaped elsewhere, pid not reused);
+    /// `InvalidInput` for a pid above `i32::MAX`; `ENOSYS` on kernels before 5.3 (5.4 for
+    /// the check); fd-limit errors.
+    ///
+    /// What no check can see: a child reaped elsewhere whose pid was meanwhile reused by
+    /// *another child of this process*. That needs both a reaping behind the `Child`'s
+    /// back (`waitpid(-1, ..)`, `SIGCHLD` set to `SIG_IGN`) and the kernel handing the
+    /// same pid out again (after going round the whole pid space) between that reaping
+    /// and this call.
     pub fn new(pid: u32) -> io::Result<Process> {
-        let Ok(raw_pid) = libc::pid_t::try_from(pid) else {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("pid {pid} is out of range"),
-            ));
-        };
-        // SAFETY: pidfd_open(pid, flags) takes no pointers; it returns a new fd or -1.
-        let r = unsafe { libc::syscall(libc::SYS_pidfd_open, raw_pid, 0 as libc::c_uint) };
-        if r < 0 {
-            return Err(io::Error::last_os_error());
-        }
         Ok(Process {
-            // SAFETY: `r` is a new descriptor (pidfds are close-on-exec) owned by nobody.
-            fd: Arc::new(unsafe { OwnedFd::from_raw_fd(r as RawFd) }),
+            fd: Arc::new(open_child_pidfd(pid)?),
             pid,
         })
     }
 
-    /// Watch a child spawned with `std::process::Command` (see [`new`](Self::new)).
+    /// Watch a child spawned with `std::process::Command` (see [`new`](Self::new)). Call
+    /// it right after `spawn`, before anything could wait for the child.
     pub fn from_child(child: &std::process::Child) -> io::Result<Process> {
         Process::new(child.id())
     }
@@ -200,6 +205,46 @@ impl Process {
             };
             cb(&mut ud, lp, c, r)
         });
+    }
+}
+
+/// `pidfd_open(pid)`, checked with a `waitid(.., WNOWAIT)` that the pidfd names an
+/// unreaped child of this process (running or a zombie); see [`Process::new`].
+fn open_child_pidfd(pid: u32) -> io::Result<OwnedFd> {
+    let Ok(raw_pid) = libc::pid_t::try_from(pid) else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("pid {pid} is out of range"),
+        ));
+    };
+    // SAFETY: pidfd_open(pid, flags) takes no pointers; it returns a new fd or -1.
+    let r = unsafe { libc::syscall(libc::SYS_pidfd_open, raw_pid, 0 as libc::c_uint) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `r` is a new descriptor (pidfds are close-on-exec) owned by nobody.
+    let fd = unsafe { OwnedFd::from_raw_fd(r as RawFd) };
+    // The pidfd names whichever process has `pid` now. Only one that is still our
+    // child passes; WNOWAIT leaves a zombie unreaped for the real wait.
+    // SAFETY: siginfo_t is plain data for which all-zero is valid.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: `info` is a valid siginfo_t the kernel may write; no other pointers.
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PIDFD,
+                fd.as_raw_fd() as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+            )
+        };
+        if r == 0 {
+            return Ok(fd);
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(e);
+        }
     }
 }
 

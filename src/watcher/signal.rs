@@ -10,13 +10,20 @@
 //! process). [`Signal::new`] therefore blocks its signals in the **calling thread**
 //! (`pthread_sigmask`). Consequences:
 //!
-//! - The signal mask is per thread, and a new thread inherits its creator's mask. Create
-//!   the `Signal` on the main thread **before spawning other threads**, so that every
-//!   thread blocks these signals.
+//! - The signal mask is per thread, and a new thread inherits its creator's mask.
 //! - A *process-directed* signal (`kill(pid, sig)`, Ctrl-C from a terminal, a service
 //!   manager's SIGTERM) is delivered to any one thread that does not block it. If some
-//!   thread does not block it, that thread may take it (and die from the default action)
-//!   instead of the signalfd seeing it.
+//!   thread does not block it, that thread may take it (and the default action kills the
+//!   whole process) instead of the signalfd seeing it.
+//! - **xev's own threads** (the [`ThreadPool`](crate::ThreadPool) behind
+//!   `spawn_blocking`, file I/O on the poll backend and `fs` opens) block every
+//!   asynchronous signal from the moment they start (only the synchronous SIGSEGV,
+//!   SIGBUS, SIGFPE, SIGILL, SIGTRAP and SIGSYS stay unblocked), so they never take a
+//!   process-directed signal, whenever they were started.
+//! - **Your own threads** (`std::thread::spawn`, other libraries' threads) must block the
+//!   signals too: create the `Signal` on the main thread **before spawning them** (they
+//!   inherit the mask), or block the signals in each of them with `pthread_sigmask`
+//!   (e.g. at the top of the thread's function).
 //! - A *thread-directed* signal (`raise`, `pthread_kill`, `tgkill`) is only visible to
 //!   the signalfd reads of that thread. The read runs on the loop's thread, so run the
 //!   loop on the thread that created the `Signal` (or on one whose mask blocks the
