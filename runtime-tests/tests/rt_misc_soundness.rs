@@ -91,3 +91,75 @@ fn runtime_backend_inside_with_loop() {
         assert_eq!(rt.backend(), backend);
     }
 }
+
+/// A pinned task future is dropped where it was polled, also when the task is aborted or
+/// the runtime shuts down (a `Sleep` inside it is registered by address: moving the
+/// future out before dropping it left the sleep queue pointing at the old place).
+#[xev::test(backend = "all")]
+async fn an_aborted_or_shut_down_task_is_dropped_in_place() {
+    use std::cell::Cell;
+    use std::marker::PhantomPinned;
+    use std::rc::Rc;
+
+    struct AddressCheck {
+        polled_at: Rc<Cell<usize>>,
+        dropped_at: Rc<Cell<usize>>,
+        _pin: PhantomPinned,
+    }
+    impl std::future::Future for AddressCheck {
+        type Output = ();
+        fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<()> {
+            self.polled_at.set(&*self as *const Self as usize);
+            Poll::Pending
+        }
+    }
+    impl Drop for AddressCheck {
+        fn drop(&mut self) {
+            self.dropped_at.set(self as *const Self as usize);
+        }
+    }
+    let check = || {
+        let (p, d) = (Rc::new(Cell::new(0)), Rc::new(Cell::new(1)));
+        let fut = AddressCheck {
+            polled_at: p.clone(),
+            dropped_at: d.clone(),
+            _pin: PhantomPinned,
+        };
+        (fut, p, d)
+    };
+    // Aborted.
+    let (fut, polled, dropped) = check();
+    let h = xev::spawn(fut);
+    xev::rt::yield_now().await;
+    h.abort();
+    assert!(h.await.unwrap_err().is_cancelled());
+    assert_eq!(
+        polled.get(),
+        dropped.get(),
+        "abort moved the future before dropping it"
+    );
+    // A sleep inside an aborted task leaves the queue consistent: later sleeps fire.
+    let h = xev::spawn(xev::time::sleep(Duration::from_secs(3600)));
+    xev::rt::yield_now().await;
+    h.abort();
+    let _ = h.await;
+    xev::time::sleep(Duration::from_millis(2)).await;
+    // Shut down with the task pending (a runtime of its own, on a thread of its own).
+    std::thread::spawn(move || {
+        let (fut, polled, dropped) = check();
+        let rt = Runtime::new().unwrap();
+        rt.block_on(async move {
+            drop(xev::spawn(fut));
+            xev::rt::yield_now().await;
+        });
+        drop(rt);
+        assert_ne!(polled.get(), 0, "the task ran");
+        assert_eq!(
+            polled.get(),
+            dropped.get(),
+            "shutdown moved the future before dropping it"
+        );
+    })
+    .join()
+    .unwrap();
+}

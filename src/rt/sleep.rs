@@ -159,7 +159,16 @@ impl Sleep {
             let loc = self.entry.loc.get();
             if loc != FIRED {
                 let ptr = EntryPtr(NonNull::from(&self.entry));
-                exec.sleeps.timers.borrow_mut().remove(ptr, loc);
+                let found = exec.sleeps.timers.borrow_mut().remove(ptr, loc);
+                if !found {
+                    // The queue may still point at this sleep, whose memory is about to
+                    // be reused: continuing could never be sound (this runs in `drop`).
+                    eprintln!(
+                        "xev: a registered Sleep was missing from its runtime's timer queue; \
+                         aborting rather than leave a dangling entry"
+                    );
+                    std::process::abort();
+                }
             }
             // SAFETY: not in the queue any more; executor thread.
             drop(unsafe { (*self.entry.waker.get()).take() });

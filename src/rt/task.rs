@@ -121,12 +121,21 @@ impl<F: Future + 'static> Cell<F> {
         if let Stage::Running(_) = stage {
             // Dropping the future here may run user code (and cancel its operations);
             // a panic there is kept as the task's error rather than unwinding the runtime.
-            let old = std::mem::replace(stage, Stage::Consumed);
-            let err = match catch_unwind(AssertUnwindSafe(move || drop(old))) {
+            // The future is pinned: it must be dropped where it is, never moved out first
+            // (a `Sleep` inside it is registered by address and unregisters on drop).
+            let stage: *mut Stage<F> = stage;
+            // SAFETY: `stage` holds a live `Running` future that nothing else references
+            // now; after `drop_in_place` (even one that unwinds) it counts as dropped and
+            // is overwritten below without being dropped again.
+            let dropped = catch_unwind(AssertUnwindSafe(|| unsafe {
+                std::ptr::drop_in_place(stage)
+            }));
+            let err = match dropped {
                 Ok(()) => JoinError::Cancelled,
                 Err(payload) => JoinError::Panic(payload),
             };
-            *stage = Stage::Finished(Err(err));
+            // SAFETY: the old value was dropped in place above; write without dropping it.
+            unsafe { std::ptr::write(stage, Stage::Finished(Err(err))) };
         }
     }
 
