@@ -556,6 +556,13 @@ impl Loop {
         self.driver.fd_closed(&mut self.core, fd);
     }
 
+    /// `fd` (see [`fd_opened`](Self::fd_opened)) stays open, but its close will no longer
+    /// be reported here (its owner moved to another runtime): operations parked on it
+    /// stay, and later ones refresh its registration again.
+    pub(crate) fn fd_released(&mut self, fd: RawFd) {
+        self.driver.fd_released(fd);
+    }
+
     /// The loop's thread pool, started on first use.
     pub(crate) fn thread_pool(&mut self) -> &ThreadPool {
         self.core
@@ -596,7 +603,11 @@ impl Loop {
     /// If `c` is already Active.
     pub fn add(&mut self, c: Pin<&mut Completion>) {
         if let Some(owner) = c.owner() {
-            let whose = if owner == self.core.id { "this" } else { "another" };
+            let whose = if owner == self.core.id {
+                "this"
+            } else {
+                "another"
+            };
             panic!("Loop::add: the completion is already Active (in {whose} loop)");
         }
         // SAFETY: we never move out of the pinned completion; the loop keeps its address
@@ -677,7 +688,10 @@ impl Loop {
                 Phase::Ready => self.core.ready.remove(ptr),
                 other => unreachable!("timer in phase {other:?}"),
             };
-            assert!(found, "xev: an Active timer was missing from its loop's queue");
+            assert!(
+                found,
+                "xev: an Active timer was missing from its loop's queue"
+            );
             (*inner).op = Op::Timer { ms };
             (*inner).callback = Callback::new(callback);
         }
@@ -764,7 +778,10 @@ impl Loop {
                 // SAFETY: as above.
                 let slot = unsafe { (*tin).timer_slot } as usize;
                 let found = self.core.timers.remove(t, slot);
-                assert!(found, "xev: an Active timer was missing from its loop's queue");
+                assert!(
+                    found,
+                    "xev: an Active timer was missing from its loop's queue"
+                );
                 self.core.finish(t, -(libc::ECANCELED as isize));
                 self.core.finish(c, 0);
             }
