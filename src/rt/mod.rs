@@ -132,6 +132,10 @@ pub fn block_on<F: Future>(fut: F) -> F::Output {
 /// });
 /// ```
 ///
+/// Futures dropped and async sockets or files closed inside `f` (or inside a callback)
+/// have their cancel or close deferred to the end of `f` (or to the next turn of the
+/// loop), since both need the loop.
+///
 /// # Panics
 /// Outside a runtime, or from inside a loop callback (which already has the `&mut Loop`).
 pub fn with_loop<R>(f: impl FnOnce(&mut Loop) -> R) -> R {
@@ -140,7 +144,9 @@ pub fn with_loop<R>(f: impl FnOnce(&mut Loop) -> R) -> R {
         .lp
         .try_borrow_mut()
         .expect("xev::rt::with_loop called from inside a loop callback");
-    f(&mut lp)
+    let r = f(&mut lp);
+    exec.flush_deferred(&mut lp);
+    r
 }
 
 /// Let the other ready tasks (and the loop) run before this task continues.
