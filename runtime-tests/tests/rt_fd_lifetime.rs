@@ -3,8 +3,8 @@
 //! readiness or is queued for the thread pool (orphans of dropped futures included), so a
 //! stale operation never reaches a new file that got the same number. Also: a future
 //! dropped inside a loop callback still cancels its operation, a socket dropped there is
-//! still announced closed to the loop, and a socket moved to a second runtime keeps the
-//! first runtime's operations.
+//! still announced closed to the loop, a socket moved to a second runtime keeps the first
+//! runtime's operations, and replacing the runtime's `Loop` fails loudly.
 //!
 //! Every test runs once per available backend, on runtimes it builds itself while holding
 //! [`LOCK`]: the tests watch fd numbers being reused (the lowest free number is the next
@@ -15,13 +15,14 @@ use std::future::Future;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::{Mutex, MutexGuard};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use runtime_tests::each_backend;
+use runtime_tests::{each_backend, new_loop};
 use xev::fs::{File, OpenOptions};
 use xev::net::{TcpListener, TcpStream};
 use xev::rt::{Builder, Runtime};
@@ -95,6 +96,14 @@ async fn drop_inside_a_callback<T: 'static>(v: T) {
         sleep(Duration::from_millis(1)).await;
     }
     drop(c); // Dead: its callback returned Disarm
+}
+
+/// The message of a caught panic.
+fn panic_message(e: Box<dyn std::any::Any + Send>) -> String {
+    e.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default()
 }
 
 /// The exact scenario of the defect: a write future polled once (on io_uring its SQE is
@@ -471,5 +480,56 @@ fn a_socket_used_on_a_second_runtime_keeps_the_first_runtimes_operations() {
         }
         drop(s);
         drop((rt1, rt2));
+    });
+}
+
+/// Replacing the runtime's loop through `with_loop` is detected: the runtime panics with
+/// a message saying so (and dropping it afterwards is fine).
+#[test]
+fn replacing_the_runtimes_loop_in_with_loop_panics() {
+    let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    each_backend(|b| {
+        let rt = runtime(b);
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        // A read in flight on the loop that is about to be replaced.
+        let (s, peer) = rt.block_on(std_pair(&l));
+        let s = Rc::new(s);
+        let s1 = s.clone();
+        let _reader = rt.spawn(async move { s1.read(vec![0u8; 8]).await.0.map(drop) });
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            rt.block_on(async {
+                sleep(Duration::from_millis(2)).await;
+                xev::rt::with_loop(|lp| drop(std::mem::replace(lp, new_loop(b))));
+            })
+        }));
+        let msg = panic_message(r.expect_err("replacing the loop went unnoticed"));
+        assert!(msg.contains("Loop was replaced"), "{msg}");
+        drop(rt);
+        drop((s, peer));
+    });
+}
+
+/// The same from inside a callback on the runtime's loop.
+#[test]
+fn replacing_the_runtimes_loop_in_a_callback_panics() {
+    let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    each_backend(|b| {
+        let rt = runtime(b);
+        let mut c = Box::pin(Completion::new());
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            rt.block_on(async {
+                xev::rt::with_loop(|lp| {
+                    lp.timer(c.as_mut(), 0, move |lp, _, _| {
+                        drop(std::mem::replace(lp, new_loop(b)));
+                        CallbackAction::Disarm
+                    })
+                });
+                sleep(Duration::from_millis(50)).await;
+            })
+        }));
+        let msg = panic_message(r.expect_err("replacing the loop went unnoticed"));
+        assert!(msg.contains("Loop was replaced"), "{msg}");
+        drop(rt);
+        drop(c); // Dead: its callback returned
     });
 }

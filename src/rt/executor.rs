@@ -10,6 +10,10 @@
 //! callbacks, or inside [`with_loop`](super::with_loop)) is [`Deferred`]: the cancel of a
 //! future dropped there, the close of an fd whose last owner was dropped there. It is done
 //! at the start of the next turn, before the loop can block, or at the end of `with_loop`.
+//!
+//! The executor records its loop's id and checks it at every turn: safe code can replace
+//! the loop behind a `&mut Loop` (`std::mem::replace` in `with_loop` or in a callback),
+//! which would strand every pending operation, so that is reported with a panic.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -263,6 +267,16 @@ impl Executor {
         }
     }
 
+    /// Panic if `lp` is not the loop this runtime was built with.
+    pub(crate) fn check_loop(&self, lp: &Loop) {
+        assert!(
+            lp.id() == self.loop_id,
+            "xev: the runtime's Loop was replaced (std::mem::replace or swap through the \
+             `&mut Loop` of xev::rt::with_loop or of a callback on the runtime's loop); the \
+             operations pending on the old loop are lost, so the runtime cannot go on"
+        );
+    }
+
     /// Start `fut` as a task; it first runs on the next round.
     pub(crate) fn spawn<F>(&self, fut: F) -> JoinHandle<F::Output>
     where
@@ -333,6 +347,7 @@ impl Executor {
 
     fn turn(&self, idle: bool) {
         let mut lp = self.lp.borrow_mut();
+        self.check_loop(&lp);
         self.flush_deferred(&mut lp);
         if !idle && lp.active() == 0 {
             // Tasks are ready and nothing is in flight: asking the kernel would only cost
@@ -347,6 +362,8 @@ impl Executor {
             None
         };
         let r = lp.turn(idle, cap);
+        // A callback may have replaced the loop through its `&mut Loop`.
+        self.check_loop(&lp);
         drop(lp);
         if let Err(e) = r {
             panic!("xev: the event loop failed: {e}");

@@ -166,7 +166,16 @@ impl SlotPool {
             if !matches!(state, SlotState::InFlight | SlotState::Orphaned) {
                 continue;
             }
-            // SAFETY: the loop let go of the completion (it is Dead).
+            // SAFETY: a shared reference to read the state; the loop accesses the
+            // completion only through its cell.
+            if unsafe { &*s.c.get() }.state() == CompletionState::Active {
+                // Only if the runtime's loop was replaced and the old one is kept alive
+                // (see `with_loop`): the operation may still run, so the slot keeps its
+                // buffer and fd. Freeing the pool then aborts (an Active completion's
+                // drop does) rather than free memory that loop points to.
+                continue;
+            }
+            // SAFETY: Dead: the loop let go of the completion, and no one else holds it.
             let c = unsafe { Slot::completion(slot) };
             if state == SlotState::InFlight {
                 let canceled = -(libc::ECANCELED as isize);
