@@ -574,6 +574,13 @@ impl Loop {
         self.driver.fd_closed(&mut self.core, fd);
     }
 
+    /// `fd` (see [`fd_opened`](Self::fd_opened)) stays open, but its close will no longer
+    /// be reported here (its owner moved to another runtime): operations parked on it
+    /// stay, and later ones refresh its registration again.
+    pub(crate) fn fd_released(&mut self, fd: RawFd) {
+        self.driver.fd_released(fd);
+    }
+
     /// The loop's thread pool, started on first use.
     pub(crate) fn thread_pool(&mut self) -> &ThreadPool {
         self.core

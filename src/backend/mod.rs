@@ -175,6 +175,16 @@ impl Driver {
         }
     }
 
+    /// `fd`, reported by [`fd_opened`](Self::fd_opened), stays open but its close will not
+    /// be reported (its waiters stay).
+    pub(crate) fn fd_released(&mut self, fd: RawFd) {
+        match self {
+            #[cfg(target_os = "linux")]
+            Driver::IoUring(_) => {}
+            Driver::Poll(d) => d.fd_released(fd),
+        }
+    }
+
     /// Cancel `target` (Kernel or Waiting) on behalf of cancel completion `c`.
     pub(crate) fn cancel(
         &mut self,

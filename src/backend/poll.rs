@@ -316,6 +316,14 @@ impl Driver {
         }
     }
 
+    /// `fd` stays open but its owner will no longer report its close (it moved to another
+    /// loop): keep its waiters and cache, and refresh its registration again.
+    pub(crate) fn fd_released(&mut self, fd: RawFd) {
+        if let Some(st) = self.fds.get_mut(fd as usize) {
+            st.tracked = false;
+        }
+    }
+
     /// `fd` is about to be closed by its owner (see [`fd_opened`](Self::fd_opened)).
     pub(crate) fn fd_closed(&mut self, core: &mut Core, fd: RawFd) {
         self.forget(core, fd);

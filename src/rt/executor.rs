@@ -5,10 +5,20 @@
 //! task that was ready when the round began, then turn the loop: without blocking if
 //! anything is ready again, otherwise blocking until a completion, a sleep deadline or a
 //! wake-up from another thread arrives.
+//!
+//! Work that needs the loop but comes up while the loop is borrowed (inside one of its
+//! callbacks, or inside [`with_loop`](super::with_loop)) is [`Deferred`]: the cancel of a
+//! future dropped there, the close of an fd whose last owner was dropped there. It is done
+//! at the start of the next turn, before the loop can block, or at the end of `with_loop`.
+//!
+//! The executor records its loop's id and checks it at every turn: safe code can replace
+//! the loop behind a `&mut Loop` (`std::mem::replace` in `with_loop` or in a callback),
+//! which would strand every pending operation, so that is reported with a panic.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::Future;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::pin::pin;
 use std::ptr;
 use std::rc::Rc;
@@ -20,8 +30,9 @@ use std::time::Instant;
 use super::op_future::SlotPool;
 use super::sleep::SleepQueue;
 use super::task::{JoinHandle, TaskRef};
-use crate::event_loop::Loop;
+use crate::event_loop::{Loop, LoopId};
 use crate::handoff::Handoff;
+use crate::op::CancelTarget;
 
 thread_local! {
     /// The executor running on this thread (inside `block_on`), or null.
@@ -120,11 +131,26 @@ impl TaskSet {
     }
 }
 
+/// Loop work that came up while the loop was borrowed (see the module docs).
+pub(crate) enum Deferred {
+    /// Cancel the operation of a future dropped inside a callback (a target that has
+    /// finished meanwhile is simply not found).
+    Cancel(CancelTarget),
+    /// Announce this fd's close to the loop (`Loop::fd_closed`), then close it. It stays
+    /// open until then, so its number cannot be reused before the loop knows.
+    Close(OwnedFd),
+    /// Stop trusting this fd's registration (its owner moved to another runtime).
+    Release(RawFd),
+}
+
 /// See the module docs. Shared through `Rc` by the runtime and by operation futures,
 /// which keeps the completion pool alive for an operation future that outlives its
 /// runtime.
 pub(crate) struct Executor {
     pub(crate) lp: RefCell<Loop>,
+    /// The id of the loop `lp` must hold.
+    loop_id: LoopId,
+    deferred: RefCell<Vec<Deferred>>,
     queue: RefCell<VecDeque<TaskRef>>,
     tasks: RefCell<TaskSet>,
     remote: Arc<Remote>,
@@ -203,7 +229,9 @@ impl Executor {
             wake: lp.remote_waker(),
         });
         Rc::new(Executor {
+            loop_id: lp.id(),
             lp: RefCell::new(lp),
+            deferred: RefCell::default(),
             queue: RefCell::new(VecDeque::new()),
             tasks: RefCell::default(),
             remote,
@@ -216,6 +244,42 @@ impl Executor {
 
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.get()
+    }
+
+    /// The id of this runtime's loop.
+    pub(crate) fn loop_id(&self) -> LoopId {
+        self.loop_id
+    }
+
+    /// Queue `work` for the next time the loop is free (see the module docs).
+    pub(crate) fn defer(&self, work: Deferred) {
+        self.deferred.borrow_mut().push(work);
+    }
+
+    /// Do the deferred work, with the loop borrowed by the caller.
+    pub(crate) fn flush_deferred(&self, lp: &mut Loop) {
+        let mut deferred = self.deferred.borrow_mut();
+        // None of this runs a callback or drops an owner, so nothing is deferred meanwhile.
+        for work in deferred.drain(..) {
+            match work {
+                Deferred::Cancel(target) => self.slots.cancel(lp, target),
+                Deferred::Close(fd) => {
+                    lp.fd_closed(fd.as_raw_fd());
+                    drop(fd);
+                }
+                Deferred::Release(fd) => lp.fd_released(fd),
+            }
+        }
+    }
+
+    /// Panic if `lp` is not the loop this runtime was built with.
+    pub(crate) fn check_loop(&self, lp: &Loop) {
+        assert!(
+            lp.id() == self.loop_id,
+            "xev: the runtime's Loop was replaced (std::mem::replace or swap through the \
+             `&mut Loop` of xev::rt::with_loop or of a callback on the runtime's loop); the \
+             operations pending on the old loop are lost, so the runtime cannot go on"
+        );
     }
 
     /// Start `fut` as a task; it first runs on the next round.
@@ -250,6 +314,13 @@ impl Executor {
         loop {
             if self.remote.main_woken.swap(false, Ordering::AcqRel) {
                 if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+                    // Closes deferred by the last round's callbacks happen now, not at the
+                    // next `block_on`.
+                    if !self.deferred.borrow().is_empty() {
+                        if let Ok(mut lp) = self.lp.try_borrow_mut() {
+                            self.flush_deferred(&mut lp);
+                        }
+                    }
                     return v;
                 }
             }
@@ -280,9 +351,13 @@ impl Executor {
     }
 
     fn turn(&self, idle: bool) {
-        if !idle && self.lp.borrow().active() == 0 {
+        let mut lp = self.lp.borrow_mut();
+        self.check_loop(&lp);
+        self.flush_deferred(&mut lp);
+        if !idle && lp.active() == 0 {
             // Tasks are ready and nothing is in flight: asking the kernel would only cost
             // a syscall (remote wake-ups are collected by `run_tasks` regardless).
+            drop(lp);
             self.sleeps.fire_due();
             return;
         }
@@ -291,7 +366,10 @@ impl Executor {
         } else {
             None
         };
-        let r = self.lp.borrow_mut().turn(idle, cap);
+        let r = lp.turn(idle, cap);
+        // A callback may have replaced the loop through its `&mut Loop`.
+        self.check_loop(&lp);
+        drop(lp);
         if let Err(e) = r {
             panic!("xev: the event loop failed: {e}");
         }
@@ -325,5 +403,7 @@ impl Executor {
         self.remote.queue.clear();
         self.lp.borrow_mut().shutdown();
         self.slots.shutdown();
+        // Nothing is in flight any more: deferred fds are simply closed.
+        self.deferred.borrow_mut().clear();
     }
 }

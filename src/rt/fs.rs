@@ -13,6 +13,11 @@
 //! loop operation that reports the close error (a plain drop closes synchronously and
 //! ignores it, like `std`).
 //!
+//! A [`File`]'s descriptor is never closed while an operation that names it can still
+//! run: if a read or write future is dropped mid-operation, the (cancelled) operation
+//! keeps the descriptor open until it ends, even if the `File` is dropped first, so a
+//! file or socket opened meanwhile cannot get its number and receive the stale write.
+//!
 //! Every future here must be awaited inside a runtime (polling one elsewhere panics).
 //!
 //! ```
@@ -45,10 +50,12 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+use std::rc::Rc;
 
 use super::blocking::spawn_blocking;
 use super::buf::{IoBuf, IoBufMut};
 use super::io::{self as rio, read_result, run, Kind};
+use super::loop_fd::LoopFd;
 use crate::op::{Buffer, Op};
 
 /// Run `f` on the blocking pool; a panic in `f` becomes an `io::Error`.
@@ -63,13 +70,15 @@ where
 /// An open file whose reads and writes are async; see the [module docs](self).
 ///
 /// Dropping it closes the descriptor at once (synchronously, ignoring errors, like
-/// `std::fs::File`); [`close`](Self::close) closes it through the loop and reports the
-/// error. The read and write futures borrow the `File`, so it outlives every operation
-/// awaited to its end; a future dropped mid-operation cancels it (on the epoll backend, a
-/// `pread`/`pwrite` that a pool thread has already picked up still runs to its end).
+/// `std::fs::File`), or, if the operation of a dropped read or write future is still in
+/// flight, when that operation ends; [`close`](Self::close) closes it through the loop
+/// and reports the error. The read and write futures borrow the `File`, so it outlives
+/// every operation awaited to its end; a future dropped mid-operation cancels it (on the
+/// epoll backend, a `pread`/`pwrite` that a pool thread has already picked up still runs
+/// to its end).
 #[derive(Debug)]
 pub struct File {
-    std: std::fs::File,
+    fd: Rc<LoopFd>,
 }
 
 impl File {
@@ -104,14 +113,14 @@ impl File {
     /// start, up to its capacity). A zero-length buffer is `InvalidInput`; a file not
     /// opened for reading gives `EBADF`.
     pub async fn read_at<B: IoBufMut>(&self, buf: B, offset: u64) -> (io::Result<usize>, B) {
-        rio::read(self.raw(), buf, Kind::At(offset)).await
+        rio::read(&self.fd, buf, Kind::At(offset)).await
     }
 
     /// Fill all of `buf` from `offset`, continuing after short reads;
     /// `ErrorKind::UnexpectedEof` if the file ends first (the bytes read so far are in
     /// `buf`).
     pub async fn read_exact_at<B: IoBufMut>(&self, buf: B, offset: u64) -> (io::Result<()>, B) {
-        rio::read_exact(self.raw(), buf, Kind::At(offset)).await
+        rio::read_exact(&self.fd, buf, Kind::At(offset)).await
     }
 
     /// Write `buf` once at `offset` (`pwrite(2)`), handing it back with the byte count,
@@ -119,12 +128,12 @@ impl File {
     ///
     /// On a file opened in append mode, Linux appends whatever the offset.
     pub async fn write_at<B: IoBuf>(&self, buf: B, offset: u64) -> (io::Result<usize>, B) {
-        rio::write(self.raw(), buf, Kind::At(offset)).await
+        rio::write(&self.fd, buf, Kind::At(offset)).await
     }
 
     /// Write all of `buf` at `offset`, continuing after short writes.
     pub async fn write_all_at<B: IoBuf>(&self, buf: B, offset: u64) -> (io::Result<()>, B) {
-        rio::write_all(self.raw(), buf, Kind::At(offset)).await
+        rio::write_all(&self.fd, buf, Kind::At(offset)).await
     }
 
     /// Flush data and metadata to the device (`fsync(2)`, on the blocking pool).
@@ -132,82 +141,100 @@ impl File {
     /// The pool works on a duplicate of the descriptor, so dropping the future, or the
     /// `File`, meanwhile is harmless (the sync still completes).
     pub async fn sync_all(&self) -> io::Result<()> {
-        let f = self.std.try_clone()?;
+        let f = self.try_clone_std()?;
         blocking(move || f.sync_all()).await
     }
 
     /// Flush data, and only the metadata needed to read it back (`fdatasync(2)`, on the
     /// blocking pool; see [`sync_all`](Self::sync_all)).
     pub async fn sync_data(&self) -> io::Result<()> {
-        let f = self.std.try_clone()?;
+        let f = self.try_clone_std()?;
         blocking(move || f.sync_data()).await
     }
 
     /// The file's metadata (`fstat(2)`, on the blocking pool).
     pub async fn metadata(&self) -> io::Result<std::fs::Metadata> {
-        let f = self.std.try_clone()?;
+        let f = self.try_clone_std()?;
         blocking(move || f.metadata()).await
     }
 
     /// Truncate or extend (with zeros) the file to `size` bytes (`ftruncate(2)`, on the
     /// blocking pool). The file must be open for writing.
     pub async fn set_len(&self, size: u64) -> io::Result<()> {
-        let f = self.std.try_clone()?;
+        let f = self.try_clone_std()?;
         blocking(move || f.set_len(size)).await
     }
 
     /// Close the file through the loop ([`Op::Close`]) and report the error, which for
     /// some filesystems (NFS) is where a failed deferred write shows up. The descriptor
-    /// is released whatever the result.
+    /// is released whatever the result. If the operation of a dropped read or write
+    /// future is still in flight, this first waits for it to end (it was cancelled when
+    /// its future was dropped).
     pub async fn close(self) -> io::Result<()> {
-        rio::unit(Op::close(OwnedFd::from(self.std))).await
+        rio::close(self.fd).await
     }
 
-    /// The `std` file, e.g. for blocking use on another thread.
+    /// The `std` file, e.g. for blocking use on another thread. If the operation of a
+    /// dropped read or write future is still in flight, this is a duplicate descriptor
+    /// of the same open file (the original is closed when that operation ends).
+    ///
+    /// # Panics
+    /// If that duplicate cannot be made (the process is out of descriptors).
     pub fn into_std(self) -> std::fs::File {
-        self.std
+        LoopFd::into_owned(self.fd).into()
     }
 
-    fn raw(&self) -> RawFd {
-        self.std.as_raw_fd()
+    /// A `std` file on a duplicate descriptor, for the blocking pool (which then cannot
+    /// outlive nor be outlived by this one).
+    fn try_clone_std(&self) -> io::Result<std::fs::File> {
+        self.fd
+            .as_fd()
+            .try_clone_to_owned()
+            .map(std::fs::File::from)
     }
 }
 
 impl From<std::fs::File> for File {
     /// Wrap an open `std` file (no system call).
     fn from(std: std::fs::File) -> File {
-        File { std }
+        File {
+            fd: LoopFd::shared(std.into()),
+        }
     }
 }
 
 impl From<OwnedFd> for File {
     /// Wrap an open descriptor (no system call).
     fn from(fd: OwnedFd) -> File {
-        File { std: fd.into() }
+        File {
+            fd: LoopFd::shared(fd),
+        }
     }
 }
 
 impl From<File> for std::fs::File {
+    /// As [`File::into_std`].
     fn from(f: File) -> std::fs::File {
-        f.std
+        f.into_std()
     }
 }
 
 impl From<File> for OwnedFd {
+    /// As [`File::into_std`].
     fn from(f: File) -> OwnedFd {
-        f.std.into()
+        LoopFd::into_owned(f.fd)
     }
 }
 
 impl AsRawFd for File {
     fn as_raw_fd(&self) -> RawFd {
-        self.raw()
+        self.fd.as_raw_fd()
     }
 }
 
 impl AsFd for File {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.std.as_fd()
+        self.fd.as_fd()
     }
 }
 

@@ -1,14 +1,44 @@
 //! The read and write shapes every async type shares: one operation with an owned
 //! buffer, and the `write_all` / `read_exact` loops over it.
+//!
+//! They take the fd as the owner's `Rc<LoopFd>`, and every operation they start keeps a
+//! clone until it is over ([`FdOp`]), so the fd outlives its operations, orphans
+//! included (see `op_future`).
 
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
+use std::rc::Rc;
 
 use super::buf::{self, IoBuf, IoBufMut};
+use super::loop_fd::LoopFd;
 use super::op_future::OpFuture;
 use crate::op::{Buffer, Op};
 use crate::result::{OpResult, ReadError};
+
+/// An operation plus the owner of the fd it names (if it names an owned one), which its
+/// slot keeps until the operation is over.
+pub(crate) struct FdOp {
+    op: Op,
+    fd: Option<Rc<LoopFd>>,
+}
+
+impl FdOp {
+    /// The operation `make` builds from `fd`'s number (announced to the current loop).
+    pub(crate) fn on(fd: &Rc<LoopFd>, make: impl FnOnce(RawFd) -> Op) -> FdOp {
+        FdOp {
+            op: make(fd.raw()),
+            fd: Some(fd.clone()),
+        }
+    }
+}
+
+impl From<Op> for FdOp {
+    /// An operation on no fd, or on one the caller keeps open until the operation is over.
+    fn from(op: Op) -> FdOp {
+        FdOp { op, fd: None }
+    }
+}
 
 /// Which operation a read or write uses.
 #[derive(Clone, Copy)]
@@ -19,18 +49,18 @@ pub(crate) enum Kind {
     At(u64),
 }
 
-fn read_op(fd: RawFd, buf: Buffer, kind: Kind) -> Op {
-    match kind {
+fn read_op(fd: &Rc<LoopFd>, buf: Buffer, kind: Kind) -> FdOp {
+    FdOp::on(fd, |fd| match kind {
         Kind::Socket => Op::Recv { fd, buf },
         Kind::At(offset) => Op::Pread { fd, buf, offset },
-    }
+    })
 }
 
-fn write_op(fd: RawFd, buf: Buffer, kind: Kind) -> Op {
-    match kind {
+fn write_op(fd: &Rc<LoopFd>, buf: Buffer, kind: Kind) -> FdOp {
+    FdOp::on(fd, |fd| match kind {
         Kind::Socket => Op::Send { fd, buf },
         Kind::At(offset) => Op::Pwrite { fd, buf, offset },
-    }
+    })
 }
 
 fn advance(kind: Kind, n: usize) -> Kind {
@@ -76,13 +106,18 @@ pub(crate) fn empty_read() -> io::Error {
 }
 
 /// One operation whose result is the typed outcome plus the buffer it carried.
-pub(crate) async fn run(op: Op) -> (OpResult, Option<Buffer>) {
-    let (res, op) = OpFuture::new(op).await;
+pub(crate) async fn run(op: impl Into<FdOp>) -> (OpResult, Option<Buffer>) {
+    let FdOp { op, fd } = op.into();
+    let (res, op) = OpFuture::with_fd(op, fd).await;
     (res, op.into_buffer())
 }
 
 /// One read into `buf`.
-pub(crate) async fn read<B: IoBufMut>(fd: RawFd, buf: B, kind: Kind) -> (io::Result<usize>, B) {
+pub(crate) async fn read<B: IoBufMut>(
+    fd: &Rc<LoopFd>,
+    buf: B,
+    kind: Kind,
+) -> (io::Result<usize>, B) {
     let (b, prep) = buf::into_read_buffer(buf);
     if b.is_empty() {
         return (Err(empty_read()), buf::from_read_buffer(b, prep, 0));
@@ -98,7 +133,7 @@ pub(crate) async fn read<B: IoBufMut>(fd: RawFd, buf: B, kind: Kind) -> (io::Res
 /// its length, never its spare capacity (see [`IoBufMut`]). A `Vec` of length 0 with
 /// spare capacity is `InvalidInput`; any other empty buffer is `Ok(())` at once.
 pub(crate) async fn read_exact<B: IoBufMut>(
-    fd: RawFd,
+    fd: &Rc<LoopFd>,
     buf: B,
     mut kind: Kind,
 ) -> (io::Result<()>, B) {
@@ -140,14 +175,18 @@ pub(crate) async fn read_exact<B: IoBufMut>(
 }
 
 /// One write of `buf` (possibly partial).
-pub(crate) async fn write<B: IoBuf>(fd: RawFd, buf: B, kind: Kind) -> (io::Result<usize>, B) {
+pub(crate) async fn write<B: IoBuf>(fd: &Rc<LoopFd>, buf: B, kind: Kind) -> (io::Result<usize>, B) {
     let (res, b) = run(write_op(fd, buf::into_buffer(buf), kind)).await;
     let b = b.expect("a write hands its buffer back");
     (write_result(res), buf::from_buffer(b))
 }
 
 /// Write all of `buf`, continuing after partial writes.
-pub(crate) async fn write_all<B: IoBuf>(fd: RawFd, buf: B, mut kind: Kind) -> (io::Result<()>, B) {
+pub(crate) async fn write_all<B: IoBuf>(
+    fd: &Rc<LoopFd>,
+    buf: B,
+    mut kind: Kind,
+) -> (io::Result<()>, B) {
     let mut b = buf::into_buffer(buf);
     let res = loop {
         if b.is_empty() {
@@ -170,14 +209,14 @@ pub(crate) async fn write_all<B: IoBuf>(fd: RawFd, buf: B, mut kind: Kind) -> (i
 
 /// `recvmsg` into `buf`: bytes and the sender's address.
 pub(crate) async fn recv_from<B: IoBufMut>(
-    fd: RawFd,
+    fd: &Rc<LoopFd>,
     buf: B,
 ) -> (io::Result<(usize, SocketAddr)>, B) {
     let (b, prep) = buf::into_read_buffer(buf);
     if b.is_empty() {
         return (Err(empty_read()), buf::from_read_buffer(b, prep, 0));
     }
-    let (res, b) = run(Op::RecvMsg { fd, buf: b }).await;
+    let (res, b) = run(FdOp::on(fd, |fd| Op::RecvMsg { fd, buf: b })).await;
     let b = b.expect("recvmsg hands its buffer back");
     let res = match res {
         OpResult::RecvMsg(Ok((n, Some(addr)))) => Ok((n, addr)),
@@ -195,25 +234,28 @@ pub(crate) async fn recv_from<B: IoBufMut>(
 
 /// `sendmsg` of `buf` to `addr` (or the connected peer).
 pub(crate) async fn send_to<B: IoBuf>(
-    fd: RawFd,
+    fd: &Rc<LoopFd>,
     buf: B,
     addr: Option<SocketAddr>,
 ) -> (io::Result<usize>, B) {
-    let (res, b) = run(Op::SendMsg {
-        fd,
-        buf: buf::into_buffer(buf),
-        addr,
-    })
-    .await;
+    let buf = buf::into_buffer(buf);
+    let (res, b) = run(FdOp::on(fd, |fd| Op::SendMsg { fd, buf, addr })).await;
     let b = b.expect("sendmsg hands its buffer back");
     (write_result(res), buf::from_buffer(b))
 }
 
 /// An operation without a buffer whose result is `Result<(), Error>` (connect, shutdown,
 /// close).
-pub(crate) async fn unit(op: Op) -> io::Result<()> {
+pub(crate) async fn unit(op: impl Into<FdOp>) -> io::Result<()> {
     match run(op).await.0 {
         OpResult::Connect(r) | OpResult::Shutdown(r) | OpResult::Close(r) => r.map_err(Into::into),
         other => Err(mismatch(&other)),
     }
+}
+
+/// Close `fd` through the loop ([`Op::Close`]) once no operation names it any more (the
+/// operations of dropped futures end first), reporting the error of `close(2)`.
+pub(crate) async fn close(fd: Rc<LoopFd>) -> io::Result<()> {
+    let fd = LoopFd::into_sole(fd).await;
+    unit(Op::close(LoopFd::into_owned(fd))).await
 }

@@ -1,33 +1,66 @@
-//! [`LoopFd`]: the fd of an async socket, announced to the loop that runs its operations.
+//! [`LoopFd`]: the fd of an async socket or file, shared by its owner and by the
+//! operations that name it, and announced to the loop that runs them.
 //!
-//! The poll backend registers an fd with epoll once and, for operations it cannot trust,
-//! refreshes that registration (one `epoll_ctl`) before parking, because a file closed
-//! behind the loop's back silently loses its registration and its number may be reused.
-//! A `LoopFd` removes that cost: the first time it is used on a runtime it tells that
-//! loop "a new file has this number" (`Loop::fd_opened`), and when it is dropped or
-//! released it says "closing now" (`Loop::fd_closed`). In between, the loop can trust the
-//! registration, so an async read parks with no syscall at all.
+//! **Lifetime.** An fd number is never closed while an operation that names it can still
+//! be submitted, is in the kernel, is parked on readiness or is queued for the thread
+//! pool, orphans of dropped futures included (see `op_future`): the owner (a socket or
+//! `fs::File`) holds its `LoopFd` through an `Rc`, each operation's slot holds a clone
+//! until the operation is over, and the fd is closed when the last reference goes. So
+//! dropping an owner closes its fd at once, unless a dropped future's operation is still
+//! in flight on it; the fd is then closed when that operation ends.
+//!
+//! **Announcements.** The poll backend registers an fd with epoll once and, for
+//! operations it cannot trust, refreshes that registration (one `epoll_ctl`) before
+//! parking, because a file closed behind the loop's back silently loses its registration
+//! and its number may be reused. A `LoopFd` removes that cost: the first time it is used
+//! on a runtime it tells that loop "a new file has this number" (`Loop::fd_opened`), and
+//! before it closes the fd it says "closing now" (`Loop::fd_closed`, which also drops the
+//! registration). In between, the loop can trust the registration, so an async read
+//! parks with no syscall at all.
+//!
+//! **Closing inside a loop callback.** The last reference is often dropped inside a loop
+//! callback (an orphan's completion, or a user callback that owned a socket), where the
+//! runtime's loop is borrowed. The slot pool's callback then announces the close through
+//! the `&mut Loop` it receives; anywhere else the fd is handed to its runtime
+//! ([`Deferred::Close`]), which announces and closes it at the start of its next turn. It
+//! stays open until then, so its number cannot be reused before the loop knows.
+//!
+//! **Several runtimes.** A `LoopFd` used on a second runtime (one thread can run several
+//! in turn) is announced there; the first runtime only stops trusting its registration
+//! (`Loop::fd_released`), and operations parked there stay. The close is announced to the
+//! runtime that used it last; the others have no operation left on it by then (each would
+//! hold a reference).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
+use std::future::poll_fn;
+use std::mem::ManuallyDrop;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::ptr;
 use std::rc::Rc;
+use std::task::{Poll, Waker};
 
-use super::executor::{current, with_current, Executor};
+use super::executor::{current, with_current, Deferred, Executor};
+use crate::Loop;
 
-/// An owned fd plus the runtime whose loop knows about it.
+/// An owned fd plus the runtime whose loop knows about it. Shared through `Rc` by its
+/// owner and by the operations that name it (see the module docs).
 pub(crate) struct LoopFd {
-    fd: OwnedFd,
+    /// Taken exactly once, in `Drop` or `into_owned_now`.
+    fd: ManuallyDrop<OwnedFd>,
     home: RefCell<Option<Rc<Executor>>>,
+    /// Woken when only one reference is left ([`into_sole`](Self::into_sole) waits).
+    sole: Cell<Option<Waker>>,
 }
 
 impl LoopFd {
-    pub(crate) fn new(fd: OwnedFd) -> LoopFd {
-        LoopFd {
-            fd,
+    /// A new shared owner of `fd`, not yet announced to any loop.
+    pub(crate) fn shared(fd: OwnedFd) -> Rc<LoopFd> {
+        Rc::new(LoopFd {
+            fd: ManuallyDrop::new(fd),
             home: RefCell::new(None),
-        }
+            sole: Cell::new(None),
+        })
     }
 
     /// The fd number, announced first to the current runtime's loop if this is its first
@@ -49,40 +82,130 @@ impl LoopFd {
             lp.fd_opened(fd);
             drop(lp);
             if let Some(old) = self.home.replace(Some(exec)) {
-                release(&old, fd);
+                // Moving, not closing: the old loop's operations on the fd stay.
+                if !old.is_closed() {
+                    match old.lp.try_borrow_mut() {
+                        Ok(mut lp) => lp.fd_released(fd),
+                        Err(_) => old.defer(Deferred::Release(fd)),
+                    }
+                }
             }
         }
         fd
     }
 
-    /// The fd itself, no longer announced to any loop.
-    pub(crate) fn into_owned(self) -> OwnedFd {
-        let mut this = std::mem::ManuallyDrop::new(self);
-        if let Some(home) = this.home.get_mut().take() {
-            release(&home, this.fd.as_raw_fd());
+    /// A slot lets go of its reference: its operation is over. `lp` is the loop when
+    /// called from inside one of its callbacks (it is borrowed then); the last reference
+    /// announces the close through it if it is the fd's home loop.
+    pub(crate) fn release_ref(fd: Rc<LoopFd>, lp: Option<&mut Loop>) {
+        match Rc::strong_count(&fd) {
+            1 => {
+                let this = Rc::into_inner(fd).expect("the only reference");
+                if let Some(lp) = lp {
+                    let home = this.home.borrow().as_ref().map(|h| h.loop_id());
+                    if home == Some(lp.id()) {
+                        lp.fd_closed(this.fd.as_raw_fd());
+                        // Announced: `Drop` just closes.
+                        *this.home.borrow_mut() = None;
+                    }
+                }
+                drop(this);
+            }
+            2 => {
+                // The owner may be waiting to be the only one left.
+                if let Some(w) = fd.sole.take() {
+                    w.wake();
+                }
+            }
+            _ => {}
         }
-        // SAFETY: `this` is never used or dropped again; the fd is moved out exactly once
-        // (the `home` field was emptied above and owns nothing).
-        unsafe { ptr::read(&this.fd) }
     }
-}
 
-/// Tell `home`'s loop that `fd` is closing (if it can still be told).
-fn release(home: &Executor, fd: RawFd) {
-    if home.is_closed() {
-        return;
+    /// Wait until `fd` is the only reference (the operations of dropped futures are over)
+    /// and hand it back. Dropping the future drops the reference (the fd is then closed
+    /// as usual, once those operations are over).
+    pub(crate) async fn into_sole(fd: Rc<LoopFd>) -> Rc<LoopFd> {
+        let mut fd = Some(fd);
+        poll_fn(|cx| {
+            let shared = fd.take().expect("polled after it finished");
+            if Rc::strong_count(&shared) == 1 {
+                return Poll::Ready(shared);
+            }
+            shared.sole.set(Some(cx.waker().clone()));
+            fd = Some(shared);
+            Poll::Pending
+        })
+        .await
     }
-    // Busy only when dropped inside one of the loop's callbacks; the fd then stays
-    // marked as trusted until the next owner of the number announces itself.
-    if let Ok(mut lp) = home.lp.try_borrow_mut() {
-        lp.fd_closed(fd);
+
+    /// The fd itself, no longer announced to any loop.
+    ///
+    /// If operations of dropped futures still name it, or its loop is busy (inside one of
+    /// its callbacks) and cannot be told now, this is a duplicate (`F_DUPFD_CLOEXEC`, the
+    /// same open file) and the original number is closed as usual later.
+    ///
+    /// # Panics
+    /// If that duplicate cannot be made (the process is out of descriptors).
+    pub(crate) fn into_owned(fd: Rc<LoopFd>) -> OwnedFd {
+        match Rc::try_unwrap(fd) {
+            Ok(this) => this.into_owned_now().unwrap_or_else(|this| this.dup()),
+            Err(shared) => shared.dup(),
+        }
+    }
+
+    /// The fd, after telling its home loop it is going (`Err(self)` if that loop is busy).
+    fn into_owned_now(self) -> Result<OwnedFd, LoopFd> {
+        let busy = match self.home.borrow().as_ref() {
+            Some(home) if !home.is_closed() => match home.lp.try_borrow_mut() {
+                Ok(mut lp) => {
+                    lp.fd_closed(self.fd.as_raw_fd());
+                    false
+                }
+                Err(_) => true,
+            },
+            _ => false,
+        };
+        if busy {
+            return Err(self);
+        }
+        let mut this = ManuallyDrop::new(self);
+        // SAFETY: `this` is never used or dropped again; its fd is taken exactly once, and
+        // its other fields are dropped here exactly once.
+        unsafe {
+            ptr::drop_in_place(&mut this.home);
+            ptr::drop_in_place(&mut this.sole);
+            Ok(ManuallyDrop::take(&mut this.fd))
+        }
+    }
+
+    fn dup(&self) -> OwnedFd {
+        self.fd.try_clone().unwrap_or_else(|e| {
+            panic!("xev: cannot duplicate the descriptor of a busy async socket or file: {e}")
+        })
     }
 }
 
 impl Drop for LoopFd {
     fn drop(&mut self) {
-        if let Some(home) = self.home.get_mut().take() {
-            release(&home, self.fd.as_raw_fd());
+        // SAFETY: `drop` runs once, and `into_owned_now` never lets it run after taking.
+        let fd = unsafe { ManuallyDrop::take(&mut self.fd) };
+        let Some(home) = self.home.get_mut().take() else {
+            return; // never announced (or already): just close
+        };
+        if home.is_closed() {
+            return; // the runtime is gone: nothing to tell
+        }
+        let busy = match home.lp.try_borrow_mut() {
+            Ok(mut lp) => {
+                lp.fd_closed(fd.as_raw_fd());
+                false
+            }
+            Err(_) => true,
+        };
+        if busy {
+            // Inside a callback of the home loop: it announces and closes the fd at the
+            // start of its next turn.
+            home.defer(Deferred::Close(fd));
         }
     }
 }

@@ -132,15 +132,32 @@ pub fn block_on<F: Future>(fut: F) -> F::Output {
 /// });
 /// ```
 ///
+/// The loop belongs to the runtime: replacing it through the `&mut Loop`
+/// (`std::mem::replace`, `std::mem::swap`), here or in a callback on the runtime's loop,
+/// would strand every operation pending on it. The runtime checks its loop's identity
+/// after `f` returns and after every turn of the loop, and panics if it was replaced
+/// ("the runtime's Loop was replaced"); the runtime is unusable afterwards. Dropping the
+/// runtime is still safe, unless the replaced loop is kept alive with the runtime's
+/// operations in it (then their completions abort the process when the runtime frees
+/// them, rather than be freed while that loop still points at them).
+///
+/// Futures dropped and async sockets or files closed inside `f` (or inside a callback)
+/// have their cancel or close deferred to the end of `f` (or to the next turn of the
+/// loop), since both need the loop.
+///
 /// # Panics
-/// Outside a runtime, or from inside a loop callback (which already has the `&mut Loop`).
+/// Outside a runtime, from inside a loop callback (which already has the `&mut Loop`),
+/// or if `f` replaced the loop (see above).
 pub fn with_loop<R>(f: impl FnOnce(&mut Loop) -> R) -> R {
     let exec = executor::current("xev::rt::with_loop");
     let mut lp = exec
         .lp
         .try_borrow_mut()
         .expect("xev::rt::with_loop called from inside a loop callback");
-    f(&mut lp)
+    let r = f(&mut lp);
+    exec.check_loop(&lp);
+    exec.flush_deferred(&mut lp);
+    r
 }
 
 /// Let the other ready tasks (and the loop) run before this task continues.

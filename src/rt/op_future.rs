@@ -8,7 +8,17 @@
 //! result arrives marks the slot *orphaned* and submits a cancel through a second slot;
 //! the orphaned slot (with the buffer it owns, and any fd the result carries, which is
 //! closed) is released when the operation's completion finally arrives. Dropping never
-//! blocks.
+//! blocks. A future dropped inside a loop callback, where the loop is borrowed, has its
+//! cancel deferred to the start of the executor's next turn (before the loop can block).
+//!
+//! **fd lifetime.** An fd number is never closed while an operation that names it can
+//! still be submitted, is in the kernel, is parked on readiness or is queued for the
+//! thread pool, orphans included: otherwise a new file could get the number first and
+//! the stale operation would run on it (a write sending its bytes to another connection,
+//! a read taking another connection's data). So an operation on an fd owned by an async
+//! type ([`LoopFd`]) keeps a reference to it in its slot until the slot is released, and
+//! the fd is closed when the last reference goes (see [`LoopFd`]). That is one `Rc`
+//! clone per operation; no syscall, no allocation.
 
 use std::cell::{Cell, RefCell, UnsafeCell};
 use std::future::Future;
@@ -17,7 +27,8 @@ use std::ptr::NonNull;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
-use super::executor::{current, Executor};
+use super::executor::{current, Deferred, Executor};
+use super::loop_fd::LoopFd;
 use crate::completion::{CallbackAction, Completion, CompletionState};
 use crate::op::{CancelTarget, Op};
 use crate::result::OpResult;
@@ -43,6 +54,8 @@ pub(crate) struct Slot {
     state: Cell<SlotState>,
     waker: Cell<Option<Waker>>,
     result: Cell<Option<OpResult>>,
+    /// The owner of the fd the operation names, kept until the slot is released.
+    fd: Cell<Option<Rc<LoopFd>>>,
     next_free: Cell<Option<NonNull<Slot>>>,
 }
 
@@ -53,6 +66,7 @@ impl Slot {
             state: Cell::new(SlotState::Free),
             waker: Cell::new(None),
             result: Cell::new(None),
+            fd: Cell::new(None),
             next_free: Cell::new(None),
         }
     }
@@ -97,30 +111,49 @@ impl SlotPool {
         slot
     }
 
-    fn release(&self, slot: NonNull<Slot>) {
+    /// Free `slot` (its operation is over) and let go of its fd reference; `lp` is the
+    /// loop when called from one of its callbacks.
+    fn release(&self, slot: NonNull<Slot>, lp: Option<&mut Loop>) {
         // SAFETY: the slot is live and its completion is Dead (or in its own callback).
         let s = unsafe { slot.as_ref() };
+        let fd = s.fd.take();
         s.state.set(SlotState::Free);
         s.next_free.set(self.free.get());
         self.free.set(Some(slot));
+        if let Some(fd) = fd {
+            LoopFd::release_ref(fd, lp);
+        }
     }
 
-    /// Start `op` on a fresh slot in state `state`.
-    fn start(&self, lp: &mut Loop, op: Op, state: SlotState) -> NonNull<Slot> {
+    /// Start `op` (naming the fd of `fd`, if any) on a fresh slot in state `state`.
+    fn start(
+        &self,
+        lp: &mut Loop,
+        op: Op,
+        state: SlotState,
+        fd: Option<Rc<LoopFd>>,
+    ) -> NonNull<Slot> {
         let slot = self.acquire();
         let pool: *const SlotPool = self;
         // SAFETY: live slot; Free, so nothing references its completion.
-        unsafe { slot.as_ref() }.state.set(state);
+        let s = unsafe { slot.as_ref() };
+        s.state.set(state);
+        s.fd.set(fd);
         // SAFETY: as above.
         let c = unsafe { Slot::completion(slot) };
-        lp.start(c, op, move |_lp, c, res| {
+        lp.start(c, op, move |lp, c, res| {
             // SAFETY: the pool outlives every callback of its slots: the executor owns
             // both the pool and the loop, and the loop's callbacks only run inside
             // `Executor::turn`.
-            unsafe { on_complete(&*pool, slot, c, res) };
+            unsafe { on_complete(&*pool, slot, lp, c, res) };
             CallbackAction::Disarm
         });
         slot
+    }
+
+    /// Cancel `target` (an orphan's operation) through a slot of its own.
+    pub(crate) fn cancel(&self, lp: &mut Loop, target: CancelTarget) {
+        self.start(lp, Op::Cancel { target }, SlotState::Orphaned, None);
     }
 
     /// After the loop was shut down (every completion Dead, no callback will come):
@@ -129,24 +162,32 @@ impl SlotPool {
         let chunks = self.chunks.borrow();
         for s in chunks.iter().flat_map(|c| c.iter()) {
             let slot = NonNull::from(s);
-            match s.state.get() {
-                SlotState::InFlight => {
-                    // SAFETY: the loop let go of the completion (it is Dead).
-                    let c = unsafe { Slot::completion(slot) };
-                    let canceled = -(libc::ECANCELED as isize);
-                    let res = c.op().map(|op| OpResult::build(op, canceled, None));
-                    s.result.set(Some(res.unwrap_or(OpResult::Noop)));
-                    s.state.set(SlotState::Done);
-                    if let Some(w) = s.waker.take() {
-                        w.wake();
-                    }
+            let state = s.state.get();
+            if !matches!(state, SlotState::InFlight | SlotState::Orphaned) {
+                continue;
+            }
+            // SAFETY: a shared reference to read the state; the loop accesses the
+            // completion only through its cell.
+            if unsafe { &*s.c.get() }.state() == CompletionState::Active {
+                // Only if the runtime's loop was replaced and the old one is kept alive
+                // (see `with_loop`): the operation may still run, so the slot keeps its
+                // buffer and fd. Freeing the pool then aborts (an Active completion's
+                // drop does) rather than free memory that loop points to.
+                continue;
+            }
+            // SAFETY: Dead: the loop let go of the completion, and no one else holds it.
+            let c = unsafe { Slot::completion(slot) };
+            if state == SlotState::InFlight {
+                let canceled = -(libc::ECANCELED as isize);
+                let res = c.op().map(|op| OpResult::build(op, canceled, None));
+                s.result.set(Some(res.unwrap_or(OpResult::Noop)));
+                s.state.set(SlotState::Done);
+                if let Some(w) = s.waker.take() {
+                    w.wake();
                 }
-                SlotState::Orphaned => {
-                    // SAFETY: as above.
-                    drop(unsafe { Slot::completion(slot) }.take_op());
-                    self.release(slot);
-                }
-                SlotState::Free | SlotState::Done => {}
+            } else {
+                drop(c.take_op());
+                self.release(slot, None);
             }
         }
     }
@@ -155,10 +196,11 @@ impl SlotPool {
 /// The callback of every pool completion.
 ///
 /// # Safety
-/// `slot` is a live slot of `pool` and `c` its completion, inside its callback.
+/// `slot` is a live slot of `pool` and `c` its completion, inside its callback on `lp`.
 unsafe fn on_complete(
     pool: &SlotPool,
     slot: NonNull<Slot>,
+    lp: &mut Loop,
     c: Pin<&mut Completion>,
     res: OpResult,
 ) {
@@ -174,10 +216,11 @@ unsafe fn on_complete(
         }
         SlotState::Orphaned => {
             // Nobody will see this result: dropping it closes an accepted fd, and the
-            // op's buffer goes with the op.
+            // op's buffer goes with the op. The operation is over, so its fd may now be
+            // closed (if this was its last reference), announced through `lp`.
             drop(res);
             drop(c.take_op());
-            pool.release(slot);
+            pool.release(slot, Some(lp));
         }
         other => unreachable!("completion of a pool slot in state {other:?}"),
     }
@@ -194,11 +237,21 @@ pub(crate) struct OpFuture {
 }
 
 impl OpFuture {
-    /// Start `op` on the current runtime.
+    /// Start `op` on the current runtime (an operation that names no fd, or one whose fd
+    /// the caller keeps open until the operation is over, orphan included).
     ///
     /// # Panics
     /// Outside a runtime, or inside a loop callback (which has the `&mut Loop` already).
     pub(crate) fn new(op: Op) -> OpFuture {
+        OpFuture::with_fd(op, None)
+    }
+
+    /// Start `op`, which names the fd of `fd`: the slot keeps `fd` until the operation is
+    /// over (see the module docs).
+    ///
+    /// # Panics
+    /// As [`new`](Self::new).
+    pub(crate) fn with_fd(op: Op, fd: Option<Rc<LoopFd>>) -> OpFuture {
         let exec = current("an xev async operation");
         let slot = {
             let Ok(mut lp) = exec.lp.try_borrow_mut() else {
@@ -207,7 +260,7 @@ impl OpFuture {
                      spawn a task instead"
                 );
             };
-            exec.slots.start(&mut lp, op, SlotState::InFlight)
+            exec.slots.start(&mut lp, op, SlotState::InFlight, fd)
         };
         OpFuture {
             exec,
@@ -238,7 +291,7 @@ impl Future for OpFuture {
             .take_op()
             .expect("a Done slot's completion is Dead");
         self.slot = None;
-        self.exec.slots.release(slot);
+        self.exec.slots.release(slot, None);
         Poll::Ready((res, op))
     }
 }
@@ -257,7 +310,7 @@ impl Drop for OpFuture {
                 drop(s.result.take());
                 // SAFETY: Done, so Dead and ours.
                 drop(unsafe { Slot::completion(slot) }.take_op());
-                self.exec.slots.release(slot);
+                self.exec.slots.release(slot, None);
             }
             SlotState::InFlight => {
                 s.state.set(SlotState::Orphaned);
@@ -265,19 +318,19 @@ impl Drop for OpFuture {
                 if self.exec.is_closed() {
                     return;
                 }
+                // SAFETY: a shared reference to name the target; the loop accesses the
+                // completion only through its cell.
+                let c = unsafe { &*s.c.get() };
+                if c.state() != CompletionState::Active {
+                    return;
+                }
+                let target = CancelTarget::of(c);
                 // The loop is busy only if this future is dropped from inside one of its
-                // callbacks; then the operation is left to finish on its own (the slot is
-                // still released when it does).
-                if let Ok(mut lp) = self.exec.lp.try_borrow_mut() {
-                    // SAFETY: a shared reference to name the target; the loop accesses
-                    // the completion only through its cell.
-                    let c = unsafe { &*s.c.get() };
-                    if c.state() == CompletionState::Active {
-                        let target = CancelTarget::of(c);
-                        self.exec
-                            .slots
-                            .start(&mut lp, Op::Cancel { target }, SlotState::Orphaned);
-                    }
+                // callbacks (or inside `with_loop`): then the cancel is deferred to the
+                // start of the next turn (or the end of `with_loop`).
+                match self.exec.lp.try_borrow_mut() {
+                    Ok(mut lp) => self.exec.slots.cancel(&mut lp, target),
+                    Err(_) => self.exec.defer(Deferred::Cancel(target)),
                 }
             }
             SlotState::Free | SlotState::Orphaned => {

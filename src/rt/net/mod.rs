@@ -2,7 +2,11 @@
 //!
 //! Every socket is non-blocking and close-on-exec and owns its fd: dropping it closes
 //! the fd at once (synchronously); [`TcpStream::close`] closes it through the loop
-//! instead. Reads and writes take owned buffers and hand them back with the result, as
+//! instead. Either way, **an fd number is never closed while an operation that names it
+//! can still run**: if the future of an operation on the socket was dropped and the
+//! operation (cancelled) has not ended yet, the fd is closed when it ends. Otherwise a
+//! new socket could get the number in between and the stale operation would run on it,
+//! writing to or reading from the wrong connection. Reads and writes take owned buffers and hand them back with the result, as
 //! everywhere in the runtime (see [`IoBuf`](crate::rt::IoBuf) and
 //! [`IoBufMut`](crate::rt::IoBufMut)); the methods take `&self`, so one task can read
 //! while another writes the same socket (share it through an `Rc`).
@@ -101,7 +105,7 @@ macro_rules! socket_fd {
                     panic!("xev::net: cannot make the socket non-blocking: {e}")
                 });
                 $t {
-                    fd: crate::rt::loop_fd::LoopFd::new(std::os::fd::OwnedFd::from(s)),
+                    fd: crate::rt::loop_fd::LoopFd::shared(std::os::fd::OwnedFd::from(s)),
                 }
             }
         }
@@ -119,8 +123,15 @@ macro_rules! socket_fd {
         }
 
         impl From<$t> for std::os::fd::OwnedFd {
+            /// The socket's fd, no longer known to any loop. If an operation of a dropped
+            /// future is still in flight on it (or this runs inside a loop callback), a
+            /// duplicate of it (the same socket) is returned, and the original number is
+            /// closed once that operation ends.
+            ///
+            /// # Panics
+            /// If that duplicate cannot be made (the process is out of descriptors).
             fn from(s: $t) -> std::os::fd::OwnedFd {
-                s.fd.into_owned()
+                crate::rt::loop_fd::LoopFd::into_owned(s.fd)
             }
         }
 

@@ -6,11 +6,12 @@ use std::io;
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
 use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
+use std::rc::Rc;
 use std::task::{Context, Poll};
 
 use crate::op::Op;
 use crate::result::OpResult;
-use crate::rt::io::{self as rio, Kind};
+use crate::rt::io::{self as rio, FdOp, Kind};
 use crate::rt::loop_fd::LoopFd;
 use crate::rt::op_future::OpFuture;
 use crate::rt::{IoBuf, IoBufMut};
@@ -36,7 +37,7 @@ const BACKLOG: u32 = 1024;
 /// ```
 #[derive(Debug)]
 pub struct TcpListener {
-    fd: LoopFd,
+    fd: Rc<LoopFd>,
 }
 
 impl TcpListener {
@@ -54,7 +55,7 @@ impl TcpListener {
             s.bind(*a)?;
             s.listen(BACKLOG)?;
             Ok(TcpListener {
-                fd: LoopFd::new(s.into()),
+                fd: LoopFd::shared(s.into()),
             })
         })
     }
@@ -65,7 +66,7 @@ impl TcpListener {
     /// raced the cancellation) is closed, and later connections stay queued for the
     /// next accept.
     pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        accepted(rio::run(Op::Accept { fd: self.raw() }).await.0)
+        accepted(rio::run(FdOp::on(&self.fd, |fd| Op::Accept { fd })).await.0)
     }
 
     /// The connections, as a [`Stream`](futures_core::Stream); see [`Incoming`].
@@ -98,7 +99,7 @@ fn accepted(r: OpResult) -> io::Result<(TcpStream, SocketAddr)> {
             };
             Ok((
                 TcpStream {
-                    fd: LoopFd::new(a.fd),
+                    fd: LoopFd::shared(a.fd),
                 },
                 peer,
             ))
@@ -126,10 +127,10 @@ impl futures_core::Stream for Incoming<'_> {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        let fd = this.listener.raw();
-        let accept = this
-            .accept
-            .get_or_insert_with(|| OpFuture::new(Op::Accept { fd }));
+        let fd = &this.listener.fd;
+        let accept = this.accept.get_or_insert_with(|| {
+            OpFuture::with_fd(Op::Accept { fd: fd.raw() }, Some(fd.clone()))
+        });
         let Poll::Ready((res, _op)) = Pin::new(accept).poll(cx) else {
             return Poll::Pending;
         };
@@ -151,8 +152,9 @@ impl fmt::Debug for Incoming<'_> {
 ///
 /// Reads and writes take owned buffers and return them with the result. All methods take
 /// `&self`: share the stream through an `Rc` to read in one task while another writes.
-/// Dropping the stream closes its fd at once; [`close`](Self::close) closes it through
-/// the loop.
+/// Dropping the stream closes its fd (at once, unless an operation of a dropped future
+/// is still in flight on it: then when that operation ends); [`close`](Self::close)
+/// closes it through the loop.
 ///
 /// ```
 /// use std::rc::Rc;
@@ -180,7 +182,7 @@ impl fmt::Debug for Incoming<'_> {
 /// ```
 #[derive(Debug)]
 pub struct TcpStream {
-    fd: LoopFd,
+    fd: Rc<LoopFd>,
 }
 
 impl TcpStream {
@@ -207,43 +209,41 @@ impl TcpStream {
     ///
     /// Dropping the future cancels the read.
     pub async fn read<B: IoBufMut>(&self, buf: B) -> (io::Result<usize>, B) {
-        rio::read(self.raw(), buf, Kind::Socket).await
+        rio::read(&self.fd, buf, Kind::Socket).await
     }
 
     /// Fill `buf` completely, reading as often as needed; end of stream first is an
     /// [`UnexpectedEof`](io::ErrorKind::UnexpectedEof) error (the bytes read so far are
     /// at the start of the returned buffer).
     pub async fn read_exact<B: IoBufMut>(&self, buf: B) -> (io::Result<()>, B) {
-        rio::read_exact(self.raw(), buf, Kind::Socket).await
+        rio::read_exact(&self.fd, buf, Kind::Socket).await
     }
 
     /// Write once from the start of `buf` (`send(2)`): the number of bytes written,
     /// possibly fewer than `buf` holds. Writing to a connection the peer has closed is
     /// an error (`BrokenPipe` or `ConnectionReset`), never a `SIGPIPE`.
     pub async fn write<B: IoBuf>(&self, buf: B) -> (io::Result<usize>, B) {
-        rio::write(self.raw(), buf, Kind::Socket).await
+        rio::write(&self.fd, buf, Kind::Socket).await
     }
 
     /// Write all of `buf`, continuing after partial writes.
     pub async fn write_all<B: IoBuf>(&self, buf: B) -> (io::Result<()>, B) {
-        rio::write_all(self.raw(), buf, Kind::Socket).await
+        rio::write_all(&self.fd, buf, Kind::Socket).await
     }
 
     /// Shut down the reading side, the writing side or both (`shutdown(2)`).
     /// `Shutdown::Write` sends end of stream: the peer's reads then return `Ok(0)` once
     /// it has read everything sent before.
     pub async fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        rio::unit(Op::Shutdown {
-            fd: self.raw(),
-            how,
-        })
-        .await
+        rio::unit(FdOp::on(&self.fd, |fd| Op::Shutdown { fd, how })).await
     }
 
     /// Close the connection through the loop, reporting any error of `close(2)`.
-    /// (Dropping the stream closes it too, synchronously and silently.)
+    /// (Dropping the stream closes it too, synchronously and silently.) If an operation
+    /// of a dropped future is still in flight on the stream, this first waits for it to
+    /// end (it was cancelled when its future was dropped).
     pub async fn close(self) -> io::Result<()> {
-        rio::unit(Op::close(self.fd.into_owned())).await
+        rio::close(self.fd).await
     }
 
     /// The address of the peer.
@@ -279,13 +279,9 @@ impl TcpStream {
 /// One connection attempt on a new socket.
 async fn connect_to(addr: SocketAddr) -> io::Result<TcpStream> {
     let stream = TcpStream {
-        fd: LoopFd::new(sock::socket(&addr, libc::SOCK_STREAM)?),
+        fd: LoopFd::shared(sock::socket(&addr, libc::SOCK_STREAM)?),
     };
-    rio::unit(Op::Connect {
-        fd: stream.raw(),
-        addr,
-    })
-    .await?;
+    rio::unit(FdOp::on(&stream.fd, |fd| Op::Connect { fd, addr })).await?;
     Ok(stream)
 }
 

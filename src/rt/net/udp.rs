@@ -3,6 +3,7 @@
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::{AsRawFd, RawFd};
+use std::rc::Rc;
 
 use crate::rt::io::{self as rio, Kind};
 use crate::rt::loop_fd::LoopFd;
@@ -31,7 +32,7 @@ use crate::watcher::tcp as sock;
 /// ```
 #[derive(Debug)]
 pub struct UdpSocket {
-    fd: LoopFd,
+    fd: Rc<LoopFd>,
 }
 
 impl UdpSocket {
@@ -46,7 +47,7 @@ impl UdpSocket {
             let fd = sock::socket(a, libc::SOCK_DGRAM)?;
             sock::bind(fd.as_raw_fd(), a)?;
             Ok(UdpSocket {
-                fd: LoopFd::new(fd),
+                fd: LoopFd::shared(fd),
             })
         })
     }
@@ -67,7 +68,7 @@ impl UdpSocket {
             }
             Err(e) => return (Err(e), buf),
         };
-        rio::send_to(self.raw(), buf, Some(to)).await
+        rio::send_to(&self.fd, buf, Some(to)).await
     }
 
     /// Receive one datagram into `buf` (`recvmsg(2)`): its length and its sender's
@@ -77,7 +78,7 @@ impl UdpSocket {
     ///
     /// Dropping the future cancels the receive.
     pub async fn recv_from<B: IoBufMut>(&self, buf: B) -> (io::Result<(usize, SocketAddr)>, B) {
-        rio::recv_from(self.raw(), buf).await
+        rio::recv_from(&self.fd, buf).await
     }
 
     /// Fix the peer: afterwards [`send`](Self::send) goes to `addr` and only datagrams
@@ -92,7 +93,7 @@ impl UdpSocket {
 
     /// Send `buf` as one datagram to the peer set by [`connect`](Self::connect).
     pub async fn send<B: IoBuf>(&self, buf: B) -> (io::Result<usize>, B) {
-        rio::send_to(self.raw(), buf, None).await
+        rio::send_to(&self.fd, buf, None).await
     }
 
     /// Receive one datagram from the peer set by [`connect`](Self::connect): its length
@@ -100,7 +101,7 @@ impl UdpSocket {
     ///
     /// Dropping the future cancels the receive.
     pub async fn recv<B: IoBufMut>(&self, buf: B) -> (io::Result<usize>, B) {
-        rio::read(self.raw(), buf, Kind::Socket).await
+        rio::read(&self.fd, buf, Kind::Socket).await
     }
 
     /// The address the socket is bound to.
