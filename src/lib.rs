@@ -68,6 +68,8 @@
 
 pub mod backend;
 mod callback;
+#[cfg(doctest)]
+mod compile_fail;
 mod completion;
 mod event_loop;
 mod handoff;

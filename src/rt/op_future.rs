@@ -339,3 +339,164 @@ impl Drop for OpFuture {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The slot pool's bookkeeping, driven by hand: no loop, no syscall, so these also run
+    //! under Miri. Not covered here (they need a `Loop` and an executor, and are exercised
+    //! by the runtime tests): `SlotPool::start`, and `OpFuture`'s `new`, `poll` and `drop`
+    //! (the cancel submitted for an orphan).
+
+    use super::*;
+    use crate::result::ReadError;
+    use crate::Buffer;
+    use std::collections::HashSet;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::task::Wake;
+
+    /// A waker that counts its wakes.
+    struct CountingWaker(AtomicUsize);
+
+    impl Wake for CountingWaker {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn waker() -> (Arc<CountingWaker>, Waker) {
+        let w = Arc::new(CountingWaker(AtomicUsize::new(0)));
+        (w.clone(), Waker::from(w))
+    }
+
+    fn slot_ref<'a>(s: NonNull<Slot>) -> &'a Slot {
+        // SAFETY: every slot in these tests belongs to a pool that outlives the reference.
+        unsafe { s.as_ref() }
+    }
+
+    /// Give the slot's (Dead) completion a read op that owns a heap buffer.
+    fn prep_read(s: NonNull<Slot>, len: usize) {
+        // SAFETY: live slot; no other reference to its completion is held.
+        let c = unsafe { Slot::completion(s) };
+        let op = Op::Read {
+            fd: -1,
+            buf: Buffer::from(vec![7u8; len]),
+        };
+        c.prep(op, |_, _, _| CallbackAction::Disarm);
+    }
+
+    fn op_is_noop(s: NonNull<Slot>) -> bool {
+        // SAFETY: live slot; no other reference to its completion is held.
+        matches!(unsafe { Slot::completion(s) }.op(), Some(Op::Noop))
+    }
+
+    #[test]
+    fn slots_keep_their_address_as_the_pool_grows_and_are_reused() {
+        let pool = SlotPool::default();
+        // Five chunks: the list of chunks reallocates on the way, the chunks must not move.
+        let n = 5 * CHUNK + 1;
+        let slots: Vec<NonNull<Slot>> = (0..n).map(|_| pool.acquire()).collect();
+        assert_eq!(pool.chunks.borrow().len(), 6);
+        let distinct: HashSet<usize> = slots.iter().map(|s| s.as_ptr() as usize).collect();
+        assert_eq!(distinct.len(), n, "every acquired slot is a different slot");
+        // Slots of the first chunk are still usable after the pool grew.
+        for &s in &slots {
+            slot_ref(s).state.set(SlotState::InFlight);
+        }
+        prep_read(slots[0], 16);
+        // SAFETY: live slot, no other reference to its completion.
+        let op = unsafe { Slot::completion(slots[0]) }.take_op();
+        assert!(matches!(op, Some(Op::Read { ref buf, .. }) if buf.len() == 16));
+        // Released slots come back last-in first-out, as Free, without a new chunk.
+        pool.release(slots[3]);
+        pool.release(slots[2 * CHUNK]);
+        assert_eq!(slot_ref(slots[3]).state.get(), SlotState::Free);
+        assert_eq!(pool.acquire(), slots[2 * CHUNK]);
+        assert_eq!(pool.acquire(), slots[3]);
+        assert_eq!(pool.chunks.borrow().len(), 6);
+    }
+
+    #[test]
+    fn a_result_for_a_waiting_future_is_stored_and_wakes_it() {
+        let pool = SlotPool::default();
+        let slot = pool.acquire();
+        let s = slot_ref(slot);
+        s.state.set(SlotState::InFlight);
+        let (count, w) = waker();
+        s.waker.set(Some(w));
+        prep_read(slot, 32);
+        // What the loop does when the read finishes: call the slot's callback.
+        // SAFETY: `slot` is a live slot of `pool`; its completion is Dead, as in a callback.
+        unsafe { on_complete(&pool, slot, Slot::completion(slot), OpResult::Read(Ok(5))) };
+        assert_eq!(s.state.get(), SlotState::Done);
+        assert_eq!(count.0.load(Ordering::SeqCst), 1, "woken once");
+        assert!(s.waker.take().is_none(), "the waker was consumed");
+        assert!(matches!(s.result.take(), Some(OpResult::Read(Ok(5)))));
+        // The op (and its buffer) stays in the slot for the future to take.
+        assert!(!op_is_noop(slot));
+    }
+
+    #[test]
+    fn a_result_for_an_orphan_drops_the_op_and_frees_the_slot() {
+        let pool = SlotPool::default();
+        let slot = pool.acquire();
+        slot_ref(slot).state.set(SlotState::Orphaned);
+        prep_read(slot, 4096);
+        // SAFETY: as above.
+        unsafe {
+            on_complete(
+                &pool,
+                slot,
+                Slot::completion(slot),
+                OpResult::Read(Err(ReadError::Canceled)),
+            )
+        };
+        assert!(op_is_noop(slot), "the orphan's op and buffer were dropped");
+        assert_eq!(slot_ref(slot).state.get(), SlotState::Free);
+        assert!(slot_ref(slot).result.take().is_none());
+        assert_eq!(pool.acquire(), slot, "the slot is back on the free list");
+    }
+
+    #[test]
+    fn shutdown_cancels_waiters_frees_orphans_and_leaves_the_rest() {
+        let pool = SlotPool::default();
+        let waiting = pool.acquire();
+        let orphan = pool.acquire();
+        let done = pool.acquire();
+        let free = pool.acquire();
+        pool.release(free);
+
+        slot_ref(waiting).state.set(SlotState::InFlight);
+        let (count, w) = waker();
+        slot_ref(waiting).waker.set(Some(w));
+        prep_read(waiting, 8);
+        slot_ref(orphan).state.set(SlotState::Orphaned);
+        prep_read(orphan, 8);
+        slot_ref(done).state.set(SlotState::Done);
+        slot_ref(done).result.set(Some(OpResult::Read(Ok(1))));
+
+        pool.shutdown();
+
+        // The waiting future gets `Canceled` for its own op and is woken.
+        assert_eq!(slot_ref(waiting).state.get(), SlotState::Done);
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert!(matches!(
+            slot_ref(waiting).result.take(),
+            Some(OpResult::Read(Err(ReadError::Canceled)))
+        ));
+        assert!(!op_is_noop(waiting), "its op stays for the future to take");
+        // The orphan is released with its op.
+        assert_eq!(slot_ref(orphan).state.get(), SlotState::Free);
+        assert!(op_is_noop(orphan));
+        // A finished result waits for its future; a free slot stays free.
+        assert_eq!(slot_ref(done).state.get(), SlotState::Done);
+        assert!(matches!(
+            slot_ref(done).result.take(),
+            Some(OpResult::Read(Ok(1)))
+        ));
+        assert_eq!(slot_ref(free).state.get(), SlotState::Free);
+        // Free list: the orphan (released last), then the slot released before.
+        assert_eq!(pool.acquire(), orphan);
+        assert_eq!(pool.acquire(), free);
+    }
+}
