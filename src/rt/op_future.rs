@@ -145,7 +145,7 @@ impl SlotPool {
             // SAFETY: the pool outlives every callback of its slots: the executor owns
             // both the pool and the loop, and the loop's callbacks only run inside
             // `Executor::turn`.
-            unsafe { on_complete(&*pool, slot, lp, c, res) };
+            unsafe { on_complete(&*pool, slot, Some(lp), c, res) };
             CallbackAction::Disarm
         });
         slot
@@ -196,11 +196,12 @@ impl SlotPool {
 /// The callback of every pool completion.
 ///
 /// # Safety
-/// `slot` is a live slot of `pool` and `c` its completion, inside its callback on `lp`.
+/// `slot` is a live slot of `pool` and `c` its completion, inside its callback on `lp`
+/// (`None` only in unit tests, which have no loop).
 unsafe fn on_complete(
     pool: &SlotPool,
     slot: NonNull<Slot>,
-    lp: &mut Loop,
+    lp: Option<&mut Loop>,
     c: Pin<&mut Completion>,
     res: OpResult,
 ) {
@@ -220,7 +221,7 @@ unsafe fn on_complete(
             // closed (if this was its last reference), announced through `lp`.
             drop(res);
             drop(c.take_op());
-            pool.release(slot, Some(lp));
+            pool.release(slot, lp);
         }
         other => unreachable!("completion of a pool slot in state {other:?}"),
     }
@@ -408,8 +409,8 @@ mod tests {
         let op = unsafe { Slot::completion(slots[0]) }.take_op();
         assert!(matches!(op, Some(Op::Read { ref buf, .. }) if buf.len() == 16));
         // Released slots come back last-in first-out, as Free, without a new chunk.
-        pool.release(slots[3]);
-        pool.release(slots[2 * CHUNK]);
+        pool.release(slots[3], None);
+        pool.release(slots[2 * CHUNK], None);
         assert_eq!(slot_ref(slots[3]).state.get(), SlotState::Free);
         assert_eq!(pool.acquire(), slots[2 * CHUNK]);
         assert_eq!(pool.acquire(), slots[3]);
@@ -427,7 +428,15 @@ mod tests {
         prep_read(slot, 32);
         // What the loop does when the read finishes: call the slot's callback.
         // SAFETY: `slot` is a live slot of `pool`; its completion is Dead, as in a callback.
-        unsafe { on_complete(&pool, slot, Slot::completion(slot), OpResult::Read(Ok(5))) };
+        unsafe {
+            on_complete(
+                &pool,
+                slot,
+                None,
+                Slot::completion(slot),
+                OpResult::Read(Ok(5)),
+            )
+        };
         assert_eq!(s.state.get(), SlotState::Done);
         assert_eq!(count.0.load(Ordering::SeqCst), 1, "woken once");
         assert!(s.waker.take().is_none(), "the waker was consumed");
@@ -447,6 +456,7 @@ mod tests {
             on_complete(
                 &pool,
                 slot,
+                None,
                 Slot::completion(slot),
                 OpResult::Read(Err(ReadError::Canceled)),
             )
@@ -464,7 +474,7 @@ mod tests {
         let orphan = pool.acquire();
         let done = pool.acquire();
         let free = pool.acquire();
-        pool.release(free);
+        pool.release(free, None);
 
         slot_ref(waiting).state.set(SlotState::InFlight);
         let (count, w) = waker();
