@@ -533,3 +533,59 @@ fn replacing_the_runtimes_loop_in_a_callback_panics() {
         drop(c); // Dead: its callback returned
     });
 }
+
+/// `Signals`: a `recv` polled once, then the set dropped (its signalfd closed at once
+/// before the fix), then a new socket that gets the number: the stale read must not take
+/// the socket's data.
+#[test]
+fn an_orphaned_signal_read_never_takes_a_new_sockets_data() {
+    on_each_backend(|_| async {
+        let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        for round in 0..5 {
+            let mut set = xev::signal::Signals::new(&[libc::SIGUSR2]).unwrap();
+            {
+                let mut r = Box::pin(set.recv());
+                poll_once(r.as_mut()).await;
+            }
+            drop(set);
+            let (c, mut c_peer) = std_connected(&other);
+            c_peer.write_all(b"DATA").unwrap();
+            let c = TcpStream::from(c);
+            let (res, got) = timeout(LOST, c.read_exact(vec![0u8; 4]))
+                .await
+                .unwrap_or_else(|_| panic!("round {round}: a stale signalfd read took the data"));
+            res.unwrap();
+            assert_eq!(got, b"DATA", "round {round}");
+        }
+    });
+}
+
+/// `Child::wait`: a wait polled once, then the child dropped (its pidfd closed at once
+/// before the fix), then a new socket that gets the number: the stale poll must not act
+/// on the socket (a poll cannot take data, but it must not report the socket's
+/// readiness to nobody and leave the number in use either: the socket reads normally).
+#[test]
+fn an_orphaned_child_wait_never_reaches_a_new_socket() {
+    on_each_backend(|_| async {
+        let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        for round in 0..3 {
+            let mut child =
+                xev::process::spawn(&mut std::process::Command::new("sleep").arg("5")).unwrap();
+            {
+                let mut w = Box::pin(child.wait());
+                poll_once(w.as_mut()).await;
+            }
+            child.kill().unwrap();
+            let _ = child.try_wait();
+            drop(child);
+            let (c, mut c_peer) = std_connected(&other);
+            c_peer.write_all(b"DATA").unwrap();
+            let c = TcpStream::from(c);
+            let (res, got) = timeout(LOST, c.read_exact(vec![0u8; 4]))
+                .await
+                .unwrap_or_else(|_| panic!("round {round}: the socket never became readable"));
+            res.unwrap();
+            assert_eq!(got, b"DATA", "round {round}");
+        }
+    });
+}

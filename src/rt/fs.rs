@@ -356,8 +356,9 @@ pub async fn read(path: impl AsRef<Path>) -> io::Result<Vec<u8>> {
         Ok((f, hint))
     })
     .await?;
-    read_to_end(f.as_raw_fd(), hint).await
-    // `f` (read-only) is dropped here: nothing to flush, so no need for a loop close.
+    // Shared with the reads, so a read whose future is dropped (this future cancelled)
+    // keeps the fd open until it is over, as every async file does.
+    read_to_end(&LoopFd::shared(OwnedFd::from(f)), hint).await
 }
 
 /// The error of a failed (fallible) allocation of `bytes` more bytes.
@@ -372,7 +373,7 @@ fn out_of_memory(bytes: u128, e: std::collections::TryReserveError) -> io::Error
 ///
 /// `v.len()` is the initialised room (zeroed ahead of the reads), `filled` the bytes
 /// read into its start.
-async fn read_to_end(fd: RawFd, hint: u64) -> io::Result<Vec<u8>> {
+async fn read_to_end(fd: &Rc<LoopFd>, hint: u64) -> io::Result<Vec<u8>> {
     // One byte more than the hint, so that the read that sees the end needs no growth.
     let want = u128::from(hint) + 1;
     let mut v = Vec::new();
@@ -394,11 +395,11 @@ async fn read_to_end(fd: RawFd, hint: u64) -> io::Result<Vec<u8>> {
         }
         let mut b = Buffer::from(v);
         b.advance(filled);
-        let (res, back) = run(Op::Pread {
+        let (res, back) = run(rio::FdOp::on(fd, |fd| Op::Pread {
             fd,
             buf: b,
             offset: filled as u64,
-        })
+        }))
         .await;
         v = back
             .and_then(Buffer::into_vec)

@@ -22,9 +22,11 @@
 
 use std::cell::{Cell, RefCell, UnsafeCell};
 use std::future::Future;
+use std::os::fd::OwnedFd;
 use std::pin::Pin;
 use std::ptr::NonNull;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use super::executor::{current, Deferred, Executor};
@@ -48,6 +50,14 @@ enum SlotState {
     Orphaned,
 }
 
+/// What keeps the fd an operation names open until the operation is over.
+pub(crate) enum FdKeeper {
+    /// An async socket or file: the last reference announces the close to its loop.
+    Loop(Rc<LoopFd>),
+    /// An fd the callback-API watchers share (signalfd, pidfd): closed with the last `Arc`.
+    Shared(Arc<OwnedFd>),
+}
+
 /// One completion plus what its future needs.
 pub(crate) struct Slot {
     c: UnsafeCell<Completion>,
@@ -55,7 +65,7 @@ pub(crate) struct Slot {
     waker: Cell<Option<Waker>>,
     result: Cell<Option<OpResult>>,
     /// The owner of the fd the operation names, kept until the slot is released.
-    fd: Cell<Option<Rc<LoopFd>>>,
+    fd: Cell<Option<FdKeeper>>,
     next_free: Cell<Option<NonNull<Slot>>>,
 }
 
@@ -120,8 +130,10 @@ impl SlotPool {
         s.state.set(SlotState::Free);
         s.next_free.set(self.free.get());
         self.free.set(Some(slot));
-        if let Some(fd) = fd {
-            LoopFd::release_ref(fd, lp);
+        match fd {
+            Some(FdKeeper::Loop(fd)) => LoopFd::release_ref(fd, lp),
+            Some(FdKeeper::Shared(fd)) => drop(fd),
+            None => {}
         }
     }
 
@@ -131,7 +143,7 @@ impl SlotPool {
         lp: &mut Loop,
         op: Op,
         state: SlotState,
-        fd: Option<Rc<LoopFd>>,
+        fd: Option<FdKeeper>,
     ) -> NonNull<Slot> {
         let slot = self.acquire();
         let pool: *const SlotPool = self;
@@ -238,21 +250,22 @@ pub(crate) struct OpFuture {
 }
 
 impl OpFuture {
-    /// Start `op` on the current runtime (an operation that names no fd, or one whose fd
-    /// the caller keeps open until the operation is over, orphan included).
-    ///
-    /// # Panics
-    /// Outside a runtime, or inside a loop callback (which has the `&mut Loop` already).
-    pub(crate) fn new(op: Op) -> OpFuture {
-        OpFuture::with_fd(op, None)
-    }
-
     /// Start `op`, which names the fd of `fd`: the slot keeps `fd` until the operation is
     /// over (see the module docs).
     ///
     /// # Panics
-    /// As [`new`](Self::new).
+    /// As [`keeping`](Self::keeping).
     pub(crate) fn with_fd(op: Op, fd: Option<Rc<LoopFd>>) -> OpFuture {
+        OpFuture::keeping(op, fd.map(FdKeeper::Loop))
+    }
+
+    /// Start `op` on the current runtime; `fd`, if given, keeps the fd the operation
+    /// names open until the operation is over, orphan included (`None`: the operation
+    /// names no fd, or the caller keeps it open that long).
+    ///
+    /// # Panics
+    /// Outside a runtime, or inside a loop callback (which has the `&mut Loop` already).
+    pub(crate) fn keeping(op: Op, fd: Option<FdKeeper>) -> OpFuture {
         let exec = current("an xev async operation");
         let slot = {
             let Ok(mut lp) = exec.lp.try_borrow_mut() else {

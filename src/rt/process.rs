@@ -28,7 +28,8 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::process::{ChildStderr, ChildStdin, ChildStdout, Command, ExitStatus};
 
-use super::io::{mismatch, run};
+use super::io::mismatch;
+use super::op_future::{FdKeeper, OpFuture};
 use crate::op::{Op, PollEvents};
 use crate::result::OpResult;
 use crate::watcher::process::{reap, Process};
@@ -132,13 +133,14 @@ impl Child {
                 return Ok(s);
             }
             let fd = self.process.fd.as_raw_fd();
-            match run(Op::Poll {
+            // The poll keeps the pidfd open until it is over, even if this future and
+            // the child are dropped first.
+            let poll = Op::Poll {
                 fd,
                 events: PollEvents::IN,
-            })
-            .await
-            .0
-            {
+            };
+            let keep = FdKeeper::Shared(self.process.fd.clone());
+            match OpFuture::keeping(poll, Some(keep)).await.0 {
                 // Readable: reap on the next turn of the loop above. A spurious
                 // readiness (nothing to reap yet) simply polls again.
                 OpResult::Poll(Ok(_)) => {}

@@ -34,7 +34,7 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use super::io::mismatch;
-use super::op_future::OpFuture;
+use super::op_future::{FdKeeper, OpFuture};
 use crate::op::{Buffer, Op};
 use crate::result::{OpResult, ReadError};
 use crate::watcher::signal::{signo, Signal, SIGINFO_SIZE};
@@ -102,7 +102,11 @@ impl Signals {
                         .take()
                         .unwrap_or_else(|| Buffer::from(vec![0u8; SIGINFO_SIZE]));
                     let fd = self.sig.fd.as_raw_fd();
-                    self.read.insert(OpFuture::new(Op::Read { fd, buf }))
+                    // The read keeps the signalfd open until it is over, even if this
+                    // set (and its read future) is dropped first.
+                    let keep = FdKeeper::Shared(self.sig.fd.clone());
+                    self.read
+                        .insert(OpFuture::keeping(Op::Read { fd, buf }, Some(keep)))
                 }
             };
             let (res, op) = ready!(Pin::new(read).poll(cx));
