@@ -44,24 +44,58 @@
 //!
 //! ## Soundness
 //!
-//! Safe code cannot cause undefined behaviour through this crate:
+//! Safe code cannot cause undefined behaviour through this crate. The argument, rule by
+//! rule (each rule has tests in `runtime-tests/`, and CI runs them under valgrind,
+//! AddressSanitizer + LeakSanitizer, ThreadSanitizer for the cross-thread parts, and Miri
+//! for the pure data structures):
 //!
-//! - A [`Completion`] is `!Unpin` and added as `Pin<&mut Completion>`, so its address is
-//!   stable. While it is Active, the loop (and possibly the kernel or a pool thread) holds
-//!   its address; its `Drop` therefore aborts the process with a message rather than let
-//!   that memory be freed. Dropping or [`Loop::shutdown`]-ing the loop first cancels every
-//!   operation, waits until the kernel and pool have let go, and leaves every completion
-//!   Dead, so the natural drop order is fine.
-//! - The kernel only touches memory the completion owns: [`Buffer`]s are inline arrays or
-//!   owned `Vec`s moved into the operation (borrowed memory only through the `unsafe`
-//!   [`Buffer::from_raw`]), and socket addresses and message headers live inside the
-//!   pinned completion. An operation's buffer is only readable while it is Dead.
-//! - The loop reaches completions through raw pointers into an `UnsafeCell`, never
-//!   through `&mut Completion` of its own, and only while they are Active (tracked by a
-//!   registry, so a cancel naming a finished, possibly freed, completion just reports
-//!   `NotFound`). During its callback a completion may be reused but not dropped.
-//! - An accepted fd that no callback will see (loop shutdown) is closed; results hand
-//!   fds out as `OwnedFd`.
+//! - **Pinned completions.** A [`Completion`] is `!Unpin` and added as
+//!   `Pin<&mut Completion>`, so its address is stable. While it is Active, the loop (and
+//!   possibly the kernel or a pool thread) holds its address; its `Drop` therefore aborts
+//!   the process with a message rather than let that memory be freed. Dropping or
+//!   [`Loop::shutdown`]-ing the loop first cancels every operation, waits until the kernel
+//!   and pool have let go, leaves every completion Dead, and then drops the callbacks of
+//!   the abandoned completions, so the natural drop order is fine and nothing leaks.
+//! - **Owned memory.** The kernel only touches memory the completion owns: [`Buffer`]s
+//!   are inline arrays or owned `Vec`s moved into the operation (borrowed memory only
+//!   through the `unsafe` [`Buffer::from_raw`]), and socket addresses and message headers
+//!   live inside the pinned completion. An operation's buffer is only readable while it
+//!   is Dead. The async API takes owned buffers ([`rt::IoBuf`], [`rt::IoBufMut`]) and
+//!   keeps them until the kernel is done, even when the future is dropped.
+//! - **Registry.** The loop reaches completions through raw pointers into an
+//!   `UnsafeCell`, never through `&mut Completion` of its own, and only while they are
+//!   Active (tracked by a registry, so a cancel naming a finished, possibly freed,
+//!   completion just reports `NotFound`). During its callback a completion may be reused
+//!   but not dropped. Queue and registry removals that cannot fail are checked in release
+//!   builds too.
+//! - **Loop ownership.** A completion Active in one loop belongs to that loop alone: it
+//!   records its loop's id, and so does every [`CancelTarget`]. `add` or `timer_reset` of
+//!   a completion Active in another loop panics with a message; a cancel whose target is
+//!   another loop's completes with [`CancelError::OtherLoop`] and touches nothing. The
+//!   `&mut Loop` that [`rt::with_loop`] and the runtime's callbacks hand out could be
+//!   replaced with `mem::replace`; the runtime detects that and panics rather than go on.
+//! - **fd lifetime.** An fd number is never closed while an operation that names it can
+//!   still be submitted, is in the kernel, is parked on readiness, or is queued for the
+//!   thread pool, orphans of dropped futures included. The async types (`TcpListener`,
+//!   `TcpStream`, `UdpSocket`, `fs::File`, `Signals`, `Child`) share their fd with every
+//!   operation on it, and the last one closes it after telling the loop; the watchers'
+//!   queued writes keep their fd the same way. So a new file that gets the number never
+//!   receives a stale write or loses data to a stale read. Pool jobs work on a duplicate
+//!   of the fd. A raw `RawFd` inside an [`Op`] of the callback API is the caller's
+//!   promise: closing it while the operation is in flight cannot cause undefined
+//!   behaviour (the memory is the completion's), but the operation may fail with `EBADF`
+//!   or act on whatever file reuses the number.
+//! - **Threads.** Callbacks and futures run on the loop's thread; `Loop`, `Completion`,
+//!   `Runtime`, `JoinHandle` and the async sockets are not `Send` (compile-fail tests).
+//!   Anything a pool worker touches after handing back a result is kept alive by a strong
+//!   reference the job owns. Threads the crate starts block every asynchronous signal.
+//! - **Futures and runtimes.** An async operation belongs to the runtime that started
+//!   it: its completion lives in that runtime's pool, which the future keeps alive; if
+//!   that runtime is dropped first, the operation completes with `Canceled`. A `Sleep`
+//!   polled on another runtime moves there. A cancelled task's future is dropped in place
+//!   (never moved first), and no runtime-internal borrow is held while a waker runs.
+//! - An fd that a result carries but no callback or future will see (loop shutdown, a
+//!   dropped accept) is closed; results hand fds out as `OwnedFd`.
 //! - Every `unsafe` block carries a `// SAFETY:` comment.
 
 #![warn(missing_docs)]

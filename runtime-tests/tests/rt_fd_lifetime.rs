@@ -570,7 +570,7 @@ fn an_orphaned_child_wait_never_reaches_a_new_socket() {
         let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         for round in 0..3 {
             let mut child =
-                xev::process::spawn(&mut std::process::Command::new("sleep").arg("5")).unwrap();
+                xev::process::spawn(std::process::Command::new("sleep").arg("5")).unwrap();
             {
                 let mut w = Box::pin(child.wait());
                 poll_once(w.as_mut()).await;
