@@ -562,13 +562,10 @@ fn interval_of_duration_max_does_not_panic() {
 
 /// A completion with a recv waiting on a socket that never gets data (returned with the
 /// socket pair that keeps it open).
-fn pending_recv(
-    lp: &mut Loop,
-) -> (
-    Pin<Box<Completion>>,
-    Rc<RefCell<Vec<OpResult>>>,
-    (OwnedFd, OwnedFd),
-) {
+/// Results recorded by a callback.
+type Log = Rc<RefCell<Vec<OpResult>>>;
+
+fn pending_recv(lp: &mut Loop) -> (Pin<Box<Completion>>, Log, (OwnedFd, OwnedFd)) {
     let (a, c) = std::os::unix::net::UnixStream::pair().unwrap();
     a.set_nonblocking(true).unwrap();
     let mut t = completion();

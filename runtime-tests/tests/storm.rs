@@ -1002,10 +1002,9 @@ fn cb_on_queued(
         }
     }
     let idle = st.queue.as_ref().is_none_or(WriteQueue::is_empty);
-    if st.sent == st.total || (st.write_over && idle) {
-        if !st.closing && cs.aux.state() == CompletionState::Dead {
-            cb_shutdown(core, st, cs, ctx, lp);
-        }
+    let all_reported = st.sent == st.total || (st.write_over && idle);
+    if all_reported && !st.closing && cs.aux.state() == CompletionState::Dead {
+        cb_shutdown(core, st, cs, ctx, lp);
     }
     CallbackAction::Disarm
 }
@@ -1356,10 +1355,8 @@ impl CbWorld {
                 slot.armed = Some((Instant::now(), ms));
                 lp.timer(slot.c.as_mut(), ms, on_timer);
             }
-            Some(_) if self.core.rng.chance(500) => {
-                if slot.k.state() == CompletionState::Dead {
-                    lp.cancel(slot.k.as_mut(), &slot.c, |_, _, _| CallbackAction::Disarm);
-                }
+            Some(_) if self.core.rng.chance(500) && slot.k.state() == CompletionState::Dead => {
+                lp.cancel(slot.k.as_mut(), &slot.c, |_, _, _| CallbackAction::Disarm);
             }
             Some(_) if !draining => {
                 self.core.ledger.stats.bump("timers_reset");
@@ -1834,10 +1831,7 @@ async fn rt_acceptor(w: Rc<RtWorld>, l: Rc<TcpListener>) {
         let accepted = match rng.below(100) {
             0..=69 => {
                 dropped = false;
-                match timeout(Duration::from_millis(20), l.accept()).await {
-                    Ok(r) => Some(r),
-                    Err(_) => None,
-                }
+                timeout(Duration::from_millis(20), l.accept()).await.ok()
             }
             70..=89 => {
                 // Drop the accept at a random moment, then accept again right away.
@@ -2264,7 +2258,7 @@ async fn rt_files(w: Rc<RtWorld>) {
     let mut n = 0u64;
     while !w.stop.get() {
         n += 1;
-        if n % 40 == 0 {
+        if n.is_multiple_of(40) {
             // New descriptors (whose numbers earlier operations may have used).
             (ro, rw) = open(&w).await;
             w.bump("file_reopens");
