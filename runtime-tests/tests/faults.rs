@@ -529,13 +529,13 @@ fn dropping_a_loop_with_everything_in_flight() {
     runtime_tests::each_backend(|b| {
         let fds = open_fds();
         {
+            let busy = Busy::new(b.name());
             // A one-thread pool kept busy, so the file read waits in its queue.
             let pool = ThreadPool::new(ThreadPoolOptions {
                 max_threads: 1,
                 ..ThreadPoolOptions::default()
             });
-            pool.execute(|| std::thread::sleep(Duration::from_millis(300)));
-            let busy = Busy::new(b.name());
+            pool.execute(|| std::thread::sleep(Duration::from_millis(600)));
             let mut cs: Vec<Pin<Box<Completion>>> = (0..9).map(|_| completion()).collect();
             let mut lp = Loop::new(Options {
                 backend: Some(b),
