@@ -14,6 +14,36 @@ use crate::op::{Op, PollEvents};
 use crate::sys;
 
 /// Why an operation did not produce its value.
+///
+/// # Bad input
+///
+/// Bad input is an error result (or, for misuse the type system cannot rule out, a panic
+/// that names it), never undefined behaviour or a hang, and the loop or runtime keeps
+/// running. For each input, the callback API's result ([`OpResult`]) and the async API's
+/// (`io::Error`, from `xev::net`, `xev::fs`, `xev::time`, ...), on every backend:
+///
+/// | Input | Callback API | Async API |
+/// |---|---|---|
+/// | closed fd (any fd operation) | `Err(Io(EBADF))` | cannot be written: sockets and files own open fds |
+/// | fd `-1` | `Err(Io(EBADF))` | cannot be written |
+/// | fd `i32::MAX - 1` | `Err(Io(EBADF))` | cannot be written |
+/// | accept on a regular file | `Accept(Err(Io(ENOTSOCK)))` | `accept()`: `ENOTSOCK` |
+/// | recv or read on a listening socket | `Err(ReadError::Io(ENOTCONN))` | `read()`: `ENOTCONN` |
+/// | read into an empty buffer | `Ok(0)` at once, nothing consumed | `InvalidInput` (an `Ok(0)` would look like end of stream) |
+/// | write of an empty buffer | `Ok(0)` | `write`: `Ok(0)`; `write_all`: `Ok(())`; `send_to`: an empty datagram |
+/// | connect to a closed port | `Connect(Err(Io(ECONNREFUSED)))` | `ConnectionRefused` |
+/// | bind to an address in use | `Tcp::bind`: `AddrInUse` | `TcpListener::bind`, `UdpSocket::bind`: `AddrInUse` |
+/// | timer of 0 ms | fires on the next tick, `Timer(Expiration)` | `sleep(Duration::ZERO)` is ready at once |
+/// | timer of `u64::MAX` ms | never fires; a cancel gives it `Timer(Canceled)` | `sleep(Duration::MAX)` waits (the deadline saturates); `timeout(Duration::MAX, f)` is `f`; `interval(Duration::MAX)` ticks once, then waits |
+/// | cancel of a Dead completion, of a stale or empty [`CancelTarget`](crate::CancelTarget) | `Cancel(Err(NotFound))` | (a future is cancelled by dropping it; dropping a finished one does nothing) |
+/// | two cancels of one operation | the first `Ok`, the second `Err(NotFound)`; the target is called back once, with `Canceled` | — |
+/// | cancel of a cancel | `Cancel(Err(NotFound))` | — |
+/// | a completion Active in another loop | `add` and `timer_reset` panic, naming it; a cancel gives `Err(`[`CancelError::OtherLoop`]`)` and touches nothing | — |
+/// | notify after an [`Async`](crate::Async) handle is dropped | a clone's `notify` wakes the pending wait (`Ok`); with no wait pending, `notify` is `Ok` and does nothing | `Notify::notify` with nobody waiting stores one permit; it may be called from any thread, also after the runtime is gone |
+/// | wait on a process that is not our child | `Err(Io(ECHILD))` once it exits (while it runs the wait waits; a cancel ends it); `Process::new`: no such pid `ESRCH`, a pid above `i32::MAX` `InvalidInput` | `Child::wait` on a child reaped elsewhere: `ECHILD` |
+///
+/// Each row is a test in `runtime-tests/tests/bad_input.rs`, which also checks that the
+/// same loop or runtime then still runs a timer and a TCP round trip.
 #[derive(Debug)]
 pub enum Error {
     /// The operation was cancelled (by a cancel operation or by the loop shutting down).
@@ -23,6 +53,9 @@ pub enum Error {
 }
 
 /// Why a read-like operation (read, pread, recv, recvmsg) did not produce bytes.
+///
+/// Bad input to a read (closed or wrong kind of fd, ...) gives the same OS errors as any
+/// operation; see the table at [`Error`].
 #[derive(Debug)]
 pub enum ReadError {
     /// The peer closed its side (or the file ended): the read returned 0 bytes into a
@@ -35,6 +68,10 @@ pub enum ReadError {
 }
 
 /// Why a cancel operation did not cancel its target.
+///
+/// A Dead or stale target, a second cancel of one operation and a cancel of a cancel are
+/// all [`NotFound`](Self::NotFound); another loop's target is
+/// [`OtherLoop`](Self::OtherLoop) (see the table at [`Error`]).
 #[derive(Debug)]
 pub enum CancelError {
     /// The target is not in flight: it never started, already finished, or its result
