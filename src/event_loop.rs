@@ -767,6 +767,18 @@ impl Loop {
                     // Nothing to wait for: refuse rather than watch an fd for no event.
                     self.core.finish(c, -(libc::EINVAL as isize))
                 }
+                Op::Read { ref buf, .. }
+                | Op::Pread { ref buf, .. }
+                | Op::Recv { ref buf, .. }
+                | Op::RecvMsg { ref buf, .. }
+                    if buf.is_empty() =>
+                {
+                    // A read into no room can never fill anything: `Ok(0)` at once (the
+                    // kernel would wait for data on an idle socket, or consume a datagram).
+                    // No sender address either (not one left by an earlier recvmsg).
+                    (*inner).scratch.msg.msg_namelen = 0;
+                    self.core.finish(c, 0)
+                }
                 _ => self.driver.start(&mut self.core, c, rearm),
             }
         }

@@ -40,7 +40,7 @@ use crate::sys;
 /// | cancel of a cancel | `Cancel(Err(NotFound))` | — |
 /// | a completion Active in another loop | `add` and `timer_reset` panic, naming it; a cancel gives `Err(`[`CancelError::OtherLoop`]`)` and touches nothing | — |
 /// | notify after an [`Async`](crate::Async) handle is dropped | a clone's `notify` wakes the pending wait (`Ok`); with no wait pending, `notify` is `Ok` and does nothing | `Notify::notify` with nobody waiting stores one permit; it may be called from any thread, also after the runtime is gone |
-/// | wait on a process that is not our child | `Err(Io(ECHILD))` once it exits (while it runs the wait waits; a cancel ends it); `Process::new`: no such pid `ESRCH`, a pid above `i32::MAX` `InvalidInput` | `Child::wait` on a child reaped elsewhere: `ECHILD` |
+/// | wait on a process that is not our child | `Process::new` refuses it: `ECHILD` (not our unreaped child), `ESRCH` (no such pid), `InvalidInput` (a pid above `i32::MAX`) | `Child::wait` on a child reaped elsewhere: `ECHILD` |
 ///
 /// Each row is a test in `runtime-tests/tests/bad_input.rs`, which also checks that the
 /// same loop or runtime then still runs a timer and a TCP round trip.

@@ -789,26 +789,11 @@ fn wait_on_a_process_that_is_not_our_child() {
         let mut lp = new_loop(b);
         // SAFETY: getppid has no preconditions.
         let parent = unsafe { libc::getppid() } as u32;
-        let p = Process::new(parent).expect("pidfd of our parent");
-        let got = Rc::new(RefCell::new(None));
-        let mut c = completion();
-        p.wait(&mut lp, c.as_mut(), got.clone(), |g, _, _, r| {
-            *g.borrow_mut() = Some(r);
-            CallbackAction::Disarm
-        });
-        // The parent is alive: nothing to wait for yet, so cancel after a moment.
-        for _ in 0..3 {
-            lp.run(RunMode::NoWait).unwrap();
-        }
-        if got.borrow().is_none() {
-            let mut k = completion();
-            lp.cancel(k.as_mut(), &c, |_, _, _| CallbackAction::Disarm);
-            lp.run(RunMode::UntilDone).unwrap();
-        }
-        match got.borrow_mut().take().expect("the wait called back") {
-            Err(Error::Io(e)) if e.raw_os_error() == Some(libc::ECHILD) => {}
-            Err(Error::Canceled) => {}
-            other => panic!("{b:?}: waiting on our parent: {other:?}"),
+        // A live process that is not our child is refused when the watcher is made:
+        // `ECHILD`, never a pidfd that a later wait could not reap.
+        match Process::new(parent) {
+            Err(e) if e.raw_os_error() == Some(libc::ECHILD) => {}
+            other => panic!("{b:?}: Process::new of our parent: {other:?}"),
         }
         // A parent that has exited can be reproduced with a child of a child: waiting
         // on a process that is not ours and has exited is ECHILD.
