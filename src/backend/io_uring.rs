@@ -164,10 +164,14 @@ impl Driver {
         }
     }
 
-    /// Fail the accepts waiting on listener `fd` with `ECANCELED` (it is being closed;
-    /// the one in the kernel is cancelled by the close's own cancel).
+    /// Fail the accepts waiting on listener `fd`, or on another descriptor of the same
+    /// file, with `ECANCELED`: it is being closed, and the close's own cancel (by file)
+    /// takes care of the accept in the kernel.
     fn cancel_waiting_accepts(&mut self, core: &mut Core, fd: RawFd) {
-        if let Some(a) = self.accepts.iter_mut().find(|a| a.fd == fd) {
+        for a in &mut self.accepts {
+            if a.waiting.is_empty() || (a.fd != fd && !same_file(a.fd, fd)) {
+                continue;
+            }
             for w in a.waiting.drain(..) {
                 core.finish(w, -(libc::ECANCELED as isize));
             }
@@ -409,6 +413,17 @@ impl Driver {
             });
         }
     }
+}
+
+/// Whether two open descriptors refer to the same file (device and inode).
+fn same_file(a: RawFd, b: RawFd) -> bool {
+    let id = |fd| {
+        // SAFETY: all-zero is a valid `stat`; fstat writes it or fails.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: `st` is a live, writable `stat`.
+        (unsafe { libc::fstat(fd, &mut st) } == 0).then_some((st.st_dev, st.st_ino))
+    };
+    matches!((id(a), id(b)), (Some(x), Some(y)) if x == y)
 }
 
 fn clamp(len: usize) -> u32 {
