@@ -499,8 +499,8 @@ impl WriteQueue {
         {
             return; // the running request's callback starts the next one
         }
-        // Idle; or stuck because the loop that ran the last write was shut down before it
-        // finished (that write will never report): start over on this loop.
+        // Idle (or, defensively, marked running while nothing is in flight and no
+        // callback runs: that write can never report; start over on this loop).
         let lost = (st.current.take(), st.current_fd.take());
         let req = st.pending.pop_front().expect("just pushed");
         st.running = true;
@@ -575,9 +575,9 @@ impl Drop for InCallback<'_> {
 fn on_write(
     keep: Option<Rc<Shared>>,
 ) -> impl FnMut(&mut Loop, Pin<&mut Completion>, OpResult) -> CallbackAction + 'static {
-    let mut keep = keep;
+    let mut keep = SelfHandle(keep);
     move |lp, mut c, r| {
-        let Some(shared) = keep.clone() else {
+        let Some(shared) = keep.0.clone() else {
             return CallbackAction::Disarm;
         };
         let action = {
@@ -588,12 +588,12 @@ fn on_write(
         match action {
             Step::Continue => CallbackAction::Rearm,
             Step::Start(op) => {
-                lp.start(c, op, on_write(keep.take()));
+                lp.start(c, op, on_write(keep.0.take()));
                 CallbackAction::Disarm
             }
             Step::Idle => {
                 drop(shared);
-                if let Some(me) = keep.take() {
+                if let Some(me) = keep.0.take() {
                     if Rc::strong_count(&me) == 1 {
                         // Every handle is gone, and we are inside the completion's own
                         // callback, where it must not be freed: free it later.
@@ -602,6 +602,29 @@ fn on_write(
                 }
                 CallbackAction::Disarm
             }
+        }
+    }
+}
+
+/// The queue's handle on itself, held by its completion's callback while a write is in
+/// flight. If the callback is dropped with it (the loop was shut down or dropped with
+/// the write in flight: it will never report), the lost request is released too.
+struct SelfHandle(Option<Rc<Shared>>);
+
+impl Drop for SelfHandle {
+    fn drop(&mut self) {
+        let Some(me) = self.0.take() else { return };
+        let lost = match me.state.try_borrow_mut() {
+            Ok(mut st) if st.running && !st.in_callback => {
+                st.running = false;
+                Some((st.current.take(), st.current_fd.take()))
+            }
+            _ => None,
+        };
+        drop(lost); // user drop code runs with no borrow held
+        if std::thread::panicking() && Rc::strong_count(&me) == 1 {
+            // Unwinding out of the completion's own callback: do not free it here.
+            bury(me);
         }
     }
 }
