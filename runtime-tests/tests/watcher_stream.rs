@@ -463,3 +463,64 @@ fn dropping_the_queue_mid_flight_finishes_the_writes_and_frees_it() {
         );
     }
 }
+
+/// A loop shut down with a queued write in flight: that write's callback never runs and
+/// is dropped with its userdata (the queue no longer holds itself through the loop), the
+/// writes queued behind it carry on when the queue is used on another loop, and dropping
+/// the last handle frees the rest.
+#[test]
+fn write_queue_outlives_a_shut_down_loop() {
+    each_backend(|b| {
+        let token = Rc::new(());
+        let done: Log<String> = log();
+        let mut lp = new_loop(b);
+        let (rx, tx) = Stream::pipe().unwrap();
+        let q = WriteQueue::new();
+        let queue = |lp: &mut Loop, n: usize, what: &'static str| {
+            let ud = (token.clone(), done.clone());
+            let buf = Buffer::from(vec![1; n]);
+            tx.queue_write(lp, &q, buf, ud, move |(_, d), _, _, r| {
+                d.borrow_mut().push(format!("{what} {r:?}"));
+                CallbackAction::Disarm
+            });
+        };
+        // More than a pipe holds: in flight until someone reads.
+        queue(&mut lp, 1 << 20, "big");
+        queue(&mut lp, 3, "behind");
+        lp.run(RunMode::NoWait).unwrap();
+        lp.shutdown();
+        drop(lp);
+        assert_eq!(
+            Rc::strong_count(&token),
+            2,
+            "the lost write's userdata was dropped"
+        );
+        assert!(done.borrow().is_empty());
+
+        let mut lp = new_loop(b);
+        let mut r = pin!(Completion::new());
+        let got: Log<u8> = log();
+        queue(&mut lp, 2, "new");
+        read_to_eof(&mut lp, r.as_mut(), &rx, &got);
+        let tx_fd = std::os::fd::AsRawFd::as_raw_fd(&tx);
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while !q.is_empty() && Instant::now() < deadline {
+            lp.run(RunMode::NoWait).unwrap();
+        }
+        assert_eq!(*done.borrow(), ["behind Ok(3)", "new Ok(2)"]);
+        drop(q);
+        drop(tx);
+        // SAFETY: F_GETFD only queries the descriptor table.
+        assert!(
+            unsafe { libc::fcntl(tx_fd, libc::F_GETFD) } < 0,
+            "the writer is closed"
+        );
+        lp.run(RunMode::UntilDone).unwrap();
+        assert!(got.borrow().len() >= 5, "the pipe got the later writes");
+        assert_eq!(
+            Rc::strong_count(&token),
+            1,
+            "everything the queue held was freed"
+        );
+    });
+}

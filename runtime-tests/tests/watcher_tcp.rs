@@ -2,6 +2,7 @@
 //! peer's shutdown, refused connections, partial writes with small socket buffers, close.
 
 use std::cell::{Cell, RefCell};
+use std::future::Future;
 use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
@@ -494,5 +495,176 @@ fn close_cancels_the_pending_read() {
         got.sort();
         assert_eq!(got, ["close Ok(())", "read Err(Canceled)"]);
         drop(l);
+    });
+}
+
+/// Issue #9 item 7: an accept started in the same tick as the cancel of an earlier accept
+/// on the same listener must still see a client that connects right then (io_uring used
+/// to leave it stalled, the connection waiting in the backlog for another client).
+#[test]
+fn accept_after_a_cancelled_accept_sees_the_next_client() {
+    each_backend(|b| {
+        for order in ["connect-before-run", "connect-after-submit"] {
+            let got: Rc<RefCell<Vec<String>>> = Rc::default();
+            let (mut a, mut x, mut n) = (
+                pin!(Completion::new()),
+                pin!(Completion::new()),
+                pin!(Completion::new()),
+            );
+            let mut lp = new_loop(b);
+            let (l, addr) = listener();
+            let g = got.clone();
+            l.accept(&mut lp, a.as_mut(), g, |g, _, _, r| {
+                g.borrow_mut().push(format!("A {:?}", r.map(|_| ())));
+                CallbackAction::Disarm
+            });
+            // A is in the kernel (or parked) now.
+            lp.run(RunMode::NoWait).unwrap();
+            let g = got.clone();
+            lp.cancel(x.as_mut(), &a, move |_, _, r| {
+                g.borrow_mut().push(format!("cancel {r:?}"));
+                CallbackAction::Disarm
+            });
+            let accepted: Rc<RefCell<Option<Tcp>>> = Rc::default();
+            let acc = accepted.clone();
+            l.accept(&mut lp, n.as_mut(), acc, |acc, _, _, r| {
+                *acc.borrow_mut() = Some(r.expect("accept B").0);
+                CallbackAction::Disarm
+            });
+            let client = if order == "connect-before-run" {
+                let c = std::net::TcpStream::connect(addr).unwrap();
+                lp.run(RunMode::NoWait).unwrap();
+                c
+            } else {
+                lp.run(RunMode::NoWait).unwrap();
+                std::net::TcpStream::connect(addr).unwrap()
+            };
+            let deadline = Instant::now() + Duration::from_secs(1);
+            while accepted.borrow().is_none() && Instant::now() < deadline {
+                lp.run(RunMode::NoWait).unwrap();
+            }
+            assert!(
+                accepted.borrow().is_some(),
+                "{order}: accept B stalled ({:?})",
+                got.borrow()
+            );
+            let conn = accepted.borrow_mut().take().unwrap();
+            assert_eq!(conn.peer_addr().unwrap(), client.local_addr().unwrap());
+            lp.run(RunMode::UntilDone).unwrap();
+            assert!(
+                got.borrow().contains(&"A Err(Canceled)".to_string()),
+                "{:?}",
+                got.borrow()
+            );
+        }
+    });
+}
+
+/// The async form of the same: `timeout(1 ms, listener.accept())` gives up, the next
+/// `listener.accept()` is submitted, and a client connects before the loop waits again:
+/// the accept must get it.
+#[xev::test(backend = "all")]
+async fn async_accept_after_a_timed_out_accept_sees_the_next_client() {
+    let l = xev::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    for round in 0..5 {
+        let early = xev::time::timeout(Duration::from_millis(1), l.accept()).await;
+        assert!(early.is_err(), "round {round}: nobody connected yet");
+        let mut next = std::pin::pin!(xev::time::timeout(Duration::from_secs(1), l.accept()));
+        // Poll it once (the accept is queued), let the loop submit it, then connect.
+        let first = std::future::poll_fn(|cx| std::task::Poll::Ready(next.as_mut().poll(cx))).await;
+        assert!(first.is_pending());
+        xev::rt::yield_now().await;
+        let client = std::net::TcpStream::connect(addr).unwrap();
+        let (conn, peer) = next
+            .await
+            .unwrap_or_else(|_| panic!("round {round}: accept stalled"))
+            .expect("accept");
+        assert_eq!(peer, client.local_addr().unwrap());
+        drop(conn);
+    }
+}
+
+/// Accept once on `l` with `c`, logging `"{i} {result}"` (true: a peer address came).
+fn accept_logged(lp: &mut Loop, l: &Tcp, c: std::pin::Pin<&mut Completion>, i: usize, log: &Log) {
+    l.accept(lp, c, log.clone(), move |g, _, _, r| {
+        g.borrow_mut()
+            .push(format!("{i} {:?}", r.map(|(_, p)| p.is_some())));
+        CallbackAction::Disarm
+    });
+}
+
+type Log = Rc<RefCell<Vec<String>>>;
+
+/// Several accepts pending on one listener (on io_uring all but one wait their turn in
+/// the loop): every client is accepted once, a waiting accept can be cancelled, closing
+/// the listener cancels every pending accept, and dropping the loop drops them.
+#[test]
+fn several_pending_accepts_on_one_listener() {
+    each_backend(|b| {
+        let log: Log = Rc::default();
+        let mut cs: Vec<_> = (0..4).map(|_| Box::pin(Completion::new())).collect();
+        let (mut x, mut y) = (pin!(Completion::new()), pin!(Completion::new()));
+        let mut lp = new_loop(b);
+        let (l, addr) = listener();
+        for (i, c) in cs.iter_mut().enumerate() {
+            accept_logged(&mut lp, &l, c.as_mut(), i, &log);
+        }
+        lp.run(RunMode::NoWait).unwrap();
+        // Cancel the last one (waiting its turn on io_uring).
+        let g = log.clone();
+        lp.cancel(x.as_mut(), &cs[3], move |_, _, r| {
+            g.borrow_mut().push(format!("cancel {r:?}"));
+            CallbackAction::Disarm
+        });
+        let clients: Vec<_> = (0..2)
+            .map(|_| std::net::TcpStream::connect(addr).unwrap())
+            .collect();
+        assert!(
+            run_until(&mut lp, || log.borrow().len() == 4),
+            "{:?}",
+            log.borrow()
+        );
+        let sorted = |log: &Log| {
+            let mut v = log.borrow().clone();
+            v.sort();
+            v
+        };
+        assert_eq!(
+            sorted(&log),
+            [
+                "0 Ok(true)",
+                "1 Ok(true)",
+                "3 Err(Canceled)",
+                "cancel Cancel(Ok(()))"
+            ]
+        );
+
+        // Accepts 2 and 0 pending; closing the listener cancels both.
+        log.borrow_mut().clear();
+        accept_logged(&mut lp, &l, cs[0].as_mut(), 0, &log);
+        lp.run(RunMode::NoWait).unwrap();
+        let g = log.clone();
+        l.close(&mut lp, y.as_mut(), g, |g, _, _, r| {
+            g.borrow_mut().push(format!("close {r:?}"));
+            CallbackAction::Disarm
+        });
+        lp.run(RunMode::UntilDone).unwrap();
+        assert_eq!(
+            sorted(&log),
+            ["0 Err(Canceled)", "2 Err(Canceled)", "close Ok(())"]
+        );
+        drop(clients);
+
+        // Pending accepts, some waiting their turn, when the loop is dropped: no callback.
+        log.borrow_mut().clear();
+        let (l, _) = listener();
+        for (i, c) in cs.iter_mut().enumerate() {
+            accept_logged(&mut lp, &l, c.as_mut(), i, &log);
+        }
+        lp.run(RunMode::NoWait).unwrap();
+        drop(lp);
+        assert!(cs.iter().all(|c| c.state() == CompletionState::Dead));
+        assert!(log.borrow().is_empty(), "{:?}", log.borrow());
     });
 }

@@ -2,9 +2,22 @@
 //! completion's address. One `io_uring_enter` per tick submits everything queued and
 //! waits, with the nearest user-space timer deadline as its timeout (`EXT_ARG`), so no
 //! TIMEOUT SQE is ever used for timers.
+//!
+//! **Accepts on one listener go to the kernel one at a time.** The kernel parks an accept
+//! that finds no connection on the listener's wait queue as an *exclusive* waiter: a new
+//! connection wakes only the first one. An accept being cancelled stays on that queue
+//! until the cancel's task work runs (with `DEFER_TASKRUN`, at our next wait), and it
+//! still takes the wake-up, which the cancel then turns into `ECANCELED`: another accept
+//! parked behind it on the same listener never hears of the connection, which sits in the
+//! backlog until the next client arrives. So while an accept on a listener is in the
+//! kernel, later accepts on it wait here (in order) and are issued when it completes;
+//! issued after the earlier one is reaped, each tries the backlog first and finds
+//! whatever the cancelled one let through. (Loops on other threads that share the
+//! listener are not covered: each serialises only its own accepts.)
 
+use std::collections::VecDeque;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +42,16 @@ pub(crate) struct Driver {
     wake_armed: bool,
     /// (user_data, result, flags) of the CQEs being processed; reused.
     cqes: Vec<(u64, i32, u32)>,
+    /// Listeners with an accept in the kernel, and the accepts waiting for it to finish
+    /// (see the module docs). A handful of entries: one per busy listener.
+    accepts: Vec<Accepting>,
+}
+
+/// The accept in the kernel on listener `fd`, and the accepts queued behind it.
+struct Accepting {
+    fd: RawFd,
+    current: NonNull<Completion>,
+    waiting: VecDeque<NonNull<Completion>>,
 }
 
 impl Driver {
@@ -61,6 +84,7 @@ impl Driver {
             wake_fd,
             wake_armed: false,
             cqes: Vec::with_capacity(entries as usize * 2),
+            accepts: Vec::new(),
         };
         d.arm_wake();
         Ok(d)
@@ -104,6 +128,58 @@ impl Driver {
     }
 
     pub(crate) fn start(&mut self, core: &mut Core, c: NonNull<Completion>) {
+        // SAFETY: `c` is Active and live; loop thread.
+        if let Op::Accept { fd } = unsafe { &(*Completion::raw(c)).op } {
+            let fd = *fd;
+            if let Some(a) = self.accepts.iter_mut().find(|a| a.fd == fd) {
+                // Another accept on this listener is in the kernel: wait behind it.
+                // SAFETY: as above.
+                unsafe { (*Completion::raw(c)).phase = Phase::Kernel };
+                a.waiting.push_back(c);
+                return;
+            }
+            self.accepts.push(Accepting {
+                fd,
+                current: c,
+                waiting: VecDeque::new(),
+            });
+        }
+        self.issue(core, c);
+    }
+
+    /// An accept's CQE arrived (`c` is about to be finished): issue the next accept
+    /// waiting on the same listener, if any.
+    fn accept_done(&mut self, core: &mut Core, c: NonNull<Completion>) {
+        let Some(i) = self.accepts.iter().position(|a| a.current == c) else {
+            return;
+        };
+        match self.accepts[i].waiting.pop_front() {
+            Some(next) => {
+                self.accepts[i].current = next;
+                self.issue(core, next);
+            }
+            None => {
+                self.accepts.swap_remove(i);
+            }
+        }
+    }
+
+    /// Fail the accepts waiting on listener `fd`, or on another descriptor of the same
+    /// file, with `ECANCELED`: it is being closed, and the close's own cancel (by file)
+    /// takes care of the accept in the kernel.
+    fn cancel_waiting_accepts(&mut self, core: &mut Core, fd: RawFd) {
+        for a in &mut self.accepts {
+            if a.waiting.is_empty() || (a.fd != fd && !same_file(a.fd, fd)) {
+                continue;
+            }
+            for w in a.waiting.drain(..) {
+                core.finish(w, -(libc::ECANCELED as isize));
+            }
+        }
+    }
+
+    /// Build and push the SQE of `c`.
+    fn issue(&mut self, core: &mut Core, c: NonNull<Completion>) {
         let inner = Completion::raw(c);
         let ud = c.as_ptr() as u64;
         // SAFETY: `c` is Active and live and not yet in the kernel; we build the SQE from
@@ -171,6 +247,7 @@ impl Driver {
                 Op::Close { fd } => match fd.take() {
                     Some(owned) => {
                         let raw = owned.into_raw_fd();
+                        self.cancel_waiting_accepts(core, raw);
                         // First cancel whatever else is pending on this fd (their
                         // callbacks get Canceled), as the poll backend does; SQEs are
                         // issued in order, so the cancel runs before the close.
@@ -215,6 +292,14 @@ impl Driver {
         if phase != Phase::Kernel {
             return core.finish(c, -(libc::ENOENT as isize));
         }
+        // An accept still waiting for its turn is not in the kernel: fail it here.
+        for a in &mut self.accepts {
+            if let Some(i) = a.waiting.iter().position(|&w| w == target) {
+                a.waiting.remove(i);
+                core.finish(target, -(libc::ECANCELED as isize));
+                return core.finish(c, 0);
+            }
+        }
         let sqe = opcode::AsyncCancel::new(target.as_ptr() as u64)
             .build()
             .user_data(c.as_ptr() as u64);
@@ -244,6 +329,10 @@ impl Driver {
         }
         self.reap(|d, c, res| {
             d.in_kernel -= 1;
+            // SAFETY: `c` is Active (its CQE just arrived), so live; loop thread.
+            if let Op::Accept { .. } = unsafe { &(*Completion::raw(c)).op } {
+                d.accept_done(core, c);
+            }
             core.finish(c, res);
         });
         Ok(())
@@ -285,6 +374,12 @@ impl Driver {
     }
 
     pub(crate) fn shutdown(&mut self, core: &mut Core) {
+        // Accepts waiting for their turn were never issued: nothing to reap.
+        for a in std::mem::take(&mut self.accepts) {
+            for w in a.waiting {
+                core.abandon(w, None);
+            }
+        }
         if self.in_kernel == 0 {
             return;
         }
@@ -318,6 +413,17 @@ impl Driver {
             });
         }
     }
+}
+
+/// Whether two open descriptors refer to the same file (device and inode).
+fn same_file(a: RawFd, b: RawFd) -> bool {
+    let id = |fd| {
+        // SAFETY: all-zero is a valid `stat`; fstat writes it or fails.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: `st` is a live, writable `stat`.
+        (unsafe { libc::fstat(fd, &mut st) } == 0).then_some((st.st_dev, st.st_ino))
+    };
+    matches!((id(a), id(b)), (Some(x), Some(y)) if x == y)
 }
 
 fn clamp(len: usize) -> u32 {

@@ -37,22 +37,25 @@
 //! ```
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::RawFd;
 use std::path::Path;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use crate::completion::{CallbackAction, Completion};
 use crate::event_loop::Loop;
 use crate::op::{Buffer, Op};
 use crate::result::{Error, ReadError};
 
+use super::fd::{self, SharedFd};
 use super::stream::{self, WriteQueue};
 
-/// An open file that owns its fd: dropping it closes the fd, so keep it alive until the
-/// operations started on it have finished (or close it with [`close`](Self::close)).
+/// An open file that owns its fd, shared with the operations started through it: the fd
+/// is closed when the `File` and all of those are gone (see [the watcher
+/// docs](super#descriptor-lifetime)), or by [`close`](Self::close).
 #[derive(Debug)]
 pub struct File {
-    fd: OwnedFd,
+    fd: Arc<SharedFd>,
 }
 
 impl File {
@@ -84,7 +87,7 @@ impl File {
             fd: self.raw(),
             buf,
         };
-        stream::start(lp, c, op, ud, stream::read_result, cb);
+        stream::start_on(lp, &self.fd, c, op, ud, stream::read_result, cb);
     }
 
     /// Read once at `offset` into `buf`; the file position does not move.
@@ -111,7 +114,7 @@ impl File {
             buf,
             offset,
         };
-        stream::start(lp, c, op, ud, stream::read_result, cb);
+        stream::start_on(lp, &self.fd, c, op, ud, stream::read_result, cb);
     }
 
     /// Write `buf` once at the file position (which moves on); the count may be short.
@@ -126,7 +129,7 @@ impl File {
             fd: self.raw(),
             buf,
         };
-        stream::start(lp, c, op, ud, stream::write_result, cb);
+        stream::start_on(lp, &self.fd, c, op, ud, stream::write_result, cb);
     }
 
     /// Write `buf` once at `offset`; the file position does not move.
@@ -148,7 +151,7 @@ impl File {
             buf,
             offset,
         };
-        stream::start(lp, c, op, ud, stream::write_result, cb);
+        stream::start_on(lp, &self.fd, c, op, ud, stream::write_result, cb);
     }
 
     /// Write all of `buf` at the file position through `q`, after the requests already
@@ -162,7 +165,7 @@ impl File {
             fd: self.raw(),
             buf,
         };
-        q.push(lp, op, ud, cb);
+        q.push(lp, &self.fd, op, ud, cb);
     }
 
     /// Write all of `buf` at `offset` through `q`, in queue order. A partial write is
@@ -184,7 +187,7 @@ impl File {
             buf,
             offset,
         };
-        q.push(lp, op, ud, cb);
+        q.push(lp, &self.fd, op, ud, cb);
     }
 
     /// Close the file through the loop (on the poll backend, on the thread pool: closing
@@ -195,23 +198,30 @@ impl File {
         F: FnMut(&mut U, &mut Loop, Pin<&mut Completion>, Result<(), Error>) -> CallbackAction
             + 'static,
     {
-        stream::start(lp, c, Op::close(self.fd), ud, stream::close_result, cb);
+        stream::close(lp, self.fd, c, ud, cb);
     }
 
     fn raw(&self) -> RawFd {
-        self.fd.as_raw_fd()
+        self.fd.raw()
     }
 }
 
 impl From<std::fs::File> for File {
     fn from(f: std::fs::File) -> File {
-        File { fd: f.into() }
+        File {
+            fd: SharedFd::new(f.into()),
+        }
     }
 }
 
 impl From<File> for std::fs::File {
+    /// The file; a duplicate of its descriptor if operations still hold it (see
+    /// `From<File> for OwnedFd`).
+    ///
+    /// # Panics
+    /// In that case, if no descriptor is free for the duplicate (`EMFILE`).
     fn from(f: File) -> std::fs::File {
-        f.fd.into()
+        fd::into_owned(f.fd).into()
     }
 }
 

@@ -10,14 +10,44 @@
 //!
 //! where `U` is the userdata moved in when the operation starts (an `Rc<RefCell<State>>`
 //! to share state between several completions). Userdata plus callback are stored in
-//! the completion without allocation when they fit in four words (a `Rc` and a closure
-//! that captures nothing else do). Returning [`CallbackAction::Rearm`] repeats the same
-//! operation with the same userdata.
+//! the completion without allocation when they fit in four words, three for the I/O
+//! watchers below, whose callback also holds the descriptor (a `Rc` and a closure that
+//! captures nothing else fit either way). Returning [`CallbackAction::Rearm`] repeats the
+//! same operation with the same userdata.
+//!
+//! # Descriptor lifetime
+//!
+//! The I/O watchers ([`Stream`](stream::Stream), [`Tcp`](tcp::Tcp),
+//! [`File`](file::File), [`Udp`](udp::Udp)) own their descriptor and share it with every
+//! operation started through them: an operation keeps it open from its start until its
+//! callback returns `Disarm` (a `Rearm` keeps it for the repeat), and a queued write
+//! until its callback has run. So dropping a watcher while operations are in flight or
+//! writes are queued is allowed and harmless: they finish on the file they were started
+//! on, and the descriptor is closed when the last of them is done (a read waiting for
+//! data keeps it open until data, EOF, a cancel, or the loop's shutdown). Its number
+//! cannot be handed to another file meanwhile, so no operation ever acts on a file it was
+//! not started on. ([`Signal`](signal::Signal), [`Process`](process::Process) and
+//! [`Async`](r#async::Async) also keep their descriptor open while a wait is in flight.)
+//!
+//! `close` cancels what is pending on the descriptor (callbacks get `Canceled`, queued
+//! writes that have not started too) and closes it; operations still holding it at that
+//! moment close it when they let go. Closing or unwrapping (`OwnedFd::from`) a watcher
+//! inside the callback of one of its own operations is the ordinary case: that operation
+//! is not in flight then and does not count; if that callback still returns `Rearm`, the
+//! repeat fails with `EBADF`.
+//!
+//! What this does not cover: an operation built by hand with a raw descriptor number
+//! ([`Op`](crate::Op), [`Loop::add`](crate::Loop::add) of a completion whose watcher
+//! operation had finished). Such an operation borrows the number only: the descriptor
+//! must stay open until it finishes. Breaking that rule is not memory-unsafe (the kernel
+//! only ever touches memory the completion owns), but the operation may act on whatever
+//! file gets the number next.
 //!
 //! [`Completion`]: crate::Completion
 //! [`CallbackAction::Rearm`]: crate::CallbackAction::Rearm
 
 pub mod r#async;
+mod fd;
 pub mod file;
 pub mod process;
 pub mod signal;
@@ -32,20 +62,28 @@ use std::io;
 
 use crate::result::Error;
 
-/// The conversions every fd-owning watcher has: from and into `OwnedFd`, `AsRawFd`,
-/// `AsFd`. The type must hold its descriptor in a field named `fd`.
+/// The conversions every I/O watcher has: from and into `OwnedFd`, `AsRawFd`, `AsFd`.
+/// The type must hold its descriptor in a field `fd: Arc<SharedFd>` and nothing else.
 macro_rules! owns_fd {
     ($t:ident, $from_doc:literal) => {
         impl From<std::os::fd::OwnedFd> for $t {
             #[doc = $from_doc]
             fn from(fd: std::os::fd::OwnedFd) -> $t {
-                $t { fd }
+                $t {
+                    fd: $crate::watcher::fd::SharedFd::new(fd),
+                }
             }
         }
 
         impl From<$t> for std::os::fd::OwnedFd {
+            /// The descriptor. If operations started through the watcher still hold it
+            /// (in flight, or queued writes), they keep the original and this is a
+            /// duplicate of it.
+            ///
+            /// # Panics
+            /// In that case, if no descriptor is free for the duplicate (`EMFILE`).
             fn from(w: $t) -> std::os::fd::OwnedFd {
-                w.fd
+                $crate::watcher::fd::into_owned(w.fd)
             }
         }
 

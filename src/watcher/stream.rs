@@ -49,18 +49,25 @@
 //! [`Error::Canceled`] untried, so a stream never has a hole in the middle (libxev carries
 //! on with the next request).
 //!
+//! Each request keeps its watcher's descriptor open until its callback has run, so the
+//! watcher may be dropped with writes queued: they still go to its file, never to one
+//! that reuses the number (see [the watcher docs](super#descriptor-lifetime)). Closing
+//! the watcher through the loop cancels its requests that have not started.
+//!
 //! While a write is in flight the queue keeps itself alive: dropping every handle does not
 //! abort, the writes finish and their callbacks run (the queue is then freed by the next
 //! queue operation on the thread, or at thread exit, since a completion cannot be freed
-//! inside its own callback). If the loop is dropped with writes in flight, their callbacks
-//! never run, like every completion's.
+//! inside its own callback). If the loop is dropped (or shut down) with writes in flight,
+//! their callbacks never run, like every completion's, and the queue lets go of everything
+//! it holds: once no handle is left, its buffers, userdata and descriptors are dropped.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use crate::callback::Callback;
 use crate::completion::{CallbackAction, Completion, CompletionState};
@@ -68,17 +75,19 @@ use crate::event_loop::Loop;
 use crate::op::{Buffer, CancelTarget, Op, PollEvents};
 use crate::result::{CancelError, Error, OpResult, ReadError};
 
+use super::fd::{self, SharedFd};
 use super::mismatch;
 
-/// A stream descriptor (pipe, tty, Unix socket, ...) driven by the loop. It owns the fd;
-/// dropping the `Stream` closes it, so keep it alive until its operations finish.
+/// A stream descriptor (pipe, tty, Unix socket, ...) driven by the loop. It owns the fd,
+/// shared with the operations started through it: the fd is closed when the `Stream`
+/// and all of those are gone (see [the watcher docs](super#descriptor-lifetime)).
 ///
 /// The fd should be non-blocking (see [`set_nonblocking`](Self::set_nonblocking)): the
 /// poll backend tries the system call at once and would otherwise block the loop. Not for
 /// regular files: use [`File`](super::file::File).
 #[derive(Debug)]
 pub struct Stream {
-    fd: OwnedFd,
+    fd: Arc<SharedFd>,
 }
 
 impl Stream {
@@ -96,7 +105,7 @@ impl Stream {
 
     /// Switch the fd's `O_NONBLOCK` flag.
     pub fn set_nonblocking(&self, on: bool) -> io::Result<()> {
-        let fd = self.fd.as_raw_fd();
+        let fd = self.fd.raw();
         // SAFETY: F_GETFL/F_SETFL on the fd we own.
         let fl = unsafe { libc::fcntl(fd, libc::F_GETFL) };
         let new = if on {
@@ -125,8 +134,11 @@ impl Stream {
             ) -> CallbackAction
             + 'static,
     {
-        let fd = self.fd.as_raw_fd();
-        start(lp, c, Op::Read { fd, buf }, ud, read_result, cb);
+        let op = Op::Read {
+            fd: self.fd.raw(),
+            buf,
+        };
+        start_on(lp, &self.fd, c, op, ud, read_result, cb);
     }
 
     /// Write `buf` once (`write(2)`); the count may be short. Writes started this way are
@@ -137,8 +149,11 @@ impl Stream {
         F: FnMut(&mut U, &mut Loop, Pin<&mut Completion>, Result<usize, Error>) -> CallbackAction
             + 'static,
     {
-        let fd = self.fd.as_raw_fd();
-        start(lp, c, Op::Write { fd, buf }, ud, write_result, cb);
+        let op = Op::Write {
+            fd: self.fd.raw(),
+            buf,
+        };
+        start_on(lp, &self.fd, c, op, ud, write_result, cb);
     }
 
     /// Write all of `buf` through `q`, after the requests already queued there; see
@@ -148,8 +163,11 @@ impl Stream {
         U: 'static,
         F: FnMut(&mut U, &mut Loop, &mut Buffer, Result<usize, Error>) -> CallbackAction + 'static,
     {
-        let fd = self.fd.as_raw_fd();
-        q.push(lp, Op::Write { fd, buf }, ud, cb);
+        let op = Op::Write {
+            fd: self.fd.raw(),
+            buf,
+        };
+        q.push(lp, &self.fd, op, ud, cb);
     }
 
     /// Wait until the fd is ready for `events` ([`PollEvents::IN`] and/or
@@ -172,19 +190,23 @@ impl Stream {
             ) -> CallbackAction
             + 'static,
     {
-        let fd = self.fd.as_raw_fd();
-        start(lp, c, Op::Poll { fd, events }, ud, poll_result, cb);
+        let op = Op::Poll {
+            fd: self.fd.raw(),
+            events,
+        };
+        start_on(lp, &self.fd, c, op, ud, poll_result, cb);
     }
 
     /// Close the stream through the loop. Operations still pending on it are cancelled
-    /// first (their callbacks get `Canceled`).
+    /// first (their callbacks get `Canceled`), and so are writes queued for it that
+    /// have not started.
     pub fn close<U, F>(self, lp: &mut Loop, c: Pin<&mut Completion>, ud: U, cb: F)
     where
         U: 'static,
         F: FnMut(&mut U, &mut Loop, Pin<&mut Completion>, Result<(), Error>) -> CallbackAction
             + 'static,
     {
-        start(lp, c, Op::close(self.fd), ud, close_result, cb);
+        close(lp, self.fd, c, ud, cb);
     }
 }
 
@@ -207,6 +229,50 @@ pub(crate) fn start<U, T, M, F>(
 {
     let (mut ud, mut cb) = (ud, cb);
     lp.start(c, op, move |lp, c, r| cb(&mut ud, lp, c, map(r)));
+}
+
+/// Start `op`, an operation on `fd`, like [`start`]; the callback keeps a clone of `fd`
+/// until it returns `Disarm`, so the descriptor outlives the operation (see
+/// [`fd`](super::fd)).
+pub(crate) fn start_on<U, T, M, F>(
+    lp: &mut Loop,
+    fd: &Arc<SharedFd>,
+    c: Pin<&mut Completion>,
+    op: Op,
+    ud: U,
+    map: M,
+    cb: F,
+) where
+    U: 'static,
+    M: Fn(OpResult) -> T + 'static,
+    F: FnMut(&mut U, &mut Loop, Pin<&mut Completion>, T) -> CallbackAction + 'static,
+{
+    let (mut ud, mut cb) = (ud, cb);
+    let mut keep = Some(Arc::clone(fd));
+    lp.start(c, op, move |lp, mut c, r| {
+        let r = map(r);
+        let action = fd::lending(&mut keep, || cb(&mut ud, lp, c.as_mut(), r));
+        fd::after_callback(&mut keep, c, action)
+    });
+}
+
+/// A watcher's `close`: close `fd` through the loop with `c` (see
+/// [`fd::close_op`]).
+pub(crate) fn close<U, F>(lp: &mut Loop, fd: Arc<SharedFd>, c: Pin<&mut Completion>, ud: U, cb: F)
+where
+    U: 'static,
+    F: FnMut(&mut U, &mut Loop, Pin<&mut Completion>, Result<(), Error>) -> CallbackAction
+        + 'static,
+{
+    match fd::close_op(lp, fd) {
+        Ok(op) => start(lp, c, op, ud, close_result, cb),
+        Err(e) => {
+            // No descriptor for the duplicate: an empty close reports the error.
+            let errno = e.raw_os_error().unwrap_or(libc::EIO);
+            let map = move |_| Err(Error::Io(io::Error::from_raw_os_error(errno)));
+            start(lp, c, Op::Close { fd: None }, ud, map, cb);
+        }
+    }
 }
 
 /// The result of a read-like operation.
@@ -305,6 +371,10 @@ struct State {
     pending: VecDeque<Request>,
     /// The callback of the request whose operation is in the completion.
     current: Option<Callback>,
+    /// That request's descriptor, held until its callback has run.
+    current_fd: Option<Arc<SharedFd>>,
+    /// That request's watcher was closed before it started: it reports `Canceled`.
+    doomed: bool,
     /// Bytes the current request had when it started, and how many are written.
     full: usize,
     written: usize,
@@ -314,11 +384,40 @@ struct State {
     in_callback: bool,
 }
 
-/// A queued write: its operation (fd, buffer, offset) and its callback (called with the
-/// queue's completion, whose operation then holds the request's buffer).
+/// A queued write: its operation (fd number, buffer, offset), its watcher's descriptor
+/// (kept open until the callback has run; `None` once taken back by closing the watcher
+/// in the callback of a rearming request), and its callback (called with the queue's
+/// completion, whose operation then holds the request's buffer).
 struct Request {
     op: Op,
+    fd: Option<Arc<SharedFd>>,
     cb: Callback,
+}
+
+/// Make `req` the current request and return its operation. If its watcher was closed
+/// meanwhile, its descriptor number is replaced by -1 (it fails at once, reported as
+/// `Canceled`), so it never reaches a file that reused the number.
+fn begin(st: &mut State, req: Request) -> Op {
+    let Request { mut op, fd, cb } = req;
+    st.full = op.buffer().map_or(0, Buffer::len);
+    st.written = 0;
+    st.current = Some(cb);
+    st.doomed = fd.as_ref().is_none_or(|f| f.is_closed());
+    if st.doomed {
+        if let Some(n) = op.borrowed_fd_mut() {
+            *n = -1;
+        }
+    }
+    st.current_fd = fd;
+    op
+}
+
+/// Whether two requests write to the same watcher's descriptor.
+fn same_fd(a: &Option<Arc<SharedFd>>, b: &Option<Arc<SharedFd>>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        _ => false,
+    }
 }
 
 impl Default for WriteQueue {
@@ -380,8 +479,9 @@ impl WriteQueue {
         start(lp, c, Op::Cancel { target }, ud, cancel_result, cb);
     }
 
-    /// Queue `op` (a write, send or pwrite) with its callback, and start it if idle.
-    pub(crate) fn push<U, F>(&self, lp: &mut Loop, op: Op, ud: U, cb: F)
+    /// Queue `op` (a write, send or pwrite on `fd`) with its callback, and start it if
+    /// idle. The request keeps `fd` open until its callback has run.
+    pub(crate) fn push<U, F>(&self, lp: &mut Loop, fd: &Arc<SharedFd>, op: Op, ud: U, cb: F)
     where
         U: 'static,
         F: FnMut(&mut U, &mut Loop, &mut Buffer, Result<usize, Error>) -> CallbackAction + 'static,
@@ -389,6 +489,7 @@ impl WriteQueue {
         drain_orphans();
         let req = Request {
             op,
+            fd: Some(Arc::clone(fd)),
             cb: request_callback(ud, cb),
         };
         let mut st = self.0.state.borrow_mut();
@@ -398,56 +499,25 @@ impl WriteQueue {
         {
             return; // the running request's callback starts the next one
         }
-        // Idle; or stuck because the loop that ran the last write was shut down before it
-        // finished (that write will never report): start over on this loop.
-        let lost = st.current.take();
+        // Idle (or, defensively, marked running while nothing is in flight and no
+        // callback runs: that write can never report; start over on this loop).
+        let lost = (st.current.take(), st.current_fd.take());
         let req = st.pending.pop_front().expect("just pushed");
         st.running = true;
-        st.full = req.op.buffer().map_or(0, Buffer::len);
-        st.written = 0;
-        st.current = Some(req.cb);
+        let op = begin(&mut st, req);
         drop(st);
         self.0
             .completion
             .borrow_mut()
             .as_mut()
-            .prep(req.op, on_write(Some(self.0.clone())));
+            .prep(op, on_write(Some(self.0.clone())));
         lp.add(self.0.completion.borrow_mut().as_mut());
         drop(lost); // user drop code runs with no borrow held
-    }
-
-    /// When the last user handle goes while the queue is stuck (its loop was shut down
-    /// with a write in flight), break the cycle completion -> callback -> queue.
-    fn release_if_abandoned(&self) {
-        let Ok(mut st) = self.0.state.try_borrow_mut() else {
-            return;
-        };
-        if !st.running || st.in_callback {
-            return;
-        }
-        let Ok(mut c) = self.0.completion.try_borrow_mut() else {
-            return;
-        };
-        if c.state() != CompletionState::Dead {
-            return;
-        }
-        st.running = false;
-        let current = st.current.take();
-        let pending = std::mem::take(&mut st.pending);
-        drop(st);
-        // Drops the stored callback and with it the queue's handle on itself.
-        c.as_mut().prep(Op::Noop, |_, _, _| CallbackAction::Disarm);
-        drop(c);
-        drop((current, pending));
     }
 }
 
 impl Drop for WriteQueue {
     fn drop(&mut self) {
-        // Two handles: this one and the one the in-flight callback holds.
-        if Rc::strong_count(&self.0) == 2 {
-            self.release_if_abandoned();
-        }
         drain_orphans();
     }
 }
@@ -505,9 +575,9 @@ impl Drop for InCallback<'_> {
 fn on_write(
     keep: Option<Rc<Shared>>,
 ) -> impl FnMut(&mut Loop, Pin<&mut Completion>, OpResult) -> CallbackAction + 'static {
-    let mut keep = keep;
+    let mut keep = SelfHandle(keep);
     move |lp, mut c, r| {
-        let Some(shared) = keep.clone() else {
+        let Some(shared) = keep.0.clone() else {
             return CallbackAction::Disarm;
         };
         let action = {
@@ -518,12 +588,12 @@ fn on_write(
         match action {
             Step::Continue => CallbackAction::Rearm,
             Step::Start(op) => {
-                lp.start(c, op, on_write(keep.take()));
+                lp.start(c, op, on_write(keep.0.take()));
                 CallbackAction::Disarm
             }
             Step::Idle => {
                 drop(shared);
-                if let Some(me) = keep.take() {
+                if let Some(me) = keep.0.take() {
                     if Rc::strong_count(&me) == 1 {
                         // Every handle is gone, and we are inside the completion's own
                         // callback, where it must not be freed: free it later.
@@ -532,6 +602,29 @@ fn on_write(
                 }
                 CallbackAction::Disarm
             }
+        }
+    }
+}
+
+/// The queue's handle on itself, held by its completion's callback while a write is in
+/// flight. If the callback is dropped with it (the loop was shut down or dropped with
+/// the write in flight: it will never report), the lost request is released too.
+struct SelfHandle(Option<Rc<Shared>>);
+
+impl Drop for SelfHandle {
+    fn drop(&mut self) {
+        let Some(me) = self.0.take() else { return };
+        let lost = match me.state.try_borrow_mut() {
+            Ok(mut st) if st.running && !st.in_callback => {
+                st.running = false;
+                Some((st.current.take(), st.current_fd.take()))
+            }
+            _ => None,
+        };
+        drop(lost); // user drop code runs with no borrow held
+        if std::thread::panicking() && Rc::strong_count(&me) == 1 {
+            // Unwinding out of the completion's own callback: do not free it here.
+            bury(me);
         }
     }
 }
@@ -557,7 +650,7 @@ fn step(
     let Some(op) = c.as_mut().op_mut() else {
         return Step::Idle;
     };
-    let fd = op.fd();
+    let r = if st.doomed { Err(Error::Canceled) } else { r };
     let remaining = st.full - st.written;
     let result = match r {
         Ok(n) if n >= remaining => Ok(st.full),
@@ -570,24 +663,35 @@ fn step(
         Err(e) => Err(e),
     };
     restore(op, st.written);
+    // Held to the end, so the comparison with the next request's descriptor below cannot
+    // be fooled by a freed and reallocated one.
+    let fd = st.current_fd.clone();
     // After a failure, the requests queued behind it for this fd fail unwritten.
     let doomed: VecDeque<Request> = match result {
         Ok(_) => VecDeque::new(),
         Err(_) => {
             let all = std::mem::take(&mut st.pending);
-            let (doomed, kept) = all.into_iter().partition(|r| r.op.fd() == fd);
+            let (doomed, kept) = all.into_iter().partition(|r| same_fd(&r.fd, &fd));
             st.pending = kept;
             doomed
         }
     };
     let cb = st.current.take();
+    let keep = st.current_fd.take();
     drop(st);
-    report(cb, lp, c.as_mut(), shared, result);
+    report(cb, keep, lp, c.as_mut(), shared, result);
     for req in doomed {
         if let Some(slot) = c.as_mut().op_mut() {
             *slot = req.op;
         }
-        report(Some(req.cb), lp, c.as_mut(), shared, Err(Error::Canceled));
+        report(
+            Some(req.cb),
+            req.fd,
+            lp,
+            c.as_mut(),
+            shared,
+            Err(Error::Canceled),
+        );
     }
 
     let mut st = shared.state.borrow_mut();
@@ -597,35 +701,46 @@ fn step(
         c.take_op(); // release the last buffer
         return Step::Idle;
     };
-    st.full = next.op.buffer().map_or(0, Buffer::len);
-    st.written = 0;
-    st.current = Some(next.cb);
+    let same = same_fd(&next.fd, &fd);
+    let op = begin(&mut st, next);
+    let fresh = !same || st.doomed;
     drop(st);
-    if next.op.fd() != fd {
-        return Step::Start(next.op);
+    drop(fd); // may close the descriptor: no borrow held
+    if fresh {
+        return Step::Start(op);
     }
     if let Some(slot) = c.op_mut() {
-        *slot = next.op;
+        *slot = op;
     }
     Step::Continue
 }
 
-/// Call a finished request's callback (without holding any borrow) and requeue it if it
-/// rearms; its buffer is in `c`'s operation.
+/// Call a finished request's callback (without holding any borrow, and with its
+/// descriptor lent to the thread) and requeue it if it rearms; its buffer is in `c`'s
+/// operation.
 fn report(
     cb: Option<Callback>,
+    keep: Option<Arc<SharedFd>>,
     lp: &mut Loop,
     mut c: Pin<&mut Completion>,
     shared: &Shared,
     result: Result<usize, Error>,
 ) {
     let Some(mut f) = cb else { return };
-    if f.call(lp, c.as_mut(), OpResult::Write(result)) == CallbackAction::Rearm {
+    let mut keep = keep;
+    let action = fd::lending(&mut keep, || {
+        f.call(lp, c.as_mut(), OpResult::Write(result))
+    });
+    if action == CallbackAction::Rearm {
         let op = c.take_op().unwrap_or(Op::Noop);
-        let req = Request { op, cb: f };
+        let req = Request {
+            op,
+            fd: keep,
+            cb: f,
+        };
         shared.state.borrow_mut().pending.push_back(req);
     } else {
-        drop(f); // user drop code runs with no borrow held
+        drop((f, keep)); // user drop code runs with no borrow held
     }
 }
 

@@ -50,8 +50,9 @@
 use std::io;
 use std::mem;
 use std::net::{Shutdown, SocketAddr};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::pin::Pin;
+use std::sync::Arc;
 
 use crate::completion::{CallbackAction, Completion};
 use crate::event_loop::Loop;
@@ -59,22 +60,24 @@ use crate::op::{Buffer, Op, PollEvents};
 use crate::result::{Error, OpResult, ReadError};
 use crate::sys;
 
+use super::fd::SharedFd;
 use super::mismatch;
 use super::stream::{self, WriteQueue};
 
-/// A TCP socket (listening or connected) that owns its fd: dropping it closes the fd, so
-/// keep it alive until the operations started on it have finished (or close it through
-/// the loop with [`close`](Self::close), which cancels them first).
+/// A TCP socket (listening or connected) that owns its fd, shared with the operations
+/// started through it: the fd is closed when the `Tcp` and all of those are gone (see
+/// [the watcher docs](super#descriptor-lifetime)), or by [`close`](Self::close), which
+/// cancels them first.
 #[derive(Debug)]
 pub struct Tcp {
-    fd: OwnedFd,
+    fd: Arc<SharedFd>,
 }
 
 impl Tcp {
     /// A new non-blocking, close-on-exec TCP socket of `addr`'s family (IPv4 or IPv6; only
     /// the family of `addr` is used).
     pub fn new(addr: SocketAddr) -> io::Result<Tcp> {
-        socket(&addr, libc::SOCK_STREAM).map(|fd| Tcp { fd })
+        socket(&addr, libc::SOCK_STREAM).map(Tcp::from)
     }
 
     /// Bind to `addr`, with `SO_REUSEADDR` set first (as libxev does), so a restarted
@@ -128,7 +131,7 @@ impl Tcp {
             + 'static,
     {
         let op = Op::Accept { fd: self.raw() };
-        stream::start(lp, c, op, ud, accept_result, cb);
+        stream::start_on(lp, &self.fd, c, op, ud, accept_result, cb);
     }
 
     /// Connect to `addr`. A refused connection is `Err(Error::Io(e))` with
@@ -149,7 +152,7 @@ impl Tcp {
             fd: self.raw(),
             addr,
         };
-        stream::start(lp, c, op, ud, connect_result, cb);
+        stream::start_on(lp, &self.fd, c, op, ud, connect_result, cb);
     }
 
     /// Receive once into `buf` (`recv(2)`). The callback gets the byte count (read the
@@ -170,7 +173,7 @@ impl Tcp {
             fd: self.raw(),
             buf,
         };
-        stream::start(lp, c, op, ud, stream::read_result, cb);
+        stream::start_on(lp, &self.fd, c, op, ud, stream::read_result, cb);
     }
 
     /// Send `buf` once (`send(2)` with `MSG_NOSIGNAL`); the count may be short. For
@@ -185,7 +188,7 @@ impl Tcp {
             fd: self.raw(),
             buf,
         };
-        stream::start(lp, c, op, ud, stream::write_result, cb);
+        stream::start_on(lp, &self.fd, c, op, ud, stream::write_result, cb);
     }
 
     /// Send all of `buf` through `q`, after the requests already queued there; the
@@ -199,7 +202,7 @@ impl Tcp {
             fd: self.raw(),
             buf,
         };
-        q.push(lp, op, ud, cb);
+        q.push(lp, &self.fd, op, ud, cb);
     }
 
     /// Wait until the socket is ready for `events`; see
@@ -225,7 +228,7 @@ impl Tcp {
             fd: self.raw(),
             events,
         };
-        stream::start(lp, c, op, ud, stream::poll_result, cb);
+        stream::start_on(lp, &self.fd, c, op, ud, stream::poll_result, cb);
     }
 
     /// Shut down one or both directions (`Shutdown::Write` sends EOF to the peer).
@@ -246,7 +249,7 @@ impl Tcp {
             fd: self.raw(),
             how,
         };
-        stream::start(lp, c, op, ud, shutdown_result, cb);
+        stream::start_on(lp, &self.fd, c, op, ud, shutdown_result, cb);
     }
 
     /// Close the socket through the loop; operations still pending on it are cancelled
@@ -257,17 +260,17 @@ impl Tcp {
         F: FnMut(&mut U, &mut Loop, Pin<&mut Completion>, Result<(), Error>) -> CallbackAction
             + 'static,
     {
-        stream::start(lp, c, Op::close(self.fd), ud, stream::close_result, cb);
+        stream::close(lp, self.fd, c, ud, cb);
     }
 
     fn raw(&self) -> RawFd {
-        self.fd.as_raw_fd()
+        self.fd.raw()
     }
 }
 
 fn accept_result(r: OpResult) -> Result<(Tcp, Option<SocketAddr>), Error> {
     match r {
-        OpResult::Accept(r) => r.map(|a| (Tcp { fd: a.fd }, a.peer)),
+        OpResult::Accept(r) => r.map(|a| (Tcp::from(a.fd), a.peer)),
         _ => Err(mismatch()),
     }
 }

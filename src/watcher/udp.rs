@@ -34,30 +34,33 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::RawFd;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use crate::completion::{CallbackAction, Completion};
 use crate::event_loop::Loop;
 use crate::op::{Buffer, Op, PollEvents};
 use crate::result::{Error, OpResult, ReadError};
 
+use super::fd::SharedFd;
 use super::mismatch;
 use super::stream;
 use super::tcp;
 
-/// A UDP socket that owns its fd: dropping it closes the fd, so keep it alive until the
-/// operations started on it have finished (or close it with [`close`](Self::close)).
+/// A UDP socket that owns its fd, shared with the operations started through it: the fd
+/// is closed when the `Udp` and all of those are gone (see [the watcher
+/// docs](super#descriptor-lifetime)), or by [`close`](Self::close).
 #[derive(Debug)]
 pub struct Udp {
-    fd: OwnedFd,
+    fd: Arc<SharedFd>,
 }
 
 impl Udp {
     /// A new non-blocking, close-on-exec UDP socket of `addr`'s family (only the family
     /// is used).
     pub fn new(addr: SocketAddr) -> io::Result<Udp> {
-        tcp::socket(&addr, libc::SOCK_DGRAM).map(|fd| Udp { fd })
+        tcp::socket(&addr, libc::SOCK_DGRAM).map(Udp::from)
     }
 
     /// Bind to `addr`, with `SO_REUSEADDR` set first. (libxev also sets `SO_REUSEPORT`,
@@ -102,7 +105,7 @@ impl Udp {
             fd: self.raw(),
             buf,
         };
-        stream::start(lp, c, op, ud, recvmsg_result, cb);
+        stream::start_on(lp, &self.fd, c, op, ud, recvmsg_result, cb);
     }
 
     /// Send `buf` as one datagram to `to` (`sendmsg(2)`).
@@ -124,7 +127,7 @@ impl Udp {
             buf,
             addr: Some(to),
         };
-        stream::start(lp, c, op, ud, stream::write_result, cb);
+        stream::start_on(lp, &self.fd, c, op, ud, stream::write_result, cb);
     }
 
     /// Send `buf` as one datagram to the connected peer.
@@ -139,7 +142,7 @@ impl Udp {
             buf,
             addr: None,
         };
-        stream::start(lp, c, op, ud, stream::write_result, cb);
+        stream::start_on(lp, &self.fd, c, op, ud, stream::write_result, cb);
     }
 
     /// Receive one datagram from the connected peer; the callback gets its length (a
@@ -160,7 +163,7 @@ impl Udp {
             buf,
         };
         let map = |r| recvmsg_result(r).map(|(n, _)| n);
-        stream::start(lp, c, op, ud, map, cb);
+        stream::start_on(lp, &self.fd, c, op, ud, map, cb);
     }
 
     /// Wait until the socket is ready for `events`; see
@@ -186,7 +189,7 @@ impl Udp {
             fd: self.raw(),
             events,
         };
-        stream::start(lp, c, op, ud, stream::poll_result, cb);
+        stream::start_on(lp, &self.fd, c, op, ud, stream::poll_result, cb);
     }
 
     /// Close the socket through the loop; pending operations on it are cancelled first.
@@ -196,11 +199,11 @@ impl Udp {
         F: FnMut(&mut U, &mut Loop, Pin<&mut Completion>, Result<(), Error>) -> CallbackAction
             + 'static,
     {
-        stream::start(lp, c, Op::close(self.fd), ud, stream::close_result, cb);
+        stream::close(lp, self.fd, c, ud, cb);
     }
 
     fn raw(&self) -> RawFd {
-        self.fd.as_raw_fd()
+        self.fd.raw()
     }
 }
 

@@ -1,0 +1,194 @@
+//! [`SharedFd`]: the descriptor of an I/O watcher ([`Stream`](super::stream::Stream),
+//! [`Tcp`](super::tcp::Tcp), [`File`](super::file::File), [`Udp`](super::udp::Udp)),
+//! shared by the watcher and every operation started through it, so the descriptor stays
+//! open, and its number cannot be reused by another file, until the last of them is done.
+//!
+//! - A direct operation (`read`, `write`, `accept`, ...) keeps a clone in its callback
+//!   from the start until its callback returns `Disarm` (a `Rearm` keeps it for the
+//!   repeat). A queued write keeps one in its request until its callback has run.
+//! - While a callback runs, its clone is *lent* to the thread ([`lending`]): the
+//!   operation is not in flight then, so closing or unwrapping the watcher inside its own
+//!   callback (the usual "EOF, close" step) takes the clone back and finds the
+//!   descriptor unshared. If the callback then asks for a `Rearm`, the repeat gets
+//!   `EBADF` (its descriptor number is poisoned), never another file.
+//! - Closing a watcher whose descriptor is still held elsewhere (an operation in flight
+//!   on another completion, queued writes) cancels what is pending on the file, marks it
+//!   closed (queued writes not yet started fail with `Canceled`), and lets the last
+//!   holder close it; see [`close_op`].
+
+use std::cell::Cell;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::pin::Pin;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crate::completion::{CallbackAction, Completion};
+use crate::event_loop::Loop;
+use crate::op::Op;
+
+/// An owned descriptor plus a "closed through the loop" mark, behind an `Arc`.
+#[derive(Debug)]
+pub(crate) struct SharedFd {
+    fd: OwnedFd,
+    /// Set when the watcher was closed while others still held the descriptor.
+    closed: AtomicBool,
+}
+
+impl SharedFd {
+    /// Share `fd`.
+    pub(crate) fn new(fd: OwnedFd) -> Arc<SharedFd> {
+        Arc::new(SharedFd {
+            fd,
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    /// The descriptor number (open as long as `self` lives).
+    pub(crate) fn raw(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// Whether the watcher was closed while this descriptor was still held.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+}
+
+impl AsRawFd for SharedFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.raw()
+    }
+}
+
+impl AsFd for SharedFd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+thread_local! {
+    /// The descriptor of the operation whose callback is running on this thread.
+    static LENT: Cell<Option<Arc<SharedFd>>> = const { Cell::new(None) };
+}
+
+/// Run `f` (an operation's callback) with `keep`, the operation's clone of its
+/// descriptor, lent to the thread; afterwards `keep` holds it again, or `None` if the
+/// watcher took it back (closed or unwrapped inside `f`). Panic-safe; nests (a callback
+/// of one loop may run another loop).
+pub(crate) fn lending<R>(keep: &mut Option<Arc<SharedFd>>, f: impl FnOnce() -> R) -> R {
+    /// Puts the previous lender back and `keep`'s clone (if not taken) into `keep`.
+    struct Return<'a> {
+        keep: &'a mut Option<Arc<SharedFd>>,
+        prev: Option<Option<Arc<SharedFd>>>,
+    }
+    impl Drop for Return<'_> {
+        fn drop(&mut self) {
+            if let Some(prev) = self.prev.take() {
+                let mine = LENT.try_with(|l| l.replace(prev)).ok().flatten();
+                *self.keep = mine;
+            }
+        }
+    }
+    let lent = keep.take();
+    let mut slot = Some(lent);
+    let prev = LENT.try_with(|l| l.replace(slot.take().flatten())).ok();
+    if let Some(kept) = slot {
+        // The thread is being torn down: keep the clone here instead.
+        *keep = kept;
+    }
+    let _back = Return { keep, prev };
+    f()
+}
+
+/// Take back the clone of `fd` lent by the callback running now, if it is one of `fd`.
+fn reclaim(fd: &Arc<SharedFd>) {
+    let _ = LENT.try_with(|l| {
+        let cur = l.take();
+        match cur {
+            Some(c) if Arc::ptr_eq(&c, fd) => drop(c),
+            other => l.set(other),
+        }
+    });
+}
+
+/// After a watcher callback on `c` returned `action`: drop the operation's clone on
+/// `Disarm`; on a `Rearm` whose clone was taken back (the watcher was closed in the
+/// callback), poison the operation's descriptor so the repeat fails with `EBADF`.
+pub(crate) fn after_callback(
+    keep: &mut Option<Arc<SharedFd>>,
+    c: Pin<&mut Completion>,
+    action: CallbackAction,
+) -> CallbackAction {
+    match action {
+        CallbackAction::Disarm => *keep = None,
+        CallbackAction::Rearm if keep.is_none() => poison(c),
+        CallbackAction::Rearm => {}
+    }
+    action
+}
+
+/// Set the descriptor of `c`'s operation to -1, unless the callback re-prepared `c`
+/// (then the operation is the user's new one) or re-added it (the rearm is ignored).
+fn poison(mut c: Pin<&mut Completion>) {
+    // SAFETY: we are inside `c`'s callback on the loop thread. The loop moved the
+    // callback out of the completion for the call, so the slot is non-empty only if the
+    // user prepared `c` again; reading it through the raw pointer conflicts with nothing
+    // (the `&mut` we hold is not used meanwhile).
+    let reprepared = unsafe {
+        let ptr = NonNull::from(c.as_mut().get_unchecked_mut());
+        !(*Completion::raw(ptr)).callback.is_empty()
+    };
+    if reprepared {
+        return;
+    }
+    if let Some(fd) = c.op_mut().and_then(Op::borrowed_fd_mut) {
+        *fd = -1;
+    }
+}
+
+/// The operation that closes `fd` for a watcher's `close`.
+///
+/// If nothing else holds the descriptor (the usual case, also inside the watcher's own
+/// callback), that is `Op::Close` of it. Otherwise the descriptor is marked closed,
+/// operations waiting for readiness on it are cancelled (poll backend), and a duplicate
+/// is closed instead: on io_uring its close first cancels every request on the same
+/// file; the original closes when the last holder lets go. An error duplicating (e.g.
+/// `EMFILE`) is returned; then nothing in flight is cancelled on io_uring.
+pub(crate) fn close_op(lp: &mut Loop, fd: Arc<SharedFd>) -> io::Result<Op> {
+    reclaim(&fd);
+    let shared = match Arc::try_unwrap(fd) {
+        Ok(only) => return Ok(Op::close(only.fd)),
+        Err(shared) => shared,
+    };
+    shared.closed.store(true, Ordering::Release);
+    lp.fd_closed(shared.raw());
+    dup(shared.raw()).map(Op::close)
+}
+
+/// The descriptor itself for `From<watcher> for OwnedFd`: `fd` if nothing else holds it,
+/// else a duplicate (the operations holding the original keep using it).
+///
+/// # Panics
+/// If operations still hold the descriptor and it cannot be duplicated (`EMFILE`).
+pub(crate) fn into_owned(fd: Arc<SharedFd>) -> OwnedFd {
+    reclaim(&fd);
+    match Arc::try_unwrap(fd) {
+        Ok(only) => only.fd,
+        Err(shared) => dup(shared.raw()).unwrap_or_else(|e| {
+            panic!("xev: cannot duplicate a descriptor still used by operations in flight: {e}")
+        }),
+    }
+}
+
+/// `F_DUPFD_CLOEXEC`.
+fn dup(fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: fcntl(F_DUPFD_CLOEXEC) on an open fd returns a new fd or -1.
+    let d = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+    if d < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `d` is a new descriptor nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(d) })
+}
