@@ -47,6 +47,9 @@ pub(crate) enum Phase {
     Timer,
     /// Submitted to the kernel (io_uring).
     Kernel,
+    /// In the kernel with a cancel already requested (io_uring): a second cancel is
+    /// NotFound.
+    Canceling,
     /// Waiting for readiness of its fd (poll backend).
     Waiting,
     /// Running on the thread pool.

@@ -832,6 +832,8 @@ impl Loop {
                 }
             }
             Phase::Kernel | Phase::Waiting => self.driver.cancel(&mut self.core, c, t),
+            // Already being cancelled: this cancel would change nothing.
+            Phase::Canceling => self.core.finish(c, ENOENT),
             Phase::Dead | Phase::Callback => self.core.finish(c, ENOENT),
         }
     }

@@ -182,6 +182,16 @@ impl Driver {
     fn issue(&mut self, core: &mut Core, c: NonNull<Completion>) {
         let inner = Completion::raw(c);
         let ud = c.as_ptr() as u64;
+        // SAFETY: `c` is Active and live and only the loop touches it; loop thread.
+        if unsafe { matches!((*inner).op, Op::Shutdown { .. }) } {
+            // shutdown(2) never blocks, but the kernel always runs IORING_OP_SHUTDOWN on a
+            // worker that looks the fd up only then: a close queued behind it (the same
+            // tick) makes it fail with EBADF or shut down the socket that took the
+            // number. Done here, in order, as the poll backend does.
+            // SAFETY: as above; the op owns no buffer.
+            let res = unsafe { sys::perform(inner, false) };
+            return core.finish(c, res);
+        }
         // SAFETY: `c` is Active and live and not yet in the kernel; we build the SQE from
         // its op and scratch, which stay put (pinned) until the CQE arrives.
         let sqe = unsafe {
@@ -303,8 +313,13 @@ impl Driver {
         let sqe = opcode::AsyncCancel::new(target.as_ptr() as u64)
             .build()
             .user_data(c.as_ptr() as u64);
-        // SAFETY: `c` is Active and live; loop thread.
-        unsafe { (*Completion::raw(c)).phase = Phase::Kernel };
+        // SAFETY: `c` and `target` are Active and live; loop thread. A second cancel of
+        // the target now finds it `Canceling` and reports NotFound (the kernel would
+        // answer 0 to both), as the poll backend does.
+        unsafe {
+            (*Completion::raw(c)).phase = Phase::Kernel;
+            (*Completion::raw(target)).phase = Phase::Canceling;
+        }
         self.in_kernel += 1;
         self.push(&sqe);
     }
@@ -387,7 +402,12 @@ impl Driver {
             .registry
             .iter()
             // SAFETY: registered completions are live; loop thread.
-            .filter(|c| unsafe { (*Completion::raw(*c)).phase } == Phase::Kernel)
+            .filter(|c| {
+                matches!(
+                    unsafe { (*Completion::raw(*c)).phase },
+                    Phase::Kernel | Phase::Canceling
+                )
+            })
             .collect();
         for t in targets {
             let sqe = opcode::AsyncCancel::new(t.as_ptr() as u64)
