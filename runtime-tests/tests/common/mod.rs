@@ -264,6 +264,7 @@ pub fn reset_peak_rss() -> bool {
 }
 
 /// Raise the soft fd limit to the hard one; returns the new soft limit.
+#[allow(clippy::unnecessary_cast)] // `rlim_t` is `u64` on Linux, not on every target
 pub fn raise_nofile() -> u64 {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
