@@ -247,14 +247,14 @@ async fn a_read_dropped_mid_flight_loses_no_bytes() {
 }
 
 #[xev::test(backend = "all")]
-async fn an_accept_result_nobody_took_is_closed() {
+async fn an_accept_result_nobody_took_goes_to_the_next_accept_or_is_closed() {
     let _g = counting();
     let (l, addr) = listener();
     let before = open_sockets();
 
     let mut accept = Box::pin(l.accept());
     poll_once(accept.as_mut()).await;
-    let mut client = std::net::TcpStream::connect(addr).unwrap();
+    let client = std::net::TcpStream::connect(addr).unwrap();
     // The loop turns while the accept future sits unpolled: its result arrives.
     sleep(Duration::from_millis(20)).await;
     assert_eq!(
@@ -263,20 +263,42 @@ async fn an_accept_result_nobody_took_is_closed() {
         "the client and the accepted connection are open"
     );
     drop(accept);
+    // The client connected: its connection is not lost with the future, the next accept
+    // gets it at once.
+    assert_eq!(open_sockets(), before + 2, "the connection was kept");
+    let (s, peer) = timeout(LOST, l.accept())
+        .await
+        .expect("the kept connection is accepted at once")
+        .unwrap();
+    assert_eq!(peer, client.local_addr().unwrap());
+    s.write_all("kept").await.0.unwrap();
+    let mut buf = [0u8; 4];
+    (&client).read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"kept");
+    drop((s, client));
+    assert_eq!(open_sockets(), before);
+
+    // With the listener gone, such a connection is closed, never leaked.
+    let mut accept = Box::pin(l.accept());
+    poll_once(accept.as_mut()).await;
+    let mut client = std::net::TcpStream::connect(addr).unwrap();
+    sleep(Duration::from_millis(20)).await;
+    drop(accept);
+    drop(l);
     assert_eq!(
         open_sockets(),
-        before + 1,
-        "the accepted fd was closed with the future"
+        before,
+        "listener gone (-1), client open (+1), the kept connection closed (0)"
     );
-
-    // The client sees the server side closed.
     client
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
     let mut buf = [0u8; 8];
-    assert_eq!(client.read(&mut buf).unwrap(), 0);
-    drop(client);
-    assert_eq!(open_sockets(), before);
+    assert_eq!(
+        client.read(&mut buf).unwrap(),
+        0,
+        "the client sees the close"
+    );
 }
 
 #[xev::test(backend = "all")]

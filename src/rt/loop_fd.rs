@@ -32,6 +32,7 @@
 //! hold a reference).
 
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::fmt;
 use std::future::poll_fn;
 use std::mem::ManuallyDrop;
@@ -41,6 +42,7 @@ use std::rc::Rc;
 use std::task::{Poll, Waker};
 
 use super::executor::{current, with_current, Deferred, Executor};
+use crate::result::Accepted;
 use crate::Loop;
 
 /// An owned fd plus the runtime whose loop knows about it. Shared through `Rc` by its
@@ -51,6 +53,9 @@ pub(crate) struct LoopFd {
     home: RefCell<Option<Rc<Executor>>>,
     /// Woken when only one reference is left ([`into_sole`](Self::into_sole) waits).
     sole: Cell<Option<Waker>>,
+    /// Listeners: connections that an accept whose future was dropped received anyway
+    /// (its result raced the cancellation), in arrival order, for the next accept.
+    stashed: RefCell<VecDeque<Accepted>>,
 }
 
 impl LoopFd {
@@ -60,7 +65,20 @@ impl LoopFd {
             fd: ManuallyDrop::new(fd),
             home: RefCell::new(None),
             sole: Cell::new(None),
+            stashed: RefCell::new(VecDeque::new()),
         })
+    }
+
+    /// Keep a connection that an orphaned accept on this listener received, for the next
+    /// accept: a client that connected after the future was dropped must not lose its
+    /// connection to the race.
+    pub(crate) fn stash(&self, a: Accepted) {
+        self.stashed.borrow_mut().push_back(a);
+    }
+
+    /// The oldest stashed connection, if any (see [`stash`](Self::stash)).
+    pub(crate) fn take_stashed(&self) -> Option<Accepted> {
+        self.stashed.borrow_mut().pop_front()
     }
 
     /// The fd number, announced first to the current runtime's loop if this is its first

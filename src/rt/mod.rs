@@ -11,8 +11,8 @@
 //! - Reads and writes take owned buffers ([`IoBuf`], [`IoBufMut`]) and hand them back
 //!   with the result, `(io::Result<usize>, B)`: the kernel may still be using the memory
 //!   when a future is dropped, so the runtime keeps it until the operation ends.
-//!   Dropping a future cancels its operation and never blocks; an fd that a cancelled
-//!   accept produced anyway is closed.
+//!   Dropping a future cancels its operation and never blocks; a connection that a
+//!   cancelled accept produced anyway goes to the listener's next accept.
 //! - `#[xev::main]` / `#[xev::test]` take an optional `backend = "io_uring" | "epoll"`
 //!   (and, for tests, `"all"`: once per available backend). Misuse is a compile error that
 //!   points at the problem, e.g. a function that is not `async`:

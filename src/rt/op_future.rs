@@ -70,6 +70,21 @@ pub(crate) struct Slot {
 }
 
 impl Slot {
+    /// A result nobody will take: a connection an accept received goes to its
+    /// listener's stash (for the next accept on it), anything else is dropped.
+    fn keep_or_drop(&self, res: OpResult) {
+        match (res, self.fd.take()) {
+            (OpResult::Accept(Ok(a)), Some(FdKeeper::Loop(listener))) => {
+                listener.stash(a);
+                self.fd.set(Some(FdKeeper::Loop(listener)));
+            }
+            (res, keep) => {
+                self.fd.set(keep);
+                drop(res);
+            }
+        }
+    }
+
     fn new() -> Slot {
         Slot {
             c: UnsafeCell::new(Completion::new()),
@@ -228,10 +243,12 @@ unsafe fn on_complete(
             }
         }
         SlotState::Orphaned => {
-            // Nobody will see this result: dropping it closes an accepted fd, and the
+            // Nobody will see this result. A connection an orphaned accept received
+            // anyway goes to the listener's next accept (the client connected after the
+            // future was dropped); any other fd it carries is closed with it, and the
             // op's buffer goes with the op. The operation is over, so its fd may now be
             // closed (if this was its last reference), announced through `lp`.
-            drop(res);
+            s.keep_or_drop(res);
             drop(c.take_op());
             pool.release(slot, lp);
         }
@@ -319,9 +336,12 @@ impl Drop for OpFuture {
         let s = unsafe { slot.as_ref() };
         match s.state.get() {
             SlotState::Done => {
-                // The result arrived but nobody took it: drop it (closing an fd it
-                // carries) and the op's buffer, and free the slot.
-                drop(s.result.take());
+                // The result arrived but nobody took it: an accepted connection goes to
+                // the listener's next accept, any other result is dropped (closing an
+                // fd it carries), the op's buffer with the op; free the slot.
+                if let Some(res) = s.result.take() {
+                    s.keep_or_drop(res);
+                }
                 // SAFETY: Done, so Dead and ours.
                 drop(unsafe { Slot::completion(slot) }.take_op());
                 self.exec.slots.release(slot, None);

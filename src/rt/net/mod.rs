@@ -14,7 +14,7 @@
 //! Dropping an operation's future before it finishes cancels the operation (this is how
 //! [`timeout`](crate::time::timeout) and [`JoinHandle::abort`](crate::JoinHandle::abort)
 //! stop a read or an accept); a connection that a cancelled accept produced anyway is
-//! closed. An operation that had already completed when its future was dropped (its
+//! kept for the listener's next accept (closed only if the listener is gone). An operation that had already completed when its future was dropped (its
 //! result waiting for the next poll) is not undone: bytes it read are lost with it.
 //! `timeout` always takes such a result first; aborting a task may not.
 //!

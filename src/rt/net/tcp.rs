@@ -62,10 +62,14 @@ impl TcpListener {
 
     /// Wait for the next connection; returns it and the peer's address.
     ///
-    /// Dropping the future cancels the accept; a connection accepted anyway (its result
-    /// raced the cancellation) is closed, and later connections stay queued for the
-    /// next accept.
+    /// Dropping the future cancels the accept; a connection accepted anyway (the client
+    /// connected before the cancellation reached the kernel) is kept for the next accept
+    /// on this listener, in order, and later connections stay queued behind it. Only
+    /// when the listener itself is gone is such a connection closed.
     pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        if let Some(a) = self.fd.take_stashed() {
+            return accepted(OpResult::Accept(Ok(a)));
+        }
         accepted(rio::run(FdOp::on(&self.fd, |fd| Op::Accept { fd })).await.0)
     }
 
@@ -115,7 +119,7 @@ fn accepted(r: OpResult) -> io::Result<(TcpStream, SocketAddr)> {
 ///
 /// It holds the accept in flight between polls, so no connection is lost between two
 /// items; dropping it cancels that accept (a connection that raced the cancellation is
-/// closed; later ones stay queued on the listener).
+/// kept for the listener's next accept; later ones stay queued behind it).
 #[must_use = "streams do nothing unless polled"]
 pub struct Incoming<'a> {
     listener: &'a TcpListener,
@@ -128,6 +132,11 @@ impl futures_core::Stream for Incoming<'_> {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
         let fd = &this.listener.fd;
+        if this.accept.is_none() {
+            if let Some(a) = fd.take_stashed() {
+                return Poll::Ready(Some(accepted(OpResult::Accept(Ok(a))).map(|(s, _)| s)));
+            }
+        }
         let accept = this.accept.get_or_insert_with(|| {
             OpFuture::with_fd(Op::Accept { fd: fd.raw() }, Some(fd.clone()))
         });
