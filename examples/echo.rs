@@ -9,12 +9,32 @@
 //! printed) until Ctrl-C, or until `--count N` connections have been served and closed.
 //! Try it with `nc 127.0.0.1 PORT`. Compare with `echo_callbacks.rs`, the same server
 //! written with completions and callbacks.
+//!
+//! When accepting fails for lack of descriptors (`EMFILE`, `ENFILE`) or memory, the
+//! server pauses accepting until a connection closes or 50 ms pass (accepting again at
+//! once would fail again at once, in a busy loop); the connections it has keep being
+//! served, and the waiting clients stay in the listen backlog. Other accept errors
+//! concern one connection and are only logged.
 
 use std::cell::Cell;
 use std::rc::Rc;
+use std::time::Duration;
 
 use xev::net::{TcpListener, TcpStream};
+use xev::notify::Notify;
 use xev::Backend;
+
+/// How long accepting pauses after running out of descriptors (unless a connection
+/// closes first).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Whether an accept error means "out of descriptors or memory": pause accepting.
+fn out_of_resources(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
 
 /// Echo until the peer closes; the same 16 KiB buffer goes back and forth.
 async fn serve(stream: TcpStream) -> std::io::Result<u64> {
@@ -87,23 +107,46 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             rt_backend_name()
         );
         let served = Rc::new(Cell::new(0u64));
+        // Notified whenever a connection closes (and frees its descriptor).
+        let closed = Notify::new();
+        let mut starved = false;
         let ctrl_c = xev::spawn(xev::signal::ctrl_c());
         loop {
             if ctrl_c.is_finished() || args.count.is_some_and(|n| served.get() >= n) {
                 break;
             }
             // Wait for a connection, but wake up now and then to check the stop conditions.
-            let accepted =
-                xev::time::timeout(std::time::Duration::from_millis(100), listener.accept()).await;
+            let accepted = xev::time::timeout(Duration::from_millis(100), listener.accept()).await;
             let Ok(accepted) = accepted else { continue };
-            let (stream, peer) = accepted?;
+            let (stream, peer) = match accepted {
+                Ok(conn) => conn,
+                Err(e) if out_of_resources(&e) => {
+                    if !starved {
+                        println!("echo: accept: {e}; pausing accepts");
+                        starved = true;
+                    }
+                    let _ = xev::time::timeout(ACCEPT_BACKOFF, closed.notified()).await;
+                    continue;
+                }
+                Err(e) => {
+                    // About that one connection (e.g. ECONNABORTED): go on.
+                    eprintln!("echo: accept: {e}");
+                    continue;
+                }
+            };
+            if starved {
+                println!("echo: accepting again");
+                starved = false;
+            }
             let served = served.clone();
+            let closed = closed.clone();
             xev::spawn(async move {
                 match serve(stream).await {
                     Ok(bytes) => println!("echo: {peer} done after {bytes} bytes"),
                     Err(e) => println!("echo: {peer}: {e}"),
                 }
                 served.set(served.get() + 1);
+                closed.notify();
             });
         }
         println!("echo: served {} connection(s)", served.get());

@@ -15,7 +15,11 @@
 //! ```
 //!
 //! The shape:
-//! - one accept completion that rearms for every connection;
+//! - one accept completion that rearms for every connection; when accepting fails for
+//!   lack of descriptors (`EMFILE`, `ENFILE`) or memory, it pauses instead (a retry now
+//!   would fail now, in a busy loop): the same completion runs a 50 ms timer, cut short
+//!   when a client closes, then accepts again. Accepted clients are served meanwhile;
+//!   the waiting ones stay in the listen backlog;
 //! - per client, an `Rc<RefCell<Client>>` holding its socket, a boxed read completion, a
 //!   close completion and a [`WriteQueue`]: every read is echoed through the queue (writes
 //!   go out in order and in full) and the read rearms; when too much is queued the read
@@ -44,6 +48,8 @@ use xev::{
 const READ_SIZE: usize = 16 * 1024;
 /// Queued writes per client above which its reads pause.
 const MAX_QUEUED: usize = 8;
+/// How long accepting pauses after running out of descriptors (unless a client closes).
+const ACCEPT_BACKOFF_MS: u64 = 50;
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
@@ -53,6 +59,12 @@ extern "C" fn on_sigint(_: libc::c_int) {
 
 struct Server {
     listener: Tcp,
+    /// The accept completion; while accepting is paused it runs the backoff timer.
+    accept: Pin<Box<Completion>>,
+    /// The backoff timer is running on `accept`.
+    paused: bool,
+    /// The last accept failed for lack of descriptors (reported once per episode).
+    starved: bool,
     clients: HashMap<u64, Rc<RefCell<Client>>>,
     /// Closed clients, freed by the next timer tick or accept once their completions are
     /// Dead.
@@ -87,19 +99,39 @@ struct Ud {
 fn on_accept(
     server: &mut Rc<RefCell<Server>>,
     lp: &mut Loop,
-    _c: Pin<&mut Completion>,
+    c: Pin<&mut Completion>,
     r: Result<(Tcp, Option<SocketAddr>), Error>,
 ) -> CallbackAction {
     reap(server);
     let (tcp, peer) = match r {
         Ok(x) => x,
+        Err(Error::Io(e)) if out_of_resources(&e) => {
+            // The connection stays in the backlog, and accepting again now would fail
+            // again now: pause until a client closes or the timer fires.
+            let mut s = server.borrow_mut();
+            if !s.starved {
+                println!(
+                    "accept: {e}; pausing accepts ({} clients open)",
+                    s.clients.len()
+                );
+                s.starved = true;
+            }
+            s.paused = true;
+            Timer::new().run(lp, c, ACCEPT_BACKOFF_MS, server.clone(), resume_accept);
+            return CallbackAction::Disarm;
+        }
         Err(e) => {
+            // Something about that one connection (e.g. ECONNABORTED): go on.
             eprintln!("accept: {e}");
             return CallbackAction::Rearm;
         }
     };
     let _ = tcp.set_nodelay(true);
     let mut s = server.borrow_mut();
+    if s.starved {
+        println!("accepting again");
+        s.starved = false;
+    }
     let id = s.next_id;
     s.next_id += 1;
     let client = Rc::new(RefCell::new(Client {
@@ -122,6 +154,28 @@ fn on_accept(
     };
     start_read(lp, &mut client.borrow_mut(), ud);
     CallbackAction::Rearm
+}
+
+/// Whether an accept error means "out of descriptors or memory" (pause accepting).
+fn out_of_resources(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
+/// The backoff timer (on the accept completion) fired, or was cut short: accept again.
+fn resume_accept(
+    server: &mut Rc<RefCell<Server>>,
+    lp: &mut Loop,
+    c: Pin<&mut Completion>,
+    _r: Result<(), Error>,
+) -> CallbackAction {
+    let ud = server.clone();
+    let mut s = server.borrow_mut();
+    s.paused = false;
+    s.listener.accept(lp, c, ud, on_accept);
+    CallbackAction::Disarm
 }
 
 fn start_read(lp: &mut Loop, cl: &mut Client, ud: Ud) {
@@ -239,6 +293,11 @@ fn on_closed(
     if let Some(cl) = s.clients.remove(&id) {
         s.finished.push(cl);
     }
+    if s.paused {
+        // A descriptor is free again: end the accept backoff now.
+        let server = ud.server.clone();
+        Timer::new().reset(lp, s.accept.as_mut(), 0, server, resume_accept);
+    }
     s.served += 1;
     if s.limit.is_some_and(|n| s.served >= n) && s.clients.is_empty() {
         lp.stop();
@@ -310,13 +369,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Completions and state first, the loop last: the loop is dropped first, which
     // cancels and drains whatever is still in flight before they go away.
-    let mut accept = pin!(Completion::new());
     let mut timer = pin!(Completion::new());
     let listener = Tcp::new(SocketAddr::from(([127, 0, 0, 1], port)))?;
     listener.bind(SocketAddr::from(([127, 0, 0, 1], port)))?;
     listener.listen(128)?;
     let server = Rc::new(RefCell::new(Server {
         listener,
+        accept: Box::pin(Completion::new()),
+        paused: false,
+        starved: false,
         clients: HashMap::new(),
         finished: Vec::new(),
         next_id: 1,
@@ -334,10 +395,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     let ud = server.clone();
-    server
-        .borrow()
-        .listener
-        .accept(&mut lp, accept.as_mut(), ud, on_accept);
+    let mut s = server.borrow_mut();
+    let Server {
+        listener, accept, ..
+    } = &mut *s;
+    listener.accept(&mut lp, accept.as_mut(), ud, on_accept);
+    drop(s);
     Timer::new().run(&mut lp, timer.as_mut(), 100, server.clone(), on_tick);
     lp.run(RunMode::UntilDone)?;
 

@@ -569,3 +569,45 @@ fn write_queue_dropped_mid_flight_is_released_with_the_loop() {
             .expect("EOF after the writer closed");
     });
 }
+
+/// A watcher's completion re-added with `Loop::add` after its operation finished runs
+/// the operation again (on the number, which the live watcher keeps open), and a `Rearm`
+/// from that run is not mistaken for one after a close.
+#[test]
+fn a_finished_watcher_operation_can_be_re_added() {
+    const BASE: RawFd = 800;
+    each_backend(|b| {
+        let got: Log = Rc::default();
+        let mut c = pin!(Completion::new());
+        let mut lp = new_loop(b);
+        let (r, w) = pipe_at(BASE);
+        let mut w = std::fs::File::from(w);
+        let rx = Stream::from(r);
+        let rearms = Rc::new(Cell::new(0));
+        let ud = (got.clone(), rearms.clone());
+        rx.read(
+            &mut lp,
+            c.as_mut(),
+            Buffer::inline(8),
+            ud,
+            |(g, rearms), _, c, r| {
+                let bytes = r.map(|n| c.buffer().unwrap().as_slice()[..n].to_vec());
+                g.borrow_mut().push(format!("{bytes:?}"));
+                if g.borrow().len() == 2 && rearms.get() == 0 {
+                    rearms.set(1);
+                    return CallbackAction::Rearm;
+                }
+                CallbackAction::Disarm
+            },
+        );
+        w.write_all(b"a").unwrap();
+        lp.run(RunMode::UntilDone).unwrap();
+        w.write_all(b"b").unwrap();
+        lp.add(c.as_mut());
+        lp.run(RunMode::NoWait).unwrap();
+        w.write_all(b"c").unwrap();
+        lp.run(RunMode::UntilDone).unwrap();
+        assert_eq!(*got.borrow(), ["Ok([97])", "Ok([98])", "Ok([99])"]);
+        drop(rx);
+    });
+}

@@ -113,17 +113,19 @@ fn reclaim(fd: &Arc<SharedFd>) {
     });
 }
 
-/// After a watcher callback on `c` returned `action`: drop the operation's clone on
-/// `Disarm`; on a `Rearm` whose clone was taken back (the watcher was closed in the
-/// callback), poison the operation's descriptor so the repeat fails with `EBADF`.
+/// After a watcher callback on `c` returned `action` (`had`: the operation held a clone
+/// when the callback started): drop the clone on `Disarm`; on a `Rearm` whose clone was
+/// taken back (the watcher was closed or unwrapped in the callback), poison the
+/// operation's descriptor so the repeat fails with `EBADF`.
 pub(crate) fn after_callback(
     keep: &mut Option<Arc<SharedFd>>,
+    had: bool,
     c: Pin<&mut Completion>,
     action: CallbackAction,
 ) -> CallbackAction {
     match action {
         CallbackAction::Disarm => *keep = None,
-        CallbackAction::Rearm if keep.is_none() => poison(c),
+        CallbackAction::Rearm if had && keep.is_none() => poison(c),
         CallbackAction::Rearm => {}
     }
     action

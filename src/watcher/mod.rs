@@ -27,7 +27,7 @@
 //! data keeps it open until data, EOF, a cancel, or the loop's shutdown). Its number
 //! cannot be handed to another file meanwhile, so no operation ever acts on a file it was
 //! not started on. ([`Signal`](signal::Signal), [`Process`](process::Process) and
-//! [`Async`](r#async::Async) also keep their descriptor open while a wait is in flight.)
+//! [`Async`](crate::Async) also keep their descriptor open while a wait is in flight.)
 //!
 //! `close` cancels what is pending on the descriptor (callbacks get `Canceled`, queued
 //! writes that have not started too) and closes it; operations still holding it at that

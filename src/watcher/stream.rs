@@ -251,8 +251,9 @@ pub(crate) fn start_on<U, T, M, F>(
     let mut keep = Some(Arc::clone(fd));
     lp.start(c, op, move |lp, mut c, r| {
         let r = map(r);
+        let had = keep.is_some();
         let action = fd::lending(&mut keep, || cb(&mut ud, lp, c.as_mut(), r));
-        fd::after_callback(&mut keep, c, action)
+        fd::after_callback(&mut keep, had, c, action)
     });
 }
 

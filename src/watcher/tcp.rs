@@ -119,6 +119,49 @@ impl Tcp {
 
     /// Accept one connection. The callback gets the new connection (non-blocking,
     /// close-on-exec) and the peer's address; `Rearm` accepts the next one.
+    ///
+    /// # Running out of descriptors
+    ///
+    /// When the process has no descriptor (`EMFILE`, `ENFILE`) or memory (`ENOBUFS`,
+    /// `ENOMEM`) for the new connection, the callback gets that error and the connection
+    /// stays in the listen backlog. Do not `Rearm` then: the retry fails again at once,
+    /// and the loop turns into a busy loop. Pause instead, as a production server does:
+    /// run a short [`Timer`](super::Timer) (10-100 ms) on the same completion, accept
+    /// again when it fires, and cut it short ([`Timer::reset`](super::Timer::reset) to 0)
+    /// when you close a connection. The connections already accepted keep being served
+    /// meanwhile. Other errors (`ECONNABORTED`, ...) concern one connection: `Rearm`.
+    ///
+    /// ```no_run
+    /// # use std::pin::Pin;
+    /// # use xev::watcher::{tcp::Tcp, Timer};
+    /// # use xev::{CallbackAction, Completion, Error, Loop};
+    /// # use std::rc::Rc;
+    /// fn on_accept(
+    ///     l: &mut Rc<Tcp>,
+    ///     lp: &mut Loop,
+    ///     c: Pin<&mut Completion>,
+    ///     r: Result<(Tcp, Option<std::net::SocketAddr>), Error>,
+    /// ) -> CallbackAction {
+    ///     match r {
+    ///         Ok((conn, _peer)) => { /* serve `conn` */ }
+    ///         Err(Error::Io(e))
+    ///             if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) =>
+    ///         {
+    ///             // Out of descriptors: accept again in 50 ms, not now.
+    ///             Timer::new().run(lp, c, 50, l.clone(), |l, lp, c, _| {
+    ///                 let ud = l.clone();
+    ///                 l.accept(lp, c, ud, on_accept);
+    ///                 CallbackAction::Disarm
+    ///             });
+    ///             return CallbackAction::Disarm;
+    ///         }
+    ///         Err(e) => eprintln!("accept: {e}"),
+    ///     }
+    ///     CallbackAction::Rearm
+    /// }
+    /// ```
+    ///
+    /// `examples/echo_callbacks.rs` does this.
     pub fn accept<U, F>(&self, lp: &mut Loop, c: Pin<&mut Completion>, ud: U, cb: F)
     where
         U: 'static,
