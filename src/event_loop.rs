@@ -621,7 +621,11 @@ impl Loop {
     /// If `c` is already Active.
     pub fn add(&mut self, c: Pin<&mut Completion>) {
         if let Some(owner) = c.owner() {
-            let whose = if owner == self.core.id { "this" } else { "another" };
+            let whose = if owner == self.core.id {
+                "this"
+            } else {
+                "another"
+            };
             panic!("Loop::add: the completion is already Active (in {whose} loop)");
         }
         // SAFETY: we never move out of the pinned completion; the loop keeps its address
@@ -702,7 +706,10 @@ impl Loop {
                 Phase::Ready => self.core.ready.remove(ptr),
                 other => unreachable!("timer in phase {other:?}"),
             };
-            assert!(found, "xev: an Active timer was missing from its loop's queue");
+            assert!(
+                found,
+                "xev: an Active timer was missing from its loop's queue"
+            );
             (*inner).op = Op::Timer { ms };
             (*inner).callback = Callback::new(callback);
         }
@@ -801,7 +808,10 @@ impl Loop {
                 // SAFETY: as above.
                 let slot = unsafe { (*tin).timer_slot };
                 let found = self.core.timers.remove(t, slot);
-                assert!(found, "xev: an Active timer was missing from its loop's queue");
+                assert!(
+                    found,
+                    "xev: an Active timer was missing from its loop's queue"
+                );
                 self.core.finish(t, -(libc::ECANCELED as isize));
                 self.core.finish(c, 0);
             }

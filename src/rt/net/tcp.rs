@@ -66,6 +66,16 @@ impl TcpListener {
     /// connected before the cancellation reached the kernel) is kept for the next accept
     /// on this listener, in order, and later connections stay queued behind it. Only
     /// when the listener itself is gone is such a connection closed.
+    ///
+    /// # Running out of descriptors
+    /// With no descriptor (`EMFILE`, `ENFILE`) or memory (`ENOBUFS`, `ENOMEM`) for the
+    /// connection, this returns that error and the connection stays in the listen
+    /// backlog. Accepting again at once fails again at once and burns a core: wait until
+    /// one of your connections closes or 10-100 ms pass (e.g. `timeout(50 ms,
+    /// closed.notified())` with a [`Notify`](crate::notify::Notify) your connection tasks
+    /// notify), then accept again; accepted connections keep being served. Other errors
+    /// (`ECONNABORTED`, ...) concern one connection: log them and go on.
+    /// `examples/echo.rs` does this.
     pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
         if let Some(a) = self.fd.take_stashed() {
             return accepted(OpResult::Accept(Ok(a)));
