@@ -57,6 +57,20 @@ async fn poll_once<F: Future + ?Sized>(mut fut: Pin<&mut F>) {
     .await
 }
 
+/// Connect a new socket through `other` (it likely gets the number just freed), have its
+/// peer send "DATA", and check the new socket reads exactly that: a stale operation on
+/// the old number must not have taken it. `what` names the stale operation.
+async fn new_socket_gets_its_data(other: &std::net::TcpListener, round: usize, what: &str) {
+    let (c, mut c_peer) = std_connected(other);
+    c_peer.write_all(b"DATA").unwrap();
+    let c = TcpStream::from(c);
+    let (res, got) = timeout(LOST, c.read_exact(vec![0u8; 4]))
+        .await
+        .unwrap_or_else(|_| panic!("round {round}: {what} took the data"));
+    res.unwrap();
+    assert_eq!(got, b"DATA", "round {round}");
+}
+
 /// A connected pair through `l`: (xev side, blocking std peer). (`l` outlives the pair,
 /// so that the next socket gets the number of the first one closed.)
 async fn std_pair(l: &std::net::TcpListener) -> (TcpStream, std::net::TcpStream) {
@@ -148,14 +162,7 @@ fn an_orphaned_read_never_takes_a_new_sockets_data() {
             poll_once(r.as_mut()).await;
             drop(r);
             drop(a);
-            let (c, mut c_peer) = std_connected(&other);
-            c_peer.write_all(b"DATA").unwrap();
-            let c = TcpStream::from(c);
-            let (res, got) = timeout(LOST, c.read_exact(vec![0u8; 4]))
-                .await
-                .unwrap_or_else(|_| panic!("round {round}: a stale read took the data"));
-            res.unwrap();
-            assert_eq!(got, b"DATA", "round {round}");
+            new_socket_gets_its_data(&other, round, "a stale read").await;
         }
     });
 }
@@ -548,14 +555,7 @@ fn an_orphaned_signal_read_never_takes_a_new_sockets_data() {
                 poll_once(r.as_mut()).await;
             }
             drop(set);
-            let (c, mut c_peer) = std_connected(&other);
-            c_peer.write_all(b"DATA").unwrap();
-            let c = TcpStream::from(c);
-            let (res, got) = timeout(LOST, c.read_exact(vec![0u8; 4]))
-                .await
-                .unwrap_or_else(|_| panic!("round {round}: a stale signalfd read took the data"));
-            res.unwrap();
-            assert_eq!(got, b"DATA", "round {round}");
+            new_socket_gets_its_data(&other, round, "a stale signalfd read").await;
         }
     });
 }
@@ -578,14 +578,7 @@ fn an_orphaned_child_wait_never_reaches_a_new_socket() {
             child.kill().unwrap();
             let _ = child.try_wait();
             drop(child);
-            let (c, mut c_peer) = std_connected(&other);
-            c_peer.write_all(b"DATA").unwrap();
-            let c = TcpStream::from(c);
-            let (res, got) = timeout(LOST, c.read_exact(vec![0u8; 4]))
-                .await
-                .unwrap_or_else(|_| panic!("round {round}: the socket never became readable"));
-            res.unwrap();
-            assert_eq!(got, b"DATA", "round {round}");
+            new_socket_gets_its_data(&other, round, "a stale pidfd poll").await;
         }
     });
 }
