@@ -279,6 +279,9 @@ fn callback_server(b: Backend) {
     }
     println!("XEV DONE");
     drop(lp);
+    // Writes still queued hold callbacks that hold the server, which holds the queues:
+    // break that cycle (the test's own) so LeakSanitizer sees no leak at exit.
+    srv.borrow_mut().conns.clear();
 }
 
 fn start_accept(lp: &mut Loop, c: Pin<&mut Completion>, srv: &Srv) {
