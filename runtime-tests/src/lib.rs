@@ -76,3 +76,25 @@ pub fn dup_high(fd: RawFd, base: RawFd) -> OwnedFd {
     // SAFETY: a new fd that we own.
     unsafe { OwnedFd::from_raw_fd(d) }
 }
+
+/// The OS error (`errno`) of a failed result, whatever the operation.
+pub fn os_error(r: &OpResult) -> Option<i32> {
+    use xev::{Error, ReadError};
+    let e: &std::io::Error = match r {
+        OpResult::Accept(Err(Error::Io(e)))
+        | OpResult::Connect(Err(Error::Io(e)))
+        | OpResult::Write(Err(Error::Io(e)))
+        | OpResult::Pwrite(Err(Error::Io(e)))
+        | OpResult::Send(Err(Error::Io(e)))
+        | OpResult::SendMsg(Err(Error::Io(e)))
+        | OpResult::Close(Err(Error::Io(e)))
+        | OpResult::Shutdown(Err(Error::Io(e)))
+        | OpResult::Poll(Err(Error::Io(e)))
+        | OpResult::Read(Err(ReadError::Io(e)))
+        | OpResult::Pread(Err(ReadError::Io(e)))
+        | OpResult::Recv(Err(ReadError::Io(e)))
+        | OpResult::RecvMsg(Err(ReadError::Io(e))) => e,
+        _ => return None,
+    };
+    e.raw_os_error()
+}

@@ -20,7 +20,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use runtime_tests::{dup_high, each_backend, new_loop};
+use runtime_tests::{dup_high, each_backend, new_loop, os_error};
 use xev::net::{TcpListener, TcpStream, UdpSocket};
 use xev::watcher::process::Process;
 use xev::watcher::tcp::Tcp;
@@ -51,27 +51,6 @@ fn one(lp: &mut Loop, op: Op) -> OpResult {
     }
     assert_eq!(v.len(), 1, "{what}: one callback");
     v.pop().unwrap()
-}
-
-/// The OS error of a failed result.
-fn os_error(r: &OpResult) -> Option<i32> {
-    let e: &io::Error = match r {
-        OpResult::Accept(Err(Error::Io(e)))
-        | OpResult::Connect(Err(Error::Io(e)))
-        | OpResult::Write(Err(Error::Io(e)))
-        | OpResult::Pwrite(Err(Error::Io(e)))
-        | OpResult::Send(Err(Error::Io(e)))
-        | OpResult::SendMsg(Err(Error::Io(e)))
-        | OpResult::Close(Err(Error::Io(e)))
-        | OpResult::Shutdown(Err(Error::Io(e)))
-        | OpResult::Poll(Err(Error::Io(e)))
-        | OpResult::Read(Err(ReadError::Io(e)))
-        | OpResult::Pread(Err(ReadError::Io(e)))
-        | OpResult::Recv(Err(ReadError::Io(e)))
-        | OpResult::RecvMsg(Err(ReadError::Io(e))) => e,
-        _ => return None,
-    };
-    e.raw_os_error()
 }
 
 /// The fd-taking operations of the table, on `fd`.

@@ -9,31 +9,10 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::{pin, Pin};
 use std::time::{Duration, Instant};
 
-use runtime_tests::{each_backend, new_loop, only, record, results};
+use runtime_tests::{each_backend, new_loop, only, os_error, record, results};
 use xev::*;
 // The glob also brings the `xev::test` attribute; plain `#[test]` means the built-in one.
 use core::prelude::v1::test;
-
-/// The OS error of a failed result, whatever the operation.
-fn os_error(r: &OpResult) -> Option<i32> {
-    let e: &io::Error = match r {
-        OpResult::Accept(Err(Error::Io(e)))
-        | OpResult::Connect(Err(Error::Io(e)))
-        | OpResult::Write(Err(Error::Io(e)))
-        | OpResult::Pwrite(Err(Error::Io(e)))
-        | OpResult::Send(Err(Error::Io(e)))
-        | OpResult::SendMsg(Err(Error::Io(e)))
-        | OpResult::Close(Err(Error::Io(e)))
-        | OpResult::Shutdown(Err(Error::Io(e)))
-        | OpResult::Poll(Err(Error::Io(e)))
-        | OpResult::Read(Err(ReadError::Io(e)))
-        | OpResult::Pread(Err(ReadError::Io(e)))
-        | OpResult::Recv(Err(ReadError::Io(e)))
-        | OpResult::RecvMsg(Err(ReadError::Io(e))) => e,
-        _ => return None,
-    };
-    e.raw_os_error()
-}
 
 /// Run `op` to completion on `lp` and return its one result; then check that a normal
 /// timer still fires on the same loop.
