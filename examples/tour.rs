@@ -4,7 +4,7 @@
 //! tasks, sleeps, a timeout, TCP, a file, a child process and a wake-up from a thread.
 //!
 //! Run it with `cargo run --release --example tour` (append `-- epoll` or `-- io_uring` to
-//! pin a backend).
+//! pin a backend, or set `XEV_BACKEND=epoll`: every example honours it).
 
 use std::cell::RefCell;
 use std::net::{SocketAddr, TcpListener};

@@ -52,8 +52,11 @@ pub struct Options {
     /// Submission-queue size for io_uring (1..=[`MAX_ENTRIES`]); the poll backend uses it
     /// as its event-batch size. Default 256.
     pub entries: u32,
-    /// Pin a backend; `None` picks [`Backend::default()`] (io_uring when the kernel allows
-    /// it, else the poll backend). A pinned backend that is not available is an error.
+    /// Pin a backend; `None` picks [`Backend::default()`]: the one the `XEV_BACKEND`
+    /// environment variable names (`io_uring`, `epoll`, ...; an unknown or unavailable
+    /// name makes [`Loop::new`] fail), else io_uring when the kernel allows it, else the
+    /// poll backend. A pinned backend that is not available is an error; a pinned backend
+    /// wins over `XEV_BACKEND`.
     pub backend: Option<Backend>,
     /// Pool for blocking work (regular-file I/O on the poll backend). `None`: the loop
     /// makes its own default pool, whose threads start only when needed.
@@ -363,7 +366,7 @@ impl Loop {
                 ))
             }
             Some(b) => b,
-            None => Backend::default(),
+            None => Backend::try_default()?,
         };
         let driver = Driver::new(backend, opts.entries)?;
         let sink = Arc::new(PoolSink {

@@ -17,9 +17,11 @@ pub(crate) mod io_uring;
 pub(crate) mod poll;
 mod polling;
 
+use std::fmt;
 use std::io;
 use std::os::fd::RawFd;
 use std::ptr::NonNull;
+use std::str::FromStr;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -57,10 +59,73 @@ impl Backend {
         }
     }
 
-    /// The first available candidate: io_uring when the kernel allows it (it is often
-    /// disabled by seccomp or `kernel.io_uring_disabled`), else the poll backend.
+    /// The backend a loop gets when none is pinned: the one named by the
+    /// [`XEV_BACKEND`](BACKEND_ENV) environment variable if it is set, valid and available
+    /// here, otherwise the first available candidate (io_uring when the kernel allows it:
+    /// it is often disabled by seccomp or `kernel.io_uring_disabled`, else the poll
+    /// backend).
+    ///
+    /// An unknown or unavailable `XEV_BACKEND` is ignored here, but it is an error for
+    /// everything that creates a loop without pinning a backend ([`Loop::new`] with
+    /// `Options::backend: None`, [`Runtime::new`](crate::rt::Runtime::new),
+    /// [`block_on`](crate::block_on), `#[xev::main]`): use [`try_default`](Self::try_default)
+    /// to see that error yourself.
+    ///
+    /// [`Loop::new`]: crate::Loop::new
     #[allow(clippy::should_implement_trait)]
     pub fn default() -> Backend {
+        Backend::try_default().unwrap_or_else(|_| Backend::best())
+    }
+
+    /// [`default`](Self::default), with an unknown or unavailable `XEV_BACKEND` reported as
+    /// an error (`InvalidInput` for a name that is no backend, `Unsupported` for one that
+    /// cannot run here).
+    ///
+    /// ```
+    /// // With XEV_BACKEND unset (or empty), the best backend available here.
+    /// if std::env::var_os("XEV_BACKEND").is_none() {
+    ///     assert_eq!(xev::Backend::try_default()?, xev::Backend::available().next().unwrap());
+    /// }
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn try_default() -> io::Result<Backend> {
+        Ok(Backend::from_env()?.unwrap_or_else(Backend::best))
+    }
+
+    /// The backend named by the [`XEV_BACKEND`](BACKEND_ENV) environment variable: `None`
+    /// when it is unset or empty, an error when it names no backend (`InvalidInput`) or
+    /// one that is not available here (`Unsupported`).
+    pub fn from_env() -> io::Result<Option<Backend>> {
+        let Some(value) = std::env::var_os(BACKEND_ENV) else {
+            return Ok(None);
+        };
+        if value.is_empty() {
+            return Ok(None);
+        }
+        let name = value.to_str().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{BACKEND_ENV}={value:?} is not valid UTF-8"),
+            )
+        })?;
+        let backend: Backend = name.parse().map_err(|e| {
+            io::Error::new(io::ErrorKind::InvalidInput, format!("{BACKEND_ENV}: {e}"))
+        })?;
+        if !backend.is_available() {
+            let here: Vec<&str> = Backend::available().map(Backend::name).collect();
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!(
+                    "{BACKEND_ENV}={name}: that backend is not available here (available: {})",
+                    here.join(", ")
+                ),
+            ));
+        }
+        Ok(Some(backend))
+    }
+
+    /// The first available candidate (the last candidate if none is).
+    fn best() -> Backend {
         let c = Backend::candidates();
         c.iter()
             .copied()
@@ -111,6 +176,62 @@ impl Backend {
         }
     }
 }
+
+/// The environment variable that picks the backend of every loop created without a pinned
+/// one: `io_uring`, `epoll`, `kqueue` or `iocp` (see [`Backend::default`]).
+///
+/// ```sh
+/// XEV_BACKEND=epoll cargo run --release --example echo
+/// ```
+pub const BACKEND_ENV: &str = "XEV_BACKEND";
+
+impl FromStr for Backend {
+    type Err = ParseBackendError;
+
+    /// A backend by its [`name`](Backend::name) (`io-uring` is accepted for `io_uring`),
+    /// ASCII case ignored.
+    ///
+    /// ```
+    /// assert_eq!("epoll".parse::<xev::Backend>(), Ok(xev::Backend::Epoll));
+    /// assert_eq!("IO_URING".parse::<xev::Backend>(), Ok(xev::Backend::IoUring));
+    /// assert!("uring".parse::<xev::Backend>().is_err());
+    /// ```
+    fn from_str(s: &str) -> Result<Backend, ParseBackendError> {
+        let all = [
+            Backend::IoUring,
+            Backend::Epoll,
+            Backend::Kqueue,
+            Backend::Iocp,
+        ];
+        let s_norm = s.replace('-', "_");
+        all.into_iter()
+            .find(|b| b.name().eq_ignore_ascii_case(&s_norm))
+            .ok_or_else(|| ParseBackendError(s.to_owned()))
+    }
+}
+
+impl fmt::Display for Backend {
+    /// The backend's [`name`](Backend::name).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A string that names no [`Backend`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseBackendError(String);
+
+impl fmt::Display for ParseBackendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:?} is not a backend name (expected io_uring, epoll, kqueue or iocp)",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for ParseBackendError {}
 
 #[cfg(target_os = "linux")]
 fn probe_io_uring() -> bool {
@@ -224,6 +345,30 @@ impl Driver {
             #[cfg(target_os = "linux")]
             Driver::IoUring(d) => d.shutdown(core),
             Driver::Poll(d) => d.shutdown(core),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_unknown_names_are_errors() {
+        for b in [
+            Backend::IoUring,
+            Backend::Epoll,
+            Backend::Kqueue,
+            Backend::Iocp,
+        ] {
+            assert_eq!(b.name().parse::<Backend>(), Ok(b));
+            assert_eq!(b.to_string(), b.name());
+        }
+        assert_eq!("io-uring".parse::<Backend>(), Ok(Backend::IoUring));
+        assert_eq!("EPOLL".parse::<Backend>(), Ok(Backend::Epoll));
+        for bad in ["", "uring", "epol", "io_uring ", "poll"] {
+            let e = bad.parse::<Backend>().unwrap_err();
+            assert!(e.to_string().contains("expected io_uring, epoll"), "{e}");
         }
     }
 }

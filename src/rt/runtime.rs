@@ -34,7 +34,10 @@ impl Builder {
         Builder::default()
     }
 
-    /// Run on `backend` (building fails if it is not available here).
+    /// Run on `backend` (building fails if it is not available here). Without this, the
+    /// runtime runs on [`Backend::default()`]: the backend named by the `XEV_BACKEND`
+    /// environment variable (`io_uring`, `epoll`, ...; an unknown or unavailable name
+    /// makes [`build`](Self::build) fail with that error), else the best one available.
     pub fn backend(mut self, backend: Backend) -> Builder {
         self.opts.backend = Some(backend);
         self
