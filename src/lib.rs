@@ -29,6 +29,47 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! ## The async runtime
+//!
+//! [`rt`] runs futures on the same loop: a single-threaded executor ([`block_on`],
+//! [`spawn`], `#[xev::main]`, `#[xev::test]`) in which every I/O operation is a
+//! [`Completion`] wrapped in a future, whose waker fires from the completion's callback.
+//! Three rules follow from the kernel owning memory while an operation is in flight:
+//!
+//! - **Owned buffers.** A read or write takes its buffer by value ([`rt::IoBuf`],
+//!   [`rt::IoBufMut`]: `Vec<u8>`, `Box<[u8]>`, `String`, `&'static [u8]`, ...) and hands
+//!   it back with the result, `(io::Result<usize>, B)`, instead of borrowing `&mut [u8]`
+//!   as tokio does. A single read fills a `Vec` up to its *capacity* (so
+//!   `Vec::with_capacity(n)` and `vec![0; n]` both work); `read_exact` fills its *length*.
+//! - **Dropping a future cancels its operation** and never blocks: the operation (and its
+//!   buffer and fd) stays with the runtime until the kernel has let go, then the buffer is
+//!   freed. Data a dropped read had already received is lost with it (as with any
+//!   cancelled read); a connection a dropped accept produced goes to the listener's next
+//!   accept; an fd a dropped open produced is closed.
+//! - **An async fd outlives its operations.** Sockets and files share their fd with every
+//!   operation on it, so a fd number is never reused while an orphaned operation could
+//!   still touch it.
+//!
+//! Callbacks and futures can share one loop ([`rt::with_loop`]). The backend is chosen
+//! at run time: [`Backend::default()`] honours the `XEV_BACKEND` environment variable
+//! (`io_uring`, `epoll`), else picks io_uring when the kernel allows it.
+//!
+//! ```
+//! use xev::net::{TcpListener, TcpStream};
+//!
+//! #[xev::main]
+//! async fn main() -> std::io::Result<()> {
+//!     let listener = TcpListener::bind("127.0.0.1:0")?;
+//!     let client = TcpStream::connect(listener.local_addr()?).await?;
+//!     let (server, _peer) = listener.accept().await?;
+//!     client.write_all("hello").await.0?;
+//!     // The buffer goes in, and comes back with the result.
+//!     let (n, buf) = server.read(Vec::with_capacity(64)).await;
+//!     assert_eq!(&buf[..n?], b"hello");
+//!     Ok(())
+//! }
+//! ```
+//!
 //! ## Semantics shared by every backend
 //!
 //! - A no-op completion never calls back and is Dead after `add`.
