@@ -135,6 +135,8 @@ pub use watcher::process::{ExitStatus, Process};
 pub use watcher::r#async::Async;
 #[cfg(target_os = "linux")]
 pub use watcher::signal::Signal;
+#[cfg(unix)]
+pub use watcher::unix::Unix;
 pub use watcher::{
     file::File,
     stream::{Stream, WriteQueue},
