@@ -185,7 +185,7 @@ impl UnixAddr {
     }
 
     /// The same address as socket2's type (for bind and the synchronous connect).
-    pub(crate) fn to_socket2(&self) -> socket2::SockAddr {
+    pub(crate) fn socket2_addr(&self) -> socket2::SockAddr {
         let mut storage = socket2::SockAddrStorage::zeroed();
         // SAFETY: sockaddr_un is one of the platform's sockaddr types, which
         // `SockAddrStorage` (a sockaddr_storage) is large and aligned enough to hold.

@@ -266,6 +266,9 @@ fn accept_reports_the_unix_peer_and_plain_accept_no_ip_address() {
     });
 }
 
+/// A message and its sender.
+type Received = (Vec<u8>, UnixAddr);
+
 #[test]
 fn datagrams_report_their_sender_across_rearms() {
     each_backend(|b| {
@@ -282,7 +285,7 @@ fn datagrams_report_their_sender_across_rearms() {
 
         // One recv_from, rearmed for every message: each reports its own sender (the
         // address room is reset for each receive).
-        let got: Rc<RefCell<Vec<(Vec<u8>, UnixAddr)>>> = Rc::default();
+        let got: Rc<RefCell<Vec<Received>>> = Rc::default();
         let mut rc = pin!(Completion::new());
         let n = senders.len();
         server.recv_from(

@@ -91,7 +91,7 @@ impl Unix {
 
     /// Bind to `addr` (a path, which must not exist yet, or an abstract name).
     pub fn bind(&self, addr: &UnixAddr) -> io::Result<()> {
-        socket2::SockRef::from(&*self.fd).bind(&addr.to_socket2())
+        socket2::SockRef::from(&*self.fd).bind(&addr.socket2_addr())
     }
 
     /// Start listening for connections (accept them with [`accept`](Self::accept)).

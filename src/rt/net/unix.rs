@@ -101,7 +101,7 @@ impl UnixListener {
     /// ```
     pub fn bind_addr(addr: &UnixAddr) -> io::Result<UnixListener> {
         let s = socket(Type::STREAM)?;
-        s.bind(&addr.to_socket2())?;
+        s.bind(&addr.socket2_addr())?;
         s.listen(BACKLOG)?;
         Ok(UnixListener {
             fd: LoopFd::shared(s.into()),
@@ -358,7 +358,7 @@ impl UnixDatagram {
     /// A new socket bound to `addr` (a path or an abstract name).
     pub fn bind_addr(addr: &UnixAddr) -> io::Result<UnixDatagram> {
         let s = socket(Type::DGRAM)?;
-        s.bind(&addr.to_socket2())?;
+        s.bind(&addr.socket2_addr())?;
         Ok(UnixDatagram {
             fd: LoopFd::shared(s.into()),
         })
@@ -386,7 +386,7 @@ impl UnixDatagram {
 
     /// As [`connect`](Self::connect), to any [`UnixAddr`].
     pub fn connect_addr(&self, addr: &UnixAddr) -> io::Result<()> {
-        socket2::SockRef::from(&*self.fd).connect(&addr.to_socket2())
+        socket2::SockRef::from(&*self.fd).connect(&addr.socket2_addr())
     }
 
     /// Send `buf` as one message to the socket at `path`: the number of bytes sent. An
