@@ -254,6 +254,32 @@ fn accept_reports_the_unix_peer_and_plain_accept_no_ip_address() {
         assert!(matches!(only(&r), OpResult::AcceptUnix(Ok(_))));
         assert!(c.op().unwrap().unix_addr().unwrap().is_unnamed());
 
+        // One accept rearmed: an unnamed peer first, then one with a long path; the room
+        // for the address is reset each time, so the path is not cut to the first length.
+        let long = dir.addr(&"a-long-client-path".repeat(4));
+        let peers: Rc<RefCell<Vec<UnixAddr>>> = Rc::default();
+        l.accept(&mut lp, c.as_mut(), peers.clone(), |peers, _, _, r| {
+            peers.borrow_mut().push(r.expect("accept").1);
+            if peers.borrow().len() < 2 {
+                CallbackAction::Rearm
+            } else {
+                CallbackAction::Disarm
+            }
+        });
+        let _unnamed =
+            std::os::unix::net::UnixStream::connect(server.as_pathname().unwrap()).unwrap();
+        assert!(run_until(&mut lp, || peers.borrow().len() == 1));
+        let named = Unix::stream().unwrap();
+        named.bind(&long).unwrap();
+        let mut cc = pin!(Completion::new());
+        named.connect(&mut lp, cc.as_mut(), &server, (), |_, _, _, r| {
+            r.expect("connect");
+            CallbackAction::Disarm
+        });
+        assert!(run_until(&mut lp, || peers.borrow().len() == 2));
+        assert!(peers.borrow()[0].is_unnamed());
+        assert_eq!(peers.borrow()[1], long);
+
         // Op::Accept on a Unix listener: the connection, and no (made-up) IP address.
         lp.start(c.as_mut(), Op::Accept { fd: l.as_raw_fd() }, record(&r));
         let _client2 =
@@ -414,6 +440,35 @@ fn errors_are_the_kernels() {
         );
         lp.run(RunMode::UntilDone).unwrap();
         assert_eq!(err_of(only(&r)), libc::ECONNREFUSED);
+        // A full backlog: a Unix connect never waits, it reports EAGAIN (WouldBlock).
+        let tight = dir.addr("tight");
+        let l0 = Unix::stream().unwrap();
+        l0.bind(&tight).unwrap();
+        l0.listen(0).unwrap();
+        let mut refused_at = None;
+        let mut clients = Vec::new();
+        for i in 0..4 {
+            let cl = Unix::stream().unwrap();
+            lp.start(
+                c.as_mut(),
+                Op::ConnectUnix {
+                    fd: cl.as_raw_fd(),
+                    addr: Box::new(tight),
+                },
+                record(&r),
+            );
+            lp.run(RunMode::UntilDone).unwrap();
+            match only(&r) {
+                OpResult::ConnectUnix(Ok(())) => clients.push(cl),
+                OpResult::ConnectUnix(Err(Error::Io(e))) => {
+                    assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock, "{e}");
+                    refused_at = Some(i);
+                    break;
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(refused_at.is_some(), "a backlog of 0 filled up");
         // Binding an existing path.
         let e = Unix::stream().unwrap().bind(&stale).unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse);
