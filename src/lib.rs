@@ -157,6 +157,7 @@ pub mod rt;
 mod sys;
 mod thread_pool;
 mod timer_queue;
+mod unix_addr;
 pub mod watcher;
 
 pub use backend::Backend;
@@ -168,12 +169,15 @@ pub use rt::{block_on, fs, net, spawn, spawn_blocking, time, JoinHandle};
 #[cfg(target_os = "linux")]
 pub use rt::{notify, process, signal};
 pub use thread_pool::{ThreadPool, ThreadPoolOptions};
+pub use unix_addr::UnixAddr;
 #[cfg(target_os = "linux")]
 pub use watcher::process::{ExitStatus, Process};
 #[cfg(target_os = "linux")]
 pub use watcher::r#async::Async;
 #[cfg(target_os = "linux")]
 pub use watcher::signal::Signal;
+#[cfg(unix)]
+pub use watcher::unix::Unix;
 pub use watcher::{
     file::File,
     stream::{Stream, WriteQueue},

@@ -9,6 +9,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use crate::completion::Completion;
 use crate::event_loop::LoopId;
 use crate::registry::Ticket;
+use crate::unix_addr::UnixAddr;
 
 /// One operation for the loop to perform.
 ///
@@ -135,6 +136,51 @@ pub enum Op {
         /// Which operation; see [`CancelTarget::of`].
         target: CancelTarget,
     },
+    /// Accept one connection on a Unix-domain listening socket. The kernel writes the
+    /// peer's [`UnixAddr`] into `addr` (whatever it held): usually unnamed, a path or a
+    /// name when the client bound one; read it with [`Op::unix_addr`] in the callback.
+    /// [`Op::accept_unix`] builds it. ([`Op::Accept`] works on a Unix listener too, but
+    /// reports no peer address.)
+    AcceptUnix {
+        /// The listening socket.
+        fd: RawFd,
+        /// Where the kernel writes the peer's address.
+        addr: Box<UnixAddr>,
+    },
+    /// Connect a Unix-domain socket (stream, datagram or seqpacket) to `addr`, a path or
+    /// an abstract name. A Unix connect never waits, so both backends perform it when it
+    /// is submitted: a full listen backlog is `EAGAIN` (`WouldBlock`), a missing path
+    /// `ENOENT`, a path nobody listens on `ECONNREFUSED`.
+    ConnectUnix {
+        /// The socket.
+        fd: RawFd,
+        /// Where to connect.
+        addr: Box<UnixAddr>,
+    },
+    /// `sendmsg(2)` of `buf` as one message to the Unix-domain address `addr` (with
+    /// `MSG_NOSIGNAL`). A connected socket sends with [`Op::SendMsg`] (no address) or
+    /// [`Op::Send`].
+    SendMsgUnix {
+        /// The socket.
+        fd: RawFd,
+        /// Bytes to send.
+        buf: Buffer,
+        /// Destination.
+        addr: Box<UnixAddr>,
+    },
+    /// `recvmsg(2)` on a Unix-domain socket: one message into `buf`, and its sender's
+    /// address written into `addr` (unnamed for a sender that is not bound; read it with
+    /// [`Op::unix_addr`] in the callback).
+    /// [`Op::recv_msg_unix`] builds it. An empty `buf` is `Ok(0)` at once, as for
+    /// [`Op::RecvMsg`], with an unnamed sender.
+    RecvMsgUnix {
+        /// The socket.
+        fd: RawFd,
+        /// Destination.
+        buf: Buffer,
+        /// Where the kernel writes the sender's address.
+        addr: Box<UnixAddr>,
+    },
 }
 
 impl Op {
@@ -142,6 +188,41 @@ impl Op {
     pub fn close(fd: impl Into<OwnedFd>) -> Op {
         Op::Close {
             fd: Some(fd.into()),
+        }
+    }
+
+    /// `Op::AcceptUnix` on listener `fd`, with room for the peer's address.
+    pub fn accept_unix(fd: RawFd) -> Op {
+        Op::AcceptUnix {
+            fd,
+            addr: Box::new(UnixAddr::unnamed()),
+        }
+    }
+
+    /// `Op::RecvMsgUnix` on `fd` into `buf`, with room for the sender's address.
+    pub fn recv_msg_unix(fd: RawFd, buf: Buffer) -> Op {
+        Op::RecvMsgUnix {
+            fd,
+            buf,
+            addr: Box::new(UnixAddr::unnamed()),
+        }
+    }
+
+    /// The Unix address this operation carries, if any: after an [`Op::AcceptUnix`] or
+    /// an [`Op::RecvMsgUnix`] (read it from the Dead completion, in the callback), the
+    /// peer's or sender's address the kernel wrote.
+    ///
+    /// ```
+    /// let op = xev::Op::accept_unix(3);
+    /// assert!(op.unix_addr().is_some_and(|a| a.is_unnamed()));
+    /// ```
+    pub fn unix_addr(&self) -> Option<&UnixAddr> {
+        match self {
+            Op::AcceptUnix { addr, .. }
+            | Op::ConnectUnix { addr, .. }
+            | Op::SendMsgUnix { addr, .. }
+            | Op::RecvMsgUnix { addr, .. } => Some(addr),
+            _ => None,
         }
     }
 
@@ -186,7 +267,9 @@ macro_rules! with_buffer {
             | Op::Send { buf: $buf, .. }
             | Op::Recv { buf: $buf, .. }
             | Op::SendMsg { buf: $buf, .. }
-            | Op::RecvMsg { buf: $buf, .. } => $yes,
+            | Op::RecvMsg { buf: $buf, .. }
+            | Op::SendMsgUnix { buf: $buf, .. }
+            | Op::RecvMsgUnix { buf: $buf, .. } => $yes,
             _ => $no,
         }
     };
@@ -208,7 +291,11 @@ macro_rules! with_borrowed_fd {
             | Op::SendMsg { fd: $fd, .. }
             | Op::RecvMsg { fd: $fd, .. }
             | Op::Shutdown { fd: $fd, .. }
-            | Op::Poll { fd: $fd, .. } => $yes,
+            | Op::Poll { fd: $fd, .. }
+            | Op::AcceptUnix { fd: $fd, .. }
+            | Op::ConnectUnix { fd: $fd, .. }
+            | Op::SendMsgUnix { fd: $fd, .. }
+            | Op::RecvMsgUnix { fd: $fd, .. } => $yes,
             Op::Close { .. } | Op::Noop | Op::Timer { .. } | Op::Cancel { .. } => $no,
         }
     };

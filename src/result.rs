@@ -101,7 +101,8 @@ pub struct Accepted {
     /// The new socket: non-blocking and close-on-exec on every backend. Dropping it
     /// closes it.
     pub fd: OwnedFd,
-    /// The peer's address, when it is an IPv4 or IPv6 address.
+    /// The peer's address, when it is an IPv4 or IPv6 address (`None` on a Unix-domain
+    /// listener: [`Op::AcceptUnix`] gives a Unix peer's address).
     pub peer: Option<SocketAddr>,
 }
 
@@ -141,6 +142,18 @@ pub enum OpResult {
     Timer(TimerTrigger),
     /// See [`Op::Cancel`].
     Cancel(Result<(), CancelError>),
+    /// The new connection (non-blocking, close-on-exec; dropping it closes it); see
+    /// [`Op::AcceptUnix`]. The peer's address is in the operation, like the bytes of a
+    /// read are in its buffer: [`Op::unix_addr`] of the completion's op (kept out of the
+    /// result so that results stay small and nothing is allocated).
+    AcceptUnix(Result<OwnedFd, Error>),
+    /// See [`Op::ConnectUnix`].
+    ConnectUnix(Result<(), Error>),
+    /// Bytes sent; see [`Op::SendMsgUnix`].
+    SendMsgUnix(Result<usize, Error>),
+    /// Bytes received; the sender's address is [`Op::unix_addr`] of the completion's op.
+    /// See [`Op::RecvMsgUnix`].
+    RecvMsgUnix(Result<usize, ReadError>),
 }
 
 fn os(res: isize) -> io::Error {
@@ -207,6 +220,14 @@ impl OpResult {
                 r if r == -(libc::EXDEV as isize) => Err(CancelError::OtherLoop),
                 r => Err(CancelError::Io(os(r))),
             }),
+            Op::AcceptUnix { .. } => OpResult::AcceptUnix(unit(res).map(|()| {
+                // SAFETY: a non-negative accept result is a new fd that nothing else owns.
+                unsafe { OwnedFd::from_raw_fd(res as RawFd) }
+            })),
+            Op::ConnectUnix { .. } => OpResult::ConnectUnix(unit(res)),
+            Op::SendMsgUnix { .. } => OpResult::SendMsgUnix(count(res)),
+            // A zero-byte datagram is a valid message, not end-of-file.
+            Op::RecvMsgUnix { .. } => OpResult::RecvMsgUnix(read_count(res, 0)),
         }
     }
 }
@@ -214,7 +235,7 @@ impl OpResult {
 /// Whether a raw accept result for `op` carries an fd that must be closed if no callback
 /// will see it.
 pub(crate) fn close_orphan_fd(op: &Op, res: isize) {
-    if matches!(op, Op::Accept { .. }) && res >= 0 {
+    if matches!(op, Op::Accept { .. } | Op::AcceptUnix { .. }) && res >= 0 {
         sys::close_fd(res as RawFd);
     }
 }

@@ -9,6 +9,7 @@ use std::os::fd::{IntoRawFd, RawFd};
 
 use crate::completion::{Inner, Scratch};
 use crate::op::Op;
+use crate::unix_addr::UnixAddr;
 
 /// `-errno` of the last failed call.
 pub(crate) fn neg_errno() -> isize {
@@ -116,6 +117,59 @@ pub(crate) fn prepare_recvmsg(sc: &mut Scratch, buf_ptr: *mut u8, buf_len: usize
     sc.msg.msg_namelen = mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
 }
 
+/// Fill the scratch `msghdr` for a sendmsg/recvmsg whose address is the Unix address
+/// `addr` (owned by the operation, so it stays put while the kernel holds the header).
+/// For a recvmsg the kernel writes the sender's address there and its length into the
+/// header; [`unix_recvmsg_done`] copies the length back.
+pub(crate) fn prepare_msg_unix(
+    sc: &mut Scratch,
+    buf_ptr: *mut u8,
+    buf_len: usize,
+    addr: &mut UnixAddr,
+    recv: bool,
+) {
+    prepare_msg(sc, buf_ptr, buf_len, None);
+    if recv {
+        addr.reset_for_kernel();
+    }
+    sc.msg.msg_name = addr.as_mut_ptr().cast();
+    sc.msg.msg_namelen = addr.len;
+}
+
+/// After an io_uring recvmsg of `inner` completed: record the sender's address length the
+/// kernel wrote into the scratch header in the operation's address (no-op for other ops).
+///
+/// # Safety
+/// `inner` is a live completion whose operation the kernel no longer uses.
+pub(crate) unsafe fn unix_recvmsg_done(inner: *mut Inner) {
+    // SAFETY: the caller's contract; loop thread.
+    let inner = unsafe { &mut *inner };
+    if let Op::RecvMsgUnix { addr, .. } = &mut inner.op {
+        addr.len = inner.scratch.msg.msg_namelen;
+    }
+}
+
+/// Operations both backends finish at submission, on the loop thread: `Some(result)`.
+/// A Unix connect never waits (it succeeds, fails, or reports `EAGAIN` for a full
+/// backlog, which is the result then, not a reason to park), and a Unix recvmsg into an
+/// empty buffer is `Ok(0)` with an unnamed sender without consuming a message (as the
+/// core does for `RecvMsg`).
+///
+/// # Safety
+/// As for [`perform`].
+pub(crate) unsafe fn done_at_submission(inner: *mut Inner) -> Option<isize> {
+    // SAFETY: the caller's contract.
+    match unsafe { &mut (*inner).op } {
+        // SAFETY: as above.
+        Op::ConnectUnix { .. } => Some(unsafe { perform(inner, false) }),
+        Op::RecvMsgUnix { buf, addr, .. } if buf.is_empty() => {
+            addr.len = 0;
+            Some(0)
+        }
+        _ => None,
+    }
+}
+
 /// A positional read of a regular file that only succeeds if all of it is already in the
 /// page cache (`preadv2` with `RWF_NOWAIT`): `Some(result)` if it read the whole buffer or
 /// failed for a reason the pool would hit too; `None` if it would have to wait for the
@@ -209,7 +263,9 @@ pub(crate) fn wait_kind(op: &Op) -> Wait {
         | Op::Write { .. }
         | Op::Pwrite { .. }
         | Op::Send { .. }
-        | Op::SendMsg { .. } => Wait::Writable,
+        | Op::SendMsg { .. }
+        | Op::ConnectUnix { .. }
+        | Op::SendMsgUnix { .. } => Wait::Writable,
         Op::Poll { events, .. } if !events.contains(crate::PollEvents::IN) => Wait::Writable,
         _ => Wait::Readable,
     }
@@ -351,6 +407,40 @@ pub(crate) unsafe fn perform(inner: *mut Inner, connect_started: bool) -> isize 
                     r as isize
                 }
                 Op::Noop | Op::Timer { .. } | Op::Cancel { .. } => return -(libc::EINVAL as isize),
+                Op::AcceptUnix { fd, addr } => {
+                    addr.reset_for_kernel();
+                    let name = addr.as_mut_ptr();
+                    libc::accept4(
+                        *fd,
+                        name,
+                        &mut addr.len,
+                        libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                    ) as isize
+                }
+                // Never waits (see `done_at_submission`): EAGAIN is a full backlog.
+                Op::ConnectUnix { fd, addr } => {
+                    libc::connect(*fd, addr.as_ptr(), addr.len) as isize
+                }
+                Op::SendMsgUnix { fd, buf, addr } => libc::sendto(
+                    *fd,
+                    buf.as_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+                    addr.as_ptr(),
+                    addr.len,
+                ),
+                Op::RecvMsgUnix { fd, buf, addr } => {
+                    addr.reset_for_kernel();
+                    let name = addr.as_mut_ptr();
+                    libc::recvfrom(
+                        *fd,
+                        buf.as_ptr().cast(),
+                        buf.len(),
+                        libc::MSG_DONTWAIT,
+                        name,
+                        &mut addr.len,
+                    )
+                }
             }
         };
         let r = ret(r);

@@ -129,7 +129,8 @@ impl Driver {
 
     pub(crate) fn start(&mut self, core: &mut Core, c: NonNull<Completion>) {
         // SAFETY: `c` is Active and live; loop thread.
-        if let Op::Accept { fd } = unsafe { &(*Completion::raw(c)).op } {
+        if let Op::Accept { fd } | Op::AcceptUnix { fd, .. } = unsafe { &(*Completion::raw(c)).op }
+        {
             let fd = *fd;
             if let Some(a) = self.accepts.iter_mut().find(|a| a.fd == fd) {
                 // Another accept on this listener is in the kernel: wait behind it.
@@ -190,6 +191,10 @@ impl Driver {
             // number. Done here, in order, as the poll backend does.
             // SAFETY: as above; the op owns no buffer.
             let res = unsafe { sys::perform(inner, false) };
+            return core.finish(c, res);
+        }
+        // SAFETY: as above.
+        if let Some(res) = unsafe { sys::done_at_submission(inner) } {
             return core.finish(c, res);
         }
         // SAFETY: `c` is Active and live and not yet in the kernel; we build the SQE from
@@ -283,6 +288,24 @@ impl Driver {
                 Op::Noop | Op::Timer { .. } | Op::Cancel { .. } => {
                     unreachable!("handled by the core")
                 }
+                Op::AcceptUnix { fd, addr } => {
+                    addr.reset_for_kernel();
+                    let name = addr.as_mut_ptr();
+                    opcode::Accept::new(types::Fd(*fd), name, &mut addr.len)
+                        .flags(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
+                        .build()
+                }
+                Op::ConnectUnix { .. } => unreachable!("done at submission"),
+                Op::SendMsgUnix { fd, buf, addr } => {
+                    sys::prepare_msg_unix(sc, buf.as_ptr(), buf.len(), addr, false);
+                    opcode::SendMsg::new(types::Fd(*fd), &sc.msg)
+                        .flags(libc::MSG_NOSIGNAL as u32)
+                        .build()
+                }
+                Op::RecvMsgUnix { fd, buf, addr } => {
+                    sys::prepare_msg_unix(sc, buf.as_ptr(), buf.len(), addr, true);
+                    opcode::RecvMsg::new(types::Fd(*fd), &mut sc.msg).build()
+                }
             }
         };
         // SAFETY: live and Active; loop thread.
@@ -345,8 +368,11 @@ impl Driver {
         self.reap(|d, c, res| {
             d.in_kernel -= 1;
             // SAFETY: `c` is Active (its CQE just arrived), so live; loop thread.
-            if let Op::Accept { .. } = unsafe { &(*Completion::raw(c)).op } {
-                d.accept_done(core, c);
+            match unsafe { &(*Completion::raw(c)).op } {
+                Op::Accept { .. } | Op::AcceptUnix { .. } => d.accept_done(core, c),
+                // SAFETY: as above; the kernel is done with the operation.
+                Op::RecvMsgUnix { .. } => unsafe { sys::unix_recvmsg_done(Completion::raw(c)) },
+                _ => {}
             }
             core.finish(c, res);
         });

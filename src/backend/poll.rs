@@ -208,6 +208,10 @@ impl Driver {
             let res = attempt(c);
             return self.complete(core, c, res);
         }
+        // SAFETY: as above.
+        if let Some(res) = unsafe { sys::done_at_submission(inner) } {
+            return self.complete(core, c, res);
+        }
         // An fd never seen has no state yet: it may be ready, and nobody is queued on it.
         // The table grows only once the attempt shows the fd is open (EAGAIN).
         let (queue_empty, ready) = match self.fds.get(fd as usize) {
@@ -293,7 +297,7 @@ impl Driver {
                     }
                 }
             }
-            Op::Accept { .. } if res >= 0 => {
+            Op::Accept { .. } | Op::AcceptUnix { .. } if res >= 0 => {
                 // A number seen before now names the new connection.
                 if let Some(st) = self.fds.get_mut(res as usize) {
                     st.reset();

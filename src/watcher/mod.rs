@@ -55,6 +55,8 @@ pub mod stream;
 pub mod tcp;
 mod timer;
 pub mod udp;
+#[cfg(unix)]
+pub mod unix;
 
 pub use timer::Timer;
 

@@ -59,12 +59,18 @@
 
 mod tcp;
 mod udp;
+#[cfg(unix)]
+mod unix;
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 
+#[cfg(unix)]
+pub use crate::UnixAddr;
 pub use tcp::{Incoming, TcpListener, TcpStream};
 pub use udp::UdpSocket;
+#[cfg(unix)]
+pub use unix::{UnixDatagram, UnixIncoming, UnixListener, UnixStream};
 
 /// The error for an address that resolved to nothing (the same as std's).
 fn no_addresses() -> io::Error {
