@@ -17,7 +17,9 @@
 //! any error fails the bench. Figures: requests/s over the timed section, the server
 //! thread's CPU time per request (its `CLOCK_THREAD_CPUTIME_ID`, read through
 //! `pthread_getcpuclockid` at the start and end of the timed section), the load
-//! generator's, and allocations per request (process-wide). Full mode: the median of 3
+//! generator's, and allocations per request (process-wide); both ratios are to the tokio
+//! server's (for CPU time lower is better). On a shared machine the CPU time per request
+//! is the steadier figure: requests/s also measures who else had the CPUs. Full mode: the median of 3
 //! rounds, variants interleaved; `XEV_BENCH_QUICK=1` (CI): 1 round of 0.25 s.
 //!
 //! Other knobs: `XEV_BENCH_ONLY=epoll,tokio` (variants whose name contains a word),
@@ -250,11 +252,12 @@ fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>], rounds: us
     let find = |v: Variant| variants.iter().position(|&x| x == v).and_then(med);
     let reference = find(Variant::TokioCt);
     println!(
-        "{:<24} {:>12} {:>12} {:>16} {:>16} {:>17} {:>13}",
+        "{:<24} {:>12} {:>12} {:>14} {:>12} {:>12} {:>17} {:>10}",
         "variant",
         "requests/s",
         "vs tokio ct",
         "server µs/req",
+        "vs tokio ct",
         "load µs/req",
         "allocs/req (max)",
         "checked"
@@ -262,11 +265,12 @@ fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>], rounds: us
     for (i, v) in variants.iter().enumerate() {
         match med(i) {
             Some(s) => println!(
-                "{:<24} {:>12.0} {:>12} {:>16.2} {:>16.2} {:>17.4} {:>13}",
+                "{:<24} {:>12.0} {:>12} {:>14.2} {:>12} {:>12.2} {:>17.4} {:>10}",
                 v.name(),
                 s.per_sec,
                 ratio(s.per_sec, reference.map(|r| r.per_sec)),
                 s.server_us_per_req,
+                ratio(s.server_us_per_req, reference.map(|r| r.server_us_per_req)),
                 s.client_us_per_req,
                 s.allocs_per_req,
                 s.checked
