@@ -1,0 +1,363 @@
+//! HTTP/1.1 "Hello, World!" servers under a keep-alive load, one after another in one
+//! process, each on its own thread:
+//!
+//! 1. xev `examples/http_hello.rs` (`serve`) on io_uring;
+//! 2. the same on epoll;
+//! 3. a tokio `current_thread` server written the same way (same parser and responses,
+//!    `servers::tokio_hello`): the reference;
+//! 4. hyper 1.x on tokio `current_thread` (hyper's defaults);
+//! 5. hyper on xev (`examples/hyper_hello.rs`), when the slot below is filled in.
+//!
+//! The load generator (`load.rs`) runs on its own thread over raw epoll:
+//! `XEV_BENCH_CONNS` kept-alive connections (default 64), each sending
+//! `XEV_BENCH_PIPELINE` requests in one write (default: one run with 1 and one with 16)
+//! and the next batch once all are answered, for a warm-up and then `XEV_BENCH_SECS`
+//! timed seconds (default 3); every response is checked (byte for byte where the server's
+//! response is fixed, framing + status + body for hyper, whose `date` header varies), and
+//! any error fails the bench. Figures: requests/s over the timed section, the server
+//! thread's CPU time per request (its `CLOCK_THREAD_CPUTIME_ID`, read through
+//! `pthread_getcpuclockid` at the start and end of the timed section), the load
+//! generator's, and allocations per request (process-wide); both ratios are to the tokio
+//! server's (for CPU time lower is better). On a shared machine the CPU time per request
+//! is the steadier figure: requests/s also measures who else had the CPUs. Full mode: the median of 3
+//! rounds, variants interleaved; `XEV_BENCH_QUICK=1` (CI): 1 round of 0.25 s.
+//!
+//! Other knobs: `XEV_BENCH_ONLY=epoll,tokio` (variants whose name contains a word),
+//! `XEV_BENCH_PIN=none|same|split` (default none: the scheduler places the threads;
+//! `split`: load generator on CPU 0, server on CPU 1). Comma lists work for
+//! `XEV_BENCH_CONNS` and `XEV_BENCH_PIPELINE`.
+//!
+//! Run with `cargo bench --bench http`.
+
+#[path = "../common/mod.rs"]
+mod common;
+#[allow(dead_code)] // the example's `main`
+#[path = "../../examples/http_hello.rs"]
+mod http_hello;
+mod load;
+mod servers;
+
+// ---- hyper on xev: the slot ----------------------------------------------------------
+// Once examples/hyper_hello.rs exists, with `pub async fn serve(listener:
+// xev::net::TcpListener)` (any output), uncomment the six lines below (if the example
+// needs no `hyper` feature, drop the three `#[cfg(..)]` lines instead): the variant
+// "hyper on xev" and its target line then appear.
+// #[cfg(feature = "hyper")]
+// #[allow(dead_code)]
+// #[path = "../../examples/hyper_hello.rs"]
+// mod hyper_hello;
+// #[cfg(feature = "hyper")]
+// const HYPER_ON_XEV: Option<servers::XevServe> = Some(|l| Box::pin(async move { let _ = hyper_hello::serve(l).await; Ok(()) }));
+// #[cfg(not(feature = "hyper"))]
+/// hyper on xev: the `serve` of `examples/hyper_hello.rs`, once the slot above is filled.
+const HYPER_ON_XEV: Option<servers::XevServe> = None;
+
+#[global_allocator]
+static A: common::Counting = common::Counting;
+
+use std::os::unix::thread::JoinHandleExt;
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::report::{per_round_line, ratio, ratio_target};
+use common::{sys, watchdog};
+use load::{Expect, Sample};
+use servers::Stop;
+use xev::Backend;
+
+/// A single measurement that takes longer than this is a hang: the process exits.
+const MEASUREMENT_LIMIT: Duration = Duration::from_secs(120);
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Variant {
+    XevIoUring,
+    XevEpoll,
+    TokioCt,
+    HyperTokio,
+    HyperXev,
+}
+
+impl Variant {
+    const ALL: [Variant; 5] = [
+        Variant::XevIoUring,
+        Variant::XevEpoll,
+        Variant::TokioCt,
+        Variant::HyperTokio,
+        Variant::HyperXev,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Variant::XevIoUring => "xev http_hello io_uring",
+            Variant::XevEpoll => "xev http_hello epoll",
+            Variant::TokioCt => "tokio current_thread",
+            Variant::HyperTokio => "hyper on tokio ct",
+            Variant::HyperXev => "hyper on xev",
+        }
+    }
+
+    fn on_io_uring(self) -> bool {
+        // hyper on xev runs on xev's default backend: io_uring where available.
+        matches!(self, Variant::XevIoUring)
+    }
+
+    fn expect(self) -> Expect {
+        match self {
+            Variant::XevIoUring | Variant::XevEpoll | Variant::TokioCt => {
+                Expect::Exact(http_hello::OK)
+            }
+            Variant::HyperTokio | Variant::HyperXev => Expect::Body(http_hello::BODY),
+        }
+    }
+
+    /// Run this variant's server on the calling thread until `stop` fires.
+    fn serve(
+        self,
+        listener: std::net::TcpListener,
+        stop: &Stop,
+        ready: &servers::Ready,
+    ) -> Result<(), String> {
+        match self {
+            Variant::XevIoUring => servers::xev(Backend::IoUring, listener, stop, ready),
+            Variant::XevEpoll => servers::xev(Backend::Epoll, listener, stop, ready),
+            Variant::TokioCt => servers::tokio_hello(listener, stop, ready),
+            Variant::HyperTokio => servers::hyper_tokio(listener, stop, ready),
+            Variant::HyperXev => match HYPER_ON_XEV {
+                Some(serve) => servers::xev_with(Backend::default(), listener, stop, ready, serve),
+                None => Err("hyper on xev is not built in".into()),
+            },
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Workload {
+    conns: usize,
+    depth: usize,
+    warmup: Duration,
+    timed: Duration,
+}
+
+/// One run of `v` under `w`: a fresh server thread and listener, the load from another
+/// thread, then the server stopped and joined.
+fn measure(v: Variant, w: &Workload) -> Result<Sample, String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| format!("local_addr: {e}"))?;
+    watchdog::arm(MEASUREMENT_LIMIT);
+    let (cpu_client, cpu_server) = pin_plan();
+    let stop = Stop::default();
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let server = thread::Builder::new()
+        .name("http-server".into())
+        .spawn({
+            let stop = stop.clone();
+            move || {
+                sys::pin_to("http", cpu_server);
+                let r = v.serve(listener, &stop, &ready_tx);
+                if let Err(e) = &r {
+                    let _ = ready_tx.send(Err(e.clone()));
+                }
+                r
+            }
+        })
+        .map_err(|e| format!("spawn: {e}"))?;
+    let started = ready_rx
+        .recv()
+        .unwrap_or_else(|_| Err("server thread ended".into()));
+    let result = started.and_then(|()| {
+        let server_clock = load::thread_clock(server.as_pthread_t())
+            .map_err(|e| format!("pthread_getcpuclockid: {e}"))?;
+        let spec = load::Spec {
+            addr,
+            conns: w.conns,
+            depth: w.depth,
+            warmup: w.warmup,
+            timed: w.timed,
+            expect: v.expect(),
+            server_clock,
+        };
+        thread::Builder::new()
+            .name("http-load".into())
+            .spawn(move || {
+                sys::pin_to("http", cpu_client);
+                load::run(spec)
+            })
+            .map_err(|e| format!("spawn: {e}"))?
+            .join()
+            .map_err(|_| "load thread panicked".to_string())?
+    });
+    // The load's connections are closed by now.
+    stop.fire();
+    let served = server
+        .join()
+        .map_err(|_| "server thread panicked".to_string())?;
+    watchdog::disarm();
+    let sample = result?;
+    served?;
+    Ok(sample)
+}
+
+/// The thread placement, `XEV_BENCH_PIN`, by default `none`.
+fn pin_mode() -> String {
+    sys::pin_mode("none")
+}
+
+/// The CPUs of (load generator, server), when pinning.
+fn pin_plan() -> (Option<usize>, Option<usize>) {
+    sys::pin_plan(&pin_mode()).unzip()
+}
+
+/// A comma-separated list of numbers in `var`, or `default`.
+fn numbers(var: &str, default: &[usize]) -> Vec<usize> {
+    match std::env::var(var) {
+        Ok(v) if !v.trim().is_empty() => v
+            .split(',')
+            .map(|x| {
+                x.trim()
+                    .parse()
+                    .unwrap_or_else(|_| panic!("{var}: {x:?} is not a number"))
+            })
+            .collect(),
+        _ => default.to_vec(),
+    }
+}
+
+fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>], rounds: usize) {
+    println!();
+    println!(
+        "== {} connections, pipeline depth {}, {:.2} s timed (+{:.2} s warm-up), {} round(s) ==",
+        w.conns,
+        w.depth,
+        w.timed.as_secs_f64(),
+        w.warmup.as_secs_f64(),
+        rounds
+    );
+    let med = |i: usize| -> Option<Sample> {
+        let s = &samples[i];
+        if s.is_empty() {
+            return None;
+        }
+        let m = |f: fn(&Sample) -> f64| common::median(s.iter().map(f).collect());
+        Some(Sample {
+            per_sec: m(|x| x.per_sec),
+            server_us_per_req: m(|x| x.server_us_per_req),
+            client_us_per_req: m(|x| x.client_us_per_req),
+            allocs_per_req: s.iter().map(|x| x.allocs_per_req).fold(0.0, f64::max),
+            checked: s.iter().map(|x| x.checked).sum(),
+        })
+    };
+    let find = |v: Variant| variants.iter().position(|&x| x == v).and_then(med);
+    let reference = find(Variant::TokioCt);
+    println!(
+        "{:<24} {:>12} {:>12} {:>14} {:>12} {:>12} {:>17} {:>10}",
+        "variant",
+        "requests/s",
+        "vs tokio ct",
+        "server µs/req",
+        "vs tokio ct",
+        "load µs/req",
+        "allocs/req (max)",
+        "checked"
+    );
+    for (i, v) in variants.iter().enumerate() {
+        match med(i) {
+            Some(s) => println!(
+                "{:<24} {:>12.0} {:>12} {:>14.2} {:>12} {:>12.2} {:>17.4} {:>10}",
+                v.name(),
+                s.per_sec,
+                ratio(s.per_sec, reference.map(|r| r.per_sec)),
+                s.server_us_per_req,
+                ratio(s.server_us_per_req, reference.map(|r| r.server_us_per_req)),
+                s.client_us_per_req,
+                s.allocs_per_req,
+                s.checked
+            ),
+            None => println!("{:<24} {:>12}", v.name(), "failed"),
+        }
+    }
+    per_round_line(
+        "requests/s",
+        0,
+        variants
+            .iter()
+            .zip(samples)
+            .map(|(v, s)| (v.name(), s.iter().map(|x| x.per_sec).collect())),
+    );
+    if let Some(r) = reference {
+        for (v, goal, min) in [
+            (Variant::XevIoUring, "1.2x tokio ct", 1.2),
+            (Variant::XevEpoll, "1.0x tokio ct", 1.0),
+        ] {
+            if let Some(s) = find(v) {
+                ratio_target(v.name(), goal, s.per_sec / r.per_sec, min);
+            }
+        }
+    }
+    if let (Some(hx), Some(ht)) = (find(Variant::HyperXev), find(Variant::HyperTokio)) {
+        ratio_target(
+            "hyper on xev",
+            "hyper on tokio ct",
+            hx.per_sec / ht.per_sec,
+            1.0,
+        );
+    }
+}
+
+fn main() {
+    let quick = common::quick();
+    let started = Instant::now();
+    println!("http: HTTP/1.1 hello servers under a keep-alive, pipelined load (raw epoll client)");
+    sys::print_command("http", quick);
+    println!("{}", sys::machine());
+    println!(
+        "thread placement (XEV_BENCH_PIN): {}   io_uring available: {}   mode: {}",
+        pin_mode(),
+        Backend::IoUring.is_available(),
+        if quick {
+            "quick (1 round)"
+        } else {
+            "full (median of 3 rounds, variants interleaved)"
+        }
+    );
+    watchdog::start(
+        "http-watchdog",
+        Duration::from_millis(200),
+        format!("http: a measurement exceeded {MEASUREMENT_LIMIT:?}; exiting"),
+    );
+    let (rounds, warmup, mut timed) = if quick {
+        (1, Duration::from_millis(100), Duration::from_millis(250))
+    } else {
+        (3, Duration::from_millis(500), Duration::from_secs(3))
+    };
+    if let Some(s) = common::env_parse::<f64>("XEV_BENCH_SECS") {
+        timed = Duration::from_secs_f64(s);
+    }
+    let mut variants = common::report::select(&Variant::ALL, Variant::name, Variant::on_io_uring);
+    if HYPER_ON_XEV.is_none() {
+        variants.retain(|&v| v != Variant::HyperXev);
+        println!("hyper on xev: not built in (see the slot at the top of benches/http/main.rs)");
+    }
+    let mut failed = false;
+    for conns in numbers("XEV_BENCH_CONNS", &[64]) {
+        for depth in numbers("XEV_BENCH_PIPELINE", &[1, 16]) {
+            let w = Workload {
+                conns,
+                depth,
+                warmup,
+                timed,
+            };
+            let samples = common::report::interleaved(
+                rounds,
+                &variants,
+                &mut failed,
+                |v| measure(v, &w),
+                |v| format!("http: {conns} conns, depth {depth} / {}", v.name()),
+            );
+            table(&w, &variants, &samples, rounds);
+        }
+    }
+    common::report::finish("total wall time", started, failed);
+}
