@@ -113,6 +113,7 @@ mod queue;
 mod registry;
 mod result;
 pub mod rt;
+mod sigpipe;
 mod sys;
 mod thread_pool;
 mod timer_queue;
@@ -126,6 +127,8 @@ pub use result::{Accepted, CancelError, Error, OpResult, ReadError, TimerTrigger
 pub use rt::{block_on, fs, net, spawn, spawn_blocking, time, JoinHandle};
 #[cfg(target_os = "linux")]
 pub use rt::{notify, process, signal};
+#[cfg(target_os = "linux")]
+pub use rt::pipe;
 pub use thread_pool::{ThreadPool, ThreadPoolOptions};
 #[cfg(target_os = "linux")]
 pub use watcher::process::{ExitStatus, Process};
