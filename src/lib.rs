@@ -124,11 +124,11 @@ pub use completion::{CallbackAction, Completion, CompletionState};
 pub use event_loop::{Loop, Options, RunError, RunMode, MAX_ENTRIES};
 pub use op::{Buffer, CancelTarget, Op, PollEvents, INLINE_BUFFER};
 pub use result::{Accepted, CancelError, Error, OpResult, ReadError, TimerTrigger};
+#[cfg(target_os = "linux")]
+pub use rt::pipe;
 pub use rt::{block_on, fs, net, spawn, spawn_blocking, time, JoinHandle};
 #[cfg(target_os = "linux")]
 pub use rt::{notify, process, signal};
-#[cfg(target_os = "linux")]
-pub use rt::pipe;
 pub use thread_pool::{ThreadPool, ThreadPoolOptions};
 #[cfg(target_os = "linux")]
 pub use watcher::process::{ExitStatus, Process};

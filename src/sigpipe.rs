@@ -67,9 +67,8 @@ mod imp {
                     let set = sigpipe_set();
                     let mut old = MaybeUninit::<libc::sigset_t>::uninit();
                     // SAFETY: pthread_sigmask reads `set` and writes the old mask into `old`.
-                    let r = unsafe {
-                        libc::pthread_sigmask(libc::SIG_BLOCK, &set, old.as_mut_ptr())
-                    };
+                    let r =
+                        unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, old.as_mut_ptr()) };
                     // SAFETY: on success `old` was written; sigismember only reads it.
                     let was_blocked =
                         r != 0 || unsafe { libc::sigismember(old.as_ptr(), libc::SIGPIPE) } == 1;

@@ -92,9 +92,18 @@ pub fn spawn(cmd: &mut Command) -> io::Result<Child> {
         }
     };
     Ok(Child {
-        stdin: child.stdin.take().map(|p| ChildStdin::from(OwnedFd::from(p))),
-        stdout: child.stdout.take().map(|p| ChildStdout::from(OwnedFd::from(p))),
-        stderr: child.stderr.take().map(|p| ChildStderr::from(OwnedFd::from(p))),
+        stdin: child
+            .stdin
+            .take()
+            .map(|p| ChildStdin::from(OwnedFd::from(p))),
+        stdout: child
+            .stdout
+            .take()
+            .map(|p| ChildStdout::from(OwnedFd::from(p))),
+        stderr: child
+            .stderr
+            .take()
+            .map(|p| ChildStderr::from(OwnedFd::from(p))),
         process,
         status: None,
     })

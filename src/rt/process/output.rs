@@ -23,11 +23,8 @@ impl Child {
     /// When awaited outside a runtime.
     pub async fn wait_with_output(mut self) -> io::Result<Output> {
         drop(self.stdin.take());
-        let (stdout, stderr) = join(
-            read_all(self.stdout.take()),
-            read_all(self.stderr.take()),
-        )
-        .await;
+        let (stdout, stderr) =
+            join(read_all(self.stdout.take()), read_all(self.stderr.take())).await;
         let (stdout, stderr) = (stdout?, stderr?);
         let status = self.wait().await?;
         Ok(Output {
