@@ -2,7 +2,8 @@
 //! `target/tmp`), page cache warm for the source.
 //!
 //! Variants, interleaved (A B C ... A B C ...), each copying to a fresh destination that
-//! is removed (untimed) after the copy:
+//! is removed (untimed) after the copy; before each copy, the filesystem's dirty pages
+//! are written back (`syncfs`, untimed) so no copy pays for another's writeback:
 //!
 //! 1. `xev io_uring`, 2. `xev epoll`: `xev::fs::copy` on a runtime of that backend
 //!    (`copy_file_range(2)` in 64 MiB jobs on the thread pool: the backend does not
@@ -80,8 +81,16 @@ impl Variant {
 fn main() {
     let started = Instant::now();
     let quick = common::quick();
-    let mib = common::env_parse::<u64>("XEV_COPY_MIB").unwrap_or(if quick { QUICK_MIB } else { FULL_MIB });
-    let rounds = if quick { 1 } else { common::env_parse("XEV_BENCH_ROUNDS").unwrap_or(FULL_ROUNDS) };
+    let mib = common::env_parse::<u64>("XEV_COPY_MIB").unwrap_or(if quick {
+        QUICK_MIB
+    } else {
+        FULL_MIB
+    });
+    let rounds = if quick {
+        1
+    } else {
+        common::env_parse("XEV_BENCH_ROUNDS").unwrap_or(FULL_ROUNDS)
+    };
     sys::print_command("file_copy", quick);
     println!("machine: {}", sys::machine());
     println!("file_copy: {mib} MiB, page cache warm, {rounds} round(s), median shown (shared machine: noisy)");
@@ -100,6 +109,10 @@ fn main() {
         &mut failed,
         |v| {
             let _ = std::fs::remove_file(&dst);
+            // Every copy starts with no dirty pages waiting (the last one's were dropped
+            // with its file, or written back here): writeback throttling then hits each
+            // variant alike.
+            settle(&dir);
             watchdog::arm(MEASUREMENT_LIMIT);
             let t = Instant::now();
             let n = copy(v, &src, &dst).map_err(|e| e.to_string())?;
@@ -147,13 +160,24 @@ fn main() {
                 let q = median(samples[i].clone()) / s;
                 // Within 1.1x of std: at least 1/1.1 of its rate.
                 report::target(
-                    format_args!("{} within 1.1x of std::fs::copy: {q:.3}x of its rate", v.name()),
+                    format_args!(
+                        "{} within 1.1x of std::fs::copy: {q:.3}x of its rate",
+                        v.name()
+                    ),
                     quick || q >= 1.0 / 1.1,
                 );
             }
         }
     }
     report::finish("file_copy", started, failed);
+}
+
+/// Write back the dirty pages of the filesystem holding `dir` (`syncfs(2)`), untimed.
+fn settle(dir: &Path) {
+    if let Ok(d) = File::open(dir) {
+        // SAFETY: syncfs on an fd we hold open.
+        unsafe { libc::syncfs(d.as_raw_fd()) };
+    }
 }
 
 /// A file of `bytes` non-zero pseudo-random bytes, written and synced once, read once so
@@ -183,7 +207,11 @@ fn make_source(path: &Path, bytes: u64) -> io::Result<()> {
 fn copy(v: Variant, src: &Path, dst: &Path) -> io::Result<u64> {
     match v {
         Variant::XevIoUring | Variant::XevEpoll => {
-            let b = if v == Variant::XevIoUring { Backend::IoUring } else { Backend::Epoll };
+            let b = if v == Variant::XevIoUring {
+                Backend::IoUring
+            } else {
+                Backend::Epoll
+            };
             let rt = xev::rt::Builder::new().backend(b).build()?;
             rt.block_on(xev::fs::copy(src, dst))
         }
@@ -210,10 +238,19 @@ fn splice_copy(src: &Path, dst: &Path) -> io::Result<u64> {
     // SAFETY: both fds are new and ours.
     let (pr, pw) = unsafe {
         use std::os::fd::FromRawFd;
-        (std::os::fd::OwnedFd::from_raw_fd(fds[0]), std::os::fd::OwnedFd::from_raw_fd(fds[1]))
+        (
+            std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+        )
     };
     // SAFETY: F_SETPIPE_SZ on our pipe.
-    unsafe { libc::fcntl(pw.as_raw_fd(), libc::F_SETPIPE_SZ, SPLICE_STEP as libc::c_int) };
+    unsafe {
+        libc::fcntl(
+            pw.as_raw_fd(),
+            libc::F_SETPIPE_SZ,
+            SPLICE_STEP as libc::c_int,
+        )
+    };
     let mut ring = common::uring::ring(8)?;
     let (mut off_in, mut off_out) = (0u64, 0u64);
     while off_out < len {
@@ -254,7 +291,10 @@ fn splice_copy(src: &Path, dst: &Path) -> io::Result<u64> {
         ring.submit_and_wait(n_sqe)?;
         let mut seen = 0;
         while seen < n_sqe {
-            let cqes: Vec<_> = ring.completion().map(|c| (c.user_data(), c.result())).collect();
+            let cqes: Vec<_> = ring
+                .completion()
+                .map(|c| (c.user_data(), c.result()))
+                .collect();
             if cqes.is_empty() {
                 common::uring::submit_and_wait_one(&ring.submitter())?;
                 continue;

@@ -11,7 +11,7 @@
 //! - A write to a pipe whose every receiver is closed fails with
 //!   [`BrokenPipe`](io::ErrorKind::BrokenPipe) (`EPIPE`). It never raises `SIGPIPE`,
 //!   whatever the process's disposition for it: the loop's thread blocks `SIGPIPE` while
-//!   the loop lives, from its first write on (see the crate's `ARCHITECTURE.md`).
+//!   the loop lives, from its first write on (see [`Op::Write`]).
 //! - An end's descriptor is never closed while an operation that names it can still run
 //!   (a dropped read or write future's operation keeps it open until it ends), as for
 //!   every async socket and file.
