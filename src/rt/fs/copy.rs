@@ -5,12 +5,12 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::blocking;
 
-/// Bytes one pool job copies at most: the future can stop between two jobs, and a job
-/// costs one round trip to the pool (microseconds) per 64 MiB.
+/// Bytes copied between two looks at the stop flag (set when the future is dropped).
 const CHUNK: u64 = 64 << 20;
 
 /// The buffer of the read/write fallback.
@@ -21,7 +21,8 @@ const FALLBACK_BUF: usize = 1 << 20;
 ///
 /// The data is copied inside the kernel with `copy_file_range(2)` (no trip through user
 /// space; on filesystems that support it, such as Btrfs or XFS, a clone of the extents),
-/// on the runtime's blocking pool, 64 MiB per pool job. Where `copy_file_range` cannot
+/// in one job on the runtime's blocking pool (opening included: one round trip to the
+/// pool per copy), 64 MiB per call. Where `copy_file_range` cannot
 /// be used for this pair of files (`EXDEV` across filesystems on kernels before 5.3 and
 /// again since 5.19 for some filesystems, `EINVAL`, `ENOSYS`, `EOPNOTSUPP`, `EPERM`
 /// under some seccomp filters), it falls back to `read`/`write` through a 1 MiB buffer,
@@ -33,8 +34,8 @@ const FALLBACK_BUF: usize = 1 << 20;
 /// link to it) truncates it first, as `std::fs::copy` does on Linux: the file ends up
 /// empty and `Ok(0)` is returned.
 ///
-/// Dropping the future stops the copy after the pool job in flight (at most 64 MiB
-/// more); `to` is then left partly written.
+/// Dropping the future stops the copy after the call in flight (at most 64 MiB more);
+/// `to` is then left partly written.
 ///
 /// ```
 /// xev::block_on(async {
@@ -54,21 +55,37 @@ const FALLBACK_BUF: usize = 1 << 20;
 /// When awaited outside a runtime.
 pub async fn copy(from: impl AsRef<Path>, to: impl AsRef<Path>) -> io::Result<u64> {
     let (from, to) = (from.as_ref().to_path_buf(), to.as_ref().to_path_buf());
-    let (src, dst) = blocking(move || open_pair(&from, &to)).await?;
-    let (src, dst) = (Arc::new(src), Arc::new(dst));
+    let stop = StopOnDrop(Arc::new(AtomicBool::new(false)));
+    let flag = stop.0.clone();
+    blocking(move || copy_all(&from, &to, &flag)).await
+}
+
+/// Tells the pool job to stop when the future is dropped.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The whole copy, on a pool thread: open both files, then copy chunk after chunk until
+/// the end of the source, or until `stop` is set (the result is then unseen).
+fn copy_all(from: &Path, to: &Path, stop: &AtomicBool) -> io::Result<u64> {
+    let (src, dst) = open_pair(from, to)?;
     let mut done = 0u64;
     let mut kernel = true;
-    loop {
-        let (s, d) = (src.clone(), dst.clone());
-        // Not bounded by the size `fstat` gave (the file may have grown): the copy ends
-        // at end of file.
-        let (n, k) = blocking(move || copy_chunk(&s, &d, done, CHUNK, kernel)).await?;
+    while !stop.load(Ordering::Relaxed) {
+        // Not bounded by the source's size as `fstat` gave it (the file may have grown):
+        // the copy ends at end of file.
+        let (n, k) = copy_chunk(&src, &dst, done, CHUNK, kernel)?;
         kernel = k;
         if n == 0 {
             return Ok(done);
         }
         done += n;
     }
+    Err(io::Error::new(io::ErrorKind::Interrupted, "copy abandoned"))
 }
 
 /// Open `from` for reading and `to` for writing (created with `from`'s permissions, or
