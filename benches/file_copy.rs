@@ -15,8 +15,8 @@
 //!    pair of SQEs per MiB, each pair linked, both performed by io-wq workers since
 //!    regular files cannot be spliced without blocking).
 //!
-//! MB/s is 10^6 bytes per second; median of 3 rounds, per-round figures printed too.
-//! The machine is small and shared with other work: the figures are noisy.
+//! MB/s is 10^6 bytes per second; median of 3 rounds, and the best round (the one least
+//! disturbed by other work on a shared machine), per-round figures printed too.
 //! `XEV_BENCH_QUICK=1`: an 8 MiB file, one round. `XEV_COPY_MIB=N`: the file size.
 //! `XEV_BENCH_ONLY=std,splice`: variants whose name contains a word.
 //!
@@ -138,13 +138,25 @@ fn main() {
         .filter(|&i| !samples[i].is_empty())
         .map(|i| median(samples[i].clone()));
     println!();
-    println!("{:<28} {:>10} {:>12}", "variant", "MB/s", "vs std");
+    let best = |i: usize| samples[i].iter().copied().fold(0.0, f64::max);
+    let std_best = variants.iter().position(|&v| v == Variant::Std).map(best);
+    println!(
+        "{:<28} {:>10} {:>10} {:>10} {:>10}",
+        "variant", "MB/s", "vs std", "best MB/s", "vs std"
+    );
     for (i, v) in variants.iter().enumerate() {
         if samples[i].is_empty() {
             continue;
         }
         let m = median(samples[i].clone());
-        println!("{:<28} {:>10.0} {:>12}", v.name(), m, ratio(m, std_median));
+        println!(
+            "{:<28} {:>10.0} {:>10} {:>10.0} {:>10}",
+            v.name(),
+            m,
+            ratio(m, std_median),
+            best(i),
+            ratio(best(i), std_best.filter(|&b| b > 0.0))
+        );
     }
     per_round_line(
         "MB/s",
