@@ -338,6 +338,9 @@ pub struct Loop {
     running: bool,
     stopped: bool,
     ticks_without_kernel: u32,
+    /// Whether this loop has asked for `SIGPIPE` to be blocked in its thread (on its
+    /// first `Op::Write`; see `sigpipe.rs`): `None` until then.
+    sigpipe: Option<bool>,
 }
 
 impl Loop {
@@ -395,6 +398,7 @@ impl Loop {
             running: false,
             stopped: false,
             ticks_without_kernel: 0,
+            sigpipe: None,
         })
     }
 
@@ -782,6 +786,11 @@ impl Loop {
                     (*inner).scratch.msg.msg_namelen = 0;
                     self.core.finish(c, 0)
                 }
+                Op::Write { .. } if self.sigpipe.is_none() => {
+                    // A write to a pipe with no reader must be `EPIPE`, never a signal.
+                    self.sigpipe = Some(crate::sigpipe::hold());
+                    self.driver.start(&mut self.core, c, rearm)
+                }
                 _ => self.driver.start(&mut self.core, c, rearm),
             }
         }
@@ -909,6 +918,9 @@ impl Drop for DeadOnUnwind {
 impl Drop for Loop {
     fn drop(&mut self) {
         self.shutdown();
+        if self.sigpipe == Some(true) {
+            crate::sigpipe::release();
+        }
     }
 }
 

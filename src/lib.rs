@@ -154,6 +154,7 @@ mod queue;
 mod registry;
 mod result;
 pub mod rt;
+mod sigpipe;
 mod sys;
 mod thread_pool;
 mod timer_queue;
@@ -165,6 +166,8 @@ pub use completion::{CallbackAction, Completion, CompletionState};
 pub use event_loop::{Loop, Options, RunError, RunMode, MAX_ENTRIES};
 pub use op::{Buffer, CancelTarget, Op, PollEvents, INLINE_BUFFER};
 pub use result::{Accepted, CancelError, Error, OpResult, ReadError, TimerTrigger};
+#[cfg(target_os = "linux")]
+pub use rt::pipe;
 pub use rt::{block_on, fs, net, spawn, spawn_blocking, time, JoinHandle};
 #[cfg(target_os = "linux")]
 pub use rt::{notify, process, signal};

@@ -55,7 +55,10 @@ pub enum Op {
         /// Byte offset in the file.
         offset: u64,
     },
-    /// Write `buf` at the fd's current position (or to the stream).
+    /// Write `buf` at the fd's current position (or to the stream). To a pipe or FIFO
+    /// with no reader left it fails with `EPIPE` and never raises `SIGPIPE`: from its
+    /// first `Write` on, a loop keeps `SIGPIPE` blocked in its thread until it is dropped
+    /// (a signal raised meanwhile is then consumed, and the old mask restored).
     Write {
         /// Destination.
         fd: RawFd,

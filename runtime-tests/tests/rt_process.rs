@@ -1,7 +1,7 @@
 //! `xev::process`: exit codes, death by signal, spawn errors, repeated and cancelled
 //! waits, try_wait, pipes, and many children awaited at once.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -121,7 +121,7 @@ async fn try_wait_and_a_cancelled_wait() -> io::Result<()> {
 }
 
 #[xev::test(backend = "all")]
-async fn pipes_are_the_std_ones() -> io::Result<()> {
+async fn pipes_are_async() -> io::Result<()> {
     let mut child = process::spawn(
         Command::new("sh")
             .args(["-c", "read line; echo \"got $line\"; echo oops >&2"])
@@ -129,19 +129,20 @@ async fn pipes_are_the_std_ones() -> io::Result<()> {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped()),
     )?;
-    child.stdin.as_mut().unwrap().write_all(b"ping\n")?;
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let reader = xev::spawn_blocking(move || {
-        let (mut o, mut e) = (String::new(), String::new());
-        out.read_to_string(&mut o)?;
-        err.read_to_string(&mut e)?;
-        Ok::<_, io::Error>((o, e))
-    });
+    child
+        .stdin
+        .as_ref()
+        .unwrap()
+        .write_all(&b"ping\n"[..])
+        .await
+        .0?;
+    let (out, err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let (mut o, mut e) = (Vec::new(), Vec::new());
+    out.read_to_end(&mut o).await?;
+    err.read_to_end(&mut e).await?;
     assert!(child.wait().await?.success());
-    let (o, e) = reader.await??;
-    assert_eq!(o, "got ping\n");
-    assert_eq!(e, "oops\n");
+    assert_eq!(o, b"got ping\n");
+    assert_eq!(e, b"oops\n");
 
     // `wait` closes stdin first, so a child reading to the end of its input exits.
     let mut cat = process::spawn(

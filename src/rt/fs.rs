@@ -1,5 +1,6 @@
 //! Files for tasks: [`File`], [`OpenOptions`], and the whole-file helpers [`read`],
-//! [`read_to_string`] and [`write`](fn@write).
+//! [`read_to_string`] and [`write`](fn@write); [`copy`], [`read_dir`] and
+//! [`canonicalize`].
 //!
 //! Reads and writes are positional (`pread`/`pwrite` at an offset, the [`read_at`] /
 //! [`write_at`] family) and take owned buffers ([`IoBuf`], [`IoBufMut`]) that come back
@@ -44,6 +45,14 @@
 //! [`IoBuf`]: crate::rt::IoBuf
 //! [`IoBufMut`]: crate::rt::IoBufMut
 //! [`spawn_blocking`]: crate::spawn_blocking
+
+mod canonicalize;
+mod copy;
+mod read_dir;
+
+pub use canonicalize::canonicalize;
+pub use copy::copy;
+pub use read_dir::{read_dir, DirEntry, ReadDir};
 
 use std::future::Future;
 use std::io;

@@ -47,12 +47,15 @@ pub(crate) enum Kind {
     Socket,
     /// `pread(2)` / `pwrite(2)` at this offset.
     At(u64),
+    /// `read(2)` / `write(2)` (pipes and other streams that are not sockets).
+    Stream,
 }
 
 fn read_op(fd: &Rc<LoopFd>, buf: Buffer, kind: Kind) -> FdOp {
     FdOp::on(fd, |fd| match kind {
         Kind::Socket => Op::Recv { fd, buf },
         Kind::At(offset) => Op::Pread { fd, buf, offset },
+        Kind::Stream => Op::Read { fd, buf },
     })
 }
 
@@ -60,6 +63,7 @@ fn write_op(fd: &Rc<LoopFd>, buf: Buffer, kind: Kind) -> FdOp {
     FdOp::on(fd, |fd| match kind {
         Kind::Socket => Op::Send { fd, buf },
         Kind::At(offset) => Op::Pwrite { fd, buf, offset },
+        Kind::Stream => Op::Write { fd, buf },
     })
 }
 

@@ -1,4 +1,4 @@
-//! Child processes awaited by a task: [`spawn`], [`Child`] and [`status`].
+//! Child processes awaited by a task: [`spawn`], [`Child`], [`status`] and [`output`].
 //!
 //! Linux only (elsewhere the module does not exist). The process is started with
 //! [`std::process::Command`] (every `Command` option works); the async part is waiting
@@ -6,6 +6,29 @@
 //! `waitid(P_PIDFD, ..)` reaping (Linux 5.4) as the callback watcher
 //! [`Process`]: the wait is an [`Op::Poll`] for the
 //! pidfd's readability, so no thread blocks and no `SIGCHLD` handler is installed.
+//!
+//! The child's standard streams set to `Stdio::piped()` become async pipe ends
+//! ([`ChildStdin`], [`ChildStdout`], [`ChildStderr`]: the [`pipe`](crate::pipe) module's
+//! types), taken from [`Child::stdin`] and friends or consumed by
+//! [`Child::wait_with_output`].
+//!
+//! ```
+//! use std::process::{Command, Stdio};
+//!
+//! xev::block_on(async {
+//!     let mut child = xev::process::spawn(
+//!         Command::new("tr").arg("a-z").arg("A-Z").stdin(Stdio::piped()).stdout(Stdio::piped()),
+//!     )?;
+//!     let stdin = child.stdin.take().unwrap();
+//!     stdin.write_all(b"shout\n".to_vec()).await.0?;
+//!     drop(stdin); // end of input
+//!     let out = child.wait_with_output().await?;
+//!     assert!(out.status.success());
+//!     assert_eq!(out.stdout, b"SHOUT\n");
+//!     Ok::<(), std::io::Error>(())
+//! })?;
+//! # Ok::<(), std::io::Error>(())
+//! ```
 //!
 //! ```
 //! use std::process::Command;
@@ -24,9 +47,13 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+mod output;
+
 use std::io;
-use std::os::fd::AsRawFd;
-use std::process::{ChildStderr, ChildStdin, ChildStdout, Command, ExitStatus};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::process::{Command, ExitStatus};
+
+pub use output::output;
 
 use super::io::mismatch;
 use super::op_future::{FdKeeper, OpFuture};
@@ -65,9 +92,18 @@ pub fn spawn(cmd: &mut Command) -> io::Result<Child> {
         }
     };
     Ok(Child {
-        stdin: child.stdin.take(),
-        stdout: child.stdout.take(),
-        stderr: child.stderr.take(),
+        stdin: child
+            .stdin
+            .take()
+            .map(|p| ChildStdin::from(OwnedFd::from(p))),
+        stdout: child
+            .stdout
+            .take()
+            .map(|p| ChildStdout::from(OwnedFd::from(p))),
+        stderr: child
+            .stderr
+            .take()
+            .map(|p| ChildStderr::from(OwnedFd::from(p))),
         process,
         status: None,
     })
@@ -84,12 +120,22 @@ pub async fn status(cmd: &mut Command) -> io::Result<ExitStatus> {
     spawn(cmd)?.wait().await
 }
 
+/// The child's stdin as an async pipe end (write to it; drop or
+/// [`close`](crate::pipe::Sender::close) it to send end of file).
+pub type ChildStdin = crate::pipe::Sender;
+
+/// The child's stdout as an async pipe end.
+pub type ChildStdout = crate::pipe::Receiver;
+
+/// The child's stderr as an async pipe end.
+pub type ChildStderr = crate::pipe::Receiver;
+
 /// A spawned child process; see [`spawn`].
 ///
-/// Its pipes are the [`std::process`] ones, taken out of the `std::process::Child` at
-/// spawn time: set `Stdio::piped()` on the `Command` to get them. They are ordinary
-/// **blocking** handles: use them from [`spawn_blocking`](crate::spawn_blocking) or another
-/// thread (or make them non-blocking yourself), never block the runtime's thread on them.
+/// Its pipes (set `Stdio::piped()` on the `Command` to get them) are async pipe ends,
+/// switched to non-blocking mode at spawn time; `take()` them to use them in other
+/// tasks. Writing to [`stdin`](Self::stdin) after the child closed its end (or exited)
+/// is a [`BrokenPipe`](io::ErrorKind::BrokenPipe) error, never a `SIGPIPE`.
 ///
 /// The child is reaped by [`wait`](Self::wait) or [`try_wait`](Self::try_wait); after
 /// that, both keep returning the same status. Dropping a `Child` neither kills nor reaps
@@ -98,13 +144,12 @@ pub async fn status(cmd: &mut Command) -> io::Result<ExitStatus> {
 /// would then fail with `ECHILD`.
 #[derive(Debug)]
 pub struct Child {
-    /// The child's stdin, if `Stdio::piped()` was set (a blocking `std` handle).
-    /// [`wait`](Self::wait) closes it first, as `std` does, so that a child reading its
-    /// input to the end can exit.
+    /// The child's stdin, if `Stdio::piped()` was set. [`wait`](Self::wait) closes it
+    /// first, as `std` does, so that a child reading its input to the end can exit.
     pub stdin: Option<ChildStdin>,
-    /// The child's stdout, if `Stdio::piped()` was set (a blocking `std` handle).
+    /// The child's stdout, if `Stdio::piped()` was set.
     pub stdout: Option<ChildStdout>,
-    /// The child's stderr, if `Stdio::piped()` was set (a blocking `std` handle).
+    /// The child's stderr, if `Stdio::piped()` was set.
     pub stderr: Option<ChildStderr>,
     /// The pidfd, through the callback watcher (which shares it with nothing here).
     process: Process,

@@ -1,0 +1,122 @@
+//! `SIGPIPE` never kills a loop: [`Op::Write`](crate::Op::Write) to a pipe (or FIFO)
+//! whose reading end is closed completes with `EPIPE`, on every backend, even in a
+//! process that has `SIGPIPE` at its default action (a C host, `-Zon-broken-pipe=kill`).
+//!
+//! **Why this is needed.** `write(2)` to a pipe with no reader sends `SIGPIPE` to the
+//! writing *thread* (`send_sig(SIGPIPE, current)` in the kernel's `pipe_write`), and
+//! pipes have no `MSG_NOSIGNAL`. On the poll backend the writer is the loop's thread. On
+//! io_uring the write is issued inline by `io_uring_enter` or retried from task work,
+//! both in the thread that owns the ring (the loop's thread), or, if it was punted, in an
+//! io-wq worker, which blocks every signal (such a signal stays pending on the worker and
+//! dies with it). Threads of the crate's pool block every asynchronous signal already.
+//!
+//! **Mechanism.** The first time a loop starts an `Op::Write`, it blocks `SIGPIPE` in
+//! its own thread (one `pthread_sigmask`; a predictable branch per write afterwards). A
+//! thread-directed signal that is blocked stays pending on that thread and is never
+//! delivered. When the last loop of the thread that did so is dropped, a `SIGPIPE`
+//! pending by then is consumed (`sigtimedwait` with a zero timeout) and the thread's
+//! previous mask for `SIGPIPE` is restored. If `SIGPIPE` was blocked already, nothing is
+//! changed and nothing is consumed. The alternative, blocking and unblocking around each
+//! write, costs two more system calls per write on the poll backend, and on io_uring
+//! would have to cover every `io_uring_enter` and, without `DEFER_TASKRUN`, every return
+//! to user space where task work may run: not sound without holding the block anyway.
+//!
+//! **Visible effects.** While such a loop lives, its thread has `SIGPIPE` blocked: a
+//! `write(2)` to a broken pipe by other code on that thread also gets `EPIPE` instead of
+//! the signal, a process-directed `SIGPIPE` (`kill -PIPE`) goes to another thread, and
+//! children forked by non-Rust code on that thread inherit the mask (`std::process`
+//! resets it in the child). Consuming the pending signal at the end could also take a
+//! process-directed `SIGPIPE` that arrived while every thread blocked it.
+
+#[cfg(target_os = "linux")]
+mod imp {
+    use std::cell::Cell;
+    use std::mem::MaybeUninit;
+    use std::ptr;
+
+    /// This thread's hold on the `SIGPIPE` block.
+    struct Holds {
+        /// Loops of this thread that hold it.
+        count: Cell<usize>,
+        /// Whether the first holder blocked it (it was unblocked before).
+        blocked_by_us: Cell<bool>,
+    }
+
+    thread_local! {
+        static HOLDS: Holds = const {
+            Holds { count: Cell::new(0), blocked_by_us: Cell::new(false) }
+        };
+    }
+
+    fn sigpipe_set() -> libc::sigset_t {
+        let mut set = MaybeUninit::<libc::sigset_t>::uninit();
+        // SAFETY: sigemptyset initialises the set; adding a valid signal cannot fail.
+        unsafe {
+            libc::sigemptyset(set.as_mut_ptr());
+            libc::sigaddset(set.as_mut_ptr(), libc::SIGPIPE);
+            set.assume_init()
+        }
+    }
+
+    /// Take a hold for a loop of this thread: block `SIGPIPE` here if it is not blocked.
+    /// False if the thread is exiting (its thread-locals are gone; nothing was done).
+    pub(crate) fn hold() -> bool {
+        HOLDS
+            .try_with(|h| {
+                if h.count.get() == 0 {
+                    let set = sigpipe_set();
+                    let mut old = MaybeUninit::<libc::sigset_t>::uninit();
+                    // SAFETY: pthread_sigmask reads `set` and writes the old mask into `old`.
+                    let r =
+                        unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, old.as_mut_ptr()) };
+                    // SAFETY: on success `old` was written; sigismember only reads it.
+                    let was_blocked =
+                        r != 0 || unsafe { libc::sigismember(old.as_ptr(), libc::SIGPIPE) } == 1;
+                    h.blocked_by_us.set(!was_blocked);
+                }
+                h.count.set(h.count.get() + 1);
+            })
+            .is_ok()
+    }
+
+    /// Give back a hold taken by [`hold`]; the last one consumes a pending `SIGPIPE` and
+    /// unblocks it, if the first one blocked it.
+    pub(crate) fn release() {
+        let _ = HOLDS.try_with(|h| {
+            let n = h.count.get().saturating_sub(1);
+            h.count.set(n);
+            if n > 0 || !h.blocked_by_us.replace(false) {
+                return;
+            }
+            let set = sigpipe_set();
+            let mut pending = MaybeUninit::<libc::sigset_t>::uninit();
+            // SAFETY: sigpending writes the pending set into `pending`.
+            let has = unsafe { libc::sigpending(pending.as_mut_ptr()) } == 0
+                // SAFETY: written by the successful sigpending.
+                && unsafe { libc::sigismember(pending.as_ptr(), libc::SIGPIPE) } == 1;
+            if has {
+                let zero = libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0,
+                };
+                // SAFETY: `set` is a valid set; a null siginfo is allowed; the zero
+                // timeout makes it return at once (EAGAIN if nothing is pending).
+                unsafe { libc::sigtimedwait(&set, ptr::null_mut(), &zero) };
+            }
+            // SAFETY: pthread_sigmask only reads `set`.
+            unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, ptr::null_mut()) };
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod imp {
+    // Elsewhere the poll backend runs on the `polling` crate; making pipe writes
+    // signal-free there (F_SETNOSIGPIPE on macOS) is part of the platforms issue.
+    pub(crate) fn hold() -> bool {
+        false
+    }
+    pub(crate) fn release() {}
+}
+
+pub(crate) use imp::{hold, release};
