@@ -141,6 +141,7 @@ impl Reader {
     }
 
     /// Copy buffered bytes into `dst` (reading first if there are none).
+    #[cfg_attr(not(feature = "futures-io"), allow(dead_code))]
     pub(crate) fn poll_read(&mut self, cx: &mut Context<'_>, dst: &mut [u8]) -> Poll<io::Result<usize>> {
         if dst.is_empty() {
             return Poll::Ready(Ok(0));
