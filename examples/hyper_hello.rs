@@ -25,7 +25,9 @@ use xev::net::TcpListener;
 
 /// The one handler: "Hello, World!" for every request.
 pub async fn hello(_req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
-    Ok(Response::new(Full::new(Bytes::from_static(b"Hello, World!"))))
+    Ok(Response::new(Full::new(Bytes::from_static(
+        b"Hello, World!",
+    ))))
 }
 
 /// Serve every connection `listener` accepts, each in its own task, until this future is
@@ -64,7 +66,10 @@ fn main() -> std::io::Result<()> {
     };
     xev::block_on(async move {
         let listener = TcpListener::bind(("127.0.0.1", port))?;
-        println!("hyper_hello: listening on http://{}/", listener.local_addr()?);
+        println!(
+            "hyper_hello: listening on http://{}/",
+            listener.local_addr()?
+        );
         serve(listener).await;
         Ok(())
     })

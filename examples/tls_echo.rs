@@ -99,7 +99,11 @@ async fn serve(listener: TcpListener, acceptor: TlsAcceptor) {
 }
 
 /// Connect to `addr` over TLS, send each message and read its echo; returns the echoes.
-async fn client(addr: SocketAddr, connector: &TlsConnector, msgs: &[Vec<u8>]) -> io::Result<Vec<Vec<u8>>> {
+async fn client(
+    addr: SocketAddr,
+    connector: &TlsConnector,
+    msgs: &[Vec<u8>],
+) -> io::Result<Vec<Vec<u8>>> {
     let stream = TcpStream::connect(addr).await?;
     let name = pki_types::ServerName::try_from("localhost").map_err(tls_err)?;
     let mut tls = connector.connect(name, Compat::new(stream)).await?;
@@ -128,7 +132,10 @@ async fn self_test() -> io::Result<()> {
     let addr = listener.local_addr()?;
     let server = xev::spawn(serve(listener, acceptor));
     let connector = client_config(&pem)?;
-    let mut msgs: Vec<Vec<u8>> = ["hello", "over", "TLS"].iter().map(|m| m.as_bytes().to_vec()).collect();
+    let mut msgs: Vec<Vec<u8>> = ["hello", "over", "TLS"]
+        .iter()
+        .map(|m| m.as_bytes().to_vec())
+        .collect();
     msgs.push((0..1 << 20).map(|i: u32| (i % 251) as u8).collect());
     for round in 0..3 {
         let echoes = xev::time::timeout(Duration::from_secs(20), client(addr, &connector, &msgs))
@@ -139,7 +146,10 @@ async fn self_test() -> io::Result<()> {
         }
     }
     server.abort();
-    println!("tls_echo self-test passed: 3 connections, {} messages each echoed", msgs.len());
+    println!(
+        "tls_echo self-test passed: 3 connections, {} messages each echoed",
+        msgs.len()
+    );
     Ok(())
 }
 

@@ -123,9 +123,9 @@ pub use completion::{CallbackAction, Completion, CompletionState};
 pub use event_loop::{Loop, Options, RunError, RunMode, MAX_ENTRIES};
 pub use op::{Buffer, CancelTarget, Op, PollEvents, INLINE_BUFFER};
 pub use result::{Accepted, CancelError, Error, OpResult, ReadError, TimerTrigger};
-pub use rt::{block_on, fs, net, spawn, spawn_blocking, time, JoinHandle};
 #[cfg(any(feature = "futures-io", feature = "tokio-io", feature = "hyper"))]
 pub use rt::compat;
+pub use rt::{block_on, fs, net, spawn, spawn_blocking, time, JoinHandle};
 #[cfg(target_os = "linux")]
 pub use rt::{notify, process, signal};
 pub use thread_pool::{ThreadPool, ThreadPoolOptions};

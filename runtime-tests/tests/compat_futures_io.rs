@@ -306,4 +306,3 @@ fn tcp_stream_is_compat_io() {
     fn is<T: CompatIo>() {}
     is::<TcpStream>();
 }
-

@@ -91,7 +91,10 @@ async fn http1_keep_alive_requests_on_one_connection() {
             .body(Full::new(Bytes::new()))
             .unwrap();
         sender.ready().await.unwrap();
-        let resp = timeout(LOST, sender.send_request(req)).await.unwrap().unwrap();
+        let resp = timeout(LOST, sender.send_request(req))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(body_string(resp).await, format!("GET /r{i} {i}\n"));
     }
     // A request body larger than every buffer on the way, echoed back.
@@ -100,7 +103,10 @@ async fn http1_keep_alive_requests_on_one_connection() {
         .header("host", "localhost")
         .body(Full::new(Bytes::from(big.clone())))
         .unwrap();
-    let resp = timeout(LOST, sender.send_request(req)).await.unwrap().unwrap();
+    let resp = timeout(LOST, sender.send_request(req))
+        .await
+        .unwrap()
+        .unwrap();
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(&body[..13], b"POST /echo 6\n");
     assert!(body[13..] == big[..]);
@@ -149,7 +155,9 @@ async fn header_read_timeout_fires_on_xev_timers() {
             .header_read_timeout(LIMIT)
             .serve_connection(
                 Compat::new(s),
-                service_fn(|_req| async { Ok::<_, Infallible>(Response::new(Full::<Bytes>::default())) }),
+                service_fn(|_req| async {
+                    Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))
+                }),
             )
             .await;
         (res, start.elapsed())
@@ -231,7 +239,10 @@ async fn tokio_io_adapter_of_hyper_util_works_too() {
         .header("host", "x")
         .body(Full::new(Bytes::new()))
         .unwrap();
-    let resp = timeout(LOST, sender.send_request(req)).await.unwrap().unwrap();
+    let resp = timeout(LOST, sender.send_request(req))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(body_string(resp).await, "GET /tokio 1\n");
 }
 
@@ -253,8 +264,11 @@ async fn hyper_sleep_fires_resets_and_is_dropped() {
     timeout(LOST, s).await.unwrap();
     assert!(start.elapsed() >= Duration::from_millis(20));
     // A deadline in the past is ready at once; dropping a waiting sleep is fine.
-    t.sleep_until(Instant::now() - Duration::from_millis(1)).await;
-    let mut waiting = Box::pin(HyperSleep::until(Instant::now() + Duration::from_secs(3600)));
+    t.sleep_until(Instant::now() - Duration::from_millis(1))
+        .await;
+    let mut waiting = Box::pin(HyperSleep::until(
+        Instant::now() + Duration::from_secs(3600),
+    ));
     std::future::poll_fn(|cx| {
         assert!(waiting.as_mut().poll(cx).is_pending());
         std::task::Poll::Ready(())
@@ -282,7 +296,9 @@ fn hyper_sleep_is_send_and_sync_and_needs_a_runtime_on_first_poll() {
         .unwrap_or("");
     assert!(msg.contains("outside an xev runtime"), "{msg}");
     // Once registered on a runtime's thread, it may be polled from anywhere (plain data).
-    let mut s = Box::pin(HyperSleep::until(Instant::now() + Duration::from_millis(20)));
+    let mut s = Box::pin(HyperSleep::until(
+        Instant::now() + Duration::from_millis(20),
+    ));
     xev::block_on(async {
         std::future::poll_fn(|cx| {
             assert!(s.as_mut().poll(cx).is_pending());
@@ -306,7 +322,10 @@ fn hyper_sleep_is_send_and_sync_and_needs_a_runtime_on_first_poll() {
 #[test]
 fn hyper_hello_answers_curl_with_keep_alive() {
     if !std::path::Path::new("/usr/bin/curl").exists()
-        && std::process::Command::new("curl").arg("--version").output().is_err()
+        && std::process::Command::new("curl")
+            .arg("--version")
+            .output()
+            .is_err()
     {
         println!("SKIPPED: curl not installed");
         return;
@@ -340,8 +359,7 @@ fn hyper_hello_answers_curl_with_keep_alive() {
         assert_eq!(stdout, "Hello, World!Hello, World!", "{b:?}: {stderr}");
         let lower = stderr.to_lowercase();
         assert!(
-            lower.contains("re-using existing connection")
-                || lower.contains("reusing existing"),
+            lower.contains("re-using existing connection") || lower.contains("reusing existing"),
             "{b:?}: curl did not re-use the connection: {stderr}"
         );
     });

@@ -150,19 +150,19 @@
 //! [`TcpStream`](crate::net::TcpStream); sockets use `recv`/`send` and close shuts the
 //! writing side down.
 
-mod stream;
 #[cfg(feature = "futures-io")]
 mod futures_io;
 #[cfg(feature = "hyper")]
 mod hyper;
+mod stream;
 #[cfg(feature = "tokio-io")]
 mod tokio_io;
 
 use std::rc::Rc;
 
-pub use stream::{Compat, CompatReadHalf, CompatWriteHalf, DEFAULT_BUFFER};
 #[cfg(feature = "hyper")]
 pub use self::hyper::{HyperExecutor, HyperSleep, HyperTimer};
+pub use stream::{Compat, CompatReadHalf, CompatWriteHalf, DEFAULT_BUFFER};
 
 use crate::rt::loop_fd::LoopFd;
 pub(crate) use stream::IoKind;

@@ -142,7 +142,11 @@ impl Reader {
 
     /// Copy buffered bytes into `dst` (reading first if there are none).
     #[cfg_attr(not(feature = "futures-io"), allow(dead_code))]
-    pub(crate) fn poll_read(&mut self, cx: &mut Context<'_>, dst: &mut [u8]) -> Poll<io::Result<usize>> {
+    pub(crate) fn poll_read(
+        &mut self,
+        cx: &mut Context<'_>,
+        dst: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
         if dst.is_empty() {
             return Poll::Ready(Ok(0));
         }
@@ -295,7 +299,11 @@ impl Writer {
         Poll::Ready(Ok(n))
     }
 
-    pub(crate) fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    pub(crate) fn poll_write(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         self.poll_write_vectored(cx, &[IoSlice::new(buf)])
     }
 
@@ -459,7 +467,11 @@ impl<S> CompatReadHalf<S> {
             Ok(io) => io,
             Err(_) => unreachable!("the two halves hold the only references"),
         };
-        Ok(Compat { io, rd, wr: write.wr })
+        Ok(Compat {
+            io,
+            rd,
+            wr: write.wr,
+        })
     }
 
     /// The shared stream.

@@ -39,7 +39,10 @@ macro_rules! read_impls {
         }
 
         impl<S: CompatIo> AsyncBufRead for $ty<S> {
-            fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
+            fn poll_fill_buf(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+            ) -> Poll<io::Result<&[u8]>> {
                 $reader(self.get_mut()).poll_fill_buf(cx)
             }
 
