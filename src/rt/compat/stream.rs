@@ -403,7 +403,9 @@ impl<S: CompatIo> Compat<S> {
 }
 
 impl<S> Compat<S> {
-    /// The wrapped stream.
+    /// The wrapped stream (for its addresses and options). Reading or writing it
+    /// directly while the wrapper is in use interleaves with the wrapper's read-ahead and
+    /// write-behind.
     pub fn get_ref(&self) -> &S {
         &self.io
     }
