@@ -60,6 +60,8 @@ mod runtime;
 pub(crate) mod sleep;
 mod task;
 
+#[cfg(any(feature = "futures-io", feature = "tokio-io", feature = "hyper"))]
+pub mod compat;
 pub mod fs;
 pub mod net;
 #[cfg(target_os = "linux")]

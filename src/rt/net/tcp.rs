@@ -293,6 +293,12 @@ impl TcpStream {
     fn raw(&self) -> RawFd {
         self.fd.raw()
     }
+
+    /// The fd shared with this stream's operations (for `xev::compat`).
+    #[allow(dead_code)]
+    pub(crate) fn loop_fd(&self) -> &Rc<LoopFd> {
+        &self.fd
+    }
 }
 
 /// One connection attempt on a new socket.

@@ -1,0 +1,173 @@
+//! `xev::compat::Compat` through tokio's I/O traits: tokio-util codecs, tokio-rustls
+//! (handshake and echo), `AsyncBufRead`, shutdown semantics.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use tokio_rustls::rustls::{self, pki_types};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+use tokio_util::codec::{Framed, LinesCodec};
+use xev::compat::Compat;
+use xev::net::{TcpListener, TcpStream};
+use xev::time::timeout;
+
+const LOST: Duration = Duration::from_secs(10);
+
+async fn pair() -> (TcpStream, TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = TcpStream::connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (server, _) = listener.accept().await.unwrap();
+    (client, server)
+}
+
+#[xev::test(backend = "all")]
+async fn lines_codec_framed_both_ways() {
+    let (client, server) = pair().await;
+    let upper = xev::spawn(async move {
+        let mut f = Framed::new(Compat::new(server), LinesCodec::new());
+        let mut n = 0;
+        while let Some(line) = f.next().await {
+            f.send(line.unwrap().to_uppercase()).await.unwrap();
+            n += 1;
+        }
+        n
+    });
+    let mut f = Framed::new(Compat::new(client), LinesCodec::new());
+    for i in 0..100 {
+        f.feed(format!("line {i}")).await.unwrap();
+    }
+    SinkExt::<String>::flush(&mut f).await.unwrap();
+    for i in 0..100 {
+        let got = timeout(LOST, f.next()).await.unwrap().unwrap().unwrap();
+        assert_eq!(got, format!("LINE {i}"));
+    }
+    // Shut the client's writing side down: the server's stream of lines ends.
+    f.get_mut().shutdown().await.unwrap();
+    assert_eq!(timeout(LOST, upper).await.unwrap().unwrap(), 100);
+    assert!(f.next().await.is_none(), "the server closed");
+}
+
+#[xev::test(backend = "all")]
+async fn read_line_and_shutdown_semantics() {
+    let (client, server) = pair().await;
+    let mut c = Compat::with_capacity(3, 3, client);
+    let mut s = Compat::new(server);
+    c.write_all(b"first line\nsecond").await.unwrap();
+    c.shutdown().await.unwrap();
+    let e = c.write_all(b"late").await.unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
+    c.shutdown().await.unwrap(); // again: fine
+    let mut line = String::new();
+    s.read_line(&mut line).await.unwrap();
+    assert_eq!(line, "first line\n");
+    line.clear();
+    s.read_line(&mut line).await.unwrap();
+    assert_eq!(line, "second");
+    assert_eq!(s.read_line(&mut line).await.unwrap(), 0);
+    // The other direction still works after the client's shutdown of its writing side.
+    s.write_all(b"reply").await.unwrap();
+    s.shutdown().await.unwrap();
+    let mut got = String::new();
+    c.read_to_string(&mut got).await.unwrap();
+    assert_eq!(got, "reply");
+}
+
+/// A server config with a self-signed certificate for `localhost`, and a client config
+/// that trusts exactly that certificate.
+fn tls_configs() -> (TlsAcceptor, TlsConnector) {
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert = ck.cert.der().clone();
+    let key = pki_types::PrivateKeyDer::Pkcs8(ck.key_pair.serialize_der().into());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.clone()], key)
+        .unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert).unwrap();
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    (
+        TlsAcceptor::from(Arc::new(server)),
+        TlsConnector::from(Arc::new(client)),
+    )
+}
+
+#[xev::test(backend = "all")]
+async fn rustls_handshake_and_echo() {
+    let (acceptor, connector) = tls_configs();
+    let (client, server) = pair().await;
+    let echo = xev::spawn(async move {
+        let tls = acceptor.accept(Compat::new(server)).await?;
+        let (mut r, mut w) = tokio::io::split(tls);
+        let n = tokio::io::copy(&mut r, &mut w).await?;
+        w.shutdown().await?;
+        Ok::<_, io::Error>(n)
+    });
+    let name = pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = timeout(LOST, connector.connect(name, Compat::new(client)))
+        .await
+        .unwrap()
+        .unwrap();
+    let (_, conn) = tls.get_ref();
+    assert_eq!(
+        conn.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_3)
+    );
+    // Several round trips, then a bulk transfer that spans many TLS records.
+    for i in 0..10 {
+        let msg = format!("hello {i}");
+        tls.write_all(msg.as_bytes()).await.unwrap();
+        tls.flush().await.unwrap();
+        let mut back = vec![0u8; msg.len()];
+        timeout(LOST, tls.read_exact(&mut back))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(back, msg.as_bytes());
+    }
+    let bulk: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+    let (mut r, mut w) = tokio::io::split(tls);
+    let data = bulk.clone();
+    let writer = xev::spawn(async move {
+        w.write_all(&data).await.unwrap();
+        w.shutdown().await.unwrap();
+    });
+    let mut back = Vec::new();
+    timeout(LOST, r.read_to_end(&mut back))
+        .await
+        .unwrap()
+        .unwrap();
+    writer.await.unwrap();
+    assert_eq!(back.len(), bulk.len());
+    assert!(back == bulk);
+    let echoed = timeout(LOST, echo).await.unwrap().unwrap().unwrap();
+    assert_eq!(echoed as usize, 10 * "hello 0".len() + bulk.len());
+}
+
+#[xev::test(backend = "all")]
+async fn rustls_rejects_an_untrusted_certificate() {
+    let (acceptor, _) = tls_configs();
+    let (_, other_connector) = tls_configs(); // trusts another certificate
+    let (client, server) = pair().await;
+    let srv = xev::spawn(async move { acceptor.accept(Compat::new(server)).await.map(drop) });
+    let name = pki_types::ServerName::try_from("localhost").unwrap();
+    let e = timeout(LOST, other_connector.connect(name, Compat::new(client)))
+        .await
+        .unwrap()
+        .map(drop)
+        .unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e:?}");
+    // The server sees the client's alert (an error), not a hang.
+    assert!(timeout(LOST, srv).await.unwrap().unwrap().is_err());
+}

@@ -1,0 +1,520 @@
+//! [`Compat`]: a stream that owns its buffers, so the poll-based I/O traits can be
+//! implemented over xev's owned-buffer operations; and its split halves.
+//!
+//! The read side keeps one read in flight into a buffer it owns (read-ahead): `poll_read`
+//! copies out of that buffer, and once it is drained the next read is started at once.
+//! The write side copies into a buffer it owns and starts a write at once (write-behind);
+//! while that write is in flight, further writes fill a second buffer, which is sent when
+//! the first write ends. Flushing waits until both are empty; closing flushes, then shuts
+//! the writing side down (sockets). Every operation is an [`OpFuture`] kept in the
+//! wrapper (no allocation per poll): the buffers move into the operation and come back
+//! with its result, and are reused. Dropping the wrapper drops those futures, which
+//! cancels their operations (the runtime keeps the buffers and the fd until they end).
+
+use std::fmt;
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::net::Shutdown;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{ready, Context, Poll};
+
+use super::{sealed, CompatIo};
+use crate::op::{Buffer, Op};
+use crate::result::OpResult;
+use crate::rt::io::{mismatch, read_result, write_result};
+use crate::rt::loop_fd::LoopFd;
+use crate::rt::op_future::OpFuture;
+
+/// Default size of the read buffer and of each of the two write buffers.
+pub const DEFAULT_BUFFER: usize = 16 * 1024;
+
+/// How reads and writes reach the fd.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(dead_code)] // `Stream` and `Positioned` are for pipes and files
+pub(crate) enum IoKind {
+    /// `recv(2)` / `send(2)`; close shuts the writing side down.
+    Socket,
+    /// `read(2)` / `write(2)` (pipes, terminals, character devices); close only flushes.
+    Stream,
+    /// `pread(2)` / `pwrite(2)` at positions the wrapper tracks (regular files): reads
+    /// and writes each start at offset 0 and advance by what they transfer; close only
+    /// flushes.
+    Positioned,
+}
+
+fn start(fd: &Rc<LoopFd>, op: Op) -> OpFuture {
+    OpFuture::with_fd(op, Some(fd.clone()))
+}
+
+/// The read side: one owned buffer, data at `buf[pos..filled]`, or a read in flight.
+pub(crate) struct Reader {
+    fd: Rc<LoopFd>,
+    kind: IoKind,
+    offset: u64,
+    cap: usize,
+    /// Empty (no allocation) while the buffer is in the read in flight.
+    buf: Vec<u8>,
+    pos: usize,
+    filled: usize,
+    op: Option<OpFuture>,
+}
+
+impl Reader {
+    fn new(fd: Rc<LoopFd>, kind: IoKind, cap: usize) -> Reader {
+        Reader {
+            fd,
+            kind,
+            offset: 0,
+            cap: cap.max(1),
+            buf: Vec::new(),
+            pos: 0,
+            filled: 0,
+            op: None,
+        }
+    }
+
+    /// Start a read into the (drained) buffer.
+    fn start_read(&mut self) {
+        debug_assert!(self.op.is_none() && self.pos == self.filled);
+        let mut v = std::mem::take(&mut self.buf);
+        // Only the first read allocates: the buffer comes back with its length.
+        v.resize(self.cap, 0);
+        self.pos = 0;
+        self.filled = 0;
+        let buf = Buffer::from(v);
+        let op = match self.kind {
+            IoKind::Socket => Op::Recv {
+                fd: self.fd.raw(),
+                buf,
+            },
+            IoKind::Stream => Op::Read {
+                fd: self.fd.raw(),
+                buf,
+            },
+            IoKind::Positioned => Op::Pread {
+                fd: self.fd.raw(),
+                buf,
+                offset: self.offset,
+            },
+        };
+        self.op = Some(start(&self.fd, op));
+    }
+
+    /// The buffered bytes, reading first if there are none; empty at end of stream.
+    pub(crate) fn poll_fill_buf(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
+        loop {
+            if self.pos < self.filled {
+                return Poll::Ready(Ok(&self.buf[self.pos..self.filled]));
+            }
+            let Some(op) = self.op.as_mut() else {
+                self.start_read();
+                continue;
+            };
+            let (res, op) = ready!(Pin::new(op).poll(cx));
+            self.op = None;
+            self.buf = op
+                .into_buffer()
+                .and_then(Buffer::into_vec)
+                .expect("a read hands its Vec buffer back");
+            match read_result(res) {
+                // End of stream: reported once; the next poll reads again.
+                Ok(0) => return Poll::Ready(Ok(&[])),
+                Ok(n) => {
+                    self.filled = n;
+                    if self.kind == IoKind::Positioned {
+                        self.offset += n as u64;
+                    }
+                }
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+
+    /// Mark `amt` buffered bytes used; when that drains the buffer, read ahead.
+    pub(crate) fn consume(&mut self, amt: usize) {
+        let amt = amt.min(self.filled - self.pos);
+        self.pos += amt;
+        if amt > 0 && self.pos == self.filled && self.op.is_none() {
+            self.start_read();
+        }
+    }
+
+    /// Copy buffered bytes into `dst` (reading first if there are none).
+    #[cfg_attr(not(feature = "futures-io"), allow(dead_code))]
+    pub(crate) fn poll_read(
+        &mut self,
+        cx: &mut Context<'_>,
+        dst: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        if dst.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let src = ready!(self.poll_fill_buf(cx))?;
+        let n = src.len().min(dst.len());
+        dst[..n].copy_from_slice(&src[..n]);
+        self.consume(n);
+        Poll::Ready(Ok(n))
+    }
+
+    /// Bytes read from the fd that no `poll_read` has taken yet.
+    fn buffered(&self) -> &[u8] {
+        &self.buf[self.pos..self.filled]
+    }
+}
+
+/// The write side: bytes accepted but not yet handed to the kernel (`pending`), a write
+/// in flight (owning the other buffer), and the state of close.
+pub(crate) struct Writer {
+    fd: Rc<LoopFd>,
+    kind: IoKind,
+    offset: u64,
+    cap: usize,
+    pending: Vec<u8>,
+    /// The buffer of the last finished write, cleared, for the next swap.
+    spare: Vec<u8>,
+    op: Option<OpFuture>,
+    closed: bool,
+    shutdown: Option<OpFuture>,
+    shut_down: bool,
+}
+
+impl Writer {
+    fn new(fd: Rc<LoopFd>, kind: IoKind, cap: usize) -> Writer {
+        Writer {
+            fd,
+            kind,
+            offset: 0,
+            cap: cap.max(1),
+            pending: Vec::new(),
+            spare: Vec::new(),
+            op: None,
+            closed: false,
+            shutdown: None,
+            shut_down: false,
+        }
+    }
+
+    fn write_op(&self, buf: Buffer) -> Op {
+        let fd = self.fd.raw();
+        match self.kind {
+            IoKind::Socket => Op::Send { fd, buf },
+            IoKind::Stream => Op::Write { fd, buf },
+            IoKind::Positioned => Op::Pwrite {
+                fd,
+                buf,
+                offset: self.offset,
+            },
+        }
+    }
+
+    /// Hand the pending bytes to a write (none may be in flight).
+    fn start_pending(&mut self) {
+        debug_assert!(self.op.is_none() && !self.pending.is_empty());
+        let next = std::mem::take(&mut self.spare);
+        let v = std::mem::replace(&mut self.pending, next);
+        let op = self.write_op(Buffer::from(v));
+        self.op = Some(start(&self.fd, op));
+    }
+
+    /// Drive the write in flight (continuing after partial writes) until it is over.
+    fn poll_inflight(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while let Some(op) = self.op.as_mut() {
+            let (res, op) = ready!(Pin::new(op).poll(cx));
+            self.op = None;
+            let mut b = op.into_buffer().expect("a write hands its buffer back");
+            let res = write_result(res);
+            if let Ok(n) = res {
+                if self.kind == IoKind::Positioned {
+                    self.offset += n as u64;
+                }
+                if n > 0 && n < b.len() {
+                    b.advance(n);
+                    let op = self.write_op(b);
+                    self.op = Some(start(&self.fd, op));
+                    continue;
+                }
+            }
+            let mut v = b.into_vec().expect("a write hands its Vec buffer back");
+            v.clear();
+            self.spare = v;
+            match res {
+                Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Ok(_) => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn check_open(&self) -> io::Result<()> {
+        if self.closed {
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "xev::compat: write after close/shutdown",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Accept as many bytes of `bufs` as fit in the pending buffer; start a write if none
+    /// is in flight. `Pending` only when the buffer is full and a write is in flight.
+    pub(crate) fn poll_write_vectored(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.check_open()?;
+        if bufs.iter().all(|b| b.is_empty()) {
+            return Poll::Ready(Ok(0));
+        }
+        // An error of an earlier write-behind is reported here, once.
+        if let Poll::Ready(Err(e)) = self.poll_inflight(cx) {
+            return Poll::Ready(Err(e));
+        }
+        if self.op.is_none() && !self.pending.is_empty() {
+            self.start_pending();
+        }
+        let room = self.cap - self.pending.len();
+        if room == 0 {
+            // A write is in flight (else the pending bytes were just handed over), and
+            // `poll_inflight` registered the waker with it.
+            return Poll::Pending;
+        }
+        if self.pending.capacity() == 0 {
+            self.pending.reserve_exact(self.cap);
+        }
+        let mut n = 0;
+        for b in bufs {
+            let take = b.len().min(room - n);
+            self.pending.extend_from_slice(&b[..take]);
+            n += take;
+            if n == room {
+                break;
+            }
+        }
+        if self.op.is_none() {
+            self.start_pending();
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    pub(crate) fn poll_write(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_write_vectored(cx, &[IoSlice::new(buf)])
+    }
+
+    /// Wait until every accepted byte has been handed to the kernel.
+    pub(crate) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        loop {
+            ready!(self.poll_inflight(cx))?;
+            if self.pending.is_empty() {
+                return Poll::Ready(Ok(()));
+            }
+            self.start_pending();
+        }
+    }
+
+    /// Flush, then (sockets) shut the writing side down; later writes fail.
+    pub(crate) fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.closed = true;
+        if self.shut_down {
+            return Poll::Ready(Ok(()));
+        }
+        if self.shutdown.is_none() {
+            ready!(self.poll_flush(cx))?;
+            if self.kind != IoKind::Socket {
+                self.shut_down = true;
+                return Poll::Ready(Ok(()));
+            }
+            let op = Op::Shutdown {
+                fd: self.fd.raw(),
+                how: Shutdown::Write,
+            };
+            self.shutdown = Some(start(&self.fd, op));
+        }
+        let op = self.shutdown.as_mut().expect("just set");
+        let (res, _op) = ready!(Pin::new(op).poll(cx));
+        self.shutdown = None;
+        self.shut_down = true;
+        match res {
+            OpResult::Shutdown(r) => Poll::Ready(r.map_err(Into::into)),
+            other => Poll::Ready(Err(mismatch(&other))),
+        }
+    }
+}
+
+/// An xev stream (today: [`TcpStream`](crate::net::TcpStream)) with owned read and write
+/// buffers, implementing the poll-based I/O traits of the enabled features:
+/// `futures-io`, `tokio-io`, `hyper` (see the [module docs](crate::compat)).
+///
+/// - **Reads** are read ahead: one read is kept in flight into the wrapper's buffer and
+///   `poll_read` copies out of it.
+/// - **Writes** are written behind: `poll_write` copies into the wrapper's buffer and
+///   starts a write at once, so a `poll_write` that returned `Ok(n)` has not necessarily
+///   reached the kernel yet; an error of that write is reported by the next
+///   `poll_write`, flush or close. **Flush (or close) before dropping**: dropping the
+///   wrapper cancels a write still in flight, and unsent bytes are lost.
+/// - `poll_close` / `poll_shutdown` flush, then shut the writing side of a socket down
+///   (the peer reads end of stream); writes after it fail with `BrokenPipe`.
+/// - Dropping the wrapper in the middle of an operation is safe: the operations are
+///   cancelled and the runtime keeps their buffers and the fd until they end.
+///
+/// It is `!Send` (like every xev I/O type): use it in tasks of the runtime it was created
+/// on.
+pub struct Compat<S> {
+    io: S,
+    rd: Reader,
+    wr: Writer,
+}
+
+impl<S: CompatIo> Compat<S> {
+    /// Wrap `io` with [`DEFAULT_BUFFER`]-byte buffers (allocated on first use).
+    pub fn new(io: S) -> Compat<S> {
+        Compat::with_capacity(DEFAULT_BUFFER, DEFAULT_BUFFER, io)
+    }
+
+    /// Wrap `io` with a read buffer of `read` bytes and two write buffers of `write`
+    /// bytes each (a size of 0 counts as 1).
+    pub fn with_capacity(read: usize, write: usize, io: S) -> Compat<S> {
+        let sealed::Parts { fd, kind } = sealed::CompatFd::compat_parts(&io);
+        Compat {
+            rd: Reader::new(fd.clone(), kind, read),
+            wr: Writer::new(fd, kind, write),
+            io,
+        }
+    }
+
+    /// Split into a read half and a write half, each usable from its own task; they share
+    /// the stream. [`CompatReadHalf::reunite`] puts them back together.
+    pub fn into_split(self) -> (CompatReadHalf<S>, CompatWriteHalf<S>) {
+        let io = Rc::new(self.io);
+        (
+            CompatReadHalf {
+                io: io.clone(),
+                rd: self.rd,
+            },
+            CompatWriteHalf { io, wr: self.wr },
+        )
+    }
+}
+
+impl<S> Compat<S> {
+    /// The wrapped stream (for its addresses and options). Reading or writing it
+    /// directly while the wrapper is in use interleaves with the wrapper's read-ahead and
+    /// write-behind.
+    pub fn get_ref(&self) -> &S {
+        &self.io
+    }
+
+    /// Bytes already read from the stream that no read has taken yet.
+    pub fn read_buffer(&self) -> &[u8] {
+        self.rd.buffered()
+    }
+
+    /// The wrapped stream. Bytes in the read buffer ([`read_buffer`](Self::read_buffer):
+    /// take them first), a read in flight (cancelled: bytes it had received are lost)
+    /// and written bytes not yet flushed are dropped with the wrapper's state.
+    pub fn into_inner(self) -> S {
+        self.io
+    }
+
+    pub(crate) fn parts(&mut self) -> (&mut Reader, &mut Writer) {
+        (&mut self.rd, &mut self.wr)
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for Compat<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Compat")
+            .field("io", &self.io)
+            .field("buffered", &self.rd.buffered().len())
+            .field("pending_write", &self.wr.pending.len())
+            .finish()
+    }
+}
+
+/// The read half of a [`Compat`], from [`Compat::into_split`]: the read traits only.
+pub struct CompatReadHalf<S> {
+    io: Rc<S>,
+    rd: Reader,
+}
+
+/// The write half of a [`Compat`], from [`Compat::into_split`]: the write traits only.
+/// Dropping it does not shut the connection down: close it first (`poll_close` /
+/// `poll_shutdown`, e.g. `AsyncWriteExt::close` / `shutdown`) if the peer should see end
+/// of stream.
+pub struct CompatWriteHalf<S> {
+    io: Rc<S>,
+    wr: Writer,
+}
+
+impl<S> CompatReadHalf<S> {
+    /// Join `self` with the write half split from the same [`Compat`]; `Err` gives both
+    /// back if `write` is the half of another one.
+    #[allow(clippy::result_large_err)]
+    pub fn reunite(
+        self,
+        write: CompatWriteHalf<S>,
+    ) -> Result<Compat<S>, (CompatReadHalf<S>, CompatWriteHalf<S>)> {
+        if !Rc::ptr_eq(&self.io, &write.io) {
+            return Err((self, write));
+        }
+        let CompatReadHalf { io, rd } = self;
+        drop(write.io);
+        let io = match Rc::try_unwrap(io) {
+            Ok(io) => io,
+            Err(_) => unreachable!("the two halves hold the only references"),
+        };
+        Ok(Compat {
+            io,
+            rd,
+            wr: write.wr,
+        })
+    }
+
+    /// The shared stream.
+    pub fn get_ref(&self) -> &S {
+        &self.io
+    }
+
+    pub(crate) fn reader(&mut self) -> &mut Reader {
+        &mut self.rd
+    }
+}
+
+impl<S> CompatWriteHalf<S> {
+    /// The shared stream.
+    pub fn get_ref(&self) -> &S {
+        &self.io
+    }
+
+    pub(crate) fn writer(&mut self) -> &mut Writer {
+        &mut self.wr
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for CompatReadHalf<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CompatReadHalf")
+            .field("io", &self.io)
+            .finish()
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for CompatWriteHalf<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CompatWriteHalf")
+            .field("io", &self.io)
+            .finish()
+    }
+}
+
+// The wrappers never pin their fields: the in-flight operations live in the runtime's
+// slot pool, not in the wrapper.
+impl<S> Unpin for Compat<S> {}
+impl<S> Unpin for CompatReadHalf<S> {}
+impl<S> Unpin for CompatWriteHalf<S> {}

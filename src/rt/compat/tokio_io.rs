@@ -1,0 +1,94 @@
+//! `tokio::io::{AsyncRead, AsyncWrite, AsyncBufRead}` for [`Compat`] and its halves
+//! (feature `tokio-io`).
+
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite, ReadBuf};
+
+use super::stream::{Reader, Writer};
+use super::{Compat, CompatIo, CompatReadHalf, CompatWriteHalf};
+
+fn reader<S>(c: &mut Compat<S>) -> &mut Reader {
+    c.parts().0
+}
+
+fn writer<S>(c: &mut Compat<S>) -> &mut Writer {
+    c.parts().1
+}
+
+macro_rules! read_impls {
+    ($ty:ident, $reader:expr) => {
+        impl<S: CompatIo> AsyncRead for $ty<S> {
+            fn poll_read(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &mut ReadBuf<'_>,
+            ) -> Poll<io::Result<()>> {
+                let r = $reader(self.get_mut());
+                if buf.remaining() == 0 {
+                    return Poll::Ready(Ok(()));
+                }
+                let src = std::task::ready!(r.poll_fill_buf(cx))?;
+                let n = src.len().min(buf.remaining());
+                buf.put_slice(&src[..n]);
+                r.consume(n);
+                Poll::Ready(Ok(()))
+            }
+        }
+
+        impl<S: CompatIo> AsyncBufRead for $ty<S> {
+            fn poll_fill_buf(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+            ) -> Poll<io::Result<&[u8]>> {
+                $reader(self.get_mut()).poll_fill_buf(cx)
+            }
+
+            fn consume(self: Pin<&mut Self>, amt: usize) {
+                $reader(self.get_mut()).consume(amt)
+            }
+        }
+    };
+}
+
+macro_rules! write_impls {
+    ($ty:ident, $writer:expr) => {
+        impl<S: CompatIo> AsyncWrite for $ty<S> {
+            fn poll_write(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &[u8],
+            ) -> Poll<io::Result<usize>> {
+                $writer(self.get_mut()).poll_write(cx, buf)
+            }
+
+            fn poll_write_vectored(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                bufs: &[IoSlice<'_>],
+            ) -> Poll<io::Result<usize>> {
+                $writer(self.get_mut()).poll_write_vectored(cx, bufs)
+            }
+
+            fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                $writer(self.get_mut()).poll_flush(cx)
+            }
+
+            fn is_write_vectored(&self) -> bool {
+                true
+            }
+
+            /// Flush, then shut the writing side of a socket down.
+            fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                $writer(self.get_mut()).poll_close(cx)
+            }
+        }
+    };
+}
+
+read_impls!(Compat, reader);
+write_impls!(Compat, writer);
+read_impls!(CompatReadHalf, CompatReadHalf::reader);
+write_impls!(CompatWriteHalf, CompatWriteHalf::writer);
