@@ -283,6 +283,20 @@ impl Driver {
                 Op::Noop | Op::Timer { .. } | Op::Cancel { .. } => {
                     unreachable!("handled by the core")
                 }
+                Op::OpenAt { .. }
+                | Op::Statx { .. }
+                | Op::RenameAt { .. }
+                | Op::UnlinkAt { .. }
+                | Op::MkdirAt { .. }
+                | Op::LinkAt { .. }
+                | Op::SymlinkAt { .. }
+                | Op::Fsync { .. }
+                | Op::Fallocate { .. }
+                | Op::Ftruncate { .. } => match fs_sqe(&mut (*inner).op) {
+                    Some(sqe) => sqe,
+                    // A path with an interior NUL never reaches the kernel.
+                    None => return core.finish(c, -(libc::EINVAL as isize)),
+                },
             }
         };
         // SAFETY: live and Active; loop thread.
@@ -433,6 +447,83 @@ impl Driver {
             });
         }
     }
+}
+
+/// The SQE of a filesystem operation (paths, metadata, sync, size), or `None` if one of
+/// its paths is invalid (interior NUL). Its pointers target the op's own heap-owned paths
+/// and statx record, which live as long as the operation.
+fn fs_sqe(op: &mut Op) -> Option<squeue::Entry> {
+    let at = |dir: &Option<RawFd>| types::Fd(sys::at(*dir));
+    Some(match op {
+        Op::OpenAt {
+            dir,
+            path,
+            flags,
+            mode,
+        } => opcode::OpenAt::new(at(dir), path.ptr()?)
+            .flags(*flags | libc::O_CLOEXEC)
+            .mode(*mode as libc::mode_t)
+            .build(),
+        Op::Statx {
+            dir,
+            path,
+            flags,
+            mask,
+            buf,
+        } => opcode::Statx::new(at(dir), path.ptr()?, buf.as_mut_ptr().cast())
+            .flags(*flags)
+            .mask(*mask)
+            .build(),
+        Op::RenameAt {
+            old_dir,
+            old,
+            new_dir,
+            new,
+            flags,
+        } => opcode::RenameAt::new(at(old_dir), old.ptr()?, at(new_dir), new.ptr()?)
+            .flags(*flags)
+            .build(),
+        Op::UnlinkAt {
+            dir,
+            path,
+            remove_dir,
+        } => opcode::UnlinkAt::new(at(dir), path.ptr()?)
+            .flags(if *remove_dir { libc::AT_REMOVEDIR } else { 0 })
+            .build(),
+        Op::MkdirAt { dir, path, mode } => opcode::MkDirAt::new(at(dir), path.ptr()?)
+            .mode(*mode as libc::mode_t)
+            .build(),
+        Op::LinkAt {
+            old_dir,
+            old,
+            new_dir,
+            new,
+            flags,
+        } => opcode::LinkAt::new(at(old_dir), old.ptr()?, at(new_dir), new.ptr()?)
+            .flags(*flags)
+            .build(),
+        Op::SymlinkAt { target, dir, link } => {
+            opcode::SymlinkAt::new(at(dir), target.ptr()?, link.ptr()?).build()
+        }
+        Op::Fsync { fd, data_only } => opcode::Fsync::new(types::Fd(*fd))
+            .flags(if *data_only {
+                types::FsyncFlags::DATASYNC
+            } else {
+                types::FsyncFlags::empty()
+            })
+            .build(),
+        Op::Fallocate {
+            fd,
+            mode,
+            offset,
+            len,
+        } => opcode::Fallocate::new(types::Fd(*fd), *len)
+            .offset(*offset)
+            .mode(*mode)
+            .build(),
+        Op::Ftruncate { fd, len } => opcode::Ftruncate::new(types::Fd(*fd), *len).build(),
+        _ => unreachable!("fs_sqe is only called for filesystem operations"),
+    })
 }
 
 /// Whether two open descriptors refer to the same file (device and inode).
