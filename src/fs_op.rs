@@ -174,6 +174,9 @@ mod tests {
             c_path(Path::new("a\0")).unwrap_err().kind(),
             io::ErrorKind::InvalidInput
         );
-        assert_eq!(format!("{:?}", OpPath::new("a\0")), "OpPath(<interior NUL>)");
+        assert_eq!(
+            format!("{:?}", OpPath::new("a\0")),
+            "OpPath(<interior NUL>)"
+        );
     }
 }

@@ -322,10 +322,14 @@ macro_rules! with_borrowed_fd {
             Op::Close { .. } | Op::Noop | Op::Timer { .. } | Op::Cancel { .. } => $no,
             Op::OpenAt { dir: Some($fd), .. }
             | Op::Statx { dir: Some($fd), .. }
-            | Op::RenameAt { old_dir: Some($fd), .. }
+            | Op::RenameAt {
+                old_dir: Some($fd), ..
+            }
             | Op::UnlinkAt { dir: Some($fd), .. }
             | Op::MkdirAt { dir: Some($fd), .. }
-            | Op::LinkAt { old_dir: Some($fd), .. }
+            | Op::LinkAt {
+                old_dir: Some($fd), ..
+            }
             | Op::SymlinkAt { dir: Some($fd), .. }
             | Op::Fsync { fd: $fd, .. }
             | Op::Fallocate { fd: $fd, .. }
