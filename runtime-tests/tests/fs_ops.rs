@@ -692,7 +692,7 @@ fn permission_denied() {
             let locked = d.join("locked");
             std::fs::create_dir(&locked).unwrap();
             std::fs::write(locked.join("f"), b"x").unwrap();
-            std::fs::set_permissions(&locked, std::os::unix::fs::PermissionsExt::from_mode(0))
+            std::fs::set_permissions(&locked, std::os::unix::fs::PermissionsExt::from_mode(0o000))
                 .unwrap();
             let inside = locked.join("f");
             assert_eq!(

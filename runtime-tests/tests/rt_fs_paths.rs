@@ -151,7 +151,7 @@ async fn permission_denied() -> io::Result<()> {
         let locked = d.join("locked");
         std::fs::create_dir(&locked)?;
         std::fs::write(locked.join("f"), b"x")?;
-        std::fs::set_permissions(&locked, PermissionsExt::from_mode(0))?;
+        std::fs::set_permissions(&locked, PermissionsExt::from_mode(0o000))?;
         let inside = locked.join("f");
         let results = [
             kind(File::open(&inside).await),
