@@ -1,7 +1,7 @@
 //! [`File`]: a regular file driven by the loop: read and write at the file position,
 //! `pread`/`pwrite` at an offset, ordered writes through a [`WriteQueue`], sync, size
 //! (`set_len`, `allocate`), metadata, and close. Path operations (open, rename, unlink,
-//! mkdir, links, statx of a path) are plain [`Op`](crate::Op)s (`Op::OpenAt`, ...).
+//! mkdir, links, statx of a path) are plain [`Op`]s (`Op::OpenAt`, ...).
 //!
 //! On io_uring these are native kernel operations. The poll backend cannot wait for a
 //! regular file (it is always "ready" and then blocks), so it runs them on the loop's
