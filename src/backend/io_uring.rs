@@ -83,15 +83,17 @@ impl Driver {
         // SAFETY: `fd` is a new descriptor we own.
         let wake_fd = Arc::new(unsafe { OwnedFd::from_raw_fd(fd) });
         let mut probe = io_uring::Probe::new();
-        let mut probe = ring
+        let probe = ring
             .submitter()
             .register_probe(&mut probe)
             .ok()
             .map(|()| probe);
+        // Unit tests can pretend the kernel has no filesystem opcode (an empty probe).
         #[cfg(test)]
-        if tests::NO_FS_OPCODES.with(|f| f.get()) {
-            probe = Some(io_uring::Probe::new()); // empty: no opcode supported
-        }
+        let probe = match tests::NO_FS_OPCODES.with(|f| f.get()) {
+            true => Some(io_uring::Probe::new()),
+            false => probe,
+        };
         let mut d = Driver {
             probe,
             ring,
