@@ -8,6 +8,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use crate::completion::Completion;
 use crate::event_loop::LoopId;
+use crate::fs_op::{OpPath, StatxBuf};
 use crate::registry::Ticket;
 use crate::unix_addr::UnixAddr;
 
@@ -184,6 +185,115 @@ pub enum Op {
         /// Where the kernel writes the sender's address.
         addr: Box<UnixAddr>,
     },
+    /// `openat(2)`: open `path` (relative to `dir`, or to the working directory when
+    /// `None`). `O_CLOEXEC` is always added. The result is the new fd (closed if no
+    /// callback receives it). Native on io_uring; on the thread pool on the poll backend
+    /// (as every path and file-metadata operation below).
+    OpenAt {
+        /// Directory a relative path starts from (`None`: the working directory).
+        dir: Option<RawFd>,
+        /// The path; an invalid one (interior NUL) completes with `EINVAL`.
+        path: OpPath,
+        /// `O_*` flags (access mode, `O_CREAT`, `O_TRUNC`, ...).
+        flags: i32,
+        /// Permission bits of a created file (before the umask).
+        mode: u32,
+    },
+    /// `statx(2)` of `path` (relative to `dir`), or of the fd `dir` itself with
+    /// [`OpPath::empty`] and `libc::AT_EMPTY_PATH`. The result is a
+    /// [`Metadata`](crate::Metadata) read from `buf`.
+    Statx {
+        /// Directory a relative path starts from, or the file itself (see above).
+        dir: Option<RawFd>,
+        /// The path.
+        path: OpPath,
+        /// `AT_*` flags (`AT_SYMLINK_NOFOLLOW`, `AT_EMPTY_PATH`, ...).
+        flags: i32,
+        /// `STATX_*` fields wanted (e.g. `STATX_BASIC_STATS | STATX_BTIME`).
+        mask: u32,
+        /// Where the kernel writes the record.
+        buf: StatxBuf,
+    },
+    /// `renameat2(2)`: rename `old` to `new`.
+    RenameAt {
+        /// Directory `old` is relative to (`None`: the working directory); this fd is the
+        /// operation's [`fd`](Op::fd).
+        old_dir: Option<RawFd>,
+        /// The existing name.
+        old: OpPath,
+        /// Directory `new` is relative to.
+        new_dir: Option<RawFd>,
+        /// The new name (replaced if it exists, unless `RENAME_NOREPLACE`).
+        new: OpPath,
+        /// `RENAME_*` flags.
+        flags: u32,
+    },
+    /// `unlinkat(2)`: remove a file, or an empty directory when `remove_dir`
+    /// (`AT_REMOVEDIR`).
+    UnlinkAt {
+        /// Directory a relative path starts from.
+        dir: Option<RawFd>,
+        /// The name to remove.
+        path: OpPath,
+        /// Remove a directory instead of a file.
+        remove_dir: bool,
+    },
+    /// `mkdirat(2)`: create a directory.
+    MkdirAt {
+        /// Directory a relative path starts from.
+        dir: Option<RawFd>,
+        /// The new directory.
+        path: OpPath,
+        /// Permission bits (before the umask).
+        mode: u32,
+    },
+    /// `linkat(2)`: make `new` a hard link to `old`.
+    LinkAt {
+        /// Directory `old` is relative to; the operation's [`fd`](Op::fd).
+        old_dir: Option<RawFd>,
+        /// The existing file.
+        old: OpPath,
+        /// Directory `new` is relative to.
+        new_dir: Option<RawFd>,
+        /// The new name.
+        new: OpPath,
+        /// `AT_SYMLINK_FOLLOW` or 0.
+        flags: i32,
+    },
+    /// `symlinkat(2)`: make `link` a symbolic link whose contents are `target`.
+    SymlinkAt {
+        /// What the link points to (stored as is, not resolved).
+        target: OpPath,
+        /// Directory a relative `link` starts from.
+        dir: Option<RawFd>,
+        /// The new link.
+        link: OpPath,
+    },
+    /// `fsync(2)`, or `fdatasync(2)` when `data_only`.
+    Fsync {
+        /// The file.
+        fd: RawFd,
+        /// Flush only the data and the metadata needed to read it.
+        data_only: bool,
+    },
+    /// `fallocate(2)`: allocate (or, with `FALLOC_FL_*` modes, punch/zero) a range.
+    Fallocate {
+        /// The file (open for writing).
+        fd: RawFd,
+        /// `FALLOC_FL_*` mode bits (0: allocate and extend the size).
+        mode: i32,
+        /// Start of the range.
+        offset: u64,
+        /// Length of the range.
+        len: u64,
+    },
+    /// `ftruncate(2)`: truncate or extend (with zeros) the file to `len` bytes.
+    Ftruncate {
+        /// The file (open for writing).
+        fd: RawFd,
+        /// The new size.
+        len: u64,
+    },
 }
 
 impl Op {
@@ -300,6 +410,27 @@ macro_rules! with_borrowed_fd {
             | Op::SendMsgUnix { fd: $fd, .. }
             | Op::RecvMsgUnix { fd: $fd, .. } => $yes,
             Op::Close { .. } | Op::Noop | Op::Timer { .. } | Op::Cancel { .. } => $no,
+            Op::OpenAt { dir: Some($fd), .. }
+            | Op::Statx { dir: Some($fd), .. }
+            | Op::RenameAt {
+                old_dir: Some($fd), ..
+            }
+            | Op::UnlinkAt { dir: Some($fd), .. }
+            | Op::MkdirAt { dir: Some($fd), .. }
+            | Op::LinkAt {
+                old_dir: Some($fd), ..
+            }
+            | Op::SymlinkAt { dir: Some($fd), .. }
+            | Op::Fsync { fd: $fd, .. }
+            | Op::Fallocate { fd: $fd, .. }
+            | Op::Ftruncate { fd: $fd, .. } => $yes,
+            Op::OpenAt { dir: None, .. }
+            | Op::Statx { dir: None, .. }
+            | Op::RenameAt { old_dir: None, .. }
+            | Op::UnlinkAt { dir: None, .. }
+            | Op::MkdirAt { dir: None, .. }
+            | Op::LinkAt { old_dir: None, .. }
+            | Op::SymlinkAt { dir: None, .. } => $no,
         }
     };
 }

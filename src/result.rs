@@ -10,6 +10,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
+use crate::metadata::Metadata;
 use crate::op::{Op, PollEvents};
 use crate::sys;
 
@@ -154,6 +155,26 @@ pub enum OpResult {
     /// Bytes received; the sender's address is [`Op::unix_addr`] of the completion's op.
     /// See [`Op::RecvMsgUnix`].
     RecvMsgUnix(Result<usize, ReadError>),
+    /// The opened file (close-on-exec); see [`Op::OpenAt`].
+    OpenAt(Result<OwnedFd, Error>),
+    /// See [`Op::Statx`].
+    Statx(Result<Metadata, Error>),
+    /// See [`Op::RenameAt`].
+    RenameAt(Result<(), Error>),
+    /// See [`Op::UnlinkAt`].
+    UnlinkAt(Result<(), Error>),
+    /// See [`Op::MkdirAt`].
+    MkdirAt(Result<(), Error>),
+    /// See [`Op::LinkAt`].
+    LinkAt(Result<(), Error>),
+    /// See [`Op::SymlinkAt`].
+    SymlinkAt(Result<(), Error>),
+    /// See [`Op::Fsync`].
+    Fsync(Result<(), Error>),
+    /// See [`Op::Fallocate`].
+    Fallocate(Result<(), Error>),
+    /// See [`Op::Ftruncate`].
+    Ftruncate(Result<(), Error>),
 }
 
 fn os(res: isize) -> io::Error {
@@ -184,7 +205,7 @@ fn read_count(res: isize, buf_len: usize) -> Result<usize, ReadError> {
 impl OpResult {
     /// Build the typed result of `op` from the backend's integer outcome `res`
     /// (non-negative value or `-errno`). `addr` is the address the kernel wrote for
-    /// accept/recvmsg. An accepted fd becomes owned here, so it is closed if nobody
+    /// accept/recvmsg. An accepted (or opened) fd becomes owned here, so it is closed if nobody
     /// keeps it.
     pub(crate) fn build(op: &Op, res: isize, addr: Option<SocketAddr>) -> OpResult {
         match op {
@@ -228,14 +249,29 @@ impl OpResult {
             Op::SendMsgUnix { .. } => OpResult::SendMsgUnix(count(res)),
             // A zero-byte datagram is a valid message, not end-of-file.
             Op::RecvMsgUnix { .. } => OpResult::RecvMsgUnix(read_count(res, 0)),
+            Op::OpenAt { .. } => OpResult::OpenAt(unit(res).map(|()| {
+                // SAFETY: a non-negative openat result is a new fd that nothing else owns.
+                unsafe { OwnedFd::from_raw_fd(res as RawFd) }
+            })),
+            Op::Statx { buf, .. } => {
+                OpResult::Statx(unit(res).map(|()| Metadata::from_statx(buf.get())))
+            }
+            Op::RenameAt { .. } => OpResult::RenameAt(unit(res)),
+            Op::UnlinkAt { .. } => OpResult::UnlinkAt(unit(res)),
+            Op::MkdirAt { .. } => OpResult::MkdirAt(unit(res)),
+            Op::LinkAt { .. } => OpResult::LinkAt(unit(res)),
+            Op::SymlinkAt { .. } => OpResult::SymlinkAt(unit(res)),
+            Op::Fsync { .. } => OpResult::Fsync(unit(res)),
+            Op::Fallocate { .. } => OpResult::Fallocate(unit(res)),
+            Op::Ftruncate { .. } => OpResult::Ftruncate(unit(res)),
         }
     }
 }
 
-/// Whether a raw accept result for `op` carries an fd that must be closed if no callback
+/// Whether a raw accept (or open) result for `op` carries an fd that must be closed if no callback
 /// will see it.
 pub(crate) fn close_orphan_fd(op: &Op, res: isize) {
-    if matches!(op, Op::Accept { .. } | Op::AcceptUnix { .. }) && res >= 0 {
+    if matches!(op, Op::Accept { .. } | Op::AcceptUnix { .. } | Op::OpenAt { .. }) && res >= 0 {
         sys::close_fd(res as RawFd);
     }
 }

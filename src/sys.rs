@@ -441,6 +441,20 @@ pub(crate) unsafe fn perform(inner: *mut Inner, connect_started: bool) -> isize 
                         &mut addr.len,
                     )
                 }
+                Op::OpenAt { .. }
+                | Op::Statx { .. }
+                | Op::RenameAt { .. }
+                | Op::UnlinkAt { .. }
+                | Op::MkdirAt { .. }
+                | Op::LinkAt { .. }
+                | Op::SymlinkAt { .. }
+                | Op::Fsync { .. }
+                | Op::Fallocate { .. }
+                | Op::Ftruncate { .. } => match perform_fs(&mut inner.op) {
+                    Some(r) => r,
+                    // A path with an interior NUL never reaches the kernel.
+                    None => return -(libc::EINVAL as isize),
+                },
             }
         };
         let r = ret(r);
@@ -451,5 +465,118 @@ pub(crate) unsafe fn perform(inner: *mut Inner, connect_started: bool) -> isize 
             return -(libc::EAGAIN as isize);
         }
         return r;
+    }
+}
+
+/// `dir` as the `*at` calls take it (`AT_FDCWD` for the working directory).
+pub(crate) fn at(dir: Option<RawFd>) -> RawFd {
+    dir.unwrap_or(libc::AT_FDCWD)
+}
+
+/// The blocking syscall of a filesystem operation (paths, metadata, sync, size), for the
+/// thread pool: its raw return value (`-1` with `errno` set on failure), or `None` for a
+/// path with an interior NUL (which is never given to the kernel).
+///
+/// # Safety
+/// As for [`perform`]: `op` is the op of an Active completion the caller has exclusive
+/// access to.
+unsafe fn perform_fs(op: &mut Op) -> Option<isize> {
+    /// The path pointers of `$p...`, or an early `None` for an invalid one.
+    macro_rules! paths {
+        ($($p:expr),+) => {
+            ($($p.ptr()?),+)
+        };
+    }
+    // SAFETY (all calls): path pointers come from the op's owned NUL-terminated paths and
+    // the statx pointer from its boxed record, all valid for the call; fds are numbers.
+    unsafe {
+        let r: libc::c_long = match op {
+            Op::OpenAt {
+                dir,
+                path,
+                flags,
+                mode,
+            } => {
+                let p = paths!(path);
+                libc::openat(at(*dir), p, *flags | libc::O_CLOEXEC, *mode as libc::c_uint).into()
+            }
+            Op::Statx {
+                dir,
+                path,
+                flags,
+                mask,
+                buf,
+            } => {
+                let p = paths!(path);
+                libc::syscall(
+                    libc::SYS_statx,
+                    at(*dir),
+                    p,
+                    *flags,
+                    *mask,
+                    buf.as_mut_ptr(),
+                )
+            }
+            Op::RenameAt {
+                old_dir,
+                old,
+                new_dir,
+                new,
+                flags,
+            } => {
+                let (o, n) = paths!(old, new);
+                libc::syscall(
+                    libc::SYS_renameat2,
+                    at(*old_dir),
+                    o,
+                    at(*new_dir),
+                    n,
+                    *flags,
+                )
+            }
+            Op::UnlinkAt {
+                dir,
+                path,
+                remove_dir,
+            } => {
+                let p = paths!(path);
+                let flags = if *remove_dir { libc::AT_REMOVEDIR } else { 0 };
+                libc::unlinkat(at(*dir), p, flags).into()
+            }
+            Op::MkdirAt { dir, path, mode } => {
+                let p = paths!(path);
+                libc::mkdirat(at(*dir), p, *mode as libc::mode_t).into()
+            }
+            Op::LinkAt {
+                old_dir,
+                old,
+                new_dir,
+                new,
+                flags,
+            } => {
+                let (o, n) = paths!(old, new);
+                libc::linkat(at(*old_dir), o, at(*new_dir), n, *flags).into()
+            }
+            Op::SymlinkAt { target, dir, link } => {
+                let (t, l) = paths!(target, link);
+                libc::symlinkat(t, at(*dir), l).into()
+            }
+            Op::Fsync { fd, data_only } => {
+                if *data_only {
+                    libc::fdatasync(*fd).into()
+                } else {
+                    libc::fsync(*fd).into()
+                }
+            }
+            Op::Fallocate {
+                fd,
+                mode,
+                offset,
+                len,
+            } => libc::fallocate(*fd, *mode, *offset as libc::off_t, *len as libc::off_t).into(),
+            Op::Ftruncate { fd, len } => libc::ftruncate(*fd, *len as libc::off_t).into(),
+            _ => unreachable!("perform_fs is only called for filesystem operations"),
+        };
+        Some(r as isize)
     }
 }

@@ -352,7 +352,7 @@ async fn sync_survives_its_file_and_future_being_dropped() -> io::Result<()> {
         let mut fut = Box::pin(f.sync_all());
         poll_once(fut.as_mut()).await;
     }
-    drop(f); // the pool works on a duplicate descriptor
+    drop(f); // the sync operation keeps the descriptor open until it ends
     xev::time::sleep(Duration::from_millis(20)).await;
     assert_eq!(fs::read(&path).await?, pattern(4096, 2));
     Ok(())
@@ -408,9 +408,9 @@ async fn dropping_an_open_future_leaks_no_fd() -> io::Result<()> {
     let before = fd_count();
     for round in 0..20 {
         let mut fut = Box::pin(File::open(&path));
-        poll_once(fut.as_mut()).await; // the open(2) is now queued on the pool
+        poll_once(fut.as_mut()).await; // the openat is now in the ring or on the pool
         if round % 2 == 1 {
-            // Let the pool finish the open before the future is dropped, so that the
+            // Let the open finish before the future is dropped, so that the
             // descriptor exists and has to be closed by the runtime.
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -425,7 +425,7 @@ async fn dropping_an_open_future_leaks_no_fd() -> io::Result<()> {
     poll_once(c.as_mut()).await;
     drop(c);
 
-    // Dropped results are closed once the pool hands them back.
+    // Dropped results are closed once their operations end.
     let deadline = Instant::now() + Duration::from_secs(5);
     while fds_open_on(&path.0) > 0 {
         assert!(

@@ -45,6 +45,10 @@ pub(crate) struct Driver {
     /// Listeners with an accept in the kernel, and the accepts waiting for it to finish
     /// (see the module docs). A handful of entries: one per busy listener.
     accepts: Vec<Accepting>,
+    /// The opcodes this kernel supports (`None` if it cannot say): a filesystem operation
+    /// whose opcode is missing (FTRUNCATE before 6.9, MKDIRAT/LINKAT/SYMLINKAT before
+    /// 5.15) runs on the thread pool instead, as on the poll backend.
+    probe: Option<io_uring::Probe>,
 }
 
 /// The accept in the kernel on listener `fd`, and the accepts queued behind it.
@@ -78,7 +82,20 @@ impl Driver {
         }
         // SAFETY: `fd` is a new descriptor we own.
         let wake_fd = Arc::new(unsafe { OwnedFd::from_raw_fd(fd) });
+        let mut probe = io_uring::Probe::new();
+        let probe = ring
+            .submitter()
+            .register_probe(&mut probe)
+            .ok()
+            .map(|()| probe);
+        // Unit tests can pretend the kernel has no filesystem opcode (an empty probe).
+        #[cfg(test)]
+        let probe = match tests::NO_FS_OPCODES.with(|f| f.get()) {
+            true => Some(io_uring::Probe::new()),
+            false => probe,
+        };
         let mut d = Driver {
+            probe,
             ring,
             in_kernel: 0,
             wake_fd,
@@ -197,6 +214,12 @@ impl Driver {
         if let Some(res) = unsafe { sys::done_at_submission(inner) } {
             return core.finish(c, res);
         }
+        // SAFETY: `c` is Active and live; loop thread.
+        if let Some(code) = fs_opcode(unsafe { &(*inner).op }) {
+            if self.probe.as_ref().is_some_and(|p| !p.is_supported(code)) {
+                return core.send_to_pool(c);
+            }
+        }
         // SAFETY: `c` is Active and live and not yet in the kernel; we build the SQE from
         // its op and scratch, which stay put (pinned) until the CQE arrives.
         let sqe = unsafe {
@@ -306,6 +329,20 @@ impl Driver {
                     sys::prepare_msg_unix(sc, buf.as_ptr(), buf.len(), addr, true);
                     opcode::RecvMsg::new(types::Fd(*fd), &mut sc.msg).build()
                 }
+                Op::OpenAt { .. }
+                | Op::Statx { .. }
+                | Op::RenameAt { .. }
+                | Op::UnlinkAt { .. }
+                | Op::MkdirAt { .. }
+                | Op::LinkAt { .. }
+                | Op::SymlinkAt { .. }
+                | Op::Fsync { .. }
+                | Op::Fallocate { .. }
+                | Op::Ftruncate { .. } => match fs_sqe(&mut (*inner).op) {
+                    Some(sqe) => sqe,
+                    // A path with an interior NUL never reaches the kernel.
+                    None => return core.finish(c, -(libc::EINVAL as isize)),
+                },
             }
         };
         // SAFETY: live and Active; loop thread.
@@ -461,6 +498,100 @@ impl Driver {
     }
 }
 
+/// The io_uring opcode of a filesystem operation, `None` for any other operation.
+fn fs_opcode(op: &Op) -> Option<u8> {
+    Some(match op {
+        Op::OpenAt { .. } => opcode::OpenAt::CODE,
+        Op::Statx { .. } => opcode::Statx::CODE,
+        Op::RenameAt { .. } => opcode::RenameAt::CODE,
+        Op::UnlinkAt { .. } => opcode::UnlinkAt::CODE,
+        Op::MkdirAt { .. } => opcode::MkDirAt::CODE,
+        Op::LinkAt { .. } => opcode::LinkAt::CODE,
+        Op::SymlinkAt { .. } => opcode::SymlinkAt::CODE,
+        Op::Fsync { .. } => opcode::Fsync::CODE,
+        Op::Fallocate { .. } => opcode::Fallocate::CODE,
+        Op::Ftruncate { .. } => opcode::Ftruncate::CODE,
+        _ => return None,
+    })
+}
+
+/// The SQE of a filesystem operation (paths, metadata, sync, size), or `None` if one of
+/// its paths is invalid (interior NUL). Its pointers target the op's own heap-owned paths
+/// and statx record, which live as long as the operation.
+fn fs_sqe(op: &mut Op) -> Option<squeue::Entry> {
+    let at = |dir: &Option<RawFd>| types::Fd(sys::at(*dir));
+    Some(match op {
+        Op::OpenAt {
+            dir,
+            path,
+            flags,
+            mode,
+        } => opcode::OpenAt::new(at(dir), path.ptr()?)
+            .flags(*flags | libc::O_CLOEXEC)
+            .mode(*mode as libc::mode_t)
+            .build(),
+        Op::Statx {
+            dir,
+            path,
+            flags,
+            mask,
+            buf,
+        } => opcode::Statx::new(at(dir), path.ptr()?, buf.as_mut_ptr().cast())
+            .flags(*flags)
+            .mask(*mask)
+            .build(),
+        Op::RenameAt {
+            old_dir,
+            old,
+            new_dir,
+            new,
+            flags,
+        } => opcode::RenameAt::new(at(old_dir), old.ptr()?, at(new_dir), new.ptr()?)
+            .flags(*flags)
+            .build(),
+        Op::UnlinkAt {
+            dir,
+            path,
+            remove_dir,
+        } => opcode::UnlinkAt::new(at(dir), path.ptr()?)
+            .flags(if *remove_dir { libc::AT_REMOVEDIR } else { 0 })
+            .build(),
+        Op::MkdirAt { dir, path, mode } => opcode::MkDirAt::new(at(dir), path.ptr()?)
+            .mode(*mode as libc::mode_t)
+            .build(),
+        Op::LinkAt {
+            old_dir,
+            old,
+            new_dir,
+            new,
+            flags,
+        } => opcode::LinkAt::new(at(old_dir), old.ptr()?, at(new_dir), new.ptr()?)
+            .flags(*flags)
+            .build(),
+        Op::SymlinkAt { target, dir, link } => {
+            opcode::SymlinkAt::new(at(dir), target.ptr()?, link.ptr()?).build()
+        }
+        Op::Fsync { fd, data_only } => opcode::Fsync::new(types::Fd(*fd))
+            .flags(if *data_only {
+                types::FsyncFlags::DATASYNC
+            } else {
+                types::FsyncFlags::empty()
+            })
+            .build(),
+        Op::Fallocate {
+            fd,
+            mode,
+            offset,
+            len,
+        } => opcode::Fallocate::new(types::Fd(*fd), *len)
+            .offset(*offset)
+            .mode(*mode)
+            .build(),
+        Op::Ftruncate { fd, len } => opcode::Ftruncate::new(types::Fd(*fd), *len).build(),
+        _ => unreachable!("fs_sqe is only called for filesystem operations"),
+    })
+}
+
 /// Whether two open descriptors refer to the same file (device and inode).
 fn same_file(a: RawFd, b: RawFd) -> bool {
     let id = |fd| {
@@ -474,4 +605,113 @@ fn same_file(a: RawFd, b: RawFd) -> bool {
 
 fn clamp(len: usize) -> u32 {
     len.min(u32::MAX as usize) as u32
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::cell::Cell;
+    use std::os::unix::fs::MetadataExt;
+    use std::pin::pin;
+
+    use crate::{
+        Backend, CallbackAction, Completion, Loop, Op, OpPath, OpResult, Options, RunMode, StatxBuf,
+    };
+
+    thread_local! {
+        /// Loops created on this thread act as on a kernel whose io_uring has none of
+        /// the filesystem opcodes.
+        pub(crate) static NO_FS_OPCODES: Cell<bool> = const { Cell::new(false) };
+    }
+
+    fn run(lp: &mut Loop, op: Op) -> OpResult {
+        let out = std::rc::Rc::new(Cell::new(None));
+        let o = out.clone();
+        let mut c = pin!(Completion::new());
+        lp.start(c.as_mut(), op, move |_, _, r| {
+            o.set(Some(r));
+            CallbackAction::Disarm
+        });
+        lp.run(RunMode::UntilDone).unwrap();
+        out.take().expect("one result")
+    }
+
+    /// On a kernel without the opcodes, the filesystem operations run on the pool and
+    /// give the same results.
+    #[test]
+    fn missing_fs_opcodes_fall_back_to_the_pool() {
+        if !Backend::IoUring.is_available() {
+            return;
+        }
+        NO_FS_OPCODES.with(|f| f.set(true));
+        let lp = Loop::new(Options {
+            backend: Some(Backend::IoUring),
+            ..Default::default()
+        });
+        NO_FS_OPCODES.with(|f| f.set(false));
+        let mut lp = lp.unwrap();
+        let dir = std::env::temp_dir().join(format!("xev-probe-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let r = run(
+            &mut lp,
+            Op::MkdirAt {
+                dir: None,
+                path: OpPath::new(&dir),
+                mode: 0o755,
+            },
+        );
+        assert!(matches!(r, OpResult::MkdirAt(Ok(()))), "{r:?}");
+        let file = dir.join("f");
+        let r = run(
+            &mut lp,
+            Op::OpenAt {
+                dir: None,
+                path: OpPath::new(&file),
+                flags: libc::O_CREAT | libc::O_RDWR,
+                mode: 0o644,
+            },
+        );
+        let OpResult::OpenAt(Ok(fd)) = r else {
+            panic!("{r:?}")
+        };
+        use std::os::fd::AsRawFd;
+        let r = run(
+            &mut lp,
+            Op::Ftruncate {
+                fd: fd.as_raw_fd(),
+                len: 77,
+            },
+        );
+        assert!(matches!(r, OpResult::Ftruncate(Ok(()))), "{r:?}");
+        let r = run(
+            &mut lp,
+            Op::Statx {
+                dir: Some(fd.as_raw_fd()),
+                path: OpPath::empty(),
+                flags: libc::AT_EMPTY_PATH,
+                mask: libc::STATX_BASIC_STATS,
+                buf: StatxBuf::new(),
+            },
+        );
+        let OpResult::Statx(Ok(m)) = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(m.len(), 77);
+        assert_eq!(m.ino(), std::fs::metadata(&file).unwrap().ino());
+        let r = run(
+            &mut lp,
+            Op::UnlinkAt {
+                dir: None,
+                path: OpPath::new(&dir),
+                remove_dir: true,
+            },
+        );
+        match r {
+            OpResult::UnlinkAt(Err(crate::Error::Io(e))) => {
+                assert_eq!(e.raw_os_error(), Some(libc::ENOTEMPTY))
+            }
+            other => panic!("{other:?}"),
+        }
+        drop(fd);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -177,6 +177,16 @@ impl Driver {
             (*inner).connecting = false;
             match &(*inner).op {
                 Op::Pread { .. } | Op::Pwrite { .. } => true,
+                Op::OpenAt { .. }
+                | Op::Statx { .. }
+                | Op::RenameAt { .. }
+                | Op::UnlinkAt { .. }
+                | Op::MkdirAt { .. }
+                | Op::LinkAt { .. }
+                | Op::SymlinkAt { .. }
+                | Op::Fsync { .. }
+                | Op::Fallocate { .. }
+                | Op::Ftruncate { .. } => true,
                 Op::Read { fd, .. } | Op::Write { fd, .. } => sys::is_blocking_file(*fd),
                 Op::Close { fd: Some(f) } => {
                     let raw = f.as_raw_fd();

@@ -1,18 +1,23 @@
-//! Files for tasks: [`File`], [`OpenOptions`], and the whole-file helpers [`read`],
-//! [`read_to_string`] and [`write`](fn@write); [`copy`], [`read_dir`] and
-//! [`canonicalize`].
+//! Files for tasks: [`File`], [`OpenOptions`], [`Metadata`], the path operations
+//! ([`rename`], [`remove_file`], [`remove_dir`], [`create_dir`], [`create_dir_all`],
+//! [`DirBuilder`], [`hard_link`], [`symlink`], [`metadata`], [`symlink_metadata`],
+//! [`try_exists`]), the whole-file helpers [`read`], [`read_to_string`] and
+//! [`write`](fn@write), and [`copy`], [`read_dir`] and [`canonicalize`].
+//!
+//! Every file and path operation is one loop operation. On io_uring they are kernel
+//! operations (`OPENAT`, `STATX`, `RENAMEAT`, `UNLINKAT`, `MKDIRAT`, `LINKAT`,
+//! `SYMLINKAT`, `FSYNC`, `FALLOCATE`, `FTRUNCATE`, `READ`, `WRITE`, `CLOSE`) and none runs
+//! on the thread pool. The epoll backend cannot wait for a regular file or a path lookup
+//! (they are always "ready" and then block), so it runs them on the loop's thread pool.
+//! [`copy`] (`copy_file_range(2)`), [`read_dir`] and [`canonicalize`] have no io_uring
+//! operation and run on the thread pool on both backends.
 //!
 //! Reads and writes are positional (`pread`/`pwrite` at an offset, the [`read_at`] /
 //! [`write_at`] family) and take owned buffers ([`IoBuf`], [`IoBufMut`]) that come back
-//! with the result. On io_uring they are kernel operations; the epoll backend runs them
-//! on the runtime's thread pool (a regular file is always "ready" and then blocks).
-//!
-//! The rest may block in the kernel for a long time on a slow or network filesystem and
-//! runs on the runtime's blocking pool ([`spawn_blocking`]): opening (`open(2)`),
-//! [`sync_all`](File::sync_all), [`sync_data`](File::sync_data),
-//! [`metadata`](File::metadata) and [`set_len`](File::set_len). [`File::close`] is a
-//! loop operation that reports the close error (a plain drop closes synchronously and
-//! ignores it, like `std`).
+//! with the result. Paths are copied into owned strings before an operation starts (a
+//! path with a NUL byte is `InvalidInput`). [`File::close`] is a loop operation that
+//! reports the close error (a plain drop closes synchronously and ignores it, like
+//! `std`).
 //!
 //! A [`File`]'s descriptor is never closed while an operation that names it can still
 //! run: if a read or write future is dropped mid-operation, the (cancelled) operation
@@ -44,36 +49,42 @@
 //! [`write_at`]: File::write_at
 //! [`IoBuf`]: crate::rt::IoBuf
 //! [`IoBufMut`]: crate::rt::IoBufMut
-//! [`spawn_blocking`]: crate::spawn_blocking
 
 mod canonicalize;
 mod copy;
+mod dir_builder;
+mod metadata;
+mod open_options;
+mod path_ops;
 mod read_dir;
 
+pub use crate::metadata::{FileType, Metadata};
 pub use canonicalize::canonicalize;
 pub use copy::copy;
+pub use dir_builder::{create_dir_all, DirBuilder};
+pub use metadata::{metadata, symlink_metadata, try_exists};
+pub use open_options::OpenOptions;
+pub use path_ops::{create_dir, hard_link, remove_dir, remove_file, rename, symlink};
 pub use read_dir::{read_dir, DirEntry, ReadDir};
 
-use std::future::Future;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::rc::Rc;
 
-use super::blocking::spawn_blocking;
 use super::buf::{IoBuf, IoBufMut};
 use super::io::{self as rio, read_result, run, Kind};
 use super::loop_fd::LoopFd;
 use crate::op::{Buffer, Op};
 
-/// Run `f` on the blocking pool; a panic in `f` becomes an `io::Error`.
+/// Run `f` on the runtime's blocking pool (the fs helpers without a loop operation:
+/// [`copy`], [`read_dir`], [`canonicalize`]).
 async fn blocking<R, F>(f: F) -> io::Result<R>
 where
     F: FnOnce() -> io::Result<R> + Send + 'static,
     R: Send + 'static,
 {
-    spawn_blocking(f).await?
+    super::blocking::spawn_blocking(f).await?
 }
 
 /// An open file whose reads and writes are async; see the [module docs](self).
@@ -91,17 +102,17 @@ pub struct File {
 }
 
 impl File {
-    /// Open `path` read-only (as [`std::fs::File::open`]); `open(2)` runs on the blocking
-    /// pool. A missing file is `ErrorKind::NotFound`.
+    /// Open `path` read-only (as [`std::fs::File::open`]) with one `openat(2)` loop
+    /// operation. A missing file is `ErrorKind::NotFound`.
     ///
     /// Dropping the future before it completes leaks nothing: a descriptor opened anyway
-    /// is closed when the pool hands it back.
+    /// is closed when the operation ends.
     pub async fn open(path: impl AsRef<Path>) -> io::Result<File> {
         OpenOptions::new().read(true).open(path).await
     }
 
     /// Create `path` or truncate it, and open it write-only (as
-    /// [`std::fs::File::create`]); `open(2)` runs on the blocking pool.
+    /// [`std::fs::File::create`]), with one `openat(2)` loop operation.
     pub async fn create(path: impl AsRef<Path>) -> io::Result<File> {
         OpenOptions::new()
             .write(true)
@@ -145,33 +156,77 @@ impl File {
         rio::write_all(&self.fd, buf, Kind::At(offset)).await
     }
 
-    /// Flush data and metadata to the device (`fsync(2)`, on the blocking pool).
+    /// Flush data and metadata to the device (`fsync(2)`, a loop operation).
     ///
-    /// The pool works on a duplicate of the descriptor, so dropping the future, or the
-    /// `File`, meanwhile is harmless (the sync still completes).
+    /// The operation keeps the descriptor open until it ends, so dropping the future, or
+    /// the `File`, meanwhile is harmless.
     pub async fn sync_all(&self) -> io::Result<()> {
-        let f = self.try_clone_std()?;
-        blocking(move || f.sync_all()).await
+        path_ops::unit(rio::FdOp::on(&self.fd, |fd| Op::Fsync {
+            fd,
+            data_only: false,
+        }))
+        .await
     }
 
-    /// Flush data, and only the metadata needed to read it back (`fdatasync(2)`, on the
-    /// blocking pool; see [`sync_all`](Self::sync_all)).
+    /// Flush data, and only the metadata needed to read it back (`fdatasync(2)`; see
+    /// [`sync_all`](Self::sync_all)).
     pub async fn sync_data(&self) -> io::Result<()> {
-        let f = self.try_clone_std()?;
-        blocking(move || f.sync_data()).await
+        path_ops::unit(rio::FdOp::on(&self.fd, |fd| Op::Fsync {
+            fd,
+            data_only: true,
+        }))
+        .await
     }
 
-    /// The file's metadata (`fstat(2)`, on the blocking pool).
-    pub async fn metadata(&self) -> io::Result<std::fs::Metadata> {
-        let f = self.try_clone_std()?;
-        blocking(move || f.metadata()).await
+    /// The file's metadata (`statx(2)` of the descriptor, a loop operation).
+    ///
+    /// ```
+    /// xev::block_on(async {
+    ///     let f = xev::fs::File::open("Cargo.toml").await?;
+    ///     let m = f.metadata().await?;
+    ///     assert!(m.is_file() && m.len() > 0);
+    ///     Ok::<(), std::io::Error>(())
+    /// })?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub async fn metadata(&self) -> io::Result<Metadata> {
+        metadata::of_fd(&self.fd).await
     }
 
-    /// Truncate or extend (with zeros) the file to `size` bytes (`ftruncate(2)`, on the
-    /// blocking pool). The file must be open for writing.
+    /// Truncate or extend (with zeros) the file to `size` bytes (`ftruncate(2)`, a loop
+    /// operation). The file must be open for writing (else `EINVAL` or `EBADF`); a size
+    /// above `i64::MAX` is `InvalidInput`.
     pub async fn set_len(&self, size: u64) -> io::Result<()> {
-        let f = self.try_clone_std()?;
-        blocking(move || f.set_len(size)).await
+        if size > i64::MAX as u64 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "file size above i64::MAX",
+            ));
+        }
+        path_ops::unit(rio::FdOp::on(&self.fd, |fd| Op::Ftruncate {
+            fd,
+            len: size,
+        }))
+        .await
+    }
+
+    /// Make sure the disk space for `len` bytes from `offset` is allocated, extending the
+    /// file if the range ends past its end (`fallocate(2)` with mode 0, a loop
+    /// operation). Filesystems without `fallocate` give `EOPNOTSUPP`.
+    pub async fn allocate(&self, offset: u64, len: u64) -> io::Result<()> {
+        self.fallocate(0, offset, len).await
+    }
+
+    /// `fallocate(2)` with `FALLOC_FL_*` `mode` bits (e.g. `FALLOC_FL_KEEP_SIZE`,
+    /// `FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE`). A zero `len` is `EINVAL`.
+    pub async fn fallocate(&self, mode: i32, offset: u64, len: u64) -> io::Result<()> {
+        path_ops::unit(rio::FdOp::on(&self.fd, |fd| Op::Fallocate {
+            fd,
+            mode,
+            offset,
+            len,
+        }))
+        .await
     }
 
     /// Close the file through the loop ([`Op::Close`]) and report the error, which for
@@ -191,15 +246,6 @@ impl File {
     /// If that duplicate cannot be made (the process is out of descriptors).
     pub fn into_std(self) -> std::fs::File {
         LoopFd::into_owned(self.fd).into()
-    }
-
-    /// A `std` file on a duplicate descriptor, for the blocking pool (which then cannot
-    /// outlive nor be outlived by this one).
-    fn try_clone_std(&self) -> io::Result<std::fs::File> {
-        self.fd
-            .as_fd()
-            .try_clone_to_owned()
-            .map(std::fs::File::from)
     }
 }
 
@@ -247,108 +293,13 @@ impl AsFd for File {
     }
 }
 
-/// How to open a file, as [`std::fs::OpenOptions`] (whose rules about which
-/// combinations are valid apply unchanged), with an async [`open`](Self::open).
-///
-/// ```
-/// use xev::fs::OpenOptions;
-///
-/// xev::block_on(async {
-///     let path = std::env::temp_dir().join(format!("xev-opts-doc-{}", std::process::id()));
-///     let f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).await?;
-///     f.write_all_at(&b"log line\n"[..], 0).await.0?;
-///     assert!(OpenOptions::new().write(true).create_new(true).open(&path).await.is_err());
-///     std::fs::remove_file(&path)
-/// })?;
-/// # Ok::<(), std::io::Error>(())
-/// ```
-#[derive(Debug, Clone)]
-pub struct OpenOptions {
-    std: std::fs::OpenOptions,
-}
-
-impl OpenOptions {
-    /// All options off (open with neither read nor write access fails, as in `std`).
-    pub fn new() -> OpenOptions {
-        OpenOptions {
-            std: std::fs::OpenOptions::new(),
-        }
-    }
-
-    /// Open for reading.
-    pub fn read(&mut self, read: bool) -> &mut OpenOptions {
-        self.std.read(read);
-        self
-    }
-
-    /// Open for writing.
-    pub fn write(&mut self, write: bool) -> &mut OpenOptions {
-        self.std.write(write);
-        self
-    }
-
-    /// Open in append mode (`O_APPEND`; implies write access).
-    pub fn append(&mut self, append: bool) -> &mut OpenOptions {
-        self.std.append(append);
-        self
-    }
-
-    /// Truncate an existing file to length 0 (needs write access).
-    pub fn truncate(&mut self, truncate: bool) -> &mut OpenOptions {
-        self.std.truncate(truncate);
-        self
-    }
-
-    /// Create the file if it does not exist (needs write or append access).
-    pub fn create(&mut self, create: bool) -> &mut OpenOptions {
-        self.std.create(create);
-        self
-    }
-
-    /// Create the file, failing with `ErrorKind::AlreadyExists` if it exists (atomic;
-    /// `create` and `truncate` are then ignored).
-    pub fn create_new(&mut self, create_new: bool) -> &mut OpenOptions {
-        self.std.create_new(create_new);
-        self
-    }
-
-    /// The permission bits of a newly created file (default `0o666`, minus the umask).
-    pub fn mode(&mut self, mode: u32) -> &mut OpenOptions {
-        self.std.mode(mode);
-        self
-    }
-
-    /// Extra `open(2)` flags (`libc::O_NOATIME`, `libc::O_DIRECT`, ...); the access mode
-    /// bits are ignored.
-    pub fn custom_flags(&mut self, flags: i32) -> &mut OpenOptions {
-        self.std.custom_flags(flags);
-        self
-    }
-
-    /// Open `path` with these options; `open(2)` runs on the blocking pool. The future
-    /// does not borrow the options (so `OpenOptions::new().read(true).open(p)` may be
-    /// stored). Dropping it before it completes leaks nothing: a descriptor opened
-    /// anyway is closed when the pool hands it back.
-    pub fn open(&self, path: impl AsRef<Path>) -> impl Future<Output = io::Result<File>> {
-        let opts = self.std.clone();
-        let path = path.as_ref().to_path_buf();
-        async move { blocking(move || opts.open(path)).await.map(File::from) }
-    }
-}
-
-impl Default for OpenOptions {
-    fn default() -> OpenOptions {
-        OpenOptions::new()
-    }
-}
-
 /// The first read of [`read`], and the smallest growth of its buffer.
 const MIN_READ: usize = 8 * 1024;
 
-/// Read the whole file at `path` (as [`std::fs::read`]): open (on the blocking pool,
-/// together with an `fstat` for the size), then `pread` from offset 0 until end of file.
+/// Read the whole file at `path` (as [`std::fs::read`]): open, `statx` for the size,
+/// then `pread` from offset 0 until end of file (all loop operations).
 ///
-/// Memory: the size `fstat` reports is reserved up front, fallibly: a file too large
+/// Memory: the size `statx` reports is reserved up front, fallibly: a file too large
 /// for memory (such as a huge sparse file) is an [`OutOfMemory`](io::ErrorKind::OutOfMemory)
 /// error, as with `std`, never an abort. The size is only a hint: the buffer is
 /// initialised (touched) only as reads need room, in growing steps, so a file that turns
@@ -358,16 +309,11 @@ const MIN_READ: usize = 8 * 1024;
 /// Meant for regular files (and others that support `pread`, such as `/proc` files);
 /// a pipe or FIFO fails with `ESPIPE`.
 pub async fn read(path: impl AsRef<Path>) -> io::Result<Vec<u8>> {
-    let path = path.as_ref().to_path_buf();
-    let (f, hint) = blocking(move || {
-        let f = std::fs::File::open(path)?;
-        let hint = f.metadata().map_or(0, |m| m.len());
-        Ok((f, hint))
-    })
-    .await?;
     // Shared with the reads, so a read whose future is dropped (this future cancelled)
     // keeps the fd open until it is over, as every async file does.
-    read_to_end(&LoopFd::shared(OwnedFd::from(f)), hint).await
+    let f = File::open(path).await?;
+    let hint = f.metadata().await.map_or(0, |m| m.len());
+    read_to_end(&f.fd, hint).await
 }
 
 /// The error of a failed (fallible) allocation of `bytes` more bytes.

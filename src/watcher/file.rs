@@ -1,5 +1,7 @@
 //! [`File`]: a regular file driven by the loop: read and write at the file position,
-//! `pread`/`pwrite` at an offset, ordered writes through a [`WriteQueue`], and close.
+//! `pread`/`pwrite` at an offset, ordered writes through a [`WriteQueue`], sync, size
+//! (`set_len`, `allocate`), metadata, and close. Path operations (open, rename, unlink,
+//! mkdir, links, statx of a path) are plain [`Op`]s (`Op::OpenAt`, ...).
 //!
 //! On io_uring these are native kernel operations. The poll backend cannot wait for a
 //! regular file (it is always "ready" and then blocks), so it runs them on the loop's
@@ -44,8 +46,10 @@ use std::sync::Arc;
 
 use crate::completion::{CallbackAction, Completion};
 use crate::event_loop::Loop;
+use crate::fs_op::{OpPath, StatxBuf};
+use crate::metadata::Metadata;
 use crate::op::{Buffer, Op};
-use crate::result::{Error, ReadError};
+use crate::result::{Error, OpResult, ReadError};
 
 use super::fd::{self, SharedFd};
 use super::stream::{self, WriteQueue};
@@ -201,8 +205,122 @@ impl File {
         stream::close(lp, self.fd, c, ud, cb);
     }
 
+    /// Flush the file's data and metadata to the device (`fsync(2)`), or with `data_only`
+    /// only the data and the metadata needed to read it back (`fdatasync(2)`). Native on
+    /// io_uring, on the thread pool on the poll backend (as every method below).
+    pub fn sync<U, F>(&self, lp: &mut Loop, c: Pin<&mut Completion>, data_only: bool, ud: U, cb: F)
+    where
+        U: 'static,
+        F: FnMut(&mut U, &mut Loop, Pin<&mut Completion>, Result<(), Error>) -> CallbackAction
+            + 'static,
+    {
+        let op = Op::Fsync {
+            fd: self.raw(),
+            data_only,
+        };
+        stream::start_on(lp, &self.fd, c, op, ud, unit_result, cb);
+    }
+
+    /// Truncate or extend (with zeros) the file to `len` bytes (`ftruncate(2)`); the file
+    /// must be open for writing.
+    pub fn set_len<U, F>(&self, lp: &mut Loop, c: Pin<&mut Completion>, len: u64, ud: U, cb: F)
+    where
+        U: 'static,
+        F: FnMut(&mut U, &mut Loop, Pin<&mut Completion>, Result<(), Error>) -> CallbackAction
+            + 'static,
+    {
+        let op = Op::Ftruncate {
+            fd: self.raw(),
+            len,
+        };
+        stream::start_on(lp, &self.fd, c, op, ud, unit_result, cb);
+    }
+
+    /// `fallocate(2)`: allocate `len` bytes from `offset` (mode 0 also extends the file),
+    /// or punch / zero / keep-size with `FALLOC_FL_*` `mode` bits.
+    #[allow(clippy::too_many_arguments)]
+    pub fn allocate<U, F>(
+        &self,
+        lp: &mut Loop,
+        c: Pin<&mut Completion>,
+        mode: i32,
+        offset: u64,
+        len: u64,
+        ud: U,
+        cb: F,
+    ) where
+        U: 'static,
+        F: FnMut(&mut U, &mut Loop, Pin<&mut Completion>, Result<(), Error>) -> CallbackAction
+            + 'static,
+    {
+        let op = Op::Fallocate {
+            fd: self.raw(),
+            mode,
+            offset,
+            len,
+        };
+        stream::start_on(lp, &self.fd, c, op, ud, unit_result, cb);
+    }
+
+    /// The file's [`Metadata`] (`statx(2)` of the descriptor).
+    ///
+    /// ```
+    /// use std::pin::pin;
+    /// use xev::{CallbackAction, Completion, Loop, Options, RunMode};
+    ///
+    /// let mut lp = Loop::new(Options::default())?;
+    /// let f = xev::File::open("Cargo.toml")?;
+    /// let mut c = pin!(Completion::new());
+    /// f.metadata(&mut lp, c.as_mut(), (), |_, _, _, r| {
+    ///     assert!(r.expect("statx").is_file());
+    ///     CallbackAction::Disarm
+    /// });
+    /// lp.run(RunMode::UntilDone)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn metadata<U, F>(&self, lp: &mut Loop, c: Pin<&mut Completion>, ud: U, cb: F)
+    where
+        U: 'static,
+        F: FnMut(
+                &mut U,
+                &mut Loop,
+                Pin<&mut Completion>,
+                Result<Metadata, Error>,
+            ) -> CallbackAction
+            + 'static,
+    {
+        let op = Op::Statx {
+            dir: Some(self.raw()),
+            path: OpPath::empty(),
+            flags: libc::AT_EMPTY_PATH,
+            mask: libc::STATX_BASIC_STATS | libc::STATX_BTIME,
+            buf: StatxBuf::new(),
+        };
+        stream::start_on(lp, &self.fd, c, op, ud, metadata_result, cb);
+    }
+
     fn raw(&self) -> RawFd {
         self.fd.raw()
+    }
+}
+
+fn mismatch(r: &OpResult) -> Error {
+    Error::Io(io::Error::other(format!("xev: unexpected result {r:?}")))
+}
+
+/// The result of fsync, ftruncate or fallocate.
+fn unit_result(r: OpResult) -> Result<(), Error> {
+    match r {
+        OpResult::Fsync(r) | OpResult::Ftruncate(r) | OpResult::Fallocate(r) => r,
+        other => Err(mismatch(&other)),
+    }
+}
+
+/// The result of a statx.
+fn metadata_result(r: OpResult) -> Result<Metadata, Error> {
+    match r {
+        OpResult::Statx(r) => r,
+        other => Err(mismatch(&other)),
     }
 }
 

@@ -1,0 +1,254 @@
+//! [`Metadata`] and [`FileType`]: what `statx(2)` reports about a file, with a surface
+//! like `std::fs::Metadata` (which cannot be built from a `statx` record).
+
+use std::fmt;
+use std::fs::Permissions;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, SystemTime};
+
+/// Information about a file, from [`Op::Statx`](crate::Op::Statx) (the callback API) or
+/// `xev::fs::metadata` / `File::metadata` (the async API). Methods follow
+/// [`std::fs::Metadata`] and its Unix extension.
+///
+/// ```
+/// xev::block_on(async {
+///     let m = xev::fs::metadata("/").await?;
+///     assert!(m.is_dir() && !m.is_file());
+///     assert_eq!(m.ino(), std::os::unix::fs::MetadataExt::ino(&std::fs::metadata("/")?));
+///     Ok::<(), std::io::Error>(())
+/// })?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct Metadata {
+    mask: u32,
+    mode: u32,
+    size: u64,
+    ino: u64,
+    dev: u64,
+    rdev: u64,
+    nlink: u64,
+    uid: u32,
+    gid: u32,
+    blksize: u64,
+    blocks: u64,
+    atime: (i64, u32),
+    mtime: (i64, u32),
+    ctime: (i64, u32),
+    btime: (i64, u32),
+}
+
+impl Metadata {
+    /// From a record `statx(2)` filled.
+    pub(crate) fn from_statx(st: &libc::statx) -> Metadata {
+        let ts = |t: &libc::statx_timestamp| (t.tv_sec, t.tv_nsec);
+        Metadata {
+            mask: st.stx_mask,
+            mode: u32::from(st.stx_mode),
+            size: st.stx_size,
+            ino: st.stx_ino,
+            dev: libc::makedev(st.stx_dev_major, st.stx_dev_minor),
+            rdev: libc::makedev(st.stx_rdev_major, st.stx_rdev_minor),
+            nlink: u64::from(st.stx_nlink),
+            uid: st.stx_uid,
+            gid: st.stx_gid,
+            blksize: u64::from(st.stx_blksize),
+            blocks: st.stx_blocks,
+            atime: ts(&st.stx_atime),
+            mtime: ts(&st.stx_mtime),
+            ctime: ts(&st.stx_ctime),
+            btime: ts(&st.stx_btime),
+        }
+    }
+
+    /// The file's type.
+    pub fn file_type(&self) -> FileType {
+        FileType(self.mode & libc::S_IFMT)
+    }
+
+    /// Whether it is a directory.
+    pub fn is_dir(&self) -> bool {
+        self.file_type().is_dir()
+    }
+
+    /// Whether it is a regular file.
+    pub fn is_file(&self) -> bool {
+        self.file_type().is_file()
+    }
+
+    /// Whether it is a symbolic link (only from a query that does not follow links, such
+    /// as `symlink_metadata`).
+    pub fn is_symlink(&self) -> bool {
+        self.file_type().is_symlink()
+    }
+
+    /// Size in bytes.
+    #[allow(clippy::len_without_is_empty)]
+    pub fn len(&self) -> u64 {
+        self.size
+    }
+
+    /// The permission bits, as `std` represents them.
+    pub fn permissions(&self) -> Permissions {
+        Permissions::from_mode(self.mode)
+    }
+
+    /// The whole `st_mode` (type and permission bits).
+    pub fn mode(&self) -> u32 {
+        self.mode
+    }
+
+    /// Last modification time.
+    pub fn modified(&self) -> io::Result<SystemTime> {
+        self.time(libc::STATX_MTIME, self.mtime, "modification")
+    }
+
+    /// Last access time.
+    pub fn accessed(&self) -> io::Result<SystemTime> {
+        self.time(libc::STATX_ATIME, self.atime, "access")
+    }
+
+    /// Creation (birth) time; `ErrorKind::Unsupported` where the filesystem does not
+    /// record it.
+    pub fn created(&self) -> io::Result<SystemTime> {
+        self.time(libc::STATX_BTIME, self.btime, "creation")
+    }
+
+    /// Last status change time, seconds since the epoch (as `MetadataExt::ctime`).
+    pub fn ctime(&self) -> i64 {
+        self.ctime.0
+    }
+
+    /// Nanoseconds part of the status change time.
+    pub fn ctime_nsec(&self) -> i64 {
+        i64::from(self.ctime.1)
+    }
+
+    /// Inode number.
+    pub fn ino(&self) -> u64 {
+        self.ino
+    }
+
+    /// ID of the device holding the file.
+    pub fn dev(&self) -> u64 {
+        self.dev
+    }
+
+    /// Device ID, for a device special file.
+    pub fn rdev(&self) -> u64 {
+        self.rdev
+    }
+
+    /// Number of hard links.
+    pub fn nlink(&self) -> u64 {
+        self.nlink
+    }
+
+    /// Owner's user ID.
+    pub fn uid(&self) -> u32 {
+        self.uid
+    }
+
+    /// Owner's group ID.
+    pub fn gid(&self) -> u32 {
+        self.gid
+    }
+
+    /// Preferred block size for I/O.
+    pub fn blksize(&self) -> u64 {
+        self.blksize
+    }
+
+    /// Number of 512-byte blocks allocated.
+    pub fn blocks(&self) -> u64 {
+        self.blocks
+    }
+
+    fn time(&self, bit: u32, (sec, nsec): (i64, u32), what: &str) -> io::Result<SystemTime> {
+        if self.mask & bit == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("{what} time is not available on this filesystem"),
+            ));
+        }
+        let t = if sec >= 0 {
+            SystemTime::UNIX_EPOCH.checked_add(Duration::new(sec as u64, nsec))
+        } else {
+            SystemTime::UNIX_EPOCH
+                .checked_sub(Duration::from_secs(sec.unsigned_abs()))
+                .and_then(|t| t.checked_add(Duration::from_nanos(u64::from(nsec))))
+        };
+        t.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "timestamp out of range"))
+    }
+}
+
+impl fmt::Debug for Metadata {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Metadata")
+            .field("file_type", &self.file_type())
+            .field("len", &self.size)
+            .field("mode", &format_args!("{:#o}", self.mode))
+            .field("ino", &self.ino)
+            .field("modified", &self.modified().ok())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A file's type, from [`Metadata::file_type`] (as [`std::fs::FileType`] and its Unix
+/// extension).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FileType(u32);
+
+impl FileType {
+    /// A directory.
+    pub fn is_dir(&self) -> bool {
+        self.0 == libc::S_IFDIR
+    }
+
+    /// A regular file.
+    pub fn is_file(&self) -> bool {
+        self.0 == libc::S_IFREG
+    }
+
+    /// A symbolic link.
+    pub fn is_symlink(&self) -> bool {
+        self.0 == libc::S_IFLNK
+    }
+
+    /// A block device.
+    pub fn is_block_device(&self) -> bool {
+        self.0 == libc::S_IFBLK
+    }
+
+    /// A character device.
+    pub fn is_char_device(&self) -> bool {
+        self.0 == libc::S_IFCHR
+    }
+
+    /// A FIFO (named pipe).
+    pub fn is_fifo(&self) -> bool {
+        self.0 == libc::S_IFIFO
+    }
+
+    /// A Unix socket.
+    pub fn is_socket(&self) -> bool {
+        self.0 == libc::S_IFSOCK
+    }
+}
+
+impl fmt::Debug for FileType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self.0 {
+            libc::S_IFDIR => "dir",
+            libc::S_IFREG => "file",
+            libc::S_IFLNK => "symlink",
+            libc::S_IFBLK => "block device",
+            libc::S_IFCHR => "char device",
+            libc::S_IFIFO => "fifo",
+            libc::S_IFSOCK => "socket",
+            _ => "unknown",
+        };
+        write!(f, "FileType({name})")
+    }
+}
