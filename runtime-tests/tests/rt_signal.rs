@@ -134,15 +134,15 @@ fn a_set_outlives_the_runtime_of_its_pending_read() {
     }
 }
 
-/// A blocking-pool thread is started (by `spawn_blocking`, or by `fs::File::open`, which
-/// runs on the pool), then `Signals::new` blocks `SIGUSR1` on the main thread, then
+/// A blocking-pool thread is started (by `spawn_blocking`, or by `fs::canonicalize`,
+/// which runs on the pool on every backend), then `Signals::new` blocks `SIGUSR1` on the main thread, then
 /// `SIGUSR1` is sent to the whole process (`kill(getpid())`): it must reach the runtime
 /// instead of killing the process through the pool thread. Runs in a separate process
 /// (`xev-signal-child`), which has no test-harness threads that could take the signal.
 #[test]
 fn a_process_directed_signal_is_not_taken_by_a_pool_thread() {
     for backend in xev::Backend::available() {
-        for start in ["spawn_blocking", "file_open"] {
+        for start in ["spawn_blocking", "fs_pool"] {
             let out = std::process::Command::new(env!("CARGO_BIN_EXE_xev-signal-child"))
                 .args([format!("{backend:?}"), start.to_string()])
                 .output()

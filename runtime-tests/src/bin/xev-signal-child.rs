@@ -5,7 +5,7 @@
 //! signals, the kernel delivered it to the pool thread and its default action killed the
 //! process.
 //!
-//! Usage: `xev-signal-child <backend, as {:?}> <spawn_blocking|file_open>`.
+//! Usage: `xev-signal-child <backend, as {:?}> <spawn_blocking|fs_pool>`.
 //! The process has no other threads (a test harness would add its own, which do not
 //! block the signal). Prints `received SIGUSR1` and exits 0 on success.
 
@@ -18,7 +18,7 @@ use xev::time::timeout;
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let [_, backend, how] = &args[..] else {
-        panic!("usage: xev-signal-child <backend> <spawn_blocking|file_open>");
+        panic!("usage: xev-signal-child <backend> <spawn_blocking|fs_pool>");
     };
     let backend = xev::Backend::available()
         .find(|b| format!("{b:?}") == *backend)
@@ -27,7 +27,14 @@ fn main() {
     rt.block_on(async {
         match how.as_str() {
             "spawn_blocking" => xev::spawn_blocking(|| ()).await.expect("pool job"),
-            "file_open" => drop(xev::fs::File::open("/proc/self/stat").await.expect("open")),
+            // An fs helper with no loop operation (it runs on the pool on both backends;
+            // `File::open` is a loop operation and no longer starts a pool thread on
+            // io_uring).
+            "fs_pool" => drop(
+                xev::fs::canonicalize("/proc/self")
+                    .await
+                    .expect("canonicalize"),
+            ),
             other => panic!("unknown start {other}"),
         }
         // A pool thread now exists (idle for 10 s) and was started before any signal
