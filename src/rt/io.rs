@@ -176,9 +176,10 @@ pub(crate) async fn read_exact<B: IoBufMut>(
 
 /// One write of `buf` (possibly partial).
 pub(crate) async fn write<B: IoBuf>(fd: &Rc<LoopFd>, buf: B, kind: Kind) -> (io::Result<usize>, B) {
-    let (res, b) = run(write_op(fd, buf::into_buffer(buf), kind)).await;
+    let (b, saved) = buf::into_buffer(buf);
+    let (res, b) = run(write_op(fd, b, kind)).await;
     let b = b.expect("a write hands its buffer back");
-    (write_result(res), buf::from_buffer(b))
+    (write_result(res), buf::from_buffer(b, saved))
 }
 
 /// Write all of `buf`, continuing after partial writes.
@@ -187,7 +188,7 @@ pub(crate) async fn write_all<B: IoBuf>(
     buf: B,
     mut kind: Kind,
 ) -> (io::Result<()>, B) {
-    let mut b = buf::into_buffer(buf);
+    let (mut b, saved) = buf::into_buffer(buf);
     let res = loop {
         if b.is_empty() {
             break Ok(());
@@ -204,7 +205,7 @@ pub(crate) async fn write_all<B: IoBuf>(
         }
     };
     b.rewind();
-    (res, buf::from_buffer(b))
+    (res, buf::from_buffer(b, saved))
 }
 
 /// `recvmsg` into `buf`: bytes and the sender's address.
@@ -238,10 +239,10 @@ pub(crate) async fn send_to<B: IoBuf>(
     buf: B,
     addr: Option<SocketAddr>,
 ) -> (io::Result<usize>, B) {
-    let buf = buf::into_buffer(buf);
+    let (buf, saved) = buf::into_buffer(buf);
     let (res, b) = run(FdOp::on(fd, |fd| Op::SendMsg { fd, buf, addr })).await;
     let b = b.expect("sendmsg hands its buffer back");
-    (write_result(res), buf::from_buffer(b))
+    (write_result(res), buf::from_buffer(b, saved))
 }
 
 /// An operation without a buffer whose result is `Result<(), Error>` (connect, shutdown,
