@@ -108,6 +108,7 @@ mod completion;
 mod event_loop;
 mod handoff;
 mod heap;
+mod iovec;
 mod op;
 mod queue;
 mod registry;
@@ -122,6 +123,7 @@ pub use backend::Backend;
 pub use completion::{CallbackAction, Completion, CompletionState};
 pub use event_loop::{Loop, Options, RunError, RunMode, MAX_ENTRIES};
 pub use op::{Buffer, CancelTarget, Op, PollEvents, INLINE_BUFFER};
+pub use iovec::Buffers;
 pub use result::{Accepted, CancelError, Error, OpResult, ReadError, TimerTrigger};
 pub use rt::{block_on, fs, net, spawn, spawn_blocking, time, JoinHandle};
 #[cfg(target_os = "linux")]

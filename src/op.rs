@@ -8,6 +8,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use crate::completion::Completion;
 use crate::event_loop::LoopId;
+use crate::iovec::Buffers;
 use crate::registry::Ticket;
 
 /// One operation for the loop to perform.
@@ -135,6 +136,40 @@ pub enum Op {
         /// Which operation; see [`CancelTarget::of`].
         target: CancelTarget,
     },
+    /// `readv(2)` (or `preadv(2)` at `offset`): read into several buffers, filling each
+    /// completely before the next. The result is the total byte count; `Ok(0)` at once
+    /// when the buffers hold no room at all. More than 1024 buffers (`IOV_MAX`) is
+    /// `EINVAL`. On the poll backend, regular files (and every read at an offset) are
+    /// read on the thread pool; with an offset, a pipe or socket reports `ESPIPE` there.
+    Readv {
+        /// Source.
+        fd: RawFd,
+        /// Destinations, in order.
+        bufs: Buffers,
+        /// Byte offset in the file, or `None` for the fd's current position (streams).
+        offset: Option<u64>,
+    },
+    /// `writev(2)` (or `pwritev(2)` at `offset`): write several buffers in order, as one
+    /// write. The result is the total byte count (possibly partial). More than 1024
+    /// buffers is `EINVAL`.
+    Writev {
+        /// Destination.
+        fd: RawFd,
+        /// Bytes to write, in order.
+        bufs: Buffers,
+        /// Byte offset in the file, or `None` for the fd's current position (streams).
+        offset: Option<u64>,
+    },
+    /// `sendmsg(2)` of several buffers as one message (one datagram on UDP), to `addr`
+    /// when given (with `MSG_NOSIGNAL`).
+    SendMsgV {
+        /// The socket.
+        fd: RawFd,
+        /// Bytes to send, in order.
+        bufs: Buffers,
+        /// Destination for unconnected sockets.
+        addr: Option<SocketAddr>,
+    },
 }
 
 impl Op {
@@ -208,7 +243,10 @@ macro_rules! with_borrowed_fd {
             | Op::SendMsg { fd: $fd, .. }
             | Op::RecvMsg { fd: $fd, .. }
             | Op::Shutdown { fd: $fd, .. }
-            | Op::Poll { fd: $fd, .. } => $yes,
+            | Op::Poll { fd: $fd, .. }
+            | Op::Readv { fd: $fd, .. }
+            | Op::Writev { fd: $fd, .. }
+            | Op::SendMsgV { fd: $fd, .. } => $yes,
             Op::Close { .. } | Op::Noop | Op::Timer { .. } | Op::Cancel { .. } => $no,
         }
     };

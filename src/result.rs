@@ -141,6 +141,12 @@ pub enum OpResult {
     Timer(TimerTrigger),
     /// See [`Op::Cancel`].
     Cancel(Result<(), CancelError>),
+    /// Bytes read, into the buffers in order; see [`Op::Readv`].
+    Readv(Result<usize, ReadError>),
+    /// Bytes written, from the buffers in order; see [`Op::Writev`].
+    Writev(Result<usize, Error>),
+    /// Bytes sent, from the buffers in order; see [`Op::SendMsgV`].
+    SendMsgV(Result<usize, Error>),
 }
 
 fn os(res: isize) -> io::Error {
@@ -207,6 +213,9 @@ impl OpResult {
                 r if r == -(libc::EXDEV as isize) => Err(CancelError::OtherLoop),
                 r => Err(CancelError::Io(os(r))),
             }),
+            Op::Readv { bufs, .. } => OpResult::Readv(read_count(res, bufs.total_len())),
+            Op::Writev { .. } => OpResult::Writev(count(res)),
+            Op::SendMsgV { .. } => OpResult::SendMsgV(count(res)),
         }
     }
 }

@@ -283,6 +283,26 @@ impl Driver {
                 Op::Noop | Op::Timer { .. } | Op::Cancel { .. } => {
                     unreachable!("handled by the core")
                 }
+                // The iovec array lives in the op's box until the CQE is reaped.
+                Op::Readv { fd, bufs, offset } => {
+                    let (iov, n) = bufs.iovecs();
+                    opcode::Readv::new(types::Fd(*fd), iov, clamp(n))
+                        .offset(offset.unwrap_or(u64::MAX))
+                        .build()
+                }
+                Op::Writev { fd, bufs, offset } => {
+                    let (iov, n) = bufs.iovecs();
+                    opcode::Writev::new(types::Fd(*fd), iov, clamp(n))
+                        .offset(offset.unwrap_or(u64::MAX))
+                        .build()
+                }
+                Op::SendMsgV { fd, bufs, addr } => {
+                    let (iov, n) = bufs.iovecs();
+                    sys::prepare_msg_iov(sc, iov, n, addr.as_ref());
+                    opcode::SendMsg::new(types::Fd(*fd), &sc.msg)
+                        .flags(libc::MSG_NOSIGNAL as u32)
+                        .build()
+                }
             }
         };
         // SAFETY: live and Active; loop thread.
