@@ -52,6 +52,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::rc::Rc;
 
+mod vectored;
+
 use super::blocking::spawn_blocking;
 use super::buf::{IoBuf, IoBufMut};
 use super::io::{self as rio, read_result, run, Kind};
