@@ -8,6 +8,10 @@
 //! writes initialised memory that safe code may later see), the read fills from the
 //! start, and the length becomes the larger of the old length and the bytes read. To
 //! append instead, read into `buf.slice_mut(buf.len()..)`.
+//!
+//! With [`IoBuf`] in scope, `bytes.slice(range)` on a `Bytes` value is
+//! [`IoBuf::slice`] (it takes `self`, so method lookup finds it before
+//! `Bytes::slice(&self, ..)`); write `Bytes::slice(&bytes, range)` for the other.
 
 use bytes::{Bytes, BytesMut};
 
