@@ -122,8 +122,8 @@ pub mod watcher;
 pub use backend::Backend;
 pub use completion::{CallbackAction, Completion, CompletionState};
 pub use event_loop::{Loop, Options, RunError, RunMode, MAX_ENTRIES};
-pub use op::{Buffer, CancelTarget, Op, PollEvents, INLINE_BUFFER};
 pub use iovec::Buffers;
+pub use op::{Buffer, CancelTarget, Op, PollEvents, INLINE_BUFFER};
 pub use result::{Accepted, CancelError, Error, OpResult, ReadError, TimerTrigger};
 pub use rt::{block_on, fs, net, spawn, spawn_blocking, time, JoinHandle};
 #[cfg(target_os = "linux")]

@@ -5,9 +5,9 @@
 //! File tests are named `file_*` (`File::open` runs on the blocking pool, which valgrind
 //! cannot run; CI skips them there).
 
+use std::future::Future;
 use std::io;
 use std::path::PathBuf;
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Poll;
@@ -70,7 +70,11 @@ async fn echo_writes_back_a_slice_of_the_read_buffer() -> io::Result<()> {
             res?;
             assert_eq!((slice.begin(), slice.end()), (0, n));
             buf = slice.into_inner();
-            assert_eq!((buf.as_ptr(), buf.len()), (ptr, 1024), "the same allocation");
+            assert_eq!(
+                (buf.as_ptr(), buf.len()),
+                (ptr, 1024),
+                "the same allocation"
+            );
             rounds += 1;
         }
     });
@@ -88,13 +92,23 @@ async fn echo_writes_back_a_slice_of_the_read_buffer() -> io::Result<()> {
 #[xev::test(backend = "all")]
 async fn a_slice_writes_exactly_its_range() -> io::Result<()> {
     let (client, server) = pair().await?;
-    let (r, s) = client.write_all(String::from("0123456789").slice(3..6)).await;
+    let (r, s) = client
+        .write_all(String::from("0123456789").slice(3..6))
+        .await;
     r?;
     assert_eq!((&s[..], s.get_ref().as_str()), (&b"345"[..], "0123456789"));
     client.write_all("static str".slice(7..)).await.0?;
-    client.write_all(Box::<[u8]>::from(&b"boxed"[..]).slice(..=1)).await.0?;
-    client.write_all(b"abcdef".to_vec().slice(1..5).slice(1..3)).await.0?;
-    let (n, s) = client.write(xev::Buffer::copy_from(b"inline").slice(2..4)).await;
+    client
+        .write_all(Box::<[u8]>::from(&b"boxed"[..]).slice(..=1))
+        .await
+        .0?;
+    client
+        .write_all(b"abcdef".to_vec().slice(1..5).slice(1..3))
+        .await
+        .0?;
+    let (n, s) = client
+        .write(xev::Buffer::copy_from(b"inline").slice(2..4))
+        .await;
     assert_eq!(n?, 2);
     assert_eq!(s.into_inner().as_slice(), b"inline");
     // An empty slice writes nothing.
@@ -146,7 +160,10 @@ async fn a_read_into_a_slice_mut_leaves_the_rest_untouched() -> io::Result<()> {
     let (n, s) = server.read(xev::Buffer::inline(6).slice_mut(3..)).await;
     let n = n?;
     assert!((1..=3).contains(&n));
-    assert_eq!(&s.into_inner().as_slice()[..3 + n], &b"\0\0\x00789"[..3 + n]);
+    assert_eq!(
+        &s.into_inner().as_slice()[..3 + n],
+        &b"\0\0\x00789"[..3 + n]
+    );
 
     // Appending: slice_mut(len..) reads after what is there.
     client.write_all("more").await.0?;
@@ -273,7 +290,11 @@ async fn tcp_vectored_io_spreads_over_three_buffers() -> io::Result<()> {
     // Partial fill: 5 bytes over 3 + 4 + 4 room.
     client.write_all("vwxyz").await.0?;
     sleep(Duration::from_millis(20)).await;
-    let bufs = vec![Vec::with_capacity(3), Vec::with_capacity(4), Vec::with_capacity(4)];
+    let bufs = vec![
+        Vec::with_capacity(3),
+        Vec::with_capacity(4),
+        Vec::with_capacity(4),
+    ];
     let (n, bufs) = server.read_vectored(bufs).await;
     assert_eq!(n?, 5);
     assert_eq!(
@@ -283,7 +304,10 @@ async fn tcp_vectored_io_spreads_over_three_buffers() -> io::Result<()> {
 
     // Slices and mixed kinds work as vectored buffers too.
     let (n, _) = client
-        .write_vectored(vec![b"--12--".to_vec().slice(2..4), b"3".to_vec().slice(..)])
+        .write_vectored(vec![
+            b"--12--".to_vec().slice(2..4),
+            b"3".to_vec().slice(..),
+        ])
         .await;
     assert_eq!(n?, 3);
     let mut head = Vec::with_capacity(8);
@@ -342,7 +366,9 @@ async fn vectored_limits_and_empty_input() -> io::Result<()> {
 async fn udp_vectored_sends_one_datagram() -> io::Result<()> {
     let a = UdpSocket::bind("127.0.0.1:0")?;
     let b = UdpSocket::bind("127.0.0.1:0")?;
-    let (n, _) = a.send_to_vectored(vec!["one ", "datagram"], b.local_addr()?).await;
+    let (n, _) = a
+        .send_to_vectored(vec!["one ", "datagram"], b.local_addr()?)
+        .await;
     assert_eq!(n?, 12);
     let (r, buf) = b.recv_from(vec![0u8; 64]).await;
     let (n, from) = r?;
@@ -360,7 +386,9 @@ async fn udp_vectored_sends_one_datagram() -> io::Result<()> {
 
     let (r, _) = a.send_vectored(vec![b"z".to_vec(); 1025]).await;
     invalid_input(r);
-    let (r, _) = a.send_to_vectored(vec!["x"], "no-such-host.invalid:1").await;
+    let (r, _) = a
+        .send_to_vectored(vec!["x"], "no-such-host.invalid:1")
+        .await;
     assert!(r.is_err());
     Ok(())
 }

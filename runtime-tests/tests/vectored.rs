@@ -41,7 +41,12 @@ fn three(a: &[u8], b: &[u8], c: &[u8]) -> Buffers {
 }
 
 fn room(sizes: &[usize]) -> Buffers {
-    Buffers::from(sizes.iter().map(|&n| Buffer::from(vec![b'.'; n])).collect::<Vec<_>>())
+    Buffers::from(
+        sizes
+            .iter()
+            .map(|&n| Buffer::from(vec![b'.'; n]))
+            .collect::<Vec<_>>(),
+    )
 }
 
 /// A non-blocking pipe: (read end, write end).
@@ -102,7 +107,10 @@ fn pipe_writev_then_readv_in_order() {
             offset: None,
         };
         let res = run(&mut lp, c.as_mut(), op);
-        assert!(matches!(res, OpResult::Readv(Err(ReadError::Eof))), "{res:?}");
+        assert!(
+            matches!(res, OpResult::Readv(Err(ReadError::Eof))),
+            "{res:?}"
+        );
     });
 }
 
@@ -184,7 +192,10 @@ fn sendmsgv_over_tcp_and_udp() {
         assert!(matches!(res, OpResult::SendMsgV(Ok(12))), "{res:?}");
         let mut dgram = [0u8; 64];
         let (n, from) = to.recv_from(&mut dgram).unwrap();
-        assert_eq!((&dgram[..n], from), (&b"one datagram"[..], a.local_addr().unwrap()));
+        assert_eq!(
+            (&dgram[..n], from),
+            (&b"one datagram"[..], a.local_addr().unwrap())
+        );
 
         // No buffers: an empty datagram.
         let op = Op::SendMsgV {
@@ -274,7 +285,10 @@ fn vectored_errors() {
             }
             std::thread::sleep(std::time::Duration::from_millis(2));
         }
-        assert!(saw_error, "a write to a closed peer fails (and raises no SIGPIPE)");
+        assert!(
+            saw_error,
+            "a write to a closed peer fails (and raises no SIGPIPE)"
+        );
 
         // Still running.
         let res = run(&mut lp, c.as_mut(), Op::Timer { ms: 1 });
@@ -305,7 +319,10 @@ fn readv_of_no_room_is_ok_zero_at_once() {
             let mut t = pin!(Completion::new());
             lp.timer(t.as_mut(), 2000, |_, _, _| CallbackAction::Disarm);
             lp.run(RunMode::Once).unwrap();
-            let r = res.borrow_mut().pop().expect("done at once, not after the timer");
+            let r = res
+                .borrow_mut()
+                .pop()
+                .expect("done at once, not after the timer");
             assert!(matches!(r, OpResult::Readv(Ok(0))), "{r:?}");
             let target = CancelTarget::of(&t);
             let mut cancel = pin!(Completion::new());
@@ -343,7 +360,10 @@ fn a_waiting_readv_is_cancelled() {
         lp.run(RunMode::UntilDone).unwrap();
         assert!(matches!(only(&cres), OpResult::Cancel(Ok(()))));
         let r = only(&res);
-        assert!(matches!(r, OpResult::Readv(Err(ReadError::Canceled))), "{r:?}");
+        assert!(
+            matches!(r, OpResult::Readv(Err(ReadError::Canceled))),
+            "{r:?}"
+        );
         assert_eq!(bufs(&c)[1].as_slice(), b"...");
     });
 }
@@ -356,10 +376,7 @@ fn file_readv_writev_with_and_without_offset() {
     each_backend(|b| {
         let mut lp = new_loop(b);
         let mut c = pin!(Completion::new());
-        let path = std::env::temp_dir().join(format!(
-            "xev-vectored-{}-{b:?}",
-            std::process::id()
-        ));
+        let path = std::env::temp_dir().join(format!("xev-vectored-{}-{b:?}", std::process::id()));
         let mut f = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -378,7 +395,11 @@ fn file_readv_writev_with_and_without_offset() {
         let res = run(&mut lp, c.as_mut(), op);
         assert!(matches!(res, OpResult::Writev(Ok(12))), "{res:?}");
         use std::io::Seek;
-        assert_eq!(f.stream_position().unwrap(), 12, "a plain writev moves the position");
+        assert_eq!(
+            f.stream_position().unwrap(),
+            12,
+            "a plain writev moves the position"
+        );
         let op = Op::Writev {
             fd,
             bufs: three(b"W", b"OR", b"LD"),
@@ -395,7 +416,10 @@ fn file_readv_writev_with_and_without_offset() {
         };
         let res = run(&mut lp, c.as_mut(), op);
         assert!(matches!(res, OpResult::Readv(Ok(12))), "{res:?}");
-        let got: Vec<u8> = bufs(&c).iter().flat_map(|b| b.as_slice().to_vec()).collect();
+        let got: Vec<u8> = bufs(&c)
+            .iter()
+            .flat_map(|b| b.as_slice().to_vec())
+            .collect();
         assert_eq!(&got[..12], b"hello, WORLD");
         let op = Op::Readv {
             fd,
@@ -403,14 +427,20 @@ fn file_readv_writev_with_and_without_offset() {
             offset: None,
         };
         let res = run(&mut lp, c.as_mut(), op);
-        assert!(matches!(res, OpResult::Readv(Err(ReadError::Eof))), "{res:?}");
+        assert!(
+            matches!(res, OpResult::Readv(Err(ReadError::Eof))),
+            "{res:?}"
+        );
         let op = Op::Readv {
             fd,
             bufs: room(&[4]),
             offset: Some(100),
         };
         let res = run(&mut lp, c.as_mut(), op);
-        assert!(matches!(res, OpResult::Readv(Err(ReadError::Eof))), "{res:?}");
+        assert!(
+            matches!(res, OpResult::Readv(Err(ReadError::Eof))),
+            "{res:?}"
+        );
         let mut rest = String::new();
         f.seek(std::io::SeekFrom::Start(7)).unwrap();
         f.read_to_string(&mut rest).unwrap();

@@ -56,8 +56,7 @@ mod sealed {
             0
         }
         /// Back from the loop after bytes were read into its start, up to `filled`.
-        fn from_read_buffer(b: Buffer, saved: Self::ReadSaved, filled: usize, _: Token)
-            -> Self;
+        fn from_read_buffer(b: Buffer, saved: Self::ReadSaved, filled: usize, _: Token) -> Self;
         /// The initialised bytes.
         fn init_bytes(&self, _: Token) -> &[u8];
         /// The initialised bytes, mutably.
@@ -383,7 +382,10 @@ impl sealed::Sealed for &'static [u8] {
     fn into_buffer(self, _: Token) -> (Buffer, ()) {
         // SAFETY: static memory outlives any operation; it is only ever read: an
         // `IoBuf` goes into write operations only, and the `Buffer` never reaches users.
-        (unsafe { Buffer::from_raw(self.as_ptr().cast_mut(), self.len()) }, ())
+        (
+            unsafe { Buffer::from_raw(self.as_ptr().cast_mut(), self.len()) },
+            (),
+        )
     }
     fn from_buffer(b: Buffer, _: (), _: Token) -> Self {
         let (ptr, len) = b

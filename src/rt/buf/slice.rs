@@ -219,7 +219,11 @@ mod tests {
         write_round_trip(v.clone().slice(10..), b"", &v);
         let bx: Box<[u8]> = v.clone().into();
         write_round_trip(bx.clone().slice(8..), b"89", &bx);
-        write_round_trip(String::from("héllo").slice(1..3), "é".as_bytes(), &"héllo".into());
+        write_round_trip(
+            String::from("héllo").slice(1..3),
+            "é".as_bytes(),
+            &"héllo".into(),
+        );
         let st: &'static [u8] = b"static";
         write_round_trip(st.slice(1..=2), b"ta", &st);
         write_round_trip("str".slice(..1), b"s", &"str");
