@@ -26,6 +26,34 @@ use crate::op::Buffer;
 /// let back: Vec<Buffer> = bufs.into_vec();
 /// assert_eq!(back[1].len(), 60);
 /// ```
+///
+/// With a loop: the buffers stay in the operation, and the callback (or the caller,
+/// once the completion is Dead) finds them in [`Completion::op`](crate::Completion::op).
+///
+/// ```
+/// use std::io::Write;
+/// use std::os::fd::AsRawFd;
+/// use std::pin::pin;
+/// use xev::{Buffer, Buffers, CallbackAction, Completion, Loop, Op, OpResult, Options, RunMode};
+///
+/// let (mut tx, rx) = std::os::unix::net::UnixStream::pair()?;
+/// rx.set_nonblocking(true)?;
+/// tx.write_all(b"head:body")?;
+///
+/// let mut lp = Loop::new(Options::default())?;
+/// let mut c = pin!(Completion::new());
+/// let bufs = Buffers::from(vec![Buffer::inline(5), Buffer::inline(16)]);
+/// let op = Op::Readv { fd: rx.as_raw_fd(), bufs, offset: None };
+/// lp.start(c.as_mut(), op, |_, c, r| {
+///     assert!(matches!(r, OpResult::Readv(Ok(9))));
+///     let Some(Op::Readv { bufs, .. }) = c.op() else { unreachable!() };
+///     assert_eq!(bufs.as_slice()[0].as_slice(), b"head:");
+///     assert_eq!(&bufs.as_slice()[1].as_slice()[..4], b"body");
+///     CallbackAction::Disarm
+/// });
+/// lp.run(RunMode::UntilDone)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Buffers {
     parts: Box<Parts>,
 }

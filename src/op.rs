@@ -151,7 +151,8 @@ pub enum Op {
     },
     /// `writev(2)` (or `pwritev(2)` at `offset`): write several buffers in order, as one
     /// write. The result is the total byte count (possibly partial). More than 1024
-    /// buffers is `EINVAL`.
+    /// buffers is `EINVAL`. On a socket, prefer [`Op::SendMsgV`]: like `write(2)`,
+    /// `writev(2)` to a peer that has closed raises `SIGPIPE`.
     Writev {
         /// Destination.
         fd: RawFd,
