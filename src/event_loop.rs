@@ -339,7 +339,7 @@ pub struct Loop {
     stopped: bool,
     ticks_without_kernel: u32,
     /// Whether this loop has asked for `SIGPIPE` to be blocked in its thread (on its
-    /// first `Op::Write`; see `sigpipe.rs`): `None` until then.
+    /// first `Op::Write` or `Op::Writev`; see `sigpipe.rs`): `None` until then.
     sigpipe: Option<bool>,
 }
 
@@ -786,7 +786,7 @@ impl Loop {
                     (*inner).scratch.msg.msg_namelen = 0;
                     self.core.finish(c, 0)
                 }
-                Op::Write { .. } if self.sigpipe.is_none() => {
+                Op::Write { .. } | Op::Writev { .. } if self.sigpipe.is_none() => {
                     // A write to a pipe with no reader must be `EPIPE`, never a signal.
                     self.sigpipe = Some(crate::sigpipe::hold());
                     self.driver.start(&mut self.core, c, rearm)

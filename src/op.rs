@@ -9,6 +9,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use crate::completion::Completion;
 use crate::event_loop::LoopId;
 use crate::fs_op::{OpPath, StatxBuf};
+use crate::iovec::Buffers;
 use crate::registry::Ticket;
 use crate::unix_addr::UnixAddr;
 
@@ -294,6 +295,42 @@ pub enum Op {
         /// The new size.
         len: u64,
     },
+    /// `readv(2)` (or `preadv(2)` at `offset`): read into several buffers, filling each
+    /// completely before the next. The result is the total byte count; `Ok(0)` at once
+    /// when the buffers hold no room at all. More than 1024 buffers (`IOV_MAX`) is
+    /// `EINVAL`. On the poll backend, regular files (and every read at an offset) are
+    /// read on the thread pool; with an offset, a pipe or socket reports `ESPIPE` there.
+    Readv {
+        /// Source.
+        fd: RawFd,
+        /// Destinations, in order.
+        bufs: Buffers,
+        /// Byte offset in the file, or `None` for the fd's current position (streams).
+        offset: Option<u64>,
+    },
+    /// `writev(2)` (or `pwritev(2)` at `offset`): write several buffers in order, as one
+    /// write. The result is the total byte count (possibly partial). More than 1024
+    /// buffers is `EINVAL`. To a pipe or socket whose reader is gone it fails with
+    /// `EPIPE` and never raises `SIGPIPE` (as [`Op::Write`]: the loop blocks `SIGPIPE` in
+    /// its thread); on a socket [`Op::SendMsgV`] (with `MSG_NOSIGNAL`) avoids even that.
+    Writev {
+        /// Destination.
+        fd: RawFd,
+        /// Bytes to write, in order.
+        bufs: Buffers,
+        /// Byte offset in the file, or `None` for the fd's current position (streams).
+        offset: Option<u64>,
+    },
+    /// `sendmsg(2)` of several buffers as one message (one datagram on UDP), to `addr`
+    /// when given (with `MSG_NOSIGNAL`).
+    SendMsgV {
+        /// The socket.
+        fd: RawFd,
+        /// Bytes to send, in order.
+        bufs: Buffers,
+        /// Destination for unconnected sockets.
+        addr: Option<SocketAddr>,
+    },
 }
 
 impl Op {
@@ -408,7 +445,10 @@ macro_rules! with_borrowed_fd {
             | Op::AcceptUnix { fd: $fd, .. }
             | Op::ConnectUnix { fd: $fd, .. }
             | Op::SendMsgUnix { fd: $fd, .. }
-            | Op::RecvMsgUnix { fd: $fd, .. } => $yes,
+            | Op::RecvMsgUnix { fd: $fd, .. }
+            | Op::Readv { fd: $fd, .. }
+            | Op::Writev { fd: $fd, .. }
+            | Op::SendMsgV { fd: $fd, .. } => $yes,
             Op::Close { .. } | Op::Noop | Op::Timer { .. } | Op::Cancel { .. } => $no,
             Op::OpenAt { dir: Some($fd), .. }
             | Op::Statx { dir: Some($fd), .. }
@@ -469,6 +509,41 @@ enum Inner {
         len: usize,
         base: *mut u8,
     },
+    /// Memory owned by a boxed handle (`bytes::Bytes`, `bytes::BytesMut`); `ptr..ptr+len`
+    /// is in use, inside the handle's memory, which starts at `base`. Boxed so the
+    /// handle does not make every `Buffer` (hence every `Completion`) bigger.
+    #[cfg_attr(not(feature = "bytes"), allow(dead_code))]
+    Kept {
+        ptr: *mut u8,
+        len: usize,
+        keep: Box<Kept>,
+    },
+}
+
+/// The owner of a [`Inner::Kept`] buffer's memory, and where that memory starts.
+#[cfg_attr(not(feature = "bytes"), allow(dead_code))]
+pub(crate) struct Kept {
+    pub(crate) base: *mut u8,
+    pub(crate) owner: Owner,
+}
+
+/// What keeps a [`Kept`] buffer's memory alive and unmoved.
+pub(crate) enum Owner {
+    /// Refcounted, immutable: only ever written *from*.
+    #[cfg(feature = "bytes")]
+    Bytes(bytes::Bytes),
+    /// Uniquely owned; its length is its whole capacity while in a buffer.
+    #[cfg(feature = "bytes")]
+    BytesMut(bytes::BytesMut),
+}
+
+/// The part of a buffer in use before [`Buffer::narrow`] (absolute offsets into the
+/// buffer's memory), to give back to [`Buffer::widen`].
+/// (`pub` only to appear in the sealed buffer traits; not reachable from outside.)
+#[derive(Clone, Copy, Debug)]
+pub struct View {
+    start: usize,
+    end: usize,
 }
 
 impl Buffer {
@@ -528,7 +603,122 @@ impl Buffer {
         match &self.inner {
             Inner::Inline { start, end, .. } => (*end - *start) as usize,
             Inner::Vec(v, start) => v.len() - *start,
-            Inner::Raw { len, .. } => *len,
+            Inner::Raw { len, .. } | Inner::Kept { len, .. } => *len,
+        }
+    }
+
+    /// A buffer over memory `keep` owns: `len` bytes from `base`.
+    ///
+    /// # Safety
+    /// `base..base + len` must stay valid (and unmoved) for as long as `keep` lives, and
+    /// nothing else may access it while an operation using this buffer is in flight
+    /// (for memory only ever written *from*, nothing else may write it).
+    #[cfg_attr(not(feature = "bytes"), allow(dead_code))]
+    pub(crate) unsafe fn kept(base: *mut u8, len: usize, owner: Owner) -> Buffer {
+        Buffer {
+            inner: Inner::Kept {
+                ptr: base,
+                len,
+                keep: Box::new(Kept { base, owner }),
+            },
+        }
+    }
+
+    /// The handle of a kept buffer (all of its memory, whatever was in use).
+    #[cfg_attr(not(feature = "bytes"), allow(dead_code))]
+    pub(crate) fn into_owner(self) -> Option<Owner> {
+        match self.inner {
+            Inner::Kept { keep, .. } => Some(keep.owner),
+            _ => None,
+        }
+    }
+
+    /// The current view as absolute offsets into the buffer's memory.
+    fn view(&self) -> View {
+        let start = match &self.inner {
+            Inner::Inline { start, .. } => *start as usize,
+            Inner::Vec(_, start) => *start,
+            Inner::Raw { ptr, base, .. } => *ptr as usize - *base as usize,
+            Inner::Kept { ptr, keep, .. } => *ptr as usize - keep.base as usize,
+        };
+        View {
+            start,
+            end: start + self.len(),
+        }
+    }
+
+    /// Restrict the bytes in use to `begin..end` of the current ones (what a slice of
+    /// the buffer names), returning the view to give back to [`widen`](Self::widen).
+    ///
+    /// A `Vec` buffer is narrowed by lowering the `Vec`'s length to the end of the
+    /// range: its memory is untouched, and `widen` raises the length again.
+    ///
+    /// # Panics
+    /// If `begin > end` or `end > self.len()`.
+    pub(crate) fn narrow(&mut self, begin: usize, end: usize) -> View {
+        let len = self.len();
+        assert!(
+            begin <= end && end <= len,
+            "range {begin}..{end} out of bounds of a {len}-byte buffer"
+        );
+        let old = self.view();
+        let (abs_begin, abs_end) = (old.start + begin, old.start + end);
+        match &mut self.inner {
+            Inner::Inline { start, end, .. } => {
+                *start = abs_begin as u8;
+                *end = abs_end as u8;
+            }
+            Inner::Vec(v, start) => {
+                // SAFETY: a shorter length (`abs_end <= v.len()`): the bytes past it stay
+                // initialised, and are only forgotten until `widen`.
+                unsafe { v.set_len(abs_end) };
+                *start = abs_begin;
+            }
+            Inner::Raw { ptr, len, base } => {
+                // SAFETY: `abs_begin <= abs_end <=` the memory's length, inside it.
+                *ptr = unsafe { base.add(abs_begin) };
+                *len = abs_end - abs_begin;
+            }
+            Inner::Kept { ptr, len, keep } => {
+                // SAFETY: as for `Raw`.
+                *ptr = unsafe { keep.base.add(abs_begin) };
+                *len = abs_end - abs_begin;
+            }
+        }
+        old
+    }
+
+    /// Undo [`narrow`](Self::narrow): use exactly the bytes of `view` again.
+    ///
+    /// # Safety
+    /// `view` was returned by `narrow` on this buffer, and since then the buffer was only
+    /// advanced, rewound, read from or written into (never [`set_len`](Self::set_len)
+    /// or otherwise resized), so the bytes a `Vec` buffer's length covers again are the
+    /// initialised ones it covered before.
+    pub(crate) unsafe fn widen(&mut self, view: View) {
+        match &mut self.inner {
+            Inner::Inline { start, end, .. } => {
+                *start = view.start as u8;
+                *end = view.end as u8;
+            }
+            Inner::Vec(v, start) => {
+                debug_assert!(view.end <= v.capacity());
+                // SAFETY: the caller's contract: `view.end` was this Vec's length before
+                // `narrow` lowered it, and nothing resized or reallocated it since, so
+                // the bytes up to it are still initialised.
+                unsafe { v.set_len(view.end) };
+                *start = view.start;
+            }
+            Inner::Raw { ptr, len, base } => {
+                // SAFETY: `view` lies inside the memory (it was a view of this buffer).
+                *ptr = unsafe { base.add(view.start) };
+                *len = view.end - view.start;
+            }
+            Inner::Kept { ptr, len, keep } => {
+                // SAFETY: as for `Raw`.
+                *ptr = unsafe { keep.base.add(view.start) };
+                *len = view.end - view.start;
+            }
         }
     }
 
@@ -554,8 +744,8 @@ impl Buffer {
         match &mut self.inner {
             Inner::Inline { start, .. } => *start += n as u8,
             Inner::Vec(_, start) => *start += n,
-            Inner::Raw { ptr, len, .. } => {
-                // SAFETY: `n <= len`, so the new pointer stays inside the caller's memory.
+            Inner::Raw { ptr, len, .. } | Inner::Kept { ptr, len, .. } => {
+                // SAFETY: `n <= len`, so the new pointer stays inside the buffer's memory.
                 *ptr = unsafe { ptr.add(n) };
                 *len -= n;
             }
@@ -570,6 +760,10 @@ impl Buffer {
             Inner::Raw { ptr, len, base } => {
                 *len += *ptr as usize - *base as usize;
                 *ptr = *base;
+            }
+            Inner::Kept { ptr, len, keep } => {
+                *len += *ptr as usize - keep.base as usize;
+                *ptr = keep.base;
             }
         }
     }
@@ -607,7 +801,7 @@ impl Buffer {
                 *end = *start + new_len as u8;
             }
             Inner::Vec(v, start) => v.resize(*start + new_len, 0),
-            Inner::Raw { .. } => panic!("cannot resize a raw buffer"),
+            Inner::Raw { .. } | Inner::Kept { .. } => panic!("cannot resize a raw buffer"),
         }
     }
 
@@ -636,7 +830,7 @@ impl Buffer {
             },
             // SAFETY: `start <= v.len()` (advance checks it, set_len keeps it).
             Inner::Vec(v, start) => unsafe { v.as_ptr().cast_mut().add(*start) },
-            Inner::Raw { ptr, .. } => *ptr,
+            Inner::Raw { ptr, .. } | Inner::Kept { ptr, .. } => *ptr,
         }
     }
 }
@@ -661,6 +855,7 @@ impl fmt::Debug for Buffer {
             Inner::Inline { .. } => "inline",
             Inner::Vec(..) => "vec",
             Inner::Raw { .. } => "raw",
+            Inner::Kept { .. } => "kept",
         };
         f.debug_struct("Buffer")
             .field("kind", &kind)

@@ -175,6 +175,12 @@ pub enum OpResult {
     Fallocate(Result<(), Error>),
     /// See [`Op::Ftruncate`].
     Ftruncate(Result<(), Error>),
+    /// Bytes read, into the buffers in order; see [`Op::Readv`].
+    Readv(Result<usize, ReadError>),
+    /// Bytes written, from the buffers in order; see [`Op::Writev`].
+    Writev(Result<usize, Error>),
+    /// Bytes sent, from the buffers in order; see [`Op::SendMsgV`].
+    SendMsgV(Result<usize, Error>),
 }
 
 fn os(res: isize) -> io::Error {
@@ -264,6 +270,9 @@ impl OpResult {
             Op::Fsync { .. } => OpResult::Fsync(unit(res)),
             Op::Fallocate { .. } => OpResult::Fallocate(unit(res)),
             Op::Ftruncate { .. } => OpResult::Ftruncate(unit(res)),
+            Op::Readv { bufs, .. } => OpResult::Readv(read_count(res, bufs.total_len())),
+            Op::Writev { .. } => OpResult::Writev(count(res)),
+            Op::SendMsgV { .. } => OpResult::SendMsgV(count(res)),
         }
     }
 }

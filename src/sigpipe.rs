@@ -10,7 +10,7 @@
 //! io-wq worker, which blocks every signal (such a signal stays pending on the worker and
 //! dies with it). Threads of the crate's pool block every asynchronous signal already.
 //!
-//! **Mechanism.** The first time a loop starts an `Op::Write`, it blocks `SIGPIPE` in
+//! **Mechanism.** The first time a loop starts an `Op::Write` (or `Op::Writev`), it blocks `SIGPIPE` in
 //! its own thread (one `pthread_sigmask`; a predictable branch per write afterwards). A
 //! thread-directed signal that is blocked stays pending on that thread and is never
 //! delivered. When the last loop of the thread that did so is dropped, a `SIGPIPE`

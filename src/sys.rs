@@ -110,6 +110,19 @@ pub(crate) fn prepare_msg(
     }
 }
 
+/// Fill the scratch `msghdr` for a sendmsg of the `n` iovecs at `iov` (owned by the
+/// operation, like the buffers they name), to `addr` when given.
+pub(crate) fn prepare_msg_iov(
+    sc: &mut Scratch,
+    iov: *const libc::iovec,
+    n: usize,
+    addr: Option<&SocketAddr>,
+) {
+    prepare_msg(sc, std::ptr::null_mut(), 0, addr);
+    sc.msg.msg_iov = iov.cast_mut();
+    sc.msg.msg_iovlen = n as _;
+}
+
 /// Prepare the scratch for a recvmsg: the kernel writes the sender's address into it.
 pub(crate) fn prepare_recvmsg(sc: &mut Scratch, buf_ptr: *mut u8, buf_len: usize) {
     prepare_msg(sc, buf_ptr, buf_len, None);
@@ -267,6 +280,7 @@ pub(crate) fn wait_kind(op: &Op) -> Wait {
         | Op::ConnectUnix { .. }
         | Op::SendMsgUnix { .. } => Wait::Writable,
         Op::Poll { events, .. } if !events.contains(crate::PollEvents::IN) => Wait::Writable,
+        Op::Writev { .. } | Op::SendMsgV { .. } => Wait::Writable,
         _ => Wait::Readable,
     }
 }
@@ -455,6 +469,27 @@ pub(crate) unsafe fn perform(inner: *mut Inner, connect_started: bool) -> isize 
                     // A path with an interior NUL never reaches the kernel.
                     None => return -(libc::EINVAL as isize),
                 },
+                Op::Readv { fd, bufs, offset } => {
+                    let (iov, n) = bufs.iovecs();
+                    let n = n.min(libc::c_int::MAX as usize) as libc::c_int;
+                    match offset {
+                        None => libc::readv(*fd, iov, n),
+                        Some(o) => libc::preadv(*fd, iov, n, *o as libc::off_t),
+                    }
+                }
+                Op::Writev { fd, bufs, offset } => {
+                    let (iov, n) = bufs.iovecs();
+                    let n = n.min(libc::c_int::MAX as usize) as libc::c_int;
+                    match offset {
+                        None => libc::writev(*fd, iov, n),
+                        Some(o) => libc::pwritev(*fd, iov, n, *o as libc::off_t),
+                    }
+                }
+                Op::SendMsgV { fd, bufs, addr } => {
+                    let (iov, n) = bufs.iovecs();
+                    prepare_msg_iov(sc, iov, n, addr.as_ref());
+                    libc::sendmsg(*fd, &sc.msg, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT)
+                }
             }
         };
         let r = ret(r);

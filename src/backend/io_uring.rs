@@ -329,6 +329,26 @@ impl Driver {
                     sys::prepare_msg_unix(sc, buf.as_ptr(), buf.len(), addr, true);
                     opcode::RecvMsg::new(types::Fd(*fd), &mut sc.msg).build()
                 }
+                // The iovec array lives in the op's box until the CQE is reaped.
+                Op::Readv { fd, bufs, offset } => {
+                    let (iov, n) = bufs.iovecs();
+                    opcode::Readv::new(types::Fd(*fd), iov, clamp(n))
+                        .offset(offset.unwrap_or(u64::MAX))
+                        .build()
+                }
+                Op::Writev { fd, bufs, offset } => {
+                    let (iov, n) = bufs.iovecs();
+                    opcode::Writev::new(types::Fd(*fd), iov, clamp(n))
+                        .offset(offset.unwrap_or(u64::MAX))
+                        .build()
+                }
+                Op::SendMsgV { fd, bufs, addr } => {
+                    let (iov, n) = bufs.iovecs();
+                    sys::prepare_msg_iov(sc, iov, n, addr.as_ref());
+                    opcode::SendMsg::new(types::Fd(*fd), &sc.msg)
+                        .flags(libc::MSG_NOSIGNAL as u32)
+                        .build()
+                }
                 Op::OpenAt { .. }
                 | Op::Statx { .. }
                 | Op::RenameAt { .. }

@@ -193,6 +193,13 @@ impl Driver {
                     self.forget(core, raw);
                     sys::is_blocking_file(raw)
                 }
+                Op::Readv {
+                    offset: Some(_), ..
+                }
+                | Op::Writev {
+                    offset: Some(_), ..
+                } => true,
+                Op::Readv { fd, .. } | Op::Writev { fd, .. } => sys::is_blocking_file(*fd),
                 _ => false,
             }
         };

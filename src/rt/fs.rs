@@ -72,6 +72,8 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::rc::Rc;
 
+mod vectored;
+
 use super::buf::{IoBuf, IoBufMut};
 use super::io::{self as rio, read_result, run, Kind};
 use super::loop_fd::LoopFd;

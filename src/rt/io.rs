@@ -13,6 +13,7 @@ use std::rc::Rc;
 use super::buf::{self, IoBuf, IoBufMut};
 use super::loop_fd::LoopFd;
 use super::op_future::OpFuture;
+use crate::iovec::Buffers;
 use crate::op::{Buffer, Op};
 use crate::result::{OpResult, ReadError};
 
@@ -77,7 +78,7 @@ fn advance(kind: Kind, n: usize) -> Kind {
 /// A read's result as `std::io` reports it: end of file is `Ok(0)`.
 pub(crate) fn read_result(r: OpResult) -> io::Result<usize> {
     let r = match r {
-        OpResult::Read(r) | OpResult::Recv(r) | OpResult::Pread(r) => r,
+        OpResult::Read(r) | OpResult::Recv(r) | OpResult::Pread(r) | OpResult::Readv(r) => r,
         OpResult::RecvMsg(r) => r.map(|(n, _)| n),
         other => return Err(mismatch(&other)),
     };
@@ -91,9 +92,12 @@ pub(crate) fn read_result(r: OpResult) -> io::Result<usize> {
 /// A write's result.
 pub(crate) fn write_result(r: OpResult) -> io::Result<usize> {
     match r {
-        OpResult::Write(r) | OpResult::Send(r) | OpResult::Pwrite(r) | OpResult::SendMsg(r) => {
-            r.map_err(Into::into)
-        }
+        OpResult::Write(r)
+        | OpResult::Send(r)
+        | OpResult::Pwrite(r)
+        | OpResult::SendMsg(r)
+        | OpResult::Writev(r)
+        | OpResult::SendMsgV(r) => r.map_err(Into::into),
         other => Err(mismatch(&other)),
     }
 }
@@ -180,9 +184,10 @@ pub(crate) async fn read_exact<B: IoBufMut>(
 
 /// One write of `buf` (possibly partial).
 pub(crate) async fn write<B: IoBuf>(fd: &Rc<LoopFd>, buf: B, kind: Kind) -> (io::Result<usize>, B) {
-    let (res, b) = run(write_op(fd, buf::into_buffer(buf), kind)).await;
+    let (b, saved) = buf::into_buffer(buf);
+    let (res, b) = run(write_op(fd, b, kind)).await;
     let b = b.expect("a write hands its buffer back");
-    (write_result(res), buf::from_buffer(b))
+    (write_result(res), buf::from_buffer(b, saved))
 }
 
 /// Write all of `buf`, continuing after partial writes.
@@ -191,7 +196,7 @@ pub(crate) async fn write_all<B: IoBuf>(
     buf: B,
     mut kind: Kind,
 ) -> (io::Result<()>, B) {
-    let mut b = buf::into_buffer(buf);
+    let (mut b, saved) = buf::into_buffer(buf);
     let res = loop {
         if b.is_empty() {
             break Ok(());
@@ -208,7 +213,7 @@ pub(crate) async fn write_all<B: IoBuf>(
         }
     };
     b.rewind();
-    (res, buf::from_buffer(b))
+    (res, buf::from_buffer(b, saved))
 }
 
 /// `recvmsg` into `buf`: bytes and the sender's address.
@@ -242,10 +247,10 @@ pub(crate) async fn send_to<B: IoBuf>(
     buf: B,
     addr: Option<SocketAddr>,
 ) -> (io::Result<usize>, B) {
-    let buf = buf::into_buffer(buf);
+    let (buf, saved) = buf::into_buffer(buf);
     let (res, b) = run(FdOp::on(fd, |fd| Op::SendMsg { fd, buf, addr })).await;
     let b = b.expect("sendmsg hands its buffer back");
-    (write_result(res), buf::from_buffer(b))
+    (write_result(res), buf::from_buffer(b, saved))
 }
 
 /// An operation without a buffer whose result is `Result<(), Error>` (connect, shutdown,
@@ -262,4 +267,122 @@ pub(crate) async fn unit(op: impl Into<FdOp>) -> io::Result<()> {
 pub(crate) async fn close(fd: Rc<LoopFd>) -> io::Result<()> {
     let fd = LoopFd::into_sole(fd).await;
     unit(Op::close(LoopFd::into_owned(fd))).await
+}
+
+/// The most buffers one vectored operation takes (`IOV_MAX` on Linux).
+pub(crate) const IOV_MAX: usize = 1024;
+
+fn too_many_buffers(n: usize) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("{n} buffers for one vectored operation (at most {IOV_MAX}, IOV_MAX)"),
+    )
+}
+
+/// The buffers a vectored operation carried, in order.
+fn vectored_buffers(op: Op) -> Vec<Buffer> {
+    match op {
+        Op::Readv { bufs, .. } | Op::Writev { bufs, .. } | Op::SendMsgV { bufs, .. } => {
+            bufs.into_vec()
+        }
+        other => unreachable!("a vectored operation comes back as one, not {other:?}"),
+    }
+}
+
+/// One `readv` (`preadv` at an offset) into `bufs`, filling each before the next.
+/// No buffer, or no room in any of them, is `InvalidInput` (an `Ok(0)` would look like
+/// end of file), as are more than [`IOV_MAX`] buffers. Buffer `i` gets the bytes after
+/// those of the buffers before it; each is handed back as after a single read of its
+/// share (a `Vec`'s length becomes the larger of its old length and its share).
+pub(crate) async fn read_vectored<B: IoBufMut>(
+    fd: &Rc<LoopFd>,
+    bufs: Vec<B>,
+    kind: Kind,
+) -> (io::Result<usize>, Vec<B>) {
+    if bufs.len() > IOV_MAX {
+        return (Err(too_many_buffers(bufs.len())), bufs);
+    }
+    let (buffers, saved): (Vec<Buffer>, Vec<buf::ReadSaved<B>>) =
+        bufs.into_iter().map(buf::into_read_buffer).unzip();
+    let room: usize = buffers.iter().map(Buffer::len).sum();
+    let back = |buffers: Vec<Buffer>, saved: Vec<buf::ReadSaved<B>>, mut n: usize| {
+        buffers
+            .into_iter()
+            .zip(saved)
+            .map(|(b, s)| {
+                let filled = n.min(b.len());
+                n -= filled;
+                buf::from_read_buffer(b, s, filled)
+            })
+            .collect::<Vec<B>>()
+    };
+    if room == 0 {
+        let e = if buffers.is_empty() {
+            io::Error::new(io::ErrorKind::InvalidInput, "read_vectored into no buffers")
+        } else {
+            empty_read()
+        };
+        return (Err(e), back(buffers, saved, 0));
+    }
+    let bufs = Buffers::new(buffers);
+    let op = FdOp::on(fd, |fd| match kind {
+        Kind::Socket | Kind::Stream => Op::Readv {
+            fd,
+            bufs,
+            offset: None,
+        },
+        Kind::At(offset) => Op::Readv {
+            fd,
+            bufs,
+            offset: Some(offset),
+        },
+    });
+    let FdOp { op, fd } = op;
+    let (res, op) = OpFuture::with_fd(op, fd).await;
+    let res = read_result(res);
+    let filled = *res.as_ref().unwrap_or(&0);
+    (res, back(vectored_buffers(op), saved, filled))
+}
+
+/// One vectored write of `bufs` in order (possibly partial): `sendmsg` with
+/// `MSG_NOSIGNAL` on a socket (to `addr` when given), `pwritev` at an offset. More than
+/// [`IOV_MAX`] buffers is `InvalidInput`; no buffer at all is `Ok(0)` at once, except
+/// on a datagram socket (`datagram`), where it sends an empty datagram.
+pub(crate) async fn write_vectored<B: IoBuf>(
+    fd: &Rc<LoopFd>,
+    bufs: Vec<B>,
+    kind: Kind,
+    addr: Option<SocketAddr>,
+    datagram: bool,
+) -> (io::Result<usize>, Vec<B>) {
+    if bufs.len() > IOV_MAX {
+        return (Err(too_many_buffers(bufs.len())), bufs);
+    }
+    if bufs.is_empty() && !datagram {
+        return (Ok(0), bufs);
+    }
+    let (buffers, saved): (Vec<Buffer>, Vec<buf::Saved<B>>) =
+        bufs.into_iter().map(buf::into_buffer).unzip();
+    let bufs = Buffers::new(buffers);
+    let FdOp { op, fd } = FdOp::on(fd, |fd| match kind {
+        Kind::Socket => Op::SendMsgV { fd, bufs, addr },
+        // Pipes: writev; a loop blocks SIGPIPE in its thread (see `sigpipe.rs`).
+        Kind::Stream => Op::Writev {
+            fd,
+            bufs,
+            offset: None,
+        },
+        Kind::At(offset) => Op::Writev {
+            fd,
+            bufs,
+            offset: Some(offset),
+        },
+    });
+    let (res, op) = OpFuture::with_fd(op, fd).await;
+    let back = vectored_buffers(op)
+        .into_iter()
+        .zip(saved)
+        .map(|(b, s)| buf::from_buffer(b, s))
+        .collect();
+    (write_result(res), back)
 }

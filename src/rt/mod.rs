@@ -79,7 +79,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 pub use blocking::spawn_blocking;
-pub use buf::{IoBuf, IoBufMut};
+pub use buf::{IoBuf, IoBufMut, Slice, SliceMut};
 pub use runtime::{Builder, Runtime};
 pub use task::{JoinError, JoinHandle};
 

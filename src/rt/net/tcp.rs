@@ -250,6 +250,44 @@ impl TcpStream {
         rio::write_all(&self.fd, buf, Kind::Socket).await
     }
 
+    /// Read once into several buffers (`readv(2)`), filling each before the next: the
+    /// total byte count, `Ok(0)` at end of stream. Buffer `i` gets the bytes after the
+    /// room of the buffers before it (a `Vec` offers its capacity, as for
+    /// [`read`](Self::read), and its length becomes the larger of its old length and
+    /// the bytes it got). An empty `Vec`, buffers with no room at all, or more than
+    /// 1024 buffers (`IOV_MAX`) is [`InvalidInput`](io::ErrorKind::InvalidInput).
+    ///
+    /// ```
+    /// use xev::net::{TcpListener, TcpStream};
+    ///
+    /// xev::block_on(async {
+    ///     let listener = TcpListener::bind("127.0.0.1:0")?;
+    ///     let client = TcpStream::connect(listener.local_addr()?).await?;
+    ///     let (server, _) = listener.accept().await?;
+    ///     let (n, _) = client.write_vectored(vec!["head", ":", "body"]).await;
+    ///     assert_eq!(n?, 9);
+    ///
+    ///     let (n, bufs) = server.read_vectored(vec![vec![0u8; 4], vec![0u8; 16]]).await;
+    ///     assert_eq!(n?, 9);
+    ///     assert_eq!((&bufs[0][..], &bufs[1][..5]), (&b"head"[..], &b":body"[..]));
+    ///     Ok::<(), std::io::Error>(())
+    /// })?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// Dropping the future cancels the read.
+    pub async fn read_vectored<B: IoBufMut>(&self, bufs: Vec<B>) -> (io::Result<usize>, Vec<B>) {
+        rio::read_vectored(&self.fd, bufs, Kind::Socket).await
+    }
+
+    /// Write once from several buffers in order (`sendmsg(2)` with `MSG_NOSIGNAL`): the
+    /// total byte count, possibly fewer than the buffers hold. An empty `Vec` is `Ok(0)`
+    /// at once; more than 1024 buffers (`IOV_MAX`) is
+    /// [`InvalidInput`](io::ErrorKind::InvalidInput).
+    pub async fn write_vectored<B: IoBuf>(&self, bufs: Vec<B>) -> (io::Result<usize>, Vec<B>) {
+        rio::write_vectored(&self.fd, bufs, Kind::Socket, None, false).await
+    }
+
     /// Shut down the reading side, the writing side or both (`shutdown(2)`).
     /// `Shutdown::Write` sends end of stream: the peer's reads then return `Ok(0)` once
     /// it has read everything sent before.

@@ -104,6 +104,47 @@ impl UdpSocket {
         rio::read(&self.fd, buf, Kind::Socket).await
     }
 
+    /// Send several buffers, in order, as one datagram to `addr` (`sendmsg(2)`; the
+    /// first address `addr` resolves to is used): the number of bytes sent. An empty
+    /// `Vec` sends an empty datagram; more than 1024 buffers (`IOV_MAX`) is
+    /// [`InvalidInput`](io::ErrorKind::InvalidInput).
+    ///
+    /// ```
+    /// use xev::net::UdpSocket;
+    ///
+    /// xev::block_on(async {
+    ///     let a = UdpSocket::bind("127.0.0.1:0")?;
+    ///     let b = UdpSocket::bind("127.0.0.1:0")?;
+    ///     let (n, _) = a.send_to_vectored(vec!["hea", "der"], b.local_addr()?).await;
+    ///     assert_eq!(n?, 6);
+    ///     let (res, buf) = b.recv_from(vec![0u8; 64]).await;
+    ///     assert_eq!(&buf[..res?.0], b"header");
+    ///     Ok::<_, std::io::Error>(())
+    /// })?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub async fn send_to_vectored<B: IoBuf>(
+        &self,
+        bufs: Vec<B>,
+        addr: impl ToSocketAddrs,
+    ) -> (io::Result<usize>, Vec<B>) {
+        let to = match addr.to_socket_addrs().map(|mut it| it.next()) {
+            Ok(Some(to)) => to,
+            Ok(None) => {
+                let e = io::Error::new(io::ErrorKind::InvalidInput, "no addresses to send data to");
+                return (Err(e), bufs);
+            }
+            Err(e) => return (Err(e), bufs),
+        };
+        rio::write_vectored(&self.fd, bufs, Kind::Socket, Some(to), true).await
+    }
+
+    /// Send several buffers, in order, as one datagram to the peer set by
+    /// [`connect`](Self::connect) (see [`send_to_vectored`](Self::send_to_vectored)).
+    pub async fn send_vectored<B: IoBuf>(&self, bufs: Vec<B>) -> (io::Result<usize>, Vec<B>) {
+        rio::write_vectored(&self.fd, bufs, Kind::Socket, None, true).await
+    }
+
     /// The address the socket is bound to.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         sock::local_addr(self.raw())

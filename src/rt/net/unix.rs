@@ -405,7 +405,7 @@ impl UnixDatagram {
 
     /// Send `buf` as one message to `addr` ([`Op::SendMsgUnix`]).
     pub async fn send_to_addr<B: IoBuf>(&self, buf: B, addr: &UnixAddr) -> (io::Result<usize>, B) {
-        let b = buf::into_buffer(buf);
+        let (b, saved) = buf::into_buffer(buf);
         let addr = Box::new(*addr);
         let (res, b) = rio::run(FdOp::on(&self.fd, |fd| Op::SendMsgUnix {
             fd,
@@ -418,7 +418,7 @@ impl UnixDatagram {
             other => Err(rio::mismatch(&other)),
         };
         let b = b.expect("sendmsg hands its buffer back");
-        (res, buf::from_buffer(b))
+        (res, buf::from_buffer(b, saved))
     }
 
     /// Receive one message into `buf`: its length and its sender's address (unnamed for
