@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use xev::net::{TcpListener, TcpStream};
 use xev::notify::Notify;
+use xev::rt::IoBuf;
 use xev::Backend;
 
 /// How long accepting pauses after running out of descriptors (unless a connection
@@ -46,15 +47,12 @@ async fn serve(stream: TcpStream) -> std::io::Result<u64> {
         if n == 0 {
             return Ok(total);
         }
-        // Write back exactly what arrived: a boxed copy would allocate, so shrink the
-        // buffer to `n`, write it, and grow it back (no reallocation either way).
-        let mut out = b;
-        out.truncate(n);
-        let (res, mut b) = stream.write_all(out).await;
+        // Write back exactly what arrived: a slice of the same buffer (no copy, no
+        // allocation), then take the whole buffer back for the next read.
+        let (res, b) = stream.write_all(b.slice(..n)).await;
         res?;
         total += n as u64;
-        b.resize(16 * 1024, 0);
-        buf = b;
+        buf = b.into_inner();
     }
 }
 

@@ -12,6 +12,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::pin::pin;
 use std::rc::Rc;
 
+use xev::rt::IoBuf;
 use xev::{Backend, Buffer, CallbackAction, Completion, Loop, Op, OpResult, Options, RunMode};
 
 /// A non-blocking TCP socket that has not connected yet.
@@ -222,7 +223,8 @@ fn async_tour(backend: Option<Backend>) -> Result<(), Box<dyn std::error::Error>
             let (stream, peer) = listener.accept().await?;
             let (r, buf) = stream.read(vec![0u8; 64]).await;
             let n = r?;
-            let (r, _) = stream.write_all(buf[..n].to_vec()).await;
+            // Echo exactly what arrived: a slice of the same buffer, no copy.
+            let (r, _) = stream.write_all(buf.slice(..n)).await;
             r?;
             std::io::Result::Ok(peer)
         });
