@@ -25,7 +25,7 @@ use crate::sys;
 ///
 /// | Input | Callback API | Async API |
 /// |---|---|---|
-/// | closed fd (any fd operation) | `Err(Io(EBADF))` | cannot be written: sockets and files own open fds |
+/// | closed fd (any fd operation, the dir fd of a path operation included) | `Err(Io(EBADF))` | cannot be written: sockets and files own open fds |
 /// | fd `-1` | `Err(Io(EBADF))` | cannot be written |
 /// | fd `i32::MAX - 1` | `Err(Io(EBADF))` | cannot be written |
 /// | accept on a regular file | `Accept(Err(Io(ENOTSOCK)))` | `accept()`: `ENOTSOCK` |
@@ -41,6 +41,11 @@ use crate::sys;
 /// | cancel of a cancel | `Cancel(Err(NotFound))` | — |
 /// | a completion Active in another loop | `add` and `timer_reset` panic, naming it; a cancel gives `Err(`[`CancelError::OtherLoop`]`)` and touches nothing | — |
 /// | notify after an [`Async`](crate::Async) handle is dropped | a clone's `notify` wakes the pending wait (`Ok`); with no wait pending, `notify` is `Ok` and does nothing | `Notify::notify` with nobody waiting stores one permit; it may be called from any thread, also after the runtime is gone |
+/// | path with an interior NUL (`OpenAt`, `Statx`, every path op) | `Err(Io(EINVAL))`, without reaching the kernel | `fs::File::open`, `fs::metadata`, ...: `InvalidInput` |
+/// | more than 1024 (`IOV_MAX`) buffers in a vectored op | `Err(Io(EINVAL))` | `read_vectored` / `write_vectored`: `InvalidInput`, the buffers handed back |
+/// | empty buffer list | `Readv`: `Ok(0)` at once; `Writev`: `Ok(0)` | `read_vectored`: `InvalidInput`; `write_vectored`: `Ok(0)` |
+/// | Unix path longer than `sockaddr_un` holds (108 bytes with its NUL) | `UnixAddr::from_pathname`: `InvalidInput` | `UnixStream::connect`, `UnixListener::bind`: `InvalidInput` |
+/// | Unix path nobody bound | `ConnectUnix(Err(Io(ENOENT)))` | `UnixStream::connect`: `NotFound` |
 /// | wait on a process that is not our child | `Process::new` refuses it: `ECHILD` (not our unreaped child), `ESRCH` (no such pid), `InvalidInput` (a pid above `i32::MAX`) | `Child::wait` on a child reaped elsewhere: `ECHILD` |
 ///
 /// Each row is a test in `runtime-tests/tests/bad_input.rs`, which also checks that the

@@ -93,7 +93,24 @@ pub fn os_error(r: &OpResult) -> Option<i32> {
         | OpResult::Read(Err(ReadError::Io(e)))
         | OpResult::Pread(Err(ReadError::Io(e)))
         | OpResult::Recv(Err(ReadError::Io(e)))
-        | OpResult::RecvMsg(Err(ReadError::Io(e))) => e,
+        | OpResult::RecvMsg(Err(ReadError::Io(e)))
+        | OpResult::Readv(Err(ReadError::Io(e)))
+        | OpResult::Writev(Err(Error::Io(e)))
+        | OpResult::SendMsgV(Err(Error::Io(e)))
+        | OpResult::AcceptUnix(Err(Error::Io(e)))
+        | OpResult::ConnectUnix(Err(Error::Io(e)))
+        | OpResult::SendMsgUnix(Err(Error::Io(e)))
+        | OpResult::RecvMsgUnix(Err(ReadError::Io(e)))
+        | OpResult::OpenAt(Err(Error::Io(e)))
+        | OpResult::Statx(Err(Error::Io(e)))
+        | OpResult::RenameAt(Err(Error::Io(e)))
+        | OpResult::UnlinkAt(Err(Error::Io(e)))
+        | OpResult::MkdirAt(Err(Error::Io(e)))
+        | OpResult::LinkAt(Err(Error::Io(e)))
+        | OpResult::SymlinkAt(Err(Error::Io(e)))
+        | OpResult::Fsync(Err(Error::Io(e)))
+        | OpResult::Fallocate(Err(Error::Io(e)))
+        | OpResult::Ftruncate(Err(Error::Io(e))) => e,
         _ => return None,
     };
     e.raw_os_error()

@@ -90,6 +90,58 @@ fn fd_ops(fd: RawFd) -> Vec<Op> {
             fd,
             how: std::net::Shutdown::Both,
         },
+        // Vectored, Unix-socket and file operations (issue 10) follow the same rule.
+        Op::Readv {
+            fd,
+            bufs: Buffers::new(vec![Buffer::inline(4), Buffer::inline(4)]),
+            offset: None,
+        },
+        Op::Writev {
+            fd,
+            bufs: Buffers::new(vec![Buffer::copy_from(b"x")]),
+            offset: None,
+        },
+        Op::SendMsgV {
+            fd,
+            bufs: Buffers::new(vec![Buffer::copy_from(b"x")]),
+            addr: None,
+        },
+        Op::accept_unix(fd),
+        Op::ConnectUnix {
+            fd,
+            addr: Box::new(UnixAddr::from_pathname("/tmp/xev-bad-input-nobody.sock").unwrap()),
+        },
+        Op::SendMsgUnix {
+            fd,
+            buf: Buffer::copy_from(b"x"),
+            addr: Box::new(UnixAddr::from_pathname("/tmp/xev-bad-input-nobody.sock").unwrap()),
+        },
+        Op::recv_msg_unix(fd, Buffer::inline(8)),
+        Op::Fsync {
+            fd,
+            data_only: false,
+        },
+        Op::Fallocate {
+            fd,
+            mode: 0,
+            offset: 0,
+            len: 1,
+        },
+        Op::Ftruncate { fd, len: 0 },
+        // The fd as the directory of a relative path, and as the file itself.
+        Op::OpenAt {
+            dir: Some(fd),
+            path: OpPath::new("x"),
+            flags: libc::O_RDONLY,
+            mode: 0,
+        },
+        Op::Statx {
+            dir: Some(fd),
+            path: OpPath::empty(),
+            flags: libc::AT_EMPTY_PATH,
+            mask: libc::STATX_BASIC_STATS,
+            buf: StatxBuf::new(),
+        },
     ]
 }
 
@@ -829,5 +881,97 @@ fn wait_on_a_process_that_is_not_our_child() {
             assert_eq!(e.raw_os_error(), Some(libc::ECHILD), "{b:?}: {e}");
         });
         healthy_rt(b, &rt, "waiting on a child reaped elsewhere");
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// Paths, buffer lists and Unix addresses (issue 10's operations)
+
+#[test]
+fn bad_paths_buffer_lists_and_unix_addresses() {
+    let long_path = format!("/tmp/{}", "x".repeat(200));
+    each_backend(|b| {
+        let mut lp = new_loop(b);
+        // A path with an interior NUL never reaches the kernel.
+        let r = one(
+            &mut lp,
+            Op::OpenAt {
+                dir: None,
+                path: OpPath::new("/tmp/a\0b"),
+                flags: libc::O_RDONLY,
+                mode: 0,
+            },
+        );
+        assert_eq!(os_error(&r), Some(libc::EINVAL), "{b:?}: NUL path: {r:?}");
+        // More buffers than IOV_MAX.
+        let r = one(
+            &mut lp,
+            Op::Readv {
+                fd: 0,
+                bufs: Buffers::new((0..1025).map(|_| Buffer::inline(1)).collect()),
+                offset: None,
+            },
+        );
+        assert_eq!(
+            os_error(&r),
+            Some(libc::EINVAL),
+            "{b:?}: 1025 iovecs: {r:?}"
+        );
+        // A Unix path nobody has bound.
+        // SAFETY: socket(2) returns a new fd (checked below) that only `sock` owns.
+        let sock = unsafe {
+            let fd = libc::socket(
+                libc::AF_UNIX,
+                libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                0,
+            );
+            assert!(fd >= 0, "socket: {}", io::Error::last_os_error());
+            <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd)
+        };
+        let r = one(
+            &mut lp,
+            Op::ConnectUnix {
+                fd: sock.as_raw_fd(),
+                addr: Box::new(UnixAddr::from_pathname("/tmp/xev-nobody-binds-this").unwrap()),
+            },
+        );
+        assert_eq!(
+            os_error(&r),
+            Some(libc::ENOENT),
+            "{b:?}: missing path: {r:?}"
+        );
+        drop(sock);
+        // A Unix path longer than sockaddr_un holds.
+        assert_eq!(
+            UnixAddr::from_pathname(&long_path).unwrap_err().kind(),
+            io::ErrorKind::InvalidInput
+        );
+        assert_loop_healthy(&mut lp, &format!("{b:?} after bad paths"));
+
+        let rt = runtime(b);
+        let long = long_path.clone();
+        rt.block_on(async move {
+            let e = xev::fs::File::open("/tmp/a\0b").await.unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{b:?}: {e}");
+            let e = xev::fs::metadata("/tmp/a\0b").await.unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{b:?}: {e}");
+            let e = xev::net::UnixStream::connect(&long).await.unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{b:?}: {e}");
+            let e = xev::net::UnixStream::connect("/tmp/xev-nobody-binds-this")
+                .await
+                .unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::NotFound, "{b:?}: {e}");
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let client = TcpStream::connect(listener.local_addr().unwrap())
+                .await
+                .unwrap();
+            let bufs: Vec<Vec<u8>> = (0..1025).map(|_| vec![0u8; 1]).collect();
+            let (r, bufs) = client.read_vectored(bufs).await;
+            assert_eq!(r.unwrap_err().kind(), io::ErrorKind::InvalidInput);
+            assert_eq!(bufs.len(), 1025, "the buffers come back");
+            let (r, _) = client.write_vectored(Vec::<Vec<u8>>::new()).await;
+            assert_eq!(r.unwrap(), 0, "an empty vectored write is Ok(0)");
+        });
+        healthy_rt(b, &rt, "bad paths and buffer lists");
     });
 }
