@@ -249,6 +249,12 @@ impl File {
     pub fn into_std(self) -> std::fs::File {
         LoopFd::into_owned(self.fd).into()
     }
+
+    /// The fd shared with this file's operations (for `xev::compat`).
+    #[allow(dead_code)] // used only with the compat features
+    pub(crate) fn loop_fd(&self) -> &Rc<LoopFd> {
+        &self.fd
+    }
 }
 
 impl From<std::fs::File> for File {

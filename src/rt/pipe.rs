@@ -186,6 +186,14 @@ macro_rules! pipe_end {
             }
         }
 
+        impl $t {
+            /// The fd shared with this end's operations (for `xev::compat`).
+            #[allow(dead_code)] // used only with the compat features
+            pub(crate) fn loop_fd(&self) -> &Rc<LoopFd> {
+                &self.fd
+            }
+        }
+
         crate::watcher::fd_traits!($t);
     };
 }

@@ -1,21 +1,21 @@
-//! `futures_io::{AsyncRead, AsyncWrite, AsyncBufRead}` for [`Compat`] and its halves
-//! (feature `futures-io`).
+//! `futures_io::{AsyncRead, AsyncWrite, AsyncBufRead}` for [`Compat`] and its halves, and
+//! `AsyncSeek` for a wrapped file (feature `futures-io`).
 
-use std::io::{self, IoSlice};
+use std::io::{self, IoSlice, SeekFrom};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use futures_io::{AsyncBufRead, AsyncRead, AsyncWrite};
+use futures_io::{AsyncBufRead, AsyncRead, AsyncSeek, AsyncWrite};
 
 use super::stream::{Reader, Writer};
 use super::{Compat, CompatIo, CompatReadHalf, CompatWriteHalf};
 
 fn reader<S>(c: &mut Compat<S>) -> &mut Reader {
-    c.parts().0
+    c.reading()
 }
 
 fn writer<S>(c: &mut Compat<S>) -> &mut Writer {
-    c.parts().1
+    c.writing()
 }
 
 macro_rules! read_impls {
@@ -79,3 +79,20 @@ read_impls!(Compat, reader);
 write_impls!(Compat, writer);
 read_impls!(CompatReadHalf, CompatReadHalf::reader);
 write_impls!(CompatWriteHalf, CompatWriteHalf::writer);
+
+/// Seeking a wrapped [`File`](crate::fs::File): accepted writes are flushed first (to
+/// the positions they were written at), then the read and the write position both move to
+/// the target, and the read-ahead is discarded (a read in flight is cancelled).
+/// `SeekFrom::End` asks the kernel for the file's size (`statx`); `SeekFrom::Current`
+/// counts from the position of the side used last: the next byte a read returns after a
+/// read (or before anything), the end of what was written after a write, flush or close.
+/// A target below 0 or above `i64::MAX` is `InvalidInput`, and nothing moves.
+impl AsyncSeek for Compat<crate::fs::File> {
+    fn poll_seek(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        pos: SeekFrom,
+    ) -> Poll<io::Result<u64>> {
+        self.get_mut().poll_seek(cx, pos)
+    }
+}

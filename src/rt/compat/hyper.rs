@@ -17,11 +17,11 @@ use super::{Compat, CompatIo, CompatReadHalf, CompatWriteHalf};
 use crate::rt::time::saturating_add;
 
 fn reader<S>(c: &mut Compat<S>) -> &mut Reader {
-    c.parts().0
+    c.reading()
 }
 
 fn writer<S>(c: &mut Compat<S>) -> &mut Writer {
-    c.parts().1
+    c.writing()
 }
 
 macro_rules! read_impl {

@@ -144,11 +144,54 @@
 //! xev::block_on(xev::time::sleep(std::time::Duration::from_millis(1)));
 //! ```
 //!
-//! # For other xev streams
+//! # Every xev stream
 //!
-//! [`Compat`] is generic over [`CompatIo`], implemented for
-//! [`TcpStream`](crate::net::TcpStream); sockets use `recv`/`send` and close shuts the
-//! writing side down.
+//! [`Compat`] is generic over [`CompatIo`], which every xev byte stream implements; how
+//! the wrapper reads, writes and closes depends on the kind of stream:
+//!
+//! | stream | reads / writes | close (`poll_close` / `poll_shutdown`) |
+//! |---|---|---|
+//! | [`TcpStream`](crate::net::TcpStream), [`UnixStream`](crate::net::UnixStream) | `recv(2)` / `send(2)` | flushes, then shuts the writing side down: the peer reads end of stream |
+//! | [`pipe::Sender`](crate::pipe::Sender), [`pipe::Receiver`](crate::pipe::Receiver), so also a child's [`ChildStdin`](crate::process::ChildStdin), [`ChildStdout`](crate::process::ChildStdout), [`ChildStderr`](crate::process::ChildStderr) | `read(2)` / `write(2)` | only flushes: to send end of file (to a child reading its stdin), flush and drop the wrapper, which closes the end |
+//! | [`fs::File`](crate::fs::File) | `pread(2)` / `pwrite(2)` at offsets the wrapper tracks | only flushes |
+//!
+//! A pipe end goes one way: reading a `Compat<Sender>` or writing a `Compat<Receiver>`
+//! fails with the kernel's `EBADF`.
+//!
+//! A wrapped [`File`](crate::fs::File) has a read position and a write position, both
+//! starting at offset 0 whatever the file's own offset, each advanced by what it
+//! transfers (a file opened with `append` writes at its end anyway). A seek
+//! (`futures_io::AsyncSeek`, `tokio::io::AsyncSeek`; `Compat<File>` only) flushes, then
+//! moves both positions and discards the read-ahead; `SeekFrom::Current` counts from the
+//! side used last. On the epoll backend every file read and write runs on the loop's
+//! thread pool (io_uring reads and writes files in the kernel).
+//!
+//! ```
+//! # #[cfg(feature = "futures-io")] {
+//! use futures_util::io::{AsyncBufReadExt, AsyncWriteExt};
+//! use xev::compat::Compat;
+//!
+//! xev::block_on(async {
+//!     let child = xev::process::spawn(
+//!         std::process::Command::new("cat")
+//!             .stdin(std::process::Stdio::piped())
+//!             .stdout(std::process::Stdio::piped()),
+//!     );
+//!     let mut child = child?;
+//!     let mut stdin = Compat::new(child.stdin.take().unwrap());
+//!     let mut stdout = Compat::new(child.stdout.take().unwrap());
+//!     stdin.write_all(b"through cat\n").await?;
+//!     stdin.flush().await?;
+//!     drop(stdin); // end of file for cat
+//!     let mut line = String::new();
+//!     stdout.read_line(&mut line).await?;
+//!     assert_eq!(line, "through cat\n");
+//!     assert!(child.wait().await?.success());
+//!     Ok::<_, std::io::Error>(())
+//! })?;
+//! # }
+//! # Ok::<(), std::io::Error>(())
+//! ```
 
 #[cfg(feature = "futures-io")]
 mod futures_io;
@@ -186,7 +229,11 @@ pub(crate) mod sealed {
 }
 
 /// A stream [`Compat`] can wrap. Sealed; implemented for
-/// [`TcpStream`](crate::net::TcpStream).
+/// [`TcpStream`](crate::net::TcpStream) and [`UnixStream`](crate::net::UnixStream)
+/// (sockets), [`pipe::Sender`](crate::pipe::Sender) and
+/// [`pipe::Receiver`](crate::pipe::Receiver) (pipes, and so a child's stdin, stdout and
+/// stderr) and [`fs::File`](crate::fs::File) (positioned reads and writes); the
+/// [module docs](self#every-xev-stream) say how each is read, written and closed.
 pub trait CompatIo: sealed::CompatFd {}
 
 /// `compat_io!(Type, Kind)`: [`CompatIo`] for an async type with a
@@ -208,3 +255,7 @@ macro_rules! compat_io {
 }
 
 compat_io!(crate::net::TcpStream, Socket);
+compat_io!(crate::net::UnixStream, Socket);
+compat_io!(crate::pipe::Sender, Stream);
+compat_io!(crate::pipe::Receiver, Stream);
+compat_io!(crate::fs::File, Positioned);

@@ -13,13 +13,14 @@
 
 use std::fmt;
 use std::future::Future;
-use std::io::{self, IoSlice};
+use std::io::{self, IoSlice, SeekFrom};
 use std::net::Shutdown;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{ready, Context, Poll};
 
 use super::{sealed, CompatIo};
+use crate::fs_op::{OpPath, StatxBuf};
 use crate::op::{Buffer, Op};
 use crate::result::OpResult;
 use crate::rt::io::{mismatch, read_result, write_result};
@@ -31,7 +32,6 @@ pub const DEFAULT_BUFFER: usize = 16 * 1024;
 
 /// How reads and writes reach the fd.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[allow(dead_code)] // `Stream` and `Positioned` are for pipes and files
 pub(crate) enum IoKind {
     /// `recv(2)` / `send(2)`; close shuts the writing side down.
     Socket,
@@ -161,6 +161,21 @@ impl Reader {
     fn buffered(&self) -> &[u8] {
         &self.buf[self.pos..self.filled]
     }
+
+    /// (Positioned) The offset of the next byte a read returns.
+    fn position(&self) -> u64 {
+        // A read in flight starts at `offset` and nothing is buffered meanwhile.
+        self.offset - (self.filled - self.pos) as u64
+    }
+
+    /// (Positioned) Forget the buffered bytes, cancel a read in flight (the runtime keeps
+    /// its buffer until it ends), and read from `offset` next.
+    fn reposition(&mut self, offset: u64) {
+        self.op = None;
+        self.pos = 0;
+        self.filled = 0;
+        self.offset = offset;
+    }
 }
 
 /// The write side: bytes accepted but not yet handed to the kernel (`pending`), a write
@@ -174,6 +189,8 @@ pub(crate) struct Writer {
     /// The buffer of the last finished write, cleared, for the next swap.
     spare: Vec<u8>,
     op: Option<OpFuture>,
+    /// Bytes of the write in flight not yet written.
+    inflight: usize,
     closed: bool,
     shutdown: Option<OpFuture>,
     shut_down: bool,
@@ -189,6 +206,7 @@ impl Writer {
             pending: Vec::new(),
             spare: Vec::new(),
             op: None,
+            inflight: 0,
             closed: false,
             shutdown: None,
             shut_down: false,
@@ -213,6 +231,7 @@ impl Writer {
         debug_assert!(self.op.is_none() && !self.pending.is_empty());
         let next = std::mem::take(&mut self.spare);
         let v = std::mem::replace(&mut self.pending, next);
+        self.inflight = v.len();
         let op = self.write_op(Buffer::from(v));
         self.op = Some(start(&self.fd, op));
     }
@@ -230,11 +249,13 @@ impl Writer {
                 }
                 if n > 0 && n < b.len() {
                     b.advance(n);
+                    self.inflight = b.len();
                     let op = self.write_op(b);
                     self.op = Some(start(&self.fd, op));
                     continue;
                 }
             }
+            self.inflight = 0;
             let mut v = b.into_vec().expect("a write hands its Vec buffer back");
             v.clear();
             self.spare = v;
@@ -245,6 +266,11 @@ impl Writer {
             }
         }
         Poll::Ready(Ok(()))
+    }
+
+    /// Bytes accepted but not yet written: pending, and the rest of a write in flight.
+    fn accepted(&self) -> usize {
+        self.pending.len() + self.inflight
     }
 
     fn check_open(&self) -> io::Result<()> {
@@ -347,8 +373,8 @@ impl Writer {
     }
 }
 
-/// An xev stream (today: [`TcpStream`](crate::net::TcpStream)) with owned read and write
-/// buffers, implementing the poll-based I/O traits of the enabled features:
+/// An xev stream (any [`CompatIo`]: TCP and Unix sockets, pipe ends and child stdio,
+/// files) with owned read and write buffers, implementing the poll-based I/O traits of the enabled features:
 /// `futures-io`, `tokio-io`, `hyper` (see the [module docs](crate::compat)).
 ///
 /// - **Reads** are read ahead: one read is kept in flight into the wrapper's buffer and
@@ -369,6 +395,12 @@ pub struct Compat<S> {
     io: S,
     rd: Reader,
     wr: Writer,
+    /// The side used last (positioned streams: where `SeekFrom::Current` counts from).
+    last_write: bool,
+    /// The `statx` of a `SeekFrom::End` seek (positioned streams).
+    size_op: Option<OpFuture>,
+    /// The seek started by tokio's `start_seek`.
+    seek_to: Option<SeekFrom>,
 }
 
 impl<S: CompatIo> Compat<S> {
@@ -385,6 +417,9 @@ impl<S: CompatIo> Compat<S> {
             rd: Reader::new(fd.clone(), kind, read),
             wr: Writer::new(fd, kind, write),
             io,
+            last_write: false,
+            size_op: None,
+            seek_to: None,
         }
     }
 
@@ -422,8 +457,104 @@ impl<S> Compat<S> {
         self.io
     }
 
-    pub(crate) fn parts(&mut self) -> (&mut Reader, &mut Writer) {
-        (&mut self.rd, &mut self.wr)
+    /// The read side, for a read.
+    pub(crate) fn reading(&mut self) -> &mut Reader {
+        self.last_write = false;
+        &mut self.rd
+    }
+
+    /// The write side, for a write, flush or close.
+    pub(crate) fn writing(&mut self) -> &mut Writer {
+        self.last_write = true;
+        &mut self.wr
+    }
+
+    /// (Positioned) Seek: flush, then move the read and the write position to `pos`,
+    /// where `Current` counts from the position of the side used last; returns the new
+    /// position. May be polled again with another `pos` (the last one wins).
+    #[cfg_attr(
+        not(any(feature = "futures-io", feature = "tokio-io")),
+        allow(dead_code)
+    )]
+    pub(crate) fn poll_seek(
+        &mut self,
+        cx: &mut Context<'_>,
+        pos: SeekFrom,
+    ) -> Poll<io::Result<u64>> {
+        debug_assert_eq!(self.rd.kind, IoKind::Positioned);
+        // Accepted bytes go where they were written, before the positions move.
+        ready!(self.wr.poll_flush(cx))?;
+        let (base, delta) = match pos {
+            SeekFrom::Start(n) => (n, 0),
+            SeekFrom::Current(d) => {
+                let at = if self.last_write {
+                    self.wr.offset
+                } else {
+                    self.rd.position()
+                };
+                (at, d)
+            }
+            SeekFrom::End(d) => {
+                let fd = &self.rd.fd;
+                let op = self.size_op.get_or_insert_with(|| {
+                    start(
+                        fd,
+                        Op::Statx {
+                            dir: Some(fd.raw()),
+                            path: OpPath::empty(),
+                            flags: libc::AT_EMPTY_PATH,
+                            mask: libc::STATX_SIZE,
+                            buf: StatxBuf::new(),
+                        },
+                    )
+                });
+                let (res, _op) = ready!(Pin::new(op).poll(cx));
+                self.size_op = None;
+                match res {
+                    OpResult::Statx(Ok(m)) => (m.len(), d),
+                    OpResult::Statx(Err(e)) => return Poll::Ready(Err(e.into())),
+                    other => return Poll::Ready(Err(mismatch(&other))),
+                }
+            }
+        };
+        self.size_op = None;
+        let to = match base.checked_add_signed(delta) {
+            Some(to) if to <= i64::MAX as u64 => to,
+            _ => {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "xev::compat: seek to a negative or overflowing position",
+                )))
+            }
+        };
+        self.rd.reposition(to);
+        self.wr.offset = to;
+        Poll::Ready(Ok(to))
+    }
+
+    /// (Positioned) Remember a seek for [`poll_seek_started`](Self::poll_seek_started)
+    /// (tokio's `start_seek`); a seek still in progress is replaced.
+    #[cfg_attr(not(feature = "tokio-io"), allow(dead_code))]
+    pub(crate) fn start_seek(&mut self, pos: SeekFrom) {
+        self.seek_to = Some(pos);
+    }
+
+    /// (Positioned) Finish the seek [`start_seek`](Self::start_seek) started; without
+    /// one, the position `SeekFrom::Current(0)` would give, moving nothing (tokio's
+    /// `poll_complete`).
+    #[cfg_attr(not(feature = "tokio-io"), allow(dead_code))]
+    pub(crate) fn poll_seek_started(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<u64>> {
+        let Some(pos) = self.seek_to else {
+            return Poll::Ready(Ok(if self.last_write {
+                // Where the next write goes: after everything accepted.
+                self.wr.offset + self.wr.accepted() as u64
+            } else {
+                self.rd.position()
+            }));
+        };
+        let res = ready!(self.poll_seek(cx, pos));
+        self.seek_to = None;
+        Poll::Ready(res)
     }
 }
 
@@ -473,6 +604,9 @@ impl<S> CompatReadHalf<S> {
             io,
             rd,
             wr: write.wr,
+            last_write: false,
+            size_op: None,
+            seek_to: None,
         })
     }
 

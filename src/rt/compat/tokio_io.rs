@@ -1,21 +1,21 @@
-//! `tokio::io::{AsyncRead, AsyncWrite, AsyncBufRead}` for [`Compat`] and its halves
-//! (feature `tokio-io`).
+//! `tokio::io::{AsyncRead, AsyncWrite, AsyncBufRead}` for [`Compat`] and its halves, and
+//! `AsyncSeek` for a wrapped file (feature `tokio-io`).
 
-use std::io::{self, IoSlice};
+use std::io::{self, IoSlice, SeekFrom};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncBufRead, AsyncRead, AsyncSeek, AsyncWrite, ReadBuf};
 
 use super::stream::{Reader, Writer};
 use super::{Compat, CompatIo, CompatReadHalf, CompatWriteHalf};
 
 fn reader<S>(c: &mut Compat<S>) -> &mut Reader {
-    c.parts().0
+    c.reading()
 }
 
 fn writer<S>(c: &mut Compat<S>) -> &mut Writer {
-    c.parts().1
+    c.writing()
 }
 
 macro_rules! read_impls {
@@ -92,3 +92,24 @@ read_impls!(Compat, reader);
 write_impls!(Compat, writer);
 read_impls!(CompatReadHalf, CompatReadHalf::reader);
 write_impls!(CompatWriteHalf, CompatWriteHalf::writer);
+
+/// Seeking a wrapped [`File`](crate::fs::File): accepted writes are flushed first (to
+/// the positions they were written at), then the read and the write position both move to
+/// the target, and the read-ahead is discarded (a read in flight is cancelled).
+/// `SeekFrom::End` asks the kernel for the file's size (`statx`); `SeekFrom::Current`
+/// counts from the position of the side used last: the next byte a read returns after a
+/// read (or before anything), the end of what was written after a write, flush or close.
+/// A target below 0 or above `i64::MAX` is `InvalidInput`, and nothing moves.
+///
+/// `start_seek` replaces a seek still in progress; `poll_complete` without one returns
+/// the position `SeekFrom::Current(0)` would seek to, moving nothing.
+impl AsyncSeek for Compat<crate::fs::File> {
+    fn start_seek(self: Pin<&mut Self>, position: SeekFrom) -> io::Result<()> {
+        self.get_mut().start_seek(position);
+        Ok(())
+    }
+
+    fn poll_complete(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<u64>> {
+        self.get_mut().poll_seek_started(cx)
+    }
+}

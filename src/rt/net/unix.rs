@@ -305,6 +305,12 @@ impl UnixStream {
     pub fn local_addr(&self) -> io::Result<UnixAddr> {
         UnixAddr::of_socket(self.fd.as_raw_fd(), false)
     }
+
+    /// The fd shared with this stream's operations (for `xev::compat`).
+    #[allow(dead_code)] // used only with the compat features
+    pub(crate) fn loop_fd(&self) -> &Rc<LoopFd> {
+        &self.fd
+    }
 }
 
 super::socket_fd!(
