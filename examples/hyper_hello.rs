@@ -7,33 +7,48 @@
 //! curl -v --http1.1 http://127.0.0.1:8080/ http://127.0.0.1:8080/   # one connection, re-used
 //! ```
 //!
-//! The server is [`serve`]: benches/http.rs and the runtime tests include this file with
+//! The server is [`serve`]: `http1::Builder::new()` (hyper's defaults) with `HyperTimer`,
+//! which makes the default 30 s header read timeout work (without a timer hyper skips
+//! it). [`serve_with`] takes any builder: benches/http runs it with a bare
+//! `http1::Builder::new()`, as its hyper-on-tokio server does, so that both do the same
+//! work. The bench and the runtime tests include this file with
 //! `#[path = "../examples/hyper_hello.rs"] mod hyper_hello;` and run it on their own
 //! listener. No adapter code is needed: `xev::compat::Compat` gives hyper its I/O traits
-//! and `HyperTimer` its timer (the header read timeout of hyper's default settings).
+//! and `HyperTimer` its timer.
 
 use std::convert::Infallible;
+use std::rc::Rc;
 use std::time::Duration;
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
+use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use xev::compat::{Compat, HyperTimer};
 use xev::net::TcpListener;
 
-/// The one handler: "Hello, World!" for every request.
+/// The one handler: "Hello, World!" as `text/plain` for every request.
 pub async fn hello(_req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
-    Ok(Response::new(Full::new(Bytes::from_static(
-        b"Hello, World!",
-    ))))
+    let mut resp = Response::new(Full::new(Bytes::from_static(b"Hello, World!")));
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    Ok(resp)
 }
 
 /// Serve every connection `listener` accepts, each in its own task, until this future is
-/// dropped (connections already accepted go on in their tasks). Must run inside an xev
-/// runtime.
+/// dropped (connections already accepted go on in their tasks), with hyper's default
+/// HTTP/1.1 settings and xev's timer for its timeouts. Must run inside an xev runtime.
 pub async fn serve(listener: TcpListener) {
+    let mut builder = http1::Builder::new();
+    builder.timer(HyperTimer);
+    serve_with(listener, builder).await
+}
+
+/// As [`serve`], with the connections configured by `builder`.
+pub async fn serve_with(listener: TcpListener, builder: http1::Builder) {
+    let builder = Rc::new(builder);
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _peer)) => stream,
@@ -46,10 +61,9 @@ pub async fn serve(listener: TcpListener) {
             }
         };
         let _ = stream.set_nodelay(true);
+        let builder = builder.clone();
         xev::spawn(async move {
-            let conn = http1::Builder::new()
-                .timer(HyperTimer)
-                .serve_connection(Compat::new(stream), service_fn(hello));
+            let conn = builder.serve_connection(Compat::new(stream), service_fn(hello));
             // A client that goes away mid-request is its own business.
             let _ = conn.await;
         });
