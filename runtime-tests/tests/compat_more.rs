@@ -636,3 +636,134 @@ async fn file_drop_mid_operation() {
     let got = xev::fs::read(&path.0).await.unwrap();
     assert_eq!(got.len(), 1 << 20);
 }
+
+// ---- HyperTimer: one timer task per runtime -------------------------------------------
+
+/// Poll a hyper sleep once: it must be pending.
+async fn pending_sleep(s: &mut std::pin::Pin<Box<dyn hyper::rt::Sleep>>) {
+    std::future::poll_fn(|cx| {
+        assert!(s.as_mut().poll(cx).is_pending(), "expected Pending");
+        Poll::Ready(())
+    })
+    .await
+}
+
+/// Sleeps registered latest-first, after one of 10 s, fire in deadline order, each not
+/// before its deadline, and long before 10 s: a deadline earlier than the one the timer
+/// task waits for re-arms it. 20,000 sleeps started and dropped meanwhile (hyper's
+/// pattern: a header read timeout per request) neither fire nor delay the live ones.
+#[xev::test(backend = "all")]
+async fn hyper_timer_orders_deadlines_and_forgets_dropped_sleeps() {
+    use hyper::rt::Timer;
+    use std::time::Instant;
+    use xev::compat::HyperTimer;
+
+    let start = Instant::now();
+    let mut long = HyperTimer.sleep(Duration::from_secs(10));
+    pending_sleep(&mut long).await;
+    // Let the timer task run: it now waits for the 10 s deadline.
+    xev::time::sleep(Duration::from_millis(1)).await;
+    let order = Rc::new(std::cell::RefCell::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for ms in [120u64, 80, 40, 10] {
+        let mut s = HyperTimer.sleep(Duration::from_millis(ms));
+        pending_sleep(&mut s).await;
+        let order = order.clone();
+        tasks.push(xev::spawn(async move {
+            s.await;
+            let at = start.elapsed();
+            assert!(
+                at >= Duration::from_millis(ms),
+                "{ms} ms sleep fired at {at:?}"
+            );
+            order.borrow_mut().push(ms);
+        }));
+    }
+    for _ in 0..20_000 {
+        let mut s = HyperTimer.sleep(Duration::from_millis(5));
+        pending_sleep(&mut s).await;
+        drop(s);
+    }
+    for t in tasks {
+        within("sleep", t).await.unwrap();
+    }
+    assert_eq!(*order.borrow(), [10, 40, 80, 120]);
+    let took = start.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "waited for the 10 s sleep: {took:?}"
+    );
+    pending_sleep(&mut long).await;
+    drop(long);
+    // The dropped 5 ms sleeps are long past: still nothing fires out of turn, and a new
+    // sleep after them times right.
+    let t0 = Instant::now();
+    within("late sleep", HyperTimer.sleep(Duration::from_millis(15))).await;
+    let took = t0.elapsed();
+    assert!(took >= Duration::from_millis(15));
+    assert!(
+        took < Duration::from_secs(5),
+        "waited for the 10 s sleep: {took:?}"
+    );
+}
+
+/// A reset sleep fires at its new deadline only; `Timer::reset` to a past deadline makes
+/// it ready at once.
+#[xev::test(backend = "all")]
+async fn hyper_timer_reset_moves_the_deadline() {
+    use hyper::rt::Timer;
+    use std::time::Instant;
+    use xev::compat::HyperTimer;
+
+    let t = HyperTimer;
+    let mut s = t.sleep(Duration::from_millis(10));
+    pending_sleep(&mut s).await;
+    let t0 = Instant::now();
+    t.reset(&mut s, t0 + Duration::from_millis(60));
+    pending_sleep(&mut s).await;
+    // The old 10 ms entry must not wake it.
+    xev::time::sleep(Duration::from_millis(30)).await;
+    pending_sleep(&mut s).await;
+    within("reset sleep", &mut s).await;
+    assert!(t0.elapsed() >= Duration::from_millis(60));
+    t.reset(&mut s, Instant::now() - Duration::from_millis(1));
+    within("past deadline", s).await;
+}
+
+/// Each runtime of a thread times its own hyper sleeps: two runtimes used in turn, and a
+/// third after the first is dropped (its timer task with it), all fire.
+#[test]
+fn hyper_timer_per_runtime_of_a_thread() {
+    runtime_tests::each_backend(per_runtime_on);
+}
+
+fn per_runtime_on(backend: xev::Backend) {
+    use hyper::rt::Timer;
+    use xev::compat::HyperTimer;
+
+    let runtime = || xev::rt::Builder::new().backend(backend).build().unwrap();
+    let nap = || async {
+        let t0 = std::time::Instant::now();
+        within("hyper sleep", HyperTimer.sleep(Duration::from_millis(10))).await;
+        assert!(t0.elapsed() >= Duration::from_millis(10));
+    };
+    let a = runtime();
+    let b = runtime();
+    for _ in 0..2 {
+        a.block_on(nap());
+        b.block_on(nap());
+    }
+    // A sleep left waiting on `a` when `a` goes away never fires, and nothing breaks.
+    let mut orphan = HyperTimer.sleep(Duration::from_millis(5));
+    a.block_on(pending_sleep(&mut orphan));
+    drop(a);
+    b.block_on(nap());
+    let c = runtime();
+    c.block_on(nap());
+    c.block_on(xev::time::sleep(Duration::from_millis(10)));
+    let w = std::task::Waker::noop();
+    assert!(orphan
+        .as_mut()
+        .poll(&mut std::task::Context::from_waker(w))
+        .is_pending());
+}

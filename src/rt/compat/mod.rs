@@ -197,6 +197,8 @@
 mod futures_io;
 #[cfg(feature = "hyper")]
 mod hyper;
+#[cfg(feature = "hyper")]
+mod hyper_timer;
 mod stream;
 #[cfg(feature = "tokio-io")]
 mod tokio_io;
@@ -204,7 +206,9 @@ mod tokio_io;
 use std::rc::Rc;
 
 #[cfg(feature = "hyper")]
-pub use self::hyper::{HyperExecutor, HyperSleep, HyperTimer};
+pub use self::hyper::HyperExecutor;
+#[cfg(feature = "hyper")]
+pub use hyper_timer::{HyperSleep, HyperTimer};
 pub use stream::{Compat, CompatReadHalf, CompatWriteHalf, DEFAULT_BUFFER};
 
 use crate::rt::loop_fd::LoopFd;
