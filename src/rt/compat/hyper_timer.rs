@@ -195,29 +195,33 @@ impl Driver {
                  xev task"
             );
         };
-        DRIVERS.with(|drivers| {
+        let found = DRIVERS.with(|drivers| {
             let mut drivers = drivers.borrow_mut();
-            for d in drivers.iter() {
-                if let Some(d) = d.upgrade() {
-                    if d.loop_id == loop_id {
-                        return d;
-                    }
-                }
+            let found = drivers
+                .iter()
+                .filter_map(Weak::upgrade)
+                .find(|d| d.loop_id == loop_id);
+            if found.is_none() {
+                // The runtimes of dead drivers are gone.
+                drivers.retain(|d| d.strong_count() > 0);
             }
-            // The runtimes of dead drivers are gone.
-            drivers.retain(|d| d.strong_count() > 0);
-            let d = Rc::new(Driver {
-                loop_id,
-                heap: RefCell::default(),
-                compact_at: Cell::new(MIN_COMPACT),
-                armed: Cell::new(None),
-                task: RefCell::new(None),
-            });
-            drivers.push(Rc::downgrade(&d));
-            // Detached: it runs until its runtime drops it.
-            drop(crate::spawn(d.clone().run()));
-            d
-        })
+            found
+        });
+        if let Some(d) = found {
+            return d;
+        }
+        let d = Rc::new(Driver {
+            loop_id,
+            heap: RefCell::default(),
+            compact_at: Cell::new(MIN_COMPACT),
+            armed: Cell::new(None),
+            task: RefCell::new(None),
+        });
+        DRIVERS.with(|drivers| drivers.borrow_mut().push(Rc::downgrade(&d)));
+        // Detached: it runs until its runtime drops it (with the driver: the thread
+        // keeps only a `Weak`).
+        drop(crate::spawn(d.clone().run()));
+        d
     }
 
     fn register(&self, deadline: Instant) -> Arc<Shared> {
