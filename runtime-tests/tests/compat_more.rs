@@ -665,7 +665,7 @@ async fn hyper_timer_orders_deadlines_and_forgets_dropped_sleeps() {
     xev::time::sleep(Duration::from_millis(1)).await;
     let order = Rc::new(std::cell::RefCell::new(Vec::new()));
     let mut tasks = Vec::new();
-    for ms in [120u64, 80, 40, 10] {
+    for ms in [400u64, 300, 200, 100] {
         let mut s = HyperTimer.sleep(Duration::from_millis(ms));
         pending_sleep(&mut s).await;
         let order = order.clone();
@@ -679,15 +679,19 @@ async fn hyper_timer_orders_deadlines_and_forgets_dropped_sleeps() {
             order.borrow_mut().push(ms);
         }));
     }
+    // Let each task wait on its sleep with its own waker (so the order they end in is
+    // the order the timer wakes them, even if the loop below outlasts the deadlines).
+    xev::time::sleep(Duration::from_millis(1)).await;
     for _ in 0..20_000 {
-        let mut s = HyperTimer.sleep(Duration::from_millis(5));
-        pending_sleep(&mut s).await;
+        let mut s = HyperTimer.sleep(Duration::from_millis(50));
+        // Pending, unless this thread was descheduled for 50 ms since the line above.
+        let _ = std::future::poll_fn(|cx| Poll::Ready(s.as_mut().poll(cx))).await;
         drop(s);
     }
     for t in tasks {
         within("sleep", t).await.unwrap();
     }
-    assert_eq!(*order.borrow(), [10, 40, 80, 120]);
+    assert_eq!(*order.borrow(), [100, 200, 300, 400]);
     let took = start.elapsed();
     assert!(
         took < Duration::from_secs(5),
@@ -695,7 +699,7 @@ async fn hyper_timer_orders_deadlines_and_forgets_dropped_sleeps() {
     );
     pending_sleep(&mut long).await;
     drop(long);
-    // The dropped 5 ms sleeps are long past: still nothing fires out of turn, and a new
+    // The dropped 50 ms sleeps are long past: still nothing fires out of turn, and a new
     // sleep after them times right.
     let t0 = Instant::now();
     within("late sleep", HyperTimer.sleep(Duration::from_millis(15))).await;
@@ -719,13 +723,15 @@ async fn hyper_timer_reset_moves_the_deadline() {
     let mut s = t.sleep(Duration::from_millis(10));
     pending_sleep(&mut s).await;
     let t0 = Instant::now();
-    t.reset(&mut s, t0 + Duration::from_millis(60));
+    t.reset(&mut s, t0 + Duration::from_millis(300));
     pending_sleep(&mut s).await;
     // The old 10 ms entry must not wake it.
     xev::time::sleep(Duration::from_millis(30)).await;
-    pending_sleep(&mut s).await;
+    if t0.elapsed() < Duration::from_millis(290) {
+        pending_sleep(&mut s).await;
+    }
     within("reset sleep", &mut s).await;
-    assert!(t0.elapsed() >= Duration::from_millis(60));
+    assert!(t0.elapsed() >= Duration::from_millis(300));
     t.reset(&mut s, Instant::now() - Duration::from_millis(1));
     within("past deadline", s).await;
 }
