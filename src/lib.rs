@@ -172,10 +172,10 @@ pub use iovec::Buffers;
 pub use metadata::{FileType, Metadata};
 pub use op::{Buffer, CancelTarget, Op, PollEvents, INLINE_BUFFER};
 pub use result::{Accepted, CancelError, Error, OpResult, ReadError, TimerTrigger};
-#[cfg(target_os = "linux")]
-pub use rt::pipe;
 #[cfg(any(feature = "futures-io", feature = "tokio-io", feature = "hyper"))]
 pub use rt::compat;
+#[cfg(target_os = "linux")]
+pub use rt::pipe;
 pub use rt::{block_on, fs, net, spawn, spawn_blocking, time, JoinHandle};
 #[cfg(target_os = "linux")]
 pub use rt::{notify, process, signal};

@@ -285,7 +285,11 @@ impl OpResult {
 /// Whether a raw accept (or open) result for `op` carries an fd that must be closed if no callback
 /// will see it.
 pub(crate) fn close_orphan_fd(op: &Op, res: isize) {
-    if matches!(op, Op::Accept { .. } | Op::AcceptUnix { .. } | Op::OpenAt { .. }) && res >= 0 {
+    if matches!(
+        op,
+        Op::Accept { .. } | Op::AcceptUnix { .. } | Op::OpenAt { .. }
+    ) && res >= 0
+    {
         sys::close_fd(res as RawFd);
     }
 }
