@@ -6,7 +6,9 @@
 //! 3. a tokio `current_thread` server written the same way (same parser and responses,
 //!    `servers::tokio_hello`): the reference;
 //! 4. hyper 1.x on tokio `current_thread` (hyper's defaults);
-//! 5. hyper on xev (`examples/hyper_hello.rs`), when the slot below is filled in.
+//! 5. hyper on xev (`examples/hyper_hello.rs`'s `serve_with`, with the bare
+//!    `http1::Builder::new()` the hyper-on-tokio server uses), built with
+//!    `--features hyper`.
 //!
 //! The load generator (`load.rs`) runs on its own thread over raw epoll:
 //! `XEV_BENCH_CONNS` kept-alive connections (default 64), each sending
@@ -27,7 +29,8 @@
 //! `split`: load generator on CPU 0, server on CPU 1). Comma lists work for
 //! `XEV_BENCH_CONNS` and `XEV_BENCH_PIPELINE`.
 //!
-//! Run with `cargo bench --bench http`.
+//! Run with `cargo bench --bench http` (`--features hyper` or `--all-features` adds hyper
+//! on xev).
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -37,19 +40,22 @@ mod http_hello;
 mod load;
 mod servers;
 
-// ---- hyper on xev: the slot ----------------------------------------------------------
-// Once examples/hyper_hello.rs exists, with `pub async fn serve(listener:
-// xev::net::TcpListener)` (any output), uncomment the six lines below (if the example
-// needs no `hyper` feature, drop the three `#[cfg(..)]` lines instead): the variant
-// "hyper on xev" and its target line then appear.
-// #[cfg(feature = "hyper")]
-// #[allow(dead_code)]
-// #[path = "../../examples/hyper_hello.rs"]
-// mod hyper_hello;
-// #[cfg(feature = "hyper")]
-// const HYPER_ON_XEV: Option<servers::XevServe> = Some(|l| Box::pin(async move { let _ = hyper_hello::serve(l).await; Ok(()) }));
-// #[cfg(not(feature = "hyper"))]
-/// hyper on xev: the `serve` of `examples/hyper_hello.rs`, once the slot above is filled.
+// ---- hyper on xev (feature `hyper`) ----------------------------------------------------
+#[cfg(feature = "hyper")]
+#[allow(dead_code)] // the example's `main` and `serve`
+#[path = "../../examples/hyper_hello.rs"]
+mod hyper_hello;
+/// hyper on xev: `examples/hyper_hello.rs` with hyper's defaults and no timer, as the
+/// hyper-on-tokio server (`servers::hyper_tokio`) runs.
+#[cfg(feature = "hyper")]
+const HYPER_ON_XEV: Option<servers::XevServe> = Some(|l| {
+    Box::pin(async move {
+        hyper_hello::serve_with(l, hyper::server::conn::http1::Builder::new()).await;
+        Ok(())
+    })
+});
+/// hyper on xev needs the `hyper` feature.
+#[cfg(not(feature = "hyper"))]
 const HYPER_ON_XEV: Option<servers::XevServe> = None;
 
 #[global_allocator]
@@ -338,7 +344,7 @@ fn main() {
     let mut variants = common::report::select(&Variant::ALL, Variant::name, Variant::on_io_uring);
     if HYPER_ON_XEV.is_none() {
         variants.retain(|&v| v != Variant::HyperXev);
-        println!("hyper on xev: not built in (see the slot at the top of benches/http/main.rs)");
+        println!("hyper on xev: not built in (cargo bench --bench http --features hyper)");
     }
     let mut failed = false;
     for conns in numbers("XEV_BENCH_CONNS", &[64]) {
