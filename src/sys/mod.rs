@@ -1,6 +1,35 @@
 //! Thin syscall helpers shared by the backends: socket-address conversion and the
 //! synchronous form of every I/O operation (used by the poll backend's "try now" path
 //! and by the thread pool).
+//!
+//! This file holds what is the same on every Unix. What differs lives in one file per
+//! platform family, re-exported here under the same names: `linux.rs` (Linux: `accept4`,
+//! `pipe2`, `statx`, `renameat2`, `fallocate`, `preadv2`) and `bsd.rs` (macOS, FreeBSD and
+//! the other kqueue systems: the same functions over what those kernels have). Callers use
+//! `sys::accept_nonblocking`, `sys::pipe_cloexec_nonblocking`, `sys::socket`, ... and carry
+//! no `cfg` of their own.
+
+#[cfg(any(
+    target_vendor = "apple",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "dragonfly"
+))]
+mod bsd;
+#[cfg(target_os = "linux")]
+mod linux;
+
+#[cfg(any(
+    target_vendor = "apple",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "dragonfly"
+))]
+pub(crate) use bsd::*;
+#[cfg(target_os = "linux")]
+pub(crate) use linux::*;
 
 use std::io;
 use std::mem;
@@ -32,26 +61,27 @@ pub(crate) fn to_sockaddr(addr: &SocketAddr, out: &mut libc::sockaddr_in6) -> li
         SocketAddr::V4(a) => {
             // SAFETY: sockaddr_in fits inside sockaddr_in6 and both are plain data.
             let sin = unsafe { &mut *(out as *mut libc::sockaddr_in6).cast::<libc::sockaddr_in>() };
-            *sin = libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
-                sin_port: a.port().to_be(),
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from_ne_bytes(a.ip().octets()),
-                },
-                sin_zero: [0; 8],
+            // SAFETY: all-zero is a valid sockaddr_in (and clears `sin_zero`).
+            *sin = unsafe { mem::zeroed() };
+            sin.sin_family = libc::AF_INET as libc::sa_family_t;
+            sin.sin_port = a.port().to_be();
+            sin.sin_addr = libc::in_addr {
+                s_addr: u32::from_ne_bytes(a.ip().octets()),
             };
+            set_len_v4(sin);
             mem::size_of::<libc::sockaddr_in>() as libc::socklen_t
         }
         SocketAddr::V6(a) => {
-            *out = libc::sockaddr_in6 {
-                sin6_family: libc::AF_INET6 as libc::sa_family_t,
-                sin6_port: a.port().to_be(),
-                sin6_flowinfo: a.flowinfo(),
-                sin6_addr: libc::in6_addr {
-                    s6_addr: a.ip().octets(),
-                },
-                sin6_scope_id: a.scope_id(),
+            // SAFETY: all-zero is a valid sockaddr_in6.
+            *out = unsafe { mem::zeroed() };
+            out.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            out.sin6_port = a.port().to_be();
+            out.sin6_flowinfo = a.flowinfo();
+            out.sin6_addr = libc::in6_addr {
+                s6_addr: a.ip().octets(),
             };
+            out.sin6_scope_id = a.scope_id();
+            set_len_v6(out);
             mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t
         }
     }
@@ -183,49 +213,6 @@ pub(crate) unsafe fn done_at_submission(inner: *mut Inner) -> Option<isize> {
     }
 }
 
-/// A positional read of a regular file that only succeeds if all of it is already in the
-/// page cache (`preadv2` with `RWF_NOWAIT`): `Some(result)` if it read the whole buffer or
-/// failed for a reason the pool would hit too; `None` if it would have to wait for the
-/// disk, came back short (partly cached, or at the end of the file: the pool's blocking
-/// read gives the answer a plain `pread` gives, so a cached read never returns fewer bytes
-/// than the pool would), or the kernel cannot tell. `None` means: do it on the pool.
-///
-/// # Safety
-/// As for [`perform`]: `inner` is an Active completion the caller has exclusive access to.
-pub(crate) unsafe fn read_cached(inner: *mut Inner) -> Option<isize> {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        // SAFETY: the caller's contract.
-        let Op::Pread { fd, buf, offset } = (unsafe { &(*inner).op }) else {
-            return None;
-        };
-        let iov = libc::iovec {
-            iov_base: buf.as_ptr().cast(),
-            iov_len: buf.len(),
-        };
-        // SAFETY: `iov` points into the op's owned buffer, valid for `buf.len()` bytes.
-        let r = unsafe { libc::preadv2(*fd, &iov, 1, *offset as libc::off_t, libc::RWF_NOWAIT) };
-        if r >= 0 {
-            return (r as usize == buf.len() && r > 0).then_some(r as isize);
-        }
-        let e = neg_errno();
-        // EAGAIN: not cached. EOPNOTSUPP/ENOSYS/EINVAL: no RWF_NOWAIT here.
-        let retry_on_pool = [libc::EAGAIN, libc::EOPNOTSUPP, libc::ENOSYS, libc::EINVAL]
-            .iter()
-            .any(|&errno| e == -(errno as isize));
-        if retry_on_pool {
-            None
-        } else {
-            Some(e)
-        }
-    }
-    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-    {
-        let _ = inner;
-        None
-    }
-}
-
 /// Close `fd`, ignoring errors (used for fds nobody will receive).
 pub(crate) fn close_fd(fd: RawFd) {
     // SAFETY: the caller owns `fd` and gives it up.
@@ -303,11 +290,10 @@ pub(crate) unsafe fn perform(inner: *mut Inner, connect_started: bool) -> isize 
             match &mut inner.op {
                 Op::Accept { fd } => {
                     sc.addrlen = mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
-                    libc::accept4(
+                    accept_nonblocking(
                         *fd,
                         (&mut sc.addr as *mut libc::sockaddr_in6).cast(),
                         &mut sc.addrlen,
-                        libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
                     ) as isize
                 }
                 Op::Connect { fd, addr } => {
@@ -345,12 +331,7 @@ pub(crate) unsafe fn perform(inner: *mut Inner, connect_started: bool) -> isize 
                 Op::Pwrite { fd, buf, offset } => {
                     libc::pwrite(*fd, buf.as_ptr().cast(), buf.len(), *offset as libc::off_t)
                 }
-                Op::Send { fd, buf } => libc::send(
-                    *fd,
-                    buf.as_ptr().cast(),
-                    buf.len(),
-                    libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
-                ),
+                Op::Send { fd, buf } => libc::send(*fd, buf.as_ptr().cast(), buf.len(), SEND_FLAGS),
                 Op::Recv { fd, buf } => {
                     libc::recv(*fd, buf.as_ptr().cast(), buf.len(), libc::MSG_DONTWAIT)
                 }
@@ -364,7 +345,7 @@ pub(crate) unsafe fn perform(inner: *mut Inner, connect_started: bool) -> isize 
                         }
                         None => (std::ptr::null(), 0),
                     };
-                    let flags = libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT;
+                    let flags = SEND_FLAGS;
                     libc::sendto(*fd, buf.as_ptr().cast(), buf.len(), flags, name, len)
                 }
                 Op::RecvMsg { fd, buf } => {
@@ -424,12 +405,7 @@ pub(crate) unsafe fn perform(inner: *mut Inner, connect_started: bool) -> isize 
                 Op::AcceptUnix { fd, addr } => {
                     addr.reset_for_kernel();
                     let name = addr.as_mut_ptr();
-                    libc::accept4(
-                        *fd,
-                        name,
-                        &mut addr.len,
-                        libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                    ) as isize
+                    accept_nonblocking(*fd, name, &mut addr.len) as isize
                 }
                 // Never waits (see `done_at_submission`): EAGAIN is a full backlog.
                 Op::ConnectUnix { fd, addr } => {
@@ -439,7 +415,7 @@ pub(crate) unsafe fn perform(inner: *mut Inner, connect_started: bool) -> isize 
                     *fd,
                     buf.as_ptr().cast(),
                     buf.len(),
-                    libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+                    SEND_FLAGS,
                     addr.as_ptr(),
                     addr.len,
                 ),
@@ -488,7 +464,7 @@ pub(crate) unsafe fn perform(inner: *mut Inner, connect_started: bool) -> isize 
                 Op::SendMsgV { fd, bufs, addr } => {
                     let (iov, n) = bufs.iovecs();
                     prepare_msg_iov(sc, iov, n, addr.as_ref());
-                    libc::sendmsg(*fd, &sc.msg, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT)
+                    libc::sendmsg(*fd, &sc.msg, SEND_FLAGS)
                 }
             }
         };
@@ -543,14 +519,7 @@ unsafe fn perform_fs(op: &mut Op) -> Option<isize> {
                 buf,
             } => {
                 let p = paths!(path);
-                libc::syscall(
-                    libc::SYS_statx,
-                    at(*dir),
-                    p,
-                    *flags,
-                    *mask,
-                    buf.as_mut_ptr(),
-                )
+                statx(at(*dir), p, *flags, *mask, buf.as_mut_ptr())
             }
             Op::RenameAt {
                 old_dir,
@@ -560,14 +529,7 @@ unsafe fn perform_fs(op: &mut Op) -> Option<isize> {
                 flags,
             } => {
                 let (o, n) = paths!(old, new);
-                libc::syscall(
-                    libc::SYS_renameat2,
-                    at(*old_dir),
-                    o,
-                    at(*new_dir),
-                    n,
-                    *flags,
-                )
+                renameat(at(*old_dir), o, at(*new_dir), n, *flags)
             }
             Op::UnlinkAt {
                 dir,
@@ -598,7 +560,7 @@ unsafe fn perform_fs(op: &mut Op) -> Option<isize> {
             }
             Op::Fsync { fd, data_only } => {
                 if *data_only {
-                    libc::fdatasync(*fd).into()
+                    fdatasync(*fd).into()
                 } else {
                     libc::fsync(*fd).into()
                 }
@@ -608,7 +570,7 @@ unsafe fn perform_fs(op: &mut Op) -> Option<isize> {
                 mode,
                 offset,
                 len,
-            } => libc::fallocate(*fd, *mode, *offset as libc::off_t, *len as libc::off_t).into(),
+            } => fallocate(*fd, *mode, *offset, *len),
             Op::Ftruncate { fd, len } => libc::ftruncate(*fd, *len as libc::off_t).into(),
             _ => unreachable!("perform_fs is only called for filesystem operations"),
         };

@@ -1,0 +1,203 @@
+//! Linux: the system calls the portable code names, as Linux spells them (`accept4`,
+//! `pipe2`, `statx`, `renameat2`, `fallocate`, `preadv2` with `RWF_NOWAIT`,
+//! `copy_file_range`). Each function here has a twin of the same signature in `bsd.rs`.
+
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+
+use socket2::{Domain, Socket, Type};
+
+use super::neg_errno;
+use crate::completion::Inner;
+use crate::metadata::Metadata;
+use crate::op::Op;
+
+/// Flags of every `send`/`sendto`/`sendmsg` the poll backend issues: never raise
+/// `SIGPIPE`, never block.
+pub(crate) const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT;
+
+/// `AT_EMPTY_PATH`: a `Statx` of the directory fd itself (with an empty path).
+pub(crate) const AT_EMPTY_PATH: libc::c_int = libc::AT_EMPTY_PATH;
+/// `STATX_BASIC_STATS | STATX_BTIME`: what `fs::metadata` asks for.
+pub(crate) const STATX_ALL_TIMES: u32 = libc::STATX_BASIC_STATS | libc::STATX_BTIME;
+/// The `stx_mask` bit of the access time.
+pub(crate) const STATX_ATIME: u32 = libc::STATX_ATIME;
+/// The `stx_mask` bit of the modification time.
+pub(crate) const STATX_MTIME: u32 = libc::STATX_MTIME;
+/// The `stx_mask` bit of the birth time.
+pub(crate) const STATX_BTIME: u32 = libc::STATX_BTIME;
+
+/// The record an `Op::Statx` fills: `struct statx`.
+pub(crate) type StatRecord = libc::statx;
+
+/// Nothing to do: Linux sockaddrs have no length field.
+#[inline(always)]
+pub(crate) fn set_len_v4(_: &mut libc::sockaddr_in) {}
+
+/// Nothing to do: Linux sockaddrs have no length field.
+#[inline(always)]
+pub(crate) fn set_len_v6(_: &mut libc::sockaddr_in6) {}
+
+/// `accept4(SOCK_NONBLOCK | SOCK_CLOEXEC)`: the new fd, or -1 with `errno` set.
+///
+/// # Safety
+/// `addr`/`len` as for `accept(2)`: null, or valid for the kernel to write.
+#[inline]
+pub(crate) unsafe fn accept_nonblocking(
+    fd: RawFd,
+    addr: *mut libc::sockaddr,
+    len: *mut libc::socklen_t,
+) -> libc::c_int {
+    // SAFETY: the caller's contract.
+    unsafe { libc::accept4(fd, addr, len, libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC) }
+}
+
+/// A new socket, non-blocking and close-on-exec in the one `socket(2)` call.
+pub(crate) fn socket(domain: Domain, ty: Type) -> io::Result<Socket> {
+    Socket::new(domain, ty.nonblocking().cloexec(), None)
+}
+
+/// A connected pair of sockets, non-blocking and close-on-exec.
+pub(crate) fn socketpair(domain: Domain, ty: Type) -> io::Result<(Socket, Socket)> {
+    Socket::pair(domain, ty.nonblocking().cloexec(), None)
+}
+
+/// A pipe whose ends are non-blocking and close-on-exec (`pipe2`): `(read, write)`.
+pub(crate) fn pipe_cloexec_nonblocking() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: pipe2 writes two fds into the array we own, or fails and writes nothing.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both fds are new and owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// `statx(2)`: the raw return value.
+///
+/// # Safety
+/// `path` is a NUL-terminated string and `buf` a record, both valid for the call.
+pub(crate) unsafe fn statx(
+    dir: RawFd,
+    path: *const libc::c_char,
+    flags: libc::c_int,
+    mask: u32,
+    buf: *mut StatRecord,
+) -> libc::c_long {
+    // SAFETY: the caller's contract.
+    unsafe { libc::syscall(libc::SYS_statx, dir, path, flags, mask, buf) }
+}
+
+/// `renameat2(2)` with `RENAME_*` flags: the raw return value.
+///
+/// # Safety
+/// Both paths are NUL-terminated strings valid for the call.
+pub(crate) unsafe fn renameat(
+    old_dir: RawFd,
+    old: *const libc::c_char,
+    new_dir: RawFd,
+    new: *const libc::c_char,
+    flags: libc::c_uint,
+) -> libc::c_long {
+    // SAFETY: the caller's contract.
+    unsafe { libc::syscall(libc::SYS_renameat2, old_dir, old, new_dir, new, flags) }
+}
+
+/// `fdatasync(2)`.
+pub(crate) fn fdatasync(fd: RawFd) -> libc::c_int {
+    // SAFETY: a plain syscall on a number; a bad fd just fails.
+    unsafe { libc::fdatasync(fd) }
+}
+
+/// `fallocate(2)` with `FALLOC_FL_*` mode bits: the raw return value.
+pub(crate) fn fallocate(fd: RawFd, mode: libc::c_int, offset: u64, len: u64) -> libc::c_long {
+    // SAFETY: a plain syscall on a number; a bad fd just fails.
+    unsafe { libc::fallocate(fd, mode, offset as libc::off_t, len as libc::off_t).into() }
+}
+
+/// `copy_file_range(2)` of up to `len` bytes from `src` at `*off_in` to `dst` at
+/// `*off_out`, advancing both offsets: bytes copied (0 at the source's end).
+pub(crate) fn copy_file_range(
+    src: RawFd,
+    off_in: &mut u64,
+    dst: RawFd,
+    off_out: &mut u64,
+    len: usize,
+) -> io::Result<usize> {
+    let mut i = *off_in as libc::loff_t;
+    let mut o = *off_out as libc::loff_t;
+    // SAFETY: the offsets are ours to update; the kernel touches no other user memory; a
+    // bad fd just fails.
+    let n = unsafe { libc::copy_file_range(src, &mut i, dst, &mut o, len, 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    *off_in = i as u64;
+    *off_out = o as u64;
+    Ok(n as usize)
+}
+
+/// A [`Metadata`] from the record `statx(2)` filled.
+pub(crate) fn metadata_from(st: &StatRecord) -> Metadata {
+    let ts = |t: &libc::statx_timestamp| (t.tv_sec, t.tv_nsec);
+    Metadata {
+        mask: st.stx_mask,
+        mode: u32::from(st.stx_mode),
+        size: st.stx_size,
+        ino: st.stx_ino,
+        dev: libc::makedev(st.stx_dev_major, st.stx_dev_minor),
+        rdev: libc::makedev(st.stx_rdev_major, st.stx_rdev_minor),
+        nlink: u64::from(st.stx_nlink),
+        uid: st.stx_uid,
+        gid: st.stx_gid,
+        blksize: u64::from(st.stx_blksize),
+        blocks: st.stx_blocks,
+        atime: ts(&st.stx_atime),
+        mtime: ts(&st.stx_mtime),
+        ctime: ts(&st.stx_ctime),
+        btime: ts(&st.stx_btime),
+    }
+}
+
+/// A positional read of a regular file that only succeeds if all of it is already in the
+/// page cache (`preadv2` with `RWF_NOWAIT`): `Some(result)` if it read the whole buffer or
+/// failed for a reason the pool would hit too; `None` if it would have to wait for the
+/// disk, came back short (partly cached, or at the end of the file: the pool's blocking
+/// read gives the answer a plain `pread` gives, so a cached read never returns fewer bytes
+/// than the pool would), or the kernel cannot tell. `None` means: do it on the pool.
+///
+/// # Safety
+/// As for [`perform`]: `inner` is an Active completion the caller has exclusive access to.
+pub(crate) unsafe fn read_cached(inner: *mut Inner) -> Option<isize> {
+    #[cfg(target_env = "gnu")]
+    {
+        // SAFETY: the caller's contract.
+        let Op::Pread { fd, buf, offset } = (unsafe { &(*inner).op }) else {
+            return None;
+        };
+        let iov = libc::iovec {
+            iov_base: buf.as_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        // SAFETY: `iov` points into the op's owned buffer, valid for `buf.len()` bytes.
+        let r = unsafe { libc::preadv2(*fd, &iov, 1, *offset as libc::off_t, libc::RWF_NOWAIT) };
+        if r >= 0 {
+            return (r as usize == buf.len() && r > 0).then_some(r as isize);
+        }
+        let e = neg_errno();
+        // EAGAIN: not cached. EOPNOTSUPP/ENOSYS/EINVAL: no RWF_NOWAIT here.
+        let retry_on_pool = [libc::EAGAIN, libc::EOPNOTSUPP, libc::ENOSYS, libc::EINVAL]
+            .iter()
+            .any(|&errno| e == -(errno as isize));
+        if retry_on_pool {
+            None
+        } else {
+            Some(e)
+        }
+    }
+    #[cfg(not(target_env = "gnu"))]
+    {
+        let _ = inner;
+        None
+    }
+}
