@@ -176,15 +176,12 @@ pub use result::{Accepted, CancelError, Error, OpResult, ReadError, TimerTrigger
 pub use rt::compat;
 pub use rt::notify;
 pub use rt::pipe;
-#[cfg(target_os = "linux")]
 pub use rt::process;
 pub use rt::signal;
 pub use rt::{block_on, fs, net, spawn, spawn_blocking, time, JoinHandle};
 pub use thread_pool::{ThreadPool, ThreadPoolOptions};
 pub use unix_addr::UnixAddr;
-#[cfg(target_os = "linux")]
 pub use watcher::process::{ExitStatus, Process};
-#[cfg(target_os = "linux")]
 pub use watcher::r#async::Async;
 pub use watcher::signal::Signal;
 #[cfg(unix)]

@@ -66,7 +66,6 @@ pub mod fs;
 pub mod net;
 pub mod notify;
 pub mod pipe;
-#[cfg(target_os = "linux")]
 pub mod process;
 pub mod signal;
 pub mod time;
