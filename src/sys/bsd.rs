@@ -573,3 +573,16 @@ pub(crate) fn signal_child(_fd: RawFd, pid: libc::pid_t, signal: i32) -> io::Res
     }
     Ok(())
 }
+
+/// macOS: make writes to the pipe `fd` fail with `EPIPE` instead of raising `SIGPIPE`
+/// (`F_SETNOSIGPIPE`; errors ignored: a non-pipe fd just keeps its behaviour). Elsewhere
+/// nothing: the loop's thread blocks `SIGPIPE` (`sigpipe.rs`).
+pub(crate) fn set_nosigpipe(fd: RawFd) {
+    #[cfg(target_vendor = "apple")]
+    // SAFETY: fcntl on a number; a bad fd just fails.
+    unsafe {
+        libc::fcntl(fd, libc::F_SETNOSIGPIPE, 1);
+    }
+    #[cfg(not(target_vendor = "apple"))]
+    let _ = fd;
+}
