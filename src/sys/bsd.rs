@@ -9,8 +9,9 @@
 //!   macOS), then non-blocking.
 //! - `pipe_cloexec_nonblocking`: `pipe2` on FreeBSD; `pipe` + `fcntl` on macOS, with
 //!   `F_SETNOSIGPIPE` on both ends.
-//! - `statx`: `fstatat` (or `fstat` for an empty path with `AT_EMPTY_PATH`), translated
-//!   into [`Metadata`]; the `mask` argument is ignored (all fields are filled).
+//! - `statx`: `fstatat` (or `fstat` for an empty path: with `AT_EMPTY_PATH` on FreeBSD,
+//!   always on macOS, which has no such flag), translated into [`Metadata`]; the `mask`
+//!   argument is ignored (all fields are filled).
 //! - `renameat`: plain `renameat` for no flags; on macOS `RENAME_NOREPLACE` (1) and
 //!   `RENAME_EXCHANGE` (2) through `renameatx_np`; other flags are `EINVAL`, and any flag
 //!   on FreeBSD is `EOPNOTSUPP`.
@@ -35,10 +36,10 @@ pub(crate) const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL | libc::MSG_DONTWA
 /// `AT_EMPTY_PATH`: a `Statx` of the directory fd itself (with an empty path).
 #[cfg(target_os = "freebsd")]
 pub(crate) const AT_EMPTY_PATH: libc::c_int = libc::AT_EMPTY_PATH;
-/// `AT_EMPTY_PATH`: a `Statx` of the directory fd itself (with an empty path). This
-/// kernel has no such flag: xev's own bit, handled (and removed) before `fstatat`.
+/// `AT_EMPTY_PATH`: this kernel has no such flag, so none is needed: a `Statx` with an
+/// empty path is always of the directory fd itself (see `statx`).
 #[cfg(not(target_os = "freebsd"))]
-pub(crate) const AT_EMPTY_PATH: libc::c_int = 0x4000_0000;
+pub(crate) const AT_EMPTY_PATH: libc::c_int = 0;
 /// The `STATX_*` bits xev's `Metadata` records (Linux's values, kept here as flags).
 pub(crate) const STATX_ATIME: u32 = 0x20;
 /// The modification time bit.
@@ -213,7 +214,14 @@ pub(crate) unsafe fn statx(
 ) -> libc::c_long {
     // SAFETY: `path` is NUL-terminated (the caller's contract).
     let empty = unsafe { *path } == 0;
-    if empty && flags & AT_EMPTY_PATH != 0 {
+    // FreeBSD: as Linux, only with AT_EMPTY_PATH. Elsewhere there is no such flag, and an
+    // empty path (ENOENT for fstatat) names the fd itself.
+    let of_fd = if cfg!(target_os = "freebsd") {
+        flags & AT_EMPTY_PATH != 0
+    } else {
+        true
+    };
+    if empty && of_fd {
         // SAFETY: fstat writes the record the caller gave us; a bad fd just fails.
         return unsafe { libc::fstat(dir, buf) }.into();
     }
