@@ -216,17 +216,16 @@ pub(crate) unsafe fn statx(
     let empty = unsafe { *path } == 0;
     // FreeBSD: as Linux, only with AT_EMPTY_PATH. Elsewhere there is no such flag, and an
     // empty path (ENOENT for fstatat) names the fd itself.
-    let of_fd = if cfg!(target_os = "freebsd") {
-        flags & AT_EMPTY_PATH != 0
-    } else {
-        true
-    };
+    #[cfg(target_os = "freebsd")]
+    let (of_fd, flags) = (flags & AT_EMPTY_PATH != 0, flags & !AT_EMPTY_PATH);
+    #[cfg(not(target_os = "freebsd"))]
+    let of_fd = true;
     if empty && of_fd {
         // SAFETY: fstat writes the record the caller gave us; a bad fd just fails.
         return unsafe { libc::fstat(dir, buf) }.into();
     }
     // SAFETY: as above.
-    unsafe { libc::fstatat(dir, path, buf, flags & !AT_EMPTY_PATH) }.into()
+    unsafe { libc::fstatat(dir, path, buf, flags) }.into()
 }
 
 /// `renameat`, with Linux's `RENAME_NOREPLACE` (1) and `RENAME_EXCHANGE` (2) where the
