@@ -23,5 +23,7 @@ for t in "${TARGETS[@]}"; do
     # examples.
     echo "== $t: cargo clippy -p xev --all-features --lib --tests --examples -- -D warnings"
     cargo clippy -q -p xev --target "$t" --all-features --lib --tests --examples -- -D warnings
+    echo "== $t: cargo doc -p xev --all-features (-D warnings)"
+    RUSTDOCFLAGS="-D warnings" cargo doc -q -p xev --no-deps --target "$t" --all-features
 done
 echo "cross_check: ${TARGETS[*]} OK in $(($(date +%s) - start)) s"
