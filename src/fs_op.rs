@@ -124,8 +124,9 @@ impl fmt::Debug for OpPath {
 
 /// The `statx(2)` record an [`Op::Statx`](crate::Op::Statx) fills, on the heap so the
 /// kernel can write it while the operation is in flight. The callback receives it
-/// converted into a [`Metadata`](crate::Metadata).
-pub struct StatxBuf(Box<libc::statx>);
+/// converted into a [`Metadata`](crate::Metadata). On macOS and the BSDs, which have no
+/// `statx`, it holds the `struct stat` that `fstatat` fills instead.
+pub struct StatxBuf(Box<crate::sys::StatRecord>);
 
 impl StatxBuf {
     /// A zeroed record.
@@ -135,12 +136,12 @@ impl StatxBuf {
     }
 
     /// The record (what the last `statx` wrote, or zeros).
-    pub fn get(&self) -> &libc::statx {
+    pub fn get(&self) -> &crate::sys::StatRecord {
         &self.0
     }
 
     /// Pointer for the kernel to write the record through (valid while `self` lives).
-    pub(crate) fn as_mut_ptr(&mut self) -> *mut libc::statx {
+    pub(crate) fn as_mut_ptr(&mut self) -> *mut crate::sys::StatRecord {
         &mut *self.0
     }
 }
@@ -153,9 +154,7 @@ impl Default for StatxBuf {
 
 impl fmt::Debug for StatxBuf {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StatxBuf")
-            .field("mask", &self.0.stx_mask)
-            .finish_non_exhaustive()
+        f.debug_struct("StatxBuf").finish_non_exhaustive()
     }
 }
 

@@ -22,49 +22,32 @@ use std::time::{Duration, SystemTime};
 /// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct Metadata {
-    mask: u32,
-    mode: u32,
-    size: u64,
-    ino: u64,
-    dev: u64,
-    rdev: u64,
-    nlink: u64,
-    uid: u32,
-    gid: u32,
-    blksize: u64,
-    blocks: u64,
-    atime: (i64, u32),
-    mtime: (i64, u32),
-    ctime: (i64, u32),
-    btime: (i64, u32),
+    pub(crate) mask: u32,
+    pub(crate) mode: u32,
+    pub(crate) size: u64,
+    pub(crate) ino: u64,
+    pub(crate) dev: u64,
+    pub(crate) rdev: u64,
+    pub(crate) nlink: u64,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
+    pub(crate) blksize: u64,
+    pub(crate) blocks: u64,
+    pub(crate) atime: (i64, u32),
+    pub(crate) mtime: (i64, u32),
+    pub(crate) ctime: (i64, u32),
+    pub(crate) btime: (i64, u32),
 }
 
 impl Metadata {
-    /// From a record `statx(2)` filled.
-    pub(crate) fn from_statx(st: &libc::statx) -> Metadata {
-        let ts = |t: &libc::statx_timestamp| (t.tv_sec, t.tv_nsec);
-        Metadata {
-            mask: st.stx_mask,
-            mode: u32::from(st.stx_mode),
-            size: st.stx_size,
-            ino: st.stx_ino,
-            dev: libc::makedev(st.stx_dev_major, st.stx_dev_minor),
-            rdev: libc::makedev(st.stx_rdev_major, st.stx_rdev_minor),
-            nlink: u64::from(st.stx_nlink),
-            uid: st.stx_uid,
-            gid: st.stx_gid,
-            blksize: u64::from(st.stx_blksize),
-            blocks: st.stx_blocks,
-            atime: ts(&st.stx_atime),
-            mtime: ts(&st.stx_mtime),
-            ctime: ts(&st.stx_ctime),
-            btime: ts(&st.stx_btime),
-        }
+    /// From the record an `Op::Statx` filled (`statx` on Linux, `stat` elsewhere).
+    pub(crate) fn from_statx(st: &crate::sys::StatRecord) -> Metadata {
+        crate::sys::metadata_from(st)
     }
 
     /// The file's type.
     pub fn file_type(&self) -> FileType {
-        FileType(self.mode & libc::S_IFMT)
+        FileType(self.mode & S_IFMT)
     }
 
     /// Whether it is a directory.
@@ -101,18 +84,18 @@ impl Metadata {
 
     /// Last modification time.
     pub fn modified(&self) -> io::Result<SystemTime> {
-        self.time(libc::STATX_MTIME, self.mtime, "modification")
+        self.time(crate::sys::STATX_MTIME, self.mtime, "modification")
     }
 
     /// Last access time.
     pub fn accessed(&self) -> io::Result<SystemTime> {
-        self.time(libc::STATX_ATIME, self.atime, "access")
+        self.time(crate::sys::STATX_ATIME, self.atime, "access")
     }
 
     /// Creation (birth) time; `ErrorKind::Unsupported` where the filesystem does not
     /// record it.
     pub fn created(&self) -> io::Result<SystemTime> {
-        self.time(libc::STATX_BTIME, self.btime, "creation")
+        self.time(crate::sys::STATX_BTIME, self.btime, "creation")
     }
 
     /// Last status change time, seconds since the epoch (as `MetadataExt::ctime`).
@@ -195,6 +178,22 @@ impl fmt::Debug for Metadata {
     }
 }
 
+use s_if::*;
+
+/// The `S_IF*` constants as `u32` (they are `mode_t`: 32 bits on Linux, 16 on BSD and
+/// macOS, hence the casts).
+#[allow(clippy::unnecessary_cast)]
+mod s_if {
+    pub(super) const S_IFMT: u32 = libc::S_IFMT as u32;
+    pub(super) const S_IFDIR: u32 = libc::S_IFDIR as u32;
+    pub(super) const S_IFREG: u32 = libc::S_IFREG as u32;
+    pub(super) const S_IFLNK: u32 = libc::S_IFLNK as u32;
+    pub(super) const S_IFBLK: u32 = libc::S_IFBLK as u32;
+    pub(super) const S_IFCHR: u32 = libc::S_IFCHR as u32;
+    pub(super) const S_IFIFO: u32 = libc::S_IFIFO as u32;
+    pub(super) const S_IFSOCK: u32 = libc::S_IFSOCK as u32;
+}
+
 /// A file's type, from [`Metadata::file_type`] (as [`std::fs::FileType`] and its Unix
 /// extension).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -203,50 +202,50 @@ pub struct FileType(u32);
 impl FileType {
     /// A directory.
     pub fn is_dir(&self) -> bool {
-        self.0 == libc::S_IFDIR
+        self.0 == S_IFDIR
     }
 
     /// A regular file.
     pub fn is_file(&self) -> bool {
-        self.0 == libc::S_IFREG
+        self.0 == S_IFREG
     }
 
     /// A symbolic link.
     pub fn is_symlink(&self) -> bool {
-        self.0 == libc::S_IFLNK
+        self.0 == S_IFLNK
     }
 
     /// A block device.
     pub fn is_block_device(&self) -> bool {
-        self.0 == libc::S_IFBLK
+        self.0 == S_IFBLK
     }
 
     /// A character device.
     pub fn is_char_device(&self) -> bool {
-        self.0 == libc::S_IFCHR
+        self.0 == S_IFCHR
     }
 
     /// A FIFO (named pipe).
     pub fn is_fifo(&self) -> bool {
-        self.0 == libc::S_IFIFO
+        self.0 == S_IFIFO
     }
 
     /// A Unix socket.
     pub fn is_socket(&self) -> bool {
-        self.0 == libc::S_IFSOCK
+        self.0 == S_IFSOCK
     }
 }
 
 impl fmt::Debug for FileType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let name = match self.0 {
-            libc::S_IFDIR => "dir",
-            libc::S_IFREG => "file",
-            libc::S_IFLNK => "symlink",
-            libc::S_IFBLK => "block device",
-            libc::S_IFCHR => "char device",
-            libc::S_IFIFO => "fifo",
-            libc::S_IFSOCK => "socket",
+            S_IFDIR => "dir",
+            S_IFREG => "file",
+            S_IFLNK => "symlink",
+            S_IFBLK => "block device",
+            S_IFCHR => "char device",
+            S_IFIFO => "fifo",
+            S_IFSOCK => "socket",
             _ => "unknown",
         };
         write!(f, "FileType({name})")

@@ -36,7 +36,7 @@
 //! [`IoBufMut`]: crate::rt::IoBufMut
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::rc::Rc;
 
 use super::buf::{IoBuf, IoBufMut};
@@ -47,13 +47,7 @@ use super::loop_fd::LoopFd;
 /// from the [`Receiver`]. Errors are `pipe2`'s (`EMFILE`, `ENFILE`). Needs no runtime;
 /// the ends' operations do.
 pub fn pipe() -> io::Result<(Sender, Receiver)> {
-    let mut fds = [-1; 2];
-    // SAFETY: pipe2 writes two fds into the array we own, or fails and writes nothing.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: both are new fds that nothing else owns.
-    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let (r, w) = crate::sys::pipe_cloexec_nonblocking()?;
     Ok((
         Sender {
             fd: LoopFd::shared(w),
@@ -75,6 +69,7 @@ fn nonblocking(fd: OwnedFd) -> OwnedFd {
             libc::fcntl(raw, libc::F_SETFL, flags | libc::O_NONBLOCK);
         }
     }
+    crate::sys::set_nosigpipe(raw);
     fd
 }
 

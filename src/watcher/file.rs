@@ -292,8 +292,8 @@ impl File {
         let op = Op::Statx {
             dir: Some(self.raw()),
             path: OpPath::empty(),
-            flags: libc::AT_EMPTY_PATH,
-            mask: libc::STATX_BASIC_STATS | libc::STATX_BTIME,
+            flags: crate::sys::AT_EMPTY_PATH,
+            mask: crate::sys::STATX_ALL_TIMES,
             buf: StatxBuf::new(),
         };
         stream::start_on(lp, &self.fd, c, op, ud, metadata_result, cb);

@@ -64,7 +64,6 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -93,13 +92,7 @@ pub struct Stream {
 impl Stream {
     /// A new pipe, both ends non-blocking and close-on-exec: `(read end, write end)`.
     pub fn pipe() -> io::Result<(Stream, Stream)> {
-        let mut fds = [0 as libc::c_int; 2];
-        // SAFETY: pipe2 writes two fds into the array we own, or fails.
-        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: both fds are new and owned by nobody else.
-        let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let (r, w) = crate::sys::pipe_cloexec_nonblocking()?;
         Ok((Stream::from(r), Stream::from(w)))
     }
 

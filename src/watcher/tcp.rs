@@ -50,7 +50,7 @@
 use std::io;
 use std::mem;
 use std::net::{Shutdown, SocketAddr};
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{OwnedFd, RawFd};
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -350,15 +350,8 @@ fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
 
 /// A new non-blocking, close-on-exec socket of `addr`'s family and type `ty`.
 pub(crate) fn socket(addr: &SocketAddr, ty: libc::c_int) -> io::Result<OwnedFd> {
-    let domain = match addr {
-        SocketAddr::V4(_) => libc::AF_INET,
-        SocketAddr::V6(_) => libc::AF_INET6,
-    };
-    // SAFETY: socket(2) returns a new fd or -1.
-    let fd =
-        cvt(unsafe { libc::socket(domain, ty | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0) })?;
-    // SAFETY: `fd` is a new descriptor that nobody else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    let domain = socket2::Domain::for_address(*addr);
+    sys::socket(domain, socket2::Type::from(ty)).map(OwnedFd::from)
 }
 
 /// `bind(2)`.

@@ -36,7 +36,7 @@ use std::os::fd::{OwnedFd, RawFd};
 use std::pin::Pin;
 use std::sync::Arc;
 
-use socket2::{Domain, Socket, Type};
+use socket2::{Domain, Type};
 
 use crate::completion::{CallbackAction, Completion};
 use crate::event_loop::Loop;
@@ -58,12 +58,12 @@ pub struct Unix {
 }
 
 fn socket(ty: Type) -> io::Result<Unix> {
-    let s = Socket::new(Domain::UNIX, ty.nonblocking().cloexec(), None)?;
+    let s = crate::sys::socket(Domain::UNIX, ty)?;
     Ok(Unix::from(OwnedFd::from(s)))
 }
 
 fn pair(ty: Type) -> io::Result<(Unix, Unix)> {
-    let (a, b) = Socket::pair(Domain::UNIX, ty.nonblocking().cloexec(), None)?;
+    let (a, b) = crate::sys::socketpair(Domain::UNIX, ty)?;
     Ok((Unix::from(OwnedFd::from(a)), Unix::from(OwnedFd::from(b))))
 }
 

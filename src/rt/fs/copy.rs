@@ -139,26 +139,14 @@ fn falls_back(e: &io::Error) -> bool {
 fn copy_range(src: &File, dst: &File, at: u64, want: u64) -> io::Result<u64> {
     let mut done = 0u64;
     while done < want {
-        let mut off_in = (at + done) as libc::loff_t;
+        let mut off_in = at + done;
         let mut off_out = off_in;
         let len = (want - done).min(1 << 30) as usize;
-        // SAFETY: both fds are open (we hold the files); the offsets are ours to update;
-        // the kernel touches no user memory besides them.
-        let n = unsafe {
-            libc::copy_file_range(
-                src.as_raw_fd(),
-                &mut off_in,
-                dst.as_raw_fd(),
-                &mut off_out,
-                len,
-                0,
-            )
-        };
-        match n {
-            0 => break,
-            n if n > 0 => done += n as u64,
-            _ => {
-                let e = io::Error::last_os_error();
+        let (s, d) = (src.as_raw_fd(), dst.as_raw_fd());
+        match crate::sys::copy_file_range(s, &mut off_in, d, &mut off_out, len) {
+            Ok(0) => break,
+            Ok(n) => done += n as u64,
+            Err(e) => {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }

@@ -15,7 +15,7 @@ use crate::rt::loop_fd::LoopFd;
 use crate::{OpPath, StatxBuf};
 
 /// Every field `Metadata` reports.
-const MASK: u32 = libc::STATX_BASIC_STATS | libc::STATX_BTIME;
+const MASK: u32 = crate::sys::STATX_ALL_TIMES;
 
 /// The metadata of `path`, following symbolic links (as [`std::fs::metadata`]). A
 /// missing path is `NotFound`.
@@ -71,7 +71,7 @@ pub(super) async fn of_fd(fd: &Rc<LoopFd>) -> io::Result<Metadata> {
     statx(FdOp::on(fd, |fd| Op::Statx {
         dir: Some(fd),
         path: OpPath::empty(),
-        flags: libc::AT_EMPTY_PATH,
+        flags: crate::sys::AT_EMPTY_PATH,
         mask: MASK,
         buf: StatxBuf::new(),
     }))

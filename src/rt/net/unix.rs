@@ -34,12 +34,12 @@ const BACKLOG: i32 = 1024;
 
 /// A new non-blocking, close-on-exec Unix-domain socket of type `ty`.
 fn socket(ty: Type) -> io::Result<Socket> {
-    Socket::new(Domain::UNIX, ty.nonblocking().cloexec(), None)
+    crate::sys::socket(Domain::UNIX, ty)
 }
 
 /// A connected pair of non-blocking, close-on-exec sockets of type `ty`.
 fn pair(ty: Type) -> io::Result<(Rc<LoopFd>, Rc<LoopFd>)> {
-    let (a, b) = Socket::pair(Domain::UNIX, ty.nonblocking().cloexec(), None)?;
+    let (a, b) = crate::sys::socketpair(Domain::UNIX, ty)?;
     Ok((
         LoopFd::shared(OwnedFd::from(a)),
         LoopFd::shared(OwnedFd::from(b)),

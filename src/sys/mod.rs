@@ -1,6 +1,35 @@
 //! Thin syscall helpers shared by the backends: socket-address conversion and the
 //! synchronous form of every I/O operation (used by the poll backend's "try now" path
 //! and by the thread pool).
+//!
+//! This file holds what is the same on every Unix. What differs lives in one file per
+//! platform family, re-exported here under the same names: `linux.rs` (Linux: `accept4`,
+//! `pipe2`, `statx`, `renameat2`, `fallocate`, `preadv2`) and `bsd.rs` (macOS, FreeBSD and
+//! the other kqueue systems: the same functions over what those kernels have). Callers use
+//! `sys::accept_nonblocking`, `sys::pipe_cloexec_nonblocking`, `sys::socket`, ... and carry
+//! no `cfg` of their own.
+
+#[cfg(any(
+    target_vendor = "apple",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "dragonfly"
+))]
+mod bsd;
+#[cfg(target_os = "linux")]
+mod linux;
+
+#[cfg(any(
+    target_vendor = "apple",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "dragonfly"
+))]
+pub(crate) use bsd::*;
+#[cfg(target_os = "linux")]
+pub(crate) use linux::*;
 
 use std::io;
 use std::mem;
@@ -9,7 +38,6 @@ use std::os::fd::{IntoRawFd, RawFd};
 
 use crate::completion::{Inner, Scratch};
 use crate::op::Op;
-use crate::unix_addr::UnixAddr;
 
 /// `-errno` of the last failed call.
 pub(crate) fn neg_errno() -> isize {
@@ -32,26 +60,27 @@ pub(crate) fn to_sockaddr(addr: &SocketAddr, out: &mut libc::sockaddr_in6) -> li
         SocketAddr::V4(a) => {
             // SAFETY: sockaddr_in fits inside sockaddr_in6 and both are plain data.
             let sin = unsafe { &mut *(out as *mut libc::sockaddr_in6).cast::<libc::sockaddr_in>() };
-            *sin = libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
-                sin_port: a.port().to_be(),
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from_ne_bytes(a.ip().octets()),
-                },
-                sin_zero: [0; 8],
+            // SAFETY: all-zero is a valid sockaddr_in (and clears `sin_zero`).
+            *sin = unsafe { mem::zeroed() };
+            sin.sin_family = libc::AF_INET as libc::sa_family_t;
+            sin.sin_port = a.port().to_be();
+            sin.sin_addr = libc::in_addr {
+                s_addr: u32::from_ne_bytes(a.ip().octets()),
             };
+            set_len_v4(sin);
             mem::size_of::<libc::sockaddr_in>() as libc::socklen_t
         }
         SocketAddr::V6(a) => {
-            *out = libc::sockaddr_in6 {
-                sin6_family: libc::AF_INET6 as libc::sa_family_t,
-                sin6_port: a.port().to_be(),
-                sin6_flowinfo: a.flowinfo(),
-                sin6_addr: libc::in6_addr {
-                    s6_addr: a.ip().octets(),
-                },
-                sin6_scope_id: a.scope_id(),
+            // SAFETY: all-zero is a valid sockaddr_in6.
+            *out = unsafe { mem::zeroed() };
+            out.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            out.sin6_port = a.port().to_be();
+            out.sin6_flowinfo = a.flowinfo();
+            out.sin6_addr = libc::in6_addr {
+                s6_addr: a.ip().octets(),
             };
+            out.sin6_scope_id = a.scope_id();
+            set_len_v6(out);
             mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t
         }
     }
@@ -123,6 +152,7 @@ pub(crate) fn prepare_msg_iov(
     sc.msg.msg_iovlen = n as _;
 }
 
+#[cfg(target_os = "linux")] // io_uring only
 /// Prepare the scratch for a recvmsg: the kernel writes the sender's address into it.
 pub(crate) fn prepare_recvmsg(sc: &mut Scratch, buf_ptr: *mut u8, buf_len: usize) {
     prepare_msg(sc, buf_ptr, buf_len, None);
@@ -130,6 +160,7 @@ pub(crate) fn prepare_recvmsg(sc: &mut Scratch, buf_ptr: *mut u8, buf_len: usize
     sc.msg.msg_namelen = mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
 }
 
+#[cfg(target_os = "linux")] // io_uring only
 /// Fill the scratch `msghdr` for a sendmsg/recvmsg whose address is the Unix address
 /// `addr` (owned by the operation, so it stays put while the kernel holds the header).
 /// For a recvmsg the kernel writes the sender's address there and its length into the
@@ -138,7 +169,7 @@ pub(crate) fn prepare_msg_unix(
     sc: &mut Scratch,
     buf_ptr: *mut u8,
     buf_len: usize,
-    addr: &mut UnixAddr,
+    addr: &mut crate::unix_addr::UnixAddr,
     recv: bool,
 ) {
     prepare_msg(sc, buf_ptr, buf_len, None);
@@ -149,6 +180,7 @@ pub(crate) fn prepare_msg_unix(
     sc.msg.msg_namelen = addr.len;
 }
 
+#[cfg(target_os = "linux")] // io_uring only
 /// After an io_uring recvmsg of `inner` completed: record the sender's address length the
 /// kernel wrote into the scratch header in the operation's address (no-op for other ops).
 ///
@@ -180,49 +212,6 @@ pub(crate) unsafe fn done_at_submission(inner: *mut Inner) -> Option<isize> {
             Some(0)
         }
         _ => None,
-    }
-}
-
-/// A positional read of a regular file that only succeeds if all of it is already in the
-/// page cache (`preadv2` with `RWF_NOWAIT`): `Some(result)` if it read the whole buffer or
-/// failed for a reason the pool would hit too; `None` if it would have to wait for the
-/// disk, came back short (partly cached, or at the end of the file: the pool's blocking
-/// read gives the answer a plain `pread` gives, so a cached read never returns fewer bytes
-/// than the pool would), or the kernel cannot tell. `None` means: do it on the pool.
-///
-/// # Safety
-/// As for [`perform`]: `inner` is an Active completion the caller has exclusive access to.
-pub(crate) unsafe fn read_cached(inner: *mut Inner) -> Option<isize> {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        // SAFETY: the caller's contract.
-        let Op::Pread { fd, buf, offset } = (unsafe { &(*inner).op }) else {
-            return None;
-        };
-        let iov = libc::iovec {
-            iov_base: buf.as_ptr().cast(),
-            iov_len: buf.len(),
-        };
-        // SAFETY: `iov` points into the op's owned buffer, valid for `buf.len()` bytes.
-        let r = unsafe { libc::preadv2(*fd, &iov, 1, *offset as libc::off_t, libc::RWF_NOWAIT) };
-        if r >= 0 {
-            return (r as usize == buf.len() && r > 0).then_some(r as isize);
-        }
-        let e = neg_errno();
-        // EAGAIN: not cached. EOPNOTSUPP/ENOSYS/EINVAL: no RWF_NOWAIT here.
-        let retry_on_pool = [libc::EAGAIN, libc::EOPNOTSUPP, libc::ENOSYS, libc::EINVAL]
-            .iter()
-            .any(|&errno| e == -(errno as isize));
-        if retry_on_pool {
-            None
-        } else {
-            Some(e)
-        }
-    }
-    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-    {
-        let _ = inner;
-        None
     }
 }
 
@@ -303,11 +292,10 @@ pub(crate) unsafe fn perform(inner: *mut Inner, connect_started: bool) -> isize 
             match &mut inner.op {
                 Op::Accept { fd } => {
                     sc.addrlen = mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
-                    libc::accept4(
+                    accept_nonblocking(
                         *fd,
                         (&mut sc.addr as *mut libc::sockaddr_in6).cast(),
                         &mut sc.addrlen,
-                        libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
                     ) as isize
                 }
                 Op::Connect { fd, addr } => {
@@ -345,12 +333,7 @@ pub(crate) unsafe fn perform(inner: *mut Inner, connect_started: bool) -> isize 
                 Op::Pwrite { fd, buf, offset } => {
                     libc::pwrite(*fd, buf.as_ptr().cast(), buf.len(), *offset as libc::off_t)
                 }
-                Op::Send { fd, buf } => libc::send(
-                    *fd,
-                    buf.as_ptr().cast(),
-                    buf.len(),
-                    libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
-                ),
+                Op::Send { fd, buf } => libc::send(*fd, buf.as_ptr().cast(), buf.len(), SEND_FLAGS),
                 Op::Recv { fd, buf } => {
                     libc::recv(*fd, buf.as_ptr().cast(), buf.len(), libc::MSG_DONTWAIT)
                 }
@@ -364,7 +347,7 @@ pub(crate) unsafe fn perform(inner: *mut Inner, connect_started: bool) -> isize 
                         }
                         None => (std::ptr::null(), 0),
                     };
-                    let flags = libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT;
+                    let flags = SEND_FLAGS;
                     libc::sendto(*fd, buf.as_ptr().cast(), buf.len(), flags, name, len)
                 }
                 Op::RecvMsg { fd, buf } => {
@@ -424,12 +407,7 @@ pub(crate) unsafe fn perform(inner: *mut Inner, connect_started: bool) -> isize 
                 Op::AcceptUnix { fd, addr } => {
                     addr.reset_for_kernel();
                     let name = addr.as_mut_ptr();
-                    libc::accept4(
-                        *fd,
-                        name,
-                        &mut addr.len,
-                        libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                    ) as isize
+                    accept_nonblocking(*fd, name, &mut addr.len) as isize
                 }
                 // Never waits (see `done_at_submission`): EAGAIN is a full backlog.
                 Op::ConnectUnix { fd, addr } => {
@@ -439,7 +417,7 @@ pub(crate) unsafe fn perform(inner: *mut Inner, connect_started: bool) -> isize 
                     *fd,
                     buf.as_ptr().cast(),
                     buf.len(),
-                    libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+                    SEND_FLAGS,
                     addr.as_ptr(),
                     addr.len,
                 ),
@@ -488,7 +466,7 @@ pub(crate) unsafe fn perform(inner: *mut Inner, connect_started: bool) -> isize 
                 Op::SendMsgV { fd, bufs, addr } => {
                     let (iov, n) = bufs.iovecs();
                     prepare_msg_iov(sc, iov, n, addr.as_ref());
-                    libc::sendmsg(*fd, &sc.msg, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT)
+                    libc::sendmsg(*fd, &sc.msg, SEND_FLAGS)
                 }
             }
         };
@@ -543,14 +521,7 @@ unsafe fn perform_fs(op: &mut Op) -> Option<isize> {
                 buf,
             } => {
                 let p = paths!(path);
-                libc::syscall(
-                    libc::SYS_statx,
-                    at(*dir),
-                    p,
-                    *flags,
-                    *mask,
-                    buf.as_mut_ptr(),
-                )
+                statx(at(*dir), p, *flags, *mask, buf.as_mut_ptr())
             }
             Op::RenameAt {
                 old_dir,
@@ -560,14 +531,7 @@ unsafe fn perform_fs(op: &mut Op) -> Option<isize> {
                 flags,
             } => {
                 let (o, n) = paths!(old, new);
-                libc::syscall(
-                    libc::SYS_renameat2,
-                    at(*old_dir),
-                    o,
-                    at(*new_dir),
-                    n,
-                    *flags,
-                )
+                renameat(at(*old_dir), o, at(*new_dir), n, *flags)
             }
             Op::UnlinkAt {
                 dir,
@@ -598,7 +562,7 @@ unsafe fn perform_fs(op: &mut Op) -> Option<isize> {
             }
             Op::Fsync { fd, data_only } => {
                 if *data_only {
-                    libc::fdatasync(*fd).into()
+                    fdatasync(*fd).into()
                 } else {
                     libc::fsync(*fd).into()
                 }
@@ -608,10 +572,202 @@ unsafe fn perform_fs(op: &mut Op) -> Option<isize> {
                 mode,
                 offset,
                 len,
-            } => libc::fallocate(*fd, *mode, *offset as libc::off_t, *len as libc::off_t).into(),
+            } => fallocate(*fd, *mode, *offset, *len),
             Op::Ftruncate { fd, len } => libc::ftruncate(*fd, *len as libc::off_t).into(),
             _ => unreachable!("perform_fs is only called for filesystem operations"),
         };
         Some(r as isize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The platform functions' contracts, checked on the platform the tests run on (the
+    //! same assertions hold for `bsd.rs`, which CI only type-checks).
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    fn fd_flags(fd: RawFd) -> (bool, bool) {
+        // SAFETY: F_GETFD/F_GETFL on an fd the test owns.
+        let (fdfl, fl) = unsafe {
+            (
+                libc::fcntl(fd, libc::F_GETFD),
+                libc::fcntl(fd, libc::F_GETFL),
+            )
+        };
+        assert!(fdfl >= 0 && fl >= 0);
+        (fdfl & libc::FD_CLOEXEC != 0, fl & libc::O_NONBLOCK != 0)
+    }
+
+    #[test]
+    fn sockaddr_round_trip() {
+        for a in [
+            "127.0.0.1:80".parse::<SocketAddr>().unwrap(),
+            "0.0.0.0:0".parse().unwrap(),
+            SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::LOCALHOST, 65535, 7, 3)),
+        ] {
+            // SAFETY: all-zero is a valid sockaddr_in6.
+            let mut raw: libc::sockaddr_in6 = unsafe { mem::zeroed() };
+            let len = to_sockaddr(&a, &mut raw);
+            assert_eq!(from_sockaddr(&raw, len), Some(a));
+            // Truncated: not an address.
+            assert_eq!(from_sockaddr(&raw, len - 1), None);
+            // What socket2 (and so the kernel) reads from the same bytes.
+            // SAFETY: `raw` holds a sockaddr of `len` bytes.
+            let s2 = unsafe {
+                socket2::SockAddr::try_init(|storage, l| {
+                    std::ptr::copy_nonoverlapping(
+                        (&raw as *const libc::sockaddr_in6).cast::<u8>(),
+                        storage.cast::<u8>(),
+                        len as usize,
+                    );
+                    *l = len;
+                    Ok(())
+                })
+            }
+            .unwrap()
+            .1;
+            assert_eq!(s2.as_socket(), Some(a));
+        }
+    }
+
+    #[test]
+    fn pipe_is_cloexec_nonblocking_and_empty_read_is_eagain() {
+        let (r, w) = pipe_cloexec_nonblocking().unwrap();
+        for fd in [&r, &w] {
+            assert_eq!(fd_flags(fd.as_raw_fd()), (true, true));
+        }
+        let mut b = [0u8; 1];
+        // SAFETY: reads into the local buffer.
+        let n = unsafe { libc::read(r.as_raw_fd(), b.as_mut_ptr().cast(), 1) };
+        assert_eq!(n, -1);
+        assert_eq!(
+            io::Error::last_os_error().raw_os_error(),
+            Some(libc::EAGAIN)
+        );
+    }
+
+    #[test]
+    fn sockets_are_cloexec_nonblocking() {
+        use socket2::{Domain, Type};
+        let s = socket(Domain::IPV4, Type::STREAM).unwrap();
+        assert_eq!(fd_flags(s.as_raw_fd()), (true, true));
+        let (a, b) = socketpair(Domain::UNIX, Type::STREAM).unwrap();
+        assert_eq!(fd_flags(a.as_raw_fd()), (true, true));
+        assert_eq!(fd_flags(b.as_raw_fd()), (true, true));
+    }
+
+    #[test]
+    fn accept_nonblocking_gives_a_nonblocking_cloexec_fd() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let _c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        // SAFETY: all-zero is a valid sockaddr_in6; the kernel writes at most `len`.
+        let mut raw: libc::sockaddr_in6 = unsafe { mem::zeroed() };
+        let mut len = mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
+        // SAFETY: `raw`/`len` are valid for the kernel to write.
+        let fd = unsafe {
+            accept_nonblocking(
+                l.as_raw_fd(),
+                (&mut raw as *mut libc::sockaddr_in6).cast(),
+                &mut len,
+            )
+        };
+        assert!(fd >= 0, "{}", io::Error::last_os_error());
+        // SAFETY: a new fd we own.
+        let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        assert_eq!(fd_flags(fd.as_raw_fd()), (true, true));
+        assert_eq!(
+            from_sockaddr(&raw, len).map(|a| a.ip()),
+            Some("127.0.0.1".parse().unwrap())
+        );
+        // A bad fd: -1 with errno set.
+        // SAFETY: null address pointers are allowed.
+        let r = unsafe { accept_nonblocking(-1, std::ptr::null_mut(), std::ptr::null_mut()) };
+        assert_eq!(r, -1);
+        assert_eq!(io::Error::last_os_error().raw_os_error(), Some(libc::EBADF));
+    }
+
+    #[test]
+    fn wake_fd_signal_drain() {
+        let w = WakeFd::new().unwrap();
+        let readable = |fd: RawFd| {
+            let mut p = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one pollfd we own, zero timeout.
+            unsafe { libc::poll(&mut p, 1, 0) == 1 }
+        };
+        assert!(!readable(w.raw()));
+        w.signal().unwrap();
+        w.signal().unwrap();
+        assert!(readable(w.raw()));
+        w.drain();
+        assert!(!readable(w.raw()));
+        w.drain(); // draining an empty one is harmless
+        assert!(!readable(w.raw()));
+    }
+
+    #[test]
+    fn copy_file_range_copies_and_advances_offsets() {
+        use std::io::{Read, Seek, Write};
+        let dir = std::env::temp_dir();
+        let p = |n: &str| dir.join(format!("xev-sys-cfr-{}-{n}", std::process::id()));
+        let (sp, dp) = (p("src"), p("dst"));
+        std::fs::File::create(&sp)
+            .unwrap()
+            .write_all(b"0123456789")
+            .unwrap();
+        let src = std::fs::File::open(&sp).unwrap();
+        let mut dst = std::fs::File::options()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(&dp)
+            .unwrap();
+        let (mut i, mut o) = (2u64, 0u64);
+        match copy_file_range(src.as_raw_fd(), &mut i, dst.as_raw_fd(), &mut o, 5) {
+            Ok(n) => {
+                assert_eq!((n, i, o), (5, 7, 5));
+                let mut s = String::new();
+                dst.rewind().unwrap();
+                dst.read_to_string(&mut s).unwrap();
+                assert_eq!(s, "23456");
+            }
+            // No copy_file_range here: the caller falls back.
+            Err(e) => assert_eq!(e.raw_os_error(), Some(libc::ENOSYS)),
+        }
+        let _ = (std::fs::remove_file(&sp), std::fs::remove_file(&dp));
+    }
+
+    #[test]
+    fn statx_of_a_path_and_of_an_fd() {
+        use std::os::unix::fs::MetadataExt;
+        let stat = |dir: RawFd, path: &std::ffi::CStr, flags: libc::c_int| {
+            // SAFETY: all-zero is a valid record.
+            let mut rec: StatRecord = unsafe { mem::zeroed() };
+            // SAFETY: a NUL-terminated path and a record, both live across the call.
+            let r = unsafe { statx(dir, path.as_ptr(), flags, STATX_ALL_TIMES, &mut rec) };
+            (r == 0)
+                .then(|| metadata_from(&rec))
+                .ok_or_else(io::Error::last_os_error)
+        };
+        let root = stat(libc::AT_FDCWD, c"/", 0).unwrap();
+        assert!(root.is_dir());
+        assert_eq!(root.ino(), std::fs::metadata("/").unwrap().ino());
+        assert!(root.modified().is_ok());
+        let exe = std::env::current_exe().unwrap();
+        let f = std::fs::File::open(&exe).unwrap();
+        let m = stat(f.as_raw_fd(), c"", AT_EMPTY_PATH).unwrap();
+        let std_m = f.metadata().unwrap();
+        assert!(m.is_file());
+        assert_eq!(
+            (m.len(), m.ino(), m.mode()),
+            (std_m.len(), std_m.ino(), std_m.mode())
+        );
+        let missing = stat(libc::AT_FDCWD, c"/xev-no-such-path", 0).unwrap_err();
+        assert_eq!(missing.raw_os_error(), Some(libc::ENOENT));
     }
 }

@@ -1,0 +1,360 @@
+//! Linux: the system calls the portable code names, as Linux spells them (`accept4`,
+//! `pipe2`, `statx`, `renameat2`, `fallocate`, `preadv2` with `RWF_NOWAIT`,
+//! `copy_file_range`). Each function here has a twin of the same signature in `bsd.rs`.
+
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+
+use socket2::{Domain, Socket, Type};
+
+use super::neg_errno;
+use crate::completion::Inner;
+use crate::metadata::Metadata;
+use crate::op::Op;
+
+/// Flags of every `send`/`sendto`/`sendmsg` the poll backend issues: never raise
+/// `SIGPIPE`, never block.
+pub(crate) const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT;
+
+/// `AT_EMPTY_PATH`: a `Statx` of the directory fd itself (with an empty path).
+pub(crate) const AT_EMPTY_PATH: libc::c_int = libc::AT_EMPTY_PATH;
+/// `STATX_BASIC_STATS | STATX_BTIME`: what `fs::metadata` asks for.
+pub(crate) const STATX_ALL_TIMES: u32 = libc::STATX_BASIC_STATS | libc::STATX_BTIME;
+/// The `stx_mask` bit of the access time.
+pub(crate) const STATX_ATIME: u32 = libc::STATX_ATIME;
+/// The `stx_mask` bit of the modification time.
+pub(crate) const STATX_MTIME: u32 = libc::STATX_MTIME;
+/// The `stx_mask` bit of the birth time.
+pub(crate) const STATX_BTIME: u32 = libc::STATX_BTIME;
+
+/// The record an `Op::Statx` fills: `struct statx`.
+pub(crate) type StatRecord = libc::statx;
+
+/// Nothing to do: Linux sockaddrs have no length field.
+#[inline(always)]
+pub(crate) fn set_len_v4(_: &mut libc::sockaddr_in) {}
+
+/// Nothing to do: Linux sockaddrs have no length field.
+#[inline(always)]
+pub(crate) fn set_len_v6(_: &mut libc::sockaddr_in6) {}
+
+/// `accept4(SOCK_NONBLOCK | SOCK_CLOEXEC)`: the new fd, or -1 with `errno` set.
+///
+/// # Safety
+/// `addr`/`len` as for `accept(2)`: null, or valid for the kernel to write.
+#[inline]
+pub(crate) unsafe fn accept_nonblocking(
+    fd: RawFd,
+    addr: *mut libc::sockaddr,
+    len: *mut libc::socklen_t,
+) -> libc::c_int {
+    // SAFETY: the caller's contract.
+    unsafe { libc::accept4(fd, addr, len, libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC) }
+}
+
+/// A new socket, non-blocking and close-on-exec in the one `socket(2)` call.
+pub(crate) fn socket(domain: Domain, ty: Type) -> io::Result<Socket> {
+    Socket::new(domain, ty.nonblocking().cloexec(), None)
+}
+
+/// A connected pair of sockets, non-blocking and close-on-exec.
+pub(crate) fn socketpair(domain: Domain, ty: Type) -> io::Result<(Socket, Socket)> {
+    Socket::pair(domain, ty.nonblocking().cloexec(), None)
+}
+
+/// A pipe whose ends are non-blocking and close-on-exec (`pipe2`): `(read, write)`.
+pub(crate) fn pipe_cloexec_nonblocking() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: pipe2 writes two fds into the array we own, or fails and writes nothing.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both fds are new and owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// `statx(2)`: the raw return value.
+///
+/// # Safety
+/// `path` is a NUL-terminated string and `buf` a record, both valid for the call.
+pub(crate) unsafe fn statx(
+    dir: RawFd,
+    path: *const libc::c_char,
+    flags: libc::c_int,
+    mask: u32,
+    buf: *mut StatRecord,
+) -> libc::c_long {
+    // SAFETY: the caller's contract.
+    unsafe { libc::syscall(libc::SYS_statx, dir, path, flags, mask, buf) }
+}
+
+/// `renameat2(2)` with `RENAME_*` flags: the raw return value.
+///
+/// # Safety
+/// Both paths are NUL-terminated strings valid for the call.
+pub(crate) unsafe fn renameat(
+    old_dir: RawFd,
+    old: *const libc::c_char,
+    new_dir: RawFd,
+    new: *const libc::c_char,
+    flags: libc::c_uint,
+) -> libc::c_long {
+    // SAFETY: the caller's contract.
+    unsafe { libc::syscall(libc::SYS_renameat2, old_dir, old, new_dir, new, flags) }
+}
+
+/// `fdatasync(2)`.
+pub(crate) fn fdatasync(fd: RawFd) -> libc::c_int {
+    // SAFETY: a plain syscall on a number; a bad fd just fails.
+    unsafe { libc::fdatasync(fd) }
+}
+
+/// `fallocate(2)` with `FALLOC_FL_*` mode bits: the raw return value.
+pub(crate) fn fallocate(fd: RawFd, mode: libc::c_int, offset: u64, len: u64) -> libc::c_long {
+    // SAFETY: a plain syscall on a number; a bad fd just fails.
+    unsafe { libc::fallocate(fd, mode, offset as libc::off_t, len as libc::off_t).into() }
+}
+
+/// `copy_file_range(2)` of up to `len` bytes from `src` at `*off_in` to `dst` at
+/// `*off_out`, advancing both offsets: bytes copied (0 at the source's end).
+pub(crate) fn copy_file_range(
+    src: RawFd,
+    off_in: &mut u64,
+    dst: RawFd,
+    off_out: &mut u64,
+    len: usize,
+) -> io::Result<usize> {
+    let mut i = *off_in as libc::loff_t;
+    let mut o = *off_out as libc::loff_t;
+    // SAFETY: the offsets are ours to update; the kernel touches no other user memory; a
+    // bad fd just fails.
+    let n = unsafe { libc::copy_file_range(src, &mut i, dst, &mut o, len, 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    *off_in = i as u64;
+    *off_out = o as u64;
+    Ok(n as usize)
+}
+
+/// A [`Metadata`] from the record `statx(2)` filled.
+pub(crate) fn metadata_from(st: &StatRecord) -> Metadata {
+    let ts = |t: &libc::statx_timestamp| (t.tv_sec, t.tv_nsec);
+    Metadata {
+        mask: st.stx_mask,
+        mode: u32::from(st.stx_mode),
+        size: st.stx_size,
+        ino: st.stx_ino,
+        dev: libc::makedev(st.stx_dev_major, st.stx_dev_minor),
+        rdev: libc::makedev(st.stx_rdev_major, st.stx_rdev_minor),
+        nlink: u64::from(st.stx_nlink),
+        uid: st.stx_uid,
+        gid: st.stx_gid,
+        blksize: u64::from(st.stx_blksize),
+        blocks: st.stx_blocks,
+        atime: ts(&st.stx_atime),
+        mtime: ts(&st.stx_mtime),
+        ctime: ts(&st.stx_ctime),
+        btime: ts(&st.stx_btime),
+    }
+}
+
+/// A positional read of a regular file that only succeeds if all of it is already in the
+/// page cache (`preadv2` with `RWF_NOWAIT`): `Some(result)` if it read the whole buffer or
+/// failed for a reason the pool would hit too; `None` if it would have to wait for the
+/// disk, came back short (partly cached, or at the end of the file: the pool's blocking
+/// read gives the answer a plain `pread` gives, so a cached read never returns fewer bytes
+/// than the pool would), or the kernel cannot tell. `None` means: do it on the pool.
+///
+/// # Safety
+/// As for [`perform`]: `inner` is an Active completion the caller has exclusive access to.
+pub(crate) unsafe fn read_cached(inner: *mut Inner) -> Option<isize> {
+    #[cfg(target_env = "gnu")]
+    {
+        // SAFETY: the caller's contract.
+        let Op::Pread { fd, buf, offset } = (unsafe { &(*inner).op }) else {
+            return None;
+        };
+        let iov = libc::iovec {
+            iov_base: buf.as_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        // SAFETY: `iov` points into the op's owned buffer, valid for `buf.len()` bytes.
+        let r = unsafe { libc::preadv2(*fd, &iov, 1, *offset as libc::off_t, libc::RWF_NOWAIT) };
+        if r >= 0 {
+            return (r as usize == buf.len() && r > 0).then_some(r as isize);
+        }
+        let e = neg_errno();
+        // EAGAIN: not cached. EOPNOTSUPP/ENOSYS/EINVAL: no RWF_NOWAIT here.
+        let retry_on_pool = [libc::EAGAIN, libc::EOPNOTSUPP, libc::ENOSYS, libc::EINVAL]
+            .iter()
+            .any(|&errno| e == -(errno as isize));
+        if retry_on_pool {
+            None
+        } else {
+            Some(e)
+        }
+    }
+    #[cfg(not(target_env = "gnu"))]
+    {
+        let _ = inner;
+        None
+    }
+}
+
+/// The fd behind [`Async`](crate::Async): an eventfd (non-blocking, close-on-exec),
+/// readable while signalled.
+pub(crate) struct WakeFd(OwnedFd);
+
+impl WakeFd {
+    /// One `eventfd(2)`.
+    pub(crate) fn new() -> io::Result<WakeFd> {
+        // SAFETY: eventfd(2) takes no pointers; it returns a new fd or -1.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a new descriptor that nothing else owns.
+        Ok(WakeFd(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    /// The fd to poll for readability.
+    pub(crate) fn raw(&self) -> RawFd {
+        use std::os::fd::AsRawFd;
+        self.0.as_raw_fd()
+    }
+
+    /// Make it readable (one `write(2)`). A full counter is success: it is readable.
+    pub(crate) fn signal(&self) -> io::Result<()> {
+        let one: u64 = 1;
+        loop {
+            // SAFETY: writes the 8 bytes of `one`, which lives across the call, to an fd
+            // `self` keeps open.
+            let r = unsafe { libc::write(self.raw(), (&one as *const u64).cast(), 8) };
+            if r >= 0 {
+                return Ok(());
+            }
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::EAGAIN) => return Ok(()),
+                _ => return Err(e),
+            }
+        }
+    }
+
+    /// Make it unreadable again (a non-blocking `read(2)` resets the counter).
+    pub(crate) fn drain(&self) {
+        let mut buf: u64 = 0;
+        loop {
+            // SAFETY: reads at most 8 bytes into `buf`, which lives across the call, from
+            // an fd `self` keeps open; non-blocking, so an empty counter is EAGAIN.
+            let r = unsafe { libc::read(self.raw(), (&mut buf as *mut u64).cast(), 8) };
+            if r < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            break;
+        }
+    }
+}
+
+/// An fd that becomes readable when the child `pid` exits, for `Process`: a pidfd
+/// (`pidfd_open(2)`, Linux 5.3; close-on-exec), checked with a `waitid(.., WNOWAIT)`
+/// (Linux 5.4) to name an unreaped child of this process (running or a zombie): `ECHILD`
+/// otherwise.
+pub(crate) fn open_child_exit_fd(pid: libc::pid_t) -> io::Result<OwnedFd> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: pidfd_open(pid, flags) takes no pointers; it returns a new fd or -1.
+    let r = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0 as libc::c_uint) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `r` is a new descriptor (pidfds are close-on-exec) owned by nobody.
+    let fd = unsafe { OwnedFd::from_raw_fd(r as RawFd) };
+    // The pidfd names whichever process has `pid` now. Only one that is still our
+    // child passes; WNOWAIT leaves a zombie unreaped for the real wait.
+    // SAFETY: siginfo_t is plain data for which all-zero is valid.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: `info` is a valid siginfo_t the kernel may write; no other pointers.
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PIDFD,
+                fd.as_raw_fd() as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+            )
+        };
+        if r == 0 {
+            return Ok(fd);
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(e);
+        }
+    }
+}
+
+/// `waitid(P_PIDFD, fd, WEXITED | WNOHANG)`: `Some(Ok(code))` for an exit,
+/// `Some(Err(signal))` for a death by signal (the child is reaped then), `None` while it
+/// runs.
+pub(crate) fn reap_child(fd: RawFd, _pid: libc::pid_t) -> io::Result<Option<Result<i32, i32>>> {
+    // SAFETY: siginfo_t is plain data for which all-zero is valid.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: `info` is a valid siginfo_t the kernel may write; no other pointers.
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PIDFD,
+                fd as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG,
+            )
+        };
+        if r == 0 {
+            break;
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(e);
+        }
+    }
+    // SAFETY: waitid filled `info` for SIGCHLD (or left it zeroed when nothing was
+    // reaped), so the `si_pid`/`si_status` union members are the ones to read.
+    let (pid, status) = unsafe { (info.si_pid(), info.si_status()) };
+    if pid == 0 {
+        return Ok(None);
+    }
+    match info.si_code {
+        libc::CLD_EXITED => Ok(Some(Ok(status))),
+        libc::CLD_KILLED | libc::CLD_DUMPED => Ok(Some(Err(status))),
+        code => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("waitid reported si_code {code} for pid {pid}"),
+        )),
+    }
+}
+
+/// Send `signal` through the pidfd `fd` (`pidfd_send_signal(2)`), so it can never hit
+/// another process that reused the pid.
+pub(crate) fn signal_child(fd: RawFd, _pid: libc::pid_t, signal: i32) -> io::Result<()> {
+    // SAFETY: pidfd_send_signal(pidfd, sig, info, flags) with a null siginfo (the kernel
+    // fills one in as for kill(2)) and no flags; a bad fd just fails.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            fd,
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0 as libc::c_uint,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Nothing to do: Linux blocks `SIGPIPE` in the loop's thread instead (`sigpipe.rs`).
+#[inline(always)]
+pub(crate) fn set_nosigpipe(_fd: RawFd) {}
