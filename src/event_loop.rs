@@ -1,9 +1,9 @@
 //! [`Loop`]: the completion-based event loop, and the backend-independent rules every
 //! backend follows (timers, cancellation, the ready queue, rearm, shutdown).
 
+use crate::sys::fd::RawFd;
 use std::fmt;
 use std::io;
-use std::os::fd::RawFd;
 use std::pin::Pin;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};

@@ -179,6 +179,7 @@ pub use rt::pipe;
 pub use rt::{block_on, fs, net, spawn, spawn_blocking, time, JoinHandle};
 #[cfg(target_os = "linux")]
 pub use rt::{notify, process, signal};
+pub use sys::fd;
 pub use thread_pool::{ThreadPool, ThreadPoolOptions};
 pub use unix_addr::UnixAddr;
 #[cfg(target_os = "linux")]

@@ -1,10 +1,10 @@
 //! The operations a [`Completion`](crate::Completion) can carry, and the buffers they own.
 
+use crate::sys::fd::{AsRawFd, OwnedFd, RawFd};
 use std::cell::UnsafeCell;
 use std::fmt;
 use std::net::{Shutdown, SocketAddr};
 use std::ops::BitOr;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use crate::completion::Completion;
 use crate::event_loop::LoopId;

@@ -5,10 +5,10 @@
 //! integer into the typed result for the operation, so every backend shares one mapping
 //! and hence one behaviour.
 
+use crate::sys::fd::{FromRawFd, OwnedFd, RawFd};
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
 use crate::metadata::Metadata;
 use crate::op::{Op, PollEvents};

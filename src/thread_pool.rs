@@ -6,9 +6,9 @@
 //! function pointers with a data pointer, so queuing a completion allocates nothing once
 //! the queue has grown to its working size.
 
+use crate::sys::fd::RawFd;
 use std::collections::VecDeque;
 use std::fmt;
-use std::os::fd::RawFd;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::Duration;

@@ -21,8 +21,8 @@
 //! when a loop first sees them and when they close (`fd_opened` / `fd_closed`), so their
 //! registration is trusted and their operations park without a syscall.
 
+use crate::sys::fd::{AsRawFd, RawFd};
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
 use std::ptr::NonNull;
 use std::time::Duration;
 

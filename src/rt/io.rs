@@ -5,9 +5,9 @@
 //! clone until it is over ([`FdOp`]), so the fd outlives its operations, orphans
 //! included (see `op_future`).
 
+use crate::sys::fd::RawFd;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::RawFd;
 use std::rc::Rc;
 
 use super::buf::{self, IoBuf, IoBufMut};

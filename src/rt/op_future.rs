@@ -20,9 +20,9 @@
 //! the fd is closed when the last reference goes (see [`LoopFd`]). That is one `Rc`
 //! clone per operation; no syscall, no allocation.
 
+use crate::sys::fd::OwnedFd;
 use std::cell::{Cell, RefCell, UnsafeCell};
 use std::future::Future;
-use std::os::fd::OwnedFd;
 use std::pin::Pin;
 use std::ptr::NonNull;
 use std::rc::Rc;

@@ -17,6 +17,7 @@
     target_os = "dragonfly"
 ))]
 mod bsd;
+pub mod fd;
 #[cfg(target_os = "linux")]
 mod linux;
 
@@ -31,10 +32,10 @@ pub(crate) use bsd::*;
 #[cfg(target_os = "linux")]
 pub(crate) use linux::*;
 
+use crate::sys::fd::{IntoRawFd, RawFd};
 use std::io;
 use std::mem;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::os::fd::{IntoRawFd, RawFd};
 
 use crate::completion::{Inner, Scratch};
 use crate::op::Op;

@@ -32,9 +32,9 @@
 //! may be coalesced into one callback.
 #![cfg(target_os = "linux")]
 
+use crate::sys::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::fmt;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;

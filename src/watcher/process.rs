@@ -19,9 +19,9 @@
 //! unreaped child of this one; it lists the one case no check can see.
 #![cfg(target_os = "linux")]
 
+use crate::sys::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::fmt;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::pin::Pin;
 use std::sync::Arc;
 

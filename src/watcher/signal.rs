@@ -36,10 +36,10 @@
 //! need to, after consuming what is pending (e.g. `sigtimedwait` with a zero timeout).
 #![cfg(target_os = "linux")]
 
+use crate::sys::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::fmt;
 use std::io;
 use std::mem;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::pin::Pin;
 use std::sync::Arc;
 

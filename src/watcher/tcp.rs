@@ -47,10 +47,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+use crate::sys::fd::{OwnedFd, RawFd};
 use std::io;
 use std::mem;
 use std::net::{Shutdown, SocketAddr};
-use std::os::fd::{OwnedFd, RawFd};
 use std::pin::Pin;
 use std::sync::Arc;
 

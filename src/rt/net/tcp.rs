@@ -1,10 +1,10 @@
 //! TCP: [`TcpListener`] (with its [`Incoming`] stream) and [`TcpStream`].
 
+use crate::sys::fd::{AsRawFd, RawFd};
 use std::fmt;
 use std::future::Future;
 use std::io;
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
-use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};

@@ -1,8 +1,8 @@
 //! UDP: [`UdpSocket`].
 
+use crate::sys::fd::{AsRawFd, RawFd};
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 
 use crate::rt::io::{self as rio, Kind};
