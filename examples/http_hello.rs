@@ -351,12 +351,22 @@ fn about_one_connection(e: &io::Error) -> bool {
                 | libc::ENETDOWN
                 | libc::ENOPROTOOPT
                 | libc::EHOSTDOWN
-                | libc::ENONET
                 | libc::EHOSTUNREACH
                 | libc::EOPNOTSUPP
                 | libc::ENETUNREACH
         )
-    )
+    ) || is_enonet(e)
+}
+
+/// `ENONET` (Linux only).
+fn is_enonet(e: &io::Error) -> bool {
+    #[cfg(target_os = "linux")]
+    return e.raw_os_error() == Some(libc::ENONET);
+    #[cfg(not(target_os = "linux"))]
+    return {
+        let _ = e;
+        false
+    };
 }
 
 /// Serve HTTP on `listener` until accepting fails for good (an error about the listener

@@ -8,7 +8,7 @@
 
 use std::cell::RefCell;
 use std::net::{SocketAddr, TcpListener};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::pin::pin;
 use std::rc::Rc;
 
@@ -17,19 +17,10 @@ use xev::{Backend, Buffer, CallbackAction, Completion, Loop, Op, OpResult, Optio
 
 /// A non-blocking TCP socket that has not connected yet.
 fn tcp_socket() -> std::io::Result<OwnedFd> {
-    // SAFETY: socket(2) returns a new fd or -1.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_INET,
-            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-        )
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is new and owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    // socket2 sets close-on-exec (and SO_NOSIGPIPE on macOS) on every platform.
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    s.set_nonblocking(true)?;
+    Ok(OwnedFd::from(s))
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -250,10 +241,15 @@ fn async_tour(backend: Option<Backend>) -> Result<(), Box<dyn std::error::Error>
         file.close().await?;
         std::fs::remove_file(&path)?;
 
-        // A child process, and a wake-up from another thread.
-        let status =
-            xev::process::status(std::process::Command::new("sh").args(["-c", "exit 7"])).await?;
-        println!("async: child exited with {status}");
+        // A child process (xev::process is Linux-only so far), and a wake-up from another
+        // thread.
+        #[cfg(target_os = "linux")]
+        {
+            let status =
+                xev::process::status(std::process::Command::new("sh").args(["-c", "exit 7"]))
+                    .await?;
+            println!("async: child exited with {status}");
+        }
         let notify = xev::notify::Notify::new();
         let n = notify.clone();
         std::thread::spawn(move || {

@@ -36,6 +36,7 @@ pub enum CompletionState {
 
 /// Where an Active completion is (the loop's finer view of `Active`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))] // Kernel, Canceling: io_uring only
 pub(crate) enum Phase {
     /// Not in a loop.
     Dead,

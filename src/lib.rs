@@ -174,11 +174,12 @@ pub use op::{Buffer, CancelTarget, Op, PollEvents, INLINE_BUFFER};
 pub use result::{Accepted, CancelError, Error, OpResult, ReadError, TimerTrigger};
 #[cfg(any(feature = "futures-io", feature = "tokio-io", feature = "hyper"))]
 pub use rt::compat;
-#[cfg(target_os = "linux")]
+pub use rt::notify;
 pub use rt::pipe;
-pub use rt::{block_on, fs, net, spawn, spawn_blocking, time, JoinHandle};
 #[cfg(target_os = "linux")]
-pub use rt::{notify, process, signal};
+pub use rt::process;
+pub use rt::signal;
+pub use rt::{block_on, fs, net, spawn, spawn_blocking, time, JoinHandle};
 pub use sys::fd;
 pub use thread_pool::{ThreadPool, ThreadPoolOptions};
 pub use unix_addr::UnixAddr;
@@ -186,7 +187,6 @@ pub use unix_addr::UnixAddr;
 pub use watcher::process::{ExitStatus, Process};
 #[cfg(target_os = "linux")]
 pub use watcher::r#async::Async;
-#[cfg(target_os = "linux")]
 pub use watcher::signal::Signal;
 #[cfg(unix)]
 pub use watcher::unix::Unix;

@@ -178,15 +178,21 @@ impl fmt::Debug for Metadata {
     }
 }
 
-// The `S_IF*` constants as `u32` (they are `mode_t`, 16 bits on BSD and macOS).
-const S_IFMT: u32 = libc::S_IFMT as u32;
-const S_IFDIR: u32 = libc::S_IFDIR as u32;
-const S_IFREG: u32 = libc::S_IFREG as u32;
-const S_IFLNK: u32 = libc::S_IFLNK as u32;
-const S_IFBLK: u32 = libc::S_IFBLK as u32;
-const S_IFCHR: u32 = libc::S_IFCHR as u32;
-const S_IFIFO: u32 = libc::S_IFIFO as u32;
-const S_IFSOCK: u32 = libc::S_IFSOCK as u32;
+use s_if::*;
+
+/// The `S_IF*` constants as `u32` (they are `mode_t`: 32 bits on Linux, 16 on BSD and
+/// macOS, hence the casts).
+#[allow(clippy::unnecessary_cast)]
+mod s_if {
+    pub(super) const S_IFMT: u32 = libc::S_IFMT as u32;
+    pub(super) const S_IFDIR: u32 = libc::S_IFDIR as u32;
+    pub(super) const S_IFREG: u32 = libc::S_IFREG as u32;
+    pub(super) const S_IFLNK: u32 = libc::S_IFLNK as u32;
+    pub(super) const S_IFBLK: u32 = libc::S_IFBLK as u32;
+    pub(super) const S_IFCHR: u32 = libc::S_IFCHR as u32;
+    pub(super) const S_IFIFO: u32 = libc::S_IFIFO as u32;
+    pub(super) const S_IFSOCK: u32 = libc::S_IFSOCK as u32;
+}
 
 /// A file's type, from [`Metadata::file_type`] (as [`std::fs::FileType`] and its Unix
 /// extension).

@@ -64,13 +64,10 @@ mod task;
 pub mod compat;
 pub mod fs;
 pub mod net;
-#[cfg(target_os = "linux")]
 pub mod notify;
-#[cfg(target_os = "linux")]
 pub mod pipe;
 #[cfg(target_os = "linux")]
 pub mod process;
-#[cfg(target_os = "linux")]
 pub mod signal;
 pub mod time;
 

@@ -361,7 +361,8 @@ pub(crate) fn copy_file_range(
 }
 
 /// A [`Metadata`] from the record `fstatat` filled (every field is valid; the birth time
-/// when the filesystem records one).
+/// when the filesystem records one). The field types differ between these systems.
+#[allow(clippy::unnecessary_cast)]
 pub(crate) fn metadata_from(st: &StatRecord) -> Metadata {
     let ts = |sec: libc::time_t, nsec: libc::c_long| (sec as i64, nsec as u32);
     let has_btime = st.st_birthtime >= 0;

@@ -39,7 +39,6 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
 use crate::completion::{Inner, Scratch};
 use crate::op::Op;
-use crate::unix_addr::UnixAddr;
 
 /// `-errno` of the last failed call.
 pub(crate) fn neg_errno() -> isize {
@@ -154,6 +153,7 @@ pub(crate) fn prepare_msg_iov(
     sc.msg.msg_iovlen = n as _;
 }
 
+#[cfg(target_os = "linux")] // io_uring only
 /// Prepare the scratch for a recvmsg: the kernel writes the sender's address into it.
 pub(crate) fn prepare_recvmsg(sc: &mut Scratch, buf_ptr: *mut u8, buf_len: usize) {
     prepare_msg(sc, buf_ptr, buf_len, None);
@@ -161,6 +161,7 @@ pub(crate) fn prepare_recvmsg(sc: &mut Scratch, buf_ptr: *mut u8, buf_len: usize
     sc.msg.msg_namelen = mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
 }
 
+#[cfg(target_os = "linux")] // io_uring only
 /// Fill the scratch `msghdr` for a sendmsg/recvmsg whose address is the Unix address
 /// `addr` (owned by the operation, so it stays put while the kernel holds the header).
 /// For a recvmsg the kernel writes the sender's address there and its length into the
@@ -169,7 +170,7 @@ pub(crate) fn prepare_msg_unix(
     sc: &mut Scratch,
     buf_ptr: *mut u8,
     buf_len: usize,
-    addr: &mut UnixAddr,
+    addr: &mut crate::unix_addr::UnixAddr,
     recv: bool,
 ) {
     prepare_msg(sc, buf_ptr, buf_len, None);
@@ -180,6 +181,7 @@ pub(crate) fn prepare_msg_unix(
     sc.msg.msg_namelen = addr.len;
 }
 
+#[cfg(target_os = "linux")] // io_uring only
 /// After an io_uring recvmsg of `inner` completed: record the sender's address length the
 /// kernel wrote into the scratch header in the operation's address (no-op for other ops).
 ///

@@ -51,6 +51,8 @@ mod fd;
 pub mod file;
 pub mod process;
 pub mod signal;
+#[cfg(not(target_os = "linux"))]
+mod signal_pipe;
 pub mod stream;
 pub mod tcp;
 mod timer;

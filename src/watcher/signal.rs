@@ -1,7 +1,11 @@
 //! [`Signal`]: receive Unix signals (SIGINT, SIGTERM, SIGHUP, SIGUSR1, ...) as loop
 //! callbacks, through a Linux signalfd. (libxev has no signal watcher.)
 //!
-//! Linux only (elsewhere the module does not exist).
+//! On macOS and the BSDs (no signalfd) the same API runs over a self-pipe fed by a
+//! signal handler (`signal_pipe.rs`): there [`Signal::new`] installs a handler instead
+//! of blocking the signals, the latest `Signal` of a signal number receives it, and
+//! dropping it leaves the handler installed, discarding later deliveries. The mask notes
+//! below are Linux's. Type-checked on those systems, not run there.
 //!
 //! # Signal masks: what you must know
 //!
@@ -34,9 +38,10 @@
 //! default action (terminating the process), and the drop may run on another thread than
 //! the one whose mask was changed. Unblock them yourself with `pthread_sigmask` if you
 //! need to, after consuming what is pending (e.g. `sigtimedwait` with a zero timeout).
-#![cfg(target_os = "linux")]
 
-use crate::sys::fd::{AsRawFd, FromRawFd, OwnedFd};
+#[cfg(target_os = "linux")]
+use crate::sys::fd::FromRawFd;
+use crate::sys::fd::{AsRawFd, OwnedFd};
 use std::fmt;
 use std::io;
 use std::mem;
@@ -51,7 +56,11 @@ use crate::result::{Error, OpResult, ReadError};
 use super::mismatch;
 
 /// Size of one `struct signalfd_siginfo` (128 bytes).
+#[cfg(target_os = "linux")]
 pub(crate) const SIGINFO_SIZE: usize = mem::size_of::<libc::signalfd_siginfo>();
+/// Size of one record of the self-pipe (as a `signalfd_siginfo`: 128 bytes).
+#[cfg(not(target_os = "linux"))]
+pub(crate) const SIGINFO_SIZE: usize = 128;
 
 /// A set of signals delivered to the loop instead of to handlers.
 ///
@@ -84,6 +93,9 @@ pub struct Signal {
     /// while the read is in flight.
     pub(crate) fd: Arc<OwnedFd>,
     signals: Vec<i32>,
+    /// The self-pipe registration (macOS/BSD), undone on drop.
+    #[cfg(not(target_os = "linux"))]
+    _reg: super::signal_pipe::Registration,
 }
 
 impl Signal {
@@ -115,26 +127,39 @@ impl Signal {
                 ));
             }
         }
-        // SAFETY: `set` is initialised; signalfd(-1, ..) creates a new fd or returns -1.
-        let fd = unsafe { libc::signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `fd` is a new descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        // Block only once the fd exists, so a failure leaves the mask untouched.
-        // SAFETY: `set` is initialised; a null old-set pointer is allowed.
-        let r = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
-        if r != 0 {
-            return Err(io::Error::from_raw_os_error(r));
-        }
         let mut signals = signals.to_vec();
         signals.sort_unstable();
         signals.dedup();
-        Ok(Signal {
-            fd: Arc::new(fd),
-            signals,
-        })
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = set;
+            let (fd, reg) = super::signal_pipe::register(&signals)?;
+            Ok(Signal {
+                fd: Arc::new(fd),
+                signals,
+                _reg: reg,
+            })
+        }
+        #[cfg(target_os = "linux")]
+        {
+            // SAFETY: `set` is initialised; signalfd(-1, ..) creates a new fd or returns -1.
+            let fd = unsafe { libc::signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC) };
+            if fd < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // SAFETY: `fd` is a new descriptor that nothing else owns.
+            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+            // Block only once the fd exists, so a failure leaves the mask untouched.
+            // SAFETY: `set` is initialised; a null old-set pointer is allowed.
+            let r = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+            if r != 0 {
+                return Err(io::Error::from_raw_os_error(r));
+            }
+            Ok(Signal {
+                fd: Arc::new(fd),
+                signals,
+            })
+        }
     }
 
     /// The watched signal numbers, sorted.

@@ -198,10 +198,10 @@ mod tests {
                 .create(true)
                 .truncate(true)
                 .create_new(true)
-                .custom_flags(libc::O_NOATIME | libc::O_RDWR)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_RDWR)
                 .flags()
                 .unwrap(),
-            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOATIME
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW
         );
     }
 }

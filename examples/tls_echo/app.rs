@@ -1,19 +1,4 @@
-//! A TLS echo server and client on xev: tokio-rustls over `xev::compat::Compat` (tokio's
-//! I/O traits), with a self-signed certificate for `localhost` made at start by rcgen.
-//!
-//! Try it:
-//!
-//! ```text
-//! # Both ends in one process: echo, verify, exit 0 (what CI runs).
-//! cargo run --example tls_echo --features tokio-io -- --self-test
-//!
-//! # A server; it writes its certificate to /tmp/xev-tls-echo.pem for clients to trust.
-//! cargo run --example tls_echo --features tokio-io -- server 8443
-//! # A client: sends each word, prints the echo.
-//! cargo run --example tls_echo --features tokio-io -- client 8443 /tmp/xev-tls-echo.pem hello world
-//! # Or talk to the server by hand:
-//! openssl s_client -connect 127.0.0.1:8443 -CAfile /tmp/xev-tls-echo.pem -quiet
-//! ```
+//! The TLS echo example itself (see `main.rs`).
 
 use std::io;
 use std::net::SocketAddr;
@@ -164,7 +149,7 @@ fn port(arg: Option<&String>) -> io::Result<u16> {
     arg.and_then(|p| p.parse().ok()).ok_or_else(usage)
 }
 
-fn main() -> io::Result<()> {
+pub fn main() -> io::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("--self-test") => xev::block_on(self_test()),
