@@ -215,7 +215,7 @@ impl Core {
         // file), the number could name another file by the time the job runs. So the job
         // works on its own duplicate; the caller's number travels in the job and is put
         // back (and the duplicate closed) before the result is handed back.
-        let mut caller_fd = -1;
+        let mut caller_fd = crate::sys::fd::NO_FD;
         // SAFETY: `c` is Active and live; loop thread; no worker has it yet.
         unsafe {
             if let Some(fd) = (*inner).op.borrowed_fd_mut() {
@@ -249,7 +249,7 @@ impl Core {
     /// # Safety
     /// `inner` is a live completion that only the calling thread touches now.
     unsafe fn restore_caller_fd(inner: *mut Inner, caller_fd: RawFd) {
-        if caller_fd < 0 {
+        if crate::sys::fd::is_no_fd(caller_fd) {
             return;
         }
         // SAFETY: the caller's promise.

@@ -214,8 +214,13 @@ impl Driver {
             return core.send_to_pool(c);
         }
         // SAFETY: as above.
-        let (fd, wait) = unsafe { ((*inner).op.fd().unwrap_or(-1), sys::wait_kind(&(*inner).op)) };
-        if fd < 0 {
+        let (fd, wait) = unsafe {
+            (
+                (*inner).op.fd().unwrap_or(crate::sys::fd::NO_FD),
+                sys::wait_kind(&(*inner).op),
+            )
+        };
+        if crate::sys::fd::is_no_fd(fd) {
             return core.finish(c, -(libc::EBADF as isize));
         }
         // SAFETY: as above.

@@ -25,6 +25,24 @@ pub use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, 
 #[cfg(windows)]
 pub use windows::*;
 
+/// The number no descriptor has (`-1` on Unix, `INVALID_SOCKET` on Windows): what an
+/// operation's fd is set to once its owner is gone, so it fails with `EBADF`.
+#[cfg(unix)]
+pub(crate) const NO_FD: RawFd = -1;
+/// The number no descriptor has (`-1` on Unix, `INVALID_SOCKET` on Windows): what an
+/// operation's fd is set to once its owner is gone, so it fails with `EBADF`.
+#[cfg(windows)]
+pub(crate) const NO_FD: RawFd = !0;
+
+/// Whether `fd` cannot name a descriptor (negative on Unix, `INVALID_SOCKET` on Windows).
+#[inline(always)]
+pub(crate) fn is_no_fd(fd: RawFd) -> bool {
+    #[cfg(unix)]
+    return fd < 0;
+    #[cfg(windows)]
+    return fd == NO_FD;
+}
+
 #[cfg(windows)]
 mod windows {
     use std::os::windows::io::{AsRawSocket, AsSocket, FromRawSocket, IntoRawSocket};
@@ -84,3 +102,43 @@ mod windows {
         }
     }
 }
+
+/// `AsRawFd` and `AsFd` for a type of the crate, from `|self| raw` and `|self| borrowed`
+/// expressions: std's traits on Unix; std's `AsRawSocket`/`AsSocket` on Windows (so that
+/// `Rc`/`Arc` of the type have them too, and the crate's traits follow).
+macro_rules! impl_as_fd {
+    ($t:ty, |$s:ident| $raw:expr, $borrowed:expr) => {
+        #[cfg(unix)]
+        impl std::os::fd::AsRawFd for $t {
+            fn as_raw_fd(&self) -> $crate::sys::fd::RawFd {
+                let $s = self;
+                $raw
+            }
+        }
+
+        #[cfg(unix)]
+        impl std::os::fd::AsFd for $t {
+            fn as_fd(&self) -> $crate::sys::fd::BorrowedFd<'_> {
+                let $s = self;
+                $borrowed
+            }
+        }
+
+        #[cfg(windows)]
+        impl std::os::windows::io::AsRawSocket for $t {
+            fn as_raw_socket(&self) -> $crate::sys::fd::RawFd {
+                let $s = self;
+                $raw
+            }
+        }
+
+        #[cfg(windows)]
+        impl std::os::windows::io::AsSocket for $t {
+            fn as_socket(&self) -> $crate::sys::fd::BorrowedFd<'_> {
+                let $s = self;
+                $borrowed
+            }
+        }
+    };
+}
+pub(crate) use impl_as_fd;

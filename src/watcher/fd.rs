@@ -16,7 +16,7 @@
 //!   closed (queued writes not yet started fail with `Canceled`), and lets the last
 //!   holder close it; see [`close_op`].
 
-use crate::sys::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use crate::sys::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::cell::Cell;
 use std::io;
 use std::pin::Pin;
@@ -56,17 +56,11 @@ impl SharedFd {
     }
 }
 
-impl AsRawFd for SharedFd {
-    fn as_raw_fd(&self) -> RawFd {
-        self.raw()
-    }
-}
-
-impl AsFd for SharedFd {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
-    }
-}
+crate::sys::fd::impl_as_fd!(
+    SharedFd,
+    |this| this.raw(),
+    crate::sys::fd::AsFd::as_fd(&this.fd)
+);
 
 thread_local! {
     /// The descriptor of the operation whose callback is running on this thread.
@@ -146,7 +140,7 @@ fn poison(mut c: Pin<&mut Completion>) {
         return;
     }
     if let Some(fd) = c.op_mut().and_then(Op::borrowed_fd_mut) {
-        *fd = -1;
+        *fd = crate::sys::fd::NO_FD;
     }
 }
 

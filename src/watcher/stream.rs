@@ -399,7 +399,7 @@ fn begin(st: &mut State, req: Request) -> Op {
     st.doomed = fd.as_ref().is_none_or(|f| f.is_closed());
     if st.doomed {
         if let Some(n) = op.borrowed_fd_mut() {
-            *n = -1;
+            *n = crate::sys::fd::NO_FD;
         }
     }
     st.current_fd = fd;
