@@ -175,9 +175,11 @@ pub use result::{Accepted, CancelError, Error, OpResult, ReadError, TimerTrigger
 #[cfg(any(feature = "futures-io", feature = "tokio-io", feature = "hyper"))]
 pub use rt::compat;
 pub use rt::notify;
+#[cfg(unix)]
 pub use rt::pipe;
 #[cfg(target_os = "linux")]
 pub use rt::process;
+#[cfg(unix)]
 pub use rt::signal;
 pub use rt::{block_on, fs, net, spawn, spawn_blocking, time, JoinHandle};
 pub use sys::fd;
@@ -187,6 +189,7 @@ pub use unix_addr::UnixAddr;
 pub use watcher::process::{ExitStatus, Process};
 #[cfg(target_os = "linux")]
 pub use watcher::r#async::Async;
+#[cfg(unix)]
 pub use watcher::signal::Signal;
 #[cfg(unix)]
 pub use watcher::unix::Unix;

@@ -65,9 +65,11 @@ pub mod compat;
 pub mod fs;
 pub mod net;
 pub mod notify;
+#[cfg(unix)]
 pub mod pipe;
 #[cfg(target_os = "linux")]
 pub mod process;
+#[cfg(unix)]
 pub mod signal;
 pub mod time;
 

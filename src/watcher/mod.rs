@@ -50,8 +50,9 @@ pub mod r#async;
 mod fd;
 pub mod file;
 pub mod process;
+#[cfg(unix)]
 pub mod signal;
-#[cfg(not(target_os = "linux"))]
+#[cfg(all(unix, not(target_os = "linux")))]
 mod signal_pipe;
 pub mod stream;
 pub mod tcp;
