@@ -7,15 +7,12 @@
 //! XEV_BACKEND=epoll cargo run --example pipe_child    # the epoll backend
 //! ```
 
-#[cfg(target_os = "linux")]
 use std::process::{Command, Stdio};
 
-#[cfg(target_os = "linux")]
 const WORDS: [&str; 8] = [
     "pear", "apple", "fig", "cherry", "banana", "kiwi", "date", "grape",
 ];
 
-#[cfg(target_os = "linux")]
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut rt = xev::rt::Builder::new();
     if std::env::var("XEV_BACKEND").as_deref() == Ok("epoll") {
@@ -52,11 +49,4 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     expect.sort_unstable();
     assert_eq!(sorted.lines().collect::<Vec<_>>(), expect, "sort's output");
     Ok(())
-}
-
-/// `xev::process` (pidfd) is Linux-only for now: see the crate's platform table.
-#[cfg(not(target_os = "linux"))]
-fn main() {
-    eprintln!("pipe_child: needs xev::process, which exists only on Linux so far");
-    std::process::exit(2);
 }

@@ -9,23 +9,15 @@
 //! The watcher reaps the child, so the `std::process::Child` is only dropped afterwards,
 //! never waited for again.
 
-#[cfg(target_os = "linux")]
 use std::cell::Cell;
-#[cfg(target_os = "linux")]
 use std::pin::pin;
-#[cfg(target_os = "linux")]
 use std::process::Command;
-#[cfg(target_os = "linux")]
 use std::rc::Rc;
-#[cfg(target_os = "linux")]
 use std::time::Instant;
 
-#[cfg(target_os = "linux")]
 use xev::watcher::process::{ExitStatus, Process};
-#[cfg(target_os = "linux")]
 use xev::{CallbackAction, Completion, Loop, Options, RunMode};
 
-#[cfg(target_os = "linux")]
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (program, rest) = match args.split_first() {
@@ -68,11 +60,4 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         None => return Err("no exit status".into()),
     }
     Ok(())
-}
-
-/// `xev::process` (pidfd) is Linux-only for now: see the crate's platform table.
-#[cfg(not(target_os = "linux"))]
-fn main() {
-    eprintln!("process_wait: needs xev::process, which exists only on Linux so far");
-    std::process::exit(2);
 }

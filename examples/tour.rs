@@ -241,15 +241,10 @@ fn async_tour(backend: Option<Backend>) -> Result<(), Box<dyn std::error::Error>
         file.close().await?;
         std::fs::remove_file(&path)?;
 
-        // A child process (xev::process is Linux-only so far), and a wake-up from another
-        // thread.
-        #[cfg(target_os = "linux")]
-        {
-            let status =
-                xev::process::status(std::process::Command::new("sh").args(["-c", "exit 7"]))
-                    .await?;
-            println!("async: child exited with {status}");
-        }
+        // A child process, and a wake-up from another thread.
+        let status =
+            xev::process::status(std::process::Command::new("sh").args(["-c", "exit 7"])).await?;
+        println!("async: child exited with {status}");
         let notify = xev::notify::Notify::new();
         let n = notify.clone();
         std::thread::spawn(move || {

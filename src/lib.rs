@@ -177,7 +177,6 @@ pub use rt::compat;
 pub use rt::notify;
 #[cfg(unix)]
 pub use rt::pipe;
-#[cfg(target_os = "linux")]
 pub use rt::process;
 #[cfg(unix)]
 pub use rt::signal;
@@ -185,9 +184,7 @@ pub use rt::{block_on, fs, net, spawn, spawn_blocking, time, JoinHandle};
 pub use sys::fd;
 pub use thread_pool::{ThreadPool, ThreadPoolOptions};
 pub use unix_addr::UnixAddr;
-#[cfg(target_os = "linux")]
 pub use watcher::process::{ExitStatus, Process};
-#[cfg(target_os = "linux")]
 pub use watcher::r#async::Async;
 #[cfg(unix)]
 pub use watcher::signal::Signal;

@@ -67,7 +67,6 @@ pub mod net;
 pub mod notify;
 #[cfg(unix)]
 pub mod pipe;
-#[cfg(target_os = "linux")]
 pub mod process;
 #[cfg(unix)]
 pub mod signal;

@@ -51,7 +51,6 @@ enum SlotState {
 }
 
 /// What keeps the fd an operation names open until the operation is over.
-#[cfg_attr(not(target_os = "linux"), allow(dead_code))] // Shared: Linux watchers only
 pub(crate) enum FdKeeper {
     /// An async socket or file: the last reference announces the close to its loop.
     Loop(Rc<LoopFd>),

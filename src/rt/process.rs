@@ -1,6 +1,8 @@
 //! Child processes awaited by a task: [`spawn`], [`Child`], [`status`] and [`output`].
 //!
-//! Linux only (elsewhere the module does not exist). The process is started with
+//! On macOS and the BSDs the pidfd is a kqueue with `EVFILT_PROC`/`NOTE_EXIT`, reaping is
+//! `waitpid` and signals go through `kill(2)` (the child's pid stays its own until this
+//! module reaps it); see [`Process`]. The process is started with
 //! [`std::process::Command`] (every `Command` option works); the async part is waiting
 //! for its exit, through the same pidfd (`pidfd_open(2)`, Linux 5.3) and
 //! `waitid(P_PIDFD, ..)` reaping (Linux 5.4) as the callback watcher
@@ -202,7 +204,7 @@ impl Child {
         if let Some(s) = self.status {
             return Ok(Some(s));
         }
-        let status = reap(self.process.fd.as_raw_fd())?.map(ExitStatus::from);
+        let status = reap(self.process.fd.as_raw_fd(), self.process.pid())?.map(ExitStatus::from);
         self.status = status;
         Ok(status)
     }
@@ -220,25 +222,11 @@ impl Child {
         if self.status.is_some() {
             return Ok(());
         }
-        let fd = self.process.fd.as_raw_fd();
-        // SAFETY: pidfd_send_signal(pidfd, sig, info, flags) with a null siginfo (the
-        // kernel fills one in as for kill(2)) and no flags; `fd` is our open pidfd.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_pidfd_send_signal,
-                fd,
-                signal,
-                std::ptr::null::<libc::siginfo_t>(),
-                0 as libc::c_uint,
-            )
-        };
-        if r < 0 {
-            let e = io::Error::last_os_error();
+        let (fd, pid) = (self.process.fd.as_raw_fd(), self.process.pid());
+        match crate::sys::signal_child(fd, pid as libc::pid_t, signal) {
             // The process is gone (nothing left to signal): not an error for us.
-            if e.raw_os_error() != Some(libc::ESRCH) {
-                return Err(e);
-            }
+            Err(e) if e.raw_os_error() != Some(libc::ESRCH) => Err(e),
+            _ => Ok(()),
         }
-        Ok(())
     }
 }

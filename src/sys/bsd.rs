@@ -393,3 +393,183 @@ pub(crate) fn metadata_from(st: &StatRecord) -> Metadata {
 pub(crate) unsafe fn read_cached(_inner: *mut Inner) -> Option<isize> {
     None
 }
+
+/// The fd behind [`Async`](crate::Async): a pipe (non-blocking, close-on-exec), whose
+/// read end is readable while signalled. `Async` writes at most one byte between two
+/// drains, so the pipe never fills.
+pub(crate) struct WakeFd {
+    read: OwnedFd,
+    write: OwnedFd,
+}
+
+impl WakeFd {
+    /// One pipe.
+    pub(crate) fn new() -> io::Result<WakeFd> {
+        let (read, write) = pipe_cloexec_nonblocking()?;
+        Ok(WakeFd { read, write })
+    }
+
+    /// The fd to poll for readability.
+    pub(crate) fn raw(&self) -> RawFd {
+        use std::os::fd::AsRawFd;
+        self.read.as_raw_fd()
+    }
+
+    /// Make it readable (one one-byte `write(2)`). A full pipe is success: it is readable.
+    pub(crate) fn signal(&self) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        loop {
+            // SAFETY: writes one byte from a static to an fd `self` keeps open.
+            let r = unsafe { libc::write(self.write.as_raw_fd(), b"x".as_ptr().cast(), 1) };
+            if r >= 0 {
+                return Ok(());
+            }
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::EAGAIN) => return Ok(()),
+                _ => return Err(e),
+            }
+        }
+    }
+
+    /// Make it unreadable again: read until the pipe is empty (`EAGAIN`).
+    pub(crate) fn drain(&self) {
+        let mut buf = [0u8; 64];
+        loop {
+            // SAFETY: reads at most 64 bytes into `buf`, which lives across the call, from
+            // an fd `self` keeps open; non-blocking, so an empty pipe is EAGAIN.
+            let r = unsafe { libc::read(self.raw(), buf.as_mut_ptr().cast(), buf.len()) };
+            if r > 0 || (r < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)) {
+                continue;
+            }
+            break;
+        }
+    }
+}
+
+/// Check that `pid` is an unreaped child of this process (running or a zombie), leaving
+/// a zombie unreaped: `waitid(P_PID, .., WNOWAIT)`.
+fn check_child(pid: libc::pid_t) -> io::Result<()> {
+    loop {
+        // SAFETY: siginfo_t is plain data for which all-zero is valid.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `info` is a valid siginfo_t the kernel may write; no other pointers.
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+            )
+        };
+        if r == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(e);
+        }
+    }
+}
+
+/// An fd that becomes readable when the child `pid` exits, for `Process`: a kqueue
+/// (close-on-exec) with `EVFILT_PROC`/`NOTE_EXIT` for `pid`, polled for readability
+/// like a pidfd. A child that is already a zombie (which `EVFILT_PROC` may refuse with
+/// `ESRCH`) gets a triggered `EVFILT_USER` event instead, so the fd is readable at once.
+/// `ECHILD` if `pid` is not an unreaped child of this process.
+pub(crate) fn open_child_exit_fd(pid: libc::pid_t) -> io::Result<OwnedFd> {
+    check_child(pid)?;
+    // SAFETY: kqueue() takes no arguments; it returns a new fd or -1.
+    let kq = unsafe { libc::kqueue() };
+    if kq < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `kq` is a new fd nobody else owns.
+    let kq = unsafe { OwnedFd::from_raw_fd(kq) };
+    use std::os::fd::AsRawFd;
+    // SAFETY: fcntl on the fd we own.
+    if unsafe { libc::fcntl(kq.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let change = |ident: usize, filter: i16, flags: u16, fflags: u32| {
+        // SAFETY: kevent is plain data; all-zero (null udata) is valid.
+        let mut ev: libc::kevent = unsafe { std::mem::zeroed() };
+        ev.ident = ident;
+        ev.filter = filter;
+        ev.flags = flags;
+        ev.fflags = fflags;
+        // SAFETY: one change from `ev`, which lives across the call; no event list.
+        let r = unsafe {
+            libc::kevent(
+                kq.as_raw_fd(),
+                &ev,
+                1,
+                std::ptr::null_mut(),
+                0,
+                std::ptr::null(),
+            )
+        };
+        if r < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    };
+    match change(
+        pid as usize,
+        libc::EVFILT_PROC,
+        libc::EV_ADD,
+        libc::NOTE_EXIT,
+    ) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {
+            // Exited already (a zombie: check_child saw it): readable now.
+            change(0, libc::EVFILT_USER, libc::EV_ADD, 0)?;
+            change(0, libc::EVFILT_USER, 0, libc::NOTE_TRIGGER)?;
+        }
+        Err(e) => return Err(e),
+    }
+    Ok(kq)
+}
+
+/// Reap the child `pid` if it has exited (`waitpid(pid, WNOHANG)`): `Some(Ok(code))` for
+/// an exit, `Some(Err(signal))` for a death by signal, `None` while it runs. The fd from
+/// [`open_child_exit_fd`] is not needed here.
+pub(crate) fn reap_child(_fd: RawFd, pid: libc::pid_t) -> io::Result<Option<Result<i32, i32>>> {
+    let mut status: libc::c_int = 0;
+    loop {
+        // SAFETY: waitpid writes the status into the int we own.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if r == 0 {
+            return Ok(None);
+        }
+        if r > 0 {
+            break;
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(e);
+        }
+    }
+    if libc::WIFEXITED(status) {
+        Ok(Some(Ok(libc::WEXITSTATUS(status))))
+    } else if libc::WIFSIGNALED(status) {
+        Ok(Some(Err(libc::WTERMSIG(status))))
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("waitpid reported status {status:#x} for pid {pid}"),
+        ))
+    }
+}
+
+/// Send `signal` to the unreaped child `pid` (`kill(2)`: its pid cannot have been reused
+/// while it is unreaped, and the caller sends nothing once it has reaped it).
+pub(crate) fn signal_child(_fd: RawFd, pid: libc::pid_t, signal: i32) -> io::Result<()> {
+    // SAFETY: kill(2) takes no pointers.
+    if unsafe { libc::kill(pid, signal) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -201,3 +201,156 @@ pub(crate) unsafe fn read_cached(inner: *mut Inner) -> Option<isize> {
         None
     }
 }
+
+/// The fd behind [`Async`](crate::Async): an eventfd (non-blocking, close-on-exec),
+/// readable while signalled.
+pub(crate) struct WakeFd(OwnedFd);
+
+impl WakeFd {
+    /// One `eventfd(2)`.
+    pub(crate) fn new() -> io::Result<WakeFd> {
+        // SAFETY: eventfd(2) takes no pointers; it returns a new fd or -1.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a new descriptor that nothing else owns.
+        Ok(WakeFd(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    /// The fd to poll for readability.
+    pub(crate) fn raw(&self) -> RawFd {
+        use std::os::fd::AsRawFd;
+        self.0.as_raw_fd()
+    }
+
+    /// Make it readable (one `write(2)`). A full counter is success: it is readable.
+    pub(crate) fn signal(&self) -> io::Result<()> {
+        let one: u64 = 1;
+        loop {
+            // SAFETY: writes the 8 bytes of `one`, which lives across the call, to an fd
+            // `self` keeps open.
+            let r = unsafe { libc::write(self.raw(), (&one as *const u64).cast(), 8) };
+            if r >= 0 {
+                return Ok(());
+            }
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::EAGAIN) => return Ok(()),
+                _ => return Err(e),
+            }
+        }
+    }
+
+    /// Make it unreadable again (a non-blocking `read(2)` resets the counter).
+    pub(crate) fn drain(&self) {
+        let mut buf: u64 = 0;
+        loop {
+            // SAFETY: reads at most 8 bytes into `buf`, which lives across the call, from
+            // an fd `self` keeps open; non-blocking, so an empty counter is EAGAIN.
+            let r = unsafe { libc::read(self.raw(), (&mut buf as *mut u64).cast(), 8) };
+            if r < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            break;
+        }
+    }
+}
+
+/// An fd that becomes readable when the child `pid` exits, for `Process`: a pidfd
+/// (`pidfd_open(2)`, Linux 5.3; close-on-exec), checked with a `waitid(.., WNOWAIT)`
+/// (Linux 5.4) to name an unreaped child of this process (running or a zombie): `ECHILD`
+/// otherwise.
+pub(crate) fn open_child_exit_fd(pid: libc::pid_t) -> io::Result<OwnedFd> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: pidfd_open(pid, flags) takes no pointers; it returns a new fd or -1.
+    let r = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0 as libc::c_uint) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `r` is a new descriptor (pidfds are close-on-exec) owned by nobody.
+    let fd = unsafe { OwnedFd::from_raw_fd(r as RawFd) };
+    // The pidfd names whichever process has `pid` now. Only one that is still our
+    // child passes; WNOWAIT leaves a zombie unreaped for the real wait.
+    // SAFETY: siginfo_t is plain data for which all-zero is valid.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: `info` is a valid siginfo_t the kernel may write; no other pointers.
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PIDFD,
+                fd.as_raw_fd() as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+            )
+        };
+        if r == 0 {
+            return Ok(fd);
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(e);
+        }
+    }
+}
+
+/// `waitid(P_PIDFD, fd, WEXITED | WNOHANG)`: `Some(Ok(code))` for an exit,
+/// `Some(Err(signal))` for a death by signal (the child is reaped then), `None` while it
+/// runs.
+pub(crate) fn reap_child(fd: RawFd, _pid: libc::pid_t) -> io::Result<Option<Result<i32, i32>>> {
+    // SAFETY: siginfo_t is plain data for which all-zero is valid.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: `info` is a valid siginfo_t the kernel may write; no other pointers.
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PIDFD,
+                fd as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG,
+            )
+        };
+        if r == 0 {
+            break;
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(e);
+        }
+    }
+    // SAFETY: waitid filled `info` for SIGCHLD (or left it zeroed when nothing was
+    // reaped), so the `si_pid`/`si_status` union members are the ones to read.
+    let (pid, status) = unsafe { (info.si_pid(), info.si_status()) };
+    if pid == 0 {
+        return Ok(None);
+    }
+    match info.si_code {
+        libc::CLD_EXITED => Ok(Some(Ok(status))),
+        libc::CLD_KILLED | libc::CLD_DUMPED => Ok(Some(Err(status))),
+        code => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("waitid reported si_code {code} for pid {pid}"),
+        )),
+    }
+}
+
+/// Send `signal` through the pidfd `fd` (`pidfd_send_signal(2)`), so it can never hit
+/// another process that reused the pid.
+pub(crate) fn signal_child(fd: RawFd, _pid: libc::pid_t, signal: i32) -> io::Result<()> {
+    // SAFETY: pidfd_send_signal(pidfd, sig, info, flags) with a null siginfo (the kernel
+    // fills one in as for kill(2)) and no flags; a bad fd just fails.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            fd,
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0 as libc::c_uint,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -1,6 +1,8 @@
 //! [`Async`]: wake a loop from any thread (libxev's `Async`, over a Linux eventfd).
 //!
-//! Linux only (elsewhere the module does not exist).
+//! On macOS and the BSDs the eventfd is a non-blocking pipe instead (`sys::WakeFd`:
+//! `notify` writes one byte, the drain reads the pipe empty); everything below holds
+//! as written. Type-checked there, not run.
 //!
 //! # How a wake-up travels
 //!
@@ -30,9 +32,7 @@
 //! So the rule the user can rely on: **every notify is followed by at least one callback
 //! that runs after it** (as long as a wait is re-queued each time), and several notifies
 //! may be coalesced into one callback.
-#![cfg(target_os = "linux")]
 
-use crate::sys::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::fmt;
 use std::io;
 use std::pin::Pin;
@@ -89,8 +89,8 @@ pub struct Async {
 }
 
 struct Shared {
-    /// The eventfd (non-blocking, close-on-exec).
-    fd: OwnedFd,
+    /// The eventfd (non-blocking, close-on-exec); a pipe on macOS/BSD.
+    fd: crate::sys::WakeFd,
     /// A wake-up has been written (or is being written) and not yet consumed by a wait.
     pending: AtomicBool,
     /// Number of eventfd writes `notify` made (a statistic).
@@ -106,15 +106,9 @@ impl Async {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn new() -> io::Result<Async> {
-        // SAFETY: eventfd(2) takes no pointers; it returns a new fd or -1.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
         Ok(Async {
             shared: Arc::new(Shared {
-                // SAFETY: `fd` is a new descriptor that nothing else owns.
-                fd: unsafe { OwnedFd::from_raw_fd(fd) },
+                fd: crate::sys::WakeFd::new()?,
                 pending: AtomicBool::new(false),
                 writes: AtomicU64::new(0),
             }),
@@ -136,30 +130,10 @@ impl Async {
         if s.pending.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
-        let one: u64 = 1;
-        loop {
-            // SAFETY: writes the 8 bytes of `one`, which lives across the call, to an fd
-            // this handle keeps open.
-            let r = unsafe {
-                libc::write(
-                    s.fd.as_raw_fd(),
-                    (&one as *const u64).cast(),
-                    std::mem::size_of::<u64>(),
-                )
-            };
-            if r >= 0 {
-                break;
-            }
-            let e = io::Error::last_os_error();
-            match e.raw_os_error() {
-                Some(libc::EINTR) => continue,
-                // The counter is full: the fd is readable anyway, so the wait wakes.
-                Some(libc::EAGAIN) => break,
-                _ => {
-                    s.pending.store(false, Ordering::Release);
-                    return Err(e);
-                }
-            }
+        // A full counter is success: the fd is readable anyway, so the wait wakes.
+        if let Err(e) = s.fd.signal() {
+            s.pending.store(false, Ordering::Release);
+            return Err(e);
         }
         s.writes.fetch_add(1, Ordering::Relaxed);
         Ok(())
@@ -180,7 +154,7 @@ impl Async {
     {
         let shared = Arc::clone(&self.shared);
         let op = Op::Poll {
-            fd: shared.fd.as_raw_fd(),
+            fd: shared.fd.raw(),
             events: PollEvents::IN,
         };
         let (mut ud, mut cb) = (userdata, cb);
@@ -220,22 +194,7 @@ impl Shared {
     /// Called on the loop thread when a wait saw the eventfd readable: drain it, then
     /// clear the flag (in this order; see the module docs).
     fn consume(&self) {
-        let mut buf: u64 = 0;
-        loop {
-            // SAFETY: reads at most 8 bytes into `buf`, which lives across the call, from
-            // an fd `self` keeps open. The fd is non-blocking: an empty counter is EAGAIN.
-            let r = unsafe {
-                libc::read(
-                    self.fd.as_raw_fd(),
-                    (&mut buf as *mut u64).cast(),
-                    std::mem::size_of::<u64>(),
-                )
-            };
-            if r < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-                continue;
-            }
-            break;
-        }
+        self.fd.drain();
         self.pending.swap(false, Ordering::AcqRel);
     }
 }
@@ -243,7 +202,7 @@ impl Shared {
 impl fmt::Debug for Async {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Async")
-            .field("fd", &self.shared.fd.as_raw_fd())
+            .field("fd", &self.shared.fd.raw())
             .field("pending", &self.shared.pending.load(Ordering::Relaxed))
             .field("writes", &self.writes())
             .finish()

@@ -1,9 +1,11 @@
 //! [`Process`]: wait for a child process to exit, on the loop (libxev's `Process`).
 //!
-//! Linux only (elsewhere the module does not exist): a pidfd (`pidfd_open(2)`, Linux 5.3)
-//! polled for readability with an [`Op::Poll`]; once readable, the child is reaped with
+//! On Linux: a pidfd (`pidfd_open(2)`, Linux 5.3) polled for readability with an
+//! [`Op::Poll`]; once readable, the child is reaped with
 //! `waitid(P_PIDFD, pidfd, WEXITED | WNOHANG)` (Linux 5.4) and its `siginfo` decoded
-//! into an [`ExitStatus`].
+//! into an [`ExitStatus`]. On macOS and the BSDs the polled fd is a kqueue holding an
+//! `EVFILT_PROC`/`NOTE_EXIT` event for the pid, and the child is reaped with
+//! `waitpid(pid, WNOHANG)` (`sys/bsd.rs`; type-checked there, not run).
 //!
 //! **Reaping.** The watcher reaps the child (like libxev). A `std::process::Child` whose
 //! exit the watcher reported must not be waited for again: `Child::wait`/`try_wait` would
@@ -17,9 +19,8 @@
 //! reaps the child first (see above) could let its pid name another process by then.
 //! [`Process::new`] therefore refuses (`ECHILD`) a pidfd whose process is not an
 //! unreaped child of this one; it lists the one case no check can see.
-#![cfg(target_os = "linux")]
 
-use crate::sys::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use crate::sys::fd::{AsRawFd, OwnedFd, RawFd};
 use std::fmt;
 use std::io;
 use std::pin::Pin;
@@ -187,6 +188,7 @@ impl Process {
             + 'static,
     {
         let fd = Arc::clone(&self.fd);
+        let pid = self.pid;
         let op = Op::Poll {
             fd: fd.as_raw_fd(),
             events: PollEvents::IN,
@@ -194,7 +196,7 @@ impl Process {
         let (mut ud, mut cb) = (userdata, cb);
         lp.start(c, op, move |lp, c, r| {
             let r = match r {
-                OpResult::Poll(Ok(_)) => match reap(fd.as_raw_fd()) {
+                OpResult::Poll(Ok(_)) => match reap(fd.as_raw_fd(), pid) {
                     Ok(Some(status)) => Ok(status),
                     // Not exited after all: wait again, silently.
                     Ok(None) => return CallbackAction::Rearm,
@@ -208,8 +210,8 @@ impl Process {
     }
 }
 
-/// `pidfd_open(pid)`, checked with a `waitid(.., WNOWAIT)` that the pidfd names an
-/// unreaped child of this process (running or a zombie); see [`Process::new`].
+/// The exit fd of child `pid` (a pidfd on Linux, a kqueue elsewhere), checked to name
+/// an unreaped child of this process; see [`Process::new`].
 fn open_child_pidfd(pid: u32) -> io::Result<OwnedFd> {
     let Ok(raw_pid) = libc::pid_t::try_from(pid) else {
         return Err(io::Error::new(
@@ -217,74 +219,18 @@ fn open_child_pidfd(pid: u32) -> io::Result<OwnedFd> {
             format!("pid {pid} is out of range"),
         ));
     };
-    // SAFETY: pidfd_open(pid, flags) takes no pointers; it returns a new fd or -1.
-    let r = unsafe { libc::syscall(libc::SYS_pidfd_open, raw_pid, 0 as libc::c_uint) };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `r` is a new descriptor (pidfds are close-on-exec) owned by nobody.
-    let fd = unsafe { OwnedFd::from_raw_fd(r as RawFd) };
-    // The pidfd names whichever process has `pid` now. Only one that is still our
-    // child passes; WNOWAIT leaves a zombie unreaped for the real wait.
-    // SAFETY: siginfo_t is plain data for which all-zero is valid.
-    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    loop {
-        // SAFETY: `info` is a valid siginfo_t the kernel may write; no other pointers.
-        let r = unsafe {
-            libc::waitid(
-                libc::P_PIDFD,
-                fd.as_raw_fd() as libc::id_t,
-                &mut info,
-                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-            )
-        };
-        if r == 0 {
-            return Ok(fd);
-        }
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EINTR) {
-            return Err(e);
-        }
-    }
+    crate::sys::open_child_exit_fd(raw_pid)
 }
 
-/// `waitid(P_PIDFD, fd, WEXITED | WNOHANG)`: the exit status if the process has exited
-/// (and is now reaped), `None` if it is still running.
-pub(crate) fn reap(fd: RawFd) -> io::Result<Option<ExitStatus>> {
-    // SAFETY: siginfo_t is plain data for which all-zero is valid.
-    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    loop {
-        // SAFETY: `info` is a valid siginfo_t the kernel may write; no other pointers.
-        let r = unsafe {
-            libc::waitid(
-                libc::P_PIDFD,
-                fd as libc::id_t,
-                &mut info,
-                libc::WEXITED | libc::WNOHANG,
-            )
-        };
-        if r == 0 {
-            break;
-        }
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EINTR) {
-            return Err(e);
-        }
-    }
-    // SAFETY: waitid filled `info` for SIGCHLD (or left it zeroed when nothing was
-    // reaped), so the `si_pid`/`si_status` union members are the ones to read.
-    let (pid, status) = unsafe { (info.si_pid(), info.si_status()) };
-    if pid == 0 {
-        return Ok(None);
-    }
-    match info.si_code {
-        libc::CLD_EXITED => Ok(Some(ExitStatus::Exited(status))),
-        libc::CLD_KILLED | libc::CLD_DUMPED => Ok(Some(ExitStatus::Signaled(status))),
-        code => Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("waitid reported si_code {code} for pid {pid}"),
-        )),
-    }
+/// Reap the child behind exit fd `fd` (pid `pid`) if it has exited: its status then (it
+/// is reaped), `None` while it is still running.
+pub(crate) fn reap(fd: RawFd, pid: u32) -> io::Result<Option<ExitStatus>> {
+    Ok(
+        crate::sys::reap_child(fd, pid as libc::pid_t)?.map(|r| match r {
+            Ok(code) => ExitStatus::Exited(code),
+            Err(sig) => ExitStatus::Signaled(sig),
+        }),
+    )
 }
 
 impl fmt::Debug for Process {
