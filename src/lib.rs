@@ -158,6 +158,8 @@ mod registry;
 mod result;
 pub mod rt;
 mod sigpipe;
+// Windows has its own `sys` (Winsock); `sys/mod.rs` is the Unix one.
+#[cfg_attr(windows, path = "sys/windows.rs")]
 mod sys;
 mod thread_pool;
 mod timer_queue;

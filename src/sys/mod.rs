@@ -686,3 +686,18 @@ pub(crate) fn set_nodelay(fd: RawFd, on: bool) -> io::Result<()> {
 pub(crate) fn nodelay(fd: RawFd) -> io::Result<bool> {
     get_opt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY).map(|v| v != 0)
 }
+
+// ---------------------------------------------------------------------------------------
+// Vectored I/O.
+
+/// The scatter/gather element of vectored I/O (`struct iovec`).
+pub(crate) type IoVec = libc::iovec;
+
+/// An [`IoVec`] over `len` bytes at `ptr`.
+#[inline(always)]
+pub(crate) fn io_vec(ptr: *const u8, len: usize) -> IoVec {
+    libc::iovec {
+        iov_base: ptr.cast_mut().cast(),
+        iov_len: len,
+    }
+}
