@@ -219,13 +219,13 @@ impl Core {
         // SAFETY: `c` is Active and live; loop thread; no worker has it yet.
         unsafe {
             if let Some(fd) = (*inner).op.borrowed_fd_mut() {
-                let dup = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 0);
-                if dup < 0 {
-                    let err = io::Error::last_os_error()
-                        .raw_os_error()
-                        .unwrap_or(libc::EBADF);
-                    return self.finish(c, -(err as isize));
-                }
+                let dup = match sys::dup_cloexec(*fd) {
+                    Ok(dup) => dup,
+                    Err(e) => {
+                        let err = e.raw_os_error().unwrap_or(libc::EBADF);
+                        return self.finish(c, -(err as isize));
+                    }
+                };
                 caller_fd = std::mem::replace(fd, dup);
             }
         }

@@ -8,7 +8,6 @@
 use std::ffi::{CStr, CString, OsStr, OsString};
 use std::fmt;
 use std::io;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 /// A path for a filesystem operation: an owned copy, NUL-terminated for the kernel.
@@ -30,7 +29,7 @@ pub struct OpPath(Option<CString>);
 impl OpPath {
     /// A copy of `path` (invalid if it contains a NUL byte).
     pub fn new(path: impl AsRef<Path>) -> OpPath {
-        OpPath(CString::new(path.as_ref().as_os_str().as_bytes()).ok())
+        OpPath(CString::new(path.as_ref().as_os_str().as_encoded_bytes()).ok())
     }
 
     /// The empty path, which names the directory fd itself with `AT_EMPTY_PATH`.
@@ -57,7 +56,7 @@ impl OpPath {
 /// The owned, NUL-terminated copy of `path`, or the `InvalidInput` error `std` gives for
 /// a path with an interior NUL byte.
 pub(crate) fn c_path(path: &Path) -> io::Result<CString> {
-    CString::new(path.as_os_str().as_bytes()).map_err(|_| {
+    CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
             "file name contained an unexpected NUL byte",
@@ -91,7 +90,7 @@ impl From<PathBuf> for OpPath {
 
 impl From<OsString> for OpPath {
     fn from(p: OsString) -> OpPath {
-        OpPath(CString::new(p.into_vec()).ok())
+        OpPath(CString::new(p.into_encoded_bytes()).ok())
     }
 }
 

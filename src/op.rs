@@ -864,19 +864,25 @@ impl fmt::Debug for Buffer {
     }
 }
 
+// `poll(2)`'s bits: libc's on Unix, the same (Linux) values from `sys` on Windows.
+#[cfg(windows)]
+use crate::sys as sys_poll;
+#[cfg(unix)]
+use libc as sys_poll;
+
 /// Readiness events for [`Op::Poll`], with `poll(2)` bit values.
 #[derive(Clone, Copy, PartialEq, Eq, Default)]
 pub struct PollEvents(u32);
 
 impl PollEvents {
     /// Readable (or a connection to accept).
-    pub const IN: PollEvents = PollEvents(libc::POLLIN as u32);
+    pub const IN: PollEvents = PollEvents(sys_poll::POLLIN as u32);
     /// Writable.
-    pub const OUT: PollEvents = PollEvents(libc::POLLOUT as u32);
+    pub const OUT: PollEvents = PollEvents(sys_poll::POLLOUT as u32);
     /// An error condition (reported, never requested).
-    pub const ERR: PollEvents = PollEvents(libc::POLLERR as u32);
+    pub const ERR: PollEvents = PollEvents(sys_poll::POLLERR as u32);
     /// Hang-up (reported, never requested).
-    pub const HUP: PollEvents = PollEvents(libc::POLLHUP as u32);
+    pub const HUP: PollEvents = PollEvents(sys_poll::POLLHUP as u32);
 
     /// From raw `poll(2)` bits.
     pub const fn from_bits(bits: u32) -> PollEvents {

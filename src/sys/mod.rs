@@ -701,3 +701,13 @@ pub(crate) fn io_vec(ptr: *const u8, len: usize) -> IoVec {
         iov_len: len,
     }
 }
+
+/// A close-on-exec duplicate of `fd` (`F_DUPFD_CLOEXEC`), owned by the caller.
+pub(crate) fn dup_cloexec(fd: RawFd) -> io::Result<RawFd> {
+    // SAFETY: fcntl(F_DUPFD_CLOEXEC) takes no pointers; a bad fd just fails.
+    let d = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+    if d < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(d)
+}

@@ -384,14 +384,24 @@ pub(crate) unsafe fn perform(inner: *mut Inner, connect_started: bool) -> isize 
     r
 }
 
+/// `poll(2)`'s readable bit, Linux's value (what [`PollEvents`](crate::PollEvents) uses
+/// on every platform).
+pub(crate) const POLLIN: i16 = 0x1;
+/// `poll(2)`'s writable bit (Linux's value).
+pub(crate) const POLLOUT: i16 = 0x4;
+/// `poll(2)`'s error bit (Linux's value).
+pub(crate) const POLLERR: i16 = 0x8;
+/// `poll(2)`'s hang-up bit (Linux's value).
+pub(crate) const POLLHUP: i16 = 0x10;
+
 /// `POLLIN`/`POLLOUT` bits of [`PollEvents`](crate::PollEvents) (Linux values) as
 /// `WSAPoll` spells them.
 fn poll_events_to_wsa(bits: u32) -> i16 {
     let mut e = 0;
-    if bits & 0x1 != 0 {
+    if bits & POLLIN as u32 != 0 {
         e |= ws::POLLRDNORM;
     }
-    if bits & 0x4 != 0 {
+    if bits & POLLOUT as u32 != 0 {
         e |= ws::POLLWRNORM;
     }
     e
@@ -401,16 +411,16 @@ fn poll_events_to_wsa(bits: u32) -> i16 {
 fn poll_events_from_wsa(re: i16) -> u16 {
     let mut e = 0;
     if re & (ws::POLLRDNORM | ws::POLLRDBAND) != 0 {
-        e |= 0x1;
+        e |= POLLIN as u16;
     }
     if re & ws::POLLWRNORM != 0 {
-        e |= 0x4;
+        e |= POLLOUT as u16;
     }
     if re & ws::POLLERR != 0 {
-        e |= 0x8;
+        e |= POLLERR as u16;
     }
     if re & ws::POLLHUP != 0 {
-        e |= 0x10;
+        e |= POLLHUP as u16;
     }
     e
 }
@@ -526,4 +536,36 @@ pub(crate) fn set_nodelay(fd: RawFd, on: bool) -> io::Result<()> {
 /// Whether `TCP_NODELAY` is set.
 pub(crate) fn nodelay(fd: RawFd) -> io::Result<bool> {
     get_opt(fd, ws::IPPROTO_TCP, ws::TCP_NODELAY).map(|v| v != 0)
+}
+
+/// A duplicate of socket `fd` that child processes do not inherit, owned by the caller
+/// (`WSADuplicateSocketW` + `WSASocketW`, as std's `try_clone` does).
+pub(crate) fn dup_cloexec(fd: RawFd) -> io::Result<RawFd> {
+    // SAFETY: all-zero is a valid WSAPROTOCOL_INFOW; Winsock fills it.
+    let mut info: ws::WSAPROTOCOL_INFOW = unsafe { mem::zeroed() };
+    // SAFETY: `info` is ours and outlives the call; a bad socket just fails.
+    let r = unsafe {
+        ws::WSADuplicateSocketW(
+            sock(fd),
+            windows_sys::Win32::System::Threading::GetCurrentProcessId(),
+            &mut info,
+        )
+    };
+    cvt(r)?;
+    // SAFETY: `info` describes the socket to duplicate, as WSADuplicateSocketW wrote it.
+    let s = unsafe {
+        ws::WSASocketW(
+            ws::FROM_PROTOCOL_INFO,
+            ws::FROM_PROTOCOL_INFO,
+            ws::FROM_PROTOCOL_INFO,
+            &info,
+            0,
+            ws::WSA_FLAG_OVERLAPPED | ws::WSA_FLAG_NO_HANDLE_INHERIT,
+        )
+    };
+    if s == ws::INVALID_SOCKET {
+        // SAFETY: reads the calling thread's last Winsock error.
+        return Err(io::Error::from_raw_os_error(unsafe { ws::WSAGetLastError() }));
+    }
+    Ok(s as RawFd)
 }

@@ -178,13 +178,9 @@ pub(crate) fn into_owned(fd: Arc<SharedFd>) -> OwnedFd {
     }
 }
 
-/// `F_DUPFD_CLOEXEC`.
+/// A close-on-exec duplicate of `fd`.
 fn dup(fd: RawFd) -> io::Result<OwnedFd> {
-    // SAFETY: fcntl(F_DUPFD_CLOEXEC) on an open fd returns a new fd or -1.
-    let d = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
-    if d < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let d = crate::sys::dup_cloexec(fd)?;
     // SAFETY: `d` is a new descriptor nobody else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(d) })
 }

@@ -118,14 +118,14 @@ macro_rules! fd_traits {
         #[cfg(windows)]
         impl std::os::windows::io::AsRawSocket for $t {
             fn as_raw_socket(&self) -> $crate::sys::fd::RawFd {
-                $crate::sys::fd::AsRawFd::as_raw_fd(&self.fd)
+                $crate::sys::fd::AsRawFd::as_raw_fd(&*self.fd)
             }
         }
 
         #[cfg(windows)]
         impl std::os::windows::io::AsSocket for $t {
             fn as_socket(&self) -> $crate::sys::fd::BorrowedFd<'_> {
-                $crate::sys::fd::AsFd::as_fd(&self.fd)
+                $crate::sys::fd::AsFd::as_fd(&*self.fd)
             }
         }
     };
