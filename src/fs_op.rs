@@ -7,6 +7,7 @@
 
 use std::ffi::{CStr, CString, OsStr, OsString};
 use std::fmt;
+#[cfg(unix)]
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -48,6 +49,7 @@ impl OpPath {
     }
 
     /// Pointer for the kernel (valid while `self` lives), or `None` if invalid.
+    #[cfg(unix)]
     pub(crate) fn ptr(&self) -> Option<*const libc::c_char> {
         self.0.as_ref().map(|c| c.as_ptr())
     }
@@ -55,6 +57,7 @@ impl OpPath {
 
 /// The owned, NUL-terminated copy of `path`, or the `InvalidInput` error `std` gives for
 /// a path with an interior NUL byte.
+#[cfg(unix)]
 pub(crate) fn c_path(path: &Path) -> io::Result<CString> {
     CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| {
         io::Error::new(
@@ -121,12 +124,14 @@ impl fmt::Debug for OpPath {
     }
 }
 
+#[cfg(unix)]
 /// The `statx(2)` record an [`Op::Statx`](crate::Op::Statx) fills, on the heap so the
 /// kernel can write it while the operation is in flight. The callback receives it
 /// converted into a [`Metadata`](crate::Metadata). On macOS and the BSDs, which have no
 /// `statx`, it holds the `struct stat` that `fstatat` fills instead.
 pub struct StatxBuf(Box<crate::sys::StatRecord>);
 
+#[cfg(unix)]
 impl StatxBuf {
     /// A zeroed record.
     pub fn new() -> StatxBuf {
@@ -145,12 +150,14 @@ impl StatxBuf {
     }
 }
 
+#[cfg(unix)]
 impl Default for StatxBuf {
     fn default() -> StatxBuf {
         StatxBuf::new()
     }
 }
 
+#[cfg(unix)]
 impl fmt::Debug for StatxBuf {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StatxBuf").finish_non_exhaustive()

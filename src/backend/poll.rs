@@ -177,8 +177,9 @@ impl Driver {
             (*inner).connecting = false;
             match &(*inner).op {
                 Op::Pread { .. } | Op::Pwrite { .. } => true,
+                #[cfg(unix)]
+                Op::Statx { .. } => true,
                 Op::OpenAt { .. }
-                | Op::Statx { .. }
                 | Op::RenameAt { .. }
                 | Op::UnlinkAt { .. }
                 | Op::MkdirAt { .. }
@@ -319,7 +320,14 @@ impl Driver {
                     }
                 }
             }
-            Op::Accept { .. } | Op::AcceptUnix { .. } if res >= 0 => {
+            #[cfg(unix)]
+            Op::AcceptUnix { .. } if res >= 0 => {
+                // A number seen before now names the new connection.
+                if let Some(st) = self.fds.get_mut(res as usize) {
+                    st.reset();
+                }
+            }
+            Op::Accept { .. } if res >= 0 => {
                 // A number seen before now names the new connection.
                 if let Some(st) = self.fds.get_mut(res as usize) {
                     st.reset();

@@ -62,11 +62,13 @@ mod task;
 
 #[cfg(any(feature = "futures-io", feature = "tokio-io", feature = "hyper"))]
 pub mod compat;
+#[cfg(unix)]
 pub mod fs;
 pub mod net;
 pub mod notify;
 #[cfg(unix)]
 pub mod pipe;
+#[cfg(unix)]
 pub mod process;
 #[cfg(unix)]
 pub mod signal;

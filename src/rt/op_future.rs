@@ -51,6 +51,8 @@ enum SlotState {
 }
 
 /// What keeps the fd an operation names open until the operation is over.
+// Windows: no signalfd/pidfd watchers there, so `Shared` is unused.
+#[cfg_attr(windows, allow(dead_code))]
 pub(crate) enum FdKeeper {
     /// An async socket or file: the last reference announces the close to its loop.
     Loop(Rc<LoopFd>),

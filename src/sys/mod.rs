@@ -711,3 +711,19 @@ pub(crate) fn dup_cloexec(fd: RawFd) -> io::Result<RawFd> {
     }
     Ok(d)
 }
+
+/// Switch `fd`'s `O_NONBLOCK` flag.
+pub(crate) fn set_nonblocking(fd: RawFd, on: bool) -> io::Result<()> {
+    // SAFETY: F_GETFL/F_SETFL take no pointers; a bad fd just fails.
+    let fl = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    let new = if on {
+        fl | libc::O_NONBLOCK
+    } else {
+        fl & !libc::O_NONBLOCK
+    };
+    // SAFETY: as above, with flags derived from the current ones.
+    if fl < 0 || (new != fl && unsafe { libc::fcntl(fd, libc::F_SETFL, new) } < 0) {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

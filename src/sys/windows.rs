@@ -565,7 +565,25 @@ pub(crate) fn dup_cloexec(fd: RawFd) -> io::Result<RawFd> {
     };
     if s == ws::INVALID_SOCKET {
         // SAFETY: reads the calling thread's last Winsock error.
-        return Err(io::Error::from_raw_os_error(unsafe { ws::WSAGetLastError() }));
+        return Err(io::Error::from_raw_os_error(unsafe {
+            ws::WSAGetLastError()
+        }));
     }
     Ok(s as RawFd)
+}
+
+/// Switch socket `fd` between non-blocking and blocking (`FIONBIO`).
+pub(crate) fn set_nonblocking(fd: RawFd, on: bool) -> io::Result<()> {
+    let mut arg: u32 = on.into();
+    // SAFETY: Winsock reads `arg`, which outlives the call; a bad socket just fails.
+    cvt(unsafe { ws::ioctlsocket(sock(fd), ws::FIONBIO, &mut arg) }).map(drop)
+}
+
+/// A read of a file served from the page cache without the pool: never on Windows (no
+/// file reads reach the loop there), so `None`: do it on the pool.
+///
+/// # Safety
+/// As for [`perform`].
+pub(crate) unsafe fn read_cached(_inner: *mut Inner) -> Option<isize> {
+    None
 }

@@ -46,9 +46,12 @@
 //! [`Completion`]: crate::Completion
 //! [`CallbackAction::Rearm`]: crate::CallbackAction::Rearm
 
+#[cfg(unix)]
 pub mod r#async;
 mod fd;
+#[cfg(unix)]
 pub mod file;
+#[cfg(unix)]
 pub mod process;
 #[cfg(unix)]
 pub mod signal;
