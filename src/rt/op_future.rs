@@ -415,7 +415,7 @@ mod tests {
         // SAFETY: live slot; no other reference to its completion is held.
         let c = unsafe { Slot::completion(s) };
         let op = Op::Read {
-            fd: -1,
+            fd: crate::sys::fd::NO_FD,
             buf: Buffer::from(vec![7u8; len]),
         };
         c.prep(op, |_, _, _| CallbackAction::Disarm);

@@ -137,7 +137,7 @@ pub(crate) fn is_blocking_file(_fd: RawFd) -> bool {
 /// Whether a short read on `fd` means its queue is empty: true for stream sockets (and
 /// anything `SO_TYPE` cannot be read from), false for datagram sockets.
 pub(crate) fn is_stream(fd: RawFd) -> bool {
-    get_opt(fd, ws::SOL_SOCKET, ws::SO_TYPE).map_or(true, |ty| ty == ws::SOCK_STREAM as i32)
+    get_opt(fd, ws::SOL_SOCKET, ws::SO_TYPE).map_or(true, |ty| ty == ws::SOCK_STREAM)
 }
 
 /// What to wait for before retrying an operation that reported `EAGAIN`.
@@ -272,7 +272,7 @@ pub(crate) unsafe fn perform(inner: *mut Inner, connect_started: bool) -> isize 
                     std::net::Shutdown::Write => ws::SD_SEND,
                     std::net::Shutdown::Both => ws::SD_BOTH,
                 };
-                ws::shutdown(sock(*fd), how as i32) as isize
+                ws::shutdown(sock(*fd), how) as isize
             }
             Op::Poll { fd, events } => {
                 let mut pfd = ws::WSAPOLLFD {
