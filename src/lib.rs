@@ -188,7 +188,6 @@ pub use rt::notify;
 pub use rt::pipe;
 #[cfg(unix)]
 pub use rt::process;
-#[cfg(unix)]
 pub use rt::signal;
 pub use rt::{block_on, net, spawn, spawn_blocking, time, JoinHandle};
 pub use sys::fd;

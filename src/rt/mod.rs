@@ -70,7 +70,8 @@ pub mod notify;
 pub mod pipe;
 #[cfg(unix)]
 pub mod process;
-#[cfg(unix)]
+// Windows: only `ctrl_c` (console events; no Unix signals there).
+#[cfg_attr(windows, path = "signal_windows.rs")]
 pub mod signal;
 pub mod time;
 

@@ -587,3 +587,40 @@ pub(crate) fn set_nonblocking(fd: RawFd, on: bool) -> io::Result<()> {
 pub(crate) unsafe fn read_cached(_inner: *mut Inner) -> Option<isize> {
     None
 }
+
+/// Have `handler` called for each Ctrl-C and Ctrl-Break of the console (on a thread the
+/// system starts for it); the event then no longer terminates the process. Installed
+/// once per process: later calls return the first call's outcome and keep its handler.
+pub(crate) fn catch_ctrl_c(handler: fn()) -> io::Result<()> {
+    use std::sync::OnceLock;
+    use windows_sys::Win32::System::Console::{
+        SetConsoleCtrlHandler, CTRL_BREAK_EVENT, CTRL_C_EVENT,
+    };
+
+    static HANDLER: OnceLock<fn()> = OnceLock::new();
+    static INSTALLED: OnceLock<Result<(), i32>> = OnceLock::new();
+
+    unsafe extern "system" fn on_ctrl(ty: u32) -> windows_sys::core::BOOL {
+        match ty {
+            CTRL_C_EVENT | CTRL_BREAK_EVENT => {
+                if let Some(h) = HANDLER.get() {
+                    h();
+                }
+                1
+            }
+            // Close, logoff, shutdown: the default action (terminate).
+            _ => 0,
+        }
+    }
+
+    let res = INSTALLED.get_or_init(|| {
+        let _ = HANDLER.set(handler);
+        // SAFETY: `on_ctrl` is a valid handler for the whole life of the process.
+        if unsafe { SetConsoleCtrlHandler(Some(on_ctrl), 1) } == 0 {
+            Err(io::Error::last_os_error().raw_os_error().unwrap_or(0))
+        } else {
+            Ok(())
+        }
+    });
+    res.map_err(io::Error::from_raw_os_error)
+}
