@@ -19,9 +19,10 @@ for t in "${TARGETS[@]}"; do
     echo "== $t: cargo check -p xev --all-features --examples"
     cargo check -q -p xev --target "$t" --all-features --examples
     # Every target but the benches (Linux-only measurement programs: raw io_uring/epoll
-    # baselines, sched_setaffinity): the library, its unit tests and doctests' crate, the
-    # examples.
+    # baselines, sched_setaffinity): the library, its unit tests, the examples.
     echo "== $t: cargo clippy -p xev --all-features --lib --tests --examples -- -D warnings"
     cargo clippy -q -p xev --target "$t" --all-features --lib --tests --examples -- -D warnings
+    echo "== $t: cargo doc -p xev --all-features (-D warnings)"
+    RUSTDOCFLAGS="-D warnings" cargo doc -q -p xev --no-deps --target "$t" --all-features
 done
 echo "cross_check: ${TARGETS[*]} OK in $(($(date +%s) - start)) s"

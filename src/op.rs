@@ -211,6 +211,8 @@ pub enum Op {
     /// `statx(2)` of `path` (relative to `dir`), or of the fd `dir` itself with
     /// [`OpPath::empty`] and `libc::AT_EMPTY_PATH`. The result is a
     /// [`Metadata`](crate::Metadata) read from `buf`.
+    /// macOS/BSD: `fstatat` (`fstat` for an empty path; macOS has no `AT_EMPTY_PATH`, pass
+    /// 0), every field filled whatever `mask` says.
     Statx {
         /// Directory a relative path starts from, or the file itself (see above).
         dir: Option<RawFd>,
@@ -224,6 +226,8 @@ pub enum Op {
         buf: StatxBuf,
     },
     /// `renameat2(2)`: rename `old` to `new`.
+    /// macOS: `renameatx_np` for `RENAME_NOREPLACE` (1) / `RENAME_EXCHANGE` (2), other
+    /// flags `EINVAL`; FreeBSD: any flag is `EOPNOTSUPP`.
     RenameAt {
         /// Directory `old` is relative to (`None`: the working directory); this fd is the
         /// operation's [`fd`](Op::fd).
@@ -278,7 +282,7 @@ pub enum Op {
         /// The new link.
         link: OpPath,
     },
-    /// `fsync(2)`, or `fdatasync(2)` when `data_only`.
+    /// `fsync(2)`, or `fdatasync(2)` when `data_only` (`fsync` on macOS).
     Fsync {
         /// The file.
         fd: RawFd,
@@ -286,6 +290,8 @@ pub enum Op {
         data_only: bool,
     },
     /// `fallocate(2)`: allocate (or, with `FALLOC_FL_*` modes, punch/zero) a range.
+    /// macOS/BSD: mode 0 only (`posix_fallocate` on FreeBSD, `F_PREALLOCATE` + `ftruncate`
+    /// on macOS); other modes `EOPNOTSUPP`.
     Fallocate {
         /// The file (open for writing).
         fd: RawFd,

@@ -10,6 +10,10 @@
 //! io-wq worker, which blocks every signal (such a signal stays pending on the worker and
 //! dies with it). Threads of the crate's pool block every asynchronous signal already.
 //!
+//! **Where.** Linux, FreeBSD, DragonFly and NetBSD, as described here (a `write(2)` to a
+//! broken pipe signals the writing thread on the BSDs too). macOS has no `sigtimedwait`:
+//! there the fds themselves are made signal-free instead (see `imp` below).
+//!
 //! **Mechanism.** The first time a loop starts an `Op::Write` (or `Op::Writev`), it blocks `SIGPIPE` in
 //! its own thread (one `pthread_sigmask`; a predictable branch per write afterwards). A
 //! thread-directed signal that is blocked stays pending on that thread and is never
@@ -28,7 +32,12 @@
 //! resets it in the child). Consuming the pending signal at the end could also take a
 //! process-directed `SIGPIPE` that arrived while every thread blocked it.
 
-#[cfg(target_os = "linux")]
+#[cfg(any(
+    target_os = "linux",
+    target_os = "freebsd",
+    target_os = "dragonfly",
+    target_os = "netbsd"
+))]
 mod imp {
     use std::cell::Cell;
     use std::mem::MaybeUninit;
@@ -109,10 +118,20 @@ mod imp {
     }
 }
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "freebsd",
+    target_os = "dragonfly",
+    target_os = "netbsd"
+)))]
 mod imp {
-    // Elsewhere the poll backend runs on the `polling` crate; making pipe writes
-    // signal-free there (F_SETNOSIGPIPE on macOS) is part of the platforms issue.
+    // macOS has no `sigtimedwait` to consume a pending SIGPIPE, so the thread's mask is
+    // left alone there. Instead the descriptors xev writes to never raise it: sockets
+    // have SO_NOSIGPIPE (socket2, and `accept_nonblocking`), sends use MSG_NOSIGNAL, and
+    // pipe ends xev creates or wraps (`pipe::Sender`/`Receiver`, child stdio, `Async`,
+    // `Stream::pipe`) have F_SETNOSIGPIPE (`sys::set_nosigpipe`). Left: a pipe fd handed
+    // to `Op::Write` directly, or wrapped by the callback `Stream::from`, in a process
+    // whose SIGPIPE is not ignored (Rust binaries ignore it by default).
     pub(crate) fn hold() -> bool {
         false
     }

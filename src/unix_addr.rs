@@ -28,7 +28,7 @@ const PATH_ROOM: usize = mem::size_of::<libc::sockaddr_un>() - PATH_OFFSET;
 /// of a socket pair).
 ///
 /// Build one with [`from_pathname`](Self::from_pathname),
-/// [`from_abstract_name`](Self::from_abstract_name) or from std's
+/// `from_abstract_name` (Linux and Android) or from std's
 /// [`SocketAddr`](std::os::unix::net::SocketAddr); accepts and datagram receives report
 /// the peer's as one.
 ///

@@ -37,7 +37,10 @@ impl PollingSource {
             self.poller
                 .add_with_mode(fd, Event::all(fd as usize), PollMode::Edge)
         } {
-            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => self.modify(fd),
+            // epoll says EEXIST; `polling`'s kqueue keeps its own set and says
+            // AlreadyExists without an errno.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => self.modify(fd),
+            Err(e) if read_only_fd(&e) => self.modify(fd),
             r => r,
         }
     }
@@ -45,14 +48,23 @@ impl PollingSource {
     fn modify(&self, fd: RawFd) -> io::Result<()> {
         // SAFETY: `fd` is open (an operation on it is being started).
         let b = unsafe { BorrowedFd::borrow_raw(fd) };
-        self.poller
+        match self
+            .poller
             .modify_with_mode(b, Event::all(fd as usize), PollMode::Edge)
+        {
+            Err(e) if read_only_fd(&e) => {
+                self.poller
+                    .modify_with_mode(b, Event::readable(fd as usize), PollMode::Edge)
+            }
+            r => r,
+        }
     }
 
     /// Re-register `fd` (see the raw epoll source).
     pub(crate) fn refresh(&self, fd: RawFd) -> io::Result<()> {
         match self.modify(fd) {
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => self.add(fd),
+            // ENOENT from epoll; NotFound without an errno from `polling`'s kqueue.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => self.add(fd),
             r => r,
         }
     }
@@ -88,4 +100,11 @@ impl PollingSource {
         }));
         Ok(())
     }
+}
+
+/// Whether registering both directions failed because the fd has only a read filter:
+/// kqueue refuses `EVFILT_WRITE` on a kqueue fd (`EINVAL`), which `Process` polls on
+/// macOS and the BSDs. Such an fd is then watched for readability only. Never on Linux.
+fn read_only_fd(e: &io::Error) -> bool {
+    cfg!(not(target_os = "linux")) && e.raw_os_error() == Some(libc::EINVAL)
 }

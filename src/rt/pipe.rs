@@ -69,6 +69,7 @@ fn nonblocking(fd: OwnedFd) -> OwnedFd {
             libc::fcntl(raw, libc::F_SETFL, flags | libc::O_NONBLOCK);
         }
     }
+    crate::sys::set_nosigpipe(raw);
     fd
 }
 

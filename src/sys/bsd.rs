@@ -9,8 +9,9 @@
 //!   macOS), then non-blocking.
 //! - `pipe_cloexec_nonblocking`: `pipe2` on FreeBSD; `pipe` + `fcntl` on macOS, with
 //!   `F_SETNOSIGPIPE` on both ends.
-//! - `statx`: `fstatat` (or `fstat` for an empty path with `AT_EMPTY_PATH`), translated
-//!   into [`Metadata`]; the `mask` argument is ignored (all fields are filled).
+//! - `statx`: `fstatat` (or `fstat` for an empty path: with `AT_EMPTY_PATH` on FreeBSD,
+//!   always on macOS, which has no such flag), translated into [`Metadata`]; the `mask`
+//!   argument is ignored (all fields are filled).
 //! - `renameat`: plain `renameat` for no flags; on macOS `RENAME_NOREPLACE` (1) and
 //!   `RENAME_EXCHANGE` (2) through `renameatx_np`; other flags are `EINVAL`, and any flag
 //!   on FreeBSD is `EOPNOTSUPP`.
@@ -35,10 +36,10 @@ pub(crate) const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL | libc::MSG_DONTWA
 /// `AT_EMPTY_PATH`: a `Statx` of the directory fd itself (with an empty path).
 #[cfg(target_os = "freebsd")]
 pub(crate) const AT_EMPTY_PATH: libc::c_int = libc::AT_EMPTY_PATH;
-/// `AT_EMPTY_PATH`: a `Statx` of the directory fd itself (with an empty path). This
-/// kernel has no such flag: xev's own bit, handled (and removed) before `fstatat`.
+/// `AT_EMPTY_PATH`: this kernel has no such flag, so none is needed: a `Statx` with an
+/// empty path is always of the directory fd itself (see `statx`).
 #[cfg(not(target_os = "freebsd"))]
-pub(crate) const AT_EMPTY_PATH: libc::c_int = 0x4000_0000;
+pub(crate) const AT_EMPTY_PATH: libc::c_int = 0;
 /// The `STATX_*` bits xev's `Metadata` records (Linux's values, kept here as flags).
 pub(crate) const STATX_ATIME: u32 = 0x20;
 /// The modification time bit.
@@ -213,12 +214,18 @@ pub(crate) unsafe fn statx(
 ) -> libc::c_long {
     // SAFETY: `path` is NUL-terminated (the caller's contract).
     let empty = unsafe { *path } == 0;
-    if empty && flags & AT_EMPTY_PATH != 0 {
+    // FreeBSD: as Linux, only with AT_EMPTY_PATH. Elsewhere there is no such flag, and an
+    // empty path (ENOENT for fstatat) names the fd itself.
+    #[cfg(target_os = "freebsd")]
+    let (of_fd, flags) = (flags & AT_EMPTY_PATH != 0, flags & !AT_EMPTY_PATH);
+    #[cfg(not(target_os = "freebsd"))]
+    let of_fd = true;
+    if empty && of_fd {
         // SAFETY: fstat writes the record the caller gave us; a bad fd just fails.
         return unsafe { libc::fstat(dir, buf) }.into();
     }
     // SAFETY: as above.
-    unsafe { libc::fstatat(dir, path, buf, flags & !AT_EMPTY_PATH) }.into()
+    unsafe { libc::fstatat(dir, path, buf, flags) }.into()
 }
 
 /// `renameat`, with Linux's `RENAME_NOREPLACE` (1) and `RENAME_EXCHANGE` (2) where the
@@ -572,4 +579,17 @@ pub(crate) fn signal_child(_fd: RawFd, pid: libc::pid_t, signal: i32) -> io::Res
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// macOS: make writes to the pipe `fd` fail with `EPIPE` instead of raising `SIGPIPE`
+/// (`F_SETNOSIGPIPE`; errors ignored: a non-pipe fd just keeps its behaviour). Elsewhere
+/// nothing: the loop's thread blocks `SIGPIPE` (`sigpipe.rs`).
+pub(crate) fn set_nosigpipe(fd: RawFd) {
+    #[cfg(target_vendor = "apple")]
+    // SAFETY: fcntl on a number; a bad fd just fails.
+    unsafe {
+        libc::fcntl(fd, libc::F_SETNOSIGPIPE, 1);
+    }
+    #[cfg(not(target_vendor = "apple"))]
+    let _ = fd;
 }

@@ -354,3 +354,7 @@ pub(crate) fn signal_child(fd: RawFd, _pid: libc::pid_t, signal: i32) -> io::Res
     }
     Ok(())
 }
+
+/// Nothing to do: Linux blocks `SIGPIPE` in the loop's thread instead (`sigpipe.rs`).
+#[inline(always)]
+pub(crate) fn set_nosigpipe(_fd: RawFd) {}
