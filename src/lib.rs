@@ -198,7 +198,6 @@ pub use unix_addr::UnixAddr;
 pub use watcher::file::File;
 #[cfg(unix)]
 pub use watcher::process::{ExitStatus, Process};
-#[cfg(unix)]
 pub use watcher::r#async::Async;
 #[cfg(unix)]
 pub use watcher::signal::Signal;

@@ -46,7 +46,6 @@
 //! [`Completion`]: crate::Completion
 //! [`CallbackAction::Rearm`]: crate::CallbackAction::Rearm
 
-#[cfg(unix)]
 pub mod r#async;
 mod fd;
 #[cfg(unix)]
