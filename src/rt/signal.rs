@@ -1,7 +1,8 @@
 //! Unix signals as async values: [`Signals`] and [`ctrl_c`].
 //!
-//! Linux only (elsewhere the module does not exist). A [`Signals`] is the callback
-//! watcher [`Signal`] (a signalfd) read by a task: it
+//! A [`Signals`] is the callback watcher [`Signal`] (a signalfd on Linux; a self-pipe
+//! fed by a signal handler on macOS and the BSDs, where the mask notes below do not
+//! apply: see the watcher) read by a task: on Linux it
 //! **blocks its signals in the calling thread**, with every consequence described in the
 //! [watcher's module docs](crate::watcher::signal#signal-masks-what-you-must-know). In
 //! short: the runtime's own threads (its blocking pool) block every asynchronous signal

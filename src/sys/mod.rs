@@ -727,3 +727,195 @@ pub(crate) fn set_nonblocking(fd: RawFd, on: bool) -> io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    //! The platform functions' contracts, checked on the platform the tests run on (the
+    //! same assertions hold for `bsd.rs`, which CI only type-checks).
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    fn fd_flags(fd: RawFd) -> (bool, bool) {
+        // SAFETY: F_GETFD/F_GETFL on an fd the test owns.
+        let (fdfl, fl) = unsafe {
+            (
+                libc::fcntl(fd, libc::F_GETFD),
+                libc::fcntl(fd, libc::F_GETFL),
+            )
+        };
+        assert!(fdfl >= 0 && fl >= 0);
+        (fdfl & libc::FD_CLOEXEC != 0, fl & libc::O_NONBLOCK != 0)
+    }
+
+    #[test]
+    fn sockaddr_round_trip() {
+        for a in [
+            "127.0.0.1:80".parse::<SocketAddr>().unwrap(),
+            "0.0.0.0:0".parse().unwrap(),
+            SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::LOCALHOST, 65535, 7, 3)),
+        ] {
+            // SAFETY: all-zero is a valid sockaddr_in6.
+            let mut raw: libc::sockaddr_in6 = unsafe { mem::zeroed() };
+            let len = to_sockaddr(&a, &mut raw);
+            assert_eq!(from_sockaddr(&raw, len), Some(a));
+            // Truncated: not an address.
+            assert_eq!(from_sockaddr(&raw, len - 1), None);
+            // What socket2 (and so the kernel) reads from the same bytes.
+            // SAFETY: `raw` holds a sockaddr of `len` bytes.
+            let s2 = unsafe {
+                socket2::SockAddr::try_init(|storage, l| {
+                    std::ptr::copy_nonoverlapping(
+                        (&raw as *const libc::sockaddr_in6).cast::<u8>(),
+                        storage.cast::<u8>(),
+                        len as usize,
+                    );
+                    *l = len;
+                    Ok(())
+                })
+            }
+            .unwrap()
+            .1;
+            assert_eq!(s2.as_socket(), Some(a));
+        }
+    }
+
+    #[test]
+    fn pipe_is_cloexec_nonblocking_and_empty_read_is_eagain() {
+        let (r, w) = pipe_cloexec_nonblocking().unwrap();
+        for fd in [&r, &w] {
+            assert_eq!(fd_flags(fd.as_raw_fd()), (true, true));
+        }
+        let mut b = [0u8; 1];
+        // SAFETY: reads into the local buffer.
+        let n = unsafe { libc::read(r.as_raw_fd(), b.as_mut_ptr().cast(), 1) };
+        assert_eq!(n, -1);
+        assert_eq!(
+            io::Error::last_os_error().raw_os_error(),
+            Some(libc::EAGAIN)
+        );
+    }
+
+    #[test]
+    fn sockets_are_cloexec_nonblocking() {
+        use socket2::{Domain, Type};
+        let s = socket(Domain::IPV4, Type::STREAM).unwrap();
+        assert_eq!(fd_flags(s.as_raw_fd()), (true, true));
+        let (a, b) = socketpair(Domain::UNIX, Type::STREAM).unwrap();
+        assert_eq!(fd_flags(a.as_raw_fd()), (true, true));
+        assert_eq!(fd_flags(b.as_raw_fd()), (true, true));
+    }
+
+    #[test]
+    fn accept_nonblocking_gives_a_nonblocking_cloexec_fd() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let _c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        // SAFETY: all-zero is a valid sockaddr_in6; the kernel writes at most `len`.
+        let mut raw: libc::sockaddr_in6 = unsafe { mem::zeroed() };
+        let mut len = mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
+        // SAFETY: `raw`/`len` are valid for the kernel to write.
+        let fd = unsafe {
+            accept_nonblocking(
+                l.as_raw_fd(),
+                (&mut raw as *mut libc::sockaddr_in6).cast(),
+                &mut len,
+            )
+        };
+        assert!(fd >= 0, "{}", io::Error::last_os_error());
+        // SAFETY: a new fd we own.
+        let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        assert_eq!(fd_flags(fd.as_raw_fd()), (true, true));
+        assert_eq!(
+            from_sockaddr(&raw, len).map(|a| a.ip()),
+            Some("127.0.0.1".parse().unwrap())
+        );
+        // A bad fd: -1 with errno set.
+        // SAFETY: null address pointers are allowed.
+        let r = unsafe { accept_nonblocking(-1, std::ptr::null_mut(), std::ptr::null_mut()) };
+        assert_eq!(r, -1);
+        assert_eq!(io::Error::last_os_error().raw_os_error(), Some(libc::EBADF));
+    }
+
+    #[test]
+    fn wake_fd_signal_drain() {
+        let w = WakeFd::new().unwrap();
+        let readable = |fd: RawFd| {
+            let mut p = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one pollfd we own, zero timeout.
+            unsafe { libc::poll(&mut p, 1, 0) == 1 }
+        };
+        assert!(!readable(w.raw()));
+        w.signal().unwrap();
+        w.signal().unwrap();
+        assert!(readable(w.raw()));
+        w.drain();
+        assert!(!readable(w.raw()));
+        w.drain(); // draining an empty one is harmless
+        assert!(!readable(w.raw()));
+    }
+
+    #[test]
+    fn copy_file_range_copies_and_advances_offsets() {
+        use std::io::{Read, Seek, Write};
+        let dir = std::env::temp_dir();
+        let p = |n: &str| dir.join(format!("xev-sys-cfr-{}-{n}", std::process::id()));
+        let (sp, dp) = (p("src"), p("dst"));
+        std::fs::File::create(&sp)
+            .unwrap()
+            .write_all(b"0123456789")
+            .unwrap();
+        let src = std::fs::File::open(&sp).unwrap();
+        let mut dst = std::fs::File::options()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(&dp)
+            .unwrap();
+        let (mut i, mut o) = (2u64, 0u64);
+        match copy_file_range(src.as_raw_fd(), &mut i, dst.as_raw_fd(), &mut o, 5) {
+            Ok(n) => {
+                assert_eq!((n, i, o), (5, 7, 5));
+                let mut s = String::new();
+                dst.rewind().unwrap();
+                dst.read_to_string(&mut s).unwrap();
+                assert_eq!(s, "23456");
+            }
+            // No copy_file_range here: the caller falls back.
+            Err(e) => assert_eq!(e.raw_os_error(), Some(libc::ENOSYS)),
+        }
+        let _ = (std::fs::remove_file(&sp), std::fs::remove_file(&dp));
+    }
+
+    #[test]
+    fn statx_of_a_path_and_of_an_fd() {
+        use std::os::unix::fs::MetadataExt;
+        let stat = |dir: RawFd, path: &std::ffi::CStr, flags: libc::c_int| {
+            // SAFETY: all-zero is a valid record.
+            let mut rec: StatRecord = unsafe { mem::zeroed() };
+            // SAFETY: a NUL-terminated path and a record, both live across the call.
+            let r = unsafe { statx(dir, path.as_ptr(), flags, STATX_ALL_TIMES, &mut rec) };
+            (r == 0)
+                .then(|| metadata_from(&rec))
+                .ok_or_else(io::Error::last_os_error)
+        };
+        let root = stat(libc::AT_FDCWD, c"/", 0).unwrap();
+        assert!(root.is_dir());
+        assert_eq!(root.ino(), std::fs::metadata("/").unwrap().ino());
+        assert!(root.modified().is_ok());
+        let exe = std::env::current_exe().unwrap();
+        let f = std::fs::File::open(&exe).unwrap();
+        let m = stat(f.as_raw_fd(), c"", AT_EMPTY_PATH).unwrap();
+        let std_m = f.metadata().unwrap();
+        assert!(m.is_file());
+        assert_eq!(
+            (m.len(), m.ino(), m.mode()),
+            (std_m.len(), std_m.ino(), std_m.mode())
+        );
+        let missing = stat(libc::AT_FDCWD, c"/xev-no-such-path", 0).unwrap_err();
+        assert_eq!(missing.raw_os_error(), Some(libc::ENOENT));
+    }
+}

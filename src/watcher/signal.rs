@@ -100,7 +100,8 @@ pub struct Signal {
 
 impl Signal {
     /// Block `signals` in the calling thread and open a signalfd (non-blocking,
-    /// close-on-exec) for them.
+    /// close-on-exec) for them. On macOS and the BSDs: install the self-pipe's handler
+    /// for them instead (nothing is blocked; see the [module docs](self)).
     ///
     /// Errors with `InvalidInput` for an empty list, an invalid signal number, or
     /// `SIGKILL`/`SIGSTOP` (which cannot be blocked or caught); nothing is blocked then.
