@@ -195,6 +195,10 @@ pub enum OpResult {
 }
 
 fn os(res: isize) -> io::Error {
+    // Windows: the core's own errno values as Windows codes (see `sys::os_error`).
+    #[cfg(windows)]
+    return crate::sys::os_error(-res as i32);
+    #[cfg(unix)]
     io::Error::from_raw_os_error(-res as i32)
 }
 

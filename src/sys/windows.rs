@@ -676,3 +676,28 @@ impl WakeFd {
         }
     }
 }
+
+/// The `io::Error` of a `-code` result. Winsock and Win32 codes are kept; the Unix errno
+/// values the portable core reports itself (`EBADF` for a closed socket, `EINVAL`,
+/// `ENOMEM`, ...; libc's CRT numbers, all below Winsock's 10000 and distinct from the one
+/// Win32 code used here, `ERROR_NOT_SUPPORTED`) become the Windows code of the same
+/// meaning, so the message and `ErrorKind` are Windows' own.
+pub(crate) fn os_error(code: i32) -> io::Error {
+    /// `ERROR_NOT_ENOUGH_MEMORY`.
+    const ERROR_NOT_ENOUGH_MEMORY: i32 = 8;
+    /// `ERROR_OPERATION_ABORTED`.
+    const ERROR_OPERATION_ABORTED: i32 = 995;
+    let win = match code {
+        libc::EBADF => ws::WSAEBADF,
+        libc::EINVAL => ws::WSAEINVAL,
+        libc::EAGAIN => ws::WSAEWOULDBLOCK,
+        libc::EINTR => ws::WSAEINTR,
+        libc::EALREADY => ws::WSAEALREADY,
+        libc::ETIMEDOUT => ws::WSAETIMEDOUT,
+        libc::ENOMEM => ERROR_NOT_ENOUGH_MEMORY,
+        libc::ECANCELED => ERROR_OPERATION_ABORTED,
+        libc::ENOTSUP => ERROR_NOT_SUPPORTED,
+        other => other,
+    };
+    io::Error::from_raw_os_error(win)
+}
