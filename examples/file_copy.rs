@@ -5,8 +5,19 @@
 //! cargo run --release --example file_copy -- SRC DST
 //! ```
 
+//!
+//! Unix only for now: `xev::fs` is not on Windows yet.
+
+#[cfg(unix)]
 use std::time::Instant;
 
+#[cfg(not(unix))]
+fn main() {
+    eprintln!("file_copy: Unix only (xev::fs is not on this platform yet)");
+    std::process::exit(2);
+}
+
+#[cfg(unix)]
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [src, dst] = args.as_slice() else {

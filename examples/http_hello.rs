@@ -339,6 +339,20 @@ fn out_of_resources(e: &io::Error) -> bool {
 }
 
 /// Whether an accept error concerns one connection only (the next accept may succeed).
+/// Windows: the kinds std maps Winsock's per-connection errors to.
+#[cfg(windows)]
+fn about_one_connection(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+            | io::ErrorKind::PermissionDenied
+    )
+}
+
+/// Whether an accept error concerns one connection only (the next accept may succeed).
+#[cfg(unix)]
 fn about_one_connection(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
@@ -359,6 +373,7 @@ fn about_one_connection(e: &io::Error) -> bool {
 }
 
 /// `ENONET` (Linux only).
+#[cfg(unix)]
 fn is_enonet(e: &io::Error) -> bool {
     #[cfg(target_os = "linux")]
     return e.raw_os_error() == Some(libc::ENONET);

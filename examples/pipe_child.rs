@@ -6,13 +6,24 @@
 //! cargo run --example pipe_child
 //! XEV_BACKEND=epoll cargo run --example pipe_child    # the epoll backend
 //! ```
+//!
+//! Unix only: xev has no pipes or child stdio on Windows.
 
+#[cfg(unix)]
 use std::process::{Command, Stdio};
 
+#[cfg(unix)]
 const WORDS: [&str; 8] = [
     "pear", "apple", "fig", "cherry", "banana", "kiwi", "date", "grape",
 ];
 
+#[cfg(not(unix))]
+fn main() {
+    eprintln!("pipe_child: Unix only (xev has no pipes or child stdio on this platform)");
+    std::process::exit(2);
+}
+
+#[cfg(unix)]
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut rt = xev::rt::Builder::new();
     if std::env::var("XEV_BACKEND").as_deref() == Ok("epoll") {

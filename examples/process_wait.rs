@@ -8,16 +8,32 @@
 //!
 //! The watcher reaps the child, so the `std::process::Child` is only dropped afterwards,
 //! never waited for again.
+//!
+//! Unix only for now: the `Process` watcher is not on Windows yet.
 
+#[cfg(unix)]
 use std::cell::Cell;
+#[cfg(unix)]
 use std::pin::pin;
+#[cfg(unix)]
 use std::process::Command;
+#[cfg(unix)]
 use std::rc::Rc;
+#[cfg(unix)]
 use std::time::Instant;
 
+#[cfg(unix)]
 use xev::watcher::process::{ExitStatus, Process};
+#[cfg(unix)]
 use xev::{CallbackAction, Completion, Loop, Options, RunMode};
 
+#[cfg(not(unix))]
+fn main() {
+    eprintln!("process_wait: Unix only (xev's Process watcher is not on this platform yet)");
+    std::process::exit(2);
+}
+
+#[cfg(unix)]
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (program, rest) = match args.split_first() {

@@ -5,16 +5,33 @@
 //!
 //! Run it with `cargo run --release --example tour` (append `-- epoll` or `-- io_uring` to
 //! pin a backend, or set `XEV_BACKEND=epoll`: every example honours it).
+//!
+//! Unix only for now: it uses files, a child process and raw fds, which xev does not
+//! have on Windows yet.
 
+#[cfg(not(unix))]
+fn main() {
+    eprintln!("tour: Unix only (files and processes are not in xev on this platform yet)");
+    std::process::exit(2);
+}
+
+#[cfg(unix)]
 use std::cell::RefCell;
+#[cfg(unix)]
 use std::net::{SocketAddr, TcpListener};
+#[cfg(unix)]
 use std::os::fd::{AsRawFd, OwnedFd};
+#[cfg(unix)]
 use std::pin::pin;
+#[cfg(unix)]
 use std::rc::Rc;
 
+#[cfg(unix)]
 use xev::rt::IoBuf;
+#[cfg(unix)]
 use xev::{Backend, Buffer, CallbackAction, Completion, Loop, Op, OpResult, Options, RunMode};
 
+#[cfg(unix)]
 /// A non-blocking TCP socket that has not connected yet.
 fn tcp_socket() -> std::io::Result<OwnedFd> {
     // socket2 sets close-on-exec (and SO_NOSIGPIPE on macOS) on every platform.
@@ -23,6 +40,7 @@ fn tcp_socket() -> std::io::Result<OwnedFd> {
     Ok(OwnedFd::from(s))
 }
 
+#[cfg(unix)]
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Completions first, loop last: the loop is dropped first, which drains anything
     // still in flight before the completions go away.
@@ -175,6 +193,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     async_tour(backend)
 }
 
+#[cfg(unix)]
 /// The async half: the same kinds of work as futures on a runtime.
 fn async_tour(backend: Option<Backend>) -> Result<(), Box<dyn std::error::Error>> {
     use std::time::{Duration, Instant};

@@ -58,6 +58,7 @@ pub(crate) enum Phase {
 }
 
 /// Kernel-written address and message headers for accept/connect/sendmsg/recvmsg.
+#[cfg(unix)]
 #[repr(C)]
 pub(crate) struct Scratch {
     pub(crate) addr: libc::sockaddr_in6,
@@ -65,6 +66,9 @@ pub(crate) struct Scratch {
     pub(crate) iov: libc::iovec,
     pub(crate) msg: libc::msghdr,
 }
+/// Windows: the address and its length (`sys::Scratch`).
+#[cfg(windows)]
+pub(crate) use crate::sys::Scratch;
 
 /// The loop-mutable interior of a completion.
 pub(crate) struct Inner {

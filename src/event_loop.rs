@@ -1,9 +1,9 @@
 //! [`Loop`]: the completion-based event loop, and the backend-independent rules every
 //! backend follows (timers, cancellation, the ready queue, rearm, shutdown).
 
+use crate::sys::fd::RawFd;
 use std::fmt;
 use std::io;
-use std::os::fd::RawFd;
 use std::pin::Pin;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -215,17 +215,17 @@ impl Core {
         // file), the number could name another file by the time the job runs. So the job
         // works on its own duplicate; the caller's number travels in the job and is put
         // back (and the duplicate closed) before the result is handed back.
-        let mut caller_fd = -1;
+        let mut caller_fd = crate::sys::fd::NO_FD;
         // SAFETY: `c` is Active and live; loop thread; no worker has it yet.
         unsafe {
             if let Some(fd) = (*inner).op.borrowed_fd_mut() {
-                let dup = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 0);
-                if dup < 0 {
-                    let err = io::Error::last_os_error()
-                        .raw_os_error()
-                        .unwrap_or(libc::EBADF);
-                    return self.finish(c, -(err as isize));
-                }
+                let dup = match sys::dup_cloexec(*fd) {
+                    Ok(dup) => dup,
+                    Err(e) => {
+                        let err = e.raw_os_error().unwrap_or(libc::EBADF);
+                        return self.finish(c, -(err as isize));
+                    }
+                };
                 caller_fd = std::mem::replace(fd, dup);
             }
         }
@@ -249,7 +249,7 @@ impl Core {
     /// # Safety
     /// `inner` is a live completion that only the calling thread touches now.
     unsafe fn restore_caller_fd(inner: *mut Inner, caller_fd: RawFd) {
-        if caller_fd < 0 {
+        if crate::sys::fd::is_no_fd(caller_fd) {
             return;
         }
         // SAFETY: the caller's promise.

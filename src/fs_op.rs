@@ -7,8 +7,8 @@
 
 use std::ffi::{CStr, CString, OsStr, OsString};
 use std::fmt;
+#[cfg(unix)]
 use std::io;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 /// A path for a filesystem operation: an owned copy, NUL-terminated for the kernel.
@@ -30,7 +30,7 @@ pub struct OpPath(Option<CString>);
 impl OpPath {
     /// A copy of `path` (invalid if it contains a NUL byte).
     pub fn new(path: impl AsRef<Path>) -> OpPath {
-        OpPath(CString::new(path.as_ref().as_os_str().as_bytes()).ok())
+        OpPath(CString::new(path.as_ref().as_os_str().as_encoded_bytes()).ok())
     }
 
     /// The empty path, which names the directory fd itself with `AT_EMPTY_PATH`.
@@ -49,6 +49,7 @@ impl OpPath {
     }
 
     /// Pointer for the kernel (valid while `self` lives), or `None` if invalid.
+    #[cfg(unix)]
     pub(crate) fn ptr(&self) -> Option<*const libc::c_char> {
         self.0.as_ref().map(|c| c.as_ptr())
     }
@@ -56,8 +57,9 @@ impl OpPath {
 
 /// The owned, NUL-terminated copy of `path`, or the `InvalidInput` error `std` gives for
 /// a path with an interior NUL byte.
+#[cfg(unix)]
 pub(crate) fn c_path(path: &Path) -> io::Result<CString> {
-    CString::new(path.as_os_str().as_bytes()).map_err(|_| {
+    CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
             "file name contained an unexpected NUL byte",
@@ -91,7 +93,7 @@ impl From<PathBuf> for OpPath {
 
 impl From<OsString> for OpPath {
     fn from(p: OsString) -> OpPath {
-        OpPath(CString::new(p.into_vec()).ok())
+        OpPath(CString::new(p.into_encoded_bytes()).ok())
     }
 }
 
@@ -122,12 +124,14 @@ impl fmt::Debug for OpPath {
     }
 }
 
+#[cfg(unix)]
 /// The `statx(2)` record an [`Op::Statx`](crate::Op::Statx) fills, on the heap so the
 /// kernel can write it while the operation is in flight. The callback receives it
 /// converted into a [`Metadata`](crate::Metadata). On macOS and the BSDs, which have no
 /// `statx`, it holds the `struct stat` that `fstatat` fills instead.
 pub struct StatxBuf(Box<crate::sys::StatRecord>);
 
+#[cfg(unix)]
 impl StatxBuf {
     /// A zeroed record.
     pub fn new() -> StatxBuf {
@@ -146,12 +150,14 @@ impl StatxBuf {
     }
 }
 
+#[cfg(unix)]
 impl Default for StatxBuf {
     fn default() -> StatxBuf {
         StatxBuf::new()
     }
 }
 
+#[cfg(unix)]
 impl fmt::Debug for StatxBuf {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StatxBuf").finish_non_exhaustive()
@@ -169,6 +175,7 @@ mod tests {
         assert!(!OpPath::from(String::from("a\0b")).is_valid());
         assert!(OpPath::from(PathBuf::from("x")).is_valid());
         assert_eq!(OpPath::empty().as_c_str().unwrap().to_bytes(), b"");
+        #[cfg(unix)]
         assert_eq!(
             c_path(Path::new("a\0")).unwrap_err().kind(),
             io::ErrorKind::InvalidInput

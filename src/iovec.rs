@@ -62,7 +62,7 @@ struct Parts {
     bufs: Vec<Buffer>,
     /// Rebuilt from `bufs` each time the operation starts; its capacity is
     /// `bufs.len()`, so that never reallocates.
-    iov: Vec<libc::iovec>,
+    iov: Vec<crate::sys::IoVec>,
 }
 
 impl Buffers {
@@ -107,13 +107,10 @@ impl Buffers {
     /// The `iovec` array over the buffers, rebuilt now, and its length: for the kernel,
     /// which may read it (and the buffers) until the operation ends. The pointer stays
     /// valid until `self` is dropped or this is called again.
-    pub(crate) fn iovecs(&mut self) -> (*const libc::iovec, usize) {
+    pub(crate) fn iovecs(&mut self) -> (*const crate::sys::IoVec, usize) {
         let Parts { bufs, iov } = &mut *self.parts;
         iov.clear();
-        iov.extend(bufs.iter().map(|b| libc::iovec {
-            iov_base: b.as_ptr().cast(),
-            iov_len: b.len(),
-        }));
+        iov.extend(bufs.iter().map(|b| crate::sys::io_vec(b.as_ptr(), b.len())));
         (iov.as_ptr(), iov.len())
     }
 }
@@ -138,6 +135,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg(unix)] // reads `iovec` fields (Windows: `WSABUF`)
     fn iovecs_follow_the_buffers_and_never_reallocate() {
         let mut first = Buffer::from(b"hello".to_vec());
         first.advance(1);

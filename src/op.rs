@@ -1,16 +1,19 @@
 //! The operations a [`Completion`](crate::Completion) can carry, and the buffers they own.
 
+use crate::sys::fd::{AsRawFd, OwnedFd, RawFd};
 use std::cell::UnsafeCell;
 use std::fmt;
 use std::net::{Shutdown, SocketAddr};
 use std::ops::BitOr;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use crate::completion::Completion;
 use crate::event_loop::LoopId;
-use crate::fs_op::{OpPath, StatxBuf};
+use crate::fs_op::OpPath;
+#[cfg(unix)]
+use crate::fs_op::StatxBuf;
 use crate::iovec::Buffers;
 use crate::registry::Ticket;
+#[cfg(unix)]
 use crate::unix_addr::UnixAddr;
 
 /// One operation for the loop to perform.
@@ -141,6 +144,7 @@ pub enum Op {
         /// Which operation; see [`CancelTarget::of`].
         target: CancelTarget,
     },
+    #[cfg(unix)]
     /// Accept one connection on a Unix-domain listening socket. The kernel writes the
     /// peer's [`UnixAddr`] into `addr` (whatever it held): usually unnamed, a path or a
     /// name when the client bound one; read it with [`Op::unix_addr`] in the callback.
@@ -152,6 +156,7 @@ pub enum Op {
         /// Where the kernel writes the peer's address.
         addr: Box<UnixAddr>,
     },
+    #[cfg(unix)]
     /// Connect a Unix-domain socket (stream, datagram or seqpacket) to `addr`, a path or
     /// an abstract name. A Unix connect never waits, so both backends perform it when it
     /// is submitted: a full listen backlog is `EAGAIN` (`WouldBlock`), a missing path
@@ -162,6 +167,7 @@ pub enum Op {
         /// Where to connect.
         addr: Box<UnixAddr>,
     },
+    #[cfg(unix)]
     /// `sendmsg(2)` of `buf` as one message to the Unix-domain address `addr` (with
     /// `MSG_NOSIGNAL`). A connected socket sends with [`Op::SendMsg`] (no address) or
     /// [`Op::Send`].
@@ -173,6 +179,7 @@ pub enum Op {
         /// Destination.
         addr: Box<UnixAddr>,
     },
+    #[cfg(unix)]
     /// `recvmsg(2)` on a Unix-domain socket: one message into `buf`, and its sender's
     /// address written into `addr` (unnamed for a sender that is not bound; read it with
     /// [`Op::unix_addr`] in the callback).
@@ -200,6 +207,7 @@ pub enum Op {
         /// Permission bits of a created file (before the umask).
         mode: u32,
     },
+    #[cfg(unix)]
     /// `statx(2)` of `path` (relative to `dir`), or of the fd `dir` itself with
     /// [`OpPath::empty`] and `libc::AT_EMPTY_PATH`. The result is a
     /// [`Metadata`](crate::Metadata) read from `buf`.
@@ -347,6 +355,7 @@ impl Op {
         }
     }
 
+    #[cfg(unix)]
     /// `Op::AcceptUnix` on listener `fd`, with room for the peer's address.
     pub fn accept_unix(fd: RawFd) -> Op {
         Op::AcceptUnix {
@@ -355,6 +364,7 @@ impl Op {
         }
     }
 
+    #[cfg(unix)]
     /// `Op::RecvMsgUnix` on `fd` into `buf`, with room for the sender's address.
     pub fn recv_msg_unix(fd: RawFd, buf: Buffer) -> Op {
         Op::RecvMsgUnix {
@@ -364,6 +374,7 @@ impl Op {
         }
     }
 
+    #[cfg(unix)]
     /// The Unix address this operation carries, if any: after an [`Op::AcceptUnix`] or
     /// an [`Op::RecvMsgUnix`] (read it from the Dead completion, in the callback), the
     /// peer's or sender's address the kernel wrote.
@@ -423,9 +434,9 @@ macro_rules! with_buffer {
             | Op::Send { buf: $buf, .. }
             | Op::Recv { buf: $buf, .. }
             | Op::SendMsg { buf: $buf, .. }
-            | Op::RecvMsg { buf: $buf, .. }
-            | Op::SendMsgUnix { buf: $buf, .. }
-            | Op::RecvMsgUnix { buf: $buf, .. } => $yes,
+            | Op::RecvMsg { buf: $buf, .. } => $yes,
+            #[cfg(unix)]
+            Op::SendMsgUnix { buf: $buf, .. } | Op::RecvMsgUnix { buf: $buf, .. } => $yes,
             _ => $no,
         }
     };
@@ -448,16 +459,20 @@ macro_rules! with_borrowed_fd {
             | Op::RecvMsg { fd: $fd, .. }
             | Op::Shutdown { fd: $fd, .. }
             | Op::Poll { fd: $fd, .. }
-            | Op::AcceptUnix { fd: $fd, .. }
-            | Op::ConnectUnix { fd: $fd, .. }
-            | Op::SendMsgUnix { fd: $fd, .. }
-            | Op::RecvMsgUnix { fd: $fd, .. }
             | Op::Readv { fd: $fd, .. }
             | Op::Writev { fd: $fd, .. }
             | Op::SendMsgV { fd: $fd, .. } => $yes,
+            #[cfg(unix)]
+            Op::AcceptUnix { fd: $fd, .. }
+            | Op::ConnectUnix { fd: $fd, .. }
+            | Op::SendMsgUnix { fd: $fd, .. }
+            | Op::RecvMsgUnix { fd: $fd, .. } => $yes,
             Op::Close { .. } | Op::Noop | Op::Timer { .. } | Op::Cancel { .. } => $no,
+            #[cfg(unix)]
+            Op::Statx { dir: Some($fd), .. } => $yes,
+            #[cfg(unix)]
+            Op::Statx { dir: None, .. } => $no,
             Op::OpenAt { dir: Some($fd), .. }
-            | Op::Statx { dir: Some($fd), .. }
             | Op::RenameAt {
                 old_dir: Some($fd), ..
             }
@@ -471,7 +486,6 @@ macro_rules! with_borrowed_fd {
             | Op::Fallocate { fd: $fd, .. }
             | Op::Ftruncate { fd: $fd, .. } => $yes,
             Op::OpenAt { dir: None, .. }
-            | Op::Statx { dir: None, .. }
             | Op::RenameAt { old_dir: None, .. }
             | Op::UnlinkAt { dir: None, .. }
             | Op::MkdirAt { dir: None, .. }
@@ -870,19 +884,25 @@ impl fmt::Debug for Buffer {
     }
 }
 
+// `poll(2)`'s bits: libc's on Unix, the same (Linux) values from `sys` on Windows.
+#[cfg(windows)]
+use crate::sys as sys_poll;
+#[cfg(unix)]
+use libc as sys_poll;
+
 /// Readiness events for [`Op::Poll`], with `poll(2)` bit values.
 #[derive(Clone, Copy, PartialEq, Eq, Default)]
 pub struct PollEvents(u32);
 
 impl PollEvents {
     /// Readable (or a connection to accept).
-    pub const IN: PollEvents = PollEvents(libc::POLLIN as u32);
+    pub const IN: PollEvents = PollEvents(sys_poll::POLLIN as u32);
     /// Writable.
-    pub const OUT: PollEvents = PollEvents(libc::POLLOUT as u32);
+    pub const OUT: PollEvents = PollEvents(sys_poll::POLLOUT as u32);
     /// An error condition (reported, never requested).
-    pub const ERR: PollEvents = PollEvents(libc::POLLERR as u32);
+    pub const ERR: PollEvents = PollEvents(sys_poll::POLLERR as u32);
     /// Hang-up (reported, never requested).
-    pub const HUP: PollEvents = PollEvents(libc::POLLHUP as u32);
+    pub const HUP: PollEvents = PollEvents(sys_poll::POLLHUP as u32);
 
     /// From raw `poll(2)` bits.
     pub const fn from_bits(bits: u32) -> PollEvents {

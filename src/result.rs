@@ -5,11 +5,12 @@
 //! integer into the typed result for the operation, so every backend shares one mapping
 //! and hence one behaviour.
 
+use crate::sys::fd::{FromRawFd, OwnedFd, RawFd};
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
+#[cfg(unix)]
 use crate::metadata::Metadata;
 use crate::op::{Op, PollEvents};
 use crate::sys;
@@ -148,20 +149,25 @@ pub enum OpResult {
     Timer(TimerTrigger),
     /// See [`Op::Cancel`].
     Cancel(Result<(), CancelError>),
+    #[cfg(unix)]
     /// The new connection (non-blocking, close-on-exec; dropping it closes it); see
     /// [`Op::AcceptUnix`]. The peer's address is in the operation, like the bytes of a
     /// read are in its buffer: [`Op::unix_addr`] of the completion's op (kept out of the
     /// result so that results stay small and nothing is allocated).
     AcceptUnix(Result<OwnedFd, Error>),
+    #[cfg(unix)]
     /// See [`Op::ConnectUnix`].
     ConnectUnix(Result<(), Error>),
+    #[cfg(unix)]
     /// Bytes sent; see [`Op::SendMsgUnix`].
     SendMsgUnix(Result<usize, Error>),
+    #[cfg(unix)]
     /// Bytes received; the sender's address is [`Op::unix_addr`] of the completion's op.
     /// See [`Op::RecvMsgUnix`].
     RecvMsgUnix(Result<usize, ReadError>),
     /// The opened file (close-on-exec); see [`Op::OpenAt`].
     OpenAt(Result<OwnedFd, Error>),
+    #[cfg(unix)]
     /// See [`Op::Statx`].
     Statx(Result<Metadata, Error>),
     /// See [`Op::RenameAt`].
@@ -189,6 +195,10 @@ pub enum OpResult {
 }
 
 fn os(res: isize) -> io::Error {
+    // Windows: the core's own errno values as Windows codes (see `sys::os_error`).
+    #[cfg(windows)]
+    return crate::sys::os_error(-res as i32);
+    #[cfg(unix)]
     io::Error::from_raw_os_error(-res as i32)
 }
 
@@ -252,18 +262,23 @@ impl OpResult {
                 r if r == -(libc::EXDEV as isize) => Err(CancelError::OtherLoop),
                 r => Err(CancelError::Io(os(r))),
             }),
+            #[cfg(unix)]
             Op::AcceptUnix { .. } => OpResult::AcceptUnix(unit(res).map(|()| {
                 // SAFETY: a non-negative accept result is a new fd that nothing else owns.
                 unsafe { OwnedFd::from_raw_fd(res as RawFd) }
             })),
+            #[cfg(unix)]
             Op::ConnectUnix { .. } => OpResult::ConnectUnix(unit(res)),
+            #[cfg(unix)]
             Op::SendMsgUnix { .. } => OpResult::SendMsgUnix(count(res)),
             // A zero-byte datagram is a valid message, not end-of-file.
+            #[cfg(unix)]
             Op::RecvMsgUnix { .. } => OpResult::RecvMsgUnix(read_count(res, 0)),
             Op::OpenAt { .. } => OpResult::OpenAt(unit(res).map(|()| {
                 // SAFETY: a non-negative openat result is a new fd that nothing else owns.
                 unsafe { OwnedFd::from_raw_fd(res as RawFd) }
             })),
+            #[cfg(unix)]
             Op::Statx { buf, .. } => {
                 OpResult::Statx(unit(res).map(|()| Metadata::from_statx(buf.get())))
             }
@@ -285,11 +300,14 @@ impl OpResult {
 /// Whether a raw accept (or open) result for `op` carries an fd that must be closed if no callback
 /// will see it.
 pub(crate) fn close_orphan_fd(op: &Op, res: isize) {
-    if matches!(
+    #[cfg(unix)]
+    let accepts = matches!(
         op,
         Op::Accept { .. } | Op::AcceptUnix { .. } | Op::OpenAt { .. }
-    ) && res >= 0
-    {
+    );
+    #[cfg(windows)]
+    let accepts = matches!(op, Op::Accept { .. } | Op::OpenAt { .. });
+    if accepts && res >= 0 {
         sys::close_fd(res as RawFd);
     }
 }

@@ -6,9 +6,9 @@
 //! function pointers with a data pointer, so queuing a completion allocates nothing once
 //! the queue has grown to its working size.
 
+use crate::sys::fd::RawFd;
 use std::collections::VecDeque;
 use std::fmt;
-use std::os::fd::RawFd;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::Duration;
@@ -156,6 +156,7 @@ impl ThreadPool {
                 .name("xev-pool".into())
                 .stack_size(self.shared.opts.stack_size)
                 .spawn(move || worker(shared));
+            #[cfg_attr(not(unix), allow(clippy::drop_non_drop))]
             drop(mask);
             if spawned.is_err() {
                 // Could not start a thread: the job stays queued for an existing worker.
@@ -420,7 +421,7 @@ mod tests {
                 run: bump,
                 data: (count as *const AtomicUsize).cast_mut().cast(),
                 ctx: std::ptr::null(),
-                fd: -1,
+                fd: crate::sys::fd::NO_FD,
             });
         }
         let start = Instant::now();

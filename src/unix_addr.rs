@@ -8,12 +8,12 @@
 //! accessor would have to handle IP addresses too. `UnixAddr` converts from and to std's
 //! type (see the `From`/`TryFrom` impls) and to socket2's inside the crate.
 
+use crate::sys::fd::RawFd;
 use std::ffi::OsStr;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::io;
 use std::mem;
-use std::os::fd::RawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::SocketAddr as StdAddr;
 use std::path::Path;

@@ -17,9 +17,9 @@ pub(crate) mod io_uring;
 pub(crate) mod poll;
 mod polling;
 
+use crate::sys::fd::RawFd;
 use std::fmt;
 use std::io;
-use std::os::fd::RawFd;
 use std::ptr::NonNull;
 use std::str::FromStr;
 use std::sync::OnceLock;

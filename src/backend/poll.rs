@@ -21,8 +21,8 @@
 //! when a loop first sees them and when they close (`fd_opened` / `fd_closed`), so their
 //! registration is trusted and their operations park without a syscall.
 
+use crate::sys::fd::{AsRawFd, RawFd};
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
 use std::ptr::NonNull;
 use std::time::Duration;
 
@@ -177,8 +177,9 @@ impl Driver {
             (*inner).connecting = false;
             match &(*inner).op {
                 Op::Pread { .. } | Op::Pwrite { .. } => true,
+                #[cfg(unix)]
+                Op::Statx { .. } => true,
                 Op::OpenAt { .. }
-                | Op::Statx { .. }
                 | Op::RenameAt { .. }
                 | Op::UnlinkAt { .. }
                 | Op::MkdirAt { .. }
@@ -214,8 +215,13 @@ impl Driver {
             return core.send_to_pool(c);
         }
         // SAFETY: as above.
-        let (fd, wait) = unsafe { ((*inner).op.fd().unwrap_or(-1), sys::wait_kind(&(*inner).op)) };
-        if fd < 0 {
+        let (fd, wait) = unsafe {
+            (
+                (*inner).op.fd().unwrap_or(crate::sys::fd::NO_FD),
+                sys::wait_kind(&(*inner).op),
+            )
+        };
+        if crate::sys::fd::is_no_fd(fd) {
             return core.finish(c, -(libc::EBADF as isize));
         }
         // SAFETY: as above.
@@ -314,7 +320,14 @@ impl Driver {
                     }
                 }
             }
-            Op::Accept { .. } | Op::AcceptUnix { .. } if res >= 0 => {
+            #[cfg(unix)]
+            Op::AcceptUnix { .. } if res >= 0 => {
+                // A number seen before now names the new connection.
+                if let Some(st) = self.fds.get_mut(res as usize) {
+                    st.reset();
+                }
+            }
+            Op::Accept { .. } if res >= 0 => {
                 // A number seen before now names the new connection.
                 if let Some(st) = self.fds.get_mut(res as usize) {
                     st.reset();

@@ -3,9 +3,9 @@
 //! edge-triggered (`PollMode::Edge`), like the raw epoll source. On Linux it can stand in
 //! for raw epoll (`XEV_EPOLL_VIA_POLLING=1`), which is how CI exercises it.
 
+use crate::sys::fd::{BorrowedFd, RawFd};
 use std::io;
 use std::num::NonZeroUsize;
-use std::os::fd::{BorrowedFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -15,10 +15,10 @@
 //! the loop behind a `&mut Loop` (`std::mem::replace` in `with_loop` or in a callback),
 //! which would strand every pending operation, so that is reported with a panic.
 
+use crate::sys::fd::{AsRawFd, OwnedFd, RawFd};
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::Future;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::pin::pin;
 use std::ptr;
 use std::rc::Rc;

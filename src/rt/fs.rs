@@ -67,8 +67,8 @@ pub use open_options::OpenOptions;
 pub use path_ops::{create_dir, hard_link, remove_dir, remove_file, rename, symlink};
 pub use read_dir::{read_dir, DirEntry, ReadDir};
 
+use crate::sys::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::rc::Rc;
 

@@ -5,9 +5,9 @@
 //! clone until it is over ([`FdOp`]), so the fd outlives its operations, orphans
 //! included (see `op_future`).
 
+use crate::sys::fd::RawFd;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::RawFd;
 use std::rc::Rc;
 
 use super::buf::{self, IoBuf, IoBufMut};
@@ -43,6 +43,8 @@ impl From<Op> for FdOp {
 
 /// Which operation a read or write uses.
 #[derive(Clone, Copy)]
+// Windows: only sockets so far (files and pipes are Unix-only there).
+#[cfg_attr(windows, allow(dead_code))]
 pub(crate) enum Kind {
     /// `recv(2)` / `send(2)` (sockets: `MSG_NOSIGNAL` on send).
     Socket,

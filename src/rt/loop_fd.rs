@@ -31,12 +31,12 @@
 //! runtime that used it last; the others have no operation left on it by then (each would
 //! hold a reference).
 
+use crate::sys::fd::{AsRawFd, OwnedFd, RawFd};
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::poll_fn;
 use std::mem::ManuallyDrop;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::ptr;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
@@ -228,17 +228,11 @@ impl Drop for LoopFd {
     }
 }
 
-impl AsRawFd for LoopFd {
-    fn as_raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
-    }
-}
-
-impl AsFd for LoopFd {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
-    }
-}
+crate::sys::fd::impl_as_fd!(
+    LoopFd,
+    |this| AsRawFd::as_raw_fd(&*this.fd),
+    crate::sys::fd::AsFd::as_fd(&*this.fd)
+);
 
 impl fmt::Debug for LoopFd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

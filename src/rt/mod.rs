@@ -62,11 +62,16 @@ mod task;
 
 #[cfg(any(feature = "futures-io", feature = "tokio-io", feature = "hyper"))]
 pub mod compat;
+#[cfg(unix)]
 pub mod fs;
 pub mod net;
 pub mod notify;
+#[cfg(unix)]
 pub mod pipe;
+#[cfg(unix)]
 pub mod process;
+// Windows: only `ctrl_c` (console events; no Unix signals there).
+#[cfg_attr(windows, path = "signal_windows.rs")]
 pub mod signal;
 pub mod time;
 

@@ -20,9 +20,9 @@
 //! the fd is closed when the last reference goes (see [`LoopFd`]). That is one `Rc`
 //! clone per operation; no syscall, no allocation.
 
+use crate::sys::fd::OwnedFd;
 use std::cell::{Cell, RefCell, UnsafeCell};
 use std::future::Future;
-use std::os::fd::OwnedFd;
 use std::pin::Pin;
 use std::ptr::NonNull;
 use std::rc::Rc;
@@ -51,6 +51,8 @@ enum SlotState {
 }
 
 /// What keeps the fd an operation names open until the operation is over.
+// Windows: no signalfd/pidfd watchers there, so `Shared` is unused.
+#[cfg_attr(windows, allow(dead_code))]
 pub(crate) enum FdKeeper {
     /// An async socket or file: the last reference announces the close to its loop.
     Loop(Rc<LoopFd>),
@@ -413,7 +415,7 @@ mod tests {
         // SAFETY: live slot; no other reference to its completion is held.
         let c = unsafe { Slot::completion(s) };
         let op = Op::Read {
-            fd: -1,
+            fd: crate::sys::fd::NO_FD,
             buf: Buffer::from(vec![7u8; len]),
         };
         c.prep(op, |_, _, _| CallbackAction::Disarm);

@@ -35,8 +35,8 @@
 //! [`IoBuf`]: crate::rt::IoBuf
 //! [`IoBufMut`]: crate::rt::IoBufMut
 
+use crate::sys::fd::{AsRawFd, OwnedFd};
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::rc::Rc;
 
 use super::buf::{IoBuf, IoBufMut};

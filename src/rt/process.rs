@@ -51,8 +51,8 @@
 
 mod output;
 
+use crate::sys::fd::{AsRawFd, OwnedFd};
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::{Command, ExitStatus};
 
 pub use output::output;

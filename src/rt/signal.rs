@@ -27,10 +27,10 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+use crate::sys::fd::AsRawFd;
 use std::fmt;
 use std::future::{poll_fn, Future};
 use std::io;
-use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 

@@ -17,6 +17,7 @@
     target_os = "dragonfly"
 ))]
 mod bsd;
+pub mod fd;
 #[cfg(target_os = "linux")]
 mod linux;
 
@@ -31,10 +32,10 @@ pub(crate) use bsd::*;
 #[cfg(target_os = "linux")]
 pub(crate) use linux::*;
 
+use crate::sys::fd::{IntoRawFd, RawFd};
 use std::io;
 use std::mem;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::os::fd::{IntoRawFd, RawFd};
 
 use crate::completion::{Inner, Scratch};
 use crate::op::Op;
@@ -578,6 +579,153 @@ unsafe fn perform_fs(op: &mut Op) -> Option<isize> {
         };
         Some(r as isize)
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Synchronous socket setup (bind, connect for UDP, names, listen, options).
+
+fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+/// `bind(2)`.
+pub(crate) fn bind(fd: RawFd, addr: &SocketAddr) -> io::Result<()> {
+    // SAFETY: all-zero is a valid sockaddr_in6.
+    let mut raw: libc::sockaddr_in6 = unsafe { mem::zeroed() };
+    let len = to_sockaddr(addr, &mut raw);
+    // SAFETY: `raw` holds a sockaddr of `len` bytes and outlives the call.
+    cvt(unsafe { libc::bind(fd, (&raw as *const libc::sockaddr_in6).cast(), len) }).map(drop)
+}
+
+/// A synchronous `connect(2)` (for UDP, where it only records the peer).
+pub(crate) fn connect_sync(fd: RawFd, addr: &SocketAddr) -> io::Result<()> {
+    // SAFETY: all-zero is a valid sockaddr_in6.
+    let mut raw: libc::sockaddr_in6 = unsafe { mem::zeroed() };
+    let len = to_sockaddr(addr, &mut raw);
+    // SAFETY: `raw` holds a sockaddr of `len` bytes and outlives the call.
+    cvt(unsafe { libc::connect(fd, (&raw as *const libc::sockaddr_in6).cast(), len) }).map(drop)
+}
+
+type NameFn =
+    unsafe extern "C" fn(libc::c_int, *mut libc::sockaddr, *mut libc::socklen_t) -> libc::c_int;
+
+fn name(fd: RawFd, f: NameFn) -> io::Result<SocketAddr> {
+    // SAFETY: all-zero is a valid sockaddr_in6.
+    let mut raw: libc::sockaddr_in6 = unsafe { mem::zeroed() };
+    let mut len = mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes into `raw`, which we own.
+    cvt(unsafe { f(fd, (&mut raw as *mut libc::sockaddr_in6).cast(), &mut len) })?;
+    from_sockaddr(&raw, len)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not an IP socket address"))
+}
+
+/// `getsockname(2)`.
+pub(crate) fn local_addr(fd: RawFd) -> io::Result<SocketAddr> {
+    name(fd, libc::getsockname)
+}
+
+/// `getpeername(2)`.
+pub(crate) fn peer_addr(fd: RawFd) -> io::Result<SocketAddr> {
+    name(fd, libc::getpeername)
+}
+
+/// `setsockopt(2)` with an int value.
+fn set_opt(fd: RawFd, level: libc::c_int, opt: libc::c_int, val: libc::c_int) -> io::Result<()> {
+    // SAFETY: the kernel reads one int from `val`, which outlives the call.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            opt,
+            (&val as *const libc::c_int).cast(),
+            mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    })
+    .map(drop)
+}
+
+/// `getsockopt(2)` of an int value.
+fn get_opt(fd: RawFd, level: libc::c_int, opt: libc::c_int) -> io::Result<libc::c_int> {
+    let mut val: libc::c_int = 0;
+    let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes into `val`, which we own.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd,
+            level,
+            opt,
+            (&mut val as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    })?;
+    Ok(val)
+}
+
+/// `listen(2)` (a backlog above `c_int::MAX` is clamped).
+pub(crate) fn listen(fd: RawFd, backlog: u32) -> io::Result<()> {
+    let backlog = backlog.min(libc::c_int::MAX as u32) as libc::c_int;
+    // SAFETY: listen(2) takes no pointers; a bad fd just fails.
+    cvt(unsafe { libc::listen(fd, backlog) }).map(drop)
+}
+
+/// Set `SO_REUSEADDR`.
+pub(crate) fn set_reuseaddr(fd: RawFd) -> io::Result<()> {
+    set_opt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)
+}
+
+/// Set `TCP_NODELAY` on or off.
+pub(crate) fn set_nodelay(fd: RawFd, on: bool) -> io::Result<()> {
+    set_opt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, on.into())
+}
+
+/// Whether `TCP_NODELAY` is set.
+pub(crate) fn nodelay(fd: RawFd) -> io::Result<bool> {
+    get_opt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY).map(|v| v != 0)
+}
+
+// ---------------------------------------------------------------------------------------
+// Vectored I/O.
+
+/// The scatter/gather element of vectored I/O (`struct iovec`).
+pub(crate) type IoVec = libc::iovec;
+
+/// An [`IoVec`] over `len` bytes at `ptr`.
+#[inline(always)]
+pub(crate) fn io_vec(ptr: *const u8, len: usize) -> IoVec {
+    libc::iovec {
+        iov_base: ptr.cast_mut().cast(),
+        iov_len: len,
+    }
+}
+
+/// A close-on-exec duplicate of `fd` (`F_DUPFD_CLOEXEC`), owned by the caller.
+pub(crate) fn dup_cloexec(fd: RawFd) -> io::Result<RawFd> {
+    // SAFETY: fcntl(F_DUPFD_CLOEXEC) takes no pointers; a bad fd just fails.
+    let d = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+    if d < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(d)
+}
+
+/// Switch `fd`'s `O_NONBLOCK` flag.
+pub(crate) fn set_nonblocking(fd: RawFd, on: bool) -> io::Result<()> {
+    // SAFETY: F_GETFL/F_SETFL take no pointers; a bad fd just fails.
+    let fl = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    let new = if on {
+        fl | libc::O_NONBLOCK
+    } else {
+        fl & !libc::O_NONBLOCK
+    };
+    // SAFETY: as above, with flags derived from the current ones.
+    if fl < 0 || (new != fl && unsafe { libc::fcntl(fd, libc::F_SETFL, new) } < 0) {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 #[cfg(test)]

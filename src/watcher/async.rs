@@ -4,6 +4,10 @@
 //! `notify` writes one byte, the drain reads the pipe empty); everything below holds
 //! as written. Type-checked there, not run.
 //!
+//! On Windows it is a loopback UDP socket pair, the receiving end polled through
+//! `polling`'s AFD readiness: `notify` sends a one-byte datagram, the drain reads them
+//! all; the same holds. Type-checked there, not run.
+//!
 //! # How a wake-up travels
 //!
 //! An `Async` is an eventfd (non-blocking, close-on-exec) plus a `pending` flag, shared

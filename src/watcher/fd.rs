@@ -16,9 +16,9 @@
 //!   closed (queued writes not yet started fail with `Canceled`), and lets the last
 //!   holder close it; see [`close_op`].
 
+use crate::sys::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::cell::Cell;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::pin::Pin;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -56,17 +56,11 @@ impl SharedFd {
     }
 }
 
-impl AsRawFd for SharedFd {
-    fn as_raw_fd(&self) -> RawFd {
-        self.raw()
-    }
-}
-
-impl AsFd for SharedFd {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
-    }
-}
+crate::sys::fd::impl_as_fd!(
+    SharedFd,
+    |this| this.raw(),
+    crate::sys::fd::AsFd::as_fd(&this.fd)
+);
 
 thread_local! {
     /// The descriptor of the operation whose callback is running on this thread.
@@ -146,7 +140,7 @@ fn poison(mut c: Pin<&mut Completion>) {
         return;
     }
     if let Some(fd) = c.op_mut().and_then(Op::borrowed_fd_mut) {
-        *fd = -1;
+        *fd = crate::sys::fd::NO_FD;
     }
 }
 
@@ -184,13 +178,9 @@ pub(crate) fn into_owned(fd: Arc<SharedFd>) -> OwnedFd {
     }
 }
 
-/// `F_DUPFD_CLOEXEC`.
+/// A close-on-exec duplicate of `fd`.
 fn dup(fd: RawFd) -> io::Result<OwnedFd> {
-    // SAFETY: fcntl(F_DUPFD_CLOEXEC) on an open fd returns a new fd or -1.
-    let d = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
-    if d < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let d = crate::sys::dup_cloexec(fd)?;
     // SAFETY: `d` is a new descriptor nobody else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(d) })
 }

@@ -38,8 +38,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+use crate::sys::fd::RawFd;
 use std::io;
-use std::os::fd::RawFd;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;

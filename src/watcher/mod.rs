@@ -48,10 +48,13 @@
 
 pub mod r#async;
 mod fd;
+#[cfg(unix)]
 pub mod file;
+#[cfg(unix)]
 pub mod process;
+#[cfg(unix)]
 pub mod signal;
-#[cfg(not(target_os = "linux"))]
+#[cfg(all(unix, not(target_os = "linux")))]
 mod signal_pipe;
 pub mod stream;
 pub mod tcp;
@@ -70,23 +73,23 @@ use crate::result::Error;
 /// The type must hold its descriptor in a field `fd: Arc<SharedFd>` and nothing else.
 macro_rules! owns_fd {
     ($t:ident, $from_doc:literal) => {
-        impl From<std::os::fd::OwnedFd> for $t {
+        impl From<$crate::sys::fd::OwnedFd> for $t {
             #[doc = $from_doc]
-            fn from(fd: std::os::fd::OwnedFd) -> $t {
+            fn from(fd: $crate::sys::fd::OwnedFd) -> $t {
                 $t {
                     fd: $crate::watcher::fd::SharedFd::new(fd),
                 }
             }
         }
 
-        impl From<$t> for std::os::fd::OwnedFd {
+        impl From<$t> for $crate::sys::fd::OwnedFd {
             /// The descriptor. If operations started through the watcher still hold it
             /// (in flight, or queued writes), they keep the original and this is a
             /// duplicate of it.
             ///
             /// # Panics
             /// In that case, if no descriptor is free for the duplicate (`EMFILE`).
-            fn from(w: $t) -> std::os::fd::OwnedFd {
+            fn from(w: $t) -> $crate::sys::fd::OwnedFd {
                 $crate::watcher::fd::into_owned(w.fd)
             }
         }
@@ -99,15 +102,32 @@ pub(crate) use owns_fd;
 /// `AsRawFd` and `AsFd` for a type whose descriptor is in a field named `fd`.
 macro_rules! fd_traits {
     ($t:ident) => {
-        impl std::os::fd::AsRawFd for $t {
-            fn as_raw_fd(&self) -> std::os::fd::RawFd {
-                std::os::fd::AsRawFd::as_raw_fd(&self.fd)
+        #[cfg(unix)]
+        impl $crate::sys::fd::AsRawFd for $t {
+            fn as_raw_fd(&self) -> $crate::sys::fd::RawFd {
+                $crate::sys::fd::AsRawFd::as_raw_fd(&self.fd)
             }
         }
 
-        impl std::os::fd::AsFd for $t {
-            fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-                std::os::fd::AsFd::as_fd(&self.fd)
+        #[cfg(unix)]
+        impl $crate::sys::fd::AsFd for $t {
+            fn as_fd(&self) -> $crate::sys::fd::BorrowedFd<'_> {
+                $crate::sys::fd::AsFd::as_fd(&self.fd)
+            }
+        }
+
+        // Windows: std's socket traits (the crate's `AsRawFd`/`AsFd` follow from them).
+        #[cfg(windows)]
+        impl std::os::windows::io::AsRawSocket for $t {
+            fn as_raw_socket(&self) -> $crate::sys::fd::RawFd {
+                $crate::sys::fd::AsRawFd::as_raw_fd(&*self.fd)
+            }
+        }
+
+        #[cfg(windows)]
+        impl std::os::windows::io::AsSocket for $t {
+            fn as_socket(&self) -> $crate::sys::fd::BorrowedFd<'_> {
+                $crate::sys::fd::AsFd::as_fd(&*self.fd)
             }
         }
     };

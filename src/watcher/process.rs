@@ -20,9 +20,9 @@
 //! [`Process::new`] therefore refuses (`ECHILD`) a pidfd whose process is not an
 //! unreaped child of this one; it lists the one case no check can see.
 
+use crate::sys::fd::{AsRawFd, OwnedFd, RawFd};
 use std::fmt;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::pin::Pin;
 use std::sync::Arc;
 

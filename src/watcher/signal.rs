@@ -39,12 +39,12 @@
 //! the one whose mask was changed. Unblock them yourself with `pthread_sigmask` if you
 //! need to, after consuming what is pending (e.g. `sigtimedwait` with a zero timeout).
 
+#[cfg(target_os = "linux")]
+use crate::sys::fd::FromRawFd;
+use crate::sys::fd::{AsRawFd, OwnedFd};
 use std::fmt;
 use std::io;
 use std::mem;
-#[cfg(target_os = "linux")]
-use std::os::fd::FromRawFd;
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::pin::Pin;
 use std::sync::Arc;
 

@@ -91,6 +91,8 @@ pub struct Stream {
 
 impl Stream {
     /// A new pipe, both ends non-blocking and close-on-exec: `(read end, write end)`.
+    /// Unix only (Windows has no anonymous pipe the readiness backend can wait on).
+    #[cfg(unix)]
     pub fn pipe() -> io::Result<(Stream, Stream)> {
         let (r, w) = crate::sys::pipe_cloexec_nonblocking()?;
         Ok((Stream::from(r), Stream::from(w)))
@@ -98,19 +100,7 @@ impl Stream {
 
     /// Switch the fd's `O_NONBLOCK` flag.
     pub fn set_nonblocking(&self, on: bool) -> io::Result<()> {
-        let fd = self.fd.raw();
-        // SAFETY: F_GETFL/F_SETFL on the fd we own.
-        let fl = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-        let new = if on {
-            fl | libc::O_NONBLOCK
-        } else {
-            fl & !libc::O_NONBLOCK
-        };
-        // SAFETY: as above, with flags derived from the current ones.
-        if fl < 0 || (new != fl && unsafe { libc::fcntl(fd, libc::F_SETFL, new) } < 0) {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        crate::sys::set_nonblocking(self.fd.raw(), on)
     }
 
     /// Read once into `buf` (`read(2)`). The callback gets the byte count (read the bytes
@@ -399,7 +389,7 @@ fn begin(st: &mut State, req: Request) -> Op {
     st.doomed = fd.as_ref().is_none_or(|f| f.is_closed());
     if st.doomed {
         if let Some(n) = op.borrowed_fd_mut() {
-            *n = -1;
+            *n = crate::sys::fd::NO_FD;
         }
     }
     st.current_fd = fd;

@@ -47,10 +47,9 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+use crate::sys::fd::{OwnedFd, RawFd};
 use std::io;
-use std::mem;
 use std::net::{Shutdown, SocketAddr};
-use std::os::fd::{OwnedFd, RawFd};
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -77,24 +76,19 @@ impl Tcp {
     /// A new non-blocking, close-on-exec TCP socket of `addr`'s family (IPv4 or IPv6; only
     /// the family of `addr` is used).
     pub fn new(addr: SocketAddr) -> io::Result<Tcp> {
-        socket(&addr, libc::SOCK_STREAM).map(Tcp::from)
+        socket(&addr, socket2::Type::STREAM).map(Tcp::from)
     }
 
     /// Bind to `addr`, with `SO_REUSEADDR` set first (as libxev does), so a restarted
     /// server can bind its port while old connections linger in `TIME_WAIT`.
     pub fn bind(&self, addr: SocketAddr) -> io::Result<()> {
-        set_opt(self.raw(), libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+        sys::set_reuseaddr(self.raw())?;
         bind(self.raw(), &addr)
     }
 
     /// Start listening for connections (accept them with [`accept`](Self::accept)).
     pub fn listen(&self, backlog: u32) -> io::Result<()> {
-        let backlog = backlog.min(libc::c_int::MAX as u32) as libc::c_int;
-        // SAFETY: listen(2) on a socket we own.
-        if unsafe { libc::listen(self.raw(), backlog) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        sys::listen(self.raw(), backlog)
     }
 
     /// The address the socket is bound to.
@@ -109,12 +103,12 @@ impl Tcp {
 
     /// Set `TCP_NODELAY` (disable Nagle's algorithm) on or off.
     pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
-        set_opt(self.raw(), libc::IPPROTO_TCP, libc::TCP_NODELAY, on.into())
+        sys::set_nodelay(self.raw(), on)
     }
 
     /// Whether `TCP_NODELAY` is set.
     pub fn nodelay(&self) -> io::Result<bool> {
-        get_opt(self.raw(), libc::IPPROTO_TCP, libc::TCP_NODELAY).map(|v| v != 0)
+        sys::nodelay(self.raw())
     }
 
     /// Accept one connection. The callback gets the new connection (non-blocking,
@@ -338,96 +332,13 @@ super::owns_fd!(
 );
 
 // ---------------------------------------------------------------------------------------
-// Socket helpers shared with the UDP watcher.
+// Socket helpers shared with the UDP watcher and the runtime: the synchronous calls are
+// the platform's (`sys`).
 
-fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r)
-    }
-}
+pub(crate) use crate::sys::{bind, connect_sync as connect, local_addr, peer_addr};
 
 /// A new non-blocking, close-on-exec socket of `addr`'s family and type `ty`.
-pub(crate) fn socket(addr: &SocketAddr, ty: libc::c_int) -> io::Result<OwnedFd> {
+pub(crate) fn socket(addr: &SocketAddr, ty: socket2::Type) -> io::Result<OwnedFd> {
     let domain = socket2::Domain::for_address(*addr);
-    sys::socket(domain, socket2::Type::from(ty)).map(OwnedFd::from)
-}
-
-/// `bind(2)`.
-pub(crate) fn bind(fd: RawFd, addr: &SocketAddr) -> io::Result<()> {
-    // SAFETY: all-zero is a valid sockaddr_in6.
-    let mut raw: libc::sockaddr_in6 = unsafe { mem::zeroed() };
-    let len = sys::to_sockaddr(addr, &mut raw);
-    // SAFETY: `raw` holds a sockaddr of `len` bytes and outlives the call.
-    cvt(unsafe { libc::bind(fd, (&raw as *const libc::sockaddr_in6).cast(), len) }).map(drop)
-}
-
-/// A synchronous `connect(2)` (for UDP, where it only records the peer).
-pub(crate) fn connect(fd: RawFd, addr: &SocketAddr) -> io::Result<()> {
-    // SAFETY: all-zero is a valid sockaddr_in6.
-    let mut raw: libc::sockaddr_in6 = unsafe { mem::zeroed() };
-    let len = sys::to_sockaddr(addr, &mut raw);
-    // SAFETY: `raw` holds a sockaddr of `len` bytes and outlives the call.
-    cvt(unsafe { libc::connect(fd, (&raw as *const libc::sockaddr_in6).cast(), len) }).map(drop)
-}
-
-type NameFn =
-    unsafe extern "C" fn(libc::c_int, *mut libc::sockaddr, *mut libc::socklen_t) -> libc::c_int;
-
-fn name(fd: RawFd, f: NameFn) -> io::Result<SocketAddr> {
-    // SAFETY: all-zero is a valid sockaddr_in6.
-    let mut raw: libc::sockaddr_in6 = unsafe { mem::zeroed() };
-    let mut len = mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
-    // SAFETY: the kernel writes at most `len` bytes into `raw`, which we own.
-    cvt(unsafe { f(fd, (&mut raw as *mut libc::sockaddr_in6).cast(), &mut len) })?;
-    sys::from_sockaddr(&raw, len)
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not an IP socket address"))
-}
-
-/// `getsockname(2)`.
-pub(crate) fn local_addr(fd: RawFd) -> io::Result<SocketAddr> {
-    name(fd, libc::getsockname)
-}
-
-/// `getpeername(2)`.
-pub(crate) fn peer_addr(fd: RawFd) -> io::Result<SocketAddr> {
-    name(fd, libc::getpeername)
-}
-
-/// `setsockopt(2)` with an int value.
-pub(crate) fn set_opt(
-    fd: RawFd,
-    level: libc::c_int,
-    opt: libc::c_int,
-    val: libc::c_int,
-) -> io::Result<()> {
-    // SAFETY: the kernel reads one int from `val`, which outlives the call.
-    cvt(unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            opt,
-            (&val as *const libc::c_int).cast(),
-            mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    })
-    .map(drop)
-}
-
-/// `getsockopt(2)` of an int value.
-pub(crate) fn get_opt(fd: RawFd, level: libc::c_int, opt: libc::c_int) -> io::Result<libc::c_int> {
-    let mut val: libc::c_int = 0;
-    let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: the kernel writes at most `len` bytes into `val`, which we own.
-    cvt(unsafe {
-        libc::getsockopt(
-            fd,
-            level,
-            opt,
-            (&mut val as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    })?;
-    Ok(val)
+    sys::socket(domain, ty).map(OwnedFd::from)
 }

@@ -32,9 +32,9 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+use crate::sys::fd::RawFd;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::RawFd;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -60,14 +60,14 @@ impl Udp {
     /// A new non-blocking, close-on-exec UDP socket of `addr`'s family (only the family
     /// is used).
     pub fn new(addr: SocketAddr) -> io::Result<Udp> {
-        tcp::socket(&addr, libc::SOCK_DGRAM).map(Udp::from)
+        tcp::socket(&addr, socket2::Type::DGRAM).map(Udp::from)
     }
 
     /// Bind to `addr`, with `SO_REUSEADDR` set first. (libxev also sets `SO_REUSEPORT`,
     /// which lets any other socket of the same user bind the same port and take a share
     /// of its datagrams; xev leaves that to the caller.)
     pub fn bind(&self, addr: SocketAddr) -> io::Result<()> {
-        tcp::set_opt(self.raw(), libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+        crate::sys::set_reuseaddr(self.raw())?;
         tcp::bind(self.raw(), &addr)
     }
 

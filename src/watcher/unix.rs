@@ -30,9 +30,9 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+use crate::sys::fd::{OwnedFd, RawFd};
 use std::io;
 use std::net::Shutdown;
-use std::os::fd::{OwnedFd, RawFd};
 use std::pin::Pin;
 use std::sync::Arc;
 

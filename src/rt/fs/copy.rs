@@ -1,8 +1,8 @@
 //! [`copy`]: a whole file copied by the kernel (`copy_file_range(2)`) on the thread pool.
 
+use crate::sys::fd::AsRawFd;
 use std::fs::{File, OpenOptions, Permissions};
 use std::io;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -8,8 +8,8 @@
 //! `ErrorKind::InvalidInput` and starts nothing. Relative paths start from the process's
 //! working directory.
 
+use crate::sys::fd::OwnedFd;
 use std::io;
-use std::os::fd::OwnedFd;
 use std::path::Path;
 
 use crate::fs_op::c_path;

@@ -111,24 +111,24 @@ macro_rules! socket_fd {
                     panic!("xev::net: cannot make the socket non-blocking: {e}")
                 });
                 $t {
-                    fd: crate::rt::loop_fd::LoopFd::shared(std::os::fd::OwnedFd::from(s)),
+                    fd: crate::rt::loop_fd::LoopFd::shared(crate::sys::fd::OwnedFd::from(s)),
                 }
             }
         }
 
-        impl From<std::os::fd::OwnedFd> for $t {
+        impl From<crate::sys::fd::OwnedFd> for $t {
             #[doc = concat!(
                         "Wrap an fd that is a ", $what, ", switching it to non-blocking mode."
                     )]
             ///
             /// # Panics
             /// As `From` the std type.
-            fn from(fd: std::os::fd::OwnedFd) -> $t {
+            fn from(fd: crate::sys::fd::OwnedFd) -> $t {
                 $t::from(<$std>::from(fd))
             }
         }
 
-        impl From<$t> for std::os::fd::OwnedFd {
+        impl From<$t> for crate::sys::fd::OwnedFd {
             /// The socket's fd, no longer known to any loop. If an operation of a dropped
             /// future is still in flight on it (or this runs inside a loop callback), a
             /// duplicate of it (the same socket) is returned, and the original number is
@@ -136,7 +136,7 @@ macro_rules! socket_fd {
             ///
             /// # Panics
             /// If that duplicate cannot be made (the process is out of descriptors).
-            fn from(s: $t) -> std::os::fd::OwnedFd {
+            fn from(s: $t) -> crate::sys::fd::OwnedFd {
                 crate::rt::loop_fd::LoopFd::into_owned(s.fd)
             }
         }

@@ -1,10 +1,10 @@
 //! TCP: [`TcpListener`] (with its [`Incoming`] stream) and [`TcpStream`].
 
+use crate::sys::fd::{AsRawFd, RawFd};
 use std::fmt;
 use std::future::Future;
 use std::io;
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
-use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
@@ -315,17 +315,12 @@ impl TcpStream {
 
     /// Set `TCP_NODELAY` (disable Nagle's algorithm, so small writes go out at once).
     pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
-        sock::set_opt(
-            self.raw(),
-            libc::IPPROTO_TCP,
-            libc::TCP_NODELAY,
-            nodelay.into(),
-        )
+        crate::sys::set_nodelay(self.raw(), nodelay)
     }
 
     /// Whether `TCP_NODELAY` is set.
     pub fn nodelay(&self) -> io::Result<bool> {
-        sock::get_opt(self.raw(), libc::IPPROTO_TCP, libc::TCP_NODELAY).map(|v| v != 0)
+        crate::sys::nodelay(self.raw())
     }
 
     fn raw(&self) -> RawFd {
@@ -342,7 +337,7 @@ impl TcpStream {
 /// One connection attempt on a new socket.
 async fn connect_to(addr: SocketAddr) -> io::Result<TcpStream> {
     let stream = TcpStream {
-        fd: LoopFd::shared(sock::socket(&addr, libc::SOCK_STREAM)?),
+        fd: LoopFd::shared(sock::socket(&addr, socket2::Type::STREAM)?),
     };
     rio::unit(FdOp::on(&stream.fd, |fd| Op::Connect { fd, addr })).await?;
     Ok(stream)

@@ -1,8 +1,8 @@
 //! UDP: [`UdpSocket`].
 
+use crate::sys::fd::{AsRawFd, RawFd};
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 
 use crate::rt::io::{self as rio, Kind};
@@ -44,7 +44,7 @@ impl UdpSocket {
     /// its datagrams.
     pub fn bind(addr: impl ToSocketAddrs) -> io::Result<UdpSocket> {
         super::each_addr(addr, |a| {
-            let fd = sock::socket(a, libc::SOCK_DGRAM)?;
+            let fd = sock::socket(a, socket2::Type::DGRAM)?;
             sock::bind(fd.as_raw_fd(), a)?;
             Ok(UdpSocket {
                 fd: LoopFd::shared(fd),

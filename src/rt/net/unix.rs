@@ -8,11 +8,11 @@
 //! non-blocking and close-on-exec. A listener bound to a path does not remove its socket
 //! file when dropped (as with std): remove it yourself, or use an abstract name.
 
+use crate::sys::fd::{AsRawFd, OwnedFd, RawFd};
 use std::fmt;
 use std::future::Future;
 use std::io;
 use std::net::Shutdown;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::pin::Pin;
 use std::rc::Rc;
