@@ -5,9 +5,10 @@
 //!   requests, TCP and Unix-stream round trips between two tasks) makes no such attempt
 //!   per request: after a short read the next read waits for an edge instead of asking
 //!   the kernel, and the edge that follows still completes it.
-//! - A bulk `write_all` into a slow reader makes no attempt per short write: a short write
-//!   on a stream means its send buffer is full, so the next write waits for the edge that
-//!   room brings (and still gets every byte through).
+//! - A bulk `write_all` into a slow reader (TCP through `xev::net`, a pipe through the
+//!   callback API's `WriteQueue`) makes no attempt per short write: a short write on a
+//!   stream means its buffer is full, so the next write waits for the edge that room
+//!   brings (and still gets every byte through, in order).
 //! - Datagram sockets never take a short read for "drained": two datagrams queued at once
 //!   are both read, without a new edge for the second.
 //!
@@ -364,4 +365,76 @@ fn queued_datagrams_are_all_read_after_a_short_one() {
         .await
         .expect("a queued datagram was never read (a short one taken for drained?)");
     });
+}
+
+#[test]
+fn bulk_writes_into_a_pipe_make_no_eagain_attempt_per_short_write() {
+    // The same through the callback API: a WriteQueue writing into a pipe whose reader is
+    // a plain thread. A short write leaves the pipe full; the rest waits for the edge.
+    use std::os::fd::{FromRawFd, OwnedFd};
+    use xev::watcher::stream::{Stream, WriteQueue};
+    use xev::{Buffer, CallbackAction, Loop, Options, RunMode};
+
+    const LEN: usize = 4 << 20;
+    const CHUNK: usize = 256 << 10;
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: pipe2 writes two fds into the array we own, or fails.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: both fds are new and owned by nobody else.
+    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let reader = std::thread::spawn(move || {
+        let mut r = std::fs::File::from(r);
+        let mut all = Vec::with_capacity(LEN);
+        let mut buf = [0u8; 4096];
+        let mut reads = 0u32;
+        loop {
+            let n = r.read(&mut buf).expect("reader read");
+            if n == 0 {
+                return all;
+            }
+            all.extend_from_slice(&buf[..n]);
+            reads += 1;
+            if reads.is_multiple_of(64) {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+    });
+    let tx = Stream::from(w);
+    tx.set_nonblocking(true).expect("O_NONBLOCK");
+    let mut lp = Loop::new(Options {
+        backend: Some(xev::Backend::Epoll),
+        ..Default::default()
+    })
+    .expect("epoll loop");
+    let data = bulk(LEN);
+    let q = WriteQueue::new();
+    let written = std::rc::Rc::new(std::cell::Cell::new(0usize));
+    for chunk in data.chunks(CHUNK) {
+        tx.queue_write(
+            &mut lp,
+            &q,
+            Buffer::copy_from(chunk),
+            written.clone(),
+            |written, _, _, r| {
+                written.set(written.get() + r.expect("queued write"));
+                CallbackAction::Disarm
+            },
+        );
+    }
+    let before = lp.poll_eagain_attempts();
+    lp.run(RunMode::UntilDone).expect("run");
+    let attempts = lp.poll_eagain_attempts() - before;
+    assert_eq!(written.get(), LEN, "bytes written");
+    drop(tx);
+    drop(lp);
+    let got = reader.join().expect("reader thread");
+    assert_eq!(got.len(), LEN, "bytes received");
+    assert!(got == data, "the bytes arrived altered");
+    if !via_polling() {
+        let chunks = LEN.div_ceil(CHUNK) as u64;
+        assert!(
+            attempts <= chunks,
+            "{attempts} EAGAIN attempts for {LEN} bytes queued in {chunks} writes"
+        );
+    }
 }
