@@ -38,6 +38,11 @@ use crate::sys::{self, Wait};
 
 const EAGAIN: isize = -(libc::EAGAIN as isize);
 
+/// A read or write call transfers at most `MAX_RW_COUNT` bytes on Linux (`INT_MAX` rounded
+/// down to a page; this is its value for pages up to 64 KiB): a result this large may be
+/// that cap rather than a full or empty queue, so it never counts as short.
+const MAX_RW_COUNT: usize = 0x7fff_0000;
+
 /// One fd's readiness as reported by a source.
 pub(crate) struct Readiness {
     pub(crate) fd: RawFd,
@@ -298,7 +303,7 @@ impl Driver {
         let op = unsafe { &(*inner).op };
         match op {
             Op::Read { fd, buf } | Op::Recv { fd, buf }
-                if res > 0 && (res as usize) < buf.len() =>
+                if res > 0 && (res as usize) < buf.len().min(MAX_RW_COUNT) =>
             {
                 // Only an fd seen before has a cache to update.
                 if let Some(st) = self.fds.get_mut(*fd as usize) {
@@ -315,7 +320,7 @@ impl Driver {
                 }
             }
             Op::Write { fd, buf } | Op::Send { fd, buf }
-                if res > 0 && (res as usize) < buf.len() =>
+                if res > 0 && (res as usize) < buf.len().min(MAX_RW_COUNT) =>
             {
                 if let Some(st) = self.fds.get_mut(*fd as usize) {
                     if st.stream && !st.hup {
