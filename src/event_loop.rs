@@ -413,6 +413,18 @@ impl Loop {
         self.backend
     }
 
+    /// How many non-blocking attempts the poll backend has made so far that found their
+    /// fd not ready (`EAGAIN`), each a syscall its readiness cache did not save; always 0
+    /// on io_uring. For tests and profiling, not a stable API.
+    #[doc(hidden)]
+    pub fn poll_eagain_attempts(&self) -> u64 {
+        match &self.driver {
+            #[cfg(target_os = "linux")]
+            Driver::IoUring(_) => 0,
+            Driver::Poll(d) => d.eagain_attempts(),
+        }
+    }
+
     /// Number of Active completions.
     pub fn active(&self) -> usize {
         self.core.registry.len()

@@ -4,8 +4,9 @@
 //! known not to be ready. If it would block, the completion joins a FIFO of readers or
 //! writers for its fd. Each fd is registered once, edge-triggered, for both directions;
 //! when an edge arrives, that direction's waiters are retried in order until one would
-//! block again. A per-fd readiness cache (cleared by `EAGAIN`, and by a short read on a
-//! stream whose peer has not hung up) saves the syscalls that would only report `EAGAIN`.
+//! block again. A per-fd readiness cache (cleared by `EAGAIN`, and by a short read or
+//! write on a stream whose peer has not hung up) saves the syscalls that would only report
+//! `EAGAIN`.
 //!
 //! The readiness source is raw epoll on Linux ([`super::epoll`]) and the `polling` crate
 //! elsewhere ([`super::polling`]). Regular-file work (`pread`, `pwrite`, and
@@ -36,6 +37,11 @@ use crate::queue::Intrusive;
 use crate::sys::{self, Wait};
 
 const EAGAIN: isize = -(libc::EAGAIN as isize);
+
+/// A read or write call transfers at most `MAX_RW_COUNT` bytes on Linux (`INT_MAX` rounded
+/// down to a page; this is its value for pages up to 64 KiB): a result this large may be
+/// that cap rather than a full or empty queue, so it never counts as short.
+const MAX_RW_COUNT: usize = 0x7fff_0000;
 
 /// One fd's readiness as reported by a source.
 pub(crate) struct Readiness {
@@ -139,6 +145,9 @@ pub(crate) struct Driver {
     /// Readiness reported by the last wait, reused.
     fired: Vec<Readiness>,
     fds: Vec<FdState>,
+    /// Attempts that found the fd not ready (`EAGAIN`): each is a syscall the readiness
+    /// cache did not save (tests of the cache read it through the loop).
+    eagain: u64,
 }
 
 impl Driver {
@@ -148,7 +157,13 @@ impl Driver {
             // The most one wait reports (the source's batch), so it never grows.
             fired: Vec::with_capacity(entries.clamp(1, 4096) as usize),
             fds: Vec::new(),
+            eagain: 0,
         })
+    }
+
+    /// How many attempts so far reported `EAGAIN`.
+    pub(crate) fn eagain_attempts(&self) -> u64 {
+        self.eagain
     }
 
     pub(crate) fn waker(&self) -> Box<dyn Fn() + Send + Sync> {
@@ -250,6 +265,7 @@ impl Driver {
             if res != EAGAIN {
                 return self.complete(core, c, res);
             }
+            self.eagain += 1;
             if let Some(st) = self.fds.get_mut(fd as usize) {
                 match wait {
                     Wait::Readable => st.readable = false,
@@ -310,7 +326,7 @@ impl Driver {
         let op = unsafe { &(*inner).op };
         match op {
             Op::Read { fd, buf } | Op::Recv { fd, buf }
-                if res > 0 && (res as usize) < buf.len() =>
+                if res > 0 && (res as usize) < buf.len().min(MAX_RW_COUNT) =>
             {
                 // Only an fd seen before has a cache to update.
                 if let Some(st) = self.fds.get_mut(*fd as usize) {
@@ -331,6 +347,17 @@ impl Driver {
                 // A number seen before now names the new connection.
                 if let Some(st) = self.fds.get_mut(res as usize) {
                     st.reset();
+                }
+            }
+            Op::Write { fd, buf } | Op::Send { fd, buf }
+                if res > 0 && (res as usize) < buf.len().min(MAX_RW_COUNT) =>
+            {
+                if let Some(st) = self.fds.get_mut(*fd as usize) {
+                    if st.stream && !st.hup {
+                        // The stream's send buffer is full: the next write would only say
+                        // EAGAIN, and the room freed later is a new edge.
+                        st.writable = false;
+                    }
                 }
             }
             _ => {}
@@ -439,6 +466,7 @@ impl Driver {
             let res = attempt(c);
             let st = &mut self.fds[fd as usize];
             if res == EAGAIN {
+                self.eagain += 1;
                 match wait {
                     Wait::Readable => st.readable = false,
                     Wait::Writable => st.writable = false,
