@@ -171,12 +171,15 @@ fn main() {
             if matches!(v, Variant::XevIoUring | Variant::XevEpoll) && !samples[i].is_empty() {
                 let q = median(samples[i].clone()) / s;
                 // Within 1.1x of std: at least 1/1.1 of its rate.
+                // Judged in quick mode too (an 8 MiB file, one round: noisy, but never
+                // a MET that was not measured).
                 report::target(
                     format_args!(
-                        "{} within 1.1x of std::fs::copy: {q:.3}x of its rate",
-                        v.name()
+                        "{} within 1.1x of std::fs::copy: {q:.3}x of its rate{}",
+                        v.name(),
+                        if quick { " (quick run)" } else { "" }
                     ),
-                    quick || q >= 1.0 / 1.1,
+                    q >= 1.0 / 1.1,
                 );
             }
         }
