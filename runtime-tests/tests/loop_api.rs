@@ -633,7 +633,11 @@ fn rearm_is_ignored_when_the_callback_restarted_the_completion() {
         assert_eq!(fired.borrow().len(), 1);
         assert_eq!(lp.active(), 1, "the completion is registered once");
         lp.run(RunMode::UntilDone).unwrap();
-        assert!(start.elapsed() >= Duration::from_millis(19), "{:?}", start.elapsed());
+        assert!(
+            start.elapsed() >= Duration::from_millis(19),
+            "{:?}",
+            start.elapsed()
+        );
         assert_eq!(fired.borrow().len(), 2);
         assert_eq!(c.state(), CompletionState::Dead);
     });

@@ -42,6 +42,13 @@ pub(crate) const AT_EMPTY_PATH: libc::c_int = libc::AT_EMPTY_PATH;
 pub(crate) const AT_EMPTY_PATH: libc::c_int = 0;
 /// The `STATX_*` bits xev's `Metadata` records (Linux's values, kept here as flags).
 pub(crate) const STATX_ATIME: u32 = 0x20;
+/// Linux's `STATX_SIZE` bit (the emulation fills every field whatever the mask says).
+// Used by `Compat<File>`'s seek to the end (the compat features).
+#[cfg_attr(
+    not(any(feature = "futures-io", feature = "tokio-io", feature = "hyper")),
+    allow(dead_code)
+)]
+pub(crate) const STATX_SIZE: u32 = 0x200;
 /// The modification time bit.
 pub(crate) const STATX_MTIME: u32 = 0x40;
 /// The birth time bit.

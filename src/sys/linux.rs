@@ -22,6 +22,13 @@ pub(crate) const AT_EMPTY_PATH: libc::c_int = libc::AT_EMPTY_PATH;
 pub(crate) const STATX_ALL_TIMES: u32 = libc::STATX_BASIC_STATS | libc::STATX_BTIME;
 /// The `stx_mask` bit of the access time.
 pub(crate) const STATX_ATIME: u32 = libc::STATX_ATIME;
+/// `STATX_SIZE`.
+// Used by `Compat<File>`'s seek to the end (the compat features).
+#[cfg_attr(
+    not(any(feature = "futures-io", feature = "tokio-io", feature = "hyper")),
+    allow(dead_code)
+)]
+pub(crate) const STATX_SIZE: u32 = libc::STATX_SIZE;
 /// The `stx_mask` bit of the modification time.
 pub(crate) const STATX_MTIME: u32 = libc::STATX_MTIME;
 /// The `stx_mask` bit of the birth time.

@@ -1,11 +1,15 @@
 //! `futures_io::{AsyncRead, AsyncWrite, AsyncBufRead}` for [`Compat`] and its halves, and
 //! `AsyncSeek` for a wrapped file (feature `futures-io`).
 
-use std::io::{self, IoSlice, SeekFrom};
+#[cfg(unix)]
+use std::io::SeekFrom;
+use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use futures_io::{AsyncBufRead, AsyncRead, AsyncSeek, AsyncWrite};
+#[cfg(unix)]
+use futures_io::AsyncSeek;
+use futures_io::{AsyncBufRead, AsyncRead, AsyncWrite};
 
 use super::stream::{Reader, Writer};
 use super::{Compat, CompatIo, CompatReadHalf, CompatWriteHalf};
@@ -87,6 +91,7 @@ write_impls!(CompatWriteHalf, CompatWriteHalf::writer);
 /// counts from the position of the side used last: the next byte a read returns after a
 /// read (or before anything), the end of what was written after a write, flush or close.
 /// A target below 0 or above `i64::MAX` is `InvalidInput`, and nothing moves.
+#[cfg(unix)]
 impl AsyncSeek for Compat<crate::fs::File> {
     fn poll_seek(
         self: Pin<&mut Self>,

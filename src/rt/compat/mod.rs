@@ -259,7 +259,12 @@ macro_rules! compat_io {
 }
 
 compat_io!(crate::net::TcpStream, Socket);
+// Unix sockets, pipes and files are Unix-only (Windows has sockets only, for now).
+#[cfg(unix)]
 compat_io!(crate::net::UnixStream, Socket);
+#[cfg(unix)]
 compat_io!(crate::pipe::Sender, Stream);
+#[cfg(unix)]
 compat_io!(crate::pipe::Receiver, Stream);
+#[cfg(unix)]
 compat_io!(crate::fs::File, Positioned);

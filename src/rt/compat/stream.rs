@@ -11,6 +11,10 @@
 //! with its result, and are reused. Dropping the wrapper drops those futures, which
 //! cancels their operations (the runtime keeps the buffers and the fd until they end).
 
+// On Windows only sockets are wrapped (no pipes or files yet): the stream and
+// positioned parts are unused there.
+#![cfg_attr(not(unix), allow(dead_code))]
+
 use std::fmt;
 use std::future::Future;
 use std::io::{self, IoSlice, SeekFrom};
@@ -20,6 +24,7 @@ use std::rc::Rc;
 use std::task::{ready, Context, Poll};
 
 use super::{sealed, CompatIo};
+#[cfg(unix)]
 use crate::fs_op::{OpPath, StatxBuf};
 use crate::op::{Buffer, Op};
 use crate::result::OpResult;
@@ -472,6 +477,7 @@ impl<S> Compat<S> {
     /// (Positioned) Seek: flush, then move the read and the write position to `pos`,
     /// where `Current` counts from the position of the side used last; returns the new
     /// position. May be polled again with another `pos` (the last one wins).
+    #[cfg(unix)]
     #[cfg_attr(
         not(any(feature = "futures-io", feature = "tokio-io")),
         allow(dead_code)
@@ -502,8 +508,8 @@ impl<S> Compat<S> {
                         Op::Statx {
                             dir: Some(fd.raw()),
                             path: OpPath::empty(),
-                            flags: libc::AT_EMPTY_PATH,
-                            mask: libc::STATX_SIZE,
+                            flags: crate::sys::AT_EMPTY_PATH,
+                            mask: crate::sys::STATX_SIZE,
                             buf: StatxBuf::new(),
                         },
                     )
@@ -535,6 +541,7 @@ impl<S> Compat<S> {
     /// (Positioned) Remember a seek for [`poll_seek_started`](Self::poll_seek_started)
     /// (tokio's `start_seek`); a seek still in progress is replaced.
     #[cfg_attr(not(feature = "tokio-io"), allow(dead_code))]
+    #[cfg(unix)]
     pub(crate) fn start_seek(&mut self, pos: SeekFrom) {
         self.seek_to = Some(pos);
     }
@@ -542,6 +549,7 @@ impl<S> Compat<S> {
     /// (Positioned) Finish the seek [`start_seek`](Self::start_seek) started; without
     /// one, the position `SeekFrom::Current(0)` would give, moving nothing (tokio's
     /// `poll_complete`).
+    #[cfg(unix)]
     #[cfg_attr(not(feature = "tokio-io"), allow(dead_code))]
     pub(crate) fn poll_seek_started(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<u64>> {
         let Some(pos) = self.seek_to else {

@@ -1,11 +1,15 @@
 //! `tokio::io::{AsyncRead, AsyncWrite, AsyncBufRead}` for [`Compat`] and its halves, and
 //! `AsyncSeek` for a wrapped file (feature `tokio-io`).
 
-use std::io::{self, IoSlice, SeekFrom};
+#[cfg(unix)]
+use std::io::SeekFrom;
+use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use tokio::io::{AsyncBufRead, AsyncRead, AsyncSeek, AsyncWrite, ReadBuf};
+#[cfg(unix)]
+use tokio::io::AsyncSeek;
+use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite, ReadBuf};
 
 use super::stream::{Reader, Writer};
 use super::{Compat, CompatIo, CompatReadHalf, CompatWriteHalf};
@@ -103,6 +107,7 @@ write_impls!(CompatWriteHalf, CompatWriteHalf::writer);
 ///
 /// `start_seek` replaces a seek still in progress; `poll_complete` without one returns
 /// the position `SeekFrom::Current(0)` would seek to, moving nothing.
+#[cfg(unix)]
 impl AsyncSeek for Compat<crate::fs::File> {
     fn start_seek(self: Pin<&mut Self>, position: SeekFrom) -> io::Result<()> {
         self.get_mut().start_seek(position);
