@@ -57,6 +57,7 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+mod incoming;
 mod tcp;
 mod udp;
 #[cfg(unix)]
@@ -67,7 +68,8 @@ use std::net::{SocketAddr, ToSocketAddrs};
 
 #[cfg(unix)]
 pub use crate::UnixAddr;
-pub use tcp::{Incoming, TcpListener, TcpStream};
+pub use incoming::{Incoming, Listener};
+pub use tcp::{TcpListener, TcpStream};
 pub use udp::UdpSocket;
 #[cfg(unix)]
 pub use unix::{UnixDatagram, UnixIncoming, UnixListener, UnixStream};
