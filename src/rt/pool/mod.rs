@@ -41,6 +41,21 @@
 //! pool.shutdown();
 //! # Ok::<(), std::io::Error>(())
 //! ```
+//!
+//! **`#[xev::main(threads = N)]`** builds a pool of `N` workers and runs `main`'s body
+//! on worker 0 ([`Pool::block_on`]), blocking the calling thread until it returns; the
+//! body need not be `Send` (its output must be), and [`PoolHandle::current`] reaches
+//! the other workers from it:
+//!
+//! ```
+//! #[xev::main(threads = 2)]
+//! async fn main() {
+//!     let pool = xev::rt::PoolHandle::current().expect("main runs on worker 0");
+//!     assert_eq!(xev::rt::Pool::worker_index(), Some(0));
+//!     let on_1 = pool.spawn_on(1, || async { xev::rt::Pool::worker_index() });
+//!     assert_eq!(on_1.await.unwrap(), Some(1));
+//! }
+//! ```
 
 mod affinity;
 mod join;
