@@ -4,11 +4,10 @@
 
 use std::cell::Cell;
 use std::collections::HashSet;
-use std::future::{poll_fn, Future};
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::pin::pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -664,26 +663,52 @@ fn close_refuses_sends_but_keeps_queued_values() {
     });
 }
 
+/// A waker that counts its wake-ups.
+struct CountWake(AtomicUsize);
+
+impl std::task::Wake for CountWake {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn count_waker() -> (Arc<CountWake>, std::task::Waker) {
+    let c = Arc::new(CountWake(AtomicUsize::new(0)));
+    (c.clone(), std::task::Waker::from(c))
+}
+
 #[test]
 fn a_woken_sender_dropped_before_sending_passes_the_room_on() {
-    xev::block_on(async {
-        let (tx, mut rx) = mpsc::channel::<u8>(1);
-        tx.send(0).await.unwrap();
-        let mut a = pin!(tx.send(1));
-        let mut b = pin!(tx.send(2));
-        // Both wait for room (a first).
-        poll_fn(|cx| {
-            assert!(a.as_mut().poll(cx).is_pending());
-            assert!(b.as_mut().poll(cx).is_pending());
-            Poll::Ready(())
-        })
-        .await;
-        assert_eq!(rx.recv().await, Some(0)); // room for one: wakes `a`
-        drop(a); // ... which gives up: `b` must get the room
-        let r = timeout(Duration::from_secs(5), b).await;
-        assert_eq!(r.expect("b was woken"), Ok(()));
-        assert_eq!(rx.recv().await, Some(2));
-    });
+    use std::task::Context;
+    let (tx, mut rx) = mpsc::channel::<u8>(1);
+    tx.try_send(0).unwrap();
+    let (ca, wa) = count_waker();
+    let (cb, wb) = count_waker();
+    let mut a = Box::pin(tx.send(1));
+    let mut b = Box::pin(tx.send(2));
+    // Both wait for room, `a` first.
+    assert!(a.as_mut().poll(&mut Context::from_waker(&wa)).is_pending());
+    assert!(b.as_mut().poll(&mut Context::from_waker(&wb)).is_pending());
+    assert_eq!(rx.try_recv(), Ok(0)); // room for one: wakes `a` only
+    assert_eq!(ca.0.load(Ordering::SeqCst), 1);
+    assert_eq!(cb.0.load(Ordering::SeqCst), 0);
+    drop(a); // ... which gives up: `b` must be woken for the room
+    assert_eq!(cb.0.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        b.as_mut().poll(&mut Context::from_waker(&wb)),
+        Poll::Ready(Ok(()))
+    );
+    drop(b);
+    assert_eq!(rx.try_recv(), Ok(2));
+    // A waiting sender dropped while still queued wakes nobody.
+    tx.try_send(3).unwrap();
+    let mut c = Box::pin(tx.send(4));
+    let (cc, wc) = count_waker();
+    assert!(c.as_mut().poll(&mut Context::from_waker(&wc)).is_pending());
+    drop(c);
+    assert_eq!(rx.try_recv(), Ok(3));
+    assert_eq!(cc.0.load(Ordering::SeqCst), 0);
+    assert_eq!(rx.try_recv(), Err(mpsc::TryRecvError::Empty));
 }
 
 #[test]
@@ -745,14 +770,14 @@ fn oneshot_across_workers_sender_drop_receiver_drop_and_close() {
         let pool = pool(b, 2);
         // A value from worker 0 to a receiver waiting on worker 1.
         let (tx, rx) = oneshot::channel::<String>();
-        let r = pool.spawn_on(1, move || async move { rx.await });
+        let r = pool.spawn_on(1, move || rx);
         thread::sleep(Duration::from_millis(10));
         pool.spawn_on(0, move || async move { tx.send("hi".into()).unwrap() });
         assert_eq!(r.join().unwrap(), Ok("hi".to_owned()));
 
         // The sender dropped without sending wakes the waiting receiver with an error.
         let (tx, rx) = oneshot::channel::<u8>();
-        let r = pool.spawn_on(1, move || async move { rx.await });
+        let r = pool.spawn_on(1, move || rx);
         thread::sleep(Duration::from_millis(10));
         assert!(!r.is_finished());
         pool.spawn_on(0, move || async move { drop(tx) });
