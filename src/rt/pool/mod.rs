@@ -20,7 +20,7 @@
 //! **Shutdown.** [`Pool::shutdown`] (or dropping the pool) closes every inbox, wakes the
 //! workers and joins their threads. Each worker then leaves its `block_on` and drops its
 //! runtime, which cancels the tasks still pending there (their handles resolve to
-//! [`JoinError::Cancelled`](crate::rt::JoinError::Cancelled)); queued jobs that never
+//! [`JoinError::Cancelled`]); queued jobs that never
 //! started resolve the same way. A task that panics only fails its own handle: the worker
 //! keeps running.
 //!
@@ -219,7 +219,7 @@ impl PoolHandle {
     ///
     /// `f` runs on the worker, so the future it returns need not be `Send`. A panic of
     /// `f` or of the future fails the returned handle with
-    /// [`JoinError::Panic`](crate::rt::JoinError::Panic); the worker keeps running.
+    /// [`JoinError::Panic`]; the worker keeps running.
     pub fn spawn<F, Fut>(&self, f: F) -> PoolJoinHandle<Fut::Output>
     where
         F: FnOnce() -> Fut + Send + 'static,
