@@ -644,6 +644,27 @@ fn dropping_the_receiver_wakes_a_waiting_sender_and_hands_the_value_back() {
 }
 
 #[test]
+fn unbounded_receive_keeps_order_and_len_across_batches() {
+    let (tx, mut rx) = mpsc::unbounded_channel::<u32>();
+    for v in 0..3 {
+        tx.send(v).unwrap();
+    }
+    assert_eq!(rx.len(), 3);
+    assert_eq!(rx.try_recv(), Ok(0)); // the receiver took the batch
+    assert_eq!(rx.len(), 2);
+    tx.send(3).unwrap();
+    assert_eq!(rx.len(), 3);
+    let got: Vec<u32> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+    assert_eq!(got, [1, 2, 3]);
+    assert!(rx.is_empty());
+    assert_eq!(rx.try_recv(), Err(mpsc::TryRecvError::Empty));
+    tx.send(4).unwrap();
+    drop(tx);
+    assert_eq!(rx.try_recv(), Ok(4));
+    assert_eq!(rx.try_recv(), Err(mpsc::TryRecvError::Disconnected));
+}
+
+#[test]
 fn close_refuses_sends_but_keeps_queued_values() {
     xev::block_on(async {
         let (tx, mut rx) = mpsc::channel::<u8>(4);

@@ -129,7 +129,13 @@ pub fn channel<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
         "xev::sync::mpsc::channel: capacity must be at least 1"
     );
     let chan = Chan::new(capacity);
-    (Sender { chan: chan.clone() }, Receiver { chan })
+    (
+        Sender { chan: chan.clone() },
+        Receiver {
+            chan,
+            local: VecDeque::new(),
+        },
+    )
 }
 
 /// An unbounded channel: [`UnboundedSender::send`] never waits (the queue grows).
@@ -153,7 +159,13 @@ pub fn channel<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
 /// ```
 pub fn unbounded_channel<T>() -> (UnboundedSender<T>, Receiver<T>) {
     let chan = Chan::new(usize::MAX);
-    (UnboundedSender { chan: chan.clone() }, Receiver { chan })
+    (
+        UnboundedSender { chan: chan.clone() },
+        Receiver {
+            chan,
+            local: VecDeque::new(),
+        },
+    )
 }
 
 /// The sending half of a bounded [`channel`]; clone it for more senders.
@@ -356,6 +368,10 @@ impl<T> fmt::Debug for UnboundedSender<T> {
 /// [`Stream`](futures_core::Stream) of the values.
 pub struct Receiver<T> {
     chan: Arc<Chan<T>>,
+    /// Unbounded channels: values taken from the shared queue in one batch (one lock
+    /// for many values), received from here first. Always empty for bounded channels,
+    /// whose capacity counts every value not received yet.
+    local: VecDeque<T>,
 }
 
 impl<T> Receiver<T> {
@@ -367,9 +383,20 @@ impl<T> Receiver<T> {
 
     /// The next value if one is queued now.
     pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
+        if let Some(v) = self.local.pop_front() {
+            return Ok(v);
+        }
         let (v, waiter) = {
             let mut st = self.chan.lock();
-            match st.queue.pop_front() {
+            if self.chan.cap == usize::MAX {
+                // Take the whole queue (both deques keep their capacity).
+                std::mem::swap(&mut st.queue, &mut self.local);
+            }
+            let next = match self.local.pop_front() {
+                Some(v) => Some(v),
+                None => st.queue.pop_front(),
+            };
+            match next {
                 Some(v) => (v, st.send_waiters.pop_front()),
                 None if st.senders == 0 || st.rx_closed => return Err(TryRecvError::Disconnected),
                 None => return Err(TryRecvError::Empty),
@@ -394,7 +421,7 @@ impl<T> Receiver<T> {
 
     /// The number of values queued.
     pub fn len(&self) -> usize {
-        self.chan.lock().queue.len()
+        self.local.len() + self.chan.lock().queue.len()
     }
 
     /// True if no value is queued.
@@ -438,6 +465,9 @@ impl<T> Drop for Receiver<T> {
         wake_all(waiters);
     }
 }
+
+// Values are only moved, never pinned.
+impl<T> Unpin for Receiver<T> {}
 
 impl<T> futures_core::Stream for Receiver<T> {
     type Item = T;
