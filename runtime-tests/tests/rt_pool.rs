@@ -15,6 +15,10 @@ use std::task::Poll;
 use std::thread;
 use std::time::Duration;
 
+#[allow(dead_code)] // the example's `main` and single-thread parts
+#[path = "../../examples/http_hello.rs"]
+mod http_hello;
+
 use runtime_tests::each_backend;
 use xev::net::{TcpListener, UdpSocket};
 use xev::rt::{Builder, JoinError, Pool, PoolHandle};
@@ -824,5 +828,51 @@ fn oneshot_across_workers_sender_drop_receiver_drop_and_close() {
         assert_eq!(tx2.send(2), Err(2));
         assert_eq!(rx2.try_recv(), Err(oneshot::TryRecvError::Closed));
         assert_eq!(xev::block_on(rx2), Err(oneshot::RecvError));
+    });
+}
+
+// --- examples/http_hello.rs --threads ------------------------------------------------
+
+/// One keep-alive connection: `n` requests, each answered with `OK`.
+fn get_n(addr: SocketAddr, n: usize) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    for _ in 0..n {
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut buf = vec![0u8; http_hello::OK.len()];
+        s.read_exact(&mut buf).unwrap();
+        assert_eq!(buf, http_hello::OK);
+    }
+}
+
+#[test]
+fn http_hello_serves_on_every_worker_with_reuseport_and_with_distribution() {
+    each_backend(|b| {
+        for sharing in [
+            http_hello::Sharing::ReusePort,
+            http_hello::Sharing::Distribute,
+        ] {
+            let pool = pool(b, 2);
+            let addr = http_hello::serve_pool(&pool, "127.0.0.1:0".parse().unwrap(), sharing)
+                .unwrap_or_else(|e| panic!("{sharing:?}: {e}"));
+            assert_ne!(addr.port(), 0);
+            let clients: Vec<_> = (0..8)
+                .map(|_| thread::spawn(move || get_n(addr, 20)))
+                .collect();
+            for c in clients {
+                c.join().unwrap();
+            }
+            // The port is taken: a second server on it fails to bind, with the error.
+            if sharing == http_hello::Sharing::Distribute {
+                let e = http_hello::serve_pool(&pool, addr, sharing).unwrap_err();
+                assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
+            }
+            pool.shutdown(); // cancels the servers and their connections
+            assert!(
+                std::net::TcpStream::connect(addr).is_err(),
+                "{sharing:?}: closed"
+            );
+        }
     });
 }
