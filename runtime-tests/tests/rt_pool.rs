@@ -466,12 +466,16 @@ fn main_attribute_with_threads_runs_the_body_on_worker_0() {
 
 // --- SO_REUSEPORT -------------------------------------------------------------------
 
-/// Accept on `listener` until no connection came for 300 ms; the count.
-async fn accept_until_quiet(listener: TcpListener) -> usize {
+/// Accept on `listener` until `total` (shared by the listeners) reaches `want`; this
+/// listener's count. (The timeout only makes it look at `total` again.)
+async fn accept_until(listener: TcpListener, total: Arc<AtomicUsize>, want: usize) -> usize {
     let mut n = 0;
-    while let Ok(r) = timeout(Duration::from_millis(300), listener.accept()).await {
-        r.unwrap();
-        n += 1;
+    while total.load(Ordering::SeqCst) < want {
+        if let Ok(r) = timeout(Duration::from_millis(20), listener.accept()).await {
+            r.unwrap();
+            n += 1;
+            total.fetch_add(1, Ordering::SeqCst);
+        }
     }
     n
 }
@@ -481,18 +485,21 @@ fn two_reuseport_listeners_on_one_port_both_accept() {
     each_backend(|b| {
         let pool = pool(b, 2);
         let (addr_tx, addr_rx) = oneshot::channel::<SocketAddr>();
+        let total = Arc::new(AtomicUsize::new(0));
+        let t = total.clone();
         let first = pool.spawn_on(0, move || async move {
             let l = TcpListener::bind_reuseport("127.0.0.1:0").unwrap();
             addr_tx.send(l.local_addr().unwrap()).unwrap();
-            accept_until_quiet(l).await
+            accept_until(l, t, 64).await
         });
         let addr = xev::block_on(addr_rx).unwrap();
         let (ready_tx, ready_rx) = oneshot::channel::<()>();
+        let t = total.clone();
         let second = pool.spawn_on(1, move || async move {
             let l = TcpListener::bind_reuseport(addr).unwrap();
             assert_eq!(l.local_addr().unwrap(), addr);
             ready_tx.send(()).unwrap();
-            accept_until_quiet(l).await
+            accept_until(l, t, 64).await
         });
         xev::block_on(ready_rx).unwrap();
         // A plain bind of the same port is refused: only SO_REUSEPORT sockets share it.
@@ -514,33 +521,52 @@ fn two_reuseport_udp_sockets_on_one_port_both_receive() {
     each_backend(|b| {
         let pool = pool(b, 2);
         let (addr_tx, addr_rx) = oneshot::channel::<SocketAddr>();
-        async fn count(s: UdpSocket) -> usize {
+        /// Count "hi" datagrams until a "stop" arrives once `total` (shared) reached
+        /// `want`; this socket's count. (No timeout: a datagram must not be lost to a
+        /// cancelled receive.)
+        async fn count(s: UdpSocket, total: Arc<AtomicUsize>, want: usize) -> usize {
             let mut n = 0;
             let mut buf = vec![0u8; 64];
-            while let Ok((r, b)) = timeout(Duration::from_millis(300), s.recv_from(buf)).await {
+            loop {
+                let (r, b) = s.recv_from(buf).await;
                 buf = b;
                 let (len, _) = r.unwrap();
-                assert_eq!(&buf[..len], b"hi");
-                n += 1;
+                match &buf[..len] {
+                    b"hi" => {
+                        n += 1;
+                        total.fetch_add(1, Ordering::SeqCst);
+                    }
+                    b"stop" if total.load(Ordering::SeqCst) >= want => return n,
+                    b"stop" => {}
+                    other => panic!("unexpected datagram {other:?}"),
+                }
             }
-            n
         }
+        let total = Arc::new(AtomicUsize::new(0));
+        let t = total.clone();
         let first = pool.spawn_on(0, move || async move {
             let s = UdpSocket::bind_reuseport("127.0.0.1:0").unwrap();
             addr_tx.send(s.local_addr().unwrap()).unwrap();
-            count(s).await
+            count(s, t, 64).await
         });
         let addr = xev::block_on(addr_rx).unwrap();
         let (ready_tx, ready_rx) = oneshot::channel::<()>();
+        let t = total.clone();
         let second = pool.spawn_on(1, move || async move {
             let s = UdpSocket::bind_reuseport(addr).unwrap();
             ready_tx.send(()).unwrap();
-            count(s).await
+            count(s, t, 64).await
         });
         xev::block_on(ready_rx).unwrap();
         for _ in 0..64 {
             let c = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
             c.send_to(b"hi", addr).unwrap();
+        }
+        // "stop" from fresh source ports (so both sockets get some) until both ended.
+        while !(first.is_finished() && second.is_finished()) {
+            let c = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            c.send_to(b"stop", addr).unwrap();
+            thread::sleep(Duration::from_millis(2));
         }
         let (a, b2) = (first.join().unwrap(), second.join().unwrap());
         assert_eq!(a + b2, 64);
