@@ -163,6 +163,7 @@ mod result;
 pub mod rt;
 mod sigpipe;
 // Windows has its own `sys` (Winsock); `sys/mod.rs` is the Unix one.
+pub mod sync;
 #[cfg_attr(windows, path = "sys/windows.rs")]
 mod sys;
 mod thread_pool;

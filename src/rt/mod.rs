@@ -56,6 +56,7 @@ mod executor;
 pub(crate) mod io;
 pub(crate) mod loop_fd;
 pub(crate) mod op_future;
+pub mod pool;
 mod runtime;
 pub(crate) mod sleep;
 mod task;
@@ -81,6 +82,7 @@ use std::task::{Context, Poll};
 
 pub use blocking::spawn_blocking;
 pub use buf::{IoBuf, IoBufMut, Slice, SliceMut};
+pub use pool::{Pool, PoolHandle, PoolJoinHandle};
 pub use runtime::{Builder, Runtime};
 pub use task::{JoinError, JoinHandle};
 

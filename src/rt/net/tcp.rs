@@ -307,3 +307,42 @@ async fn connect_to(addr: SocketAddr) -> io::Result<TcpStream> {
 }
 
 super::socket_fd!(TcpStream, std::net::TcpStream, "TCP stream");
+
+// SO_REUSEPORT listeners (one per worker of a `xev::rt::Pool`).
+#[cfg(unix)]
+impl TcpListener {
+    /// Like [`bind`](Self::bind), with `SO_REUSEPORT` set as well as `SO_REUSEADDR`:
+    /// several listeners (all made with `bind_reuseport`, by the same user) can then bind
+    /// the same address, and the kernel spreads incoming connections over them. This is
+    /// how each worker of a [`Pool`](crate::rt::Pool) accepts on its own listener.
+    ///
+    /// Binding port 0 picks a free port for the first listener; bind the others to
+    /// [`local_addr`](Self::local_addr) of the first. Unix only (Windows has no
+    /// `SO_REUSEPORT`). On Linux a connection is handed to one listener by a hash of
+    /// its addresses: a listener that is closed drops the connections queued on it.
+    ///
+    /// ```
+    /// use xev::net::TcpListener;
+    ///
+    /// xev::block_on(async {
+    ///     let a = TcpListener::bind_reuseport("127.0.0.1:0")?;
+    ///     let b = TcpListener::bind_reuseport(a.local_addr()?)?;
+    ///     assert_eq!(a.local_addr()?, b.local_addr()?);
+    ///     Ok::<_, std::io::Error>(())
+    /// })?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn bind_reuseport(addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
+        super::each_addr(addr, |a| {
+            let fd = sock::socket(a, socket2::Type::STREAM)?;
+            let s = socket2::SockRef::from(&fd);
+            s.set_reuse_address(true)?;
+            s.set_reuse_port(true)?;
+            s.bind(&(*a).into())?;
+            s.listen(BACKLOG as i32)?;
+            Ok(TcpListener {
+                fd: LoopFd::shared(fd),
+            })
+        })
+    }
+}
