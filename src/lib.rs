@@ -186,6 +186,8 @@ pub use result::{Accepted, CancelError, Error, OpResult, ReadError, TimerTrigger
 pub use rt::compat;
 #[cfg(unix)]
 pub use rt::fs;
+#[cfg(windows)]
+pub use rt::fs;
 pub use rt::notify;
 #[cfg(unix)]
 pub use rt::pipe;

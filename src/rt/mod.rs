@@ -64,6 +64,14 @@ mod task;
 pub mod compat;
 #[cfg(unix)]
 pub mod fs;
+// Windows: `std::fs` on the thread pool (files are not sockets there).
+#[cfg(windows)]
+#[path = "fs/windows.rs"]
+pub mod fs;
+// The Windows module's logic (pool jobs, buffers, handle sharing) tested on Linux.
+#[cfg(all(test, unix))]
+#[path = "fs/windows.rs"]
+mod fs_windows;
 pub mod net;
 pub mod notify;
 #[cfg(unix)]
