@@ -53,12 +53,19 @@
 // On Unix this file is compiled only for its tests (see `rt`), where much of it is unused.
 #![cfg_attr(unix, allow(dead_code, unused_imports))]
 
+// The portable parts of the Unix module (pool jobs over `std::fs`), shared.
+#[cfg(windows)]
 #[path = "canonicalize.rs"]
 mod canonicalize;
+#[cfg(windows)]
 #[path = "read_dir.rs"]
 mod read_dir;
 
+#[cfg(unix)]
+pub use super::fs::{canonicalize, read_dir, DirEntry, ReadDir};
+#[cfg(windows)]
 pub use canonicalize::canonicalize;
+#[cfg(windows)]
 pub use read_dir::{read_dir, DirEntry, ReadDir};
 pub use std::fs::{FileType, Metadata};
 
