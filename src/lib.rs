@@ -193,6 +193,8 @@ pub use rt::notify;
 pub use rt::pipe;
 #[cfg(unix)]
 pub use rt::process;
+#[cfg(windows)]
+pub use rt::process;
 pub use rt::signal;
 pub use rt::{block_on, net, spawn, spawn_blocking, time, JoinHandle};
 pub use sys::fd;
@@ -201,7 +203,6 @@ pub use thread_pool::{ThreadPool, ThreadPoolOptions};
 pub use unix_addr::UnixAddr;
 #[cfg(unix)]
 pub use watcher::file::File;
-#[cfg(unix)]
 pub use watcher::process::{ExitStatus, Process};
 pub use watcher::r#async::Async;
 #[cfg(unix)]

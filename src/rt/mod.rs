@@ -78,6 +78,10 @@ pub mod notify;
 pub mod pipe;
 #[cfg(unix)]
 pub mod process;
+// Windows: process handles waited on by the system thread pool (no pipes or signals).
+#[cfg(windows)]
+#[path = "process/windows.rs"]
+pub mod process;
 // Windows: only `ctrl_c` (console events; no Unix signals there).
 #[cfg_attr(windows, path = "signal_windows.rs")]
 pub mod signal;

@@ -1050,3 +1050,180 @@ pub(crate) fn os_error(code: i32) -> io::Error {
     };
     io::Error::from_raw_os_error(win)
 }
+
+// ---------------------------------------------------------------------------------------
+// Processes: the exit of a process as a socket the readiness backend can wait for.
+
+/// A process handle plus a socket that becomes readable when the process exits, for
+/// `watcher::Process` and `xev::process` on Windows (where a pidfd or kqueue would be on
+/// Unix).
+///
+/// Windows' readiness backend waits for sockets only, so the wait on the process handle
+/// is handed to the system thread pool (`RegisterWaitForSingleObject`, one-shot): when
+/// the process exits, its callback sends one datagram over a loopback UDP pair, and the
+/// receiving socket ([`raw`](Self::raw)) turns readable; the loop polls that socket like
+/// any other. No thread of this crate blocks. Dropping it unregisters the wait
+/// (`UnregisterWaitEx`, waiting for a callback already running), so nothing is left
+/// waiting on the process, and then closes the handle and the sockets.
+///
+/// Windows keeps a process's exit code while a handle to it is open, and never hands its
+/// id to another process meanwhile: [`exit_code`](Self::exit_code) reads the same code
+/// every time (nothing is "reaped").
+pub(crate) struct ProcessExit {
+    /// The process (`SYNCHRONIZE`, `PROCESS_QUERY_LIMITED_INFORMATION`,
+    /// `PROCESS_TERMINATE`, or whatever the handle it was made from allows).
+    process: std::os::windows::io::OwnedHandle,
+    /// The receiving socket, shared with the polls that name it (so that a poll whose
+    /// future was dropped keeps it open until it is over).
+    rx: std::sync::Arc<fd::OwnedFd>,
+    /// The sending socket, the callback's context (only the callback uses it): boxed
+    /// so its address is stable.
+    _tx: Box<Socket>,
+    /// The registered wait (`RegisterWaitForSingleObject`).
+    wait: windows_sys::Win32::Foundation::HANDLE,
+}
+
+// SAFETY: the wait handle is only used to unregister the wait, from whichever thread
+// drops this; the other fields are Send and Sync.
+unsafe impl Send for ProcessExit {}
+// SAFETY: as above; `&self` methods read the process handle and the sockets only.
+unsafe impl Sync for ProcessExit {}
+
+/// The system wait callback: the process exited; make the receiving socket readable.
+unsafe extern "system" fn on_process_exit(ctx: *mut core::ffi::c_void, _timed_out: bool) {
+    // SAFETY: `ctx` is the `Box<Socket>` (`_tx`) of a `ProcessExit`, which unregisters this wait
+    // (waiting for this callback to return) before the box is freed.
+    let tx = unsafe { &*ctx.cast::<Socket>() };
+    // A full buffer or any error: nothing more to do (it is readable, or the loop is
+    // gone).
+    let _ = tx.send(&[1]);
+}
+
+impl ProcessExit {
+    /// Watch the process `pid` (`OpenProcess`): `ERROR_INVALID_PARAMETER` if no process
+    /// has that id, `ERROR_ACCESS_DENIED` if this process may not wait for it.
+    pub(crate) fn open(pid: u32) -> io::Result<ProcessExit> {
+        use std::os::windows::io::FromRawHandle;
+        use windows_sys::Win32::System::Threading::{
+            OpenProcess, PROCESS_QUERY_LIMITED_INFORMATION, PROCESS_SYNCHRONIZE, PROCESS_TERMINATE,
+        };
+        let access = PROCESS_SYNCHRONIZE | PROCESS_QUERY_LIMITED_INFORMATION | PROCESS_TERMINATE;
+        // SAFETY: OpenProcess takes no pointers; a bad pid just fails.
+        let h = unsafe { OpenProcess(access, 0, pid) };
+        if h.is_null() {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `h` is a new handle that nothing else owns.
+        ProcessExit::new(unsafe { std::os::windows::io::OwnedHandle::from_raw_handle(h) })
+    }
+
+    /// Watch the process behind `h` (e.g. a duplicate of a `std::process::Child`'s
+    /// handle, which names that very process whatever happened to its id).
+    pub(crate) fn new(process: std::os::windows::io::OwnedHandle) -> io::Result<ProcessExit> {
+        use std::os::windows::io::{AsRawHandle, FromRawSocket, IntoRawSocket};
+        use windows_sys::Win32::System::Threading::{
+            RegisterWaitForSingleObject, INFINITE, WT_EXECUTEINWAITTHREAD, WT_EXECUTEONLYONCE,
+        };
+        let loopback: SocketAddr = (std::net::Ipv4Addr::LOCALHOST, 0).into();
+        let rx = socket(Domain::IPV4, Type::DGRAM)?;
+        rx.bind(&loopback.into())?;
+        let tx = socket(Domain::IPV4, Type::DGRAM)?;
+        tx.bind(&loopback.into())?;
+        tx.connect(&rx.local_addr()?)?;
+        rx.connect(&tx.local_addr()?)?;
+        let tx = Box::new(tx);
+        // SAFETY: `rx` gives up its socket, owned from now on by the `OwnedSocket`.
+        let rx = unsafe { fd::OwnedFd::from_raw_socket(rx.into_raw_socket()) };
+        let mut wait: windows_sys::Win32::Foundation::HANDLE = ptr::null_mut();
+        // SAFETY: `wait` is ours; the callback's context is the boxed socket, which
+        // outlives the registration (`Drop` unregisters before freeing it). The callback
+        // only sends a datagram, so it may run in the wait thread itself.
+        let ok = unsafe {
+            RegisterWaitForSingleObject(
+                &mut wait,
+                process.as_raw_handle(),
+                Some(on_process_exit),
+                (&*tx as *const Socket).cast_mut().cast(),
+                INFINITE,
+                WT_EXECUTEONLYONCE | WT_EXECUTEINWAITTHREAD,
+            )
+        };
+        if ok == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(ProcessExit {
+            process,
+            rx: std::sync::Arc::new(rx),
+            _tx: tx,
+            wait,
+        })
+    }
+
+    /// The socket to poll for readability (readable once the process has exited).
+    pub(crate) fn raw(&self) -> RawFd {
+        use std::os::windows::io::AsRawSocket;
+        self.rx.as_raw_socket()
+    }
+
+    /// The receiving socket, for a poll to keep open until it is over.
+    pub(crate) fn shared_fd(&self) -> std::sync::Arc<fd::OwnedFd> {
+        self.rx.clone()
+    }
+
+    /// The exit code if the process has exited (`GetExitCodeProcess` once the handle is
+    /// signalled), `None` while it runs.
+    pub(crate) fn exit_code(&self) -> io::Result<Option<u32>> {
+        use std::os::windows::io::AsRawHandle;
+        use windows_sys::Win32::Foundation::{WAIT_OBJECT_0, WAIT_TIMEOUT};
+        use windows_sys::Win32::System::Threading::{GetExitCodeProcess, WaitForSingleObject};
+        let h = self.process.as_raw_handle();
+        // SAFETY: `h` is our open process handle; a zero timeout never blocks.
+        match unsafe { WaitForSingleObject(h, 0) } {
+            WAIT_TIMEOUT => return Ok(None),
+            WAIT_OBJECT_0 => {}
+            _ => return Err(io::Error::last_os_error()),
+        }
+        let mut code = 0u32;
+        // SAFETY: `code` is ours and outlives the call; `h` is open.
+        if unsafe { GetExitCodeProcess(h, &mut code) } == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Some(code))
+    }
+
+    /// End the process (`TerminateProcess`, exit code 1). `Ok(())` if it has already
+    /// exited.
+    pub(crate) fn kill(&self) -> io::Result<()> {
+        use std::os::windows::io::AsRawHandle;
+        use windows_sys::Win32::System::Threading::TerminateProcess;
+        // SAFETY: our open process handle; TerminateProcess takes no pointers.
+        if unsafe { TerminateProcess(self.process.as_raw_handle(), 1) } != 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        // Access denied on a process that has already exited: done.
+        if self.exit_code().ok().flatten().is_some() {
+            return Ok(());
+        }
+        Err(e)
+    }
+}
+
+impl Drop for ProcessExit {
+    fn drop(&mut self) {
+        use windows_sys::Win32::Foundation::INVALID_HANDLE_VALUE;
+        use windows_sys::Win32::System::Threading::UnregisterWaitEx;
+        // SAFETY: `wait` is our registration, unregistered once; INVALID_HANDLE_VALUE
+        // waits for a callback already running, so `_tx` is not in use once this returns.
+        unsafe { UnregisterWaitEx(self.wait, INVALID_HANDLE_VALUE) };
+    }
+}
+
+impl std::fmt::Debug for ProcessExit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessExit")
+            .field("process", &self.process)
+            .field("socket", &self.raw())
+            .finish()
+    }
+}
