@@ -269,3 +269,45 @@ macro_rules! impl_as_fd {
     };
 }
 pub(crate) use impl_as_fd;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_index_round_trips() {
+        #[cfg(unix)]
+        let fds: [RawFd; 4] = [0, 1, 7, 1 << 20];
+        #[cfg(windows)]
+        let fds: [RawFd; 4] = [0, 4, 0x1f4, 1 << 22];
+        for fd in fds {
+            assert_eq!(from_index(index(fd)), fd);
+        }
+        // Dense on Unix: the number itself.
+        #[cfg(unix)]
+        assert_eq!(index(42), 42);
+    }
+
+    #[test]
+    fn out_of_descriptors_by_meaning() {
+        use std::io::{Error, ErrorKind};
+        #[cfg(unix)]
+        let (yes, no) = (
+            [libc::EMFILE, libc::ENFILE, libc::ENOBUFS, libc::ENOMEM],
+            [libc::EAGAIN, libc::ECONNRESET, libc::EBADF],
+        );
+        #[cfg(windows)]
+        let (yes, no) = ([10024, 10055, 4, 8, 14], [10035, 10054, 10009]);
+        for code in yes {
+            assert!(is_out_of_descriptors(&Error::from_raw_os_error(code)), "{code}");
+        }
+        for code in no {
+            assert!(!is_out_of_descriptors(&Error::from_raw_os_error(code)), "{code}");
+        }
+        assert!(!is_out_of_descriptors(&ErrorKind::OutOfMemory.into()));
+        #[cfg(unix)]
+        assert!(is_not_socket(libc::ENOTSOCK) && !is_not_socket(libc::EBADF));
+        #[cfg(windows)]
+        assert!(is_not_socket(10038) && !is_not_socket(10009));
+    }
+}
