@@ -201,7 +201,6 @@ pub use sys::fd;
 pub use thread_pool::{ThreadPool, ThreadPoolOptions};
 #[cfg(unix)]
 pub use unix_addr::UnixAddr;
-#[cfg(unix)]
 pub use watcher::file::File;
 pub use watcher::process::{ExitStatus, Process};
 pub use watcher::r#async::Async;

@@ -299,10 +299,16 @@ mod tests {
         #[cfg(windows)]
         let (yes, no) = ([10024, 10055, 4, 8, 14], [10035, 10054, 10009]);
         for code in yes {
-            assert!(is_out_of_descriptors(&Error::from_raw_os_error(code)), "{code}");
+            assert!(
+                is_out_of_descriptors(&Error::from_raw_os_error(code)),
+                "{code}"
+            );
         }
         for code in no {
-            assert!(!is_out_of_descriptors(&Error::from_raw_os_error(code)), "{code}");
+            assert!(
+                !is_out_of_descriptors(&Error::from_raw_os_error(code)),
+                "{code}"
+            );
         }
         assert!(!is_out_of_descriptors(&ErrorKind::OutOfMemory.into()));
         #[cfg(unix)]

@@ -48,7 +48,6 @@
 
 pub mod r#async;
 mod fd;
-#[cfg(unix)]
 pub mod file;
 pub mod process;
 #[cfg(unix)]
