@@ -416,10 +416,20 @@ pub(crate) unsafe fn perform(inner: *mut Inner, connect_started: bool) -> isize 
 // ---------------------------------------------------------------------------------------
 // Files: performed on the thread pool (see the module docs).
 
-/// `-code` of an `io::Error` (its Windows code; `ERROR_NOT_SUPPORTED` if it has none).
+/// Bit 29 (Win32's "customer" bit, which no system code has) marks a Win32 code that a
+/// file operation carries through the core's `-code` results: low Win32 codes
+/// (`ERROR_TOO_MANY_OPEN_FILES` is 4) would otherwise read as one of the Unix errno
+/// values that [`os_error`] translates (`EINTR` is 4 too). [`os_error`] removes it.
+const WIN32_TAG: i32 = 1 << 29;
+
+/// `-code` of an `io::Error` (its Windows code, tagged with [`WIN32_TAG`];
+/// `ERROR_NOT_SUPPORTED` if it has none).
 fn neg_code(e: &io::Error) -> isize {
-    -(e.raw_os_error().unwrap_or(ERROR_NOT_SUPPORTED) as isize)
+    -((e.raw_os_error().unwrap_or(ERROR_NOT_SUPPORTED) | WIN32_TAG) as isize)
 }
+
+/// `-ERROR_NOT_SUPPORTED`, tagged as a Win32 code.
+const NOT_SUPPORTED: isize = -((ERROR_NOT_SUPPORTED | WIN32_TAG) as isize);
 
 /// A byte count or `-code`.
 fn count_or_code(r: io::Result<usize>) -> isize {
@@ -453,7 +463,7 @@ fn path_of(p: &crate::fs_op::OpPath) -> Result<&std::path::Path, isize> {
 fn no_dir(dir: &Option<RawFd>) -> Result<(), isize> {
     match dir {
         None => Ok(()),
-        Some(_) => Err(-(ERROR_NOT_SUPPORTED as isize)),
+        Some(_) => Err(NOT_SUPPORTED),
     }
 }
 
@@ -571,7 +581,7 @@ fn perform_file(op: &mut Op) -> Option<isize> {
             len,
         } => {
             if *mode != 0 {
-                return Some(-(ERROR_NOT_SUPPORTED as isize));
+                return Some(NOT_SUPPORTED);
             }
             let Some(end) = offset.checked_add(*len) else {
                 return Some(-(libc::EINVAL as isize));
@@ -1030,8 +1040,12 @@ impl WakeFd {
 /// values the portable core reports itself (`EBADF` for a closed socket, `EINVAL`,
 /// `ENOMEM`, ...; libc's CRT numbers, all below Winsock's 10000 and distinct from the one
 /// Win32 code used here, `ERROR_NOT_SUPPORTED`) become the Windows code of the same
-/// meaning, so the message and `ErrorKind` are Windows' own.
+/// meaning, so the message and `ErrorKind` are Windows' own. A Win32 code a file
+/// operation reported is tagged ([`WIN32_TAG`]) and comes back as it was.
 pub(crate) fn os_error(code: i32) -> io::Error {
+    if code & WIN32_TAG != 0 {
+        return io::Error::from_raw_os_error(code & !WIN32_TAG);
+    }
     /// `ERROR_NOT_ENOUGH_MEMORY`.
     const ERROR_NOT_ENOUGH_MEMORY: i32 = 8;
     /// `ERROR_OPERATION_ABORTED`.
