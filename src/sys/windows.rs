@@ -147,14 +147,21 @@ pub(crate) fn close_fd(fd: RawFd) {
     }
     // SAFETY: the caller owns `fd` and gives it up; closesocket on a handle that is not a
     // socket fails with WSAENOTSOCK and leaves it open.
-    if unsafe { ws::closesocket(sock(fd)) } != 0 && fd::is_not_socket(-neg_errno() as i32) {
+    if unsafe { ws::closesocket(sock(fd)) } != 0 && not_a_socket(-neg_errno() as i32) {
         // SAFETY: as above: the caller's handle, closed once.
         unsafe { CloseHandle(fd::file_handle(fd)) };
     }
 }
 
-/// Whether `fd` is a file that never reports "would block": never on Windows, where every
-/// descriptor of the crate is a socket.
+/// Whether a Winsock error says the handle is no socket: `WSAENOTSOCK`, or
+/// `WSANOTINITIALISED` (Winsock never started in this process, so it made no socket).
+fn not_a_socket(code: i32) -> bool {
+    fd::is_not_socket(code) || code == ws::WSANOTINITIALISED
+}
+
+/// Whether `fd` is a file that never reports "would block": always false on Windows,
+/// where `Read`/`Write` are socket operations (the file operations go to the thread pool
+/// by their kind).
 pub(crate) fn is_blocking_file(_fd: RawFd) -> bool {
     false
 }
@@ -869,7 +876,7 @@ pub(crate) fn dup_cloexec(fd: RawFd) -> io::Result<RawFd> {
         return Err(io::Error::from_raw_os_error(ws::WSAEBADF));
     }
     match dup_socket(fd) {
-        Err(e) if e.raw_os_error().is_some_and(fd::is_not_socket) => dup_handle(fd),
+        Err(e) if e.raw_os_error().is_some_and(not_a_socket) => dup_handle(fd),
         r => r,
     }
 }
