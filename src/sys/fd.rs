@@ -10,6 +10,12 @@
 //! every platform. The rest of the crate names only these, never `std::os::fd` or
 //! `std::os::windows::io`, so a reader finds the platform difference here alone.
 //!
+//! Files are not sockets on Windows: the file operations of [`Op`](crate::Op) take a file
+//! handle's value in their `fd` field ([`raw_file`] gives it on every platform) and
+//! `Op::OpenAt` returns an [`OwnedFile`] (`OwnedFd` on Unix, `OwnedHandle` on Windows).
+//! Error codes differ too: [`is_out_of_descriptors`] tells "out of descriptors" apart on
+//! both.
+//!
 //! ```
 //! use xev::fd::{AsRawFd, RawFd};
 //!
