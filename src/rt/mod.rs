@@ -65,11 +65,23 @@ mod task;
 pub mod compat;
 #[cfg(unix)]
 pub mod fs;
+// Windows: `std::fs` on the thread pool (files are not sockets there).
+#[cfg(windows)]
+#[path = "fs/windows.rs"]
+pub mod fs;
+// The Windows module's logic (pool jobs, buffers, handle sharing) tested on Linux.
+#[cfg(all(test, unix))]
+#[path = "fs/windows.rs"]
+mod fs_windows;
 pub mod net;
 pub mod notify;
 #[cfg(unix)]
 pub mod pipe;
 #[cfg(unix)]
+pub mod process;
+// Windows: process handles waited on by the system thread pool (no pipes or signals).
+#[cfg(windows)]
+#[path = "process/windows.rs"]
 pub mod process;
 // Windows: only `ctrl_c` (console events; no Unix signals there).
 #[cfg_attr(windows, path = "signal_windows.rs")]

@@ -48,9 +48,7 @@
 
 pub mod r#async;
 mod fd;
-#[cfg(unix)]
 pub mod file;
-#[cfg(unix)]
 pub mod process;
 #[cfg(unix)]
 pub mod signal;
