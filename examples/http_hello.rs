@@ -338,10 +338,7 @@ pub fn answer(input: &[u8], out: &mut Vec<u8>) -> Answered {
 
 /// Whether an accept error means "out of descriptors or memory": pause accepting.
 fn out_of_resources(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-    )
+    xev::fd::is_out_of_descriptors(e)
 }
 
 /// Whether an accept error concerns one connection only (the next accept may succeed).

@@ -138,9 +138,7 @@ impl Tcp {
     /// ) -> CallbackAction {
     ///     match r {
     ///         Ok((conn, _peer)) => { /* serve `conn` */ }
-    ///         Err(Error::Io(e))
-    ///             if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) =>
-    ///         {
+    ///         Err(Error::Io(e)) if xev::fd::is_out_of_descriptors(&e) => {
     ///             // Out of descriptors: accept again in 50 ms, not now.
     ///             Timer::new().run(lp, c, 50, l.clone(), |l, lp, c, _| {
     ///                 let ud = l.clone();
