@@ -160,6 +160,7 @@ mod op;
 mod queue;
 mod registry;
 mod result;
+mod scratch;
 pub mod rt;
 mod sigpipe;
 // Windows has its own `sys` (Winsock); `sys/mod.rs` is the Unix one.

@@ -496,8 +496,10 @@ macro_rules! with_borrowed_fd {
 }
 use with_borrowed_fd;
 
-/// Size of a [`Buffer`]'s inline storage.
-pub const INLINE_BUFFER: usize = 32;
+/// Size of a [`Buffer`]'s inline storage: what fits in the 32 bytes of a `Buffer` next
+/// to its bookkeeping (a `Buffer` is as big as a `Vec` plus an offset, and every
+/// [`Completion`](crate::Completion) carries one). Larger small buffers go in a `Vec`.
+pub const INLINE_BUFFER: usize = 22;
 
 /// Memory an operation reads from or writes into. The loop owns it while the operation is
 /// in flight, so the kernel never touches memory that safe code could free.
