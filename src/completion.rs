@@ -174,7 +174,10 @@ impl Inner {
         // SAFETY: the caller's contract. A Dead completion holds no cell (it is given
         // back when the callback runs or the completion is abandoned).
         unsafe {
-            debug_assert!((*this).kind != WordKind::Scratch, "a Dead completion held scratch");
+            debug_assert!(
+                (*this).kind != WordKind::Scratch,
+                "a Dead completion held scratch"
+            );
             match (*this).op {
                 Op::Timer { ms } => {
                     if !rearm || (*this).kind != WordKind::Deadline {
@@ -465,7 +468,10 @@ mod tests {
             ("Op", size_of::<crate::Op>()),
             ("  of which Buffer", size_of::<crate::Buffer>()),
             ("Callback", size_of::<crate::callback::Callback>()),
-            ("next / timer slot", size_of::<Option<std::ptr::NonNull<super::Completion>>>()),
+            (
+                "next / timer slot",
+                size_of::<Option<std::ptr::NonNull<super::Completion>>>(),
+            ),
             ("ticket", size_of::<crate::registry::Ticket>()),
             ("word (res / deadline / scratch)", size_of::<super::Word>()),
             ("owner", size_of::<crate::event_loop::LoopId>()),
@@ -488,7 +494,10 @@ mod tests {
             .filter(|(n, _)| !n.starts_with(' '))
             .map(|(_, n)| n)
             .sum();
-        assert!(sum <= total, "the fields ({sum} B) cannot exceed the whole ({total} B)");
+        assert!(
+            sum <= total,
+            "the fields ({sum} B) cannot exceed the whole ({total} B)"
+        );
         assert!(
             total - sum < 8,
             "{} bytes of padding: reorder or pack the fields",

@@ -536,14 +536,12 @@ impl Loop {
             (*inner).phase = Phase::Callback;
             let res = Inner::res(inner);
             let addr = match (*inner).op {
-                Op::Accept { .. } | Op::RecvMsg { .. } => {
-                    Inner::scratch(inner).and_then(|sc| {
-                        if let Op::RecvMsg { .. } = (*inner).op {
-                            sc.addrlen = sc.msg.msg_namelen;
-                        }
-                        Completion::scratch_addr(sc)
-                    })
-                }
+                Op::Accept { .. } | Op::RecvMsg { .. } => Inner::scratch(inner).and_then(|sc| {
+                    if let Op::RecvMsg { .. } = (*inner).op {
+                        sc.addrlen = sc.msg.msg_namelen;
+                    }
+                    Completion::scratch_addr(sc)
+                }),
                 _ => None,
             };
             // The kernel and the pool are done with it; the outcome stays readable.

@@ -160,8 +160,8 @@ mod op;
 mod queue;
 mod registry;
 mod result;
-mod scratch;
 pub mod rt;
+mod scratch;
 mod sigpipe;
 // Windows has its own `sys` (Winsock); `sys/mod.rs` is the Unix one.
 #[cfg_attr(windows, path = "sys/windows.rs")]

@@ -1018,9 +1018,15 @@ mod tests {
     /// keeping its bytes and its advanced start.
     #[test]
     fn inline_buffers_past_the_stored_size() {
-        assert_eq!(std::mem::size_of::<Buffer>(), 4 * std::mem::size_of::<usize>());
+        assert_eq!(
+            std::mem::size_of::<Buffer>(),
+            4 * std::mem::size_of::<usize>()
+        );
         let b = Buffer::inline(STORED);
-        assert_eq!((b.len(), format!("{b:?}").contains("inline")), (STORED, true));
+        assert_eq!(
+            (b.len(), format!("{b:?}").contains("inline")),
+            (STORED, true)
+        );
         let mut b = Buffer::inline(INLINE_BUFFER);
         assert_eq!(b.len(), INLINE_BUFFER);
         assert!(b.as_slice().iter().all(|&x| x == 0));
@@ -1040,7 +1046,10 @@ mod tests {
         assert_eq!(&g.as_slice()[..6], b"abcdef");
         assert!(g.as_slice()[STORED..].iter().all(|&x| x == 0));
         let r = std::panic::catch_unwind(|| Buffer::inline(INLINE_BUFFER + 1));
-        assert!(r.is_err(), "longer than INLINE_BUFFER panics, as documented");
+        assert!(
+            r.is_err(),
+            "longer than INLINE_BUFFER panics, as documented"
+        );
     }
 
     #[test]

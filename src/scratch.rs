@@ -73,7 +73,10 @@ impl ScratchPool {
     /// Its result is 0 and its address lengths are 0, so nothing an earlier operation left
     /// there can be read back as this one's sender.
     pub(crate) fn lend(&mut self) -> *mut ScratchCell {
-        let mut cell = self.free.pop().unwrap_or_else(|| Box::new(ScratchCell::new()));
+        let mut cell = self
+            .free
+            .pop()
+            .unwrap_or_else(|| Box::new(ScratchCell::new()));
         cell.res = 0;
         cell.sc.addrlen = 0;
         cell.sc.msg.msg_namelen = 0;

@@ -102,8 +102,14 @@ fn callback_accept_allocates_nothing_per_accept() {
         // Connected (in the backlog) before anything is counted.
         let clients: Vec<StdStream> = (0..60).map(|_| StdStream::connect(addr).unwrap()).collect();
         let mut c = pin!(Completion::new());
-        let (few, many) = per_op(|n| accept_n(&mut lp, c.as_mut(), listener.as_raw_fd(), n), 10);
-        assert_eq!(few, many, "{b:?}: 10 accepts made {few} allocations, 40 made {many}");
+        let (few, many) = per_op(
+            |n| accept_n(&mut lp, c.as_mut(), listener.as_raw_fd(), n),
+            10,
+        );
+        assert_eq!(
+            few, many,
+            "{b:?}: 10 accepts made {few} allocations, 40 made {many}"
+        );
         drop(clients);
     });
 }
@@ -165,7 +171,10 @@ fn callback_tcp_send_recv_allocate_nothing() {
         x.set_nonblocking(true).unwrap();
         y.set_nonblocking(true).unwrap();
         let (few, many) = per_op(|n| tcp_rounds(&mut lp, &x, &y, n), 50);
-        assert_eq!(few, many, "{b:?}: 50 rounds made {few} allocations, 200 made {many}");
+        assert_eq!(
+            few, many,
+            "{b:?}: 50 rounds made {few} allocations, 200 made {many}"
+        );
     });
 }
 
@@ -227,7 +236,10 @@ fn callback_sendmsg_recvmsg_allocate_nothing() {
         x.set_nonblocking(true).unwrap();
         y.set_nonblocking(true).unwrap();
         let (few, many) = per_op(|n| udp_rounds(&mut lp, &x, &y, n), 25);
-        assert_eq!(few, many, "{b:?}: 25 rounds made {few} allocations, 100 made {many}");
+        assert_eq!(
+            few, many,
+            "{b:?}: 25 rounds made {few} allocations, 100 made {many}"
+        );
     });
 }
 
@@ -278,7 +290,10 @@ fn callback_connect_allocates_nothing() {
             }
         };
         let (few, many) = per_op(&mut connects, 5);
-        assert_eq!(few, many, "{b:?}: 5 connects made {few} allocations, 20 made {many}");
+        assert_eq!(
+            few, many,
+            "{b:?}: 5 connects made {few} allocations, 20 made {many}"
+        );
         assert_eq!(done.get(), 5 + 5 + 20);
     });
 }
@@ -331,7 +346,9 @@ async fn rt_tcp_read_write_allocate_nothing() {
 async fn rt_accept_allocates_only_the_stream() {
     let listener = xev::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    let clients: Vec<StdStream> = (0..100).map(|_| StdStream::connect(addr).unwrap()).collect();
+    let clients: Vec<StdStream> = (0..100)
+        .map(|_| StdStream::connect(addr).unwrap())
+        .collect();
     let mut per_accept = Vec::new();
     for _ in 0..100 {
         let before = allocs();

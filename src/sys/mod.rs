@@ -38,8 +38,8 @@ use std::mem;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
 use crate::completion::Inner;
-use crate::scratch::Scratch;
 use crate::op::Op;
+use crate::scratch::Scratch;
 
 /// `-errno` of the last failed call.
 pub(crate) fn neg_errno() -> isize {
