@@ -2,13 +2,22 @@
 //!
 //! A closure of up to two words (an `Rc` and an index, two pointers...) is stored inside
 //! the [`Completion`] itself next to one pointer to a static vtable, so setting a callback
-//! allocates nothing; a larger closure is boxed once when it is set (and reused by every
-//! rearm). Two words is what the runtime's and the watchers' own callbacks capture; the
-//! third word a larger inline area would cost is paid by every completion, and the whole
-//! completion is 128 bytes.
+//! allocates nothing. Two words is what the runtime's own callbacks capture; the third word
+//! a larger inline area would cost is paid by every completion, and the whole completion is
+//! 128 bytes.
+//!
+//! A larger closure of up to [`BLOCK`] bytes (a watcher's userdata, its callback and the
+//! descriptor it keeps) goes in a block from a small per-thread cache: a block freed when
+//! a callback is dropped is reused by the next one set, so a program that prepares a
+//! completion again for every operation (as the watchers do) allocates only while the
+//! cache warms up. Anything larger is boxed once when it is set (and reused by every
+//! rearm).
 
+use std::alloc::{self as heap, Layout};
+use std::cell::Cell;
 use std::mem::{self, MaybeUninit};
 use std::pin::Pin;
+use std::ptr;
 
 use crate::completion::{CallbackAction, Completion};
 use crate::event_loop::Loop;
@@ -16,6 +25,93 @@ use crate::result::OpResult;
 
 /// Inline capacity, in machine words.
 const WORDS: usize = 2;
+
+/// Size of a cached block for closures too large to be inline.
+pub(crate) const BLOCK: usize = 64;
+
+/// Alignment of a cached block.
+const BLOCK_ALIGN: usize = 16;
+
+/// The layout every block is allocated and freed with.
+const BLOCK_LAYOUT: Layout = match Layout::from_size_align(BLOCK, BLOCK_ALIGN) {
+    Ok(l) => l,
+    Err(_) => panic!("bad block layout"),
+};
+
+/// Free blocks a thread keeps: a callback dropped right after its replacement was set
+/// (a completion prepared again from its own callback) is the common case, so a few do.
+const CACHED: usize = 8;
+
+/// A thread's free blocks (each `BLOCK_LAYOUT`, uninitialised).
+struct BlockCache {
+    blocks: [Cell<*mut u8>; CACHED],
+    len: Cell<usize>,
+}
+
+impl Drop for BlockCache {
+    fn drop(&mut self) {
+        for b in &self.blocks[..self.len.get()] {
+            // SAFETY: every cached block was allocated with `BLOCK_LAYOUT` and is owned by
+            // the cache alone.
+            unsafe { heap::dealloc(b.get(), BLOCK_LAYOUT) }
+        }
+    }
+}
+
+thread_local! {
+    static FREE_BLOCKS: BlockCache = const {
+        BlockCache {
+            blocks: [const { Cell::new(ptr::null_mut()) }; CACHED],
+            len: Cell::new(0),
+        }
+    };
+}
+
+/// A block for one closure: a cached one if any, else a new allocation.
+fn take_block() -> *mut u8 {
+    let cached = FREE_BLOCKS
+        .try_with(|c| {
+            let n = c.len.get();
+            (n > 0).then(|| {
+                c.len.set(n - 1);
+                c.blocks[n - 1].get()
+            })
+        })
+        .ok()
+        .flatten();
+    cached.unwrap_or_else(|| {
+        // SAFETY: `BLOCK_LAYOUT` has a non-zero size.
+        let p = unsafe { heap::alloc(BLOCK_LAYOUT) };
+        if p.is_null() {
+            heap::handle_alloc_error(BLOCK_LAYOUT);
+        }
+        p
+    })
+}
+
+/// Return a block from [`take_block`] (its closure already dropped) to the cache, or free
+/// it when the cache is full or gone (thread exit).
+///
+/// # Safety
+/// `p` came from `take_block`, holds no live value, and is not used afterwards.
+unsafe fn give_block(p: *mut u8) {
+    let kept = FREE_BLOCKS
+        .try_with(|c| {
+            let n = c.len.get();
+            if n < CACHED {
+                c.blocks[n].set(p);
+                c.len.set(n + 1);
+                true
+            } else {
+                false
+            }
+        })
+        .unwrap_or(false);
+    if !kept {
+        // SAFETY: the caller's contract; blocks are allocated with `BLOCK_LAYOUT`.
+        unsafe { heap::dealloc(p, BLOCK_LAYOUT) }
+    }
+}
 
 type CallFn = unsafe fn(*mut u8, &mut Loop, Pin<&mut Completion>, OpResult) -> CallbackAction;
 type DropFn = unsafe fn(*mut u8);
@@ -25,6 +121,9 @@ type DropFn = unsafe fn(*mut u8);
 struct VTable {
     call: CallFn,
     drop: DropFn,
+    /// The inline words hold a pointer to a cached block holding the closure.
+    #[cfg_attr(not(test), allow(dead_code))]
+    in_block: bool,
 }
 
 /// The vtable of `T` (a promoted constant: `&VTableOf::<T>::VTABLE` is `'static`).
@@ -34,9 +133,18 @@ impl<T> VTableOf<T>
 where
     T: FnMut(&mut Loop, Pin<&mut Completion>, OpResult) -> CallbackAction,
 {
+    /// `T` stored inline.
     const VTABLE: VTable = VTable {
         call: call_impl::<T>,
         drop: drop_impl::<T>,
+        in_block: false,
+    };
+
+    /// `T` stored in a cached block whose pointer is stored inline.
+    const IN_BLOCK: VTable = VTable {
+        call: call_in_block::<T>,
+        drop: drop_in_block::<T>,
+        in_block: true,
     };
 }
 
@@ -66,6 +174,31 @@ unsafe fn drop_impl<T>(data: *mut u8) {
     unsafe { std::ptr::drop_in_place(data.cast::<T>()) }
 }
 
+unsafe fn call_in_block<T>(
+    data: *mut u8,
+    lp: &mut Loop,
+    c: Pin<&mut Completion>,
+    r: OpResult,
+) -> CallbackAction
+where
+    T: FnMut(&mut Loop, Pin<&mut Completion>, OpResult) -> CallbackAction,
+{
+    // SAFETY: `data` holds the pointer to a block holding an initialised `T` (written by
+    // `Callback::store_in_block::<T>`).
+    let f = unsafe { &mut *data.cast::<*mut T>().read() };
+    f(lp, c, r)
+}
+
+unsafe fn drop_in_block<T>(data: *mut u8) {
+    // SAFETY: as in `call_in_block`; the `T` is dropped exactly once, then its block is
+    // given back and never used through this callback again.
+    unsafe {
+        let p = data.cast::<*mut T>().read();
+        std::ptr::drop_in_place(p);
+        give_block(p.cast());
+    }
+}
+
 impl Callback {
     /// No callback: calling it does nothing and disarms.
     pub(crate) const fn empty() -> Callback {
@@ -88,8 +221,33 @@ impl Callback {
     {
         if Self::fits_inline::<F>() {
             Self::store(f)
+        } else if Self::fits_block::<F>() {
+            Self::store_in_block(f)
         } else {
             Self::store(Box::new(f))
+        }
+    }
+
+    /// Whether a closure of type `F` (too large to be inline) goes in a cached block.
+    const fn fits_block<F>() -> bool {
+        mem::size_of::<F>() <= BLOCK && mem::align_of::<F>() <= BLOCK_ALIGN
+    }
+
+    fn store_in_block<T>(t: T) -> Callback
+    where
+        T: FnMut(&mut Loop, Pin<&mut Completion>, OpResult) -> CallbackAction + 'static,
+    {
+        assert!(Self::fits_block::<T>());
+        let p = take_block().cast::<T>();
+        // SAFETY: the block is `BLOCK` bytes aligned to `BLOCK_ALIGN`, enough for `T`
+        // (asserted above), and holds nothing.
+        unsafe { p.write(t) };
+        let mut data = MaybeUninit::<[usize; WORDS]>::uninit();
+        // SAFETY: a pointer fits in the inline words.
+        unsafe { data.as_mut_ptr().cast::<*mut T>().write(p) };
+        Callback {
+            data,
+            vtable: Some(&VTableOf::<T>::IN_BLOCK),
         }
     }
 
@@ -201,6 +359,52 @@ mod tests {
         assert!(!Callback::fits_inline_of(&too_big));
     }
 
+    /// A closure too large to be inline goes in a block; a block freed by dropping one
+    /// callback is reused by the next (the same address), and each closure's captures are
+    /// called and dropped exactly once.
+    #[test]
+    fn blocks_are_reused() {
+        let token = Rc::new(());
+        let make = |tag: u64| {
+            let t = token.clone();
+            let pad = [tag; 4]; // 32 bytes + an Rc: past the inline words, within a block
+            move |_: &mut Loop, _: Pin<&mut Completion>, _: OpResult| {
+                let _ = (&t, pad);
+                if pad[0] == 1 {
+                    CallbackAction::Rearm
+                } else {
+                    CallbackAction::Disarm
+                }
+            }
+        };
+        let f = make(1);
+        assert!(!Callback::fits_inline_of(&f) && fits(&f));
+        let a = Callback::new(f);
+        let block_a = a.block_ptr();
+        assert!(!block_a.is_null());
+        drop(a);
+        let b = Callback::new(make(2));
+        assert_eq!(b.block_ptr(), block_a, "the freed block is reused");
+        let c = Callback::new(make(3));
+        assert_ne!(c.block_ptr(), block_a, "a second live callback has its own block");
+        assert_eq!(Rc::strong_count(&token), 3);
+        drop((b, c));
+        assert_eq!(Rc::strong_count(&token), 1, "captures are dropped");
+        // More frees than the cache keeps: the rest are freed, nothing leaks (Miri).
+        let many: Vec<Callback> = (0..CACHED as u64 + 3).map(|i| Callback::new(make(i))).collect();
+        drop(many);
+        assert_eq!(Rc::strong_count(&token), 1);
+        let mut lp = Loop::new(crate::Options::default()).unwrap();
+        let mut cpl = Box::pin(Completion::new());
+        let mut d = Callback::new(make(1));
+        let r = OpResult::build(&crate::Op::Noop, 0, None);
+        assert_eq!(d.call(&mut lp, cpl.as_mut(), r), CallbackAction::Rearm);
+    }
+
+    fn fits<F>(_f: &F) -> bool {
+        Callback::fits_block::<F>()
+    }
+
     /// A boxed callback is called and dropped through the same vtable path as an inline
     /// one, and calling an inline callback mutates its captured state in place.
     #[test]
@@ -230,5 +434,14 @@ impl Callback {
     /// [`fits_inline`](Self::fits_inline) for the type of `_f` (closures are unnameable).
     fn fits_inline_of<F>(_f: &F) -> bool {
         Self::fits_inline::<F>()
+    }
+
+    /// The block holding the closure, if it is in one.
+    fn block_ptr(&self) -> *mut u8 {
+        match self.vtable {
+            // SAFETY: an `IN_BLOCK` callback's first inline word is its block pointer.
+            Some(vt) if vt.in_block => unsafe { self.data.as_ptr().cast::<*mut u8>().read() },
+            _ => ptr::null_mut(),
+        }
     }
 }

@@ -373,3 +373,61 @@ fn a_sleep_is_at_most_64_bytes() {
     let size = std::mem::size_of_val(&s);
     assert!(size <= 64, "xev::time::sleep is {size} bytes");
 }
+
+/// Reads on the `Tcp` watcher, each started again from the previous one's callback with
+/// userdata of two words (the connection and a counter: with the descriptor the watcher
+/// keeps, too large to be stored inline), `rounds` times.
+fn watcher_reads(lp: &mut xev::Loop, conn: &Rc<xev::watcher::tcp::Tcp>, rounds: usize) {
+    type Ud = (Rc<xev::watcher::tcp::Tcp>, Rc<Cell<usize>>);
+    fn on_read(
+        ud: &mut Ud,
+        lp: &mut xev::Loop,
+        c: std::pin::Pin<&mut Completion>,
+        r: Result<usize, xev::ReadError>,
+        rounds: usize,
+    ) -> CallbackAction {
+        assert_eq!(r.expect("read"), 8);
+        let (conn, n) = ud.clone();
+        n.set(n.get() + 1);
+        if n.get() < rounds {
+            let mut c = c;
+            let buf = c.as_mut().op_mut().and_then(|op| op.buffer_mut()).unwrap();
+            let buf = std::mem::replace(buf, Buffer::inline(0));
+            conn.clone().read(lp, c, buf, (conn, n), move |ud, lp, c, r| {
+                on_read(ud, lp, c, r, rounds)
+            });
+        }
+        CallbackAction::Disarm
+    }
+    let mut c = pin!(Completion::new());
+    let n = Rc::new(Cell::new(0usize));
+    let buf = Buffer::from(vec![0u8; 8]);
+    conn.read(lp, c.as_mut(), buf, (conn.clone(), n.clone()), move |ud, lp, c, r| {
+        on_read(ud, lp, c, r, rounds)
+    });
+    lp.run(RunMode::UntilDone).unwrap();
+    assert_eq!(n.get(), rounds);
+}
+
+#[test]
+fn watcher_reprepared_with_two_word_userdata_allocates_nothing_per_op() {
+    use std::io::Write;
+    each_backend(|b| {
+        let mut lp = new_loop(b);
+        let listener = StdListener::bind("127.0.0.1:0").unwrap();
+        let mut x = StdStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (y, _) = listener.accept().unwrap();
+        y.set_nonblocking(true).unwrap();
+        let conn = Rc::new(xev::watcher::tcp::Tcp::from(OwnedFd::from(y)));
+        let mut feed = |n: usize| {
+            // One 8-byte message per read; written all at once, read one by one.
+            x.write_all(&vec![1u8; 8 * n]).unwrap();
+        };
+        let mut run = |n: usize| {
+            feed(n);
+            watcher_reads(&mut lp, &conn, n);
+        };
+        let (few, many) = per_op(&mut run, 10);
+        assert_eq!(few, many, "{b:?}: 10 reads made {few} allocations, 40 made {many}");
+    });
+}
