@@ -336,7 +336,7 @@ mod tests {
             let _ = (p, s);
             CallbackAction::Disarm
         };
-        assert!(Callback::fits_inline_of(&rt_like));
+        assert!(fits_inline_of(&rt_like));
         let ud = Rc::new(Cell::new(0usize));
         let user = |n: &mut Rc<Cell<usize>>| n.set(n.get() + 1);
         let watcher_like = move |_: &mut Loop, _: Pin<&mut Completion>, _: OpResult| {
@@ -344,19 +344,19 @@ mod tests {
             user(&mut ud);
             CallbackAction::Disarm
         };
-        assert!(Callback::fits_inline_of(&watcher_like));
+        assert!(fits_inline_of(&watcher_like));
         let (rc, i) = (Rc::new(()), 7usize);
         let rc_index = move |_: &mut Loop, _: Pin<&mut Completion>, _: OpResult| {
             let _ = (&rc, i);
             CallbackAction::Disarm
         };
-        assert!(Callback::fits_inline_of(&rc_index));
+        assert!(fits_inline_of(&rc_index));
         let three = [0usize; 3];
         let too_big = move |_: &mut Loop, _: Pin<&mut Completion>, _: OpResult| {
             std::hint::black_box(&three);
             CallbackAction::Disarm
         };
-        assert!(!Callback::fits_inline_of(&too_big));
+        assert!(!fits_inline_of(&too_big));
     }
 
     /// A closure too large to be inline goes in a block; a block freed by dropping one
@@ -378,36 +378,78 @@ mod tests {
             }
         };
         let f = make(1);
-        assert!(!Callback::fits_inline_of(&f) && fits(&f));
+        assert!(!fits_inline_of(&f) && fits(&f));
         let a = Callback::new(f);
-        let block_a = a.block_ptr();
+        let block_a = block_ptr(&a);
         assert!(!block_a.is_null());
         drop(a);
         let b = Callback::new(make(2));
-        assert_eq!(b.block_ptr(), block_a, "the freed block is reused");
+        assert_eq!(block_ptr(&b), block_a, "the freed block is reused");
         let c = Callback::new(make(3));
-        assert_ne!(c.block_ptr(), block_a, "a second live callback has its own block");
+        assert_ne!(
+            block_ptr(&c),
+            block_a,
+            "a second live callback has its own block"
+        );
         assert_eq!(Rc::strong_count(&token), 3);
         drop((b, c));
         assert_eq!(Rc::strong_count(&token), 1, "captures are dropped");
         // More frees than the cache keeps: the rest are freed, nothing leaks (Miri).
-        let many: Vec<Callback> = (0..CACHED as u64 + 3).map(|i| Callback::new(make(i))).collect();
+        let many: Vec<Callback> = (0..CACHED as u64 + 3)
+            .map(|i| Callback::new(make(i)))
+            .collect();
         drop(many);
         assert_eq!(Rc::strong_count(&token), 1);
+    }
+
+    /// Calling goes through the vtable to the closure's own state, inline or in a block.
+    #[test]
+    #[cfg_attr(miri, ignore)] // needs a Loop (syscalls)
+    fn calls_reach_the_closure_inline_or_in_a_block() {
         let mut lp = Loop::new(crate::Options::default()).unwrap();
         let mut cpl = Box::pin(Completion::new());
-        let mut d = Callback::new(make(1));
+        let hits = Rc::new(Cell::new(0u64));
+        let h = hits.clone();
+        let pad = [5u64; 4];
+        let mut blocked = Callback::new(move |_, _, _| {
+            h.set(h.get() + pad[0]);
+            CallbackAction::Rearm
+        });
+        assert!(!block_ptr(&blocked).is_null());
         let r = OpResult::build(&crate::Op::Noop, 0, None);
-        assert_eq!(d.call(&mut lp, cpl.as_mut(), r), CallbackAction::Rearm);
+        assert_eq!(
+            blocked.call(&mut lp, cpl.as_mut(), r),
+            CallbackAction::Rearm
+        );
+        assert_eq!(hits.get(), 5);
+        assert_eq!(
+            Callback::empty().call(&mut lp, cpl.as_mut(), OpResult::Noop),
+            CallbackAction::Disarm
+        );
     }
 
     fn fits<F>(_f: &F) -> bool {
         Callback::fits_block::<F>()
     }
 
+    /// [`Callback::fits_inline`] for the type of `_f` (closures are unnameable).
+    fn fits_inline_of<F>(_f: &F) -> bool {
+        Callback::fits_inline::<F>()
+    }
+
+    /// The block holding the closure of `cb`, if it is in one.
+    fn block_ptr(cb: &Callback) -> *mut u8 {
+        match cb.vtable {
+            // SAFETY: an `IN_BLOCK` callback's first inline word is its block pointer.
+            Some(vt) if vt.in_block => unsafe { cb.data.as_ptr().cast::<*mut u8>().read() },
+            _ => ptr::null_mut(),
+        }
+    }
+
     /// A boxed callback is called and dropped through the same vtable path as an inline
     /// one, and calling an inline callback mutates its captured state in place.
     #[test]
+    #[cfg_attr(miri, ignore)] // needs a Loop (syscalls)
     fn inline_state_is_mutated_in_place() {
         let hits = Rc::new(Cell::new(0));
         let h = hits.clone();
@@ -426,22 +468,5 @@ mod tests {
         }
         drop(cb);
         assert_eq!(Rc::strong_count(&hits), 1);
-    }
-}
-
-#[cfg(test)]
-impl Callback {
-    /// [`fits_inline`](Self::fits_inline) for the type of `_f` (closures are unnameable).
-    fn fits_inline_of<F>(_f: &F) -> bool {
-        Self::fits_inline::<F>()
-    }
-
-    /// The block holding the closure, if it is in one.
-    fn block_ptr(&self) -> *mut u8 {
-        match self.vtable {
-            // SAFETY: an `IN_BLOCK` callback's first inline word is its block pointer.
-            Some(vt) if vt.in_block => unsafe { self.data.as_ptr().cast::<*mut u8>().read() },
-            _ => ptr::null_mut(),
-        }
     }
 }

@@ -247,7 +247,7 @@ impl Inner {
     pub(crate) unsafe fn timer_slot(this: *const Inner) -> usize {
         // SAFETY: the caller's contract. The position was stored as a pointer without
         // provenance by `HeapItem::set_index`; it is only turned back into a number.
-        unsafe { (*this).next.map_or(0, |p| p.as_ptr().addr()) }
+        unsafe { (*this).next.map_or(0, |p| p.as_ptr() as usize) }
     }
 }
 
@@ -411,7 +411,8 @@ impl HeapItem for NonNull<Completion> {
         // The position is kept in the queue link, which a timer in the timer queue does
         // not use (it is in no other queue); `Inner::timer_slot` reads it back. As a
         // pointer without provenance it is only ever a number, never dereferenced.
-        let pos = NonNull::new(std::ptr::without_provenance_mut::<Completion>(index));
+        // (`null().wrapping_add` rather than `ptr::without_provenance_mut`, for the MSRV.)
+        let pos = NonNull::new(std::ptr::null_mut::<u8>().wrapping_add(index).cast());
         // SAFETY: only Active (hence live) completions are in the timer queue; loop
         // thread; the field is written as a place.
         unsafe { (*Completion::raw(self)).next = pos }

@@ -65,6 +65,9 @@ pub(crate) fn needs_scratch(op: &Op) -> bool {
 /// The loop's free list of scratch cells.
 #[derive(Default)]
 pub(crate) struct ScratchPool {
+    // Boxed: a lent cell must not move (its `msghdr` points into itself), and lending
+    // hands out the box's address.
+    #[allow(clippy::vec_box)]
     free: Vec<Box<ScratchCell>>,
 }
 

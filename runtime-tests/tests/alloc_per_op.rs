@@ -393,18 +393,23 @@ fn watcher_reads(lp: &mut xev::Loop, conn: &Rc<xev::watcher::tcp::Tcp>, rounds: 
             let mut c = c;
             let buf = c.as_mut().op_mut().and_then(|op| op.buffer_mut()).unwrap();
             let buf = std::mem::replace(buf, Buffer::inline(0));
-            conn.clone().read(lp, c, buf, (conn, n), move |ud, lp, c, r| {
-                on_read(ud, lp, c, r, rounds)
-            });
+            conn.clone()
+                .read(lp, c, buf, (conn, n), move |ud, lp, c, r| {
+                    on_read(ud, lp, c, r, rounds)
+                });
         }
         CallbackAction::Disarm
     }
     let mut c = pin!(Completion::new());
     let n = Rc::new(Cell::new(0usize));
     let buf = Buffer::from(vec![0u8; 8]);
-    conn.read(lp, c.as_mut(), buf, (conn.clone(), n.clone()), move |ud, lp, c, r| {
-        on_read(ud, lp, c, r, rounds)
-    });
+    conn.read(
+        lp,
+        c.as_mut(),
+        buf,
+        (conn.clone(), n.clone()),
+        move |ud, lp, c, r| on_read(ud, lp, c, r, rounds),
+    );
     lp.run(RunMode::UntilDone).unwrap();
     assert_eq!(n.get(), rounds);
 }
@@ -428,6 +433,9 @@ fn watcher_reprepared_with_two_word_userdata_allocates_nothing_per_op() {
             watcher_reads(&mut lp, &conn, n);
         };
         let (few, many) = per_op(&mut run, 10);
-        assert_eq!(few, many, "{b:?}: 10 reads made {few} allocations, 40 made {many}");
+        assert_eq!(
+            few, many,
+            "{b:?}: 10 reads made {few} allocations, 40 made {many}"
+        );
     });
 }
