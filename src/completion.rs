@@ -461,6 +461,88 @@ mod tests {
         assert_eq!(size_of::<crate::callback::Callback>(), 24, "Callback");
     }
 
+    /// A timer's queue position round-trips through the queue link, whatever its value
+    /// (run positions have the top bit set).
+    #[test]
+    fn timer_slot_round_trips_through_the_link() {
+        use crate::heap::HeapItem;
+        let mut c = Box::pin(super::Completion::new());
+        // SAFETY: not moved out of; only used through the raw pointer below.
+        let ptr = std::ptr::NonNull::from(unsafe { c.as_mut().get_unchecked_mut() });
+        for slot in [
+            0,
+            1,
+            7,
+            1 << 40,
+            usize::MAX >> 1,
+            (1 << (usize::BITS - 1)) | 5,
+        ] {
+            ptr.set_index(slot);
+            // SAFETY: live completion, this thread only.
+            assert_eq!(
+                unsafe { super::Inner::timer_slot(super::Completion::raw(ptr)) },
+                slot
+            );
+        }
+        // SAFETY: as above; a Dead completion must end with an empty link.
+        unsafe { (*super::Completion::raw(ptr)).next = None };
+    }
+
+    /// The result word: an operation's outcome, a timer's deadline and outcome, or a lent
+    /// scratch cell holding the outcome, which stays readable after the cell goes back.
+    #[test]
+    fn result_word_by_kind() {
+        use super::{Inner, WordKind};
+        use crate::scratch::ScratchPool;
+        let mut pool = ScratchPool::default();
+        let mut c = Box::pin(super::Completion::new());
+        // SAFETY: not moved out of; only used through the raw pointer.
+        let ptr = std::ptr::NonNull::from(unsafe { c.as_mut().get_unchecked_mut() });
+        let inner = super::Completion::raw(ptr);
+        // SAFETY: a live completion only this thread touches; each op is armed before its
+        // word is used, as `Loop::submit` does.
+        unsafe {
+            (*inner).op = crate::Op::Recv {
+                fd: 0,
+                buf: crate::Buffer::inline(1),
+            };
+            Inner::arm_word(inner, false, &mut pool, |_| unreachable!());
+            assert_eq!((*inner).kind, WordKind::Res);
+            Inner::set_res(inner, -11);
+            assert_eq!(Inner::res(inner), -11);
+            assert!(Inner::scratch(inner).is_none());
+
+            (*inner).op = crate::Op::Timer { ms: 5 };
+            Inner::arm_word(inner, false, &mut pool, |ms| ms * 10);
+            assert_eq!(Inner::deadline(inner), 50);
+            Inner::set_res(inner, -(libc::ECANCELED as isize));
+            assert_eq!(Inner::res(inner), -(libc::ECANCELED as isize));
+            // A rearmed timer keeps its deadline and starts with no outcome.
+            Inner::arm_word(inner, true, &mut pool, |_| unreachable!());
+            assert_eq!((Inner::deadline(inner), Inner::res(inner)), (50, 0));
+            Inner::set_res(inner, 0);
+            assert_eq!(Inner::res(inner), 0);
+
+            (*inner).op = crate::Op::Accept { fd: 0 };
+            // Rearmed from a timer into a non-timer: a fresh word, with scratch.
+            Inner::arm_word(inner, true, &mut pool, |_| unreachable!());
+            assert_eq!((*inner).kind, WordKind::Scratch);
+            Inner::scratch(inner).unwrap().addrlen = 16;
+            Inner::set_res(inner, 9);
+            assert_eq!(Inner::res(inner), 9);
+            Inner::release_scratch(inner, &mut pool);
+            assert_eq!(((*inner).kind, Inner::res(inner)), (WordKind::Res, 9));
+            assert!(Inner::scratch(inner).is_none());
+            assert_eq!(pool.idle(), 1);
+
+            // A timer rearmed after being something else gets a fresh deadline.
+            (*inner).op = crate::Op::Timer { ms: 2 };
+            Inner::arm_word(inner, true, &mut pool, |ms| ms + 1);
+            assert_eq!(Inner::deadline(inner), 3);
+            (*inner).op = crate::Op::Noop;
+        }
+    }
+
     /// Prints where the bytes of a completion go (`cargo test -p xev --lib
     /// completion_breakdown -- --nocapture`), and checks the parts add up.
     #[test]
