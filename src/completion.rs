@@ -362,8 +362,9 @@ impl Completion {
     }
 
     /// Set the operation and the callback. The callback is stored inline when it is at
-    /// most two words (e.g. an `Rc` and an index), so re-preparing a completion
-    /// allocates nothing; a larger one is boxed.
+    /// most two words (e.g. an `Rc` and an index); up to 64 bytes it goes in a block from
+    /// a per-thread cache that the callback set next reuses. So re-preparing a completion
+    /// allocates nothing once warmed up; a larger callback is boxed.
     ///
     /// # Panics
     /// If the completion is Active.
