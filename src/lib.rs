@@ -161,6 +161,7 @@ mod queue;
 mod registry;
 mod result;
 pub mod rt;
+mod scratch;
 mod sigpipe;
 // Windows has its own `sys` (Winsock); `sys/mod.rs` is the Unix one.
 pub mod sync;

@@ -202,12 +202,24 @@ pub(crate) fn wait_kind(op: &Op) -> Wait {
 /// `inner` must be valid and not accessed by anyone else during the call, and its buffer
 /// must be valid memory (guaranteed by `Buffer`'s constructors).
 pub(crate) unsafe fn perform(inner: *mut Inner, connect_started: bool) -> isize {
+    // SAFETY: exclusive access per the contract; the loop lent scratch space to every
+    // operation that uses it (see `scratch::needs_scratch`).
+    let mut lent = unsafe { Inner::scratch(inner) };
     // SAFETY: exclusive access per the contract.
     let inner = unsafe { &mut *inner };
     if let Some(r) = perform_file(&mut inner.op) {
         return r;
     }
-    let sc = &mut inner.scratch;
+    /// The lent scratch space (`EINVAL` if an operation that needs it has none, which
+    /// the loop never lets happen).
+    macro_rules! scratch {
+        () => {
+            match lent.as_deref_mut() {
+                Some(sc) => sc,
+                None => return -(ws::WSAEINVAL as isize),
+            }
+        };
+    }
     /// Winsock lengths are `i32`: a longer buffer is used in part (a short transfer).
     fn clamp(len: usize) -> i32 {
         len.min(i32::MAX as usize) as i32
@@ -218,6 +230,7 @@ pub(crate) unsafe fn perform(inner: *mut Inner, connect_started: bool) -> isize 
     let r: isize = unsafe {
         match &mut inner.op {
             Op::Accept { fd } => {
+                let sc = scratch!();
                 sc.addrlen = mem::size_of::<SockAddrBuf>() as SockLen;
                 let s = ws::accept(
                     sock(*fd),
@@ -246,6 +259,7 @@ pub(crate) unsafe fn perform(inner: *mut Inner, connect_started: bool) -> isize 
                         Err(e) => -(e.raw_os_error().unwrap_or(ERROR_NOT_SUPPORTED) as isize),
                     };
                 }
+                let sc = scratch!();
                 let len = to_sockaddr(addr, &mut sc.addr);
                 if ws::connect(sock(*fd), (&sc.addr as *const SockAddrBuf).cast(), len) != 0 {
                     let e = neg_errno();
@@ -265,6 +279,7 @@ pub(crate) unsafe fn perform(inner: *mut Inner, connect_started: bool) -> isize 
                 ws::send(sock(*fd), buf.as_ptr(), clamp(buf.len()), 0) as isize
             }
             Op::SendMsg { fd, buf, addr } => {
+                let sc = scratch!();
                 let (name, len) = match addr {
                     Some(a) => {
                         sc.addrlen = to_sockaddr(a, &mut sc.addr);
@@ -275,6 +290,7 @@ pub(crate) unsafe fn perform(inner: *mut Inner, connect_started: bool) -> isize 
                 ws::sendto(sock(*fd), buf.as_ptr(), clamp(buf.len()), 0, name, len) as isize
             }
             Op::RecvMsg { fd, buf } => {
+                let sc = scratch!();
                 sc.addrlen = mem::size_of::<SockAddrBuf>() as SockLen;
                 let r = ws::recvfrom(
                     sock(*fd),
@@ -382,6 +398,7 @@ pub(crate) unsafe fn perform(inner: *mut Inner, connect_started: bool) -> isize 
                 bufs,
                 addr: Some(a),
             } => {
+                let sc = scratch!();
                 let (iov, n) = bufs.iovecs();
                 sc.addrlen = to_sockaddr(a, &mut sc.addr);
                 let mut sent: u32 = 0;

@@ -39,7 +39,8 @@
 //! internal completion and a `VecDeque` of pending requests (an owned operation and its
 //! callback). So [`queue_write`](Stream::queue_write) takes no completion, there is no
 //! `WriteRequest` type and no `unsafe`, and in steady state nothing is allocated per write
-//! (the deque is reused; callbacks of at most four words are stored inline).
+//! (the deque is reused; callbacks of at most two words are stored inline, larger ones up
+//! to 64 bytes in reused blocks).
 //!
 //! Requests go out one at a time, in order. A partial write is continued (with
 //! [`Buffer::advance`], and for `pwrite` a moved offset) until the whole buffer is written;
@@ -197,7 +198,8 @@ super::owns_fd!(Stream, "Wrap `fd` as is (make sure it is non-blocking).");
 
 /// Start `op` on `c` with a typed callback: `map` turns the core result into `T`. `map`
 /// is a function item or capture-less closure (zero-sized), so the stored closure is the
-/// userdata plus the user's callback and stays inline when those fit in four words.
+/// userdata plus the user's callback and stays inline when those fit in two words (in a
+/// reused block up to 64 bytes).
 pub(crate) fn start<U, T, M, F>(
     lp: &mut Loop,
     c: Pin<&mut Completion>,
