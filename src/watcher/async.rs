@@ -43,9 +43,17 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
+#[cfg(target_os = "linux")]
+use crate::backend::poll::POLL_EDGE;
+#[cfg(target_os = "linux")]
+use crate::backend::Backend;
 use crate::completion::{CallbackAction, Completion};
 use crate::event_loop::Loop;
+#[cfg(target_os = "linux")]
+use crate::op::Buffer;
 use crate::op::{Op, PollEvents};
+#[cfg(target_os = "linux")]
+use crate::result::ReadError;
 use crate::result::{Error, OpResult};
 
 use super::mismatch;
@@ -157,24 +165,62 @@ impl Async {
             + 'static,
     {
         let shared = Arc::clone(&self.shared);
-        let op = Op::Poll {
-            fd: shared.fd.raw(),
-            events: PollEvents::IN,
-        };
         let (mut ud, mut cb) = (userdata, cb);
-        // The closure owns a reference to the eventfd, so the fd stays open while the
-        // poll is in flight even if every handle is dropped.
-        lp.start(c, op, move |lp, c, r| {
-            let r = match r {
-                OpResult::Poll(Ok(_)) => {
-                    shared.consume();
-                    Ok(())
-                }
-                OpResult::Poll(Err(e)) => Err(e),
-                _ => Err(mismatch()),
+        // Linux: the eventfd is never drained by a syscall of its own (see the module
+        // docs): io_uring reads it inside the wait, the poll backend waits for its edges.
+        #[cfg(target_os = "linux")]
+        {
+            let fd = shared.fd.raw();
+            let op = match lp.backend() {
+                Backend::IoUring => Op::Read {
+                    fd,
+                    buf: Buffer::inline(8),
+                },
+                _ => Op::Poll {
+                    fd,
+                    events: PollEvents::from_bits(PollEvents::IN.bits() | POLL_EDGE),
+                },
             };
-            cb(&mut ud, lp, c, r)
-        });
+            // The closure owns a reference to the eventfd, so the fd stays open while the
+            // wait is in flight even if every handle is dropped.
+            lp.start(c, op, move |lp, c, r| {
+                let r = match r {
+                    OpResult::Read(Ok(_)) | OpResult::Poll(Ok(_)) => {
+                        if !shared.pending.swap(false, Ordering::AcqRel) {
+                            // No notify since the last callback: a stale edge or count.
+                            return CallbackAction::Rearm;
+                        }
+                        Ok(())
+                    }
+                    OpResult::Read(Err(ReadError::Canceled)) => Err(Error::Canceled),
+                    OpResult::Read(Err(ReadError::Io(e))) => Err(Error::Io(e)),
+                    // An eventfd never reads 0 bytes.
+                    OpResult::Read(Err(ReadError::Eof)) => Err(mismatch()),
+                    OpResult::Poll(Err(e)) => Err(e),
+                    _ => Err(mismatch()),
+                };
+                cb(&mut ud, lp, c, r)
+            });
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let op = Op::Poll {
+                fd: shared.fd.raw(),
+                events: PollEvents::IN,
+            };
+            // The closure owns a reference to the wake-up fd (see above).
+            lp.start(c, op, move |lp, c, r| {
+                let r = match r {
+                    OpResult::Poll(Ok(_)) => {
+                        shared.consume();
+                        Ok(())
+                    }
+                    OpResult::Poll(Err(e)) => Err(e),
+                    _ => Err(mismatch()),
+                };
+                cb(&mut ud, lp, c, r)
+            });
+        }
     }
 
     /// How many times [`notify`](Self::notify) actually wrote the eventfd (a debugging
@@ -194,6 +240,7 @@ impl Async {
     }
 }
 
+#[cfg(not(target_os = "linux"))]
 impl Shared {
     /// Called on the loop thread when a wait saw the eventfd readable: drain it, then
     /// clear the flag (in this order; see the module docs).
