@@ -992,4 +992,52 @@ mod tests {
             lp.shutdown();
         }
     }
+
+    /// The loop never drains its wake-up eventfd (its counter only grows): every one of
+    /// many wake-ups still interrupts a blocked wait, and a stale count never makes a wait
+    /// return at once (the wait is for the next edge, not for a readable counter: a
+    /// level-triggered wait would spin through thousands of ticks here).
+    #[test]
+    fn undrained_wakeups_each_interrupt_once_and_never_spin() {
+        for b in Backend::available() {
+            let mut c = Box::pin(Completion::new());
+            let mut lp = Loop::new(Options {
+                backend: Some(b),
+                ..Options::default()
+            })
+            .unwrap();
+            lp.timer(c.as_mut(), 10_000, |_, _, _| CallbackAction::Disarm);
+            // Many wake-ups while the loop is not waiting coalesce.
+            for _ in 0..1000 {
+                (lp.core.sink.wake)();
+            }
+            let start = Instant::now();
+            for round in 0..20 {
+                let sink = lp.core.sink.clone();
+                let sent = Arc::new(AtomicBool::new(false));
+                let sent2 = sent.clone();
+                let delay = Duration::from_millis(if round % 5 == 0 { 30 } else { 1 });
+                let waker = std::thread::spawn(move || {
+                    std::thread::sleep(delay);
+                    // Flag first: a tick that sees it set has its wake-up now or soon.
+                    sent2.store(true, Ordering::SeqCst);
+                    (sink.wake)();
+                });
+                // A signal may end a wait early too (EINTR), so count the ticks rather
+                // than time one of them.
+                let mut ticks = 0;
+                while !sent.load(Ordering::SeqCst) {
+                    assert_eq!(lp.tick(true).unwrap(), 0, "{b:?}: nothing was due");
+                    ticks += 1;
+                    assert!(ticks <= 5, "{b:?}: round {round}: the wait spins");
+                }
+                waker.join().unwrap();
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "{b:?}: a wake-up did not interrupt its wait"
+            );
+            lp.shutdown();
+        }
+    }
 }

@@ -109,11 +109,7 @@ impl Driver {
 
     pub(crate) fn waker(&self) -> Box<dyn Fn() + Send + Sync> {
         let fd = self.wake_fd.clone();
-        Box::new(move || {
-            let one: u64 = 1;
-            // SAFETY: writing 8 bytes from a live u64 to an eventfd we keep open via the Arc.
-            unsafe { libc::write(fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
-        })
+        Box::new(move || super::signal_wake_fd(fd.as_raw_fd()))
     }
 
     fn arm_wake(&mut self) {
@@ -467,11 +463,9 @@ impl Driver {
             match ud {
                 IGNORE => {}
                 WAKE => {
-                    let mut buf = 0u64;
-                    // SAFETY: reading 8 bytes into a live u64 from our eventfd.
-                    unsafe {
-                        libc::read(self.wake_fd.as_raw_fd(), (&mut buf as *mut u64).cast(), 8)
-                    };
+                    // No drain: the multishot poll posts a CQE for every write to the
+                    // eventfd (each one wakes its wait queue), readable or not before, so
+                    // the counter is left to grow (see `signal_wake_fd`).
                     if !io_uring::cqueue::more(flags) {
                         self.wake_armed = false;
                     }

@@ -340,7 +340,7 @@ fn unit_result(r: OpResult) -> Result<(), Error> {
 /// The result of a statx.
 fn metadata_result(r: OpResult) -> Result<Metadata, Error> {
     match r {
-        OpResult::Statx(r) => r,
+        OpResult::Statx(r) => r.map(|m| *m),
         other => Err(mismatch(&other)),
     }
 }
