@@ -80,7 +80,7 @@ limited() {
 
 miri() {
   local start=$SECONDS
-  echo "== sanitizers: miri (heap, timer queue, intrusive queue, registry, handoff, callback, op-future slot pool, buffers and slices, iovec arrays)"
+  echo "== sanitizers: miri (heap, timer queue, intrusive queue, registry, handoff, callback, op-future slot pool, buffers and slices, iovec arrays, scratch cells, completion words)"
   if ! $have_miri; then
     echo "SKIPPED: miri: no nightly toolchain with the miri component (see setup above)"
     return 0
@@ -88,7 +88,7 @@ miri() {
   # The registry's test fabricates addresses it never dereferences (integer-to-pointer
   # casts); permissive provenance accepts those without a warning.
   local filters=(heap:: timer_queue:: queue:: registry:: handoff:: callback:: rt::op_future::
-                 rt::buf:: iovec::)
+                 rt::buf:: iovec:: scratch:: completion::)
   MIRIFLAGS="-Zmiri-permissive-provenance" limited cargo +nightly miri test -p xev --lib \
     --features bytes -- "${filters[@]}"
   echo "== sanitizers: miri took $((SECONDS - start)) s"
