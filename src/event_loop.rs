@@ -536,6 +536,7 @@ impl Loop {
                 Op::Accept { .. } | Op::RecvMsg { .. } => Completion::scratch_addr(&*inner),
                 _ => None,
             };
+            let multishot = (*inner).op.is_multishot();
             let result = OpResult::build(&(*inner).op, (*inner).res, addr);
             let mut cb = std::mem::replace(&mut (*inner).callback, Callback::empty());
             // If the callback panics, the completion must not stay in `Callback` (whose
@@ -553,6 +554,9 @@ impl Loop {
                 if action == CallbackAction::Rearm {
                     self.submit(c, true);
                 }
+            }
+            if multishot {
+                self.driver.multishot_after_callback(&mut self.core, c);
             }
         }
     }
@@ -605,6 +609,21 @@ impl Loop {
         self.core
             .pool
             .get_or_insert_with(|| ThreadPool::new(ThreadPoolOptions::default()))
+    }
+
+    /// Register a group of `count` receive buffers of `size` bytes each with this loop,
+    /// for [`Op::RecvMulti`]: `count` a power of two up to
+    /// [`MAX_GROUP_BUFFERS`](crate::MAX_GROUP_BUFFERS), `size` up to
+    /// [`MAX_GROUP_BUFFER`](crate::MAX_GROUP_BUFFER) (`InvalidInput` otherwise). The memory
+    /// is allocated now and owned by the loop, its operations and the leases of its
+    /// buffers; on io_uring it becomes a provided-buffer ring (`IORING_REGISTER_PBUF_RING`).
+    #[cfg(unix)]
+    pub fn register_buffer_group(
+        &mut self,
+        count: u16,
+        size: u32,
+    ) -> io::Result<crate::buf_group::BufferGroup> {
+        self.driver.register_buffer_group(count, size)
     }
 
     /// Stop: the current [`run`](Self::run) returns after the callbacks of this tick.
