@@ -57,6 +57,8 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+#[cfg(unix)]
+mod pooled;
 mod tcp;
 mod udp;
 #[cfg(unix)]
@@ -67,6 +69,8 @@ use std::net::{SocketAddr, ToSocketAddrs};
 
 #[cfg(unix)]
 pub use crate::UnixAddr;
+#[cfg(unix)]
+pub use pooled::{pooled_free_buffers, PooledBuf, POOLED_READ_SIZE};
 pub use tcp::{Incoming, TcpListener, TcpStream};
 pub use udp::UdpSocket;
 #[cfg(unix)]
