@@ -134,3 +134,68 @@ async fn idle_connections_hold_no_buffer() {
         assert_eq!(t.await.unwrap(), vec![i as u8; 10]);
     }
 }
+
+// ---- examples/http_hello.rs in pooled mode (`serve_pooled`) ----------------------------
+
+#[allow(dead_code)] // the example's `main`
+#[path = "../../examples/http_hello.rs"]
+mod http_hello;
+
+use http_hello::{BAD_REQUEST, OK, OK_CLOSE};
+
+const REQ: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+
+async fn start_pooled() -> TcpStream {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    xev::spawn(async move {
+        let r = http_hello::serve_pooled(l).await;
+        panic!("serve_pooled returned {r:?}");
+    });
+    let s = TcpStream::connect(addr).await.unwrap();
+    s.set_nodelay(true).unwrap();
+    s
+}
+
+/// Read until `n` bytes arrived (or end of stream), with a deadline.
+async fn recv_n(s: &TcpStream, n: usize) -> Vec<u8> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        let b = timeout(Duration::from_secs(10), s.read_pooled())
+            .await
+            .expect("response timed out")
+            .expect("read");
+        if b.is_empty() {
+            break;
+        }
+        got.extend_from_slice(&b);
+    }
+    got
+}
+
+/// Pipelined requests, a request split byte by byte, then `Connection: close`: the
+/// answers come in order on one connection, then end of stream.
+#[xev::test(backend = "all")]
+async fn pooled_server_answers_pipelined_split_and_close() {
+    let s = start_pooled().await;
+    s.write_all(REQ.repeat(3)).await.0.unwrap();
+    assert_eq!(recv_n(&s, 3 * OK.len()).await, OK.repeat(3));
+    for &b in REQ {
+        s.write_all(vec![b]).await.0.unwrap();
+        sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(recv_n(&s, OK.len()).await, OK);
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec())
+        .await
+        .0
+        .unwrap();
+    assert_eq!(recv_n(&s, usize::MAX).await, OK_CLOSE);
+}
+
+/// Garbage gets a 400, then end of stream.
+#[xev::test(backend = "all")]
+async fn pooled_server_rejects_garbage() {
+    let s = start_pooled().await;
+    s.write_all(b"NOT HTTP\r\n\r\n".to_vec()).await.0.unwrap();
+    assert_eq!(recv_n(&s, usize::MAX).await, BAD_REQUEST);
+}
