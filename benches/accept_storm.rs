@@ -114,7 +114,8 @@ fn serve_callback(b: Backend, l: TcpListener, n: usize, multishot: bool) -> Resu
             CallbackAction::Rearm
         }
     });
-    lp.run(RunMode::UntilDone).map_err(|e| format!("run: {e}"))?;
+    lp.run(RunMode::UntilDone)
+        .map_err(|e| format!("run: {e}"))?;
     drop(lp);
     let e = err.borrow_mut().take();
     match e {
@@ -177,9 +178,7 @@ fn measure(v: Variant, n: usize) -> Result<Sample, String> {
     for _ in 0..n {
         clients.push(TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?);
     }
-    let (end, cpu) = server
-        .join()
-        .map_err(|_| "server panicked".to_string())??;
+    let (end, cpu) = server.join().map_err(|_| "server panicked".to_string())??;
     drop(clients);
     Ok(Sample {
         per_sec: n as f64 / (end - start).as_secs_f64(),
@@ -202,7 +201,7 @@ fn raise_nofile() -> u64 {
             libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
         }
     }
-    lim.rlim_cur as u64
+    lim.rlim_cur
 }
 
 fn main() {

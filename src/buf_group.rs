@@ -233,8 +233,7 @@ impl Group {
                 // SAFETY: the tail field lies inside the first entry of our live ring; the
                 // kernel reads it concurrently, hence the atomic release store.
                 unsafe {
-                    let tail = io_uring::types::BufRingEntry::tail(r.base.as_ptr())
-                        as *mut u16;
+                    let tail = io_uring::types::BufRingEntry::tail(r.base.as_ptr()) as *mut u16;
                     (*tail.cast::<std::sync::atomic::AtomicU16>()).store(t, Ordering::Release);
                 }
             }

@@ -24,11 +24,26 @@ use super::servers;
 
 /// The servers measured: name, what it is.
 const VARIANTS: &[(&str, &str)] = &[
-    ("xev-io_uring-pooled", "http_hello --pooled (read_pooled), io_uring"),
-    ("xev-epoll-pooled", "http_hello --pooled (read_pooled), epoll"),
-    ("xev-io_uring", "http_hello (8 KiB read buffer per connection), io_uring"),
-    ("xev-epoll", "http_hello (8 KiB read buffer per connection), epoll"),
-    ("tokio", "the same server on tokio current_thread (8 KiB read buffer)"),
+    (
+        "xev-io_uring-pooled",
+        "http_hello --pooled (read_pooled), io_uring",
+    ),
+    (
+        "xev-epoll-pooled",
+        "http_hello --pooled (read_pooled), epoll",
+    ),
+    (
+        "xev-io_uring",
+        "http_hello (8 KiB read buffer per connection), io_uring",
+    ),
+    (
+        "xev-epoll",
+        "http_hello (8 KiB read buffer per connection), epoll",
+    ),
+    (
+        "tokio",
+        "the same server on tokio current_thread (8 KiB read buffer)",
+    ),
 ];
 
 /// The target: bytes per idle connection of the pooled server.
@@ -38,11 +53,8 @@ const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n";
 
 /// Run the section; true if a child failed.
 pub fn section(quick: bool) -> bool {
-    let n: usize = common::env_parse("XEV_BENCH_IDLE_CONNS").unwrap_or(if quick {
-        2_000
-    } else {
-        10_000
-    });
+    let n: usize =
+        common::env_parse("XEV_BENCH_IDLE_CONNS").unwrap_or(if quick { 2_000 } else { 10_000 });
     println!();
     println!(
         "idle connections: {n} keep-alive connections, one request each, then idle; \
@@ -95,7 +107,10 @@ pub fn section(quick: bool) -> bool {
         }
     }
     if let (Some(p), Some(t)) = (get("xev-epoll-pooled"), get("tokio")) {
-        println!("xev pooled (epoll) / tokio per idle connection: {:.3}x", p / t);
+        println!(
+            "xev pooled (epoll) / tokio per idle connection: {:.3}x",
+            p / t
+        );
     }
     failed
 }
@@ -116,15 +131,11 @@ fn raise_nofile() -> u64 {
             libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
         }
     }
-    lim.rlim_cur as u64
+    lim.rlim_cur
 }
 
 /// One variant: bytes per idle connection, or why it was skipped.
-fn measure(
-    exe: &std::path::Path,
-    name: &str,
-    n: usize,
-) -> Result<Result<f64, String>, String> {
+fn measure(exe: &std::path::Path, name: &str, n: usize) -> Result<Result<f64, String>, String> {
     use std::io::BufRead;
     let mut child = Command::new(exe)
         .env("XEV_HTTP_IDLE_CHILD", name)
@@ -141,7 +152,8 @@ fn measure(
             writeln!(to, "{cmd}").map_err(|e| format!("to child: {e}"))?;
         }
         line.clear();
-        from.read_line(line).map_err(|e| format!("from child: {e}"))?;
+        from.read_line(line)
+            .map_err(|e| format!("from child: {e}"))?;
         Ok(())
     };
     ask("", &mut line)?;
@@ -174,7 +186,8 @@ fn measure(
         }
         let mut buf = vec![0u8; ok_len];
         for c in &mut conns {
-            c.read_exact(&mut buf).map_err(|e| format!("response: {e}"))?;
+            c.read_exact(&mut buf)
+                .map_err(|e| format!("response: {e}"))?;
             if buf != http_hello::OK {
                 return Err("wrong response".into());
             }
@@ -221,20 +234,16 @@ pub fn child(variant: &str) -> ! {
     let v = variant.to_string();
     std::thread::spawn(move || {
         let r = match v.as_str() {
-            "xev-io_uring-pooled" => servers::xev_with(
-                xev::Backend::IoUring,
-                listener,
-                &s,
-                &ready_tx,
-                |l| Box::pin(http_hello::serve_pooled(l)),
-            ),
-            "xev-epoll-pooled" => servers::xev_with(
-                xev::Backend::Epoll,
-                listener,
-                &s,
-                &ready_tx,
-                |l| Box::pin(http_hello::serve_pooled(l)),
-            ),
+            "xev-io_uring-pooled" => {
+                servers::xev_with(xev::Backend::IoUring, listener, &s, &ready_tx, |l| {
+                    Box::pin(http_hello::serve_pooled(l))
+                })
+            }
+            "xev-epoll-pooled" => {
+                servers::xev_with(xev::Backend::Epoll, listener, &s, &ready_tx, |l| {
+                    Box::pin(http_hello::serve_pooled(l))
+                })
+            }
             "xev-io_uring" => servers::xev(xev::Backend::IoUring, listener, &s, &ready_tx),
             "xev-epoll" => servers::xev(xev::Backend::Epoll, listener, &s, &ready_tx),
             "tokio" => servers::tokio_hello(listener, &s, &ready_tx),

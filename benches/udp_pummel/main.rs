@@ -126,8 +126,7 @@ impl Variant {
             .into_iter()
             .map(Variant::Common)
             .collect();
-        if Backend::IoUring.is_available() && common::wanted("XEV_BENCH_ONLY", Variant::MULTISHOT)
-        {
+        if Backend::IoUring.is_available() && common::wanted("XEV_BENCH_ONLY", Variant::MULTISHOT) {
             v.push(Variant::XevMultishot);
         }
         v

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use runtime_tests::{each_backend, new_loop};
 use xev::{
-    BufferGroup, CallbackAction, Completion, Error, GroupBuf, Loop, Op, OpResult,
-    ReadError, RunMode,
+    BufferGroup, CallbackAction, Completion, Error, GroupBuf, Loop, Op, OpResult, ReadError,
+    RunMode,
 };
 
 fn listener() -> TcpListener {
@@ -49,10 +49,14 @@ fn loop_still_works(lp: &mut Loop) {
     let got = Rc::new(RefCell::new(None));
     let g = got.clone();
     let mut a = pin!(Completion::new());
-    lp.start(a.as_mut(), Op::Accept { fd: l.as_raw_fd() }, move |_, _, r| {
-        *g.borrow_mut() = Some(r);
-        CallbackAction::Disarm
-    });
+    lp.start(
+        a.as_mut(),
+        Op::Accept { fd: l.as_raw_fd() },
+        move |_, _, r| {
+            *g.borrow_mut() = Some(r);
+            CallbackAction::Disarm
+        },
+    );
     lp.run(RunMode::UntilDone).unwrap();
     let Some(OpResult::Accept(Ok(acc))) = got.borrow_mut().take() else {
         panic!("accept after the multishot failed")
@@ -68,7 +72,13 @@ fn loop_still_works(lp: &mut Loop) {
 type Accepted = Rc<RefCell<Vec<OwnedFd>>>;
 
 /// Start a multishot accept that keeps every connection and rearms until `stop_at`.
-fn accept_multi(lp: &mut Loop, c: std::pin::Pin<&mut Completion>, fd: i32, got: &Accepted, stop_at: usize) {
+fn accept_multi(
+    lp: &mut Loop,
+    c: std::pin::Pin<&mut Completion>,
+    fd: i32,
+    got: &Accepted,
+    stop_at: usize,
+) {
     let g = got.clone();
     lp.start(c, Op::AcceptMulti { fd }, move |_, _, r| match r {
         OpResult::AcceptMulti(Ok(fd)) => {
@@ -176,15 +186,19 @@ fn cancel_stops_accept() {
         let res = Rc::new(RefCell::new(Vec::new()));
         let r = res.clone();
         let mut c = pin!(Completion::new());
-        lp.start(c.as_mut(), Op::AcceptMulti { fd: l.as_raw_fd() }, move |_, _, x| {
-            let stop = matches!(x, OpResult::AcceptMulti(Err(_)));
-            r.borrow_mut().push(x);
-            if stop {
-                CallbackAction::Disarm
-            } else {
-                CallbackAction::Rearm
-            }
-        });
+        lp.start(
+            c.as_mut(),
+            Op::AcceptMulti { fd: l.as_raw_fd() },
+            move |_, _, x| {
+                let stop = matches!(x, OpResult::AcceptMulti(Err(_)));
+                r.borrow_mut().push(x);
+                if stop {
+                    CallbackAction::Disarm
+                } else {
+                    CallbackAction::Rearm
+                }
+            },
+        );
         lp.run(RunMode::NoWait).unwrap();
         let cres = Rc::new(RefCell::new(None));
         let cr = cres.clone();
@@ -194,10 +208,16 @@ fn cancel_stops_accept() {
             CallbackAction::Disarm
         });
         lp.run(RunMode::UntilDone).unwrap();
-        assert!(matches!(cres.borrow_mut().take(), Some(OpResult::Cancel(Ok(())))));
+        assert!(matches!(
+            cres.borrow_mut().take(),
+            Some(OpResult::Cancel(Ok(())))
+        ));
         let v = res.borrow();
         assert_eq!(v.len(), 1, "{v:?}");
-        assert!(matches!(v[0], OpResult::AcceptMulti(Err(Error::Canceled))), "{v:?}");
+        assert!(
+            matches!(v[0], OpResult::AcceptMulti(Err(Error::Canceled))),
+            "{v:?}"
+        );
         assert_eq!(lp.active(), 0);
         drop(v);
         loop_still_works(&mut lp);
@@ -213,8 +233,14 @@ fn bad_fds_are_errors() {
         for op in [
             Op::AcceptMulti { fd: -1 },
             Op::AcceptMulti { fd: i32::MAX - 1 },
-            Op::RecvMulti { fd: -1, group: group.clone() },
-            Op::RecvMulti { fd: i32::MAX - 1, group: group.clone() },
+            Op::RecvMulti {
+                fd: -1,
+                group: group.clone(),
+            },
+            Op::RecvMulti {
+                fd: i32::MAX - 1,
+                group: group.clone(),
+            },
         ] {
             let res = Rc::new(RefCell::new(None));
             let r = res.clone();
@@ -246,7 +272,11 @@ fn bad_group_shapes_are_invalid_input() {
         let mut lp = new_loop(b);
         for (count, size) in [(0, 64), (4, 0), (3, 64), (4, 65536)] {
             let e = lp.register_buffer_group(count, size).unwrap_err();
-            assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{count} x {size}");
+            assert_eq!(
+                e.kind(),
+                std::io::ErrorKind::InvalidInput,
+                "{count} x {size}"
+            );
         }
         assert!(lp.register_buffer_group(1, 1).is_ok());
     });
@@ -263,10 +293,17 @@ fn group_of_another_loop_is_einval() {
         let res = Rc::new(RefCell::new(None));
         let r = res.clone();
         let mut c = pin!(Completion::new());
-        lp.start(c.as_mut(), Op::RecvMulti { fd: a.as_raw_fd(), group }, move |_, _, x| {
-            *r.borrow_mut() = Some(x);
-            CallbackAction::Disarm
-        });
+        lp.start(
+            c.as_mut(),
+            Op::RecvMulti {
+                fd: a.as_raw_fd(),
+                group,
+            },
+            move |_, _, x| {
+                *r.borrow_mut() = Some(x);
+                CallbackAction::Disarm
+            },
+        );
         lp.run(RunMode::UntilDone).unwrap();
         match res.borrow_mut().take() {
             Some(OpResult::RecvMulti(Err(ReadError::Io(e)))) => {
@@ -289,13 +326,24 @@ type Leases = Rc<RefCell<Vec<Result<GroupBuf, ReadError>>>>;
 
 /// Start a multishot receive that keeps every result (leases included) and rearms
 /// until an error.
-fn recv_multi(lp: &mut Loop, c: std::pin::Pin<&mut Completion>, fd: i32, group: &BufferGroup, got: &Leases) {
+fn recv_multi(
+    lp: &mut Loop,
+    c: std::pin::Pin<&mut Completion>,
+    fd: i32,
+    group: &BufferGroup,
+    got: &Leases,
+) {
     let g = got.clone();
     lp.start(
         c,
-        Op::RecvMulti { fd, group: group.clone() },
+        Op::RecvMulti {
+            fd,
+            group: group.clone(),
+        },
         move |_, _, r| {
-            let OpResult::RecvMulti(r) = r else { panic!("{r:?}") };
+            let OpResult::RecvMulti(r) = r else {
+                panic!("{r:?}")
+            };
             let stop = r.is_err();
             g.borrow_mut().push(r);
             if stop {
@@ -338,13 +386,19 @@ fn recv_stream_in_order_then_eof() {
             let kept: Vec<u8> = bytes_of(&v);
             v.clear();
             drop(v);
-            want.drain(..kept.len()).zip(kept).for_each(|(w, k)| assert_eq!(w, k));
+            want.drain(..kept.len())
+                .zip(kept)
+                .for_each(|(w, k)| assert_eq!(w, k));
         }
         assert_eq!(group.available(), 8, "{b:?}: buffers not returned");
         drop(peer);
         let g = got.clone();
         run_until(&mut lp, || !g.borrow().is_empty());
-        assert!(matches!(got.borrow()[0], Err(ReadError::Eof)), "{:?}", got.borrow());
+        assert!(
+            matches!(got.borrow()[0], Err(ReadError::Eof)),
+            "{:?}",
+            got.borrow()
+        );
         assert_eq!(c.state(), xev::CompletionState::Dead);
         assert_eq!(lp.active(), 0);
         assert_eq!(group.available(), 8);
@@ -455,7 +509,10 @@ fn disarm_recv_returns_buffers() {
         let mut c = pin!(Completion::new());
         lp.start(
             c.as_mut(),
-            Op::RecvMulti { fd: a.as_raw_fd(), group: group.clone() },
+            Op::RecvMulti {
+                fd: a.as_raw_fd(),
+                group: group.clone(),
+            },
             move |_, _, r| {
                 assert!(matches!(r, OpResult::RecvMulti(Ok(_))), "{r:?}");
                 n2.set(n2.get() + 1);

@@ -643,7 +643,11 @@ impl Driver {
         let addr = g.ring_addr().expect("a ring group");
         // SAFETY: the ring memory is page-aligned, holds `count` entries, and is owned by
         // the group, which we keep (in `groups`) until the ring is unregistered on drop.
-        unsafe { self.ring.submitter().register_buf_ring_with_flags(addr, count, bgid, 0)? };
+        unsafe {
+            self.ring
+                .submitter()
+                .register_buf_ring_with_flags(addr, count, bgid, 0)?
+        };
         let g = crate::buf_group::BufferGroup(std::rc::Rc::new(g));
         self.groups.push(g.clone());
         Ok(g)

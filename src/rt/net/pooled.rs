@@ -89,7 +89,9 @@ impl Drop for PooledBuf {
 
 impl fmt::Debug for PooledBuf {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PooledBuf").field("len", &self.len()).finish()
+        f.debug_struct("PooledBuf")
+            .field("len", &self.len())
+            .finish()
     }
 }
 
