@@ -512,7 +512,8 @@ async fn linger(stream: &TcpStream, mut buf: Box<[u8]>) {
 }
 
 /// [`serve`] with pooled reads ([`connection_pooled`]): an idle keep-alive connection
-/// holds no read, request or response buffer (`--pooled`).
+/// holds no read, request or response buffer (`--pooled`; Unix).
+#[cfg(unix)]
 pub async fn serve_pooled(listener: TcpListener) -> io::Result<()> {
     let closed = Notify::new();
     loop {
@@ -534,6 +535,7 @@ pub async fn serve_pooled(listener: TcpListener) -> io::Result<()> {
     }
 }
 
+#[cfg(unix)]
 thread_local! {
     /// Response buffers between uses (pooled mode): a connection holds one only while
     /// its responses are written.
@@ -545,6 +547,7 @@ thread_local! {
 /// response buffer likewise, and a request split over reads is kept (copied) only until
 /// it is complete. Same answers as [`connection`]; the next read starts after the
 /// responses are written.
+#[cfg(unix)]
 async fn connection_pooled(stream: TcpStream) {
     // The start of a request split across reads (no capacity in the steady state).
     let mut pending: Vec<u8> = Vec::new();
@@ -608,11 +611,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "http_hello: listening on http://{}/ ({backend})",
             listener.local_addr()?
         );
+        #[cfg(unix)]
         if pooled {
-            serve_pooled(listener).await
-        } else {
-            serve(listener).await
+            return serve_pooled(listener).await;
         }
+        #[cfg(not(unix))]
+        if pooled {
+            eprintln!("http_hello: --pooled needs Unix; serving with per-connection buffers");
+        }
+        serve(listener).await
     })?;
     Ok(())
 }

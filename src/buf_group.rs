@@ -54,6 +54,7 @@ pub(crate) struct Group {
     /// The driver this group belongs to.
     pub(crate) owner: u64,
     /// The group id the kernel knows (io_uring).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub(crate) bgid: u16,
     count: u16,
     size: u32,
@@ -182,6 +183,7 @@ impl Group {
     }
 
     /// The loop is done with the group: stop feeding the (unregistered) ring.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub(crate) fn set_dead(&self) {
         self.dead.set(true);
     }
