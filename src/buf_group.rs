@@ -108,8 +108,10 @@ impl Group {
         let bytes = count as usize * size as usize;
         let layout = Layout::from_size_align(bytes, 64)
             .map_err(|_| io::Error::from_raw_os_error(libc::ENOMEM))?;
+        // Zeroed: the kernel's writes are invisible to memory checkers, which would
+        // otherwise see reads of never-written bytes.
         // SAFETY: `layout` has a non-zero size (count, size >= 1).
-        let mem = unsafe { std::alloc::alloc(layout) };
+        let mem = unsafe { std::alloc::alloc_zeroed(layout) };
         let mem = NonNull::new(mem).ok_or_else(|| io::Error::from_raw_os_error(libc::ENOMEM))?;
         Ok((mem, layout))
     }
