@@ -177,6 +177,10 @@ impl Driver {
             .probe
             .as_ref()
             .is_some_and(|p| p.is_supported(opcode::Socket::CODE));
+        #[cfg(test)]
+        if tests::NO_MULTISHOT.with(|f| f.get()) {
+            d.accept_multishot = false;
+        }
         d.arm_wake();
         Ok(d)
     }
@@ -639,14 +643,28 @@ impl Driver {
         let bgid = u16::try_from(self.groups.len()).map_err(|_| {
             io::Error::new(io::ErrorKind::OutOfMemory, "65536 buffer groups registered")
         })?;
-        let g = crate::buf_group::Group::new_ring(self.token, bgid, count, size)?;
-        let addr = g.ring_addr().expect("a ring group");
+        let ring = crate::buf_group::Group::new_ring(self.token, bgid, count, size)?;
+        let addr = ring.ring_addr().expect("a ring group");
+        #[cfg(test)]
+        let no_ring = tests::NO_MULTISHOT.with(|f| f.get());
+        #[cfg(not(test))]
+        let no_ring = false;
         // SAFETY: the ring memory is page-aligned, holds `count` entries, and is owned by
         // the group, which we keep (in `groups`) until the ring is unregistered on drop.
-        unsafe {
-            self.ring
-                .submitter()
-                .register_buf_ring_with_flags(addr, count, bgid, 0)?
+        let registered = !no_ring
+            && unsafe {
+                self.ring
+                    .submitter()
+                    .register_buf_ring_with_flags(addr, count, bgid, 0)
+            }
+            .is_ok();
+        let g = if registered {
+            ring
+        } else {
+            // Before 5.19 (no provided-buffer rings): a free list, and receives that wait
+            // for readiness (POLL_ADD) and then take a buffer, as on the poll backend.
+            drop(ring);
+            crate::buf_group::Group::new_free(self.token, bgid, count, size)?
         };
         let g = crate::buf_group::BufferGroup(std::rc::Rc::new(g));
         self.groups.push(g.clone());
@@ -737,7 +755,14 @@ impl Driver {
                     .flags(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
                     .build()
             }
-            MultiKind::Recv(g) => opcode::RecvMulti::new(types::Fd(m.fd), g.0.bgid).build(),
+            MultiKind::Recv(g) if g.0.is_ring() => {
+                opcode::RecvMulti::new(types::Fd(m.fd), g.0.bgid).build()
+            }
+            // A free-list group (no provided-buffer rings): wait for readiness; the
+            // receive happens when the CQE arrives (see `multi_cqe`).
+            MultiKind::Recv(_) => {
+                opcode::PollAdd::new(types::Fd(m.fd), libc::POLLIN as u32).build()
+            }
         };
         m.live = true;
         m.cancel_sent = false;
@@ -752,6 +777,24 @@ impl Driver {
             debug_assert!(false, "CQE for an unknown multishot record");
             return;
         };
+        if let MultiKind::Recv(g) = &m.kind {
+            if !g.0.is_ring() {
+                // Readiness (the fallback): receive now into a free buffer; if the data
+                // went elsewhere meanwhile, wait again.
+                m.live = false;
+                self.in_kernel -= 1;
+                let res = match (res >= 0, m.attached.is_some()) {
+                    (true, true) => sys::recv_into_group(m.fd, g),
+                    // Detached: nobody receives, so the data stays in the socket.
+                    (true, false) => -(libc::ECANCELED as isize),
+                    (false, _) => res as isize,
+                };
+                if res == -(libc::EAGAIN as isize) && m.attached.is_some() {
+                    return self.issue_multi(key);
+                }
+                return self.multi_result(key, res);
+            }
+        }
         let res = match (&m.kind, io_uring::cqueue::buffer_select(flags)) {
             (MultiKind::Recv(_), Some(bid)) if res >= 0 => {
                 crate::buf_group::encode(bid, res as usize)
@@ -768,6 +811,14 @@ impl Driver {
             m.live = false;
             self.in_kernel -= 1;
         }
+        self.multi_result(key, res);
+    }
+
+    /// Hand result `res` of record `key` to its completion (or queue or dispose of it).
+    fn multi_result(&mut self, key: usize, res: isize) {
+        let Some(m) = self.multis.get_mut(&key) else {
+            return;
+        };
         match m.attached {
             Some(c) if m.parked => {
                 m.parked = false;
@@ -974,6 +1025,9 @@ pub(crate) mod tests {
         /// Loops created on this thread act as on a kernel whose io_uring has none of
         /// the filesystem opcodes.
         pub(crate) static NO_FS_OPCODES: Cell<bool> = const { Cell::new(false) };
+        /// Loops created on this thread act as on a kernel without multishot accept and
+        /// provided-buffer rings (before 5.19).
+        pub(crate) static NO_MULTISHOT: Cell<bool> = const { Cell::new(false) };
     }
 
     fn run(lp: &mut Loop, op: Op) -> OpResult {
@@ -986,6 +1040,111 @@ pub(crate) mod tests {
         });
         lp.run(RunMode::UntilDone).unwrap();
         out.take().expect("one result")
+    }
+
+    /// On a kernel without multishot accept and provided-buffer rings, `AcceptMulti`
+    /// issues single accepts and `RecvMulti` waits for readiness then receives into a
+    /// free-list buffer: the same results.
+    #[test]
+    fn multishot_fallbacks_give_the_same_results() {
+        use std::io::Write;
+        if !Backend::IoUring.is_available() {
+            return;
+        }
+        NO_MULTISHOT.with(|f| f.set(true));
+        let lp = Loop::new(Options {
+            backend: Some(Backend::IoUring),
+            ..Default::default()
+        });
+        let mut lp = lp.unwrap();
+        let group = lp.register_buffer_group(2, 8).unwrap();
+        NO_MULTISHOT.with(|f| f.set(false));
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.set_nonblocking(true).unwrap();
+        let addr = l.local_addr().unwrap();
+        let _clients: Vec<_> = (0..3)
+            .map(|_| std::net::TcpStream::connect(addr).unwrap())
+            .collect();
+        let got = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        let g = got.clone();
+        let mut c = pin!(Completion::new());
+        use std::os::fd::AsRawFd;
+        lp.start(
+            c.as_mut(),
+            Op::AcceptMulti { fd: l.as_raw_fd() },
+            move |_, _, r| {
+                let OpResult::AcceptMulti(Ok(fd)) = r else {
+                    panic!("{r:?}")
+                };
+                g.borrow_mut().push(fd);
+                if g.borrow().len() == 3 {
+                    CallbackAction::Disarm
+                } else {
+                    CallbackAction::Rearm
+                }
+            },
+        );
+        lp.run(RunMode::UntilDone).unwrap();
+        assert_eq!(got.borrow().len(), 3);
+        // Receive: 20 bytes through 2 buffers of 8: 8, 8, ENOBUFS; then the rest.
+        let mut peer = std::net::TcpStream::connect(addr).unwrap();
+        let (sock, _) = loop {
+            match l.accept() {
+                Ok(a) => break a,
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(1)),
+            }
+        };
+        sock.set_nonblocking(true).unwrap();
+        peer.write_all(b"abcdefghijklmnopqrst").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let leases = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        let k = leases.clone();
+        lp.start(
+            c.as_mut(),
+            Op::RecvMulti {
+                fd: sock.as_raw_fd(),
+                group: group.clone(),
+            },
+            move |_, _, r| {
+                let OpResult::RecvMulti(r) = r else {
+                    panic!("{r:?}")
+                };
+                let stop = r.is_err();
+                k.borrow_mut().push(r);
+                if stop {
+                    CallbackAction::Disarm
+                } else {
+                    CallbackAction::Rearm
+                }
+            },
+        );
+        lp.run(RunMode::UntilDone).unwrap();
+        let v: Vec<_> = leases.borrow_mut().drain(..).collect();
+        assert_eq!(v.len(), 3, "{v:?}");
+        assert_eq!(v[0].as_ref().unwrap().as_slice(), b"abcdefgh");
+        assert_eq!(v[1].as_ref().unwrap().as_slice(), b"ijklmnop");
+        match &v[2] {
+            Err(crate::ReadError::Io(e)) => assert_eq!(e.raw_os_error(), Some(libc::ENOBUFS)),
+            other => panic!("{other:?}"),
+        }
+        drop(v);
+        assert_eq!(group.available(), 2);
+        lp.start(
+            c.as_mut(),
+            Op::RecvMulti {
+                fd: sock.as_raw_fd(),
+                group: group.clone(),
+            },
+            |_, _, r| {
+                let OpResult::RecvMulti(Ok(b)) = r else {
+                    panic!("{r:?}")
+                };
+                assert_eq!(b.as_slice(), b"qrst");
+                CallbackAction::Disarm
+            },
+        );
+        lp.run(RunMode::UntilDone).unwrap();
+        assert_eq!(group.available(), 2);
     }
 
     /// On a kernel without the opcodes, the filesystem operations run on the pool and

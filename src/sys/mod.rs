@@ -488,7 +488,7 @@ pub(crate) unsafe fn perform(inner: *mut Inner, connect_started: bool) -> isize 
 
 /// One receive into a free buffer of `group` (the poll backend's multishot receive): the
 /// encoded buffer and length, `-ENOBUFS` (nothing consumed) when every buffer is lent.
-fn recv_into_group(fd: RawFd, group: &crate::buf_group::BufferGroup) -> isize {
+pub(crate) fn recv_into_group(fd: RawFd, group: &crate::buf_group::BufferGroup) -> isize {
     let Some(bid) = group.0.take() else {
         return -(libc::ENOBUFS as isize);
     };
