@@ -14,6 +14,17 @@
 //! issued after the earlier one is reaped, each tries the backlog first and finds
 //! whatever the cancelled one let through. (Loops on other threads that share the
 //! listener are not covered: each serialises only its own accepts.)
+//!
+//! **Multishot operations** (`Op::AcceptMulti`, `Op::RecvMulti`) post to a record the
+//! driver owns ([`Multi`]; its address, tagged, is the SQE's `user_data`), not to their
+//! completion. A result reaches the completion if it is parked on the record, and waits
+//! in the record otherwise (in order), until the completion's callback rearms it. A
+//! completion that stops (Disarm, cancel, re-prepared with another operation, loop
+//! shutdown) is detached: the record's queued results are disposed of (connections
+//! closed, buffers returned to their group), its SQE is cancelled, and it is freed at its
+//! last CQE. Before 5.19 (no `SOCKET` opcode, so no multishot accept; provided-buffer
+//! rings refused) accepts are issued one per rearm and receives wait for readiness
+//! (`POLL_ADD`), then take a free buffer, as on the poll backend.
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
