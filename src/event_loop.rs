@@ -18,6 +18,7 @@ use crate::op::{CancelTarget, Op, PollEvents};
 use crate::queue::Intrusive;
 use crate::registry::Registry;
 use crate::result::{close_orphan_fd, OpResult};
+use crate::scratch::ScratchPool;
 use crate::sys;
 use crate::thread_pool::{RawJob, ThreadPool, ThreadPoolOptions};
 use crate::timer_queue::TimerQueue;
@@ -138,6 +139,8 @@ pub(crate) struct Core {
     /// `now_ns` was not refreshed this tick (no timers were pending).
     now_stale: bool,
     pool: Option<ThreadPool>,
+    /// Socket-address and message-header space lent to the operations that need it.
+    scratch: ScratchPool,
     sink: Arc<PoolSink>,
     pool_inflight: usize,
     /// Callbacks of completions abandoned by a shutdown, dropped once every completion is
@@ -151,7 +154,7 @@ impl Core {
         let inner = Completion::raw(c);
         // SAFETY: `c` is Active (registered), so it is live; loop thread.
         unsafe {
-            (*inner).res = res;
+            Inner::set_res(inner, res);
             (*inner).phase = Phase::Ready;
             self.ready.push(c);
         }
@@ -167,6 +170,7 @@ impl Core {
             if let Some(res) = res {
                 close_orphan_fd(&(*inner).op, res);
             }
+            Inner::release_scratch(inner, &mut self.scratch);
             self.registry.remove((*inner).ticket);
             (*inner).phase = Phase::Dead;
             // The callback will never run: drop what it owns (userdata, buffers, fds),
@@ -201,7 +205,7 @@ impl Core {
             // SAFETY: as above; `res` is read by the loop only after the queue hand-off.
             unsafe {
                 Core::restore_caller_fd(inner, caller_fd);
-                (*inner).res = res;
+                Inner::set_res(inner, res);
             }
             sink.done.push(SendPtr(c));
             if !sink.wake_pending.swap(true, Ordering::AcqRel) {
@@ -276,7 +280,7 @@ impl Core {
         sink.done.drain_with(|SendPtr(c)| {
             self.pool_inflight -= 1;
             // SAFETY: the worker is done with `c`; it is Active and live.
-            let res = unsafe { (*Completion::raw(c)).res };
+            let res = unsafe { Inner::res(Completion::raw(c)) };
             self.finish(c, res);
         });
     }
@@ -306,17 +310,17 @@ impl Core {
         // SAFETY: `c` is Active and live; loop thread.
         unsafe {
             (*inner).phase = Phase::Timer;
-            self.timers.push((*inner).deadline, c);
+            self.timers.push(Inner::deadline(inner), c);
         }
     }
+}
 
-    fn set_deadline(&mut self, c: NonNull<Completion>, ms: u64) {
-        // Measured from the clock now, not the cached tick time, so a timer armed late in
-        // a long tick still never fires early.
-        let deadline = self.fresh_ns().saturating_add(ms.saturating_mul(1_000_000));
-        // SAFETY: `c` is live and exclusively ours at this point; loop thread.
-        unsafe { (*Completion::raw(c)).deadline = deadline };
-    }
+/// The deadline of a timer of `ms` milliseconds armed now, in nanoseconds since `epoch`:
+/// measured from the clock now, not the cached tick time, so a timer armed late in a long
+/// tick still never fires early.
+fn deadline_after(epoch: Instant, ms: u64) -> u64 {
+    let now = epoch.elapsed().as_nanos().min(u64::MAX as u128) as u64;
+    now.saturating_add(ms.saturating_mul(1_000_000))
 }
 
 /// A completion-based event loop.
@@ -386,6 +390,7 @@ impl Loop {
             now_ns: 0,
             now_stale: false,
             pool: opts.thread_pool,
+            scratch: ScratchPool::default(),
             sink,
             pool_inflight: 0,
             abandoned: Vec::new(),
@@ -529,15 +534,20 @@ impl Loop {
         unsafe {
             self.core.registry.remove((*inner).ticket);
             (*inner).phase = Phase::Callback;
-            if let Op::RecvMsg { .. } = (*inner).op {
-                (*inner).scratch.addrlen = (*inner).scratch.msg.msg_namelen;
-            }
+            let res = Inner::res(inner);
             let addr = match (*inner).op {
-                Op::Accept { .. } | Op::RecvMsg { .. } => Completion::scratch_addr(&*inner),
+                Op::Accept { .. } | Op::RecvMsg { .. } => Inner::scratch(inner).and_then(|sc| {
+                    if let Op::RecvMsg { .. } = (*inner).op {
+                        sc.addrlen = sc.msg.msg_namelen;
+                    }
+                    Completion::scratch_addr(sc)
+                }),
                 _ => None,
             };
             let multishot = (*inner).op.is_multishot();
-            let result = OpResult::build(&(*inner).op, (*inner).res, addr);
+            // The kernel and the pool are done with it; the outcome stays readable.
+            Inner::release_scratch(inner, &mut self.core.scratch);
+            let result = OpResult::build(&(*inner).op, res, addr);
             let mut cb = std::mem::replace(&mut (*inner).callback, Callback::empty());
             // If the callback panics, the completion must not stay in `Callback` (whose
             // drop aborts): the loop has already let go of it, so it is Dead.
@@ -740,7 +750,7 @@ impl Loop {
                 "Loop::timer_reset on an Active non-timer completion"
             );
             let found = match (*inner).phase {
-                Phase::Timer => self.core.timers.remove(ptr, (*inner).timer_slot),
+                Phase::Timer => self.core.timers.remove(ptr, Inner::timer_slot(inner)),
                 Phase::Ready => self.core.ready.remove(ptr),
                 other => unreachable!("timer in phase {other:?}"),
             };
@@ -750,8 +760,8 @@ impl Loop {
             );
             (*inner).op = Op::Timer { ms };
             (*inner).callback = Callback::new(callback);
+            Inner::set_deadline(inner, deadline_after(self.core.epoch, ms));
         }
-        self.core.set_deadline(ptr, ms);
         self.core.add_timer(ptr);
     }
 
@@ -793,13 +803,12 @@ impl Loop {
             (*inner).ticket = self.core.registry.insert(c);
             (*inner).owner = self.core.id;
             (*inner).phase = Phase::Ready; // placeholder until the backend places it
+            let epoch = self.core.epoch;
+            Inner::arm_word(inner, rearm, &mut self.core.scratch, |ms| {
+                deadline_after(epoch, ms)
+            });
             match (*inner).op {
-                Op::Timer { ms } => {
-                    if !rearm {
-                        self.core.set_deadline(c, ms);
-                    }
-                    self.core.add_timer(c);
-                }
+                Op::Timer { .. } => self.core.add_timer(c),
                 Op::Cancel { target } => self.start_cancel(c, target),
                 Op::Poll { events, .. } if !events.intersects(PollEvents::IN | PollEvents::OUT) => {
                     // Nothing to wait for: refuse rather than watch an fd for no event.
@@ -814,7 +823,9 @@ impl Loop {
                     // A read into no room can never fill anything: `Ok(0)` at once (the
                     // kernel would wait for data on an idle socket, or consume a datagram).
                     // No sender address either (not one left by an earlier recvmsg).
-                    (*inner).scratch.msg.msg_namelen = 0;
+                    if let Some(sc) = Inner::scratch(inner) {
+                        sc.msg.msg_namelen = 0;
+                    }
                     self.core.finish(c, 0)
                 }
                 Op::Write { .. } | Op::Writev { .. } if self.sigpipe.is_none() => {
@@ -848,8 +859,8 @@ impl Loop {
         let phase = unsafe { (*tin).phase };
         match phase {
             Phase::Timer => {
-                // SAFETY: as above.
-                let slot = unsafe { (*tin).timer_slot };
+                // SAFETY: as above; it is in the timer queue.
+                let slot = unsafe { Inner::timer_slot(tin) };
                 let found = self.core.timers.remove(t, slot);
                 assert!(
                     found,
@@ -887,7 +898,7 @@ impl Loop {
         // Results already waiting.
         while let Some(c) = self.core.ready.pop() {
             // SAFETY: queued, so Active and live.
-            let res = unsafe { (*Completion::raw(c)).res };
+            let res = unsafe { Inner::res(Completion::raw(c)) };
             self.core.abandon(c, Some(res));
         }
         let timers = self.core.timers.drain();
@@ -914,7 +925,7 @@ impl Loop {
             self.core.collect_pool();
             while let Some(c) = self.core.ready.pop() {
                 // SAFETY: queued, so Active and live; the worker is done with it.
-                let res = unsafe { (*Completion::raw(c)).res };
+                let res = unsafe { Inner::res(Completion::raw(c)) };
                 self.core.abandon(c, Some(res));
             }
             if self.core.pool_inflight > 0 {

@@ -165,8 +165,8 @@ pub enum OpResult {
     /// Bytes received; the sender's address is [`Op::unix_addr`] of the completion's op.
     /// See [`Op::RecvMsgUnix`].
     RecvMsgUnix(Result<usize, ReadError>),
-    /// The opened file (close-on-exec); see [`Op::OpenAt`].
-    OpenAt(Result<OwnedFd, Error>),
+    /// The opened file (close-on-exec; a file handle on Windows); see [`Op::OpenAt`].
+    OpenAt(Result<crate::sys::fd::OwnedFile, Error>),
     #[cfg(unix)]
     /// See [`Op::Statx`].
     Statx(Result<Metadata, Error>),
@@ -282,8 +282,17 @@ impl OpResult {
             #[cfg(unix)]
             Op::RecvMsgUnix { .. } => OpResult::RecvMsgUnix(read_count(res, 0)),
             Op::OpenAt { .. } => OpResult::OpenAt(unit(res).map(|()| {
-                // SAFETY: a non-negative openat result is a new fd that nothing else owns.
-                unsafe { OwnedFd::from_raw_fd(res as RawFd) }
+                // SAFETY: a non-negative openat result is a new fd (a file handle's value
+                // on Windows) that nothing else owns.
+                #[cfg(unix)]
+                return unsafe { OwnedFd::from_raw_fd(res as RawFd) };
+                // SAFETY: as above.
+                #[cfg(windows)]
+                return unsafe {
+                    std::os::windows::io::FromRawHandle::from_raw_handle(
+                        crate::sys::fd::file_handle(res as RawFd),
+                    )
+                };
             })),
             #[cfg(unix)]
             Op::Statx { buf, .. } => {

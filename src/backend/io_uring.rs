@@ -35,7 +35,7 @@ use std::time::Duration;
 
 use io_uring::{opcode, squeue, types, IoUring};
 
-use crate::completion::{Completion, Phase};
+use crate::completion::{Completion, Inner, Phase};
 use crate::event_loop::Core;
 use crate::op::Op;
 use crate::sys;
@@ -318,11 +318,23 @@ impl Driver {
             }
         }
         // SAFETY: `c` is Active and live and not yet in the kernel; we build the SQE from
-        // its op and scratch, which stay put (pinned) until the CQE arrives.
+        // its op (pinned) and the scratch space the loop lent it (boxed), which both stay
+        // put until the CQE arrives.
         let sqe = unsafe {
-            let sc = &mut (*inner).scratch;
+            let mut lent = Inner::scratch(inner);
+            // The lent scratch space (`EINVAL` if an operation that needs it has none,
+            // which the loop never lets happen).
+            macro_rules! scratch {
+                () => {
+                    match lent.as_deref_mut() {
+                        Some(sc) => sc,
+                        None => return core.finish(c, -(libc::EINVAL as isize)),
+                    }
+                };
+            }
             match &mut (*inner).op {
                 Op::Accept { fd } => {
+                    let sc = scratch!();
                     sc.addrlen = std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
                     opcode::Accept::new(
                         types::Fd(*fd),
@@ -333,6 +345,7 @@ impl Driver {
                     .build()
                 }
                 Op::Connect { fd, addr } => {
+                    let sc = scratch!();
                     let len = sys::to_sockaddr(addr, &mut sc.addr);
                     opcode::Connect::new(
                         types::Fd(*fd),
@@ -370,12 +383,14 @@ impl Driver {
                     opcode::Recv::new(types::Fd(*fd), buf.as_ptr(), clamp(buf.len())).build()
                 }
                 Op::SendMsg { fd, buf, addr } => {
+                    let sc = scratch!();
                     sys::prepare_msg(sc, buf.as_ptr(), buf.len(), addr.as_ref());
                     opcode::SendMsg::new(types::Fd(*fd), &sc.msg)
                         .flags(libc::MSG_NOSIGNAL as u32)
                         .build()
                 }
                 Op::RecvMsg { fd, buf } => {
+                    let sc = scratch!();
                     sys::prepare_recvmsg(sc, buf.as_ptr(), buf.len());
                     opcode::RecvMsg::new(types::Fd(*fd), &mut sc.msg).build()
                 }
@@ -417,12 +432,14 @@ impl Driver {
                 }
                 Op::ConnectUnix { .. } => unreachable!("done at submission"),
                 Op::SendMsgUnix { fd, buf, addr } => {
+                    let sc = scratch!();
                     sys::prepare_msg_unix(sc, buf.as_ptr(), buf.len(), addr, false);
                     opcode::SendMsg::new(types::Fd(*fd), &sc.msg)
                         .flags(libc::MSG_NOSIGNAL as u32)
                         .build()
                 }
                 Op::RecvMsgUnix { fd, buf, addr } => {
+                    let sc = scratch!();
                     sys::prepare_msg_unix(sc, buf.as_ptr(), buf.len(), addr, true);
                     opcode::RecvMsg::new(types::Fd(*fd), &mut sc.msg).build()
                 }
@@ -440,6 +457,7 @@ impl Driver {
                         .build()
                 }
                 Op::SendMsgV { fd, bufs, addr } => {
+                    let sc = scratch!();
                     let (iov, n) = bufs.iovecs();
                     sys::prepare_msg_iov(sc, iov, n, addr.as_ref());
                     opcode::SendMsg::new(types::Fd(*fd), &sc.msg)

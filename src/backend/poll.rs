@@ -22,7 +22,7 @@
 //! when a loop first sees them and when they close (`fd_opened` / `fd_closed`), so their
 //! registration is trusted and their operations park without a syscall.
 
-use crate::sys::fd::{AsRawFd, RawFd};
+use crate::sys::fd::{from_index as fd_from_index, index as fd_index, AsRawFd, RawFd};
 use std::io;
 use std::ptr::NonNull;
 use std::time::Duration;
@@ -197,7 +197,7 @@ impl Driver {
     /// announced by its owner), so the table is bounded by the process's fd limit, never
     /// by a number a caller made up; growth that cannot be allocated is an error.
     fn state(&mut self, fd: RawFd) -> io::Result<&mut FdState> {
-        let idx = fd as usize;
+        let idx = fd_index(fd);
         if self.fds.len() <= idx {
             self.fds
                 .try_reserve(idx + 1 - self.fds.len())
@@ -282,7 +282,7 @@ impl Driver {
         }
         // An fd never seen has no state yet: it may be ready, and nobody is queued on it.
         // The table grows only once the attempt shows the fd is open (EAGAIN).
-        let (queue_empty, ready) = match self.fds.get(fd as usize) {
+        let (queue_empty, ready) = match self.fds.get(fd_index(fd)) {
             Some(st) => match wait {
                 Wait::Readable => (st.readers.is_empty(), st.readable),
                 Wait::Writable => (st.writers.is_empty(), st.writable),
@@ -296,7 +296,7 @@ impl Driver {
                 return self.complete(core, c, res);
             }
             self.eagain += 1;
-            if let Some(st) = self.fds.get_mut(fd as usize) {
+            if let Some(st) = self.fds.get_mut(fd_index(fd)) {
                 match wait {
                     Wait::Readable => st.readable = false,
                     Wait::Writable => st.writable = false,
@@ -329,7 +329,7 @@ impl Driver {
         let registered = st.registered;
         let r = if !registered {
             self.source.add(fd).map(|()| {
-                let st = &mut self.fds[fd as usize];
+                let st = &mut self.fds[fd_index(fd)];
                 st.registered = true;
                 st.stream = sys::is_stream(fd);
             })
@@ -341,7 +341,7 @@ impl Driver {
         if let Err(e) = r {
             // Cannot watch this fd: fail its waiters rather than hang them.
             let err = -(e.raw_os_error().unwrap_or(libc::EIO) as isize);
-            let st = &mut self.fds[fd as usize];
+            let st = &mut self.fds[fd_index(fd)];
             st.registered = false;
             while let Some(w) = st.readers.pop().or_else(|| st.writers.pop()) {
                 core.finish(w, err);
@@ -359,7 +359,7 @@ impl Driver {
                 if res > 0 && (res as usize) < buf.len().min(MAX_RW_COUNT) =>
             {
                 // Only an fd seen before has a cache to update.
-                if let Some(st) = self.fds.get_mut(*fd as usize) {
+                if let Some(st) = self.fds.get_mut(fd_index(*fd)) {
                     if st.stream && !st.hup {
                         // The stream's queue was drained; the next arrival is a new edge.
                         st.readable = false;
@@ -369,7 +369,7 @@ impl Driver {
             #[cfg(unix)]
             Op::AcceptUnix { .. } if res >= 0 => {
                 // A number seen before now names the new connection.
-                if let Some(st) = self.fds.get_mut(res as usize) {
+                if let Some(st) = self.fds.get_mut(fd_index(res as RawFd)) {
                     st.reset();
                 }
             }
@@ -382,14 +382,14 @@ impl Driver {
             }
             Op::Accept { .. } if res >= 0 => {
                 // A number seen before now names the new connection.
-                if let Some(st) = self.fds.get_mut(res as usize) {
+                if let Some(st) = self.fds.get_mut(fd_index(res as RawFd)) {
                     st.reset();
                 }
             }
             Op::Write { fd, buf } | Op::Send { fd, buf }
                 if res > 0 && (res as usize) < buf.len().min(MAX_RW_COUNT) =>
             {
-                if let Some(st) = self.fds.get_mut(*fd as usize) {
+                if let Some(st) = self.fds.get_mut(fd_index(*fd)) {
                     if st.stream && !st.hup {
                         // The stream's send buffer is full: the next write would only say
                         // EAGAIN, and the room freed later is a new edge.
@@ -417,7 +417,7 @@ impl Driver {
     /// `fd` stays open but its owner will no longer report its close (it moved to another
     /// loop): keep its waiters and cache, and refresh its registration again.
     pub(crate) fn fd_released(&mut self, fd: RawFd) {
-        if let Some(st) = self.fds.get_mut(fd as usize) {
+        if let Some(st) = self.fds.get_mut(fd_index(fd)) {
             st.tracked = false;
         }
     }
@@ -430,7 +430,7 @@ impl Driver {
     /// `fd` is about to be closed by the loop: cancel the operations parked on it (their
     /// callbacks get Canceled), and drop its registration and cache.
     fn forget(&mut self, core: &mut Core, fd: RawFd) {
-        if let Some(st) = self.fds.get_mut(fd as usize) {
+        if let Some(st) = self.fds.get_mut(fd_index(fd)) {
             while let Some(w) = st.readers.pop().or_else(|| st.writers.pop()) {
                 core.finish(w, -(libc::ECANCELED as isize));
             }
@@ -450,7 +450,7 @@ impl Driver {
         // SAFETY: `target` is registered, so live; loop thread.
         let fd = unsafe { (*Completion::raw(target)).op.fd() };
         let removed = fd
-            .and_then(|fd| self.fds.get_mut(fd as usize))
+            .and_then(|fd| self.fds.get_mut(fd_index(fd)))
             .is_some_and(|st| st.readers.remove(target) || st.writers.remove(target));
         if removed {
             core.finish(target, -(libc::ECANCELED as isize));
@@ -465,7 +465,7 @@ impl Driver {
         let r = self.source.wait(&mut fired, timeout);
         for ev in &fired {
             if ev.hup {
-                if let Some(st) = self.fds.get_mut(ev.fd as usize) {
+                if let Some(st) = self.fds.get_mut(fd_index(ev.fd)) {
                     st.hup = true;
                 }
             }
@@ -484,7 +484,7 @@ impl Driver {
     /// `fd` became ready in direction `wait`: retry its waiters in order until one would
     /// block again (or a short read says the stream is empty).
     fn drain(&mut self, core: &mut Core, fd: RawFd, wait: Wait) {
-        let Some(st) = self.fds.get_mut(fd as usize) else {
+        let Some(st) = self.fds.get_mut(fd_index(fd)) else {
             return;
         };
         match wait {
@@ -492,7 +492,7 @@ impl Driver {
             Wait::Writable => st.writable = true,
         }
         loop {
-            let st = &mut self.fds[fd as usize];
+            let st = &mut self.fds[fd_index(fd)];
             let (head, ready) = match wait {
                 Wait::Readable => (st.readers.peek(), st.readable),
                 Wait::Writable => (st.writers.peek(), st.writable),
@@ -501,7 +501,7 @@ impl Driver {
                 return;
             };
             let res = attempt(c);
-            let st = &mut self.fds[fd as usize];
+            let st = &mut self.fds[fd_index(fd)];
             if res == EAGAIN {
                 self.eagain += 1;
                 match wait {
@@ -524,7 +524,7 @@ impl Driver {
                 core.abandon(c, None);
             }
             if st.registered {
-                self.source.delete(fd as RawFd);
+                self.source.delete(fd_from_index(fd));
                 st.reset();
             }
         }

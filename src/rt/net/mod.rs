@@ -57,6 +57,7 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+mod incoming;
 #[cfg(unix)]
 mod pooled;
 mod tcp;
@@ -69,9 +70,10 @@ use std::net::{SocketAddr, ToSocketAddrs};
 
 #[cfg(unix)]
 pub use crate::UnixAddr;
+pub use incoming::{Incoming, Listener};
 #[cfg(unix)]
 pub use pooled::{pooled_free_buffers, PooledBuf, POOLED_READ_SIZE};
-pub use tcp::{Incoming, TcpListener, TcpStream};
+pub use tcp::{TcpListener, TcpStream};
 pub use udp::UdpSocket;
 #[cfg(unix)]
 pub use unix::{UnixDatagram, UnixIncoming, UnixListener, UnixStream};
