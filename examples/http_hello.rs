@@ -1,7 +1,7 @@
 //! A minimal HTTP/1.1 server on xev's async API: every request gets `Hello, World!`.
 //!
 //! ```text
-//! cargo run --release --example http_hello -- [PORT] [--threads N [--distribute]]
+//! cargo run --release --example http_hello -- [PORT] [--threads N [--distribute]] [--pooled]
 //! curl -v http://127.0.0.1:PORT/ http://127.0.0.1:PORT/   # the second request re-uses the connection
 //! wrk -t1 -c50 -d5s http://127.0.0.1:PORT/
 //! ```
@@ -615,10 +615,98 @@ async fn linger(stream: &TcpStream, mut buf: Box<[u8]>) {
     .await;
 }
 
+/// [`serve`] with pooled reads ([`connection_pooled`]): an idle keep-alive connection
+/// holds no read, request or response buffer (`--pooled`; Unix).
+#[cfg(unix)]
+pub async fn serve_pooled(listener: TcpListener) -> io::Result<()> {
+    let closed = Notify::new();
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _peer)) => stream,
+            Err(e) if out_of_resources(&e) => {
+                let _ = xev::time::timeout(ACCEPT_BACKOFF, closed.notified()).await;
+                continue;
+            }
+            Err(e) if about_one_connection(&e) => continue,
+            Err(e) => return Err(e),
+        };
+        let _ = stream.set_nodelay(true);
+        let closed = closed.clone();
+        xev::spawn(async move {
+            connection_pooled(stream).await;
+            closed.notify();
+        });
+    }
+}
+
+#[cfg(unix)]
+thread_local! {
+    /// Response buffers between uses (pooled mode): a connection holds one only while
+    /// its responses are written.
+    static RESPONSES: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// One connection served with [`TcpStream::read_pooled`]: the read buffer comes from
+/// the thread's pool when bytes arrive and goes back once they are answered, the
+/// response buffer likewise, and a request split over reads is kept (copied) only until
+/// it is complete. Same answers as [`connection`]; the next read starts after the
+/// responses are written.
+#[cfg(unix)]
+async fn connection_pooled(stream: TcpStream) {
+    // The start of a request split across reads (no capacity in the steady state).
+    let mut pending: Vec<u8> = Vec::new();
+    loop {
+        let data = match stream.read_pooled().await {
+            Ok(d) if !d.is_empty() => d,
+            _ => return, // end of stream (a partial request is dropped) or reset
+        };
+        let mut wbuf = RESPONSES
+            .with(|r| r.borrow_mut().pop())
+            .unwrap_or_else(|| Vec::with_capacity(4 * 1024));
+        let close = if pending.is_empty() {
+            let a = answer(&data, &mut wbuf);
+            if !a.close {
+                pending.extend_from_slice(&data[a.consumed..]);
+            }
+            a.close
+        } else {
+            pending.extend_from_slice(&data);
+            let a = answer(&pending, &mut wbuf);
+            pending.drain(..a.consumed);
+            if pending.is_empty() {
+                pending = Vec::new();
+            }
+            a.close
+        };
+        drop(data);
+        let (res, mut buf) = if wbuf.is_empty() {
+            (Ok(()), wbuf)
+        } else {
+            stream.write_all(wbuf).await
+        };
+        buf.clear();
+        RESPONSES.with(|r| r.borrow_mut().push(buf));
+        if res.is_err() {
+            return;
+        }
+        if close {
+            if stream.shutdown(Shutdown::Write).await.is_ok() {
+                let _ = xev::time::timeout(LINGER, async {
+                    while matches!(stream.read_pooled().await, Ok(d) if !d.is_empty()) {}
+                })
+                .await;
+            }
+            return;
+        }
+    }
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut port: u16 = 8080;
     let mut threads: Option<usize> = None;
     let mut sharing = Sharing::ReusePort;
+    // Pooled reads (one thread; `--threads` serves with per-connection buffers).
+    let mut pooled = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -627,6 +715,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 threads = Some(n.parse().map_err(|e| format!("--threads {n:?}: {e}"))?);
             }
             "--distribute" => sharing = Sharing::Distribute,
+            "--pooled" => pooled = true,
             p => port = p.parse().map_err(|e| format!("port {p:?}: {e}"))?,
         }
     }
@@ -647,6 +736,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "http_hello: listening on http://{}/ ({backend})",
             listener.local_addr()?
         );
+        #[cfg(unix)]
+        if pooled {
+            return serve_pooled(listener).await;
+        }
+        #[cfg(not(unix))]
+        if pooled {
+            eprintln!("http_hello: --pooled needs Unix; serving with per-connection buffers");
+        }
         serve(listener).await
     })?;
     Ok(())

@@ -544,6 +544,7 @@ impl Loop {
                 }),
                 _ => None,
             };
+            let multishot = (*inner).op.is_multishot();
             // The kernel and the pool are done with it; the outcome stays readable.
             Inner::release_scratch(inner, &mut self.core.scratch);
             let result = OpResult::build(&(*inner).op, res, addr);
@@ -563,6 +564,9 @@ impl Loop {
                 if action == CallbackAction::Rearm {
                     self.submit(c, true);
                 }
+            }
+            if multishot {
+                self.driver.multishot_after_callback(&mut self.core, c);
             }
         }
     }
@@ -615,6 +619,21 @@ impl Loop {
         self.core
             .pool
             .get_or_insert_with(|| ThreadPool::new(ThreadPoolOptions::default()))
+    }
+
+    /// Register a group of `count` receive buffers of `size` bytes each with this loop,
+    /// for [`Op::RecvMulti`]: `count` a power of two up to
+    /// [`MAX_GROUP_BUFFERS`](crate::MAX_GROUP_BUFFERS), `size` up to
+    /// [`MAX_GROUP_BUFFER`](crate::MAX_GROUP_BUFFER) (`InvalidInput` otherwise). The memory
+    /// is allocated now and owned by the loop, its operations and the leases of its
+    /// buffers; on io_uring it becomes a provided-buffer ring (`IORING_REGISTER_PBUF_RING`).
+    #[cfg(unix)]
+    pub fn register_buffer_group(
+        &mut self,
+        count: u16,
+        size: u32,
+    ) -> io::Result<crate::buf_group::BufferGroup> {
+        self.driver.register_buffer_group(count, size)
     }
 
     /// Stop: the current [`run`](Self::run) returns after the callbacks of this tick.

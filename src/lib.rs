@@ -145,6 +145,8 @@
 #![cfg_attr(windows, allow(rustdoc::broken_intra_doc_links))]
 
 pub mod backend;
+#[cfg(unix)]
+mod buf_group;
 mod callback;
 #[cfg(doctest)]
 mod compile_fail;
@@ -174,6 +176,8 @@ mod unix_addr;
 pub mod watcher;
 
 pub use backend::Backend;
+#[cfg(unix)]
+pub use buf_group::{BufferGroup, GroupBuf, MAX_GROUP_BUFFER, MAX_GROUP_BUFFERS};
 pub use completion::{CallbackAction, Completion, CompletionState};
 pub use event_loop::{Loop, Options, RunError, RunMode, MAX_ENTRIES};
 pub use fs_op::OpPath;

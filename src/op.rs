@@ -345,6 +345,40 @@ pub enum Op {
         /// Destination for unconnected sockets.
         addr: Option<SocketAddr>,
     },
+    #[cfg(unix)]
+    /// Accept connections on a listening socket, many per submission: each new connection
+    /// calls the callback with [`OpResult::AcceptMulti`](crate::OpResult::AcceptMulti)
+    /// while the operation stays in flight. Returning [`Rearm`](crate::CallbackAction::Rearm)
+    /// keeps it accepting (no new submission while the kernel keeps it alive; a new one if
+    /// the kernel ended it); [`Disarm`](crate::CallbackAction::Disarm) stops it (connections
+    /// that arrived meanwhile are closed). A cancel stops it with `Canceled`.
+    ///
+    /// io_uring: one `IORING_ACCEPT_MULTISHOT` SQE (single accepts on kernels before
+    /// 5.19); poll backend: one accept per readiness, the same callbacks. No peer address
+    /// is reported (`getpeername` gives it). Do not mix it with [`Op::Accept`] on the same
+    /// listener in one loop.
+    AcceptMulti {
+        /// The listening socket.
+        fd: RawFd,
+    },
+    #[cfg(unix)]
+    /// Receive on a socket into buffers of `group`, many per submission: each arrival
+    /// calls the callback with [`OpResult::RecvMulti`](crate::OpResult::RecvMulti), a
+    /// [`GroupBuf`](crate::GroupBuf) lease of the buffer the bytes landed in (dropping it
+    /// returns the buffer to the group). Rearm/Disarm/cancel as for [`Op::AcceptMulti`];
+    /// data that arrived after a Disarm stays in the socket or, if the kernel had already
+    /// taken it, is dropped with its buffer (so disarm only to stop reading).
+    ///
+    /// A stream's end is `Err(Eof)`. With every buffer of the group lent out the
+    /// receive fails with `ENOBUFS` and nothing is consumed: drop leases and rearm.
+    /// io_uring: one `IORING_RECV_MULTISHOT` SQE over the group's provided-buffer ring;
+    /// poll backend: a free buffer is taken only when the socket is readable.
+    RecvMulti {
+        /// The socket.
+        fd: RawFd,
+        /// Where received bytes go; registered with this loop.
+        group: crate::buf_group::BufferGroup,
+    },
 }
 
 impl Op {
@@ -413,6 +447,14 @@ impl Op {
         with_borrowed_fd!(self, fd => Some(fd), None)
     }
 
+    /// Whether the operation delivers many results per submission.
+    pub(crate) fn is_multishot(&self) -> bool {
+        #[cfg(unix)]
+        return matches!(self, Op::AcceptMulti { .. } | Op::RecvMulti { .. });
+        #[cfg(not(unix))]
+        false
+    }
+
     /// The descriptor this operation works on, if any.
     pub fn fd(&self) -> Option<RawFd> {
         match self {
@@ -468,6 +510,8 @@ macro_rules! with_borrowed_fd {
             | Op::SendMsgUnix { fd: $fd, .. }
             | Op::RecvMsgUnix { fd: $fd, .. } => $yes,
             Op::Close { .. } | Op::Noop | Op::Timer { .. } | Op::Cancel { .. } => $no,
+            #[cfg(unix)]
+            Op::AcceptMulti { fd: $fd } | Op::RecvMulti { fd: $fd, .. } => $yes,
             #[cfg(unix)]
             Op::Statx { dir: Some($fd), .. } => $yes,
             #[cfg(unix)]

@@ -194,6 +194,13 @@ pub enum OpResult {
     Writev(Result<usize, Error>),
     /// Bytes sent, from the buffers in order; see [`Op::SendMsgV`].
     SendMsgV(Result<usize, Error>),
+    #[cfg(unix)]
+    /// One accepted connection (non-blocking, close-on-exec; dropping it closes it); see
+    /// [`Op::AcceptMulti`].
+    AcceptMulti(Result<OwnedFd, Error>),
+    #[cfg(unix)]
+    /// The bytes of one arrival, in a buffer lent from the group; see [`Op::RecvMulti`].
+    RecvMulti(Result<crate::buf_group::GroupBuf, ReadError>),
 }
 
 fn os(res: isize) -> io::Error {
@@ -304,6 +311,13 @@ impl OpResult {
             Op::Readv { bufs, .. } => OpResult::Readv(read_count(res, bufs.total_len())),
             Op::Writev { .. } => OpResult::Writev(count(res)),
             Op::SendMsgV { .. } => OpResult::SendMsgV(count(res)),
+            #[cfg(unix)]
+            Op::AcceptMulti { .. } => OpResult::AcceptMulti(unit(res).map(|()| {
+                // SAFETY: a non-negative accept result is a new fd that nothing else owns.
+                unsafe { OwnedFd::from_raw_fd(res as RawFd) }
+            })),
+            #[cfg(unix)]
+            Op::RecvMulti { group, .. } => OpResult::RecvMulti(recv_multi(group, res)),
         }
     }
 }
@@ -321,6 +335,36 @@ pub(crate) fn close_orphan_fd(op: &Op, res: isize) {
     if accepts && res >= 0 {
         sys::close_fd(res as RawFd);
     }
+    #[cfg(unix)]
+    if res >= 0 {
+        match op {
+            Op::AcceptMulti { .. } => sys::close_fd(res as RawFd),
+            // A buffer lent to a result nobody sees goes back to its group.
+            Op::RecvMulti { group, .. } => drop(recv_multi(group, res)),
+            _ => {}
+        }
+    }
+}
+
+/// The result of a multishot receive: a lease of the buffer the bytes landed in.
+#[cfg(unix)]
+pub(crate) fn recv_multi(
+    group: &crate::buf_group::BufferGroup,
+    res: isize,
+) -> Result<crate::buf_group::GroupBuf, ReadError> {
+    if res < 0 {
+        return Err(read_count(res, 1).expect_err("negative"));
+    }
+    let (bid, len) = crate::buf_group::decode(res);
+    let Some(bid) = bid else {
+        return Err(ReadError::Eof);
+    };
+    let buf = crate::buf_group::GroupBuf::new(group, bid, len);
+    if len == 0 {
+        // Nothing landed in it: end of stream.
+        return Err(ReadError::Eof);
+    }
+    Ok(buf)
 }
 
 impl fmt::Display for Error {

@@ -47,6 +47,7 @@ mod common;
 #[allow(dead_code)] // the example's `main`
 #[path = "../../examples/http_hello.rs"]
 mod http_hello;
+mod idle;
 mod load;
 mod servers;
 
@@ -405,8 +406,16 @@ fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>], rounds: us
 }
 
 fn main() {
+    if let Ok(v) = std::env::var("XEV_HTTP_IDLE_CHILD") {
+        idle::child(&v);
+    }
     let quick = common::quick();
     let started = Instant::now();
+    if std::env::var_os("XEV_BENCH_IDLE_ONLY").is_some() {
+        let failed = idle::section(quick);
+        common::report::finish("total wall time", started, failed);
+        return;
+    }
     println!("http: HTTP/1.1 hello servers under a keep-alive, pipelined load (raw epoll client)");
     sys::print_command("http", quick);
     println!("{}", sys::machine());
@@ -457,5 +466,6 @@ fn main() {
             table(&w, &variants, &samples, rounds);
         }
     }
+    failed |= idle::section(quick);
     common::report::finish("total wall time", started, failed);
 }

@@ -21,7 +21,9 @@
 //! 4. xev async on epoll (the same);
 //! 5. a raw io_uring loop written directly on the `io-uring` crate (the reference: one
 //!    `RecvMsg` SQE in flight, resubmitted after each CQE);
-//! 6. tokio, a `current_thread` runtime (`tokio::net::UdpSocket::recv_from` in a loop).
+//! 6. tokio, a `current_thread` runtime (`tokio::net::UdpSocket::recv_from` in a loop);
+//! 7. xev io_uring multishot (callback API: one `Op::RecvMulti` over a registered buffer
+//!    group, a provided-buffer ring: one SQE for many datagrams; target >= 1.2x tokio).
 //!
 //! **What is measured.** UDP on loopback drops datagrams when the receiver's queue is
 //! full, so libxev's shape (the sender writes as fast as it can, the receiver counts what
@@ -54,6 +56,7 @@ mod common;
 mod raw;
 mod tokio_side;
 mod xev_async_side;
+mod xev_multishot_side;
 mod xev_side;
 
 #[global_allocator]
@@ -68,7 +71,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::net::Variant;
+use common::net::Variant as CommonVariant;
 use common::report::{per_round_line, ratio, ratio_target, target};
 use common::{sys, watchdog};
 use xev::Backend;
@@ -92,6 +95,43 @@ const PUBLISH_EVERY: u64 = 16;
 const STALL: Duration = Duration::from_millis(100);
 /// A single measurement that takes longer than this is a hang: the process exits.
 const MEASUREMENT_LIMIT: Duration = Duration::from_secs(60);
+
+/// The shared variants plus this bench's own.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Variant {
+    Common(CommonVariant),
+    /// xev callback API, `Op::RecvMulti` over a provided-buffer ring (io_uring).
+    XevMultishot,
+}
+
+impl Variant {
+    const MULTISHOT: &'static str = "xev io_uring multishot";
+
+    fn name(self) -> &'static str {
+        match self {
+            Variant::Common(v) => v.name(),
+            Variant::XevMultishot => Variant::MULTISHOT,
+        }
+    }
+
+    fn is_xev(self) -> bool {
+        match self {
+            Variant::Common(v) => v.is_xev(),
+            Variant::XevMultishot => true,
+        }
+    }
+
+    fn selected() -> Vec<Variant> {
+        let mut v: Vec<Variant> = CommonVariant::selected()
+            .into_iter()
+            .map(Variant::Common)
+            .collect();
+        if Backend::IoUring.is_available() && common::wanted("XEV_BENCH_ONLY", Variant::MULTISHOT) {
+            v.push(Variant::XevMultishot);
+        }
+        v
+    }
+}
 
 #[derive(Clone, Copy)]
 struct Workload {
@@ -520,12 +560,23 @@ fn measure(v: Variant, w: &Workload) -> Result<Sample, String> {
             sys::pin_to("udp_pummel", cpu_rx);
             let rx = std::rc::Rc::new(Rx::new(warmup, total, sh.clone()));
             match v {
-                Variant::XevIoUring => xev_side::receive(Backend::IoUring, rx_sock, &rx),
-                Variant::XevEpoll => xev_side::receive(Backend::Epoll, rx_sock, &rx),
-                Variant::XevAsyncIoUring => xev_async_side::receive(Backend::IoUring, rx_sock, &rx),
-                Variant::XevAsyncEpoll => xev_async_side::receive(Backend::Epoll, rx_sock, &rx),
-                Variant::RawIoUring => raw::receive(rx_sock, &rx),
-                Variant::Tokio => tokio_side::receive(rx_sock, &rx),
+                Variant::Common(CommonVariant::XevIoUring) => {
+                    xev_side::receive(Backend::IoUring, rx_sock, &rx)
+                }
+                Variant::Common(CommonVariant::XevEpoll) => {
+                    xev_side::receive(Backend::Epoll, rx_sock, &rx)
+                }
+                Variant::Common(CommonVariant::XevAsyncIoUring) => {
+                    xev_async_side::receive(Backend::IoUring, rx_sock, &rx)
+                }
+                Variant::Common(CommonVariant::XevAsyncEpoll) => {
+                    xev_async_side::receive(Backend::Epoll, rx_sock, &rx)
+                }
+                Variant::Common(CommonVariant::RawIoUring) => raw::receive(rx_sock, &rx),
+                Variant::Common(CommonVariant::Tokio) => tokio_side::receive(rx_sock, &rx),
+                Variant::XevMultishot => {
+                    xev_multishot_side::receive(Backend::IoUring, rx_sock, &rx)
+                }
             }
             // The socket is closed by now; let the sender stop sending markers.
             sh.done.store(true, Ordering::Release);
@@ -627,8 +678,8 @@ fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>], rounds: us
         })
     };
     let find = |want: Variant| variants.iter().position(|&v| v == want).and_then(med);
-    let reference = find(Variant::RawIoUring);
-    let tokio = find(Variant::Tokio);
+    let reference = find(Variant::Common(CommonVariant::RawIoUring));
+    let tokio = find(Variant::Common(CommonVariant::Tokio));
     println!(
         "{:<22} {:>13} {:>16} {:>9} {:>10} {:>18} {:>12} {:>15} {:>8} {:>14}",
         "variant",
@@ -673,6 +724,14 @@ fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>], rounds: us
             if let Some(s) = med(i).filter(|_| v.is_xev()) {
                 ratio_target(v.name(), "tokio current_thread", s.per_sec / t.per_sec, 1.0);
             }
+        }
+        if let Some(s) = find(Variant::XevMultishot) {
+            ratio_target(
+                Variant::MULTISHOT,
+                "1.2x tokio current_thread",
+                s.per_sec / t.per_sec,
+                1.2,
+            );
         }
     }
     for (i, v) in variants.iter().enumerate() {

@@ -14,8 +14,19 @@
 //! issued after the earlier one is reaped, each tries the backlog first and finds
 //! whatever the cancelled one let through. (Loops on other threads that share the
 //! listener are not covered: each serialises only its own accepts.)
+//!
+//! **Multishot operations** (`Op::AcceptMulti`, `Op::RecvMulti`) post to a record the
+//! driver owns ([`Multi`]; its address, tagged, is the SQE's `user_data`), not to their
+//! completion. A result reaches the completion if it is parked on the record, and waits
+//! in the record otherwise (in order), until the completion's callback rearms it. A
+//! completion that stops (Disarm, cancel, re-prepared with another operation, loop
+//! shutdown) is detached: the record's queued results are disposed of (connections
+//! closed, buffers returned to their group), its SQE is cancelled, and it is freed at its
+//! last CQE. Before 5.19 (no `SOCKET` opcode, so no multishot accept; provided-buffer
+//! rings refused) accepts are issued one per rearm and receives wait for readiness
+//! (`POLL_ADD`), then take a free buffer, as on the poll backend.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
@@ -33,6 +44,9 @@ use crate::sys;
 const IGNORE: u64 = 0;
 /// `user_data` of the multishot poll on the wake-up eventfd.
 const WAKE: u64 = 1;
+/// Low bits of the `user_data` of a multishot record ([`Multi`]); completions are
+/// 8-aligned, so their addresses never carry them.
+const MULTI_TAG: u64 = 2;
 
 pub(crate) struct Driver {
     ring: IoUring,
@@ -49,6 +63,67 @@ pub(crate) struct Driver {
     /// whose opcode is missing (FTRUNCATE before 6.9, MKDIRAT/LINKAT/SYMLINKAT before
     /// 5.15) runs on the thread pool instead, as on the poll backend.
     probe: Option<io_uring::Probe>,
+    /// Multishot operations the kernel may still post to, by their record's address
+    /// (the SQE's `user_data` without [`MULTI_TAG`]).
+    multis: AddrMap<Box<Multi>>,
+    /// Completion address -> record, for the completion each record serves.
+    attached: AddrMap<usize>,
+    /// Results of multishot records for their parked completions, finished after a reap.
+    multi_done: Vec<(NonNull<Completion>, isize)>,
+    /// Names this driver to its buffer groups.
+    token: u64,
+    /// Registered buffer groups (unregistered when the driver is dropped).
+    groups: Vec<crate::buf_group::BufferGroup>,
+    /// The kernel has `IORING_ACCEPT_MULTISHOT` (5.19+, probed by the SOCKET opcode of
+    /// the same release); without it each record issues single accepts.
+    accept_multishot: bool,
+}
+
+/// A map keyed by addresses (of completions and multishot records), with a hash that
+/// costs one multiplication (SipHash would be a measurable share of a datagram's cost).
+type AddrMap<V> = HashMap<usize, V, std::hash::BuildHasherDefault<AddrHasher>>;
+
+/// Hashes one address: its bits above the alignment, times an odd constant.
+#[derive(Default)]
+struct AddrHasher(u64);
+
+impl std::hash::Hasher for AddrHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ b as u64;
+        }
+        self.0 = self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.0 = ((n as u64) >> 3).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// What a multishot record receives.
+enum MultiKind {
+    Accept,
+    Recv(crate::buf_group::BufferGroup),
+}
+
+/// One multishot submission. The kernel posts to it (its address is the SQE's
+/// `user_data`), not to the completion it serves: a completion that stops (Disarm,
+/// cancel, re-prepared with another operation) is detached, while the record lives on
+/// until its last CQE (no `IORING_CQE_F_MORE`) and disposes of what still arrives.
+struct Multi {
+    fd: RawFd,
+    kind: MultiKind,
+    /// The completion it serves.
+    attached: Option<NonNull<Completion>>,
+    /// The attached completion waits (phase `Kernel`) for this record's next result.
+    parked: bool,
+    /// Results that arrived while the completion was not parked (in order).
+    pending: VecDeque<isize>,
+    /// The kernel may still post to this record.
+    live: bool,
+    cancel_sent: bool,
 }
 
 /// The accept in the kernel on listener `fd`, and the accepts queued behind it.
@@ -102,7 +177,21 @@ impl Driver {
             wake_armed: false,
             cqes: Vec::with_capacity(entries as usize * 2),
             accepts: Vec::new(),
+            multis: AddrMap::default(),
+            attached: AddrMap::default(),
+            multi_done: Vec::new(),
+            token: crate::buf_group::next_token(),
+            groups: Vec::new(),
+            accept_multishot: false,
         };
+        d.accept_multishot = d
+            .probe
+            .as_ref()
+            .is_some_and(|p| p.is_supported(opcode::Socket::CODE));
+        #[cfg(test)]
+        if tests::NO_MULTISHOT.with(|f| f.get()) {
+            d.accept_multishot = false;
+        }
         d.arm_wake();
         Ok(d)
     }
@@ -141,6 +230,14 @@ impl Driver {
     }
 
     pub(crate) fn start(&mut self, core: &mut Core, c: NonNull<Completion>) {
+        // SAFETY: `c` is Active and live; loop thread.
+        if unsafe { (*Completion::raw(c)).op.is_multishot() } {
+            return self.start_multi(core, c);
+        }
+        if !self.attached.is_empty() {
+            // Re-prepared with another operation: its multishot record stops.
+            self.detach(c.as_ptr() as usize);
+        }
         // SAFETY: `c` is Active and live; loop thread.
         if let Op::Accept { fd } | Op::AcceptUnix { fd, .. } = unsafe { &(*Completion::raw(c)).op }
         {
@@ -363,6 +460,9 @@ impl Driver {
                         .flags(libc::MSG_NOSIGNAL as u32)
                         .build()
                 }
+                Op::AcceptMulti { .. } | Op::RecvMulti { .. } => {
+                    unreachable!("multishot operations are issued by their record")
+                }
                 Op::OpenAt { .. }
                 | Op::Statx { .. }
                 | Op::RenameAt { .. }
@@ -395,6 +495,14 @@ impl Driver {
         let phase = unsafe { (*Completion::raw(target)).phase };
         if phase != Phase::Kernel {
             return core.finish(c, -(libc::ENOENT as isize));
+        }
+        // A multishot completion waits on its record: stop the record, fail it here.
+        if let Some(&m) = self.attached.get(&(target.as_ptr() as usize)) {
+            if self.multis.get(&m).is_some_and(|m| m.parked) {
+                self.detach(target.as_ptr() as usize);
+                core.finish(target, -(libc::ECANCELED as isize));
+                return core.finish(c, 0);
+            }
         }
         // An accept still waiting for its turn is not in the kernel: fail it here.
         for a in &mut self.accepts {
@@ -447,6 +555,9 @@ impl Driver {
             }
             core.finish(c, res);
         });
+        for (c, res) in self.multi_done.drain(..) {
+            core.finish(c, res);
+        }
         Ok(())
     }
 
@@ -470,6 +581,7 @@ impl Driver {
                         self.wake_armed = false;
                     }
                 }
+                ud if ud & 7 == MULTI_TAG => self.multi_cqe(ud, res, flags),
                 ptr => {
                     let c = NonNull::new(ptr as *mut Completion).expect("non-null user_data");
                     f(self, c, res as isize);
@@ -484,6 +596,20 @@ impl Driver {
     }
 
     pub(crate) fn shutdown(&mut self, core: &mut Core) {
+        // Completions parked on multishot records are not in the kernel themselves; the
+        // records are cancelled and reaped below (what they still receive is disposed of).
+        let attached: Vec<usize> = self.attached.keys().copied().collect();
+        for c in attached {
+            let parked = self
+                .attached
+                .get(&c)
+                .and_then(|m| self.multis.get(m))
+                .is_some_and(|m| m.parked);
+            self.detach(c);
+            if parked {
+                core.abandon(NonNull::new(c as *mut Completion).expect("non-null"), None);
+            }
+        }
         // Accepts waiting for their turn were never issued: nothing to reap.
         for a in std::mem::take(&mut self.accepts) {
             for w in a.waiting {
@@ -527,6 +653,275 @@ impl Driver {
                 core.abandon(c, Some(res));
             });
         }
+    }
+}
+
+impl Driver {
+    /// A new buffer group: a provided-buffer ring registered with this ring.
+    pub(crate) fn register_buffer_group(
+        &mut self,
+        count: u16,
+        size: u32,
+    ) -> io::Result<crate::buf_group::BufferGroup> {
+        let bgid = u16::try_from(self.groups.len()).map_err(|_| {
+            io::Error::new(io::ErrorKind::OutOfMemory, "65536 buffer groups registered")
+        })?;
+        let ring = crate::buf_group::Group::new_ring(self.token, bgid, count, size)?;
+        let addr = ring.ring_addr().expect("a ring group");
+        #[cfg(test)]
+        let no_ring = tests::NO_MULTISHOT.with(|f| f.get());
+        #[cfg(not(test))]
+        let no_ring = false;
+        // SAFETY: the ring memory is page-aligned, holds `count` entries, and is owned by
+        // the group, which we keep (in `groups`) until the ring is unregistered on drop.
+        let registered = !no_ring
+            && unsafe {
+                self.ring
+                    .submitter()
+                    .register_buf_ring_with_flags(addr, count, bgid, 0)
+            }
+            .is_ok();
+        let g = if registered {
+            ring
+        } else {
+            // Before 5.19 (no provided-buffer rings): a free list, and receives that wait
+            // for readiness (POLL_ADD) and then take a buffer, as on the poll backend.
+            drop(ring);
+            crate::buf_group::Group::new_free(self.token, bgid, count, size)?
+        };
+        let g = crate::buf_group::BufferGroup(std::rc::Rc::new(g));
+        self.groups.push(g.clone());
+        Ok(g)
+    }
+
+    /// Start multishot completion `c`: hand it a result that already arrived, or park it
+    /// on its record (issuing the record's SQE if the kernel ended the last one).
+    fn start_multi(&mut self, core: &mut Core, c: NonNull<Completion>) {
+        let key = c.as_ptr() as usize;
+        // SAFETY: `c` is Active and live; loop thread.
+        let (fd, group) = match unsafe { &(*Completion::raw(c)).op } {
+            Op::AcceptMulti { fd } => (*fd, None),
+            Op::RecvMulti { fd, group } => (*fd, Some(group.clone())),
+            _ => unreachable!("start_multi of a single-shot operation"),
+        };
+        if let Some(g) = &group {
+            if g.0.owner != self.token {
+                // A group registered with another loop.
+                self.detach(key);
+                return core.finish(c, -(libc::EINVAL as isize));
+            }
+        }
+        let same = |m: &Multi| {
+            m.fd == fd
+                && match (&m.kind, &group) {
+                    (MultiKind::Accept, None) => true,
+                    (MultiKind::Recv(a), Some(b)) => a.same(b),
+                    _ => false,
+                }
+        };
+        let rec = match self.attached.get(&key) {
+            Some(&r) if self.multis.get(&r).is_some_and(|m| same(m)) => r,
+            Some(_) => {
+                self.detach(key);
+                self.new_multi(c, fd, group)
+            }
+            None => self.new_multi(c, fd, group),
+        };
+        let m = self.multis.get_mut(&rec).expect("attached record");
+        if let Some(res) = m.pending.pop_front() {
+            return core.finish(c, res);
+        }
+        m.parked = true;
+        let issue = !m.live;
+        // SAFETY: `c` is Active and live; loop thread.
+        unsafe { (*Completion::raw(c)).phase = Phase::Kernel };
+        if issue {
+            self.issue_multi(rec);
+        }
+    }
+
+    fn new_multi(
+        &mut self,
+        c: NonNull<Completion>,
+        fd: RawFd,
+        group: Option<crate::buf_group::BufferGroup>,
+    ) -> usize {
+        let m = Box::new(Multi {
+            fd,
+            kind: match group {
+                Some(g) => MultiKind::Recv(g),
+                None => MultiKind::Accept,
+            },
+            attached: Some(c),
+            parked: false,
+            pending: VecDeque::new(),
+            live: false,
+            cancel_sent: false,
+        });
+        let key = &*m as *const Multi as usize;
+        self.multis.insert(key, m);
+        self.attached.insert(c.as_ptr() as usize, key);
+        key
+    }
+
+    /// Push the SQE of record `rec`.
+    fn issue_multi(&mut self, rec: usize) {
+        let m = self.multis.get_mut(&rec).expect("record");
+        let sqe = match &m.kind {
+            MultiKind::Accept if self.accept_multishot => opcode::AcceptMulti::new(types::Fd(m.fd))
+                .flags(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
+                .build(),
+            // Before 5.19: one accept per submission (its CQE has no F_MORE, so the
+            // record ends and the next rearm issues another).
+            MultiKind::Accept => {
+                opcode::Accept::new(types::Fd(m.fd), std::ptr::null_mut(), std::ptr::null_mut())
+                    .flags(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
+                    .build()
+            }
+            MultiKind::Recv(g) if g.0.is_ring() => {
+                opcode::RecvMulti::new(types::Fd(m.fd), g.0.bgid).build()
+            }
+            // A free-list group (no provided-buffer rings): wait for readiness; the
+            // receive happens when the CQE arrives (see `multi_cqe`).
+            MultiKind::Recv(_) => {
+                opcode::PollAdd::new(types::Fd(m.fd), libc::POLLIN as u32).build()
+            }
+        };
+        m.live = true;
+        m.cancel_sent = false;
+        self.in_kernel += 1;
+        self.push(&sqe.user_data(rec as u64 | MULTI_TAG));
+    }
+
+    /// A CQE for a multishot record.
+    fn multi_cqe(&mut self, ud: u64, res: i32, flags: u32) {
+        let key = (ud & !7) as usize;
+        let Some(m) = self.multis.get_mut(&key) else {
+            debug_assert!(false, "CQE for an unknown multishot record");
+            return;
+        };
+        if let MultiKind::Recv(g) = &m.kind {
+            if !g.0.is_ring() {
+                // Readiness (the fallback): receive now into a free buffer; if the data
+                // went elsewhere meanwhile, wait again.
+                m.live = false;
+                self.in_kernel -= 1;
+                let res = match (res >= 0, m.attached.is_some()) {
+                    (true, true) => sys::recv_into_group(m.fd, g),
+                    // Detached: nobody receives, so the data stays in the socket.
+                    (true, false) => -(libc::ECANCELED as isize),
+                    (false, _) => res as isize,
+                };
+                if res == -(libc::EAGAIN as isize) && m.attached.is_some() {
+                    return self.issue_multi(key);
+                }
+                return self.multi_result(key, res);
+            }
+        }
+        let res = match (&m.kind, io_uring::cqueue::buffer_select(flags)) {
+            (MultiKind::Recv(_), Some(bid)) if res >= 0 => {
+                crate::buf_group::encode(bid, res as usize)
+            }
+            (MultiKind::Recv(g), Some(bid)) => {
+                // An error with a buffer picked (not expected): the buffer goes back.
+                g.0.picked();
+                g.0.give_back(bid);
+                res as isize
+            }
+            _ => res as isize,
+        };
+        if !io_uring::cqueue::more(flags) {
+            m.live = false;
+            self.in_kernel -= 1;
+        }
+        self.multi_result(key, res);
+    }
+
+    /// Hand result `res` of record `key` to its completion (or queue or dispose of it).
+    fn multi_result(&mut self, key: usize, res: isize) {
+        let Some(m) = self.multis.get_mut(&key) else {
+            return;
+        };
+        match m.attached {
+            Some(c) if m.parked => {
+                m.parked = false;
+                self.multi_done.push((c, res));
+            }
+            Some(_) => m.pending.push_back(res),
+            None => dispose(&m.kind, res),
+        }
+        if !m.live && m.attached.is_none() {
+            self.multis.remove(&key);
+        }
+    }
+
+    /// The callback of multishot completion `c` returned: unless it started the same
+    /// operation again, its record stops.
+    pub(crate) fn multishot_after_callback(&mut self, core: &mut Core, c: NonNull<Completion>) {
+        let key = c.as_ptr() as usize;
+        if !self.attached.contains_key(&key) {
+            return;
+        }
+        let inner = Completion::raw(c);
+        // SAFETY: called by the loop right after `c`'s callback, before any user code can
+        // free it, so `c` is live; loop thread. Rearmed (or re-added with a multishot
+        // operation) in this loop, it is registered here and its record was (re)attached
+        // by `start_multi`; otherwise the record stops.
+        let continues = unsafe {
+            (*inner).op.is_multishot()
+                && !matches!((*inner).phase, Phase::Dead | Phase::Callback)
+                && core.registry.get((*inner).ticket) == Some(c)
+        };
+        if !continues {
+            self.detach(key);
+        }
+    }
+
+    /// Completion `c` no longer uses its record (if any): results already there are
+    /// disposed of (connections closed, buffers returned) and the kernel's multishot is
+    /// cancelled; the record is freed at its last CQE. The caller deals with `c` itself.
+    fn detach(&mut self, c: usize) {
+        let Some(rec) = self.attached.remove(&c) else {
+            return;
+        };
+        let m = self.multis.get_mut(&rec).expect("attached record");
+        m.attached = None;
+        m.parked = false;
+        for res in m.pending.drain(..) {
+            dispose(&m.kind, res);
+        }
+        if !m.live {
+            self.multis.remove(&rec);
+            return;
+        }
+        if !m.cancel_sent {
+            m.cancel_sent = true;
+            let sqe = opcode::AsyncCancel::new(rec as u64 | MULTI_TAG)
+                .build()
+                .user_data(IGNORE);
+            self.push(&sqe);
+        }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        // Every operation was reaped by `shutdown`: the kernel no longer fills buffers.
+        for g in self.groups.drain(..) {
+            let _ = self.ring.submitter().unregister_buf_ring(g.0.bgid);
+            g.0.set_dead();
+        }
+    }
+}
+
+/// Dispose of a multishot result nobody will receive.
+fn dispose(kind: &MultiKind, res: isize) {
+    if res < 0 {
+        return;
+    }
+    match kind {
+        MultiKind::Accept => sys::close_fd(res as RawFd),
+        MultiKind::Recv(g) => drop(crate::result::recv_multi(g, res)),
     }
 }
 
@@ -653,6 +1048,9 @@ pub(crate) mod tests {
         /// Loops created on this thread act as on a kernel whose io_uring has none of
         /// the filesystem opcodes.
         pub(crate) static NO_FS_OPCODES: Cell<bool> = const { Cell::new(false) };
+        /// Loops created on this thread act as on a kernel without multishot accept and
+        /// provided-buffer rings (before 5.19).
+        pub(crate) static NO_MULTISHOT: Cell<bool> = const { Cell::new(false) };
     }
 
     fn run(lp: &mut Loop, op: Op) -> OpResult {
@@ -665,6 +1063,111 @@ pub(crate) mod tests {
         });
         lp.run(RunMode::UntilDone).unwrap();
         out.take().expect("one result")
+    }
+
+    /// On a kernel without multishot accept and provided-buffer rings, `AcceptMulti`
+    /// issues single accepts and `RecvMulti` waits for readiness then receives into a
+    /// free-list buffer: the same results.
+    #[test]
+    fn multishot_fallbacks_give_the_same_results() {
+        use std::io::Write;
+        if !Backend::IoUring.is_available() {
+            return;
+        }
+        NO_MULTISHOT.with(|f| f.set(true));
+        let lp = Loop::new(Options {
+            backend: Some(Backend::IoUring),
+            ..Default::default()
+        });
+        let mut lp = lp.unwrap();
+        let group = lp.register_buffer_group(2, 8).unwrap();
+        NO_MULTISHOT.with(|f| f.set(false));
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.set_nonblocking(true).unwrap();
+        let addr = l.local_addr().unwrap();
+        let _clients: Vec<_> = (0..3)
+            .map(|_| std::net::TcpStream::connect(addr).unwrap())
+            .collect();
+        let got = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        let g = got.clone();
+        let mut c = pin!(Completion::new());
+        use std::os::fd::AsRawFd;
+        lp.start(
+            c.as_mut(),
+            Op::AcceptMulti { fd: l.as_raw_fd() },
+            move |_, _, r| {
+                let OpResult::AcceptMulti(Ok(fd)) = r else {
+                    panic!("{r:?}")
+                };
+                g.borrow_mut().push(fd);
+                if g.borrow().len() == 3 {
+                    CallbackAction::Disarm
+                } else {
+                    CallbackAction::Rearm
+                }
+            },
+        );
+        lp.run(RunMode::UntilDone).unwrap();
+        assert_eq!(got.borrow().len(), 3);
+        // Receive: 20 bytes through 2 buffers of 8: 8, 8, ENOBUFS; then the rest.
+        let mut peer = std::net::TcpStream::connect(addr).unwrap();
+        let (sock, _) = loop {
+            match l.accept() {
+                Ok(a) => break a,
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(1)),
+            }
+        };
+        sock.set_nonblocking(true).unwrap();
+        peer.write_all(b"abcdefghijklmnopqrst").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let leases = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        let k = leases.clone();
+        lp.start(
+            c.as_mut(),
+            Op::RecvMulti {
+                fd: sock.as_raw_fd(),
+                group: group.clone(),
+            },
+            move |_, _, r| {
+                let OpResult::RecvMulti(r) = r else {
+                    panic!("{r:?}")
+                };
+                let stop = r.is_err();
+                k.borrow_mut().push(r);
+                if stop {
+                    CallbackAction::Disarm
+                } else {
+                    CallbackAction::Rearm
+                }
+            },
+        );
+        lp.run(RunMode::UntilDone).unwrap();
+        let v: Vec<_> = leases.borrow_mut().drain(..).collect();
+        assert_eq!(v.len(), 3, "{v:?}");
+        assert_eq!(v[0].as_ref().unwrap().as_slice(), b"abcdefgh");
+        assert_eq!(v[1].as_ref().unwrap().as_slice(), b"ijklmnop");
+        match &v[2] {
+            Err(crate::ReadError::Io(e)) => assert_eq!(e.raw_os_error(), Some(libc::ENOBUFS)),
+            other => panic!("{other:?}"),
+        }
+        drop(v);
+        assert_eq!(group.available(), 2);
+        lp.start(
+            c.as_mut(),
+            Op::RecvMulti {
+                fd: sock.as_raw_fd(),
+                group: group.clone(),
+            },
+            |_, _, r| {
+                let OpResult::RecvMulti(Ok(b)) = r else {
+                    panic!("{r:?}")
+                };
+                assert_eq!(b.as_slice(), b"qrst");
+                CallbackAction::Disarm
+            },
+        );
+        lp.run(RunMode::UntilDone).unwrap();
+        assert_eq!(group.available(), 2);
     }
 
     /// On a kernel without the opcodes, the filesystem operations run on the pool and

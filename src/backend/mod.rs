@@ -347,6 +347,33 @@ impl Driver {
             Driver::Poll(d) => d.shutdown(core),
         }
     }
+
+    /// A new buffer group for `Op::RecvMulti`.
+    #[cfg(unix)]
+    pub(crate) fn register_buffer_group(
+        &mut self,
+        count: u16,
+        size: u32,
+    ) -> io::Result<crate::buf_group::BufferGroup> {
+        match self {
+            #[cfg(target_os = "linux")]
+            Driver::IoUring(d) => d.register_buffer_group(count, size),
+            Driver::Poll(d) => d.register_buffer_group(count, size),
+        }
+    }
+
+    /// The callback of multishot completion `c` returned: unless it restarted the same
+    /// operation, stop the kernel's multishot.
+    pub(crate) fn multishot_after_callback(&mut self, core: &mut Core, c: NonNull<Completion>) {
+        match self {
+            #[cfg(target_os = "linux")]
+            Driver::IoUring(d) => d.multishot_after_callback(core, c),
+            // Each poll-backend result is its own attempt: nothing stays in flight.
+            Driver::Poll(_) => {
+                let _ = (core, c);
+            }
+        }
+    }
 }
 
 /// Wake a loop blocked on its wake-up eventfd `fd` (io_uring and raw epoll): one

@@ -162,6 +162,12 @@ pub(crate) struct Driver {
     /// Attempts that found the fd not ready (`EAGAIN`): each is a syscall the readiness
     /// cache did not save (tests of the cache read it through the loop).
     eagain: u64,
+    /// Names this driver to the buffer groups registered with it.
+    #[cfg(unix)]
+    token: u64,
+    /// Buffer groups registered so far (the next group's id).
+    #[cfg(unix)]
+    groups: u16,
 }
 
 impl Driver {
@@ -172,7 +178,23 @@ impl Driver {
             fired: Vec::with_capacity(entries.clamp(1, 4096) as usize),
             fds: Vec::new(),
             eagain: 0,
+            #[cfg(unix)]
+            token: crate::buf_group::next_token(),
+            #[cfg(unix)]
+            groups: 0,
         })
+    }
+
+    /// A new buffer group served from a free list (see `Op::RecvMulti`).
+    #[cfg(unix)]
+    pub(crate) fn register_buffer_group(
+        &mut self,
+        count: u16,
+        size: u32,
+    ) -> io::Result<crate::buf_group::BufferGroup> {
+        let g = crate::buf_group::Group::new_free(self.token, self.groups, count, size)?;
+        self.groups = self.groups.wrapping_add(1);
+        Ok(crate::buf_group::BufferGroup(std::rc::Rc::new(g)))
     }
 
     /// How many attempts so far reported `EAGAIN`.
@@ -252,6 +274,14 @@ impl Driver {
         };
         if crate::sys::fd::is_no_fd(fd) {
             return core.finish(c, -(libc::EBADF as isize));
+        }
+        #[cfg(unix)]
+        // SAFETY: as above.
+        if let Op::RecvMulti { group, .. } = unsafe { &(*inner).op } {
+            if group.0.owner != self.token {
+                // A group registered with another loop.
+                return core.finish(c, -(libc::EINVAL as isize));
+            }
         }
         // SAFETY: as above.
         if unsafe { matches!((*inner).op, Op::Shutdown { .. }) } {
@@ -384,6 +414,13 @@ impl Driver {
             Op::AcceptUnix { .. } if res >= 0 => {
                 // A number seen before now names the new connection.
                 if let Some(st) = self.fds.get_mut(fd_index(res as RawFd)) {
+                    st.reset();
+                }
+            }
+            #[cfg(unix)]
+            Op::AcceptMulti { .. } if res >= 0 => {
+                // A number seen before now names the new connection.
+                if let Some(st) = self.fds.get_mut(res as usize) {
                     st.reset();
                 }
             }

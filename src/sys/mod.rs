@@ -488,6 +488,10 @@ pub(crate) unsafe fn perform(inner: *mut Inner, connect_started: bool) -> isize 
                     prepare_msg_iov(sc, iov, n, addr.as_ref());
                     libc::sendmsg(*fd, &sc.msg, SEND_FLAGS)
                 }
+                Op::AcceptMulti { fd } => {
+                    accept_nonblocking(*fd, std::ptr::null_mut(), std::ptr::null_mut()) as isize
+                }
+                Op::RecvMulti { fd, group } => return recv_into_group(*fd, group),
             }
         };
         let r = ret(r);
@@ -498,6 +502,31 @@ pub(crate) unsafe fn perform(inner: *mut Inner, connect_started: bool) -> isize 
             return -(libc::EAGAIN as isize);
         }
         return r;
+    }
+}
+
+/// One receive into a free buffer of `group` (the poll backend's multishot receive): the
+/// encoded buffer and length, `-ENOBUFS` (nothing consumed) when every buffer is lent.
+pub(crate) fn recv_into_group(fd: RawFd, group: &crate::buf_group::BufferGroup) -> isize {
+    let Some(bid) = group.0.take() else {
+        return -(libc::ENOBUFS as isize);
+    };
+    let (p, len) = group.0.buffer(bid);
+    loop {
+        // SAFETY: buffer `bid` was just taken from the group, so it is ours alone until
+        // the result's lease returns it; `p`/`len` describe it.
+        let r = ret(unsafe { libc::recv(fd, p.cast(), len, libc::MSG_DONTWAIT) });
+        if r == -(libc::EINTR as isize) {
+            continue;
+        }
+        if r <= 0 {
+            group.0.give_back(bid);
+            if r == -(libc::EWOULDBLOCK as isize) {
+                return -(libc::EAGAIN as isize);
+            }
+            return r;
+        }
+        return crate::buf_group::encode(bid, r as usize);
     }
 }
 

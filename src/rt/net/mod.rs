@@ -58,6 +58,8 @@
 //! ```
 
 mod incoming;
+#[cfg(unix)]
+mod pooled;
 mod tcp;
 mod udp;
 #[cfg(unix)]
@@ -69,6 +71,8 @@ use std::net::{SocketAddr, ToSocketAddrs};
 #[cfg(unix)]
 pub use crate::UnixAddr;
 pub use incoming::{Incoming, Listener};
+#[cfg(unix)]
+pub use pooled::{pooled_free_buffers, PooledBuf, POOLED_READ_SIZE};
 pub use tcp::{TcpListener, TcpStream};
 pub use udp::UdpSocket;
 #[cfg(unix)]

@@ -194,6 +194,31 @@ impl TcpStream {
         rio::read(&self.fd, buf, Kind::Socket).await
     }
 
+    /// Wait for data and return it in a buffer taken from the thread's read pool only
+    /// once it has arrived (at most [`POOLED_READ_SIZE`](super::POOLED_READ_SIZE) bytes);
+    /// an empty buffer is end of stream. A connection waiting here costs no buffer, and
+    /// dropping the future loses no data (it stays in the socket). Dropping the
+    /// [`PooledBuf`](super::PooledBuf) returns the buffer.
+    ///
+    /// ```
+    /// use xev::net::{TcpListener, TcpStream};
+    ///
+    /// xev::block_on(async {
+    ///     let listener = TcpListener::bind("127.0.0.1:0")?;
+    ///     let client = TcpStream::connect(listener.local_addr()?).await?;
+    ///     let (server, _) = listener.accept().await?;
+    ///     client.write_all(b"hello".to_vec()).await.0?;
+    ///     let got = server.read_pooled().await?;
+    ///     assert_eq!(&got[..], b"hello");
+    ///     Ok::<_, std::io::Error>(())
+    /// })?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    #[cfg(unix)]
+    pub async fn read_pooled(&self) -> io::Result<super::PooledBuf> {
+        super::pooled::read_pooled(&self.fd).await
+    }
+
     /// Fill `buf` completely, reading as often as needed; end of stream first is an
     /// [`UnexpectedEof`](io::ErrorKind::UnexpectedEof) error (the bytes read so far are
     /// at the start of the returned buffer).
