@@ -61,6 +61,13 @@ pub struct Options {
     /// Pool for blocking work (regular-file I/O on the poll backend). `None`: the loop
     /// makes its own default pool, whose threads start only when needed.
     pub thread_pool: Option<ThreadPool>,
+    /// io_uring only: set the ring up with `IORING_SETUP_SQPOLL`, a kernel thread that
+    /// polls the submission queue and goes to sleep after this much idle time (rounded to
+    /// milliseconds), so submitting needs no `io_uring_enter` while it is awake. `None`
+    /// (the default): no polling thread. It costs a core: on a 2-core machine it measured
+    /// slower (see the README). A kernel that refuses it gets a normal ring;
+    /// [`Loop::uses_sqpoll`] tells which. The poll backend ignores it.
+    pub sqpoll: Option<Duration>,
 }
 
 impl Default for Options {
@@ -69,6 +76,7 @@ impl Default for Options {
             entries: 256,
             backend: None,
             thread_pool: None,
+            sqpoll: None,
         }
     }
 }
@@ -371,7 +379,7 @@ impl Loop {
             Some(b) => b,
             None => Backend::try_default()?,
         };
-        let driver = Driver::new(backend, opts.entries)?;
+        let driver = Driver::new(backend, opts.entries, opts.sqpoll)?;
         let sink = Arc::new(PoolSink {
             done: Handoff::new(),
             wake_pending: AtomicBool::new(false),
@@ -400,6 +408,18 @@ impl Loop {
             ticks_without_kernel: 0,
             sigpipe: None,
         })
+    }
+
+    /// Whether this loop's io_uring ring runs a kernel submission-polling thread
+    /// ([`Options::sqpoll`] asked for it and the kernel agreed); false on the poll backend.
+    ///
+    /// ```
+    /// let lp = xev::Loop::new(xev::Options::default())?;
+    /// assert!(!lp.uses_sqpoll());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn uses_sqpoll(&self) -> bool {
+        self.driver.uses_sqpoll()
     }
 
     /// This loop's process-unique id.

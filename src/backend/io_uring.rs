@@ -59,16 +59,30 @@ struct Accepting {
 }
 
 impl Driver {
-    pub(crate) fn new(entries: u32) -> io::Result<Driver> {
-        let ring = IoUring::builder()
-            .setup_coop_taskrun()
-            // With DEFER_TASKRUN, completions are only posted when we enter the kernel
-            // asking for events; the TASKRUN flag tells a non-blocking tick to do so.
-            .setup_taskrun_flag()
-            .setup_single_issuer()
-            .setup_defer_taskrun()
-            .build(entries)
-            .or_else(|_| IoUring::builder().build(entries))?;
+    pub(crate) fn new(entries: u32, sqpoll: Option<Duration>) -> io::Result<Driver> {
+        // SQPOLL excludes the task-run flags (the kernel thread runs the task work);
+        // a kernel that refuses it gets the usual ring.
+        let polled = sqpoll.and_then(|idle| {
+            let ms = idle.as_millis().clamp(1, u32::MAX as u128) as u32;
+            IoUring::builder()
+                .setup_sqpoll(ms)
+                .setup_single_issuer()
+                .build(entries)
+                .or_else(|_| IoUring::builder().setup_sqpoll(ms).build(entries))
+                .ok()
+        });
+        let ring = match polled {
+            Some(ring) => ring,
+            None => IoUring::builder()
+                .setup_coop_taskrun()
+                // With DEFER_TASKRUN, completions are only posted when we enter the kernel
+                // asking for events; the TASKRUN flag tells a non-blocking tick to do so.
+                .setup_taskrun_flag()
+                .setup_single_issuer()
+                .setup_defer_taskrun()
+                .build(entries)
+                .or_else(|_| IoUring::builder().build(entries))?,
+        };
         if !ring.params().is_feature_ext_arg() {
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,
@@ -105,6 +119,10 @@ impl Driver {
         };
         d.arm_wake();
         Ok(d)
+    }
+
+    pub(crate) fn uses_sqpoll(&self) -> bool {
+        self.ring.params().is_setup_sqpoll()
     }
 
     pub(crate) fn waker(&self) -> Box<dyn Fn() + Send + Sync> {

@@ -235,7 +235,7 @@ impl std::error::Error for ParseBackendError {}
 
 #[cfg(target_os = "linux")]
 fn probe_io_uring() -> bool {
-    io_uring::Driver::new(8).is_ok()
+    io_uring::Driver::new(8, None).is_ok()
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -252,10 +252,16 @@ pub(crate) enum Driver {
 }
 
 impl Driver {
-    pub(crate) fn new(backend: Backend, entries: u32) -> io::Result<Driver> {
+    pub(crate) fn new(
+        backend: Backend,
+        entries: u32,
+        sqpoll: Option<Duration>,
+    ) -> io::Result<Driver> {
+        #[cfg(not(target_os = "linux"))]
+        let _ = sqpoll;
         match backend {
             #[cfg(target_os = "linux")]
-            Backend::IoUring => Ok(Driver::IoUring(io_uring::Driver::new(entries)?)),
+            Backend::IoUring => Ok(Driver::IoUring(io_uring::Driver::new(entries, sqpoll)?)),
             #[cfg(not(target_os = "linux"))]
             Backend::IoUring => Err(io::Error::new(
                 io::ErrorKind::Unsupported,
@@ -336,6 +342,15 @@ impl Driver {
             #[cfg(target_os = "linux")]
             Driver::IoUring(d) => d.waker(),
             Driver::Poll(d) => d.waker(),
+        }
+    }
+
+    /// Whether an io_uring submission-polling thread serves this loop.
+    pub(crate) fn uses_sqpoll(&self) -> bool {
+        match self {
+            #[cfg(target_os = "linux")]
+            Driver::IoUring(d) => d.uses_sqpoll(),
+            Driver::Poll(_) => false,
         }
     }
 
