@@ -8,13 +8,34 @@
 
 use super::*;
 
+/// `common::roundtrip::xev_async_run`, with `XEV_BENCH_SQPOLL_MS=<idle ms>` giving the
+/// io_uring runtimes a submission-polling thread (`rt::Builder::sqpoll`).
+fn run<F: std::future::Future<Output = ()>>(
+    backend: Backend,
+    ctr: &Counter,
+    f: impl FnOnce() -> F,
+) {
+    let Some(ms) = common::env_parse("XEV_BENCH_SQPOLL_MS") else {
+        return common::roundtrip::xev_async_run(backend, ENTRIES, ctr, f);
+    };
+    let rt = xev::rt::Builder::new()
+        .backend(backend)
+        .entries(ENTRIES)
+        .sqpoll(Duration::from_millis(ms))
+        .build();
+    match rt {
+        Ok(rt) => rt.block_on(f()),
+        Err(e) => ctr.fail(format!("xev runtime: {e}")),
+    }
+}
+
 pub(crate) fn xev_async_client(
     backend: Backend,
     socks: Vec<TcpStream>,
     ctr: &Rc<Counter>,
     msg: &'static [u8],
 ) {
-    common::roundtrip::xev_async_run(backend, ENTRIES, ctr, || async move {
+    run(backend, ctr, || async move {
         let mut tasks = Vec::with_capacity(socks.len());
         for s in socks {
             let ctr = ctr.clone();
@@ -49,7 +70,7 @@ pub(crate) fn xev_async_client(
 }
 
 pub(crate) fn xev_async_server(backend: Backend, socks: Vec<TcpStream>, ctr: &Rc<Counter>) {
-    common::roundtrip::xev_async_run(backend, ENTRIES, ctr, || async move {
+    run(backend, ctr, || async move {
         let mut tasks = Vec::with_capacity(socks.len());
         for s in socks {
             let ctr = ctr.clone();
