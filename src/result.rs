@@ -192,6 +192,9 @@ pub enum OpResult {
     Writev(Result<usize, Error>),
     /// Bytes sent, from the buffers in order; see [`Op::SendMsgV`].
     SendMsgV(Result<usize, Error>),
+    /// Bytes sent without copying (the kernel is done with the buffer); see
+    /// [`Op::SendZc`].
+    SendZc(Result<usize, Error>),
 }
 
 fn os(res: isize) -> io::Error {
@@ -293,6 +296,7 @@ impl OpResult {
             Op::Readv { bufs, .. } => OpResult::Readv(read_count(res, bufs.total_len())),
             Op::Writev { .. } => OpResult::Writev(count(res)),
             Op::SendMsgV { .. } => OpResult::SendMsgV(count(res)),
+            Op::SendZc { .. } => OpResult::SendZc(count(res)),
         }
     }
 }

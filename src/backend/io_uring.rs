@@ -367,6 +367,23 @@ impl Driver {
                         .flags(libc::MSG_NOSIGNAL as u32)
                         .build()
                 }
+                // Zero copy where the kernel has it (6.0+), else a plain send; the
+                // buffer is the op's until the notification (see `zc_step`).
+                Op::SendZc { fd, buf } => {
+                    let zc = self
+                        .probe
+                        .as_ref()
+                        .is_some_and(|p| p.is_supported(opcode::SendZc::CODE));
+                    if zc {
+                        opcode::SendZc::new(types::Fd(*fd), buf.as_ptr(), clamp(buf.len()))
+                            .flags(libc::MSG_NOSIGNAL)
+                            .build()
+                    } else {
+                        opcode::Send::new(types::Fd(*fd), buf.as_ptr(), clamp(buf.len()))
+                            .flags(libc::MSG_NOSIGNAL)
+                            .build()
+                    }
+                }
                 Op::OpenAt { .. }
                 | Op::Statx { .. }
                 | Op::RenameAt { .. }
@@ -440,7 +457,11 @@ impl Driver {
                 _ => return Err(e),
             }
         }
-        self.reap(|d, c, res| {
+        self.reap(|d, c, res, flags| {
+            // SAFETY: `c` is Active (its CQE just arrived), so live; loop thread.
+            let Some(res) = (unsafe { zc_step(c, res, flags) }) else {
+                return; // a SEND_ZC's byte count: its notification follows
+            };
             d.in_kernel -= 1;
             // SAFETY: `c` is Active (its CQE just arrived), so live; loop thread.
             match unsafe { &(*Completion::raw(c)).op } {
@@ -455,7 +476,7 @@ impl Driver {
     }
 
     /// Take every CQE off the ring, handing user completions to `f`.
-    fn reap(&mut self, mut f: impl FnMut(&mut Self, NonNull<Completion>, isize)) {
+    fn reap(&mut self, mut f: impl FnMut(&mut Self, NonNull<Completion>, isize, u32)) {
         // Copy the CQEs out first (the callback needs `&mut self`); the Vec is reused.
         let mut cqes = std::mem::take(&mut self.cqes);
         cqes.extend(
@@ -478,7 +499,7 @@ impl Driver {
                 }
                 ptr => {
                     let c = NonNull::new(ptr as *mut Completion).expect("non-null user_data");
-                    f(self, c, res as isize);
+                    f(self, c, res as isize, flags);
                 }
             }
         }
@@ -528,12 +549,43 @@ impl Driver {
                     return;
                 }
             }
-            self.reap(|d, c, res| {
+            self.reap(|d, c, res, flags| {
+                // SAFETY: `c` is Active (its CQE just arrived), so live; loop thread.
+                let Some(res) = (unsafe { zc_step(c, res, flags) }) else {
+                    return; // the kernel still reads a SEND_ZC's buffer
+                };
                 d.in_kernel -= 1;
                 core.abandon(c, Some(res));
             });
         }
     }
+}
+
+/// One CQE of `c`: its final result, or `None` while more CQEs of it will come.
+///
+/// A SEND_ZC posts the byte count with `IORING_CQE_F_MORE` set, then a notification
+/// (`IORING_CQE_F_NOTIF`) once the kernel no longer reads the buffer; the count waits in
+/// the completion's `res` until then, so the callback (and whoever gets the buffer back)
+/// runs only after the notification. A failed SEND_ZC posts a single CQE.
+///
+/// # Safety
+/// `c` is Active and live; loop thread.
+unsafe fn zc_step(c: NonNull<Completion>, res: isize, flags: u32) -> Option<isize> {
+    let inner = Completion::raw(c);
+    // SAFETY: the caller's promise.
+    unsafe {
+        if !matches!((*inner).op, Op::SendZc { .. }) {
+            return Some(res);
+        }
+        if io_uring::cqueue::notif(flags) {
+            return Some((*inner).res);
+        }
+        if io_uring::cqueue::more(flags) {
+            (*inner).res = res;
+            return None;
+        }
+    }
+    Some(res)
 }
 
 /// The io_uring opcode of a filesystem operation, `None` for any other operation.

@@ -349,7 +349,7 @@ impl Driver {
                     st.reset();
                 }
             }
-            Op::Write { fd, buf } | Op::Send { fd, buf }
+            Op::Write { fd, buf } | Op::Send { fd, buf } | Op::SendZc { fd, buf }
                 if res > 0 && (res as usize) < buf.len().min(MAX_RW_COUNT) =>
             {
                 if let Some(st) = self.fds.get_mut(*fd as usize) {

@@ -57,6 +57,8 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+#[cfg(unix)]
+mod send_zc;
 mod tcp;
 mod udp;
 #[cfg(unix)]
@@ -67,6 +69,8 @@ use std::net::{SocketAddr, ToSocketAddrs};
 
 #[cfg(unix)]
 pub use crate::UnixAddr;
+#[cfg(unix)]
+pub use send_zc::{send_zerocopy, set_send_zerocopy};
 pub use tcp::{Incoming, TcpListener, TcpStream};
 pub use udp::UdpSocket;
 #[cfg(unix)]

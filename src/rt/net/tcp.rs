@@ -242,11 +242,20 @@ impl TcpStream {
     /// possibly fewer than `buf` holds. Writing to a connection the peer has closed is
     /// an error (`BrokenPipe` or `ConnectionReset`), never a `SIGPIPE`.
     pub async fn write<B: IoBuf>(&self, buf: B) -> (io::Result<usize>, B) {
+        #[cfg(unix)]
+        if super::send_zc::enabled() {
+            return super::send_zc::write(&self.fd, buf).await;
+        }
         rio::write(&self.fd, buf, Kind::Socket).await
     }
 
-    /// Write all of `buf`, continuing after partial writes.
+    /// Write all of `buf`, continuing after partial writes. Large writes can go out
+    /// without copying: see [`set_send_zerocopy`](crate::net::set_send_zerocopy).
     pub async fn write_all<B: IoBuf>(&self, buf: B) -> (io::Result<()>, B) {
+        #[cfg(unix)]
+        if super::send_zc::enabled() {
+            return super::send_zc::write_all(&self.fd, buf).await;
+        }
         rio::write_all(&self.fd, buf, Kind::Socket).await
     }
 
