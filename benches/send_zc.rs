@@ -96,9 +96,8 @@ fn main() {
             copy.push(measure(addr, size, total, false));
             zc.push(measure(addr, size, total, true));
         }
-        let med = |v: &[(f64, f64)], f: fn(&(f64, f64)) -> f64| {
-            common::median(v.iter().map(f).collect())
-        };
+        let med =
+            |v: &[(f64, f64)], f: fn(&(f64, f64)) -> f64| common::median(v.iter().map(f).collect());
         let (c, z) = (med(&copy, |s| s.0), med(&zc, |s| s.0));
         println!(
             "{:>9}K {:>14.0} {:>14.0} {:>7.2}x {:>16.1} {:>16.1}",

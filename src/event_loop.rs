@@ -670,6 +670,58 @@ impl Loop {
         // SAFETY: we never move out of the pinned completion; the loop keeps its address
         // and it cannot be freed while Active (its Drop aborts).
         let ptr = NonNull::from(unsafe { c.get_unchecked_mut() });
+        // SAFETY: Dead (checked above), so only we touch it. No link timeout from an
+        // earlier `add_with_timeout` (a timer sets its own deadline in `submit`).
+        unsafe { (*Completion::raw(ptr)).deadline = 0 };
+        self.submit(ptr, false);
+    }
+
+    /// [`add`](Self::add) with a time limit: if the operation has not finished after
+    /// `timeout`, it is cancelled and its callback gets an `ETIMEDOUT` error
+    /// ([`io::ErrorKind::TimedOut`]). On io_uring one LINK_TIMEOUT SQE is linked to the
+    /// operation (no user-space timer); on the poll backend the loop keeps a timer entry
+    /// while the operation waits for its fd. The limit holds for operations that wait for
+    /// a socket, pipe or other readiness; regular-file work on the thread pool (poll
+    /// backend) finishes regardless. It is ignored for operations that never wait (timers,
+    /// cancels, closes, shutdowns) and for [`Op::SendZc`]. A rearm keeps it.
+    ///
+    /// ```
+    /// use std::pin::pin;
+    /// use std::time::Duration;
+    /// use xev::{Buffer, CallbackAction, Completion, Loop, Op, OpResult, Options, RunMode};
+    ///
+    /// let (a, _b) = std::os::unix::net::UnixStream::pair()?;
+    /// a.set_nonblocking(true)?;
+    /// let mut lp = Loop::new(Options::default())?;
+    /// let mut c = pin!(Completion::new());
+    /// let fd = std::os::fd::AsRawFd::as_raw_fd(&a);
+    /// c.as_mut().prep(Op::Read { fd, buf: Buffer::inline(8) }, |_, _, r| {
+    ///     let OpResult::Read(Err(e)) = r else { panic!("{r:?}") };
+    ///     assert_eq!(std::io::Error::from(e).kind(), std::io::ErrorKind::TimedOut);
+    ///     CallbackAction::Disarm
+    /// });
+    /// lp.add_with_timeout(c.as_mut(), Duration::from_millis(5));
+    /// lp.run(RunMode::UntilDone)?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// # Panics
+    /// If `c` is already Active.
+    pub fn add_with_timeout(&mut self, c: Pin<&mut Completion>, timeout: Duration) {
+        if let Some(owner) = c.owner() {
+            self.assert_owns(owner, "Loop::add_with_timeout");
+            panic!("Loop::add_with_timeout: the completion is already Active");
+        }
+        // SAFETY: as in `add`.
+        let ptr = NonNull::from(unsafe { c.get_unchecked_mut() });
+        let inner = Completion::raw(ptr);
+        // SAFETY: Dead, so only we touch it.
+        unsafe {
+            (*inner).deadline = match crate::link_timeout::takes_one(&(*inner).op) {
+                true => crate::link_timeout::encode(timeout),
+                false => 0,
+            };
+        }
         self.submit(ptr, false);
     }
 

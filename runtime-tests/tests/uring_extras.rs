@@ -60,6 +60,15 @@ fn sqpoll_loop_runs_the_echo_test() {
         // must wake it.
         std::thread::sleep(Duration::from_millis(60));
         echo(&rt, 20, 4096);
+        // A link timeout on the polled ring (its timespec is read by the kernel thread).
+        rt.block_on(async {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            let c = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+            let (r, _) = c
+                .read_timeout(vec![0u8; 8], Duration::from_millis(15))
+                .await;
+            assert_eq!(r.unwrap_err().kind(), std::io::ErrorKind::TimedOut, "{b:?}");
+        });
     }
 }
 
@@ -298,6 +307,224 @@ fn write_all_zero_copy_above_the_threshold() {
             r.unwrap();
             c.close().await.unwrap();
             assert!(drain.await.unwrap() >= 100_000);
+        });
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Link timeouts
+
+use std::time::Instant;
+use xev::{Loop, ReadError};
+
+/// Whether `r` is a read that failed with `TimedOut`.
+fn read_timed_out(r: &OpResult) -> bool {
+    matches!(r, OpResult::Read(Err(ReadError::Io(e))) | OpResult::Recv(Err(ReadError::Io(e)))
+        if e.kind() == std::io::ErrorKind::TimedOut)
+}
+
+fn recv(fd: i32) -> Op {
+    Op::Recv {
+        fd,
+        buf: Buffer::from(vec![0u8; 64]),
+    }
+}
+
+/// A recv on an idle socket with a 30 ms limit fails with `TimedOut` (`ETIMEDOUT`,
+/// from io_uring's `ETIME`/`ECANCELED` pair), not earlier than the limit and well before
+/// a second; the loop then holds nothing.
+#[test]
+fn link_timeout_fires_on_an_idle_socket() {
+    runtime_tests::each_backend(|b| {
+        let mut lp = new_loop(b);
+        let (a, _peer) = std_pair();
+        let r = results();
+        let mut c = pin!(Completion::new());
+        c.as_mut().prep(recv(a.as_raw_fd()), record(&r));
+        let t0 = Instant::now();
+        lp.add_with_timeout(c.as_mut(), Duration::from_millis(30));
+        lp.run(RunMode::UntilDone).unwrap();
+        let took = t0.elapsed();
+        let res = only(&r);
+        assert!(read_timed_out(&res), "{b:?}: {res:?}");
+        assert!(
+            took >= Duration::from_millis(29),
+            "{b:?}: fired after {took:?}"
+        );
+        assert!(took < Duration::from_secs(1), "{b:?}: fired after {took:?}");
+        assert_eq!(lp.active(), 0);
+    });
+}
+
+/// Data arriving before the limit: the recv gets it, and nothing fires later (the loop
+/// is idle, and a recv added afterwards without a limit is not cut short by the old
+/// limit: `add` clears it).
+#[test]
+fn link_timeout_does_not_fire_when_data_arrives() {
+    runtime_tests::each_backend(|b| {
+        let mut lp = new_loop(b);
+        let (a, mut peer) = std_pair();
+        let r = results();
+        let mut c = pin!(Completion::new());
+        c.as_mut().prep(recv(a.as_raw_fd()), record(&r));
+        lp.add_with_timeout(c.as_mut(), Duration::from_millis(40));
+        std::io::Write::write_all(&mut peer, b"hello").unwrap();
+        lp.run(RunMode::UntilDone).unwrap();
+        assert!(matches!(only(&r), OpResult::Recv(Ok(5))), "{b:?}");
+        assert_eq!(lp.active(), 0);
+
+        // The same completion, plain add: data comes after the old limit.
+        let r = results();
+        c.as_mut().prep(recv(a.as_raw_fd()), record(&r));
+        lp.add(c.as_mut());
+        let w = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(80));
+            std::io::Write::write_all(&mut peer, b"late").unwrap();
+            peer
+        });
+        lp.run(RunMode::UntilDone).unwrap();
+        assert!(matches!(only(&r), OpResult::Recv(Ok(4))), "{b:?}");
+        drop(w.join().unwrap());
+    });
+}
+
+/// A rearmed operation keeps its limit: three recvs in a row time out, and the loop ends.
+#[test]
+fn link_timeout_survives_rearm() {
+    runtime_tests::each_backend(|b| {
+        let mut lp = new_loop(b);
+        let (a, _peer) = std_pair();
+        let n = Rc::new(Cell::new(0));
+        let m = n.clone();
+        let mut c = pin!(Completion::new());
+        c.as_mut().prep(recv(a.as_raw_fd()), move |_, _, r| {
+            assert!(read_timed_out(&r), "{r:?}");
+            m.set(m.get() + 1);
+            if m.get() < 3 {
+                CallbackAction::Rearm
+            } else {
+                CallbackAction::Disarm
+            }
+        });
+        let t0 = Instant::now();
+        lp.add_with_timeout(c.as_mut(), Duration::from_millis(10));
+        lp.run(RunMode::UntilDone).unwrap();
+        assert_eq!(n.get(), 3, "{b:?}");
+        assert!(t0.elapsed() >= Duration::from_millis(29), "{b:?}");
+    });
+}
+
+/// Cancelling an operation that has a limit reports `Canceled`, not `TimedOut`.
+#[test]
+fn link_timeout_cancel_is_canceled() {
+    runtime_tests::each_backend(|b| {
+        let mut lp = new_loop(b);
+        let (a, _peer) = std_pair();
+        let r = results();
+        let mut c = pin!(Completion::new());
+        c.as_mut().prep(recv(a.as_raw_fd()), record(&r));
+        lp.add_with_timeout(c.as_mut(), Duration::from_secs(30));
+        lp.run(RunMode::NoWait).unwrap();
+        let cr = results();
+        let mut cancel = pin!(Completion::new());
+        lp.cancel(cancel.as_mut(), &c, record(&cr));
+        let t0 = Instant::now();
+        lp.run(RunMode::UntilDone).unwrap();
+        assert!(t0.elapsed() < Duration::from_secs(5));
+        assert!(
+            matches!(only(&r), OpResult::Recv(Err(ReadError::Canceled))),
+            "{b:?}"
+        );
+        assert!(matches!(only(&cr), OpResult::Cancel(Ok(()))), "{b:?}");
+    });
+}
+
+/// A limit on an accept: `TimedOut` with no client; with a client waiting, the
+/// connection.
+#[test]
+fn link_timeout_on_accept() {
+    runtime_tests::each_backend(|b| {
+        let mut lp = new_loop(b);
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.set_nonblocking(true).unwrap();
+        let r = results();
+        let mut c = pin!(Completion::new());
+        c.as_mut()
+            .prep(Op::Accept { fd: l.as_raw_fd() }, record(&r));
+        lp.add_with_timeout(c.as_mut(), Duration::from_millis(20));
+        lp.run(RunMode::UntilDone).unwrap();
+        match only(&r) {
+            OpResult::Accept(Err(xev::Error::Io(e))) => {
+                assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{b:?}")
+            }
+            other => panic!("{b:?}: {other:?}"),
+        }
+        let _client = StdStream::connect(l.local_addr().unwrap()).unwrap();
+        let r = results();
+        c.as_mut()
+            .prep(Op::Accept { fd: l.as_raw_fd() }, record(&r));
+        lp.add_with_timeout(c.as_mut(), Duration::from_secs(5));
+        lp.run(RunMode::UntilDone).unwrap();
+        assert!(matches!(only(&r), OpResult::Accept(Ok(_))), "{b:?}");
+    });
+}
+
+/// Operations that never wait ignore the limit: a 30 ms timer with a 1 ms limit expires
+/// normally.
+#[test]
+fn link_timeout_is_ignored_by_timers() {
+    runtime_tests::each_backend(|b| {
+        let mut lp: Loop = new_loop(b);
+        let r = results();
+        let mut c = pin!(Completion::new());
+        c.as_mut().prep(Op::Timer { ms: 30 }, record(&r));
+        lp.add_with_timeout(c.as_mut(), Duration::from_millis(1));
+        lp.run(RunMode::UntilDone).unwrap();
+        assert!(
+            matches!(only(&r), OpResult::Timer(xev::TimerTrigger::Expiration)),
+            "{b:?}"
+        );
+    });
+}
+
+/// Async: `read_timeout` times out with the buffer back, the stream loses no byte (data
+/// sent after the timeout is read next), and a dropped `read_timeout` future is
+/// cancelled cleanly; `accept_timeout` times out, then accepts.
+#[test]
+fn read_and_accept_timeout_async() {
+    for b in Backend::available() {
+        let rt = Builder::new().backend(b).build().unwrap();
+        rt.block_on(async {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            let e = l
+                .accept_timeout(Duration::from_millis(20))
+                .await
+                .unwrap_err();
+            assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{b:?}");
+            let c = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+            let (s, _) = l.accept_timeout(Duration::from_secs(5)).await.unwrap();
+
+            let t0 = Instant::now();
+            let (r, buf) = c
+                .read_timeout(vec![0u8; 32], Duration::from_millis(25))
+                .await;
+            assert_eq!(r.unwrap_err().kind(), std::io::ErrorKind::TimedOut, "{b:?}");
+            assert!(t0.elapsed() >= Duration::from_millis(24));
+            assert_eq!(buf.capacity(), 32);
+
+            s.write_all(b"abc".to_vec()).await.0.unwrap();
+            let (r, buf) = c.read_timeout(buf, Duration::from_secs(5)).await;
+            assert_eq!(r.unwrap(), 3, "{b:?}");
+            assert_eq!(&buf[..3], b"abc");
+
+            // Dropped in flight: the read is cancelled; later bytes go to the next read.
+            let fut = c.read_timeout(vec![0u8; 8], Duration::from_secs(30));
+            let r = xev::time::timeout(Duration::from_millis(10), fut).await;
+            assert!(r.is_err());
+            s.write_all(b"xyz".to_vec()).await.0.unwrap();
+            let (r, buf) = c.read(vec![0u8; 8]).await;
+            assert_eq!(r.unwrap(), 3, "{b:?}");
+            assert_eq!(&buf[..3], b"xyz");
         });
     }
 }

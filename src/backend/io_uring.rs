@@ -49,7 +49,22 @@ pub(crate) struct Driver {
     /// whose opcode is missing (FTRUNCATE before 6.9, MKDIRAT/LINKAT/SYMLINKAT before
     /// 5.15) runs on the thread pool instead, as on the poll backend.
     probe: Option<io_uring::Probe>,
+    /// Timespecs of LINK_TIMEOUT SQEs not yet consumed by the kernel (it copies them when
+    /// it takes the SQE), and spare ones to reuse. Boxed: their addresses are in SQEs.
+    #[allow(clippy::vec_box)] // each timespec must keep its address while the Vec grows
+    link_ts: Vec<Box<types::Timespec>>,
+    #[allow(clippy::vec_box)]
+    spare_ts: Vec<Box<types::Timespec>>,
 }
+
+/// Low bit of the `user_data` of a LINK_TIMEOUT SQE: the rest is its operation's
+/// completion (completions are at least 8-byte aligned).
+const LINK_TAG: u64 = 1;
+/// `res` of a linked operation whose two CQEs (its own and its timeout's) are both still
+/// to come; then, once the timeout's came first, whether it fired.
+const LINK_WAIT_BOTH: isize = isize::MIN;
+const LINK_FIRED: isize = isize::MIN + 1;
+const LINK_QUIET: isize = isize::MIN + 2;
 
 /// The accept in the kernel on listener `fd`, and the accepts queued behind it.
 struct Accepting {
@@ -116,6 +131,8 @@ impl Driver {
             wake_armed: false,
             cqes: Vec::with_capacity(entries as usize * 2),
             accepts: Vec::new(),
+            link_ts: Vec::new(),
+            spare_ts: Vec::new(),
         };
         d.arm_wake();
         Ok(d)
@@ -403,7 +420,58 @@ impl Driver {
         // SAFETY: live and Active; loop thread.
         unsafe { (*inner).phase = Phase::Kernel };
         self.in_kernel += 1;
-        self.push(&sqe.user_data(ud));
+        // SAFETY: as above.
+        let Some(link) = crate::link_timeout::of(unsafe { &*inner }) else {
+            return self.push(&sqe.user_data(ud));
+        };
+        // SAFETY: as above; the result slot is ours until the callback.
+        unsafe { (*inner).res = LINK_WAIT_BOTH };
+        self.push_linked(sqe.user_data(ud), link, ud | LINK_TAG);
+    }
+
+    /// Push `head` linked to a LINK_TIMEOUT of `ns` nanoseconds, in one submission (a
+    /// link cut at the end of a submission would leave the timeout without its head).
+    fn push_linked(&mut self, head: squeue::Entry, ns: u64, ud: u64) {
+        let free = {
+            let sq = self.ring.submission();
+            sq.capacity() - sq.len()
+        };
+        if free < 2 {
+            self.flush();
+        }
+        let mut ts = self
+            .spare_ts
+            .pop()
+            .unwrap_or_else(|| Box::new(types::Timespec::new()));
+        *ts = types::Timespec::from(Duration::from_nanos(ns));
+        let timeout = opcode::LinkTimeout::new(&*ts).build().user_data(ud);
+        self.link_ts.push(ts);
+        self.push(&head.flags(squeue::Flags::IO_LINK));
+        self.push(&timeout);
+    }
+
+    /// Hand every queued SQE to the kernel now (to make room).
+    fn flush(&mut self) {
+        while !self.ring.submission().is_empty() {
+            match self.ring.submit() {
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+                Err(_) => {
+                    let _ = self.ring.submit_and_wait(1);
+                }
+            }
+            if self.ring.params().is_setup_sqpoll() {
+                break; // the polling thread takes them
+            }
+        }
+    }
+
+    /// The kernel took every queued SQE (and copied the timespecs of the link timeouts
+    /// among them): their timespecs can be reused.
+    fn release_timespecs(&mut self) {
+        if !self.link_ts.is_empty() && self.ring.submission().is_empty() {
+            self.spare_ts.append(&mut self.link_ts);
+        }
     }
 
     pub(crate) fn cancel(
@@ -457,10 +525,11 @@ impl Driver {
                 _ => return Err(e),
             }
         }
-        self.reap(|d, c, res, flags| {
+        self.release_timespecs();
+        self.reap(|d, c, res, flags, link| {
             // SAFETY: `c` is Active (its CQE just arrived), so live; loop thread.
-            let Some(res) = (unsafe { zc_step(c, res, flags) }) else {
-                return; // a SEND_ZC's byte count: its notification follows
+            let Some(res) = (unsafe { cqe_step(c, res, flags, link) }) else {
+                return; // another CQE of this operation follows
             };
             d.in_kernel -= 1;
             // SAFETY: `c` is Active (its CQE just arrived), so live; loop thread.
@@ -476,7 +545,8 @@ impl Driver {
     }
 
     /// Take every CQE off the ring, handing user completions to `f`.
-    fn reap(&mut self, mut f: impl FnMut(&mut Self, NonNull<Completion>, isize, u32)) {
+    /// (`f` also learns whether the CQE is a LINK_TIMEOUT's, for its operation `c`.)
+    fn reap(&mut self, mut f: impl FnMut(&mut Self, NonNull<Completion>, isize, u32, bool)) {
         // Copy the CQEs out first (the callback needs `&mut self`); the Vec is reused.
         let mut cqes = std::mem::take(&mut self.cqes);
         cqes.extend(
@@ -498,8 +568,10 @@ impl Driver {
                     }
                 }
                 ptr => {
-                    let c = NonNull::new(ptr as *mut Completion).expect("non-null user_data");
-                    f(self, c, res as isize, flags);
+                    let link = ptr & LINK_TAG != 0;
+                    let c = NonNull::new((ptr & !LINK_TAG) as *mut Completion)
+                        .expect("non-null user_data");
+                    f(self, c, res as isize, flags, link);
                 }
             }
         }
@@ -549,15 +621,57 @@ impl Driver {
                     return;
                 }
             }
-            self.reap(|d, c, res, flags| {
+            self.release_timespecs();
+            self.reap(|d, c, res, flags, link| {
                 // SAFETY: `c` is Active (its CQE just arrived), so live; loop thread.
-                let Some(res) = (unsafe { zc_step(c, res, flags) }) else {
-                    return; // the kernel still reads a SEND_ZC's buffer
+                let Some(res) = (unsafe { cqe_step(c, res, flags, link) }) else {
+                    return; // another CQE of this operation follows
                 };
                 d.in_kernel -= 1;
                 core.abandon(c, Some(res));
             });
         }
+    }
+}
+
+/// One CQE of `c` (`link`: its LINK_TIMEOUT's): its final result, or `None` while more
+/// CQEs of it will come.
+///
+/// An operation with a link timeout finishes when both its CQE and its timeout's have
+/// arrived (in either order; the first is kept in `res`). If the timeout fired and the
+/// operation was cancelled by it, the result is `ETIMEDOUT`.
+///
+/// # Safety
+/// `c` is Active and live; loop thread.
+unsafe fn cqe_step(c: NonNull<Completion>, res: isize, flags: u32, link: bool) -> Option<isize> {
+    let inner = Completion::raw(c);
+    let timed_out = |head: isize, fired: bool| match (head, fired) {
+        (h, true) if h == -(libc::ECANCELED as isize) => -(libc::ETIMEDOUT as isize),
+        (h, _) => h,
+    };
+    // SAFETY: the caller's promise.
+    unsafe {
+        if link {
+            let fired = res == -(libc::ETIME as isize);
+            return match (*inner).res {
+                LINK_WAIT_BOTH => {
+                    (*inner).res = if fired { LINK_FIRED } else { LINK_QUIET };
+                    None
+                }
+                head => Some(timed_out(head, fired)),
+            };
+        }
+        if crate::link_timeout::of(&*inner).is_some() {
+            return match (*inner).res {
+                LINK_WAIT_BOTH => {
+                    (*inner).res = res;
+                    None
+                }
+                LINK_FIRED => Some(timed_out(res, true)),
+                _ => Some(timed_out(res, false)),
+            };
+        }
+        zc_step(c, res, flags)
     }
 }
 

@@ -14,6 +14,7 @@
 mod epoll;
 #[cfg(target_os = "linux")]
 pub(crate) mod io_uring;
+mod link_timers;
 pub(crate) mod poll;
 mod polling;
 

@@ -148,6 +148,8 @@ pub(crate) struct Driver {
     /// Attempts that found the fd not ready (`EAGAIN`): each is a syscall the readiness
     /// cache did not save (tests of the cache read it through the loop).
     eagain: u64,
+    /// Time limits of parked operations (`Loop::add_with_timeout`).
+    links: super::link_timers::LinkTimers,
 }
 
 impl Driver {
@@ -158,6 +160,7 @@ impl Driver {
             fired: Vec::with_capacity(entries.clamp(1, 4096) as usize),
             fds: Vec::new(),
             eagain: 0,
+            links: Default::default(),
         })
     }
 
@@ -274,6 +277,7 @@ impl Driver {
             }
         }
         self.park(core, c, fd, wait, rearm);
+        self.links.arm(c);
     }
 
     fn park(
@@ -425,7 +429,7 @@ impl Driver {
 
     pub(crate) fn wait(&mut self, core: &mut Core, timeout: Option<Duration>) -> io::Result<()> {
         let mut fired = std::mem::take(&mut self.fired);
-        let r = self.source.wait(&mut fired, timeout);
+        let r = self.source.wait(&mut fired, self.links.cap(timeout));
         for ev in &fired {
             if ev.hup {
                 if let Some(st) = self.fds.get_mut(ev.fd as usize) {
@@ -441,7 +445,23 @@ impl Driver {
         }
         fired.clear();
         self.fired = fired;
+        let mut links = std::mem::take(&mut self.links);
+        links.expire(core, |core, c| self.time_out(core, c));
+        self.links = links;
         r
+    }
+
+    /// `c`'s time limit passed while it was parked: take it off its fd's queue and fail
+    /// it with `ETIMEDOUT`.
+    fn time_out(&mut self, core: &mut Core, c: NonNull<Completion>) {
+        // SAFETY: `c` is registered, so live; loop thread.
+        let fd = unsafe { (*Completion::raw(c)).op.fd() };
+        let removed = fd
+            .and_then(|fd| self.fds.get_mut(fd as usize))
+            .is_some_and(|st| st.readers.remove(c) || st.writers.remove(c));
+        if removed {
+            core.finish(c, -(libc::ETIMEDOUT as isize));
+        }
     }
 
     /// `fd` became ready in direction `wait`: retry its waiters in order until one would
@@ -482,6 +502,7 @@ impl Driver {
     }
 
     pub(crate) fn shutdown(&mut self, core: &mut Core) {
+        self.links.clear();
         for (fd, st) in self.fds.iter_mut().enumerate() {
             while let Some(c) = st.readers.pop().or_else(|| st.writers.pop()) {
                 core.abandon(c, None);

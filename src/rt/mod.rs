@@ -59,6 +59,7 @@ pub(crate) mod op_future;
 mod runtime;
 pub(crate) mod sleep;
 mod task;
+pub(crate) mod timed;
 
 #[cfg(any(feature = "futures-io", feature = "tokio-io", feature = "hyper"))]
 pub mod compat;

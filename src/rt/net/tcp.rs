@@ -83,6 +83,33 @@ impl TcpListener {
         accepted(rio::run(FdOp::on(&self.fd, |fd| Op::Accept { fd })).await.0)
     }
 
+    /// [`accept`](Self::accept), failing with [`TimedOut`](io::ErrorKind::TimedOut) if
+    /// no connection arrives within `limit`. On io_uring the limit is one LINK_TIMEOUT
+    /// linked to the accept (no runtime timer; it starts when the accept reaches the
+    /// kernel, after any accept of another task ahead of it on this listener); on the
+    /// poll backend, a timer entry in the loop. A connection stashed by an earlier
+    /// cancelled accept is returned at once.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// xev::block_on(async {
+    ///     let l = xev::net::TcpListener::bind("127.0.0.1:0")?;
+    ///     let e = l.accept_timeout(Duration::from_millis(10)).await.unwrap_err();
+    ///     assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+    ///     Ok::<_, std::io::Error>(())
+    /// })?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub async fn accept_timeout(
+        &self,
+        limit: std::time::Duration,
+    ) -> io::Result<(TcpStream, SocketAddr)> {
+        if let Some(a) = self.fd.take_stashed() {
+            return accepted(OpResult::Accept(Ok(a)));
+        }
+        accepted(crate::rt::timed::accept(&self.fd, limit).await)
+    }
+
     /// The connections, as a [`Stream`](futures_core::Stream); see [`Incoming`].
     pub fn incoming(&self) -> Incoming<'_> {
         Incoming {
@@ -229,6 +256,34 @@ impl TcpStream {
     /// Dropping the future cancels the read.
     pub async fn read<B: IoBufMut>(&self, buf: B) -> (io::Result<usize>, B) {
         rio::read(&self.fd, buf, Kind::Socket).await
+    }
+
+    /// [`read`](Self::read), failing with [`TimedOut`](io::ErrorKind::TimedOut) if no
+    /// data (nor end of stream) arrives within `limit`; the buffer comes back either
+    /// way. On io_uring the limit is one LINK_TIMEOUT SQE linked to the read (no runtime
+    /// timer); on the poll backend, a timer entry in the loop while the read waits.
+    /// (`xev::time::timeout(limit, stream.read(buf))` works too, but drops the read and
+    /// its buffer on expiry.)
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use xev::net::{TcpListener, TcpStream};
+    /// xev::block_on(async {
+    ///     let l = TcpListener::bind("127.0.0.1:0")?;
+    ///     let c = TcpStream::connect(l.local_addr()?).await?;
+    ///     let (res, buf) = c.read_timeout(vec![0u8; 16], Duration::from_millis(10)).await;
+    ///     assert_eq!(res.unwrap_err().kind(), std::io::ErrorKind::TimedOut);
+    ///     assert_eq!(buf.capacity(), 16); // the buffer came back with the error
+    ///     Ok::<_, std::io::Error>(())
+    /// })?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub async fn read_timeout<B: IoBufMut>(
+        &self,
+        buf: B,
+        limit: std::time::Duration,
+    ) -> (io::Result<usize>, B) {
+        crate::rt::timed::read(&self.fd, buf, Kind::Socket, limit).await
     }
 
     /// Fill `buf` completely, reading as often as needed; end of stream first is an
