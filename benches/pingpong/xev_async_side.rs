@@ -35,6 +35,13 @@ pub(crate) fn xev_async_client(
     ctr: &Rc<Counter>,
     msg: &'static [u8],
 ) {
+    // `XEV_BENCH_READ_TIMEOUT=link|timer`: every client read has a 10 s limit, as one
+    // linked timeout (`read_timeout`) or as a runtime timer (`time::timeout`).
+    let read_limit = match std::env::var("XEV_BENCH_READ_TIMEOUT").as_deref() {
+        Ok("link") => Some((true, Duration::from_secs(10))),
+        Ok("timer") => Some((false, Duration::from_secs(10))),
+        _ => None,
+    };
     run(backend, ctr, || async move {
         let mut tasks = Vec::with_capacity(socks.len());
         for s in socks {
@@ -48,7 +55,14 @@ pub(crate) fn xev_async_client(
                         return ctr.fail(format!("client write: {e}"));
                     }
                     while got < msg.len() {
-                        let (r, b) = s.read(buf).await;
+                        let (r, b) = match read_limit {
+                            None => s.read(buf).await,
+                            Some((true, d)) => s.read_timeout(buf, d).await,
+                            Some((false, d)) => match xev::time::timeout(d, s.read(buf)).await {
+                                Ok(rb) => rb,
+                                Err(_) => return ctr.fail("client read: timed out".into()),
+                            },
+                        };
                         buf = b;
                         match r {
                             Ok(0) => return ctr.fail("client read: end of file".into()),
