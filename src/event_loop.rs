@@ -68,6 +68,13 @@ pub struct Options {
     /// slower (see the README). A kernel that refuses it gets a normal ring;
     /// [`Loop::uses_sqpoll`] tells which. The poll backend ignores it.
     pub sqpoll: Option<Duration>,
+    /// io_uring only: register the async runtime's sockets and files in a fixed-file
+    /// table (a slot per fd from its first use on the loop until its close), so their
+    /// operations skip the kernel's per-operation file lookup. It costs two
+    /// `io_uring_register` calls per fd and measured no faster on the ping-pong bench
+    /// here, so the default is off unless the environment variable
+    /// `XEV_URING_FIXED_FILES=1` is set. Without kernel support (5.19+) it is off.
+    pub fixed_files: bool,
 }
 
 impl Default for Options {
@@ -77,6 +84,7 @@ impl Default for Options {
             backend: None,
             thread_pool: None,
             sqpoll: None,
+            fixed_files: std::env::var_os("XEV_URING_FIXED_FILES").is_some_and(|v| v == "1"),
         }
     }
 }
@@ -379,7 +387,7 @@ impl Loop {
             Some(b) => b,
             None => Backend::try_default()?,
         };
-        let driver = Driver::new(backend, opts.entries, opts.sqpoll)?;
+        let driver = Driver::new(backend, opts.entries, opts.sqpoll, opts.fixed_files)?;
         let sink = Arc::new(PoolSink {
             done: Handoff::new(),
             wake_pending: AtomicBool::new(false),
@@ -420,6 +428,13 @@ impl Loop {
     /// ```
     pub fn uses_sqpoll(&self) -> bool {
         self.driver.uses_sqpoll()
+    }
+
+    /// The registered-file slot of runtime fd `fd` on this loop (see
+    /// [`Options::fixed_files`]), if it has one. For tests of the slot rules.
+    #[doc(hidden)]
+    pub fn registered_slot(&self, fd: RawFd) -> Option<u32> {
+        self.driver.registered_slot(fd)
     }
 
     /// This loop's process-unique id.

@@ -528,3 +528,94 @@ fn read_and_accept_timeout_async() {
         });
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Registered (fixed) files
+
+/// The registered slot of `fd` on the current runtime's loop.
+fn slot_of(fd: i32) -> Option<u32> {
+    xev::rt::with_loop(|lp| lp.registered_slot(fd))
+}
+
+/// A slot is not reused while an orphaned read still names its old fd, and once reused
+/// by a new connection, the orphan (cancelled) never touched it: the new connection gets
+/// exactly the bytes its peer sent. On the poll backend the option is ignored and the
+/// same program runs.
+#[test]
+fn fixed_slot_reuse_cannot_mix_connections() {
+    for b in Backend::available() {
+        let rt = Builder::new().backend(b).fixed_files(true).build().unwrap();
+        rt.block_on(async {
+            let uring = b == Backend::IoUring;
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = l.local_addr().unwrap();
+            let a = TcpStream::connect(addr).await.unwrap();
+            let (sa, _) = l.accept().await.unwrap();
+            let a_fd = a.as_raw_fd();
+            let slot_a = slot_of(a_fd);
+            assert_eq!(slot_a.is_some(), uring, "{b:?}");
+
+            // An orphaned read on `a` (cancel in flight), then `a` dropped: its fd, and
+            // its slot, stay until the orphan's completion arrives.
+            let r = xev::time::timeout(Duration::from_millis(1), a.read(vec![0u8; 64])).await;
+            assert!(r.is_err());
+            drop(a);
+            assert_eq!(slot_of(a_fd), slot_a, "{b:?}: slot freed under an orphan");
+            let bconn = TcpStream::connect(addr).await.unwrap();
+            let (sb, _) = l.accept().await.unwrap();
+            if uring {
+                assert_ne!(
+                    slot_of(bconn.as_raw_fd()),
+                    slot_a,
+                    "slot reused under an orphan"
+                );
+            }
+
+            // Let the orphan finish: the fd closes and its slot is free again.
+            xev::time::sleep(Duration::from_millis(20)).await;
+            assert_eq!(slot_of(a_fd), None, "{b:?}");
+            let c = TcpStream::connect(addr).await.unwrap();
+            let (sc, _) = l.accept().await.unwrap();
+            if uring {
+                assert_eq!(slot_of(c.as_raw_fd()), slot_a, "the freed slot is reused");
+            }
+            // Bytes for the old connection go nowhere near the new one.
+            let _ = sa.write_all(b"for-a".to_vec()).await;
+            sc.write_all(b"for-c".to_vec()).await.0.unwrap();
+            sb.write_all(b"for-b".to_vec()).await.0.unwrap();
+            let (r, got) = c.read_exact(vec![0u8; 5]).await;
+            r.unwrap();
+            assert_eq!(got, b"for-c", "{b:?}");
+            let (r, got) = bconn.read_exact(vec![0u8; 5]).await;
+            r.unwrap();
+            assert_eq!(got, b"for-b", "{b:?}");
+
+            // Closing through the loop frees the slot too.
+            let c_fd = c.as_raw_fd();
+            c.close().await.unwrap();
+            assert_eq!(slot_of(c_fd), None, "{b:?}");
+            // Errors are unchanged on a registered fd: a read after the peer closed is
+            // end of stream, a write then fails.
+            drop(sb);
+            let (r, _) = bconn.read(vec![0u8; 8]).await;
+            assert_eq!(r.unwrap(), 0, "{b:?}");
+        });
+        echo(&rt, 50, 1024);
+    }
+}
+
+/// Without the option no slot: the default is off unless `XEV_URING_FIXED_FILES=1`
+/// (then on for io_uring).
+#[test]
+fn fixed_files_off_by_default() {
+    let env_on = std::env::var_os("XEV_URING_FIXED_FILES").is_some_and(|v| v == "1");
+    for b in Backend::available() {
+        let rt = Builder::new().backend(b).build().unwrap();
+        rt.block_on(async {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            let c = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+            let want = env_on && b == Backend::IoUring;
+            assert_eq!(slot_of(c.as_raw_fd()).is_some(), want, "{b:?}");
+        });
+    }
+}

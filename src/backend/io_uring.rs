@@ -55,6 +55,8 @@ pub(crate) struct Driver {
     link_ts: Vec<Box<types::Timespec>>,
     #[allow(clippy::vec_box)]
     spare_ts: Vec<Box<types::Timespec>>,
+    /// Registered files for the runtime's fds (`uring_fixed.rs`), when turned on.
+    fixed: Option<super::uring_fixed::FixedFiles>,
 }
 
 /// Low bit of the `user_data` of a LINK_TIMEOUT SQE: the rest is its operation's
@@ -74,7 +76,11 @@ struct Accepting {
 }
 
 impl Driver {
-    pub(crate) fn new(entries: u32, sqpoll: Option<Duration>) -> io::Result<Driver> {
+    pub(crate) fn new(
+        entries: u32,
+        sqpoll: Option<Duration>,
+        fixed_files: bool,
+    ) -> io::Result<Driver> {
         // SQPOLL excludes the task-run flags (the kernel thread runs the task work);
         // a kernel that refuses it gets the usual ring.
         let polled = sqpoll.and_then(|idle| {
@@ -123,7 +129,12 @@ impl Driver {
             true => Some(io_uring::Probe::new()),
             false => probe,
         };
+        let fixed = match fixed_files {
+            true => super::uring_fixed::FixedFiles::setup(&ring),
+            false => None,
+        };
         let mut d = Driver {
+            fixed,
             probe,
             ring,
             in_kernel: 0,
@@ -136,6 +147,24 @@ impl Driver {
         };
         d.arm_wake();
         Ok(d)
+    }
+
+    /// A runtime fd is first used on this loop: give it a registered slot (if on).
+    pub(crate) fn fd_opened(&mut self, fd: RawFd) {
+        if let Some(f) = &mut self.fixed {
+            f.opened(&self.ring, fd);
+        }
+    }
+
+    /// A runtime fd is about to close or leaves this loop: free its slot.
+    pub(crate) fn fd_closed(&mut self, fd: RawFd) {
+        if let Some(f) = &mut self.fixed {
+            f.closed(&self.ring, fd);
+        }
+    }
+
+    pub(crate) fn registered_slot(&self, fd: RawFd) -> Option<u32> {
+        self.fixed.as_ref().and_then(|f| f.slot(fd))
     }
 
     pub(crate) fn uses_sqpoll(&self) -> bool {
@@ -417,6 +446,15 @@ impl Driver {
                 },
             }
         };
+        // An fd with a registered slot is named by its slot.
+        // SAFETY: `c` is Active and live; loop thread.
+        let sqe = match (&self.fixed, unsafe { fixable_fd(&(*inner).op) }) {
+            (Some(f), Some(fd)) => match f.slot(fd) {
+                Some(slot) => super::uring_fixed::use_slot(sqe, slot),
+                None => sqe,
+            },
+            _ => sqe,
+        };
         // SAFETY: live and Active; loop thread.
         unsafe { (*inner).phase = Phase::Kernel };
         self.in_kernel += 1;
@@ -631,6 +669,32 @@ impl Driver {
                 core.abandon(c, Some(res));
             });
         }
+    }
+}
+
+/// The fd of an operation whose SQE may name it by registered slot: the socket and
+/// stream operations (not closes, shutdowns, or directory fds of path operations).
+fn fixable_fd(op: &Op) -> Option<RawFd> {
+    match op {
+        Op::Accept { fd }
+        | Op::Connect { fd, .. }
+        | Op::Read { fd, .. }
+        | Op::Pread { fd, .. }
+        | Op::Write { fd, .. }
+        | Op::Pwrite { fd, .. }
+        | Op::Send { fd, .. }
+        | Op::Recv { fd, .. }
+        | Op::SendMsg { fd, .. }
+        | Op::RecvMsg { fd, .. }
+        | Op::Poll { fd, .. }
+        | Op::AcceptUnix { fd, .. }
+        | Op::SendMsgUnix { fd, .. }
+        | Op::RecvMsgUnix { fd, .. }
+        | Op::Readv { fd, .. }
+        | Op::Writev { fd, .. }
+        | Op::SendMsgV { fd, .. }
+        | Op::SendZc { fd, .. } => Some(*fd),
+        _ => None,
     }
 }
 

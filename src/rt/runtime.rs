@@ -72,6 +72,14 @@ impl Builder {
         self
     }
 
+    /// io_uring only: register the runtime's sockets and files in a fixed-file table
+    /// (see [`Options::fixed_files`]; off by default, or on with
+    /// `XEV_URING_FIXED_FILES=1`).
+    pub fn fixed_files(mut self, on: bool) -> Builder {
+        self.opts.fixed_files = on;
+        self
+    }
+
     /// Use an existing pool (shared with other loops) instead.
     pub fn thread_pool(mut self, pool: ThreadPool) -> Builder {
         self.opts.thread_pool = Some(pool);
