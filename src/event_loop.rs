@@ -430,6 +430,37 @@ impl Loop {
         self.driver.uses_sqpoll()
     }
 
+    /// io_uring with [`Options::fixed_files`]: put `fd` in the ring's fixed-file table,
+    /// so every later operation naming this fd number refers to the file by its slot
+    /// (no per-operation file lookup in the kernel). Returns whether it got a slot (false
+    /// on the poll backend, with the option off, or with the table full: operations then
+    /// simply use the fd).
+    ///
+    /// The table holds its own reference to the file: call
+    /// [`unregister_file`](Self::unregister_file) before closing `fd` yourself (an
+    /// [`Op::Close`](crate::Op::Close) through this loop does it for you). Until then a
+    /// new file that reuses the number would not be seen by this loop's operations, which
+    /// would still reach the old one.
+    ///
+    /// ```
+    /// use std::os::fd::AsRawFd;
+    /// let mut lp = xev::Loop::new(xev::Options { fixed_files: true, ..Default::default() })?;
+    /// let (a, _b) = std::os::unix::net::UnixStream::pair()?;
+    /// let fixed = lp.register_file(a.as_raw_fd());
+    /// assert_eq!(fixed, lp.backend() == xev::Backend::IoUring);
+    /// lp.unregister_file(a.as_raw_fd());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn register_file(&mut self, fd: RawFd) -> bool {
+        self.driver.register_file(fd)
+    }
+
+    /// Take `fd` out of the fixed-file table (see [`register_file`](Self::register_file));
+    /// nothing happens if it is not in it.
+    pub fn unregister_file(&mut self, fd: RawFd) {
+        self.driver.unregister_file(fd);
+    }
+
     /// The registered-file slot of runtime fd `fd` on this loop (see
     /// [`Options::fixed_files`]), if it has one. For tests of the slot rules.
     #[doc(hidden)]

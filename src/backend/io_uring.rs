@@ -350,6 +350,8 @@ impl Driver {
                     Some(owned) => {
                         let raw = owned.into_raw_fd();
                         self.cancel_waiting_accepts(core, raw);
+                        // A registered slot would keep the file open: empty it first.
+                        self.fd_closed(raw);
                         // First cancel whatever else is pending on this fd (their
                         // callbacks get Canceled), as the poll backend does; SQEs are
                         // issued in order, so the cancel runs before the close.

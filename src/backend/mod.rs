@@ -353,6 +353,32 @@ impl Driver {
         }
     }
 
+    /// Give `fd` a registered-file slot (io_uring with fixed files on).
+    pub(crate) fn register_file(&mut self, fd: RawFd) -> bool {
+        match self {
+            #[cfg(target_os = "linux")]
+            Driver::IoUring(d) => {
+                d.fd_opened(fd);
+                d.registered_slot(fd).is_some()
+            }
+            Driver::Poll(_) => {
+                let _ = fd;
+                false
+            }
+        }
+    }
+
+    /// Empty `fd`'s registered-file slot, if it has one.
+    pub(crate) fn unregister_file(&mut self, fd: RawFd) {
+        match self {
+            #[cfg(target_os = "linux")]
+            Driver::IoUring(d) => d.fd_closed(fd),
+            Driver::Poll(_) => {
+                let _ = fd;
+            }
+        }
+    }
+
     /// The registered-file slot of `fd` (io_uring with fixed files on).
     pub(crate) fn registered_slot(&self, fd: RawFd) -> Option<u32> {
         match self {
