@@ -351,8 +351,9 @@ pub enum Op {
     /// only after both, so `buf` is never reusable while the kernel may still read it.
     /// Where zero copy is not available (the poll backend, a kernel without the opcode)
     /// it is a plain [`Op::Send`]. Zero copy pins pages and waits for the notification:
-    /// it pays off only for large buffers on a real NIC (on loopback it measured slower
-    /// than `Send` at every size; see the README).
+    /// it can pay off only for large buffers on a real NIC (over loopback it measured
+    /// 0.2-0.8x of `Send` from 4 KiB to 64 KiB and no steady win above; see
+    /// `benches/send_zc.rs`).
     SendZc {
         /// The socket (TCP or UDP; others report `EOPNOTSUPP` on io_uring).
         fd: RawFd,
