@@ -1,16 +1,18 @@
-//! The cost of a time limit on a read: `TcpStream::read` against `read_timeout` (one
-//! LINK_TIMEOUT SQE linked to the read on io_uring; a timer entry in the loop on epoll)
-//! and against `xev::time::timeout(d, stream.read(buf))` (a runtime timer plus a cancel
-//! when it fires, dropped when the read wins).
+//! The cost of a time limit on a read: `TcpStream::read` against
+//! `TcpStream::read_timeout` and against `xev::time::timeout(d, stream.read(buf))` (a
+//! runtime timer, dropped when the read wins). `read_timeout` uses a runtime timer that
+//! cancels the read when it fires; with `XEV_LINK_TIMEOUTS=1` it carries the limit on
+//! the read itself (`Loop::add_with_timeout`: one LINK_TIMEOUT SQE linked to the read on
+//! io_uring, a timer entry in the loop on epoll). Run once without and once with it.
 //!
 //! One thread, one runtime, one loopback TCP connection: a task echoes 8-byte messages
-//! back, the main task sends one and reads the reply, `ROUND_TRIPS` times (both reads
-//! of each round trip carry the limit in the limited variants). Both ends live in one
-//! thread, so the figure is CPU per round trip, not scheduling: CPU µs per round trip
-//! (thread CPU time), median of the rounds, variants interleaved.
+//! back, the main task sends one and reads the reply, `n` times (both reads of each
+//! round trip carry the limit in the limited variants). Both ends live in one thread, so
+//! the figure is CPU per round trip, not scheduling: CPU µs per round trip (thread CPU
+//! time), median of the rounds, variants interleaved.
 //!
 //! `XEV_BENCH_QUICK=1`: 2,000 round trips, one round. Run with
-//! `cargo bench --bench link_timeout`.
+//! `cargo bench --bench link_timeout` (and `XEV_LINK_TIMEOUTS=1 cargo bench ...`).
 
 #[path = "common/mod.rs"]
 mod common;
@@ -30,7 +32,7 @@ impl Limit {
     fn name(self) -> &'static str {
         match self {
             Limit::None => "read",
-            Limit::Linked => "read_timeout (linked)",
+            Limit::Linked => "read_timeout",
             Limit::Timer => "timeout(read) (timer)",
         }
     }
@@ -107,7 +109,12 @@ fn measure(backend: xev::Backend, limit: Limit, n: u64) -> (f64, f64) {
 fn main() {
     let quick = common::quick();
     let (rounds, n) = if quick { (1, 2_000) } else { (5, 100_000) };
+    let how = match std::env::var_os("XEV_LINK_TIMEOUTS").is_some_and(|v| v == "1") {
+        true => "linked to the read (XEV_LINK_TIMEOUTS=1)",
+        false => "a runtime timer",
+    };
     println!("link_timeout: in-thread loopback TCP echo, {n} round trips, median of {rounds}");
+    println!("read_timeout's limit: {how}");
     println!(
         "{:<10} {:<24} {:>14} {:>15} {:>14}",
         "backend", "variant", "cpu µs/rt", "wall µs/rt", "vs read (cpu)"

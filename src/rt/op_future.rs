@@ -326,6 +326,32 @@ impl OpFuture {
     }
 }
 
+impl OpFuture {
+    /// Ask the loop to cancel the operation while this future keeps waiting for its
+    /// result (`Canceled`, or the real result if it finished first) and its buffer.
+    /// Nothing happens if the result is already in.
+    pub(crate) fn cancel_in_flight(&self) {
+        let Some(slot) = self.slot else {
+            return;
+        };
+        // SAFETY: as in `poll`.
+        let s = unsafe { slot.as_ref() };
+        if s.state.get() != SlotState::InFlight || self.exec.is_closed() {
+            return;
+        }
+        // SAFETY: a shared reference to name the target, as in `drop`.
+        let c = unsafe { &*s.c.get() };
+        if c.state() != CompletionState::Active {
+            return;
+        }
+        let target = CancelTarget::of(c);
+        match self.exec.lp.try_borrow_mut() {
+            Ok(mut lp) => self.exec.slots.cancel(&mut lp, target),
+            Err(_) => self.exec.defer(Deferred::Cancel(target)),
+        }
+    }
+}
+
 impl Future for OpFuture {
     type Output = (OpResult, Op);
 

@@ -84,11 +84,10 @@ impl TcpListener {
     }
 
     /// [`accept`](Self::accept), failing with [`TimedOut`](io::ErrorKind::TimedOut) if
-    /// no connection arrives within `limit`. On io_uring the limit is one LINK_TIMEOUT
-    /// linked to the accept (no runtime timer; it starts when the accept reaches the
-    /// kernel, after any accept of another task ahead of it on this listener); on the
-    /// poll backend, a timer entry in the loop. A connection stashed by an earlier
-    /// cancelled accept is returned at once.
+    /// no connection arrives within `limit` (a runtime timer cancels the accept; with
+    /// `XEV_LINK_TIMEOUTS=1` the limit rides on the accept instead, see
+    /// [`Loop::add_with_timeout`](crate::Loop::add_with_timeout)). A connection stashed
+    /// by an earlier cancelled accept is returned at once.
     ///
     /// ```
     /// use std::time::Duration;
@@ -260,8 +259,9 @@ impl TcpStream {
 
     /// [`read`](Self::read), failing with [`TimedOut`](io::ErrorKind::TimedOut) if no
     /// data (nor end of stream) arrives within `limit`; the buffer comes back either
-    /// way. On io_uring the limit is one LINK_TIMEOUT SQE linked to the read (no runtime
-    /// timer); on the poll backend, a timer entry in the loop while the read waits.
+    /// way. A runtime timer cancels the read past the limit (with `XEV_LINK_TIMEOUTS=1`
+    /// the limit rides on the read instead: one linked LINK_TIMEOUT SQE on io_uring, see
+    /// [`Loop::add_with_timeout`](crate::Loop::add_with_timeout); it measured dearer).
     /// (`xev::time::timeout(limit, stream.read(buf))` works too, but drops the read and
     /// its buffer on expiry.)
     ///
