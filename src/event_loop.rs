@@ -71,9 +71,10 @@ pub struct Options {
     /// io_uring only: register the async runtime's sockets and files in a fixed-file
     /// table (a slot per fd from its first use on the loop until its close), so their
     /// operations skip the kernel's per-operation file lookup. It costs two
-    /// `io_uring_register` calls per fd and measured no faster on the ping-pong bench
-    /// here, so the default is off unless the environment variable
-    /// `XEV_URING_FIXED_FILES=1` is set. Without kernel support (5.19+) it is off.
+    /// `io_uring_register` calls per fd and measured no faster on the async ping-pong
+    /// here (CPU per round trip within noise at 1 and 100 connections), so the default is
+    /// off unless the environment variable `XEV_URING_FIXED_FILES=1` is set. Without
+    /// kernel support (5.19+) it is off. See also [`Loop::register_file`].
     pub fixed_files: bool,
 }
 
