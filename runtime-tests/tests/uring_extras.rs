@@ -674,3 +674,40 @@ fn register_file_callback_api() {
         );
     });
 }
+
+/// Many operations with a long limit that finish early (on the poll backend their
+/// timer entries are pruned once they outnumber the live operations), then one with a
+/// short limit among live ones with long limits: it still times out on time, and the
+/// live ones are untouched (they finish with their data).
+#[test]
+fn link_timeouts_of_finished_operations_do_not_pile_up() {
+    runtime_tests::each_backend(|b| {
+        let mut lp = new_loop(b);
+        let (a, mut peer) = std_pair();
+        let mut c = pin!(Completion::new());
+        for i in 0..3000u32 {
+            let r = results();
+            c.as_mut().prep(recv(a.as_raw_fd()), record(&r));
+            lp.add_with_timeout(c.as_mut(), Duration::from_secs(3600));
+            lp.run(RunMode::NoWait).unwrap(); // parks
+            std::io::Write::write_all(&mut peer, &i.to_le_bytes()).unwrap();
+            lp.run(RunMode::UntilDone).unwrap();
+            assert!(matches!(only(&r), OpResult::Recv(Ok(4))), "{b:?} #{i}");
+        }
+        let (x, mut xpeer) = std_pair();
+        let long = results();
+        let mut lc = pin!(Completion::new());
+        lc.as_mut().prep(recv(x.as_raw_fd()), record(&long));
+        lp.add_with_timeout(lc.as_mut(), Duration::from_secs(3600));
+        let short = results();
+        c.as_mut().prep(recv(a.as_raw_fd()), record(&short));
+        let t0 = Instant::now();
+        lp.add_with_timeout(c.as_mut(), Duration::from_millis(20));
+        lp.run(RunMode::Once).unwrap();
+        assert!(read_timed_out(&only(&short)), "{b:?}");
+        assert!(t0.elapsed() < Duration::from_secs(2));
+        std::io::Write::write_all(&mut xpeer, b"x").unwrap();
+        lp.run(RunMode::UntilDone).unwrap();
+        assert!(matches!(only(&long), OpResult::Recv(Ok(1))), "{b:?}");
+    });
+}

@@ -21,7 +21,7 @@ pub(crate) struct LinkTimers {
 
 impl LinkTimers {
     /// `c` was just parked: start its limit, if it has one.
-    pub(crate) fn arm(&mut self, c: NonNull<Completion>) {
+    pub(crate) fn arm(&mut self, core: &Core, c: NonNull<Completion>) {
         // SAFETY: `c` is Active and live; loop thread.
         let inner = unsafe { &*Completion::raw(c) };
         if inner.phase != Phase::Waiting {
@@ -34,6 +34,19 @@ impl LinkTimers {
         if let Some(at) = Instant::now().checked_add(Duration::from_nanos(ns)) {
             let t = inner.ticket;
             self.heap.push(Reverse((at, t.slot, t.gen)));
+        }
+        // Entries of finished operations wait for their time; with long limits on many
+        // short operations they would pile up: drop them once they outnumber the Active
+        // completions (amortised O(1) per entry).
+        if self.heap.len() > 2 * core.registry.len() + 1024 {
+            self.heap.retain(|Reverse((_, slot, gen))| {
+                core.registry
+                    .get(Ticket {
+                        slot: *slot,
+                        gen: *gen,
+                    })
+                    .is_some()
+            });
         }
     }
 

@@ -277,7 +277,7 @@ impl Driver {
             }
         }
         self.park(core, c, fd, wait, rearm);
-        self.links.arm(c);
+        self.links.arm(core, c);
     }
 
     fn park(
