@@ -15,8 +15,9 @@
 //!    pair of SQEs per MiB, each pair linked, both performed by io-wq workers since
 //!    regular files cannot be spliced without blocking).
 //!
-//! MB/s is 10^6 bytes per second; median of 3 rounds, and the best round (the one least
-//! disturbed by other work on a shared machine), per-round figures printed too.
+//! MB/s is 10^6 bytes per second; median of 5 rounds (`XEV_BENCH_ROUNDS=N` for more),
+//! and the best round (the one least disturbed by other work on a shared machine),
+//! per-round figures printed too.
 //! `XEV_BENCH_QUICK=1`: an 8 MiB file, one round. `XEV_COPY_MIB=N`: the file size.
 //! `XEV_BENCH_ONLY=std,splice`: variants whose name contains a word.
 //!
@@ -39,7 +40,7 @@ use xev::Backend;
 
 const FULL_MIB: u64 = 1024;
 const QUICK_MIB: u64 = 8;
-const FULL_ROUNDS: usize = 3;
+const FULL_ROUNDS: usize = 5;
 /// The splice reference's step (and its pipe's size).
 const SPLICE_STEP: u32 = 1 << 20;
 /// A single copy that takes longer than this is a hang: the process exits.

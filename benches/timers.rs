@@ -575,6 +575,21 @@ fn parent() {
             }
             None => println!("  {name:<18} CPU <= 0.3x tokio: no tokio data"),
         }
+        // Judged in bytes (150 MB = 143.1 MiB), and only on a full run.
+        let rss_verdict = if quick {
+            "not judged (QUICK)"
+        } else if s.peak_rss <= 150e6 {
+            "MET"
+        } else {
+            "MISSED"
+        };
+        println!(
+            "  {name:<18} peak RSS <= 150 MB for {n} timers: {:.1} MB ({:.1} MiB; \
+             size_of::<Completion>() = {} B of it per timer)  {rss_verdict}",
+            s.peak_rss / 1e6,
+            s.peak_rss / MIB,
+            std::mem::size_of::<Completion>(),
+        );
         let verdict = if s.allocs_max == 0.0 {
             "MET (exactly 0)".to_string()
         } else if s.allocs_max < n as f64 / 1000.0 {

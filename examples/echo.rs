@@ -31,10 +31,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Whether an accept error means "out of descriptors or memory": pause accepting.
 fn out_of_resources(e: &std::io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-    )
+    xev::fd::is_out_of_descriptors(e)
 }
 
 /// Echo until the peer closes; the same 16 KiB buffer goes back and forth.

@@ -158,10 +158,7 @@ fn on_accept(
 
 /// Whether an accept error means "out of descriptors or memory" (pause accepting).
 fn out_of_resources(e: &std::io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-    )
+    xev::fd::is_out_of_descriptors(e)
 }
 
 /// The backoff timer (on the accept completion) fired, or was cut short: accept again.

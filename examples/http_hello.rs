@@ -1,7 +1,7 @@
 //! A minimal HTTP/1.1 server on xev's async API: every request gets `Hello, World!`.
 //!
 //! ```text
-//! cargo run --release --example http_hello -- [PORT]
+//! cargo run --release --example http_hello -- [PORT] [--threads N [--distribute]]
 //! curl -v http://127.0.0.1:PORT/ http://127.0.0.1:PORT/   # the second request re-uses the connection
 //! wrk -t1 -c50 -d5s http://127.0.0.1:PORT/
 //! ```
@@ -23,6 +23,12 @@
 //!   coding is not supported (400);
 //! - no allocation per request once a connection's buffers have grown to their working
 //!   size.
+//!
+//! With `--threads N` it serves on a thread-per-core [`xev::rt::Pool`] of `N` workers
+//! ([`serve_pool`]): each worker has its own `SO_REUSEPORT` listener on the port and the
+//! kernel spreads the connections, or with `--distribute` worker 0 accepts them all and
+//! hands them to the workers round robin (the std socket moves; the connection task is
+//! built on its worker). `benches/http` measured both on 2 workers: see its output.
 //!
 //! The server is [`serve`] plus the pure parsing functions [`parse_request`] and
 //! [`answer`]; `benches/http.rs` and `runtime-tests/tests/http_hello.rs` include this
@@ -332,10 +338,7 @@ pub fn answer(input: &[u8], out: &mut Vec<u8>) -> Answered {
 
 /// Whether an accept error means "out of descriptors or memory": pause accepting.
 fn out_of_resources(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-    )
+    xev::fd::is_out_of_descriptors(e)
 }
 
 /// Whether an accept error concerns one connection only (the next accept may succeed).
@@ -388,6 +391,21 @@ fn is_enonet(e: &io::Error) -> bool {
 /// itself, such as `EBADF`; errors about one connection are skipped, and running out of
 /// descriptors pauses accepting for up to 50 ms or until a connection closes).
 pub async fn serve(listener: TcpListener) -> io::Result<()> {
+    accept_loop(listener, |stream, closed| {
+        xev::spawn(async move {
+            connection(stream).await;
+            closed.notify();
+        });
+    })
+    .await
+}
+
+/// Accept on `listener` and hand each connection (with the `Notify` to notify when it
+/// closes) to `dispatch`; the error handling of [`serve`].
+async fn accept_loop(
+    listener: TcpListener,
+    mut dispatch: impl FnMut(TcpStream, Notify),
+) -> io::Result<()> {
     // Notified whenever a connection closes (and frees its descriptor).
     let closed = Notify::new();
     loop {
@@ -402,12 +420,98 @@ pub async fn serve(listener: TcpListener) -> io::Result<()> {
         };
         // Responses go out as soon as they are written (a failure only costs latency).
         let _ = stream.set_nodelay(true);
-        let closed = closed.clone();
-        xev::spawn(async move {
-            connection(stream).await;
-            closed.notify();
-        });
+        dispatch(stream, closed.clone());
     }
+}
+
+/// How the workers of a [`Pool`](xev::rt::Pool) share the port in [`serve_pool`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sharing {
+    /// Each worker has its own `SO_REUSEPORT` listener and the kernel spreads the
+    /// connections (the default of `--threads`).
+    ReusePort,
+    /// Worker 0 accepts every connection and hands them out round robin (`--distribute`).
+    Distribute,
+}
+
+/// A `SO_REUSEPORT` listener (Unix only).
+fn bind_reuseport(addr: std::net::SocketAddr) -> io::Result<TcpListener> {
+    #[cfg(unix)]
+    return TcpListener::bind_reuseport(addr);
+    #[cfg(not(unix))]
+    return Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        format!("no SO_REUSEPORT here for {addr}: use --distribute"),
+    ));
+}
+
+/// Serve HTTP on every worker of `pool`, on `addr` (port 0 picks a free port); returns
+/// the bound address once every listener is up. The servers run until the pool is shut
+/// down. Call it from outside the pool (it blocks until the listeners are bound).
+pub fn serve_pool(
+    pool: &xev::rt::Pool,
+    addr: std::net::SocketAddr,
+    sharing: Sharing,
+) -> io::Result<std::net::SocketAddr> {
+    let (tx, rx) = std::sync::mpsc::channel::<io::Result<std::net::SocketAddr>>();
+    let mut bound = addr;
+    let listeners = match sharing {
+        Sharing::ReusePort => pool.threads(),
+        Sharing::Distribute => 1,
+    };
+    for i in 0..listeners {
+        let tx = tx.clone();
+        let handle = pool.handle();
+        // Detached: the server runs until the pool shuts down.
+        drop(pool.spawn_on(i, move || async move {
+            let listener = match sharing {
+                Sharing::ReusePort => bind_reuseport(bound),
+                Sharing::Distribute => TcpListener::bind(bound),
+            };
+            let listener = match listener.and_then(|l| l.local_addr().map(|a| (l, a))) {
+                Ok((l, a)) => {
+                    let _ = tx.send(Ok(a));
+                    l
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            };
+            let r = match sharing {
+                Sharing::ReusePort => serve(listener).await,
+                Sharing::Distribute => {
+                    let mut next = 0;
+                    accept_loop(listener, |stream, closed| {
+                        let to = next % handle.threads();
+                        next += 1;
+                        if to == 0 {
+                            xev::spawn(async move {
+                                connection(stream).await;
+                                closed.notify();
+                            });
+                            return;
+                        }
+                        // Off this loop and onto worker `to`'s as a plain socket.
+                        let std = std::net::TcpStream::from(xev::fd::OwnedFd::from(stream));
+                        drop(handle.spawn_on(to, move || async move {
+                            connection(TcpStream::from(std)).await;
+                            closed.notify();
+                        }));
+                    })
+                    .await
+                }
+            };
+            if let Err(e) = r {
+                eprintln!("http_hello: worker {i} stopped accepting: {e}");
+            }
+        }));
+        // The first listener fixes the port the others share.
+        bound = rx
+            .recv()
+            .map_err(|_| io::Error::other("the pool shut down"))??;
+    }
+    Ok(bound)
 }
 
 /// Poll `write` to completion, polling the read in `read` (if any) meanwhile. Returns
@@ -512,10 +616,29 @@ async fn linger(stream: &TcpStream, mut buf: Box<[u8]>) {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let port: u16 = match std::env::args().nth(1) {
-        Some(p) => p.parse().map_err(|e| format!("port {p:?}: {e}"))?,
-        None => 8080,
-    };
+    let mut port: u16 = 8080;
+    let mut threads: Option<usize> = None;
+    let mut sharing = Sharing::ReusePort;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--threads" => {
+                let n = args.next().ok_or("--threads needs a number")?;
+                threads = Some(n.parse().map_err(|e| format!("--threads {n:?}: {e}"))?);
+            }
+            "--distribute" => sharing = Sharing::Distribute,
+            p => port = p.parse().map_err(|e| format!("port {p:?}: {e}"))?,
+        }
+    }
+    if let Some(n) = threads {
+        let pool = xev::rt::Builder::new().threads(n).build_pool()?;
+        let addr = serve_pool(&pool, ([127, 0, 0, 1], port).into(), sharing)?;
+        println!("http_hello: listening on http://{addr}/ ({n} workers, {sharing:?})");
+        // Serve until killed: park this thread while the workers run.
+        loop {
+            std::thread::park();
+        }
+    }
     let rt = xev::rt::Runtime::new()?;
     rt.block_on(async move {
         let listener = TcpListener::bind(("127.0.0.1", port))?;

@@ -18,6 +18,7 @@ use crate::op::{CancelTarget, Op, PollEvents};
 use crate::queue::Intrusive;
 use crate::registry::Registry;
 use crate::result::{close_orphan_fd, OpResult};
+use crate::scratch::ScratchPool;
 use crate::sys;
 use crate::thread_pool::{RawJob, ThreadPool, ThreadPoolOptions};
 use crate::timer_queue::TimerQueue;
@@ -155,11 +156,15 @@ pub(crate) struct Core {
     /// `now_ns` was not refreshed this tick (no timers were pending).
     now_stale: bool,
     pool: Option<ThreadPool>,
+    /// Socket-address and message-header space lent to the operations that need it.
+    scratch: ScratchPool,
     sink: Arc<PoolSink>,
     pool_inflight: usize,
     /// Callbacks of completions abandoned by a shutdown, dropped once every completion is
     /// Dead (a callback may own a completion of this loop, e.g. a write queue's).
     abandoned: Vec<Callback>,
+    /// Time limits of the completions added with one (`Loop::add_with_timeout`).
+    pub(crate) links: crate::link_timeout::Links,
 }
 
 impl Core {
@@ -168,7 +173,7 @@ impl Core {
         let inner = Completion::raw(c);
         // SAFETY: `c` is Active (registered), so it is live; loop thread.
         unsafe {
-            (*inner).res = res;
+            Inner::set_res(inner, res);
             (*inner).phase = Phase::Ready;
             self.ready.push(c);
         }
@@ -184,6 +189,8 @@ impl Core {
             if let Some(res) = res {
                 close_orphan_fd(&(*inner).op, res);
             }
+            Inner::release_scratch(inner, &mut self.scratch);
+            self.links.forget(c);
             self.registry.remove((*inner).ticket);
             (*inner).phase = Phase::Dead;
             // The callback will never run: drop what it owns (userdata, buffers, fds),
@@ -218,7 +225,7 @@ impl Core {
             // SAFETY: as above; `res` is read by the loop only after the queue hand-off.
             unsafe {
                 Core::restore_caller_fd(inner, caller_fd);
-                (*inner).res = res;
+                Inner::set_res(inner, res);
             }
             sink.done.push(SendPtr(c));
             if !sink.wake_pending.swap(true, Ordering::AcqRel) {
@@ -293,7 +300,7 @@ impl Core {
         sink.done.drain_with(|SendPtr(c)| {
             self.pool_inflight -= 1;
             // SAFETY: the worker is done with `c`; it is Active and live.
-            let res = unsafe { (*Completion::raw(c)).res };
+            let res = unsafe { Inner::res(Completion::raw(c)) };
             self.finish(c, res);
         });
     }
@@ -323,17 +330,17 @@ impl Core {
         // SAFETY: `c` is Active and live; loop thread.
         unsafe {
             (*inner).phase = Phase::Timer;
-            self.timers.push((*inner).deadline, c);
+            self.timers.push(Inner::deadline(inner), c);
         }
     }
+}
 
-    fn set_deadline(&mut self, c: NonNull<Completion>, ms: u64) {
-        // Measured from the clock now, not the cached tick time, so a timer armed late in
-        // a long tick still never fires early.
-        let deadline = self.fresh_ns().saturating_add(ms.saturating_mul(1_000_000));
-        // SAFETY: `c` is live and exclusively ours at this point; loop thread.
-        unsafe { (*Completion::raw(c)).deadline = deadline };
-    }
+/// The deadline of a timer of `ms` milliseconds armed now, in nanoseconds since `epoch`:
+/// measured from the clock now, not the cached tick time, so a timer armed late in a long
+/// tick still never fires early.
+fn deadline_after(epoch: Instant, ms: u64) -> u64 {
+    let now = epoch.elapsed().as_nanos().min(u64::MAX as u128) as u64;
+    now.saturating_add(ms.saturating_mul(1_000_000))
 }
 
 /// A completion-based event loop.
@@ -403,6 +410,8 @@ impl Loop {
             now_ns: 0,
             now_stale: false,
             pool: opts.thread_pool,
+            scratch: ScratchPool::default(),
+            links: Default::default(),
             sink,
             pool_inflight: 0,
             abandoned: Vec::new(),
@@ -596,14 +605,19 @@ impl Loop {
         unsafe {
             self.core.registry.remove((*inner).ticket);
             (*inner).phase = Phase::Callback;
-            if let Op::RecvMsg { .. } = (*inner).op {
-                (*inner).scratch.addrlen = (*inner).scratch.msg.msg_namelen;
-            }
+            let res = Inner::res(inner);
             let addr = match (*inner).op {
-                Op::Accept { .. } | Op::RecvMsg { .. } => Completion::scratch_addr(&*inner),
+                Op::Accept { .. } | Op::RecvMsg { .. } => Inner::scratch(inner).and_then(|sc| {
+                    if let Op::RecvMsg { .. } = (*inner).op {
+                        sc.addrlen = sc.msg.msg_namelen;
+                    }
+                    Completion::scratch_addr(sc)
+                }),
                 _ => None,
             };
-            let result = OpResult::build(&(*inner).op, (*inner).res, addr);
+            // The kernel and the pool are done with it; the outcome stays readable.
+            Inner::release_scratch(inner, &mut self.core.scratch);
+            let result = OpResult::build(&(*inner).op, res, addr);
             let mut cb = std::mem::replace(&mut (*inner).callback, Callback::empty());
             // If the callback panics, the completion must not stay in `Callback` (whose
             // drop aborts): the loop has already let go of it, so it is Dead.
@@ -619,6 +633,9 @@ impl Loop {
                 (*inner).phase = Phase::Dead;
                 if action == CallbackAction::Rearm {
                     self.submit(c, true);
+                } else {
+                    // Disarmed: its time limit (if any) ends with it.
+                    self.core.links.forget(c);
                 }
             }
         }
@@ -717,9 +734,8 @@ impl Loop {
         // SAFETY: we never move out of the pinned completion; the loop keeps its address
         // and it cannot be freed while Active (its Drop aborts).
         let ptr = NonNull::from(unsafe { c.get_unchecked_mut() });
-        // SAFETY: Dead (checked above), so only we touch it. No link timeout from an
-        // earlier `add_with_timeout` (a timer sets its own deadline in `submit`).
-        unsafe { (*Completion::raw(ptr)).deadline = 0 };
+        // No link timeout from an earlier `add_with_timeout` (one `is_empty` check).
+        self.core.links.forget(ptr);
         self.submit(ptr, false);
     }
 
@@ -761,14 +777,7 @@ impl Loop {
         }
         // SAFETY: as in `add`.
         let ptr = NonNull::from(unsafe { c.get_unchecked_mut() });
-        let inner = Completion::raw(ptr);
-        // SAFETY: Dead, so only we touch it.
-        unsafe {
-            (*inner).deadline = match crate::link_timeout::takes_one(&(*inner).op) {
-                true => crate::link_timeout::encode(timeout),
-                false => 0,
-            };
-        }
+        self.core.links.set(ptr, timeout);
         self.submit(ptr, false);
     }
 
@@ -840,7 +849,7 @@ impl Loop {
                 "Loop::timer_reset on an Active non-timer completion"
             );
             let found = match (*inner).phase {
-                Phase::Timer => self.core.timers.remove(ptr, (*inner).timer_slot),
+                Phase::Timer => self.core.timers.remove(ptr, Inner::timer_slot(inner)),
                 Phase::Ready => self.core.ready.remove(ptr),
                 other => unreachable!("timer in phase {other:?}"),
             };
@@ -850,8 +859,8 @@ impl Loop {
             );
             (*inner).op = Op::Timer { ms };
             (*inner).callback = Callback::new(callback);
+            Inner::set_deadline(inner, deadline_after(self.core.epoch, ms));
         }
-        self.core.set_deadline(ptr, ms);
         self.core.add_timer(ptr);
     }
 
@@ -893,13 +902,12 @@ impl Loop {
             (*inner).ticket = self.core.registry.insert(c);
             (*inner).owner = self.core.id;
             (*inner).phase = Phase::Ready; // placeholder until the backend places it
+            let epoch = self.core.epoch;
+            Inner::arm_word(inner, rearm, &mut self.core.scratch, |ms| {
+                deadline_after(epoch, ms)
+            });
             match (*inner).op {
-                Op::Timer { ms } => {
-                    if !rearm {
-                        self.core.set_deadline(c, ms);
-                    }
-                    self.core.add_timer(c);
-                }
+                Op::Timer { .. } => self.core.add_timer(c),
                 Op::Cancel { target } => self.start_cancel(c, target),
                 Op::Poll { events, .. } if !events.intersects(PollEvents::IN | PollEvents::OUT) => {
                     // Nothing to wait for: refuse rather than watch an fd for no event.
@@ -914,7 +922,9 @@ impl Loop {
                     // A read into no room can never fill anything: `Ok(0)` at once (the
                     // kernel would wait for data on an idle socket, or consume a datagram).
                     // No sender address either (not one left by an earlier recvmsg).
-                    (*inner).scratch.msg.msg_namelen = 0;
+                    if let Some(sc) = Inner::scratch(inner) {
+                        sc.msg.msg_namelen = 0;
+                    }
                     self.core.finish(c, 0)
                 }
                 Op::Write { .. } | Op::Writev { .. } if self.sigpipe.is_none() => {
@@ -948,8 +958,8 @@ impl Loop {
         let phase = unsafe { (*tin).phase };
         match phase {
             Phase::Timer => {
-                // SAFETY: as above.
-                let slot = unsafe { (*tin).timer_slot };
+                // SAFETY: as above; it is in the timer queue.
+                let slot = unsafe { Inner::timer_slot(tin) };
                 let found = self.core.timers.remove(t, slot);
                 assert!(
                     found,
@@ -987,7 +997,7 @@ impl Loop {
         // Results already waiting.
         while let Some(c) = self.core.ready.pop() {
             // SAFETY: queued, so Active and live.
-            let res = unsafe { (*Completion::raw(c)).res };
+            let res = unsafe { Inner::res(Completion::raw(c)) };
             self.core.abandon(c, Some(res));
         }
         let timers = self.core.timers.drain();
@@ -1014,7 +1024,7 @@ impl Loop {
             self.core.collect_pool();
             while let Some(c) = self.core.ready.pop() {
                 // SAFETY: queued, so Active and live; the worker is done with it.
-                let res = unsafe { (*Completion::raw(c)).res };
+                let res = unsafe { Inner::res(Completion::raw(c)) };
                 self.core.abandon(c, Some(res));
             }
             if self.core.pool_inflight > 0 {
@@ -1098,6 +1108,131 @@ mod tests {
                 );
             }
             lp.shutdown();
+        }
+    }
+
+    /// The loop never drains its wake-up eventfd (its counter only grows): every one of
+    /// many wake-ups still interrupts a blocked wait, and a stale count never makes a wait
+    /// return at once (the wait is for the next edge, not for a readable counter: a
+    /// level-triggered wait would spin through thousands of ticks here).
+    #[test]
+    fn undrained_wakeups_each_interrupt_once_and_never_spin() {
+        for b in Backend::available() {
+            let mut c = Box::pin(Completion::new());
+            let mut lp = Loop::new(Options {
+                backend: Some(b),
+                ..Options::default()
+            })
+            .unwrap();
+            lp.timer(c.as_mut(), 10_000, |_, _, _| CallbackAction::Disarm);
+            // Many wake-ups while the loop is not waiting coalesce.
+            for _ in 0..1000 {
+                (lp.core.sink.wake)();
+            }
+            let start = Instant::now();
+            for round in 0..20 {
+                let sink = lp.core.sink.clone();
+                let sent = Arc::new(AtomicBool::new(false));
+                let sent2 = sent.clone();
+                let delay = Duration::from_millis(if round % 5 == 0 { 30 } else { 1 });
+                let waker = std::thread::spawn(move || {
+                    std::thread::sleep(delay);
+                    // Flag first: a tick that sees it set has its wake-up now or soon.
+                    sent2.store(true, Ordering::SeqCst);
+                    (sink.wake)();
+                });
+                // A signal may end a wait early too (EINTR), so count the ticks rather
+                // than time one of them.
+                let mut ticks = 0;
+                while !sent.load(Ordering::SeqCst) {
+                    assert_eq!(lp.tick(true).unwrap(), 0, "{b:?}: nothing was due");
+                    ticks += 1;
+                    assert!(ticks <= 5, "{b:?}: round {round}: the wait spins");
+                }
+                waker.join().unwrap();
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "{b:?}: a wake-up did not interrupt its wait"
+            );
+            lp.shutdown();
+        }
+    }
+
+    /// The loop's table of time limits holds only Active (or rearmed) completions: an
+    /// entry goes when the callback disarms, when `add` re-adds without a limit, and when
+    /// a shutdown abandons the operation; a rearm keeps it.
+    #[test]
+    #[cfg(unix)]
+    fn link_timeout_entries_end_with_their_operation() {
+        use std::os::fd::AsRawFd;
+        for b in Backend::available() {
+            let mut lp = Loop::new(Options {
+                backend: Some(b),
+                ..Options::default()
+            })
+            .unwrap();
+            let (a, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
+            a.set_nonblocking(true).unwrap();
+            let recv = || Op::Recv {
+                fd: a.as_raw_fd(),
+                buf: crate::Buffer::inline(8),
+            };
+            let mut c = Box::pin(Completion::new());
+            // Disarm after two rearms: the entry lives until then.
+            let n = std::rc::Rc::new(std::cell::Cell::new(0));
+            let m = n.clone();
+            c.as_mut().prep(recv(), move |lp, _, _| {
+                m.set(m.get() + 1);
+                assert_eq!(lp.core.links.len(), 1, "kept across the callback");
+                match m.get() {
+                    3 => CallbackAction::Disarm,
+                    _ => CallbackAction::Rearm,
+                }
+            });
+            lp.add_with_timeout(c.as_mut(), Duration::from_millis(1));
+            assert_eq!(lp.core.links.len(), 1);
+            lp.run(RunMode::UntilDone).unwrap();
+            assert_eq!((n.get(), lp.core.links.len()), (3, 0), "{b:?}");
+            // A callback that re-adds its completion with `add`: no limit any more (the
+            // recv then waits until cancelled, well past the 1 ms).
+            let k = std::rc::Rc::new(std::cell::Cell::new(0));
+            let j = k.clone();
+            c.as_mut().prep(recv(), move |lp, c, r| {
+                j.set(j.get() + 1);
+                if j.get() == 1 {
+                    lp.add(c);
+                    assert_eq!(lp.core.links.len(), 0, "add clears the limit");
+                } else {
+                    assert!(matches!(r, OpResult::Recv(Err(crate::ReadError::Canceled))));
+                }
+                CallbackAction::Disarm
+            });
+            lp.add_with_timeout(c.as_mut(), Duration::from_millis(1));
+            while k.get() == 0 {
+                lp.run(RunMode::Once).unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            lp.run(RunMode::NoWait).unwrap();
+            assert_eq!(k.get(), 1, "{b:?}: no limit after `add`");
+            let mut cancel = Box::pin(Completion::new());
+            lp.cancel(cancel.as_mut(), &c, |_, _, _| CallbackAction::Disarm);
+            lp.run(RunMode::UntilDone).unwrap();
+            assert_eq!((k.get(), lp.core.links.len()), (2, 0), "{b:?}");
+            // An operation that takes no limit (a timer) gets no entry.
+            let mut t = Box::pin(Completion::new());
+            t.as_mut()
+                .prep(Op::Timer { ms: 1 }, |_, _, _| CallbackAction::Disarm);
+            lp.add_with_timeout(t.as_mut(), Duration::from_millis(1));
+            assert_eq!(lp.core.links.len(), 0, "{b:?}");
+            lp.run(RunMode::UntilDone).ok();
+            // A shutdown abandons a limited operation and its entry.
+            let mut d = Box::pin(Completion::new());
+            d.as_mut().prep(recv(), |_, _, _| CallbackAction::Disarm);
+            lp.add_with_timeout(d.as_mut(), Duration::from_secs(60));
+            lp.run(RunMode::NoWait).unwrap();
+            lp.shutdown();
+            assert_eq!(lp.core.links.len(), 0, "{b:?}");
         }
     }
 }

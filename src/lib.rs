@@ -162,8 +162,10 @@ mod queue;
 mod registry;
 mod result;
 pub mod rt;
+mod scratch;
 mod sigpipe;
 // Windows has its own `sys` (Winsock); `sys/mod.rs` is the Unix one.
+pub mod sync;
 #[cfg_attr(windows, path = "sys/windows.rs")]
 mod sys;
 mod thread_pool;
@@ -187,10 +189,14 @@ pub use result::{Accepted, CancelError, Error, OpResult, ReadError, TimerTrigger
 pub use rt::compat;
 #[cfg(unix)]
 pub use rt::fs;
+#[cfg(windows)]
+pub use rt::fs;
 pub use rt::notify;
 #[cfg(unix)]
 pub use rt::pipe;
 #[cfg(unix)]
+pub use rt::process;
+#[cfg(windows)]
 pub use rt::process;
 pub use rt::signal;
 pub use rt::{block_on, net, spawn, spawn_blocking, time, JoinHandle};
@@ -198,9 +204,7 @@ pub use sys::fd;
 pub use thread_pool::{ThreadPool, ThreadPoolOptions};
 #[cfg(unix)]
 pub use unix_addr::UnixAddr;
-#[cfg(unix)]
 pub use watcher::file::File;
-#[cfg(unix)]
 pub use watcher::process::{ExitStatus, Process};
 pub use watcher::r#async::Async;
 #[cfg(unix)]

@@ -513,8 +513,17 @@ macro_rules! with_borrowed_fd {
 }
 use with_borrowed_fd;
 
-/// Size of a [`Buffer`]'s inline storage.
+/// The largest length [`Buffer::inline`] takes (and an inline buffer may be
+/// [`set_len`](Buffer::set_len) to).
+///
+/// Up to 22 bytes are stored inside the `Buffer` itself, without allocation: that is what
+/// fits in a 32-byte `Buffer` (as big as a `Vec` plus an offset) next to its own
+/// bookkeeping, and every [`Completion`](crate::Completion) carries one. A longer inline
+/// buffer (23 to 32 bytes) is a `Vec` under the hood and allocates once.
 pub const INLINE_BUFFER: usize = 32;
+
+/// Bytes a [`Buffer`] stores in place (see [`INLINE_BUFFER`]).
+const STORED: usize = 22;
 
 /// Memory an operation reads from or writes into. The loop owns it while the operation is
 /// in flight, so the kernel never touches memory that safe code could free.
@@ -530,10 +539,10 @@ pub struct Buffer {
 }
 
 enum Inner {
-    /// Up to [`INLINE_BUFFER`] bytes stored in the completion itself.
+    /// Up to [`STORED`] bytes stored in the completion itself.
     /// `start..end` of `data` is in use.
     Inline {
-        data: UnsafeCell<[u8; INLINE_BUFFER]>,
+        data: UnsafeCell<[u8; STORED]>,
         start: u8,
         end: u8,
     },
@@ -593,9 +602,12 @@ impl Buffer {
             len <= INLINE_BUFFER,
             "inline buffers hold at most {INLINE_BUFFER} bytes"
         );
+        if len > STORED {
+            return Buffer::from(vec![0; len]);
+        }
         Buffer {
             inner: Inner::Inline {
-                data: UnsafeCell::new([0; INLINE_BUFFER]),
+                data: UnsafeCell::new([0; STORED]),
                 start: 0,
                 end: len as u8,
             },
@@ -604,8 +616,8 @@ impl Buffer {
 
     /// A copy of `bytes`: inline when it fits, otherwise in a new `Vec`.
     pub fn copy_from(bytes: &[u8]) -> Buffer {
-        if bytes.len() <= INLINE_BUFFER {
-            let mut data = [0; INLINE_BUFFER];
+        if bytes.len() <= STORED {
+            let mut data = [0; STORED];
             data[..bytes.len()].copy_from_slice(bytes);
             Buffer {
                 inner: Inner::Inline {
@@ -830,12 +842,21 @@ impl Buffer {
     /// If an inline buffer would exceed [`INLINE_BUFFER`], or the buffer is raw.
     pub fn set_len(&mut self, new_len: usize) {
         match &mut self.inner {
-            Inner::Inline { start, end, .. } => {
+            Inner::Inline { data, start, end } => {
+                let (start, new_end) = (*start as usize, *start as usize + new_len);
                 assert!(
-                    *start as usize + new_len <= INLINE_BUFFER,
+                    new_end <= INLINE_BUFFER,
                     "inline buffers hold at most {INLINE_BUFFER} bytes"
                 );
-                *end = *start + new_len as u8;
+                if new_end <= STORED {
+                    *end = new_end as u8;
+                } else {
+                    // Past what is stored in place: move to a `Vec` (the bytes past the
+                    // old storage are zero).
+                    let mut v = data.get_mut().to_vec();
+                    v.resize(new_end, 0);
+                    self.inner = Inner::Vec(v, start);
+                }
             }
             Inner::Vec(v, start) => v.resize(*start + new_len, 0),
             Inner::Raw { .. } | Inner::Kept { .. } => panic!("cannot resize a raw buffer"),
@@ -861,7 +882,7 @@ impl Buffer {
     /// Pointer to the first byte, for the kernel.
     pub(crate) fn as_ptr(&self) -> *mut u8 {
         match &self.inner {
-            // SAFETY: `start <= end <= INLINE_BUFFER`, inside the array.
+            // SAFETY: `start <= end <= STORED`, inside the array.
             Inner::Inline { data, start, .. } => unsafe {
                 data.get().cast::<u8>().add(*start as usize)
             },
@@ -1007,6 +1028,45 @@ mod tests {
         let r = unsafe { Buffer::from_raw(backing.as_mut_ptr(), 3) };
         assert_eq!(r.as_slice(), &[1, 2, 3]);
         assert!(r.into_vec().is_none());
+    }
+
+    /// Up to 22 bytes are stored in place; `inline` still takes up to [`INLINE_BUFFER`]
+    /// (in a `Vec` past 22), and an inline buffer grown past 22 bytes moves to a `Vec`
+    /// keeping its bytes and its advanced start.
+    #[test]
+    fn inline_buffers_past_the_stored_size() {
+        assert_eq!(
+            std::mem::size_of::<Buffer>(),
+            4 * std::mem::size_of::<usize>()
+        );
+        let b = Buffer::inline(STORED);
+        assert_eq!(
+            (b.len(), format!("{b:?}").contains("inline")),
+            (STORED, true)
+        );
+        let mut b = Buffer::inline(INLINE_BUFFER);
+        assert_eq!(b.len(), INLINE_BUFFER);
+        assert!(b.as_slice().iter().all(|&x| x == 0));
+        b.as_mut_slice()[31] = 9;
+        assert_eq!(b.into_vec().unwrap()[31], 9);
+        let c = Buffer::copy_from(&[5u8; 23]);
+        assert_eq!(c.as_slice(), &[5u8; 23]);
+
+        let mut g = Buffer::copy_from(b"abcdef");
+        g.advance(2);
+        g.set_len(3);
+        assert_eq!(g.as_slice(), b"cde");
+        g.set_len(INLINE_BUFFER - 2);
+        assert_eq!(&g.as_slice()[..4], b"cdef");
+        assert_eq!(g.len(), INLINE_BUFFER - 2);
+        g.rewind();
+        assert_eq!(&g.as_slice()[..6], b"abcdef");
+        assert!(g.as_slice()[STORED..].iter().all(|&x| x == 0));
+        let r = std::panic::catch_unwind(|| Buffer::inline(INLINE_BUFFER + 1));
+        assert!(
+            r.is_err(),
+            "longer than INLINE_BUFFER panics, as documented"
+        );
     }
 
     #[test]

@@ -32,7 +32,9 @@ pub struct Spec {
     pub warmup: Duration,
     pub timed: Duration,
     pub expect: Expect,
-    /// The server thread's CPU clock (`pthread_getcpuclockid`).
+    /// The server thread's CPU clock (`pthread_getcpuclockid`), or
+    /// `CLOCK_PROCESS_CPUTIME_ID` for a server of several threads (then the load
+    /// thread's own CPU time is subtracted).
     pub server_clock: libc::clockid_t,
 }
 
@@ -325,12 +327,21 @@ pub fn run(spec: Spec) -> Result<Sample, String> {
         errors: 0,
         first_error: None,
     };
-    let mark = |ck: &Checker| Mark {
-        at: Instant::now(),
-        responses: ck.responses,
-        server_cpu: clock_time(spec.server_clock),
-        client_cpu: super::common::thread_cpu_time(),
-        allocs: super::common::allocations(),
+    let mark = |ck: &Checker| {
+        let client_cpu = super::common::thread_cpu_time();
+        // A multi-threaded server's CPU time is the process's minus this thread's.
+        let server_cpu = if spec.server_clock == libc::CLOCK_PROCESS_CPUTIME_ID {
+            clock_time(spec.server_clock).saturating_sub(client_cpu)
+        } else {
+            clock_time(spec.server_clock)
+        };
+        Mark {
+            at: Instant::now(),
+            responses: ck.responses,
+            server_cpu,
+            client_cpu,
+            allocs: super::common::allocations(),
+        }
     };
     let begin = Instant::now();
     let timed_from = begin + spec.warmup;

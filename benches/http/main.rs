@@ -8,7 +8,17 @@
 //! 4. hyper 1.x on tokio `current_thread` (hyper's defaults);
 //! 5. hyper on xev (`examples/hyper_hello.rs`'s `serve_with`, with the bare
 //!    `http1::Builder::new()` the hyper-on-tokio server uses), built with
-//!    `--features hyper`.
+//!    `--features hyper`;
+//! 6. xev `http_hello --threads 2` on io_uring: a `Pool` of 2 workers, each with its own
+//!    `SO_REUSEPORT` listener (`serve_pool`, `Sharing::ReusePort`);
+//! 7. the same with `--distribute`: worker 0 accepts and hands connections out;
+//! 8. tokio `multi_thread` with 2 workers, the tokio server of 3 with `tokio::spawn`.
+//!
+//! Scaling lines compare 6 with 1 (xev 1 → 2 threads) and 8 with 3 (tokio). For the
+//! multi-threaded servers "server µs/req" is the process's CPU time minus the load
+//! thread's (the main and watchdog threads sleep meanwhile). On a 2-CPU machine the
+//! load generator competes with the 2 workers: the requests/s of 6-8 measure sharing
+//! rather than scaling; CPU time per request is the fairer comparison.
 //!
 //! The load generator (`load.rs`) runs on its own thread over raw epoll:
 //! `XEV_BENCH_CONNS` kept-alive connections (default 64), each sending
@@ -82,15 +92,21 @@ enum Variant {
     TokioCt,
     HyperTokio,
     HyperXev,
+    XevThreads2,
+    XevThreads2Distribute,
+    TokioMt2,
 }
 
 impl Variant {
-    const ALL: [Variant; 5] = [
+    const ALL: [Variant; 8] = [
         Variant::XevIoUring,
         Variant::XevEpoll,
         Variant::TokioCt,
         Variant::HyperTokio,
         Variant::HyperXev,
+        Variant::XevThreads2,
+        Variant::XevThreads2Distribute,
+        Variant::TokioMt2,
     ];
 
     fn name(self) -> &'static str {
@@ -100,19 +116,36 @@ impl Variant {
             Variant::TokioCt => "tokio current_thread",
             Variant::HyperTokio => "hyper on tokio ct",
             Variant::HyperXev => "hyper on xev",
+            Variant::XevThreads2 => "xev http_hello --threads 2 (io_uring)",
+            Variant::XevThreads2Distribute => "xev --threads 2 --distribute (io_uring)",
+            Variant::TokioMt2 => "tokio multi_thread 2 workers",
         }
     }
 
     fn on_io_uring(self) -> bool {
         // hyper on xev runs on xev's default backend: io_uring where available.
-        matches!(self, Variant::XevIoUring)
+        matches!(
+            self,
+            Variant::XevIoUring | Variant::XevThreads2 | Variant::XevThreads2Distribute
+        )
+    }
+
+    /// Served by several threads: CPU time is measured process-wide.
+    fn multi_threaded(self) -> bool {
+        matches!(
+            self,
+            Variant::XevThreads2 | Variant::XevThreads2Distribute | Variant::TokioMt2
+        )
     }
 
     fn expect(self) -> Expect {
         match self {
-            Variant::XevIoUring | Variant::XevEpoll | Variant::TokioCt => {
-                Expect::Exact(http_hello::OK)
-            }
+            Variant::XevIoUring
+            | Variant::XevEpoll
+            | Variant::TokioCt
+            | Variant::XevThreads2
+            | Variant::XevThreads2Distribute
+            | Variant::TokioMt2 => Expect::Exact(http_hello::OK),
             Variant::HyperTokio | Variant::HyperXev => Expect::Body(http_hello::BODY),
         }
     }
@@ -133,6 +166,23 @@ impl Variant {
                 Some(serve) => servers::xev_with(Backend::default(), listener, stop, ready, serve),
                 None => Err("hyper on xev is not built in".into()),
             },
+            Variant::XevThreads2 => servers::xev_pool(
+                Backend::IoUring,
+                2,
+                http_hello::Sharing::ReusePort,
+                listener,
+                stop,
+                ready,
+            ),
+            Variant::XevThreads2Distribute => servers::xev_pool(
+                Backend::IoUring,
+                2,
+                http_hello::Sharing::Distribute,
+                listener,
+                stop,
+                ready,
+            ),
+            Variant::TokioMt2 => servers::tokio_mt(2, listener, stop, ready),
         }
     }
 }
@@ -174,8 +224,12 @@ fn measure(v: Variant, w: &Workload) -> Result<Sample, String> {
         .recv()
         .unwrap_or_else(|_| Err("server thread ended".into()));
     let result = started.and_then(|()| {
-        let server_clock = load::thread_clock(server.as_pthread_t())
-            .map_err(|e| format!("pthread_getcpuclockid: {e}"))?;
+        let server_clock = if v.multi_threaded() {
+            libc::CLOCK_PROCESS_CPUTIME_ID
+        } else {
+            load::thread_clock(server.as_pthread_t())
+                .map_err(|e| format!("pthread_getcpuclockid: {e}"))?
+        };
         let spec = load::Spec {
             addr,
             conns: w.conns,
@@ -258,7 +312,7 @@ fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>], rounds: us
     let find = |v: Variant| variants.iter().position(|&x| x == v).and_then(med);
     let reference = find(Variant::TokioCt);
     println!(
-        "{:<24} {:>12} {:>12} {:>14} {:>12} {:>12} {:>17} {:>10}",
+        "{:<40} {:>12} {:>12} {:>14} {:>12} {:>12} {:>17} {:>10}",
         "variant",
         "requests/s",
         "vs tokio ct",
@@ -271,7 +325,7 @@ fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>], rounds: us
     for (i, v) in variants.iter().enumerate() {
         match med(i) {
             Some(s) => println!(
-                "{:<24} {:>12.0} {:>12} {:>14.2} {:>12} {:>12.2} {:>17.4} {:>10}",
+                "{:<40} {:>12.0} {:>12} {:>14.2} {:>12} {:>12.2} {:>17.4} {:>10}",
                 v.name(),
                 s.per_sec,
                 ratio(s.per_sec, reference.map(|r| r.per_sec)),
@@ -281,7 +335,7 @@ fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>], rounds: us
                 s.allocs_per_req,
                 s.checked
             ),
-            None => println!("{:<24} {:>12}", v.name(), "failed"),
+            None => println!("{:<40} {:>12}", v.name(), "failed"),
         }
     }
     per_round_line(
@@ -301,6 +355,44 @@ fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>], rounds: us
                 ratio_target(v.name(), goal, s.per_sec / r.per_sec, min);
             }
         }
+    }
+    for (label, one, two) in [
+        (
+            "xev scaling 1 -> 2 threads",
+            Variant::XevIoUring,
+            Variant::XevThreads2,
+        ),
+        (
+            "tokio scaling ct -> mt 2 workers",
+            Variant::TokioCt,
+            Variant::TokioMt2,
+        ),
+    ] {
+        if let (Some(a), Some(b)) = (find(one), find(two)) {
+            println!(
+                "{label}: requests/s {:.2}x, server µs/req {:.2}x",
+                b.per_sec / a.per_sec,
+                b.server_us_per_req / a.server_us_per_req
+            );
+        }
+    }
+    if let (Some(r), Some(d)) = (
+        find(Variant::XevThreads2),
+        find(Variant::XevThreads2Distribute),
+    ) {
+        println!(
+            "xev 2 threads: distribute vs reuseport: requests/s {:.2}x, server µs/req {:.2}x",
+            d.per_sec / r.per_sec,
+            d.server_us_per_req / r.server_us_per_req
+        );
+    }
+    if let (Some(x), Some(t)) = (find(Variant::XevThreads2), find(Variant::TokioMt2)) {
+        ratio_target(
+            "xev 2 threads vs tokio mt 2 workers",
+            "1.0x",
+            x.per_sec / t.per_sec,
+            1.0,
+        );
     }
     if let (Some(hx), Some(ht)) = (find(Variant::HyperXev), find(Variant::HyperTokio)) {
         ratio_target(

@@ -225,3 +225,77 @@ async fn hyper_hello(
     );
     Ok(r)
 }
+
+/// `http_hello` on a `Pool` of `threads` workers on `backend` (`serve_pool`), until
+/// `stop` fires; then the pool is shut down. The listener is closed and its address
+/// re-bound by the workers (with `SO_REUSEPORT` for `Sharing::ReusePort`).
+pub fn xev_pool(
+    backend: xev::Backend,
+    threads: usize,
+    sharing: http_hello::Sharing,
+    listener: std::net::TcpListener,
+    stop: &Stop,
+    ready: &Ready,
+) -> Result<(), String> {
+    let addr = listener
+        .local_addr()
+        .map_err(|e| format!("local_addr: {e}"))?;
+    drop(listener);
+    let pool = xev::rt::Builder::new()
+        .backend(backend)
+        .entries(ENTRIES)
+        .threads(threads)
+        .build_pool()
+        .map_err(|e| format!("xev pool: {e}"))?;
+    let bound =
+        http_hello::serve_pool(&pool, addr, sharing).map_err(|e| format!("serve_pool: {e}"))?;
+    if bound != addr {
+        return Err(format!("serve_pool bound {bound}, not {addr}"));
+    }
+    let _ = ready.send(Ok(()));
+    // This thread only waits: the workers serve.
+    xev::block_on(stop.wait());
+    pool.shutdown();
+    Ok(())
+}
+
+/// The tokio server of [`tokio_hello`] on a `multi_thread` runtime of `workers`
+/// workers: the accept loop is a task too, connections are `tokio::spawn`ed.
+pub fn tokio_mt(
+    workers: usize,
+    listener: std::net::TcpListener,
+    stop: &Stop,
+    ready: &Ready,
+) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_io()
+        .enable_time()
+        .build()
+        .map_err(|e| format!("tokio runtime: {e}"))?;
+    let server = rt.spawn(async move {
+        listener.set_nonblocking(true)?;
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        loop {
+            let (s, _) = match listener.accept().await {
+                Ok(a) => a,
+                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
+                Err(e) => return Err::<(), io::Error>(e),
+            };
+            let _ = s.set_nodelay(true);
+            tokio::spawn(tokio_conn(s));
+        }
+    });
+    let _ = ready.send(Ok(()));
+    let r = rt.block_on(until_stopped(
+        async move {
+            match server.await {
+                Ok(r) => r,
+                Err(e) => Err(io::Error::other(e)),
+            }
+        },
+        stop,
+    ));
+    rt.shutdown_background();
+    r
+}

@@ -234,6 +234,7 @@ fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>], rounds: us
             .zip(samples)
             .map(|(v, s)| (v.name(), s.iter().map(|x| x.per_sec).collect())),
     );
+    issue12_targets(w.conns, variants, &med);
     let Some(r) = reference else { return };
     for (i, v) in variants.iter().enumerate() {
         if !matches!(v, Variant::XevAsyncIoUring | Variant::XevAsyncEpoll) {
@@ -242,6 +243,42 @@ fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>], rounds: us
         if let Some(s) = med(i) {
             ratio_target(v.name(), "0.9x raw io_uring", s.per_sec / r.per_sec, 0.9);
         }
+    }
+}
+
+/// Issue 12's async targets (threads unpinned: `XEV_BENCH_PIN=none`): xev async on
+/// io_uring >= 0.95x the raw io_uring loop at 100 connections; xev async on epoll >= 1.05x
+/// tokio current_thread at 1 and at 100 connections. Judged on round trips/s; the CPU time
+/// per round trip (steadier on a shared machine) is printed beside each.
+fn issue12_targets(conns: usize, variants: &[Variant], med: &dyn Fn(usize) -> Option<Sample>) {
+    let find = |want: Variant| variants.iter().position(|&v| v == want).and_then(med);
+    let cpu = |s: &Sample, r: &Sample| {
+        println!(
+            "  (cpu µs/rt: {:.2} vs {:.2}, {:.3}x)",
+            s.cpu_us_per_rt,
+            r.cpu_us_per_rt,
+            r.cpu_us_per_rt / s.cpu_us_per_rt
+        )
+    };
+    if conns == 100 {
+        if let (Some(s), Some(r)) = (find(Variant::XevAsyncIoUring), find(Variant::RawIoUring)) {
+            ratio_target(
+                "issue 12: xev async io_uring x100",
+                "0.95x raw io_uring",
+                s.per_sec / r.per_sec,
+                0.95,
+            );
+            cpu(&s, &r);
+        }
+    }
+    if let (Some(s), Some(r)) = (find(Variant::XevAsyncEpoll), find(Variant::Tokio)) {
+        ratio_target(
+            &format!("issue 12: xev async epoll x{conns}"),
+            "1.05x tokio current_thread",
+            s.per_sec / r.per_sec,
+            1.05,
+        );
+        cpu(&s, &r);
     }
 }
 

@@ -89,6 +89,20 @@ fn expand_main(options: Options, function: ItemFn) -> TokenStream {
     };
     let builder = builder(backend);
     let body = local("__xev_body");
+    if let Some(n) = options.threads {
+        // The body is built and run on worker 0 of a pool of `n` (so it need not be
+        // `Send`); this thread blocks until it returns.
+        return quote! {
+            #(#attrs)*
+            #vis #sig {
+                #builder
+                    .threads(#n)
+                    .build_pool()
+                    .expect("xev::main: failed to build the worker pool")
+                    .block_on(move || async move #block)
+            }
+        };
+    }
     quote! {
         #(#attrs)*
         #vis #sig {
@@ -355,6 +369,41 @@ mod tests {
             "{s}"
         );
         assert!(!s.contains(".backend("), "{s}");
+    }
+
+    #[test]
+    fn main_threads_runs_the_body_on_a_pool() {
+        let (f, s) = expand_ok(
+            Kind::Main,
+            quote!(threads = 4, backend = "epoll"),
+            quote! {
+                async fn main() -> u8 {
+                    7
+                }
+            },
+        );
+        assert_eq!(f.sig.ident, "main");
+        assert!(
+            s.contains(
+                "::xev::rt::Builder::new().backend(::xev::Backend::Epoll).threads(4usize).build_pool().expect(\"xev::main: failed to build the worker pool\").block_on(move||asyncmove{7})"
+            ),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn threads_must_be_a_positive_literal_on_main_only() {
+        let item = quote!(
+            async fn main() {}
+        );
+        let s = expand_err(Kind::Main, quote!(threads = 0), item.clone());
+        assert!(s.contains("`threads` must be at least 1"), "{s}");
+        let s = expand_err(Kind::Main, quote!(threads = n), item.clone());
+        assert!(s.contains("`threads` must be an integer literal"), "{s}");
+        let s = expand_err(Kind::Main, quote!(threads = 2, threads = 3), item.clone());
+        assert!(s.contains("given more than once"), "{s}");
+        let s = expand_err(Kind::Test, quote!(threads = 2), item);
+        assert!(s.contains("only an option of #[xev::main]"), "{s}");
     }
 
     #[test]

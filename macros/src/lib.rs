@@ -53,6 +53,25 @@ use proc_macro::TokenStream;
 /// #[xev::main(backend = "epoll")]
 /// async fn main() {}
 /// ```
+///
+/// - `threads = N` (a positive integer literal): start a thread-per-core
+///   `::xev::rt::Pool` of `N` workers (`Builder::threads(N).build_pool()`, with the
+///   backend option if given) and run the body **on worker 0**, blocking the calling
+///   thread until it returns (`Pool::block_on`). The body need not be `Send`, but its
+///   output must be; inside, `xev::rt::PoolHandle::current()` spawns on the other
+///   workers. When `main` returns, the pool shuts down (pending tasks are cancelled);
+///   a panic of the body is resumed on the calling thread.
+///
+/// ```ignore
+/// #[xev::main(threads = 2)]
+/// async fn main() {
+///     let pool = xev::rt::PoolHandle::current().expect("main runs on worker 0");
+///     let on_1 = pool.spawn_on(1, || async { xev::rt::Pool::worker_index() });
+///     assert_eq!(on_1.await.unwrap(), Some(1));
+/// }
+/// ```
+///
+/// (`xev::rt::pool`'s docs run this example.)
 #[proc_macro_attribute]
 pub fn main(attr: TokenStream, item: TokenStream) -> TokenStream {
     expand::main(attr.into(), item.into()).into()

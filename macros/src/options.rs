@@ -81,13 +81,29 @@ pub(crate) enum BackendChoice {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Options {
     pub(crate) backend: BackendChoice,
+    /// `threads = N` (`#[xev::main]` only): run on a `Pool` of N workers.
+    pub(crate) threads: Option<usize>,
 }
 
 /// Parses the tokens inside `#[xev::main(...)]` / `#[xev::test(...)]`.
 pub(crate) fn parse_options(kind: Kind, attr: TokenStream) -> Result<Options> {
     let mut backend: Option<BackendChoice> = None;
+    let mut threads: Option<usize> = None;
     let parser = syn::meta::parser(|meta| {
-        if meta.path.is_ident("backend") {
+        if meta.path.is_ident("threads") {
+            if kind != Kind::Main {
+                return Err(meta.error(format!(
+                    "`threads` is only an option of #[xev::main], not of {}",
+                    kind.attr()
+                )));
+            }
+            if threads.is_some() {
+                return Err(meta.error("the `threads` option is given more than once"));
+            }
+            let value: Expr = meta.value()?.parse()?;
+            threads = Some(parse_threads(&value)?);
+            Ok(())
+        } else if meta.path.is_ident("backend") {
             if backend.is_some() {
                 return Err(meta.error("the `backend` option is given more than once"));
             }
@@ -99,8 +115,12 @@ pub(crate) fn parse_options(kind: Kind, attr: TokenStream) -> Result<Options> {
             Err(Error::new_spanned(
                 &meta.path,
                 format!(
-                    "unknown option `{name}` for {}; the only option is `backend = \"...\"`",
-                    kind.attr()
+                    "unknown option `{name}` for {}; the options are {}",
+                    kind.attr(),
+                    match kind {
+                        Kind::Main => "`backend = \"...\"` and `threads = N`",
+                        Kind::Test => "`backend = \"...\"`",
+                    }
                 ),
             ))
         }
@@ -108,7 +128,27 @@ pub(crate) fn parse_options(kind: Kind, attr: TokenStream) -> Result<Options> {
     parser.parse2(attr)?;
     Ok(Options {
         backend: backend.unwrap_or(BackendChoice::Default),
+        threads,
     })
+}
+
+/// `threads = N`: a positive integer literal.
+fn parse_threads(value: &Expr) -> Result<usize> {
+    let lit = match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(i), ..
+        }) => i,
+        _ => {
+            return Err(Error::new_spanned(
+                value,
+                "`threads` must be an integer literal, e.g. `threads = 4`",
+            ))
+        }
+    };
+    match lit.base10_parse::<usize>()? {
+        0 => Err(Error::new_spanned(lit, "`threads` must be at least 1")),
+        n => Ok(n),
+    }
 }
 
 fn parse_backend(kind: Kind, value: &Expr) -> Result<BackendChoice> {

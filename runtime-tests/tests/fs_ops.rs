@@ -110,7 +110,7 @@ fn statx(
         buf: StatxBuf::new(),
     };
     match run(lp, op) {
-        OpResult::Statx(r) => r,
+        OpResult::Statx(r) => r.map(|m| *m),
         other => panic!("{other:?}"),
     }
 }

@@ -711,3 +711,57 @@ fn link_timeouts_of_finished_operations_do_not_pile_up() {
         assert!(matches!(only(&long), OpResult::Recv(Ok(1))), "{b:?}");
     });
 }
+
+/// A limit on an operation that borrows scratch space (recvmsg): the result and the
+/// sender's address survive the two-CQE wait on io_uring (the wait state is kept beside
+/// the completion, not in its result word); with no datagram, `TimedOut`.
+#[test]
+fn link_timeout_on_recvmsg_keeps_the_sender() {
+    runtime_tests::each_backend(|b| {
+        let mut lp = new_loop(b);
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_nonblocking(true).unwrap();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let recvmsg = || Op::RecvMsg {
+            fd: rx.as_raw_fd(),
+            buf: Buffer::from(vec![0u8; 64]),
+        };
+        let mut c = pin!(Completion::new());
+        // Datagram sent while the recvmsg waits in the kernel / on readiness.
+        let r = results();
+        c.as_mut().prep(recvmsg(), record(&r));
+        lp.add_with_timeout(c.as_mut(), Duration::from_secs(5));
+        lp.run(RunMode::NoWait).unwrap();
+        tx.send_to(b"ping", rx.local_addr().unwrap()).unwrap();
+        lp.run(RunMode::UntilDone).unwrap();
+        match only(&r) {
+            OpResult::RecvMsg(Ok((4, Some(from)))) => {
+                assert_eq!(from, tx.local_addr().unwrap(), "{b:?}")
+            }
+            other => panic!("{b:?}: {other:?}"),
+        }
+        // Datagram already there.
+        tx.send_to(b"pong!", rx.local_addr().unwrap()).unwrap();
+        let r = results();
+        c.as_mut().prep(recvmsg(), record(&r));
+        lp.add_with_timeout(c.as_mut(), Duration::from_secs(5));
+        lp.run(RunMode::UntilDone).unwrap();
+        match only(&r) {
+            OpResult::RecvMsg(Ok((5, Some(from)))) => {
+                assert_eq!(from, tx.local_addr().unwrap(), "{b:?}")
+            }
+            other => panic!("{b:?}: {other:?}"),
+        }
+        // Nothing sent: the limit fires.
+        let r = results();
+        c.as_mut().prep(recvmsg(), record(&r));
+        lp.add_with_timeout(c.as_mut(), Duration::from_millis(10));
+        lp.run(RunMode::UntilDone).unwrap();
+        match only(&r) {
+            OpResult::RecvMsg(Err(ReadError::Io(e))) => {
+                assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{b:?}")
+            }
+            other => panic!("{b:?}: {other:?}"),
+        }
+    });
+}

@@ -247,3 +247,124 @@ fn dropping_every_handle_while_waiting_is_fine() {
         assert_eq!(lp.active(), 0);
     });
 }
+
+/// The eventfd is never drained by a syscall of its own (io_uring reads it inside the wait,
+/// the poll backend waits for its edges): a strict ping-pong of N notifies gives exactly N
+/// callbacks, none spurious although the eventfd stays readable; the poll backend never
+/// retries the wait into `EAGAIN`; and once the notifier stops, neither more ticks nor a
+/// fresh wait on a new completion call back until the next notify.
+#[test]
+fn ping_pong_is_one_callback_per_notify_and_an_idle_wait_stays_quiet() {
+    each_backend(|b| {
+        const N: u64 = 2_000;
+        let mut c = pin!(Completion::new());
+        let mut guard = pin!(Completion::new());
+        let mut lp = new_loop(b);
+        let ping = Async::new().unwrap();
+        let (ack_tx, ack_rx) = std::sync::mpsc::channel::<u64>();
+        let callbacks = Rc::new(Cell::new(0u64));
+        let cbs = callbacks.clone();
+        ping.wait(&mut lp, c.as_mut(), (), move |_, _lp, _c, r| {
+            r.expect("async wait");
+            cbs.set(cbs.get() + 1);
+            ack_tx.send(cbs.get()).unwrap();
+            CallbackAction::Rearm
+        });
+        let n = ping.clone();
+        let t = thread::spawn(move || {
+            for i in 1..=N {
+                n.notify().unwrap();
+                // Strict: the next notify only after this one's callback.
+                assert_eq!(ack_rx.recv().unwrap(), i);
+            }
+            ack_rx
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while callbacks.get() < N {
+            assert!(
+                Instant::now() < deadline,
+                "lost wake-up after {}",
+                callbacks.get()
+            );
+            if guard.state() == CompletionState::Dead {
+                lp.timer(guard.as_mut(), 100, |_, _, _| CallbackAction::Disarm);
+            }
+            lp.run(RunMode::Once).unwrap();
+        }
+        let ack_rx = t.join().unwrap();
+        assert_eq!(ping.writes(), N, "one eventfd write per strict ping");
+        // Idle: a blocking tick ends with the timer, not with a stale wake-up.
+        let timer = pin!(Completion::new());
+        let mut timer = timer;
+        lp.timer(timer.as_mut(), 30, |_, _, _| CallbackAction::Disarm);
+        for _ in 0..3 {
+            lp.run(RunMode::NoWait).unwrap();
+        }
+        while timer.state() != CompletionState::Dead {
+            lp.run(RunMode::Once).unwrap();
+        }
+        assert_eq!(callbacks.get(), N, "spurious callback while idle");
+        assert!(ack_rx.try_recv().is_err());
+        if b != xev::Backend::IoUring {
+            assert_eq!(
+                lp.poll_eagain_attempts(),
+                0,
+                "{b:?}: the wait retried into EAGAIN"
+            );
+        }
+
+        // A fresh wait (new completion, new registration) stays quiet until notified.
+        let mut c2 = pin!(Completion::new());
+        let fresh = Rc::new(Cell::new(0u32));
+        ping.wait(&mut lp, c2.as_mut(), fresh.clone(), |f, _lp, _c, r| {
+            r.expect("async wait");
+            f.set(f.get() + 1);
+            CallbackAction::Disarm
+        });
+        lp.timer(timer.as_mut(), 30, |_, _, _| CallbackAction::Disarm);
+        while timer.state() != CompletionState::Dead {
+            lp.run(RunMode::Once).unwrap();
+        }
+        assert_eq!(
+            fresh.get(),
+            0,
+            "{b:?}: the fresh wait fired without a notify"
+        );
+        ping.notify().unwrap();
+        // Both waits are on the same Async: the notify wakes at least one of them.
+        let before = callbacks.get();
+        while fresh.get() == 0 && callbacks.get() == before {
+            lp.run(RunMode::Once).unwrap();
+        }
+        lp.shutdown();
+    });
+}
+
+/// The edge wait that `Async` uses on the poll backend (a crate-internal `Op::Poll` bit),
+/// given a number that names no file, fails with `EBADF` (on the poll backend without
+/// growing its fd table to the made-up number) instead of hanging.
+#[test]
+fn wait_on_an_invalid_edge_fd_fails_cleanly() {
+    each_backend(|b| {
+        let mut c = pin!(Completion::new());
+        let mut lp = new_loop(b);
+        // An edge wait (the poll backend's form of an Async wait) on a number that names
+        // no file: EBADF, not a hang.
+        let op = xev::Op::Poll {
+            fd: i32::MAX - 1,
+            events: xev::PollEvents::from_bits(xev::PollEvents::IN.bits() | (1 << 27)),
+        };
+        let got = Rc::new(Cell::new(false));
+        let g = got.clone();
+        lp.start(c.as_mut(), op, move |_, _, r| {
+            match r {
+                OpResult::Poll(Err(Error::Io(e))) => assert_eq!(e.raw_os_error(), Some(9)),
+                other => panic!("{other:?}"),
+            }
+            g.set(true);
+            CallbackAction::Disarm
+        });
+        lp.run(RunMode::UntilDone).unwrap();
+        assert!(got.get());
+    });
+}

@@ -100,11 +100,7 @@ impl Epoll {
 
     pub(crate) fn waker(&self) -> Box<dyn Fn() + Send + Sync> {
         let fd = self.wake.clone();
-        Box::new(move || {
-            let one: u64 = 1;
-            // SAFETY: writes 8 bytes from a live u64 to an eventfd the Arc keeps open.
-            unsafe { libc::write(fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
-        })
+        Box::new(move || super::signal_wake_fd(fd.as_raw_fd()))
     }
 
     /// Wait at most `timeout` and append what fired to `out`.
@@ -166,9 +162,9 @@ impl Epoll {
         for ev in &self.events {
             let (key, bits) = (ev.u64, ev.events as libc::c_int);
             if key == WAKE_KEY {
-                let mut buf = 0u64;
-                // SAFETY: reads 8 bytes into a live u64 from our eventfd.
-                unsafe { libc::read(self.wake.as_raw_fd(), (&mut buf as *mut u64).cast(), 8) };
+                // No drain: the eventfd is edge-triggered, and every write to it is a new
+                // edge (it wakes the wait queue), so the counter is left to grow (see
+                // `signal_wake_fd`).
                 continue;
             }
             let err = bits & (libc::EPOLLERR | libc::EPOLLHUP) != 0;

@@ -24,8 +24,9 @@ use std::time::Duration;
 
 use io_uring::{opcode, squeue, types, IoUring};
 
-use crate::completion::{Completion, Phase};
+use crate::completion::{Completion, Inner, Phase};
 use crate::event_loop::Core;
+use crate::link_timeout::{LinkWait, Links};
 use crate::op::Op;
 use crate::sys;
 
@@ -62,11 +63,6 @@ pub(crate) struct Driver {
 /// Low bit of the `user_data` of a LINK_TIMEOUT SQE: the rest is its operation's
 /// completion (completions are at least 8-byte aligned).
 const LINK_TAG: u64 = 1;
-/// `res` of a linked operation whose two CQEs (its own and its timeout's) are both still
-/// to come; then, once the timeout's came first, whether it fired.
-const LINK_WAIT_BOTH: isize = isize::MIN;
-const LINK_FIRED: isize = isize::MIN + 1;
-const LINK_QUIET: isize = isize::MIN + 2;
 
 /// The accept in the kernel on listener `fd`, and the accepts queued behind it.
 struct Accepting {
@@ -173,11 +169,7 @@ impl Driver {
 
     pub(crate) fn waker(&self) -> Box<dyn Fn() + Send + Sync> {
         let fd = self.wake_fd.clone();
-        Box::new(move || {
-            let one: u64 = 1;
-            // SAFETY: writing 8 bytes from a live u64 to an eventfd we keep open via the Arc.
-            unsafe { libc::write(fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
-        })
+        Box::new(move || super::signal_wake_fd(fd.as_raw_fd()))
     }
 
     fn arm_wake(&mut self) {
@@ -285,11 +277,23 @@ impl Driver {
             }
         }
         // SAFETY: `c` is Active and live and not yet in the kernel; we build the SQE from
-        // its op and scratch, which stay put (pinned) until the CQE arrives.
+        // its op (pinned) and the scratch space the loop lent it (boxed), which both stay
+        // put until the CQE arrives.
         let sqe = unsafe {
-            let sc = &mut (*inner).scratch;
+            let mut lent = Inner::scratch(inner);
+            // The lent scratch space (`EINVAL` if an operation that needs it has none,
+            // which the loop never lets happen).
+            macro_rules! scratch {
+                () => {
+                    match lent.as_deref_mut() {
+                        Some(sc) => sc,
+                        None => return core.finish(c, -(libc::EINVAL as isize)),
+                    }
+                };
+            }
             match &mut (*inner).op {
                 Op::Accept { fd } => {
+                    let sc = scratch!();
                     sc.addrlen = std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
                     opcode::Accept::new(
                         types::Fd(*fd),
@@ -300,6 +304,7 @@ impl Driver {
                     .build()
                 }
                 Op::Connect { fd, addr } => {
+                    let sc = scratch!();
                     let len = sys::to_sockaddr(addr, &mut sc.addr);
                     opcode::Connect::new(
                         types::Fd(*fd),
@@ -337,12 +342,14 @@ impl Driver {
                     opcode::Recv::new(types::Fd(*fd), buf.as_ptr(), clamp(buf.len())).build()
                 }
                 Op::SendMsg { fd, buf, addr } => {
+                    let sc = scratch!();
                     sys::prepare_msg(sc, buf.as_ptr(), buf.len(), addr.as_ref());
                     opcode::SendMsg::new(types::Fd(*fd), &sc.msg)
                         .flags(libc::MSG_NOSIGNAL as u32)
                         .build()
                 }
                 Op::RecvMsg { fd, buf } => {
+                    let sc = scratch!();
                     sys::prepare_recvmsg(sc, buf.as_ptr(), buf.len());
                     opcode::RecvMsg::new(types::Fd(*fd), &mut sc.msg).build()
                 }
@@ -386,12 +393,14 @@ impl Driver {
                 }
                 Op::ConnectUnix { .. } => unreachable!("done at submission"),
                 Op::SendMsgUnix { fd, buf, addr } => {
+                    let sc = scratch!();
                     sys::prepare_msg_unix(sc, buf.as_ptr(), buf.len(), addr, false);
                     opcode::SendMsg::new(types::Fd(*fd), &sc.msg)
                         .flags(libc::MSG_NOSIGNAL as u32)
                         .build()
                 }
                 Op::RecvMsgUnix { fd, buf, addr } => {
+                    let sc = scratch!();
                     sys::prepare_msg_unix(sc, buf.as_ptr(), buf.len(), addr, true);
                     opcode::RecvMsg::new(types::Fd(*fd), &mut sc.msg).build()
                 }
@@ -409,6 +418,7 @@ impl Driver {
                         .build()
                 }
                 Op::SendMsgV { fd, bufs, addr } => {
+                    let sc = scratch!();
                     let (iov, n) = bufs.iovecs();
                     sys::prepare_msg_iov(sc, iov, n, addr.as_ref());
                     opcode::SendMsg::new(types::Fd(*fd), &sc.msg)
@@ -461,12 +471,12 @@ impl Driver {
         unsafe { (*inner).phase = Phase::Kernel };
         self.in_kernel += 1;
         // SAFETY: as above.
-        let Some(link) = crate::link_timeout::of(unsafe { &*inner }) else {
+        let Some(link) = (unsafe { core.links.of(c) }) else {
             return self.push(&sqe.user_data(ud));
         };
-        // SAFETY: as above; the result slot is ours until the callback.
-        unsafe { (*inner).res = LINK_WAIT_BOTH };
-        self.push_linked(sqe.user_data(ud), link, ud | LINK_TAG);
+        link.wait = LinkWait::Both;
+        let ns = link.ns;
+        self.push_linked(sqe.user_data(ud), ns, ud | LINK_TAG);
     }
 
     /// Push `head` linked to a LINK_TIMEOUT of `ns` nanoseconds, in one submission (a
@@ -568,7 +578,7 @@ impl Driver {
         self.release_timespecs();
         self.reap(|d, c, res, flags, link| {
             // SAFETY: `c` is Active (its CQE just arrived), so live; loop thread.
-            let Some(res) = (unsafe { cqe_step(c, res, flags, link) }) else {
+            let Some(res) = (unsafe { cqe_step(&mut core.links, c, res, flags, link) }) else {
                 return; // another CQE of this operation follows
             };
             d.in_kernel -= 1;
@@ -598,11 +608,9 @@ impl Driver {
             match ud {
                 IGNORE => {}
                 WAKE => {
-                    let mut buf = 0u64;
-                    // SAFETY: reading 8 bytes into a live u64 from our eventfd.
-                    unsafe {
-                        libc::read(self.wake_fd.as_raw_fd(), (&mut buf as *mut u64).cast(), 8)
-                    };
+                    // No drain: the multishot poll posts a CQE for every write to the
+                    // eventfd (each one wakes its wait queue), readable or not before, so
+                    // the counter is left to grow (see `signal_wake_fd`).
                     if !io_uring::cqueue::more(flags) {
                         self.wake_armed = false;
                     }
@@ -664,7 +672,7 @@ impl Driver {
             self.release_timespecs();
             self.reap(|d, c, res, flags, link| {
                 // SAFETY: `c` is Active (its CQE just arrived), so live; loop thread.
-                let Some(res) = (unsafe { cqe_step(c, res, flags, link) }) else {
+                let Some(res) = (unsafe { cqe_step(&mut core.links, c, res, flags, link) }) else {
                     return; // another CQE of this operation follows
                 };
                 d.in_kernel -= 1;
@@ -704,40 +712,53 @@ fn fixable_fd(op: &Op) -> Option<RawFd> {
 /// CQEs of it will come.
 ///
 /// An operation with a link timeout finishes when both its CQE and its timeout's have
-/// arrived (in either order; the first is kept in `res`). If the timeout fired and the
-/// operation was cancelled by it, the result is `ETIMEDOUT`.
+/// arrived (in either order; which came first, and the operation's result if it did, is
+/// kept in its `links` entry, never in the completion, whose word may be a scratch cell).
+/// If the timeout fired and the operation was cancelled by it, the result is `ETIMEDOUT`.
 ///
 /// # Safety
 /// `c` is Active and live; loop thread.
-unsafe fn cqe_step(c: NonNull<Completion>, res: isize, flags: u32, link: bool) -> Option<isize> {
-    let inner = Completion::raw(c);
+unsafe fn cqe_step(
+    links: &mut Links,
+    c: NonNull<Completion>,
+    res: isize,
+    flags: u32,
+    link: bool,
+) -> Option<isize> {
     let timed_out = |head: isize, fired: bool| match (head, fired) {
         (h, true) if h == -(libc::ECANCELED as isize) => -(libc::ETIMEDOUT as isize),
         (h, _) => h,
     };
     // SAFETY: the caller's promise.
-    unsafe {
-        if link {
-            let fired = res == -(libc::ETIME as isize);
-            return match (*inner).res {
-                LINK_WAIT_BOTH => {
-                    (*inner).res = if fired { LINK_FIRED } else { LINK_QUIET };
-                    None
-                }
-                head => Some(timed_out(head, fired)),
-            };
-        }
-        if crate::link_timeout::of(&*inner).is_some() {
-            return match (*inner).res {
-                LINK_WAIT_BOTH => {
-                    (*inner).res = res;
-                    None
-                }
-                LINK_FIRED => Some(timed_out(res, true)),
-                _ => Some(timed_out(res, false)),
-            };
-        }
-        zc_step(c, res, flags)
+    let entry = unsafe { links.of(c) };
+    if link {
+        let fired = res == -(libc::ETIME as isize);
+        let Some(l) = entry else {
+            debug_assert!(false, "a LINK_TIMEOUT CQE without its entry");
+            return None;
+        };
+        return match l.wait {
+            LinkWait::Head(head) => {
+                l.wait = LinkWait::Idle;
+                Some(timed_out(head, fired))
+            }
+            _ => {
+                l.wait = LinkWait::Timeout { fired };
+                None
+            }
+        };
+    }
+    match entry {
+        Some(l) if l.wait != LinkWait::Idle => match std::mem::replace(&mut l.wait, LinkWait::Idle)
+        {
+            LinkWait::Timeout { fired } => Some(timed_out(res, fired)),
+            _ => {
+                l.wait = LinkWait::Head(res);
+                None
+            }
+        },
+        // SAFETY: the caller's promise.
+        _ => unsafe { zc_step(c, res, flags) },
     }
 }
 
@@ -758,10 +779,10 @@ unsafe fn zc_step(c: NonNull<Completion>, res: isize, flags: u32) -> Option<isiz
             return Some(res);
         }
         if io_uring::cqueue::notif(flags) {
-            return Some((*inner).res);
+            return Some(Inner::res(inner));
         }
         if io_uring::cqueue::more(flags) {
-            (*inner).res = res;
+            Inner::set_res(inner, res);
             return None;
         }
     }

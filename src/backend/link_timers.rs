@@ -21,13 +21,17 @@ pub(crate) struct LinkTimers {
 
 impl LinkTimers {
     /// `c` was just parked: start its limit, if it has one.
-    pub(crate) fn arm(&mut self, core: &Core, c: NonNull<Completion>) {
+    pub(crate) fn arm(&mut self, core: &mut Core, c: NonNull<Completion>) {
+        if core.links.is_empty() {
+            return;
+        }
         // SAFETY: `c` is Active and live; loop thread.
         let inner = unsafe { &*Completion::raw(c) };
         if inner.phase != Phase::Waiting {
             return;
         }
-        let Some(ns) = crate::link_timeout::of(inner) else {
+        // SAFETY: as above.
+        let Some(ns) = (unsafe { core.links.of(c) }).map(|l| l.ns) else {
             return;
         };
         // A limit too far to represent never expires.

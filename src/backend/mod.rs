@@ -410,6 +410,29 @@ impl Driver {
     }
 }
 
+/// Wake a loop blocked on its wake-up eventfd `fd` (io_uring and raw epoll): one
+/// `write(2)` adding 1 to the counter.
+///
+/// The loops never drain the counter: they wait for the eventfd with an edge (a multishot
+/// poll on io_uring, an edge-triggered registration on epoll), and every write is a new
+/// edge whether or not the counter was zero, so no `read(2)` is needed per wake-up. The
+/// counter can therefore only grow; should it ever be full (`EAGAIN` after 2^64 - 2
+/// wake-ups), it is reset with one read and the write is retried, which is still an edge.
+#[cfg(target_os = "linux")]
+pub(crate) fn signal_wake_fd(fd: RawFd) {
+    let one: u64 = 1;
+    for _ in 0..2 {
+        // SAFETY: writes 8 bytes from a live u64 to an eventfd the caller keeps open.
+        let r = unsafe { libc::write(fd, (&one as *const u64).cast(), 8) };
+        if r >= 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EAGAIN) {
+            return;
+        }
+        let mut buf = 0u64;
+        // SAFETY: reads at most 8 bytes into a live u64 from the same eventfd.
+        unsafe { libc::read(fd, (&mut buf as *mut u64).cast(), 8) };
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -431,5 +454,27 @@ mod tests {
             let e = bad.parse::<Backend>().unwrap_err();
             assert!(e.to_string().contains("expected io_uring, epoll"), "{e}");
         }
+    }
+
+    /// A full wake-up counter (never reached in practice) is reset and the wake-up still
+    /// lands: the eventfd ends up readable with a count of 1.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn signal_wake_fd_survives_a_full_counter() {
+        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        // SAFETY: eventfd returns a new fd or -1.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        assert!(fd >= 0);
+        // SAFETY: a new fd we own.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let max: u64 = u64::MAX - 1;
+        // SAFETY: writes 8 bytes from a live u64 to our eventfd.
+        let r = unsafe { libc::write(fd.as_raw_fd(), (&max as *const u64).cast(), 8) };
+        assert_eq!(r, 8);
+        signal_wake_fd(fd.as_raw_fd());
+        let mut v = 0u64;
+        // SAFETY: reads 8 bytes into a live u64 from our eventfd.
+        let r = unsafe { libc::read(fd.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
+        assert_eq!((r, v), (8, 1));
     }
 }

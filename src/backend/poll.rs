@@ -22,7 +22,7 @@
 //! when a loop first sees them and when they close (`fd_opened` / `fd_closed`), so their
 //! registration is trusted and their operations park without a syscall.
 
-use crate::sys::fd::{AsRawFd, RawFd};
+use crate::sys::fd::{from_index as fd_from_index, index as fd_index, AsRawFd, RawFd};
 use std::io;
 use std::ptr::NonNull;
 use std::time::Duration;
@@ -37,6 +37,20 @@ use crate::queue::Intrusive;
 use crate::sys::{self, Wait};
 
 const EAGAIN: isize = -(libc::EAGAIN as isize);
+
+/// A crate-internal bit of [`Op::Poll`]'s events (outside every `poll(2)` and epoll bit):
+/// wait for the next readability *edge* the source reports for the fd, not for the fd to
+/// be readable. The wait never performs a `poll(2)`: it completes (with `POLLIN`) at once
+/// if an edge arrived while nobody waited, else when the next one arrives. Used by
+/// [`Async`](crate::Async) on this backend so that its never-drained eventfd (readable for
+/// good after the first notify) wakes it once per write, without a syscall; the watcher
+/// filters the spurious completions this allows (a fresh registration, a refresh).
+pub(crate) const POLL_EDGE: u32 = 1 << 27;
+
+/// Whether `op` is an edge wait (see [`POLL_EDGE`]).
+fn is_edge_wait(op: &Op) -> bool {
+    matches!(op, Op::Poll { events, .. } if events.bits() & POLL_EDGE != 0)
+}
 
 /// A read or write call transfers at most `MAX_RW_COUNT` bytes on Linux (`INT_MAX` rounded
 /// down to a page; this is its value for pages up to 64 KiB): a result this large may be
@@ -178,7 +192,7 @@ impl Driver {
     /// announced by its owner), so the table is bounded by the process's fd limit, never
     /// by a number a caller made up; growth that cannot be allocated is an error.
     fn state(&mut self, fd: RawFd) -> io::Result<&mut FdState> {
-        let idx = fd as usize;
+        let idx = fd_index(fd);
         if self.fds.len() <= idx {
             self.fds
                 .try_reserve(idx + 1 - self.fds.len())
@@ -253,9 +267,13 @@ impl Driver {
         if let Some(res) = unsafe { sys::done_at_submission(inner) } {
             return self.complete(core, c, res);
         }
+        // SAFETY: as above.
+        if unsafe { is_edge_wait(&(*inner).op) } {
+            return self.start_edge_wait(core, c, fd, rearm);
+        }
         // An fd never seen has no state yet: it may be ready, and nobody is queued on it.
         // The table grows only once the attempt shows the fd is open (EAGAIN).
-        let (queue_empty, ready) = match self.fds.get(fd as usize) {
+        let (queue_empty, ready) = match self.fds.get(fd_index(fd)) {
             Some(st) => match wait {
                 Wait::Readable => (st.readers.is_empty(), st.readable),
                 Wait::Writable => (st.writers.is_empty(), st.writable),
@@ -269,7 +287,7 @@ impl Driver {
                 return self.complete(core, c, res);
             }
             self.eagain += 1;
-            if let Some(st) = self.fds.get_mut(fd as usize) {
+            if let Some(st) = self.fds.get_mut(fd_index(fd)) {
                 match wait {
                     Wait::Readable => st.readable = false,
                     Wait::Writable => st.writable = false,
@@ -278,6 +296,32 @@ impl Driver {
         }
         self.park(core, c, fd, wait, rearm);
         self.links.arm(core, c);
+    }
+
+    /// Start an edge wait (see [`POLL_EDGE`]): complete it now if an edge arrived that no
+    /// wait consumed, else park it until the next one.
+    fn start_edge_wait(&mut self, core: &mut Core, c: NonNull<Completion>, fd: RawFd, rearm: bool) {
+        match self.fds.get_mut(fd as usize) {
+            Some(st) if st.readable && st.readers.is_empty() => {
+                st.readable = false;
+                core.finish(c, crate::PollEvents::IN.bits() as isize)
+            }
+            Some(_) => self.park(core, c, fd, Wait::Readable, rearm),
+            None => {
+                // Never seen: check the number names an open file before the table grows
+                // to it (a made-up number must not size it); its registration then
+                // reports the current level once.
+                #[cfg(unix)]
+                // SAFETY: F_GETFD takes no pointer; a bad fd just fails.
+                if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+                    let e = io::Error::last_os_error()
+                        .raw_os_error()
+                        .unwrap_or(libc::EBADF);
+                    return core.finish(c, -(e as isize));
+                }
+                self.park(core, c, fd, Wait::Readable, rearm)
+            }
+        }
     }
 
     fn park(
@@ -303,7 +347,7 @@ impl Driver {
         let registered = st.registered;
         let r = if !registered {
             self.source.add(fd).map(|()| {
-                let st = &mut self.fds[fd as usize];
+                let st = &mut self.fds[fd_index(fd)];
                 st.registered = true;
                 st.stream = sys::is_stream(fd);
             })
@@ -315,7 +359,7 @@ impl Driver {
         if let Err(e) = r {
             // Cannot watch this fd: fail its waiters rather than hang them.
             let err = -(e.raw_os_error().unwrap_or(libc::EIO) as isize);
-            let st = &mut self.fds[fd as usize];
+            let st = &mut self.fds[fd_index(fd)];
             st.registered = false;
             while let Some(w) = st.readers.pop().or_else(|| st.writers.pop()) {
                 core.finish(w, err);
@@ -333,7 +377,7 @@ impl Driver {
                 if res > 0 && (res as usize) < buf.len().min(MAX_RW_COUNT) =>
             {
                 // Only an fd seen before has a cache to update.
-                if let Some(st) = self.fds.get_mut(*fd as usize) {
+                if let Some(st) = self.fds.get_mut(fd_index(*fd)) {
                     if st.stream && !st.hup {
                         // The stream's queue was drained; the next arrival is a new edge.
                         st.readable = false;
@@ -343,20 +387,20 @@ impl Driver {
             #[cfg(unix)]
             Op::AcceptUnix { .. } if res >= 0 => {
                 // A number seen before now names the new connection.
-                if let Some(st) = self.fds.get_mut(res as usize) {
+                if let Some(st) = self.fds.get_mut(fd_index(res as RawFd)) {
                     st.reset();
                 }
             }
             Op::Accept { .. } if res >= 0 => {
                 // A number seen before now names the new connection.
-                if let Some(st) = self.fds.get_mut(res as usize) {
+                if let Some(st) = self.fds.get_mut(fd_index(res as RawFd)) {
                     st.reset();
                 }
             }
             Op::Write { fd, buf } | Op::Send { fd, buf } | Op::SendZc { fd, buf }
                 if res > 0 && (res as usize) < buf.len().min(MAX_RW_COUNT) =>
             {
-                if let Some(st) = self.fds.get_mut(*fd as usize) {
+                if let Some(st) = self.fds.get_mut(fd_index(*fd)) {
                     if st.stream && !st.hup {
                         // The stream's send buffer is full: the next write would only say
                         // EAGAIN, and the room freed later is a new edge.
@@ -384,7 +428,7 @@ impl Driver {
     /// `fd` stays open but its owner will no longer report its close (it moved to another
     /// loop): keep its waiters and cache, and refresh its registration again.
     pub(crate) fn fd_released(&mut self, fd: RawFd) {
-        if let Some(st) = self.fds.get_mut(fd as usize) {
+        if let Some(st) = self.fds.get_mut(fd_index(fd)) {
             st.tracked = false;
         }
     }
@@ -397,7 +441,7 @@ impl Driver {
     /// `fd` is about to be closed by the loop: cancel the operations parked on it (their
     /// callbacks get Canceled), and drop its registration and cache.
     fn forget(&mut self, core: &mut Core, fd: RawFd) {
-        if let Some(st) = self.fds.get_mut(fd as usize) {
+        if let Some(st) = self.fds.get_mut(fd_index(fd)) {
             while let Some(w) = st.readers.pop().or_else(|| st.writers.pop()) {
                 core.finish(w, -(libc::ECANCELED as isize));
             }
@@ -417,7 +461,7 @@ impl Driver {
         // SAFETY: `target` is registered, so live; loop thread.
         let fd = unsafe { (*Completion::raw(target)).op.fd() };
         let removed = fd
-            .and_then(|fd| self.fds.get_mut(fd as usize))
+            .and_then(|fd| self.fds.get_mut(fd_index(fd)))
             .is_some_and(|st| st.readers.remove(target) || st.writers.remove(target));
         if removed {
             core.finish(target, -(libc::ECANCELED as isize));
@@ -432,7 +476,7 @@ impl Driver {
         let r = self.source.wait(&mut fired, self.links.cap(timeout));
         for ev in &fired {
             if ev.hup {
-                if let Some(st) = self.fds.get_mut(ev.fd as usize) {
+                if let Some(st) = self.fds.get_mut(fd_index(ev.fd)) {
                     st.hup = true;
                 }
             }
@@ -467,7 +511,7 @@ impl Driver {
     /// `fd` became ready in direction `wait`: retry its waiters in order until one would
     /// block again (or a short read says the stream is empty).
     fn drain(&mut self, core: &mut Core, fd: RawFd, wait: Wait) {
-        let Some(st) = self.fds.get_mut(fd as usize) else {
+        let Some(st) = self.fds.get_mut(fd_index(fd)) else {
             return;
         };
         match wait {
@@ -475,7 +519,7 @@ impl Driver {
             Wait::Writable => st.writable = true,
         }
         loop {
-            let st = &mut self.fds[fd as usize];
+            let st = &mut self.fds[fd_index(fd)];
             let (head, ready) = match wait {
                 Wait::Readable => (st.readers.peek(), st.readable),
                 Wait::Writable => (st.writers.peek(), st.writable),
@@ -483,8 +527,17 @@ impl Driver {
             let (Some(c), true) = (head, ready) else {
                 return;
             };
+            // SAFETY: `c` is parked here, so Active and live; loop thread.
+            if wait == Wait::Readable && unsafe { is_edge_wait(&(*Completion::raw(c)).op) } {
+                // The edge is this wait's event: consume it, no syscall.
+                let st = &mut self.fds[fd as usize];
+                st.readers.pop();
+                st.readable = false;
+                core.finish(c, crate::PollEvents::IN.bits() as isize);
+                return;
+            }
             let res = attempt(c);
-            let st = &mut self.fds[fd as usize];
+            let st = &mut self.fds[fd_index(fd)];
             if res == EAGAIN {
                 self.eagain += 1;
                 match wait {
@@ -508,7 +561,7 @@ impl Driver {
                 core.abandon(c, None);
             }
             if st.registered {
-                self.source.delete(fd as RawFd);
+                self.source.delete(fd_from_index(fd));
                 st.reset();
             }
         }

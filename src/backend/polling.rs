@@ -106,5 +106,5 @@ impl PollingSource {
 /// kqueue refuses `EVFILT_WRITE` on a kqueue fd (`EINVAL`), which `Process` polls on
 /// macOS and the BSDs. Such an fd is then watched for readability only. Never on Linux.
 fn read_only_fd(e: &io::Error) -> bool {
-    cfg!(not(target_os = "linux")) && e.raw_os_error() == Some(libc::EINVAL)
+    cfg!(all(unix, not(target_os = "linux"))) && e.raw_os_error() == Some(libc::EINVAL)
 }

@@ -334,7 +334,12 @@ impl Executor {
     /// Poll every task that is ready now (tasks woken meanwhile wait for the next round,
     /// after the loop has been polled, so I/O is never starved).
     fn run_tasks(&self) {
-        if self.remote.wake_pending.swap(false, Ordering::AcqRel) {
+        // A plain load first: most rounds have no remote wake-up, and a locked swap per
+        // round is not free. A wake that sets the flag just after the load is collected
+        // next round (it also woke the loop, so the loop does not sleep on it).
+        if self.remote.wake_pending.load(Ordering::Acquire)
+            && self.remote.wake_pending.swap(false, Ordering::AcqRel)
+        {
             self.remote.queue.take_all(&mut self.queue.borrow_mut());
         }
         let n = self.queue.borrow().len();

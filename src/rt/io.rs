@@ -43,7 +43,7 @@ impl From<Op> for FdOp {
 
 /// Which operation a read or write uses.
 #[derive(Clone, Copy)]
-// Windows: only sockets so far (files and pipes are Unix-only there).
+// Windows: only sockets use it (files go through rt/fs/windows.rs; no pipes there).
 #[cfg_attr(windows, allow(dead_code))]
 pub(crate) enum Kind {
     /// `recv(2)` / `send(2)` (sockets: `MSG_NOSIGNAL` on send).

@@ -56,6 +56,7 @@ mod executor;
 pub(crate) mod io;
 pub(crate) mod loop_fd;
 pub(crate) mod op_future;
+pub mod pool;
 mod runtime;
 pub(crate) mod sleep;
 mod task;
@@ -65,11 +66,23 @@ pub(crate) mod timed;
 pub mod compat;
 #[cfg(unix)]
 pub mod fs;
+// Windows: `std::fs` on the thread pool (files are not sockets there).
+#[cfg(windows)]
+#[path = "fs/windows.rs"]
+pub mod fs;
+// The Windows module's logic (pool jobs, buffers, handle sharing) tested on Linux.
+#[cfg(all(test, unix))]
+#[path = "fs/windows.rs"]
+mod fs_windows;
 pub mod net;
 pub mod notify;
 #[cfg(unix)]
 pub mod pipe;
 #[cfg(unix)]
+pub mod process;
+// Windows: process handles waited on by the system thread pool (no pipes or signals).
+#[cfg(windows)]
+#[path = "process/windows.rs"]
 pub mod process;
 // Windows: only `ctrl_c` (console events; no Unix signals there).
 #[cfg_attr(windows, path = "signal_windows.rs")]
@@ -82,6 +95,7 @@ use std::task::{Context, Poll};
 
 pub use blocking::spawn_blocking;
 pub use buf::{IoBuf, IoBufMut, Slice, SliceMut};
+pub use pool::{Pool, PoolHandle, PoolJoinHandle};
 pub use runtime::{Builder, Runtime};
 pub use task::{JoinError, JoinHandle};
 

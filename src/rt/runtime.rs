@@ -11,6 +11,8 @@ use crate::backend::Backend;
 use crate::event_loop::{Loop, Options};
 use crate::thread_pool::{ThreadPool, ThreadPoolOptions};
 
+use super::pool::{Pinning, Pool};
+
 /// Configures and builds a [`Runtime`].
 ///
 /// ```
@@ -26,6 +28,9 @@ use crate::thread_pool::{ThreadPool, ThreadPoolOptions};
 pub struct Builder {
     opts: Options,
     blocking_threads: Option<usize>,
+    /// Worker count for [`build_pool`](Builder::build_pool).
+    threads: Option<usize>,
+    pinning: Pinning,
 }
 
 impl Builder {
@@ -84,6 +89,69 @@ impl Builder {
     pub fn thread_pool(mut self, pool: ThreadPool) -> Builder {
         self.opts.thread_pool = Some(pool);
         self
+    }
+
+    /// The number of worker threads of the [`Pool`] that [`build_pool`](Self::build_pool)
+    /// starts (default: the number of CPUs this process may use). [`build`](Self::build)
+    /// ignores it: a [`Runtime`] is one thread.
+    pub fn threads(mut self, n: usize) -> Builder {
+        self.threads = Some(n);
+        self
+    }
+
+    /// Pin worker `i` of the pool to the `i`-th CPU this process may run on (wrapping
+    /// around if there are more workers than CPUs). Linux only (`sched_setaffinity`);
+    /// a documented no-op elsewhere. Only [`build_pool`](Self::build_pool) uses it.
+    pub fn pin_workers(mut self, pin: bool) -> Builder {
+        self.pinning = if pin { Pinning::Auto } else { Pinning::None };
+        self
+    }
+
+    /// Pin worker `i` of the pool to CPU `cores[i % cores.len()]` (Linux only; a no-op
+    /// elsewhere). [`build_pool`](Self::build_pool) fails if the list is empty or a CPU
+    /// cannot be used (`EINVAL` from `sched_setaffinity`).
+    pub fn worker_cores(mut self, cores: impl IntoIterator<Item = usize>) -> Builder {
+        self.pinning = Pinning::Cores(cores.into_iter().collect());
+        self
+    }
+
+    /// Start a thread-per-core [`Pool`]: [`threads`](Self::threads) workers, each with
+    /// its own loop and executor built from these settings (backend, ring entries). With
+    /// [`blocking_threads`](Self::blocking_threads), the workers share one blocking pool
+    /// of that size.
+    ///
+    /// ```
+    /// let pool = xev::rt::Builder::new()
+    ///     .threads(2)
+    ///     .pin_workers(true)
+    ///     .build_pool()?;
+    /// let h = pool.spawn(|| async { xev::rt::Pool::worker_index().unwrap() });
+    /// assert!(h.join().unwrap() < 2);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `threads(0)`, an empty core list, a CPU that cannot be pinned, or a runtime that
+    /// cannot be created (bad backend...): the first error, after stopping any worker
+    /// already started.
+    pub fn build_pool(mut self) -> io::Result<Pool> {
+        let n = self.threads.take().unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        });
+        let pinning = std::mem::take(&mut self.pinning);
+        if let Some(m) = self.blocking_threads.take() {
+            if m == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "blocking_threads must be at least 1",
+                ));
+            }
+            self.opts.thread_pool = Some(ThreadPool::new(ThreadPoolOptions {
+                max_threads: m,
+                ..ThreadPoolOptions::default()
+            }));
+        }
+        Pool::start(self, n, pinning)
     }
 
     /// Create the runtime: its loop is created now, its pool threads when first needed.

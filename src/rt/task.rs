@@ -296,11 +296,20 @@ unsafe fn waker_clone(p: *const ()) -> RawWaker {
 }
 
 unsafe fn waker_wake(p: *const ()) {
-    // SAFETY: the waker owns one reference, consumed here.
-    unsafe {
-        waker_wake_by_ref(p);
-        waker_drop(p);
+    // SAFETY: `p` is a task header; the waker owns one reference, consumed here.
+    let h = unsafe { NonNull::new_unchecked(p as *mut Header) };
+    // SAFETY: as above, the header is live while we hold the reference.
+    let header = unsafe { h.as_ref() };
+    let state = header.state.fetch_or(SCHEDULED, Ordering::AcqRel);
+    if state & (SCHEDULED | COMPLETE) != 0 {
+        // Already queued (or finished): just drop the waker's reference.
+        // SAFETY: the waker's reference, given up once.
+        unsafe { release(h) };
+        return;
     }
+    // The waker's own reference becomes the run queue entry's: no increment here and
+    // decrement at the waker's drop (two atomic read-modify-writes per wake saved).
+    Remote::schedule(TaskRef(h));
 }
 
 unsafe fn waker_wake_by_ref(p: *const ()) {

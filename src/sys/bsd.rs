@@ -60,9 +60,27 @@ pub(crate) const STATX_ALL_TIMES: u32 = 0x7ff | STATX_BTIME;
 pub(crate) type StatRecord = libc::stat;
 
 fn set_errno(e: libc::c_int) {
-    // SAFETY: `__error` returns this thread's errno slot.
-    unsafe { *libc::__error() = e };
+    // SAFETY: this thread's errno slot.
+    unsafe { *errno_ptr() = e };
 }
+
+/// This thread's errno slot (`__error()`; `__errno()` on NetBSD and OpenBSD).
+pub(crate) fn errno_ptr() -> *mut libc::c_int {
+    #[cfg(any(target_os = "netbsd", target_os = "openbsd"))]
+    // SAFETY: returns this thread's errno slot; no arguments.
+    return unsafe { libc::__errno() };
+    #[cfg(not(any(target_os = "netbsd", target_os = "openbsd")))]
+    // SAFETY: as above.
+    return unsafe { libc::__error() };
+}
+
+// The `libc` crate does not bind NetBSD's `posix_fallocate` (NetBSD 7 and later).
+#[cfg(target_os = "netbsd")]
+extern "C" {
+    fn posix_fallocate(fd: libc::c_int, offset: libc::off_t, len: libc::off_t) -> libc::c_int;
+}
+#[cfg(not(any(target_vendor = "apple", target_os = "netbsd")))]
+use libc::posix_fallocate;
 
 /// Set the BSD length field.
 #[inline(always)]
@@ -300,7 +318,7 @@ pub(crate) fn fallocate(fd: RawFd, mode: libc::c_int, offset: u64, len: u64) -> 
     {
         let _ = end;
         // SAFETY: a plain syscall on a number; a bad fd just fails.
-        let e = unsafe { libc::posix_fallocate(fd, offset as libc::off_t, len as libc::off_t) };
+        let e = unsafe { posix_fallocate(fd, offset as libc::off_t, len as libc::off_t) };
         if e != 0 {
             set_errno(e);
             return -1;
@@ -392,10 +410,23 @@ pub(crate) fn metadata_from(st: &StatRecord) -> Metadata {
         gid: st.st_gid,
         blksize: st.st_blksize as u64,
         blocks: st.st_blocks as u64,
+        #[cfg(not(target_os = "netbsd"))]
         atime: ts(st.st_atime, st.st_atime_nsec),
+        #[cfg(not(target_os = "netbsd"))]
         mtime: ts(st.st_mtime, st.st_mtime_nsec),
+        #[cfg(not(target_os = "netbsd"))]
         ctime: ts(st.st_ctime, st.st_ctime_nsec),
+        #[cfg(not(target_os = "netbsd"))]
         btime: ts(st.st_birthtime, st.st_birthtime_nsec),
+        // NetBSD spells the nanosecond fields without the underscore.
+        #[cfg(target_os = "netbsd")]
+        atime: ts(st.st_atime, st.st_atimensec),
+        #[cfg(target_os = "netbsd")]
+        mtime: ts(st.st_mtime, st.st_mtimensec),
+        #[cfg(target_os = "netbsd")]
+        ctime: ts(st.st_ctime, st.st_ctimensec),
+        #[cfg(target_os = "netbsd")]
+        btime: ts(st.st_birthtime, st.st_birthtimensec),
     }
 }
 
@@ -506,10 +537,11 @@ pub(crate) fn open_child_exit_fd(pid: libc::pid_t) -> io::Result<OwnedFd> {
     if unsafe { libc::fcntl(kq.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    let change = |ident: usize, filter: i16, flags: u16, fflags: u32| {
+    // `filter` and `flags` are `i16`/`u16` on macOS and FreeBSD, `u32` on NetBSD.
+    let change = |ident: usize, filter, flags, fflags: u32| {
         // SAFETY: kevent is plain data; all-zero (null udata) is valid.
         let mut ev: libc::kevent = unsafe { std::mem::zeroed() };
-        ev.ident = ident;
+        ev.ident = ident as _;
         ev.filter = filter;
         ev.flags = flags;
         ev.fflags = fflags;

@@ -231,9 +231,12 @@ impl WakeFd {
         self.0.as_raw_fd()
     }
 
-    /// Make it readable (one `write(2)`). A full counter is success: it is readable.
+    /// Make it readable (one `write(2)`), which is also a new edge for a waiter that
+    /// never drains it. A full counter (after 2^64 - 2 unread notifies) is reset by a
+    /// drain and the write retried, so the edge still happens.
     pub(crate) fn signal(&self) -> io::Result<()> {
         let one: u64 = 1;
+        let mut drained = false;
         loop {
             // SAFETY: writes the 8 bytes of `one`, which lives across the call, to an fd
             // `self` keeps open.
@@ -244,6 +247,10 @@ impl WakeFd {
             let e = io::Error::last_os_error();
             match e.raw_os_error() {
                 Some(libc::EINTR) => continue,
+                Some(libc::EAGAIN) if !drained => {
+                    self.drain();
+                    drained = true;
+                }
                 Some(libc::EAGAIN) => return Ok(()),
                 _ => return Err(e),
             }

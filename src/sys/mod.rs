@@ -37,8 +37,9 @@ use std::io;
 use std::mem;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
-use crate::completion::{Inner, Scratch};
+use crate::completion::Inner;
 use crate::op::Op;
+use crate::scratch::Scratch;
 
 /// `-errno` of the last failed call.
 pub(crate) fn neg_errno() -> isize {
@@ -189,9 +190,10 @@ pub(crate) fn prepare_msg_unix(
 /// `inner` is a live completion whose operation the kernel no longer uses.
 pub(crate) unsafe fn unix_recvmsg_done(inner: *mut Inner) {
     // SAFETY: the caller's contract; loop thread.
-    let inner = unsafe { &mut *inner };
-    if let Op::RecvMsgUnix { addr, .. } = &mut inner.op {
-        addr.len = inner.scratch.msg.msg_namelen;
+    let sc = unsafe { Inner::scratch(inner) };
+    // SAFETY: as above.
+    if let (Op::RecvMsgUnix { addr, .. }, Some(sc)) = (unsafe { &mut (*inner).op }, sc) {
+        addr.len = sc.msg.msg_namelen;
     }
 }
 
@@ -284,15 +286,28 @@ pub(crate) fn wait_kind(op: &Op) -> Wait {
 /// `inner` must be valid and not accessed by anyone else during the call, and its buffer
 /// must be valid memory (guaranteed by `Buffer`'s constructors).
 pub(crate) unsafe fn perform(inner: *mut Inner, connect_started: bool) -> isize {
+    // SAFETY: exclusive access per the contract; the loop lent scratch space to every
+    // operation that uses it (see `scratch::needs_scratch`).
+    let mut lent = unsafe { Inner::scratch(inner) };
     // SAFETY: exclusive access per the contract.
     let inner = unsafe { &mut *inner };
-    let sc = &mut inner.scratch;
+    /// The lent scratch space (`EINVAL` if an operation that needs it has none, which
+    /// the loop never lets happen).
+    macro_rules! scratch {
+        () => {
+            match lent.as_deref_mut() {
+                Some(sc) => sc,
+                None => return -(libc::EINVAL as isize),
+            }
+        };
+    }
     loop {
         // SAFETY: (all calls below) pointers come from owned buffers and scratch fields
         // that outlive the call; lengths match their allocations.
         let r = unsafe {
             match &mut inner.op {
                 Op::Accept { fd } => {
+                    let sc = scratch!();
                     sc.addrlen = mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
                     accept_nonblocking(
                         *fd,
@@ -316,6 +331,7 @@ pub(crate) unsafe fn perform(inner: *mut Inner, connect_started: bool) -> isize 
                         }
                         return -(err as isize);
                     }
+                    let sc = scratch!();
                     let len = to_sockaddr(addr, &mut sc.addr);
                     let r = libc::connect(*fd, (&sc.addr as *const libc::sockaddr_in6).cast(), len);
                     if r < 0 {
@@ -346,6 +362,7 @@ pub(crate) unsafe fn perform(inner: *mut Inner, connect_started: bool) -> isize 
                 // One buffer and no control data: sendto/recvfrom do what sendmsg/recvmsg
                 // would, without the kernel copying a msghdr in (~120 ns per datagram).
                 Op::SendMsg { fd, buf, addr } => {
+                    let sc = scratch!();
                     let (name, len) = match addr {
                         Some(a) => {
                             sc.addrlen = to_sockaddr(a, &mut sc.addr);
@@ -357,6 +374,7 @@ pub(crate) unsafe fn perform(inner: *mut Inner, connect_started: bool) -> isize 
                     libc::sendto(*fd, buf.as_ptr().cast(), buf.len(), flags, name, len)
                 }
                 Op::RecvMsg { fd, buf } => {
+                    let sc = scratch!();
                     sc.addrlen = mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
                     let r = libc::recvfrom(
                         *fd,
@@ -470,6 +488,7 @@ pub(crate) unsafe fn perform(inner: *mut Inner, connect_started: bool) -> isize 
                     }
                 }
                 Op::SendMsgV { fd, bufs, addr } => {
+                    let sc = scratch!();
                     let (iov, n) = bufs.iovecs();
                     prepare_msg_iov(sc, iov, n, addr.as_ref());
                     libc::sendmsg(*fd, &sc.msg, SEND_FLAGS)

@@ -1,13 +1,5 @@
 //! [`Async`]: wake a loop from any thread (libxev's `Async`, over a Linux eventfd).
 //!
-//! On macOS and the BSDs the eventfd is a non-blocking pipe instead (`sys::WakeFd`:
-//! `notify` writes one byte, the drain reads the pipe empty); everything below holds
-//! as written. Type-checked there, not run.
-//!
-//! On Windows it is a loopback UDP socket pair, the receiving end polled through
-//! `polling`'s AFD readiness: `notify` sends a one-byte datagram, the drain reads them
-//! all; the same holds. Type-checked there, not run.
-//!
 //! # How a wake-up travels
 //!
 //! An `Async` is an eventfd (non-blocking, close-on-exec) plus a `pending` flag, shared
@@ -16,22 +8,40 @@
 //! - [`notify`](Async::notify) does `pending.swap(true)`; only if the flag was clear does
 //!   it write the eventfd (one `write(2)`). While a wake-up is pending, further notifies
 //!   cost one atomic swap and no syscall.
-//! - [`wait`](Async::wait) is an [`Op::Poll`] for readability on the eventfd (libxev
-//!   switched from a read to a poll too). When it completes, the watcher, on the loop
-//!   thread and before the user's callback, first **drains** the eventfd (a non-blocking
-//!   `read(2)`, which resets its counter), then **clears** the flag (`swap(false)`), then
-//!   calls the callback.
+//! - [`wait`](Async::wait) costs no system call of its own per wake-up (issue 12: the
+//!   drain `read(2)` each wake-up used to make is gone):
+//!   - on **io_uring** it is an [`Op::Read`] of the eventfd into the completion's own
+//!     8-byte buffer: the kernel resets the counter inside the operation that wakes us;
+//!   - on the **poll backend** (Linux) it is an *edge wait*: an [`Op::Poll`] carrying a
+//!     crate-internal bit that completes on the next readability edge epoll reports for
+//!     the eventfd (registered edge-triggered), without any `poll(2)` or `read(2)`. The
+//!     eventfd is never drained: every `write(2)` is an edge, readable before or not.
 //!
-//! Why drain before clear: a notify that lands after the clear finds the flag clear and
-//! writes the eventfd again; because the drain is already over, that write stays in the
-//! counter and wakes the next wait. A notify that lands between the drain and the clear
-//! finds the flag set and writes nothing, but it happened before the clear, and the
-//! callback runs after the clear, so the callback covers it (the swaps are `AcqRel`, so
-//! whatever the notifier wrote before `notify` is visible to the callback). The opposite
-//! order (clear, then drain) would lose wake-ups: a notify between the two would set the
-//! flag and write, the drain would then swallow its write, and the flag would stay set
-//! with nothing in the eventfd, so every later notify would be skipped and the loop would
-//! never wake again.
+//!   When it completes, the watcher, on the loop thread and before the user's callback,
+//!   **clears** the flag (`swap(false)`). If the flag was already clear, no notify
+//!   happened since the last callback (a stale edge, such as the one a fresh
+//!   registration reports for a counter that was never drained): the wait is re-queued
+//!   silently and the user's callback does not run.
+//!
+//! Why this loses nothing: a notify sets the flag *before* it writes. A notify whose
+//! swap lands before the clear is covered by the callback that runs after the clear (the
+//! swaps are `AcqRel`, so whatever the notifier wrote before `notify` is visible to the
+//! callback). A notify whose swap lands after the clear found the flag clear, so it
+//! writes after the clear, that is after the completion that ran the clear: its write is
+//! a new edge (poll backend), or a count that the next read takes (io_uring), and wakes
+//! the next wait. A completion that finds the flag clear is therefore never the only
+//! trace of a notify.
+//!
+//! On macOS and the BSDs the eventfd is a non-blocking pipe instead (`sys::WakeFd`:
+//! `notify` writes one byte), and on Windows a loopback UDP socket pair polled through
+//! `polling`'s AFD readiness (`notify` sends a one-byte datagram). There the wait is a
+//! plain [`Op::Poll`]: when it completes, the watcher first **drains** the fd (reads it
+//! empty), then clears the flag. Drain before clear: a notify after the clear writes
+//! again, after the drain, so its write wakes the next wait; a notify between the two
+//! finds the flag set, writes nothing, and is covered by the callback that runs after the
+//! clear. (Clear, then drain, would lose wake-ups: the drain could swallow the write of a
+//! notify that set the flag, leaving the flag set with nothing to read, and every later
+//! notify would be skipped.) Type-checked there, not run.
 //!
 //! So the rule the user can rely on: **every notify is followed by at least one callback
 //! that runs after it** (as long as a wait is re-queued each time), and several notifies
@@ -43,9 +53,17 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
+#[cfg(target_os = "linux")]
+use crate::backend::poll::POLL_EDGE;
+#[cfg(target_os = "linux")]
+use crate::backend::Backend;
 use crate::completion::{CallbackAction, Completion};
 use crate::event_loop::Loop;
+#[cfg(target_os = "linux")]
+use crate::op::Buffer;
 use crate::op::{Op, PollEvents};
+#[cfg(target_os = "linux")]
+use crate::result::ReadError;
 use crate::result::{Error, OpResult};
 
 use super::mismatch;
@@ -148,8 +166,11 @@ impl Async {
     /// last callback, or with `Err(Error::Canceled)` if the wait is cancelled. Returning
     /// [`CallbackAction::Rearm`] waits for the next notification.
     ///
-    /// The wait is an [`Op::Poll`] on the eventfd; the watcher drains the eventfd and
-    /// clears the pending flag before `cb` runs (see the [module docs](self)).
+    /// On Linux the wait is an [`Op::Read`] of the eventfd (io_uring) or an edge wait
+    /// on it (poll backend), and the watcher clears the pending flag before `cb` runs; a
+    /// completion that finds no notify pending re-queues the wait without calling `cb`.
+    /// Elsewhere it is an [`Op::Poll`] and the watcher drains the fd first (see the
+    /// [module docs](self)).
     pub fn wait<U, F>(&self, lp: &mut Loop, c: Pin<&mut Completion>, userdata: U, cb: F)
     where
         U: 'static,
@@ -157,24 +178,62 @@ impl Async {
             + 'static,
     {
         let shared = Arc::clone(&self.shared);
-        let op = Op::Poll {
-            fd: shared.fd.raw(),
-            events: PollEvents::IN,
-        };
         let (mut ud, mut cb) = (userdata, cb);
-        // The closure owns a reference to the eventfd, so the fd stays open while the
-        // poll is in flight even if every handle is dropped.
-        lp.start(c, op, move |lp, c, r| {
-            let r = match r {
-                OpResult::Poll(Ok(_)) => {
-                    shared.consume();
-                    Ok(())
-                }
-                OpResult::Poll(Err(e)) => Err(e),
-                _ => Err(mismatch()),
+        // Linux: the eventfd is never drained by a syscall of its own (see the module
+        // docs): io_uring reads it inside the wait, the poll backend waits for its edges.
+        #[cfg(target_os = "linux")]
+        {
+            let fd = shared.fd.raw();
+            let op = match lp.backend() {
+                Backend::IoUring => Op::Read {
+                    fd,
+                    buf: Buffer::inline(8),
+                },
+                _ => Op::Poll {
+                    fd,
+                    events: PollEvents::from_bits(PollEvents::IN.bits() | POLL_EDGE),
+                },
             };
-            cb(&mut ud, lp, c, r)
-        });
+            // The closure owns a reference to the eventfd, so the fd stays open while the
+            // wait is in flight even if every handle is dropped.
+            lp.start(c, op, move |lp, c, r| {
+                let r = match r {
+                    OpResult::Read(Ok(_)) | OpResult::Poll(Ok(_)) => {
+                        if !shared.pending.swap(false, Ordering::AcqRel) {
+                            // No notify since the last callback: a stale edge or count.
+                            return CallbackAction::Rearm;
+                        }
+                        Ok(())
+                    }
+                    OpResult::Read(Err(ReadError::Canceled)) => Err(Error::Canceled),
+                    OpResult::Read(Err(ReadError::Io(e))) => Err(Error::Io(e)),
+                    // An eventfd never reads 0 bytes.
+                    OpResult::Read(Err(ReadError::Eof)) => Err(mismatch()),
+                    OpResult::Poll(Err(e)) => Err(e),
+                    _ => Err(mismatch()),
+                };
+                cb(&mut ud, lp, c, r)
+            });
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let op = Op::Poll {
+                fd: shared.fd.raw(),
+                events: PollEvents::IN,
+            };
+            // The closure owns a reference to the wake-up fd (see above).
+            lp.start(c, op, move |lp, c, r| {
+                let r = match r {
+                    OpResult::Poll(Ok(_)) => {
+                        shared.consume();
+                        Ok(())
+                    }
+                    OpResult::Poll(Err(e)) => Err(e),
+                    _ => Err(mismatch()),
+                };
+                cb(&mut ud, lp, c, r)
+            });
+        }
     }
 
     /// How many times [`notify`](Self::notify) actually wrote the eventfd (a debugging
@@ -194,6 +253,7 @@ impl Async {
     }
 }
 
+#[cfg(not(target_os = "linux"))]
 impl Shared {
     /// Called on the loop thread when a wait saw the eventfd readable: drain it, then
     /// clear the flag (in this order; see the module docs).

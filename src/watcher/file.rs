@@ -7,7 +7,19 @@
 //! regular file (it is always "ready" and then blocks), so it runs them on the loop's
 //! thread pool; either way the callback runs on the loop thread with a normal result.
 //!
+//! **Windows.** `File` holds a file handle (shared with its operations through an `Arc`,
+//! so a handle stays open until the last operation started on it is over) and has
+//! [`pread`](File::pread), [`pwrite`](File::pwrite), [`sync`](File::sync),
+//! [`set_len`](File::set_len) and [`allocate`](File::allocate) (mode 0 only: extend),
+//! run on the loop's thread pool (see `Op`'s file operations in `sys/windows.rs`).
+//! Absent there: `read`/`write` at the file position and `queue_write` (Windows'
+//! readiness backend has no file streams; use `pread`/`pwrite` at offsets you track),
+//! `metadata` (no `statx`: use `std::fs::File::metadata` or
+//! [`xev::fs`](crate::fs)), and `close` through the loop (dropping the `File` closes the
+//! handle once its operations are over).
+//!
 //! ```
+//! # #[cfg(unix)] {
 //! use std::pin::pin;
 //! use xev::watcher::file::File;
 //! use xev::watcher::stream::WriteQueue;
@@ -35,9 +47,11 @@
 //! lp.run(RunMode::UntilDone)?;
 //! # drop(lp);
 //! std::fs::remove_file(&path)?;
+//! # }
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+#[cfg(unix)]
 use crate::sys::fd::RawFd;
 use std::io;
 use std::path::Path;
@@ -46,14 +60,19 @@ use std::sync::Arc;
 
 use crate::completion::{CallbackAction, Completion};
 use crate::event_loop::Loop;
+#[cfg(unix)]
 use crate::fs_op::{OpPath, StatxBuf};
+#[cfg(unix)]
 use crate::metadata::Metadata;
 use crate::op::{Buffer, Op};
 use crate::result::{Error, OpResult, ReadError};
 
+#[cfg(unix)]
 use super::fd::{self, SharedFd};
+#[cfg(unix)]
 use super::stream::{self, WriteQueue};
 
+#[cfg(unix)]
 /// An open file that owns its fd, shared with the operations started through it: the fd
 /// is closed when the `File` and all of those are gone (see [the watcher
 /// docs](super#descriptor-lifetime)), or by [`close`](Self::close).
@@ -62,6 +81,7 @@ pub struct File {
     fd: Arc<SharedFd>,
 }
 
+#[cfg(unix)]
 impl File {
     /// Open `path` read-only (as [`std::fs::File::open`]).
     pub fn open(path: impl AsRef<Path>) -> io::Result<File> {
@@ -316,14 +336,16 @@ fn unit_result(r: OpResult) -> Result<(), Error> {
     }
 }
 
+#[cfg(unix)]
 /// The result of a statx.
 fn metadata_result(r: OpResult) -> Result<Metadata, Error> {
     match r {
-        OpResult::Statx(r) => r,
+        OpResult::Statx(r) => r.map(|m| *m),
         other => Err(mismatch(&other)),
     }
 }
 
+#[cfg(unix)]
 impl From<std::fs::File> for File {
     fn from(f: std::fs::File) -> File {
         File {
@@ -332,6 +354,7 @@ impl From<std::fs::File> for File {
     }
 }
 
+#[cfg(unix)]
 impl From<File> for std::fs::File {
     /// The file; a duplicate of its descriptor if operations still hold it (see
     /// `From<File> for OwnedFd`).
@@ -343,4 +366,234 @@ impl From<File> for std::fs::File {
     }
 }
 
+#[cfg(unix)]
 super::owns_fd!(File, "Wrap an open file descriptor.");
+
+#[cfg(windows)]
+/// An open file (a file handle), shared with the operations started through it: the
+/// handle is closed when the `File` and all of those are gone. See the
+/// [module docs](self) for what Windows has.
+///
+/// ```no_run
+/// use std::pin::pin;
+/// use xev::watcher::file::File;
+/// use xev::{Buffer, CallbackAction, Completion, Loop, Options, RunMode};
+///
+/// let mut lp = Loop::new(Options::default())?;
+/// let f = File::open("Cargo.toml")?;
+/// let mut c = pin!(Completion::new());
+/// f.pread(&mut lp, c.as_mut(), Buffer::inline(9), 0, (), |_, _, c, r| {
+///     let n = r.expect("pread");
+///     assert_eq!(&c.buffer().unwrap().as_slice()[..n], b"[workspac");
+///     CallbackAction::Disarm
+/// });
+/// lp.run(RunMode::UntilDone)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct File {
+    file: Arc<std::fs::File>,
+}
+
+#[cfg(windows)]
+impl File {
+    /// Open `path` read-only (as [`std::fs::File::open`]).
+    pub fn open(path: impl AsRef<Path>) -> io::Result<File> {
+        std::fs::File::open(path).map(File::from)
+    }
+
+    /// Create or truncate `path` and open it write-only (as [`std::fs::File::create`]).
+    pub fn create(path: impl AsRef<Path>) -> io::Result<File> {
+        std::fs::File::create(path).map(File::from)
+    }
+
+    /// Start `op` (on this file's handle) with a callback that keeps the handle open
+    /// until the operation is over and maps its result with `map`.
+    fn start<T: 'static, U, F>(
+        &self,
+        lp: &mut Loop,
+        c: Pin<&mut Completion>,
+        op: Op,
+        mut ud: U,
+        map: fn(OpResult) -> Result<T, Error>,
+        mut cb: F,
+    ) where
+        U: 'static,
+        F: FnMut(&mut U, &mut Loop, Pin<&mut Completion>, Result<T, Error>) -> CallbackAction
+            + 'static,
+    {
+        let keep = Arc::clone(&self.file);
+        lp.start(c, op, move |lp, c, r| {
+            let _open = &keep;
+            cb(&mut ud, lp, c, map(r))
+        });
+    }
+
+    /// The number the loop's file operations take for this handle.
+    fn raw(&self) -> crate::sys::fd::RawFd {
+        crate::sys::fd::raw_file(&*self.file)
+    }
+
+    /// Read once at `offset` into `buf` (on the loop's thread pool). The callback gets
+    /// the byte count (read the bytes with `c.buffer()`), [`ReadError::Eof`] at the end
+    /// of the file, or the error (`ERROR_ACCESS_DENIED` on a file opened write-only).
+    pub fn pread<U, F>(
+        &self,
+        lp: &mut Loop,
+        c: Pin<&mut Completion>,
+        buf: Buffer,
+        offset: u64,
+        ud: U,
+        cb: F,
+    ) where
+        U: 'static,
+        F: FnMut(
+                &mut U,
+                &mut Loop,
+                Pin<&mut Completion>,
+                Result<usize, ReadError>,
+            ) -> CallbackAction
+            + 'static,
+    {
+        let keep = Arc::clone(&self.file);
+        let op = Op::Pread {
+            fd: self.raw(),
+            buf,
+            offset,
+        };
+        let (mut ud, mut cb) = (ud, cb);
+        lp.start(c, op, move |lp, c, r| {
+            let _open = &keep;
+            let r = match r {
+                OpResult::Pread(r) => r,
+                other => Err(ReadError::Io(io::Error::other(format!(
+                    "xev: unexpected result {other:?}"
+                )))),
+            };
+            cb(&mut ud, lp, c, r)
+        });
+    }
+
+    /// Write `buf` once at `offset` (on the loop's thread pool); the count may be short.
+    pub fn pwrite<U, F>(
+        &self,
+        lp: &mut Loop,
+        c: Pin<&mut Completion>,
+        buf: Buffer,
+        offset: u64,
+        ud: U,
+        cb: F,
+    ) where
+        U: 'static,
+        F: FnMut(&mut U, &mut Loop, Pin<&mut Completion>, Result<usize, Error>) -> CallbackAction
+            + 'static,
+    {
+        let op = Op::Pwrite {
+            fd: self.raw(),
+            buf,
+            offset,
+        };
+        self.start(lp, c, op, ud, write_result, cb);
+    }
+
+    /// Flush the file's data and metadata to the device (`FlushFileBuffers`, whatever
+    /// `data_only` says), on the loop's thread pool.
+    pub fn sync<U, F>(&self, lp: &mut Loop, c: Pin<&mut Completion>, data_only: bool, ud: U, cb: F)
+    where
+        U: 'static,
+        F: FnMut(&mut U, &mut Loop, Pin<&mut Completion>, Result<(), Error>) -> CallbackAction
+            + 'static,
+    {
+        let op = Op::Fsync {
+            fd: self.raw(),
+            data_only,
+        };
+        self.start(lp, c, op, ud, unit_result, cb);
+    }
+
+    /// Truncate or extend (with zeros) the file to `len` bytes; the file must be open
+    /// for writing.
+    pub fn set_len<U, F>(&self, lp: &mut Loop, c: Pin<&mut Completion>, len: u64, ud: U, cb: F)
+    where
+        U: 'static,
+        F: FnMut(&mut U, &mut Loop, Pin<&mut Completion>, Result<(), Error>) -> CallbackAction
+            + 'static,
+    {
+        let op = Op::Ftruncate {
+            fd: self.raw(),
+            len,
+        };
+        self.start(lp, c, op, ud, unit_result, cb);
+    }
+
+    /// Extend the file to `offset + len` bytes if it is shorter (`mode` 0; Windows has no
+    /// `fallocate`, so other modes are `ERROR_NOT_SUPPORTED`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn allocate<U, F>(
+        &self,
+        lp: &mut Loop,
+        c: Pin<&mut Completion>,
+        mode: i32,
+        offset: u64,
+        len: u64,
+        ud: U,
+        cb: F,
+    ) where
+        U: 'static,
+        F: FnMut(&mut U, &mut Loop, Pin<&mut Completion>, Result<(), Error>) -> CallbackAction
+            + 'static,
+    {
+        let op = Op::Fallocate {
+            fd: self.raw(),
+            mode,
+            offset,
+            len,
+        };
+        self.start(lp, c, op, ud, unit_result, cb);
+    }
+}
+
+#[cfg(windows)]
+/// The result of a pwrite.
+fn write_result(r: OpResult) -> Result<usize, Error> {
+    match r {
+        OpResult::Pwrite(r) => r,
+        other => Err(mismatch(&other)),
+    }
+}
+
+#[cfg(windows)]
+impl From<std::fs::File> for File {
+    fn from(f: std::fs::File) -> File {
+        File { file: Arc::new(f) }
+    }
+}
+
+#[cfg(windows)]
+impl From<File> for std::fs::File {
+    /// The file; a duplicate of its handle if operations still hold it.
+    ///
+    /// # Panics
+    /// In that case, if the duplicate cannot be made.
+    fn from(f: File) -> std::fs::File {
+        Arc::try_unwrap(f.file).unwrap_or_else(|shared| {
+            shared
+                .try_clone()
+                .unwrap_or_else(|e| panic!("xev::File: cannot duplicate the handle: {e}"))
+        })
+    }
+}
+
+#[cfg(windows)]
+impl std::os::windows::io::AsRawHandle for File {
+    fn as_raw_handle(&self) -> std::os::windows::io::RawHandle {
+        self.file.as_raw_handle()
+    }
+}
+
+#[cfg(windows)]
+impl std::os::windows::io::AsHandle for File {
+    fn as_handle(&self) -> std::os::windows::io::BorrowedHandle<'_> {
+        self.file.as_handle()
+    }
+}

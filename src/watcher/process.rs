@@ -19,7 +19,19 @@
 //! reaps the child first (see above) could let its pid name another process by then.
 //! [`Process::new`] therefore refuses (`ECHILD`) a pidfd whose process is not an
 //! unreaped child of this one; it lists the one case no check can see.
+//!
+//! **Windows.** The watcher holds a process handle (`OpenProcess`, or a duplicate of a
+//! `std::process::Child`'s handle); the system thread pool waits on it
+//! (`RegisterWaitForSingleObject`) and, when the process exits, makes a loopback socket
+//! readable, which the loop polls with the same [`Op::Poll`] (no thread of this crate
+//! blocks; dropping the watcher unregisters that wait). The status is
+//! `GetExitCodeProcess`'s code, always [`ExitStatus::Exited`] (with the full 32-bit code:
+//! an `NTSTATUS` such as `0xC0000005` reads as a negative `i32`). Nothing is reaped on
+//! Windows: the exit code stays readable while a handle is open, so `Child::wait` still
+//! works after the watcher reported the exit, a rearmed wait reports the same status
+//! again, and a process id is never reused while the watcher holds its handle.
 
+#[cfg(unix)]
 use crate::sys::fd::{AsRawFd, OwnedFd, RawFd};
 use std::fmt;
 use std::io;
@@ -74,6 +86,7 @@ impl ExitStatus {
     }
 }
 
+#[cfg(unix)]
 impl From<ExitStatus> for std::process::ExitStatus {
     /// The same status as `std` represents it (a `wait(2)` status word).
     ///
@@ -100,6 +113,7 @@ impl fmt::Display for ExitStatus {
     }
 }
 
+#[cfg(unix)]
 /// Watches one process for its exit, through a pidfd the `Process` owns.
 ///
 /// The process must be a child of the calling process (otherwise the wait reports
@@ -133,6 +147,7 @@ pub struct Process {
     pid: u32,
 }
 
+#[cfg(unix)]
 impl Process {
     /// Watch the child process `pid`: opens a pidfd (close-on-exec), then checks that it
     /// names an unreaped child of this process.
@@ -210,6 +225,7 @@ impl Process {
     }
 }
 
+#[cfg(unix)]
 /// The exit fd of child `pid` (a pidfd on Linux, a kqueue elsewhere), checked to name
 /// an unreaped child of this process; see [`Process::new`].
 fn open_child_pidfd(pid: u32) -> io::Result<OwnedFd> {
@@ -222,6 +238,7 @@ fn open_child_pidfd(pid: u32) -> io::Result<OwnedFd> {
     crate::sys::open_child_exit_fd(raw_pid)
 }
 
+#[cfg(unix)]
 /// Reap the child behind exit fd `fd` (pid `pid`) if it has exited: its status then (it
 /// is reaped), `None` while it is still running.
 pub(crate) fn reap(fd: RawFd, pid: u32) -> io::Result<Option<ExitStatus>> {
@@ -233,11 +250,132 @@ pub(crate) fn reap(fd: RawFd, pid: u32) -> io::Result<Option<ExitStatus>> {
     )
 }
 
+#[cfg(unix)]
 impl fmt::Debug for Process {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Process")
             .field("pid", &self.pid)
             .field("pidfd", &self.fd.as_raw_fd())
+            .finish()
+    }
+}
+
+#[cfg(windows)]
+impl From<ExitStatus> for std::process::ExitStatus {
+    /// The same status as `std` represents it (the exit code; `Signaled` never happens on
+    /// Windows and maps to its number as a code).
+    fn from(s: ExitStatus) -> std::process::ExitStatus {
+        use std::os::windows::process::ExitStatusExt;
+        match s {
+            ExitStatus::Exited(c) | ExitStatus::Signaled(c) => {
+                std::process::ExitStatus::from_raw(c as u32)
+            }
+        }
+    }
+}
+
+#[cfg(windows)]
+/// Watches one process for its exit, through a process handle the `Process` owns (see
+/// the [module docs](self) for how Windows waits).
+///
+/// ```no_run
+/// use std::{cell::Cell, pin::pin, process::Command, rc::Rc};
+/// use xev::watcher::process::{ExitStatus, Process};
+/// use xev::{CallbackAction, Completion, Loop, Options, RunMode};
+///
+/// let mut c = pin!(Completion::new());
+/// let mut lp = Loop::new(Options::default())?;
+/// let child = Command::new("cmd").args(["/C", "exit 3"]).spawn()?;
+/// let proc = Process::from_child(&child)?;
+/// let status = Rc::new(Cell::new(None));
+/// proc.wait(&mut lp, c.as_mut(), status.clone(), |status, _lp, _c, r| {
+///     status.set(Some(r.expect("wait")));
+///     CallbackAction::Disarm
+/// });
+/// lp.run(RunMode::UntilDone)?;
+/// assert_eq!(status.get(), Some(ExitStatus::Exited(3)));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Process {
+    /// The handle and the socket its exit makes readable, shared with the callback of a
+    /// queued wait so that both stay open while the poll is in flight.
+    pub(crate) exit: Arc<crate::sys::ProcessExit>,
+    pid: u32,
+}
+
+#[cfg(windows)]
+impl Process {
+    /// Watch the process `pid` (any process this one may open with `SYNCHRONIZE` and
+    /// `PROCESS_QUERY_LIMITED_INFORMATION`, not only a child). Errors:
+    /// `ERROR_INVALID_PARAMETER` if no process has that id, `ERROR_ACCESS_DENIED`, or
+    /// socket errors. Prefer [`from_child`](Self::from_child) for a child: the id of a
+    /// process that exited and whose handles are all closed may be reused.
+    pub fn new(pid: u32) -> io::Result<Process> {
+        Ok(Process {
+            exit: Arc::new(crate::sys::ProcessExit::open(pid)?),
+            pid,
+        })
+    }
+
+    /// Watch a child spawned with `std::process::Command`, through a duplicate of its
+    /// handle (so it names that very process, whatever happened to its id).
+    pub fn from_child(child: &std::process::Child) -> io::Result<Process> {
+        use std::os::windows::io::AsHandle;
+        let handle = child.as_handle().try_clone_to_owned()?;
+        Ok(Process {
+            exit: Arc::new(crate::sys::ProcessExit::new(handle)?),
+            pid: child.id(),
+        })
+    }
+
+    /// The watched process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Wait for the process to exit: `cb` runs with its [`ExitStatus`], or
+    /// `Err(Error::Canceled)` if the wait is cancelled. A readiness that finds the
+    /// process still running is absorbed (the poll is re-queued without calling `cb`).
+    /// Returning [`CallbackAction::Rearm`] after the exit reports the same status again.
+    pub fn wait<U, F>(&self, lp: &mut Loop, c: Pin<&mut Completion>, userdata: U, cb: F)
+    where
+        U: 'static,
+        F: FnMut(
+                &mut U,
+                &mut Loop,
+                Pin<&mut Completion>,
+                Result<ExitStatus, Error>,
+            ) -> CallbackAction
+            + 'static,
+    {
+        let exit = Arc::clone(&self.exit);
+        let op = Op::Poll {
+            fd: exit.raw(),
+            events: PollEvents::IN,
+        };
+        let (mut ud, mut cb) = (userdata, cb);
+        lp.start(c, op, move |lp, c, r| {
+            let r = match r {
+                OpResult::Poll(Ok(_)) => match exit.exit_code() {
+                    Ok(Some(code)) => Ok(ExitStatus::Exited(code as i32)),
+                    // Not exited after all: wait again, silently.
+                    Ok(None) => return CallbackAction::Rearm,
+                    Err(e) => Err(Error::Io(e)),
+                },
+                OpResult::Poll(Err(e)) => Err(e),
+                _ => Err(mismatch()),
+            };
+            cb(&mut ud, lp, c, r)
+        });
+    }
+}
+
+#[cfg(windows)]
+impl fmt::Debug for Process {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Process")
+            .field("pid", &self.pid)
+            .field("exit", &self.exit)
             .finish()
     }
 }

@@ -39,9 +39,9 @@ extern "C" fn handler(sig: libc::c_int) {
     // SAFETY: errno is this thread's; write(2) is async-signal-safe and reads our buffer;
     // the write end is non-blocking, so a full pipe drops the record instead of blocking.
     unsafe {
-        let errno = *libc::__error();
+        let errno = *crate::sys::errno_ptr();
         libc::write(fd, rec.as_ptr().cast(), rec.len());
-        *libc::__error() = errno;
+        *crate::sys::errno_ptr() = errno;
     }
 }
 

@@ -39,7 +39,8 @@
 //! internal completion and a `VecDeque` of pending requests (an owned operation and its
 //! callback). So [`queue_write`](Stream::queue_write) takes no completion, there is no
 //! `WriteRequest` type and no `unsafe`, and in steady state nothing is allocated per write
-//! (the deque is reused; callbacks of at most four words are stored inline).
+//! (the deque is reused; callbacks of at most two words are stored inline, larger ones up
+//! to 64 bytes in reused blocks).
 //!
 //! Requests go out one at a time, in order. A partial write is continued (with
 //! [`Buffer::advance`], and for `pwrite` a moved offset) until the whole buffer is written;
@@ -197,7 +198,8 @@ super::owns_fd!(Stream, "Wrap `fd` as is (make sure it is non-blocking).");
 
 /// Start `op` on `c` with a typed callback: `map` turns the core result into `T`. `map`
 /// is a function item or capture-less closure (zero-sized), so the stored closure is the
-/// userdata plus the user's callback and stays inline when those fit in four words.
+/// userdata plus the user's callback and stays inline when those fit in two words (in a
+/// reused block up to 64 bytes).
 pub(crate) fn start<U, T, M, F>(
     lp: &mut Loop,
     c: Pin<&mut Completion>,
@@ -292,9 +294,142 @@ result_fn! {
     poll_result: Poll -> Result<PollEvents, Error>, mismatch();
     /// The result of a close.
     close_result: Close -> Result<(), Error>, mismatch();
+    /// The result of a shutdown.
+    shutdown_result: Shutdown -> Result<(), Error>, mismatch();
     /// The result of a cancel.
     cancel_result: Cancel -> Result<(), CancelError>, CancelError::Io(mismatch().into());
 }
+
+/// The connected-socket methods the TCP and Unix-socket watchers share, written once:
+/// `read` (`Op::Recv`), `write` (`Op::Send`), `queue_write`, `poll`, `shutdown` and
+/// `close`. Expands inside an `impl` of a type with a field `fd: Arc<SharedFd>` and a
+/// method `raw(&self) -> RawFd`.
+macro_rules! socket_methods {
+    () => {
+        /// Receive once into `buf` (`recv(2)`). The callback gets the byte count (read the
+        /// bytes with `c.buffer()`), [`ReadError::Eof`] once the peer has shut down its
+        /// sending side, or the error. `Rearm` receives again into the same buffer.
+        pub fn read<U, F>(&self, lp: &mut Loop, c: Pin<&mut Completion>, buf: Buffer, ud: U, cb: F)
+        where
+            U: 'static,
+            F: FnMut(
+                    &mut U,
+                    &mut Loop,
+                    Pin<&mut Completion>,
+                    Result<usize, ReadError>,
+                ) -> CallbackAction
+                + 'static,
+        {
+            let op = Op::Recv {
+                fd: self.raw(),
+                buf,
+            };
+            stream::start_on(lp, &self.fd, c, op, ud, stream::read_result, cb);
+        }
+
+        /// Send `buf` once (`send(2)` with `MSG_NOSIGNAL`: a closed peer is `EPIPE`, never
+        /// a signal); the count may be short. For ordered, complete writes use
+        /// [`queue_write`](Self::queue_write).
+        pub fn write<U, F>(&self, lp: &mut Loop, c: Pin<&mut Completion>, buf: Buffer, ud: U, cb: F)
+        where
+            U: 'static,
+            F: FnMut(
+                    &mut U,
+                    &mut Loop,
+                    Pin<&mut Completion>,
+                    Result<usize, Error>,
+                ) -> CallbackAction
+                + 'static,
+        {
+            let op = Op::Send {
+                fd: self.raw(),
+                buf,
+            };
+            stream::start_on(lp, &self.fd, c, op, ud, stream::write_result, cb);
+        }
+
+        /// Send all of `buf` through `q`, after the requests already queued there; the
+        /// callback gets the full length or the error. See
+        /// [`WriteQueue`](crate::watcher::stream::WriteQueue).
+        pub fn queue_write<U, F>(
+            &self,
+            lp: &mut Loop,
+            q: &stream::WriteQueue,
+            buf: Buffer,
+            ud: U,
+            cb: F,
+        ) where
+            U: 'static,
+            F: FnMut(&mut U, &mut Loop, &mut Buffer, Result<usize, Error>) -> CallbackAction
+                + 'static,
+        {
+            let op = Op::Send {
+                fd: self.raw(),
+                buf,
+            };
+            q.push(lp, &self.fd, op, ud, cb);
+        }
+
+        /// Wait until the socket is ready for `events`; see
+        /// [`Stream::poll`](crate::watcher::stream::Stream::poll).
+        pub fn poll<U, F>(
+            &self,
+            lp: &mut Loop,
+            c: Pin<&mut Completion>,
+            events: PollEvents,
+            ud: U,
+            cb: F,
+        ) where
+            U: 'static,
+            F: FnMut(
+                    &mut U,
+                    &mut Loop,
+                    Pin<&mut Completion>,
+                    Result<PollEvents, Error>,
+                ) -> CallbackAction
+                + 'static,
+        {
+            let op = Op::Poll {
+                fd: self.raw(),
+                events,
+            };
+            stream::start_on(lp, &self.fd, c, op, ud, stream::poll_result, cb);
+        }
+
+        /// Shut down one or both directions (`Shutdown::Write` sends end of stream to the
+        /// peer). libxev always shuts down the write side; here the caller chooses.
+        pub fn shutdown<U, F>(
+            &self,
+            lp: &mut Loop,
+            c: Pin<&mut Completion>,
+            how: std::net::Shutdown,
+            ud: U,
+            cb: F,
+        ) where
+            U: 'static,
+            F: FnMut(&mut U, &mut Loop, Pin<&mut Completion>, Result<(), Error>) -> CallbackAction
+                + 'static,
+        {
+            let op = Op::Shutdown {
+                fd: self.raw(),
+                how,
+            };
+            stream::start_on(lp, &self.fd, c, op, ud, stream::shutdown_result, cb);
+        }
+
+        /// Close the socket through the loop; operations still pending on it are
+        /// cancelled first (their callbacks get `Canceled`).
+        pub fn close<U, F>(self, lp: &mut Loop, c: Pin<&mut Completion>, ud: U, cb: F)
+        where
+            U: 'static,
+            F: FnMut(&mut U, &mut Loop, Pin<&mut Completion>, Result<(), Error>) -> CallbackAction
+                + 'static,
+        {
+            stream::close(lp, self.fd, c, ud, cb);
+        }
+    };
+}
+pub(crate) use socket_methods;
 
 // ---------------------------------------------------------------------------------------
 // WriteQueue

@@ -49,7 +49,7 @@
 
 use crate::sys::fd::{OwnedFd, RawFd};
 use std::io;
-use std::net::{Shutdown, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -61,7 +61,7 @@ use crate::sys;
 
 use super::fd::SharedFd;
 use super::mismatch;
-use super::stream::{self, WriteQueue};
+use super::stream;
 
 /// A TCP socket (listening or connected) that owns its fd, shared with the operations
 /// started through it: the fd is closed when the `Tcp` and all of those are gone (see
@@ -138,9 +138,7 @@ impl Tcp {
     /// ) -> CallbackAction {
     ///     match r {
     ///         Ok((conn, _peer)) => { /* serve `conn` */ }
-    ///         Err(Error::Io(e))
-    ///             if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) =>
-    ///         {
+    ///         Err(Error::Io(e)) if xev::fd::is_out_of_descriptors(&e) => {
     ///             // Out of descriptors: accept again in 50 ms, not now.
     ///             Timer::new().run(lp, c, 50, l.clone(), |l, lp, c, _| {
     ///                 let ud = l.clone();
@@ -192,113 +190,7 @@ impl Tcp {
         stream::start_on(lp, &self.fd, c, op, ud, connect_result, cb);
     }
 
-    /// Receive once into `buf` (`recv(2)`). The callback gets the byte count (read the
-    /// bytes with `c.buffer()`), [`ReadError::Eof`] once the peer has shut down its
-    /// sending side, or the error. `Rearm` receives again into the same buffer.
-    pub fn read<U, F>(&self, lp: &mut Loop, c: Pin<&mut Completion>, buf: Buffer, ud: U, cb: F)
-    where
-        U: 'static,
-        F: FnMut(
-                &mut U,
-                &mut Loop,
-                Pin<&mut Completion>,
-                Result<usize, ReadError>,
-            ) -> CallbackAction
-            + 'static,
-    {
-        let op = Op::Recv {
-            fd: self.raw(),
-            buf,
-        };
-        stream::start_on(lp, &self.fd, c, op, ud, stream::read_result, cb);
-    }
-
-    /// Send `buf` once (`send(2)` with `MSG_NOSIGNAL`); the count may be short. For
-    /// ordered, complete writes use [`queue_write`](Self::queue_write).
-    pub fn write<U, F>(&self, lp: &mut Loop, c: Pin<&mut Completion>, buf: Buffer, ud: U, cb: F)
-    where
-        U: 'static,
-        F: FnMut(&mut U, &mut Loop, Pin<&mut Completion>, Result<usize, Error>) -> CallbackAction
-            + 'static,
-    {
-        let op = Op::Send {
-            fd: self.raw(),
-            buf,
-        };
-        stream::start_on(lp, &self.fd, c, op, ud, stream::write_result, cb);
-    }
-
-    /// Send all of `buf` through `q`, after the requests already queued there; the
-    /// callback gets the full length or the error. See [`WriteQueue`].
-    pub fn queue_write<U, F>(&self, lp: &mut Loop, q: &WriteQueue, buf: Buffer, ud: U, cb: F)
-    where
-        U: 'static,
-        F: FnMut(&mut U, &mut Loop, &mut Buffer, Result<usize, Error>) -> CallbackAction + 'static,
-    {
-        let op = Op::Send {
-            fd: self.raw(),
-            buf,
-        };
-        q.push(lp, &self.fd, op, ud, cb);
-    }
-
-    /// Wait until the socket is ready for `events`; see
-    /// [`Stream::poll`](super::stream::Stream::poll).
-    pub fn poll<U, F>(
-        &self,
-        lp: &mut Loop,
-        c: Pin<&mut Completion>,
-        events: PollEvents,
-        ud: U,
-        cb: F,
-    ) where
-        U: 'static,
-        F: FnMut(
-                &mut U,
-                &mut Loop,
-                Pin<&mut Completion>,
-                Result<PollEvents, Error>,
-            ) -> CallbackAction
-            + 'static,
-    {
-        let op = Op::Poll {
-            fd: self.raw(),
-            events,
-        };
-        stream::start_on(lp, &self.fd, c, op, ud, stream::poll_result, cb);
-    }
-
-    /// Shut down one or both directions (`Shutdown::Write` sends EOF to the peer).
-    /// libxev always shuts down the write side; here the caller chooses.
-    pub fn shutdown<U, F>(
-        &self,
-        lp: &mut Loop,
-        c: Pin<&mut Completion>,
-        how: Shutdown,
-        ud: U,
-        cb: F,
-    ) where
-        U: 'static,
-        F: FnMut(&mut U, &mut Loop, Pin<&mut Completion>, Result<(), Error>) -> CallbackAction
-            + 'static,
-    {
-        let op = Op::Shutdown {
-            fd: self.raw(),
-            how,
-        };
-        stream::start_on(lp, &self.fd, c, op, ud, shutdown_result, cb);
-    }
-
-    /// Close the socket through the loop; operations still pending on it are cancelled
-    /// first (their callbacks get `Canceled`).
-    pub fn close<U, F>(self, lp: &mut Loop, c: Pin<&mut Completion>, ud: U, cb: F)
-    where
-        U: 'static,
-        F: FnMut(&mut U, &mut Loop, Pin<&mut Completion>, Result<(), Error>) -> CallbackAction
-            + 'static,
-    {
-        stream::close(lp, self.fd, c, ud, cb);
-    }
+    stream::socket_methods!();
 
     fn raw(&self) -> RawFd {
         self.fd.raw()
@@ -315,13 +207,6 @@ fn accept_result(r: OpResult) -> Result<(Tcp, Option<SocketAddr>), Error> {
 fn connect_result(r: OpResult) -> Result<(), Error> {
     match r {
         OpResult::Connect(r) => r,
-        _ => Err(mismatch()),
-    }
-}
-
-fn shutdown_result(r: OpResult) -> Result<(), Error> {
-    match r {
-        OpResult::Shutdown(r) => r,
         _ => Err(mismatch()),
     }
 }

@@ -32,7 +32,6 @@
 
 use crate::sys::fd::{OwnedFd, RawFd};
 use std::io;
-use std::net::Shutdown;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -46,7 +45,7 @@ use crate::UnixAddr;
 
 use super::fd::SharedFd;
 use super::mismatch;
-use super::stream::{self, WriteQueue};
+use super::stream;
 
 /// A Unix-domain socket (listening, connected, or datagram) that owns its fd, shared
 /// with the operations started through it: the fd is closed when the `Unix` and all of
@@ -151,54 +150,7 @@ impl Unix {
         stream::start_on(lp, &self.fd, c, op, ud, connect_result, cb);
     }
 
-    /// Receive once into `buf` (`recv(2)`); the callback gets the count (read the bytes
-    /// with `c.buffer()`), [`ReadError::Eof`] at end of stream, or the error.
-    pub fn read<U, F>(&self, lp: &mut Loop, c: Pin<&mut Completion>, buf: Buffer, ud: U, cb: F)
-    where
-        U: 'static,
-        F: FnMut(
-                &mut U,
-                &mut Loop,
-                Pin<&mut Completion>,
-                Result<usize, ReadError>,
-            ) -> CallbackAction
-            + 'static,
-    {
-        let op = Op::Recv {
-            fd: self.raw(),
-            buf,
-        };
-        stream::start_on(lp, &self.fd, c, op, ud, stream::read_result, cb);
-    }
-
-    /// Send `buf` once (`send(2)` with `MSG_NOSIGNAL`: a closed peer is `EPIPE`, never a
-    /// signal); the count may be short. On a connected datagram socket, one message.
-    pub fn write<U, F>(&self, lp: &mut Loop, c: Pin<&mut Completion>, buf: Buffer, ud: U, cb: F)
-    where
-        U: 'static,
-        F: FnMut(&mut U, &mut Loop, Pin<&mut Completion>, Result<usize, Error>) -> CallbackAction
-            + 'static,
-    {
-        let op = Op::Send {
-            fd: self.raw(),
-            buf,
-        };
-        stream::start_on(lp, &self.fd, c, op, ud, stream::write_result, cb);
-    }
-
-    /// Send all of `buf` through `q`, after the requests already queued there (streams).
-    /// See [`WriteQueue`].
-    pub fn queue_write<U, F>(&self, lp: &mut Loop, q: &WriteQueue, buf: Buffer, ud: U, cb: F)
-    where
-        U: 'static,
-        F: FnMut(&mut U, &mut Loop, &mut Buffer, Result<usize, Error>) -> CallbackAction + 'static,
-    {
-        let op = Op::Send {
-            fd: self.raw(),
-            buf,
-        };
-        q.push(lp, &self.fd, op, ud, cb);
-    }
+    stream::socket_methods!();
 
     /// Send `buf` as one message to `to` ([`Op::SendMsgUnix`]).
     pub fn send_to<U, F>(
@@ -238,63 +190,6 @@ impl Unix {
     {
         let op = Op::recv_msg_unix(self.raw(), buf);
         start_with_addr(lp, &self.fd, c, op, ud, recvmsg_result, cb);
-    }
-
-    /// Wait until the socket is ready for `events`; see
-    /// [`Stream::poll`](super::stream::Stream::poll).
-    pub fn poll<U, F>(
-        &self,
-        lp: &mut Loop,
-        c: Pin<&mut Completion>,
-        events: PollEvents,
-        ud: U,
-        cb: F,
-    ) where
-        U: 'static,
-        F: FnMut(
-                &mut U,
-                &mut Loop,
-                Pin<&mut Completion>,
-                Result<PollEvents, Error>,
-            ) -> CallbackAction
-            + 'static,
-    {
-        let op = Op::Poll {
-            fd: self.raw(),
-            events,
-        };
-        stream::start_on(lp, &self.fd, c, op, ud, stream::poll_result, cb);
-    }
-
-    /// Shut down one or both directions (`Shutdown::Write` sends end of stream).
-    pub fn shutdown<U, F>(
-        &self,
-        lp: &mut Loop,
-        c: Pin<&mut Completion>,
-        how: Shutdown,
-        ud: U,
-        cb: F,
-    ) where
-        U: 'static,
-        F: FnMut(&mut U, &mut Loop, Pin<&mut Completion>, Result<(), Error>) -> CallbackAction
-            + 'static,
-    {
-        let op = Op::Shutdown {
-            fd: self.raw(),
-            how,
-        };
-        stream::start_on(lp, &self.fd, c, op, ud, shutdown_result, cb);
-    }
-
-    /// Close the socket through the loop; operations still pending on it are cancelled
-    /// first (their callbacks get `Canceled`).
-    pub fn close<U, F>(self, lp: &mut Loop, c: Pin<&mut Completion>, ud: U, cb: F)
-    where
-        U: 'static,
-        F: FnMut(&mut U, &mut Loop, Pin<&mut Completion>, Result<(), Error>) -> CallbackAction
-            + 'static,
-    {
-        stream::close(lp, self.fd, c, ud, cb);
     }
 
     fn raw(&self) -> RawFd {
@@ -349,13 +244,6 @@ fn connect_result(r: OpResult) -> Result<(), Error> {
 fn sendmsg_result(r: OpResult) -> Result<usize, Error> {
     match r {
         OpResult::SendMsgUnix(r) => r,
-        _ => Err(mismatch()),
-    }
-}
-
-fn shutdown_result(r: OpResult) -> Result<(), Error> {
-    match r {
-        OpResult::Shutdown(r) => r,
         _ => Err(mismatch()),
     }
 }

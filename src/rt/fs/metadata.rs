@@ -80,7 +80,7 @@ pub(super) async fn of_fd(fd: &Rc<LoopFd>) -> io::Result<Metadata> {
 
 async fn statx(op: impl Into<FdOp>) -> io::Result<Metadata> {
     match run(op).await.0 {
-        OpResult::Statx(r) => r.map_err(Into::into),
+        OpResult::Statx(r) => r.map(|m| *m).map_err(Into::into),
         other => Err(mismatch(&other)),
     }
 }

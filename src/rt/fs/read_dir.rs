@@ -58,6 +58,9 @@ pub async fn read_dir(path: impl AsRef<Path>) -> io::Result<ReadDir> {
 /// is read to its end).
 type Batch = (Vec<io::Result<DirEntry>>, Option<std::fs::ReadDir>);
 
+// Windows' `std::fs::ReadDir` holds a whole WIN32_FIND_DATAW (~600 bytes): one per
+// listing, so not worth a box.
+#[cfg_attr(windows, allow(clippy::large_enum_variant))]
 enum State {
     /// Not reading (`None`: the end was reached).
     Idle(Option<std::fs::ReadDir>),

@@ -57,6 +57,7 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+mod incoming;
 #[cfg(unix)]
 mod send_zc;
 mod tcp;
@@ -69,9 +70,10 @@ use std::net::{SocketAddr, ToSocketAddrs};
 
 #[cfg(unix)]
 pub use crate::UnixAddr;
+pub use incoming::{Incoming, Listener};
 #[cfg(unix)]
 pub use send_zc::{send_zerocopy, set_send_zerocopy};
-pub use tcp::{Incoming, TcpListener, TcpStream};
+pub use tcp::{TcpListener, TcpStream};
 pub use udp::UdpSocket;
 #[cfg(unix)]
 pub use unix::{UnixDatagram, UnixIncoming, UnixListener, UnixStream};

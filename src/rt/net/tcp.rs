@@ -1,19 +1,15 @@
 //! TCP: [`TcpListener`] (with its [`Incoming`] stream) and [`TcpStream`].
 
 use crate::sys::fd::{AsRawFd, RawFd};
-use std::fmt;
-use std::future::Future;
 use std::io;
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
-use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll};
 
 use crate::op::Op;
 use crate::result::OpResult;
 use crate::rt::io::{self as rio, FdOp, Kind};
 use crate::rt::loop_fd::LoopFd;
-use crate::rt::op_future::OpFuture;
+use crate::rt::net::incoming::Incoming;
 use crate::rt::{IoBuf, IoBufMut};
 use crate::watcher::tcp::{self as sock, Tcp};
 
@@ -111,10 +107,7 @@ impl TcpListener {
 
     /// The connections, as a [`Stream`](futures_core::Stream); see [`Incoming`].
     pub fn incoming(&self) -> Incoming<'_> {
-        Incoming {
-            listener: self,
-            accept: None,
-        }
+        Incoming::new(self)
     }
 
     /// The address the listener is bound to.
@@ -149,48 +142,18 @@ fn accepted(r: OpResult) -> io::Result<(TcpStream, SocketAddr)> {
     }
 }
 
-/// The connections of a [`TcpListener`], from [`TcpListener::incoming`]: a
-/// [`Stream`](futures_core::Stream) that never ends; an accept error is yielded as an
-/// `Err` item and the next poll accepts again.
-///
-/// It holds the accept in flight between polls, so no connection is lost between two
-/// items; dropping it cancels that accept (a connection that raced the cancellation is
-/// kept for the listener's next accept; later ones stay queued behind it).
-#[must_use = "streams do nothing unless polled"]
-pub struct Incoming<'a> {
-    listener: &'a TcpListener,
-    accept: Option<OpFuture>,
-}
-
-impl futures_core::Stream for Incoming<'_> {
-    type Item = io::Result<TcpStream>;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.get_mut();
-        let fd = &this.listener.fd;
-        if this.accept.is_none() {
-            if let Some(a) = fd.take_stashed() {
-                return Poll::Ready(Some(accepted(OpResult::Accept(Ok(a))).map(|(s, _)| s)));
-            }
-        }
-        let accept = this.accept.get_or_insert_with(|| {
-            OpFuture::with_fd(Op::Accept { fd: fd.raw() }, Some(fd.clone()))
-        });
-        let Poll::Ready((res, _op)) = Pin::new(accept).poll(cx) else {
-            return Poll::Pending;
-        };
-        this.accept = None;
-        Poll::Ready(Some(accepted(res).map(|(s, _peer)| s)))
+#[allow(private_interfaces)] // sealed trait (see incoming.rs)
+impl super::incoming::sealed::Accepting for TcpListener {
+    fn loop_fd(&self) -> &Rc<LoopFd> {
+        &self.fd
+    }
+    fn stream_from(r: OpResult) -> io::Result<TcpStream> {
+        accepted(r).map(|(s, _peer)| s)
     }
 }
 
-impl fmt::Debug for Incoming<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Incoming")
-            .field("listener", self.listener)
-            .field("accepting", &self.accept.is_some())
-            .finish()
-    }
+impl super::incoming::Listener for TcpListener {
+    type Stream = TcpStream;
 }
 
 /// A TCP connection.
@@ -408,3 +371,42 @@ async fn connect_to(addr: SocketAddr) -> io::Result<TcpStream> {
 }
 
 super::socket_fd!(TcpStream, std::net::TcpStream, "TCP stream");
+
+// SO_REUSEPORT listeners (one per worker of a `xev::rt::Pool`).
+#[cfg(unix)]
+impl TcpListener {
+    /// Like [`bind`](Self::bind), with `SO_REUSEPORT` set as well as `SO_REUSEADDR`:
+    /// several listeners (all made with `bind_reuseport`, by the same user) can then bind
+    /// the same address, and the kernel spreads incoming connections over them. This is
+    /// how each worker of a [`Pool`](crate::rt::Pool) accepts on its own listener.
+    ///
+    /// Binding port 0 picks a free port for the first listener; bind the others to
+    /// [`local_addr`](Self::local_addr) of the first. Unix only (Windows has no
+    /// `SO_REUSEPORT`). On Linux a connection is handed to one listener by a hash of
+    /// its addresses: a listener that is closed drops the connections queued on it.
+    ///
+    /// ```
+    /// use xev::net::TcpListener;
+    ///
+    /// xev::block_on(async {
+    ///     let a = TcpListener::bind_reuseport("127.0.0.1:0")?;
+    ///     let b = TcpListener::bind_reuseport(a.local_addr()?)?;
+    ///     assert_eq!(a.local_addr()?, b.local_addr()?);
+    ///     Ok::<_, std::io::Error>(())
+    /// })?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn bind_reuseport(addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
+        super::each_addr(addr, |a| {
+            let fd = sock::socket(a, socket2::Type::STREAM)?;
+            let s = socket2::SockRef::from(&fd);
+            s.set_reuse_address(true)?;
+            s.set_reuse_port(true)?;
+            s.bind(&(*a).into())?;
+            s.listen(BACKLOG as i32)?;
+            Ok(TcpListener {
+                fd: LoopFd::shared(fd),
+            })
+        })
+    }
+}

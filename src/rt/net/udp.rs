@@ -161,3 +161,36 @@ impl UdpSocket {
 }
 
 super::socket_fd!(UdpSocket, std::net::UdpSocket, "UDP socket");
+
+// SO_REUSEPORT sockets (one per worker of a `xev::rt::Pool`).
+#[cfg(unix)]
+impl UdpSocket {
+    /// Like [`bind`](Self::bind), with `SO_REUSEPORT` set: several sockets (all made
+    /// with `bind_reuseport`, by the same user) can bind the same address, and the
+    /// kernel spreads incoming datagrams over them (on Linux by a hash of the sender's
+    /// address, so one peer's datagrams go to one socket). Bind the others to
+    /// [`local_addr`](Self::local_addr) of the first. Unix only.
+    ///
+    /// ```
+    /// use xev::net::UdpSocket;
+    ///
+    /// xev::block_on(async {
+    ///     let a = UdpSocket::bind_reuseport("127.0.0.1:0")?;
+    ///     let b = UdpSocket::bind_reuseport(a.local_addr()?)?;
+    ///     assert_eq!(a.local_addr()?, b.local_addr()?);
+    ///     Ok::<_, std::io::Error>(())
+    /// })?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn bind_reuseport(addr: impl ToSocketAddrs) -> io::Result<UdpSocket> {
+        super::each_addr(addr, |a| {
+            let fd = sock::socket(a, socket2::Type::DGRAM)?;
+            let s = socket2::SockRef::from(&fd);
+            s.set_reuse_port(true)?;
+            s.bind(&(*a).into())?;
+            Ok(UdpSocket {
+                fd: LoopFd::shared(fd),
+            })
+        })
+    }
+}

@@ -9,14 +9,10 @@
 //! file when dropped (as with std): remove it yourself, or use an abstract name.
 
 use crate::sys::fd::{AsRawFd, OwnedFd, RawFd};
-use std::fmt;
-use std::future::Future;
 use std::io;
 use std::net::Shutdown;
 use std::path::Path;
-use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll};
 
 use socket2::{Domain, Socket, Type};
 
@@ -25,6 +21,7 @@ use crate::result::{OpResult, ReadError};
 use crate::rt::buf;
 use crate::rt::io::{self as rio, FdOp, Kind};
 use crate::rt::loop_fd::LoopFd;
+use crate::rt::net::incoming::Incoming;
 use crate::rt::op_future::OpFuture;
 use crate::rt::{IoBuf, IoBufMut};
 use crate::UnixAddr;
@@ -127,10 +124,7 @@ impl UnixListener {
 
     /// The connections, as a [`Stream`](futures_core::Stream); see [`UnixIncoming`].
     pub fn incoming(&self) -> UnixIncoming<'_> {
-        UnixIncoming {
-            listener: self,
-            accept: None,
-        }
+        Incoming::new(self)
     }
 
     /// The address the listener is bound to.
@@ -162,46 +156,22 @@ fn accepted(r: OpResult) -> io::Result<(UnixStream, UnixAddr)> {
     }
 }
 
-/// The connections of a [`UnixListener`], from [`UnixListener::incoming`]: a
-/// [`Stream`](futures_core::Stream) that never ends; an accept error is yielded as an
-/// `Err` item and the next poll accepts again. It holds the accept in flight between
-/// polls; dropping it cancels that accept (a connection that raced the cancellation is
-/// kept for the listener's next accept).
-#[must_use = "streams do nothing unless polled"]
-pub struct UnixIncoming<'a> {
-    listener: &'a UnixListener,
-    accept: Option<OpFuture>,
-}
+/// The connections of a [`UnixListener`], from [`UnixListener::incoming`] (see
+/// [`Incoming`]).
+pub type UnixIncoming<'a> = Incoming<'a, UnixListener>;
 
-impl futures_core::Stream for UnixIncoming<'_> {
-    type Item = io::Result<UnixStream>;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.get_mut();
-        let fd = &this.listener.fd;
-        if this.accept.is_none() {
-            if let Some(a) = fd.take_stashed() {
-                return Poll::Ready(Some(accepted(OpResult::Accept(Ok(a))).map(|(s, _)| s)));
-            }
-        }
-        let accept = this.accept.get_or_insert_with(|| {
-            OpFuture::with_fd(Op::Accept { fd: fd.raw() }, Some(fd.clone()))
-        });
-        let Poll::Ready((res, _op)) = Pin::new(accept).poll(cx) else {
-            return Poll::Pending;
-        };
-        this.accept = None;
-        Poll::Ready(Some(accepted(res).map(|(s, _peer)| s)))
+#[allow(private_interfaces)] // sealed trait (see incoming.rs)
+impl super::incoming::sealed::Accepting for UnixListener {
+    fn loop_fd(&self) -> &Rc<LoopFd> {
+        &self.fd
+    }
+    fn stream_from(r: OpResult) -> io::Result<UnixStream> {
+        accepted(r).map(|(s, _peer)| s)
     }
 }
 
-impl fmt::Debug for UnixIncoming<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UnixIncoming")
-            .field("listener", self.listener)
-            .field("accepting", &self.accept.is_some())
-            .finish()
-    }
+impl super::incoming::Listener for UnixListener {
+    type Stream = UnixStream;
 }
 
 /// A Unix-domain stream connection.
