@@ -62,6 +62,21 @@ pub struct Options {
     /// Pool for blocking work (regular-file I/O on the poll backend). `None`: the loop
     /// makes its own default pool, whose threads start only when needed.
     pub thread_pool: Option<ThreadPool>,
+    /// io_uring only: set the ring up with `IORING_SETUP_SQPOLL`, a kernel thread that
+    /// polls the submission queue and goes to sleep after this much idle time (rounded to
+    /// milliseconds), so submitting needs no `io_uring_enter` while it is awake. `None`
+    /// (the default): no polling thread. It costs a core: on a 2-core machine it measured
+    /// slower (see the README). A kernel that refuses it gets a normal ring;
+    /// [`Loop::uses_sqpoll`] tells which. The poll backend ignores it.
+    pub sqpoll: Option<Duration>,
+    /// io_uring only: register the async runtime's sockets and files in a fixed-file
+    /// table (a slot per fd from its first use on the loop until its close), so their
+    /// operations skip the kernel's per-operation file lookup. It costs two
+    /// `io_uring_register` calls per fd and measured no faster on the async ping-pong
+    /// here (CPU per round trip within noise at 1 and 100 connections), so the default is
+    /// off unless the environment variable `XEV_URING_FIXED_FILES=1` is set. Without
+    /// kernel support (5.19+) it is off. See also [`Loop::register_file`].
+    pub fixed_files: bool,
 }
 
 impl Default for Options {
@@ -70,6 +85,8 @@ impl Default for Options {
             entries: 256,
             backend: None,
             thread_pool: None,
+            sqpoll: None,
+            fixed_files: std::env::var_os("XEV_URING_FIXED_FILES").is_some_and(|v| v == "1"),
         }
     }
 }
@@ -146,6 +163,8 @@ pub(crate) struct Core {
     /// Callbacks of completions abandoned by a shutdown, dropped once every completion is
     /// Dead (a callback may own a completion of this loop, e.g. a write queue's).
     abandoned: Vec<Callback>,
+    /// Time limits of the completions added with one (`Loop::add_with_timeout`).
+    pub(crate) links: crate::link_timeout::Links,
 }
 
 impl Core {
@@ -171,6 +190,7 @@ impl Core {
                 close_orphan_fd(&(*inner).op, res);
             }
             Inner::release_scratch(inner, &mut self.scratch);
+            self.links.forget(c);
             self.registry.remove((*inner).ticket);
             (*inner).phase = Phase::Dead;
             // The callback will never run: drop what it owns (userdata, buffers, fds),
@@ -375,7 +395,7 @@ impl Loop {
             Some(b) => b,
             None => Backend::try_default()?,
         };
-        let driver = Driver::new(backend, opts.entries)?;
+        let driver = Driver::new(backend, opts.entries, opts.sqpoll, opts.fixed_files)?;
         let sink = Arc::new(PoolSink {
             done: Handoff::new(),
             wake_pending: AtomicBool::new(false),
@@ -391,6 +411,7 @@ impl Loop {
             now_stale: false,
             pool: opts.thread_pool,
             scratch: ScratchPool::default(),
+            links: Default::default(),
             sink,
             pool_inflight: 0,
             abandoned: Vec::new(),
@@ -405,6 +426,56 @@ impl Loop {
             ticks_without_kernel: 0,
             sigpipe: None,
         })
+    }
+
+    /// Whether this loop's io_uring ring runs a kernel submission-polling thread
+    /// ([`Options::sqpoll`] asked for it and the kernel agreed); false on the poll backend.
+    ///
+    /// ```
+    /// let lp = xev::Loop::new(xev::Options::default())?;
+    /// assert!(!lp.uses_sqpoll());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn uses_sqpoll(&self) -> bool {
+        self.driver.uses_sqpoll()
+    }
+
+    /// io_uring with [`Options::fixed_files`]: put `fd` in the ring's fixed-file table,
+    /// so every later operation naming this fd number refers to the file by its slot
+    /// (no per-operation file lookup in the kernel). Returns whether it got a slot (false
+    /// on the poll backend, with the option off, or with the table full: operations then
+    /// simply use the fd).
+    ///
+    /// The table holds its own reference to the file: call
+    /// [`unregister_file`](Self::unregister_file) before closing `fd` yourself (an
+    /// [`Op::Close`](crate::Op::Close) through this loop does it for you). Until then a
+    /// new file that reuses the number would not be seen by this loop's operations, which
+    /// would still reach the old one.
+    ///
+    /// ```
+    /// use std::os::fd::AsRawFd;
+    /// let mut lp = xev::Loop::new(xev::Options { fixed_files: true, ..Default::default() })?;
+    /// let (a, _b) = std::os::unix::net::UnixStream::pair()?;
+    /// let fixed = lp.register_file(a.as_raw_fd());
+    /// assert_eq!(fixed, lp.backend() == xev::Backend::IoUring);
+    /// lp.unregister_file(a.as_raw_fd());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn register_file(&mut self, fd: RawFd) -> bool {
+        self.driver.register_file(fd)
+    }
+
+    /// Take `fd` out of the fixed-file table (see [`register_file`](Self::register_file));
+    /// nothing happens if it is not in it.
+    pub fn unregister_file(&mut self, fd: RawFd) {
+        self.driver.unregister_file(fd);
+    }
+
+    /// The registered-file slot of runtime fd `fd` on this loop (see
+    /// [`Options::fixed_files`]), if it has one. For tests of the slot rules.
+    #[doc(hidden)]
+    pub fn registered_slot(&self, fd: RawFd) -> Option<u32> {
+        self.driver.registered_slot(fd)
     }
 
     /// This loop's process-unique id.
@@ -563,6 +634,9 @@ impl Loop {
                 (*inner).phase = Phase::Dead;
                 if action == CallbackAction::Rearm {
                     self.submit(c, true);
+                } else {
+                    // Disarmed: its time limit (if any) ends with it.
+                    self.core.links.forget(c);
                 }
             }
             if multishot {
@@ -679,6 +753,50 @@ impl Loop {
         // SAFETY: we never move out of the pinned completion; the loop keeps its address
         // and it cannot be freed while Active (its Drop aborts).
         let ptr = NonNull::from(unsafe { c.get_unchecked_mut() });
+        // No link timeout from an earlier `add_with_timeout` (one `is_empty` check).
+        self.core.links.forget(ptr);
+        self.submit(ptr, false);
+    }
+
+    /// [`add`](Self::add) with a time limit: if the operation has not finished after
+    /// `timeout`, it is cancelled and its callback gets an `ETIMEDOUT` error
+    /// ([`io::ErrorKind::TimedOut`]). On io_uring one LINK_TIMEOUT SQE is linked to the
+    /// operation (no user-space timer); on the poll backend the loop keeps a timer entry
+    /// while the operation waits for its fd. The limit holds for operations that wait for
+    /// a socket, pipe or other readiness; regular-file work on the thread pool (poll
+    /// backend) finishes regardless. It is ignored for operations that never wait (timers,
+    /// cancels, closes, shutdowns) and for [`Op::SendZc`]. A rearm keeps it.
+    ///
+    /// ```
+    /// use std::pin::pin;
+    /// use std::time::Duration;
+    /// use xev::{Buffer, CallbackAction, Completion, Loop, Op, OpResult, Options, RunMode};
+    ///
+    /// let (a, _b) = std::os::unix::net::UnixStream::pair()?;
+    /// a.set_nonblocking(true)?;
+    /// let mut lp = Loop::new(Options::default())?;
+    /// let mut c = pin!(Completion::new());
+    /// let fd = std::os::fd::AsRawFd::as_raw_fd(&a);
+    /// c.as_mut().prep(Op::Read { fd, buf: Buffer::inline(8) }, |_, _, r| {
+    ///     let OpResult::Read(Err(e)) = r else { panic!("{r:?}") };
+    ///     assert_eq!(std::io::Error::from(e).kind(), std::io::ErrorKind::TimedOut);
+    ///     CallbackAction::Disarm
+    /// });
+    /// lp.add_with_timeout(c.as_mut(), Duration::from_millis(5));
+    /// lp.run(RunMode::UntilDone)?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// # Panics
+    /// If `c` is already Active.
+    pub fn add_with_timeout(&mut self, c: Pin<&mut Completion>, timeout: Duration) {
+        if let Some(owner) = c.owner() {
+            self.assert_owns(owner, "Loop::add_with_timeout");
+            panic!("Loop::add_with_timeout: the completion is already Active");
+        }
+        // SAFETY: as in `add`.
+        let ptr = NonNull::from(unsafe { c.get_unchecked_mut() });
+        self.core.links.set(ptr, timeout);
         self.submit(ptr, false);
     }
 
@@ -1057,6 +1175,83 @@ mod tests {
                 "{b:?}: a wake-up did not interrupt its wait"
             );
             lp.shutdown();
+        }
+    }
+
+    /// The loop's table of time limits holds only Active (or rearmed) completions: an
+    /// entry goes when the callback disarms, when `add` re-adds without a limit, and when
+    /// a shutdown abandons the operation; a rearm keeps it.
+    #[test]
+    #[cfg(unix)]
+    fn link_timeout_entries_end_with_their_operation() {
+        use std::os::fd::AsRawFd;
+        for b in Backend::available() {
+            let mut lp = Loop::new(Options {
+                backend: Some(b),
+                ..Options::default()
+            })
+            .unwrap();
+            let (a, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
+            a.set_nonblocking(true).unwrap();
+            let recv = || Op::Recv {
+                fd: a.as_raw_fd(),
+                buf: crate::Buffer::inline(8),
+            };
+            let mut c = Box::pin(Completion::new());
+            // Disarm after two rearms: the entry lives until then.
+            let n = std::rc::Rc::new(std::cell::Cell::new(0));
+            let m = n.clone();
+            c.as_mut().prep(recv(), move |lp, _, _| {
+                m.set(m.get() + 1);
+                assert_eq!(lp.core.links.len(), 1, "kept across the callback");
+                match m.get() {
+                    3 => CallbackAction::Disarm,
+                    _ => CallbackAction::Rearm,
+                }
+            });
+            lp.add_with_timeout(c.as_mut(), Duration::from_millis(1));
+            assert_eq!(lp.core.links.len(), 1);
+            lp.run(RunMode::UntilDone).unwrap();
+            assert_eq!((n.get(), lp.core.links.len()), (3, 0), "{b:?}");
+            // A callback that re-adds its completion with `add`: no limit any more (the
+            // recv then waits until cancelled, well past the 1 ms).
+            let k = std::rc::Rc::new(std::cell::Cell::new(0));
+            let j = k.clone();
+            c.as_mut().prep(recv(), move |lp, c, r| {
+                j.set(j.get() + 1);
+                if j.get() == 1 {
+                    lp.add(c);
+                    assert_eq!(lp.core.links.len(), 0, "add clears the limit");
+                } else {
+                    assert!(matches!(r, OpResult::Recv(Err(crate::ReadError::Canceled))));
+                }
+                CallbackAction::Disarm
+            });
+            lp.add_with_timeout(c.as_mut(), Duration::from_millis(1));
+            while k.get() == 0 {
+                lp.run(RunMode::Once).unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            lp.run(RunMode::NoWait).unwrap();
+            assert_eq!(k.get(), 1, "{b:?}: no limit after `add`");
+            let mut cancel = Box::pin(Completion::new());
+            lp.cancel(cancel.as_mut(), &c, |_, _, _| CallbackAction::Disarm);
+            lp.run(RunMode::UntilDone).unwrap();
+            assert_eq!((k.get(), lp.core.links.len()), (2, 0), "{b:?}");
+            // An operation that takes no limit (a timer) gets no entry.
+            let mut t = Box::pin(Completion::new());
+            t.as_mut()
+                .prep(Op::Timer { ms: 1 }, |_, _, _| CallbackAction::Disarm);
+            lp.add_with_timeout(t.as_mut(), Duration::from_millis(1));
+            assert_eq!(lp.core.links.len(), 0, "{b:?}");
+            lp.run(RunMode::UntilDone).ok();
+            // A shutdown abandons a limited operation and its entry.
+            let mut d = Box::pin(Completion::new());
+            d.as_mut().prep(recv(), |_, _, _| CallbackAction::Disarm);
+            lp.add_with_timeout(d.as_mut(), Duration::from_secs(60));
+            lp.run(RunMode::NoWait).unwrap();
+            lp.shutdown();
+            assert_eq!(lp.core.links.len(), 0, "{b:?}");
         }
     }
 }

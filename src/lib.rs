@@ -156,6 +156,7 @@ mod fs_op;
 mod handoff;
 mod heap;
 mod iovec;
+mod link_timeout;
 #[cfg(unix)]
 mod metadata;
 mod op;

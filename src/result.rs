@@ -201,6 +201,9 @@ pub enum OpResult {
     #[cfg(unix)]
     /// The bytes of one arrival, in a buffer lent from the group; see [`Op::RecvMulti`].
     RecvMulti(Result<crate::buf_group::GroupBuf, ReadError>),
+    /// Bytes sent without copying (the kernel is done with the buffer); see
+    /// [`Op::SendZc`].
+    SendZc(Result<usize, Error>),
 }
 
 fn os(res: isize) -> io::Error {
@@ -318,6 +321,7 @@ impl OpResult {
             })),
             #[cfg(unix)]
             Op::RecvMulti { group, .. } => OpResult::RecvMulti(recv_multi(group, res)),
+            Op::SendZc { .. } => OpResult::SendZc(count(res)),
         }
     }
 }

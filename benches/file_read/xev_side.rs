@@ -90,6 +90,7 @@ impl XevReader {
                     ..xev::ThreadPoolOptions::default()
                 })
             }),
+            ..Options::default()
         })
         .map_err(|e| format!("Loop::new: {e}"))?;
         let sh = Rc::new(Shared {

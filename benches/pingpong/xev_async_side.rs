@@ -8,13 +8,41 @@
 
 use super::*;
 
+/// `common::roundtrip::xev_async_run`, with `XEV_BENCH_SQPOLL_MS=<idle ms>` giving the
+/// io_uring runtimes a submission-polling thread (`rt::Builder::sqpoll`).
+fn run<F: std::future::Future<Output = ()>>(
+    backend: Backend,
+    ctr: &Counter,
+    f: impl FnOnce() -> F,
+) {
+    let Some(ms) = common::env_parse("XEV_BENCH_SQPOLL_MS") else {
+        return common::roundtrip::xev_async_run(backend, ENTRIES, ctr, f);
+    };
+    let rt = xev::rt::Builder::new()
+        .backend(backend)
+        .entries(ENTRIES)
+        .sqpoll(Duration::from_millis(ms))
+        .build();
+    match rt {
+        Ok(rt) => rt.block_on(f()),
+        Err(e) => ctr.fail(format!("xev runtime: {e}")),
+    }
+}
+
 pub(crate) fn xev_async_client(
     backend: Backend,
     socks: Vec<TcpStream>,
     ctr: &Rc<Counter>,
     msg: &'static [u8],
 ) {
-    common::roundtrip::xev_async_run(backend, ENTRIES, ctr, || async move {
+    // `XEV_BENCH_READ_TIMEOUT=link|timer`: every client read has a 10 s limit, as one
+    // linked timeout (`read_timeout`) or as a runtime timer (`time::timeout`).
+    let read_limit = match std::env::var("XEV_BENCH_READ_TIMEOUT").as_deref() {
+        Ok("link") => Some((true, Duration::from_secs(10))),
+        Ok("timer") => Some((false, Duration::from_secs(10))),
+        _ => None,
+    };
+    run(backend, ctr, || async move {
         let mut tasks = Vec::with_capacity(socks.len());
         for s in socks {
             let ctr = ctr.clone();
@@ -27,7 +55,14 @@ pub(crate) fn xev_async_client(
                         return ctr.fail(format!("client write: {e}"));
                     }
                     while got < msg.len() {
-                        let (r, b) = s.read(buf).await;
+                        let (r, b) = match read_limit {
+                            None => s.read(buf).await,
+                            Some((true, d)) => s.read_timeout(buf, d).await,
+                            Some((false, d)) => match xev::time::timeout(d, s.read(buf)).await {
+                                Ok(rb) => rb,
+                                Err(_) => return ctr.fail("client read: timed out".into()),
+                            },
+                        };
                         buf = b;
                         match r {
                             Ok(0) => return ctr.fail("client read: end of file".into()),
@@ -49,7 +84,7 @@ pub(crate) fn xev_async_client(
 }
 
 pub(crate) fn xev_async_server(backend: Backend, socks: Vec<TcpStream>, ctr: &Rc<Counter>) {
-    common::roundtrip::xev_async_run(backend, ENTRIES, ctr, || async move {
+    run(backend, ctr, || async move {
         let mut tasks = Vec::with_capacity(socks.len());
         for s in socks {
             let ctr = ctr.clone();

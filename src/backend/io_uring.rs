@@ -37,6 +37,7 @@ use io_uring::{opcode, squeue, types, IoUring};
 
 use crate::completion::{Completion, Inner, Phase};
 use crate::event_loop::Core;
+use crate::link_timeout::{LinkWait, Links};
 use crate::op::Op;
 use crate::sys;
 
@@ -77,6 +78,14 @@ pub(crate) struct Driver {
     /// The kernel has `IORING_ACCEPT_MULTISHOT` (5.19+, probed by the SOCKET opcode of
     /// the same release); without it each record issues single accepts.
     accept_multishot: bool,
+    /// Timespecs of LINK_TIMEOUT SQEs not yet consumed by the kernel (it copies them when
+    /// it takes the SQE), and spare ones to reuse. Boxed: their addresses are in SQEs.
+    #[allow(clippy::vec_box)] // each timespec must keep its address while the Vec grows
+    link_ts: Vec<Box<types::Timespec>>,
+    #[allow(clippy::vec_box)]
+    spare_ts: Vec<Box<types::Timespec>>,
+    /// Registered files for the runtime's fds (`uring_fixed.rs`), when turned on.
+    fixed: Option<super::uring_fixed::FixedFiles>,
 }
 
 /// A map keyed by addresses (of completions and multishot records), with a hash that
@@ -126,6 +135,10 @@ struct Multi {
     cancel_sent: bool,
 }
 
+/// Low bit of the `user_data` of a LINK_TIMEOUT SQE: the rest is its operation's
+/// completion (completions are at least 8-byte aligned).
+const LINK_TAG: u64 = 1;
+
 /// The accept in the kernel on listener `fd`, and the accepts queued behind it.
 struct Accepting {
     fd: RawFd,
@@ -134,16 +147,34 @@ struct Accepting {
 }
 
 impl Driver {
-    pub(crate) fn new(entries: u32) -> io::Result<Driver> {
-        let ring = IoUring::builder()
-            .setup_coop_taskrun()
-            // With DEFER_TASKRUN, completions are only posted when we enter the kernel
-            // asking for events; the TASKRUN flag tells a non-blocking tick to do so.
-            .setup_taskrun_flag()
-            .setup_single_issuer()
-            .setup_defer_taskrun()
-            .build(entries)
-            .or_else(|_| IoUring::builder().build(entries))?;
+    pub(crate) fn new(
+        entries: u32,
+        sqpoll: Option<Duration>,
+        fixed_files: bool,
+    ) -> io::Result<Driver> {
+        // SQPOLL excludes the task-run flags (the kernel thread runs the task work);
+        // a kernel that refuses it gets the usual ring.
+        let polled = sqpoll.and_then(|idle| {
+            let ms = idle.as_millis().clamp(1, u32::MAX as u128) as u32;
+            IoUring::builder()
+                .setup_sqpoll(ms)
+                .setup_single_issuer()
+                .build(entries)
+                .or_else(|_| IoUring::builder().setup_sqpoll(ms).build(entries))
+                .ok()
+        });
+        let ring = match polled {
+            Some(ring) => ring,
+            None => IoUring::builder()
+                .setup_coop_taskrun()
+                // With DEFER_TASKRUN, completions are only posted when we enter the kernel
+                // asking for events; the TASKRUN flag tells a non-blocking tick to do so.
+                .setup_taskrun_flag()
+                .setup_single_issuer()
+                .setup_defer_taskrun()
+                .build(entries)
+                .or_else(|_| IoUring::builder().build(entries))?,
+        };
         if !ring.params().is_feature_ext_arg() {
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,
@@ -169,7 +200,12 @@ impl Driver {
             true => Some(io_uring::Probe::new()),
             false => probe,
         };
+        let fixed = match fixed_files {
+            true => super::uring_fixed::FixedFiles::setup(&ring),
+            false => None,
+        };
         let mut d = Driver {
+            fixed,
             probe,
             ring,
             in_kernel: 0,
@@ -183,6 +219,8 @@ impl Driver {
             token: crate::buf_group::next_token(),
             groups: Vec::new(),
             accept_multishot: false,
+            link_ts: Vec::new(),
+            spare_ts: Vec::new(),
         };
         d.accept_multishot = d
             .probe
@@ -194,6 +232,28 @@ impl Driver {
         }
         d.arm_wake();
         Ok(d)
+    }
+
+    /// A runtime fd is first used on this loop: give it a registered slot (if on).
+    pub(crate) fn fd_opened(&mut self, fd: RawFd) {
+        if let Some(f) = &mut self.fixed {
+            f.opened(&self.ring, fd);
+        }
+    }
+
+    /// A runtime fd is about to close or leaves this loop: free its slot.
+    pub(crate) fn fd_closed(&mut self, fd: RawFd) {
+        if let Some(f) = &mut self.fixed {
+            f.closed(&self.ring, fd);
+        }
+    }
+
+    pub(crate) fn registered_slot(&self, fd: RawFd) -> Option<u32> {
+        self.fixed.as_ref().and_then(|f| f.slot(fd))
+    }
+
+    pub(crate) fn uses_sqpoll(&self) -> bool {
+        self.ring.params().is_setup_sqpoll()
     }
 
     pub(crate) fn waker(&self) -> Box<dyn Fn() + Send + Sync> {
@@ -394,6 +454,8 @@ impl Driver {
                     Some(owned) => {
                         let raw = owned.into_raw_fd();
                         self.cancel_waiting_accepts(core, raw);
+                        // A registered slot would keep the file open: empty it first.
+                        self.fd_closed(raw);
                         // First cancel whatever else is pending on this fd (their
                         // callbacks get Canceled), as the poll backend does; SQEs are
                         // issued in order, so the cancel runs before the close.
@@ -463,6 +525,23 @@ impl Driver {
                 Op::AcceptMulti { .. } | Op::RecvMulti { .. } => {
                     unreachable!("multishot operations are issued by their record")
                 }
+                // Zero copy where the kernel has it (6.0+), else a plain send; the
+                // buffer is the op's until the notification (see `zc_step`).
+                Op::SendZc { fd, buf } => {
+                    let zc = self
+                        .probe
+                        .as_ref()
+                        .is_some_and(|p| p.is_supported(opcode::SendZc::CODE));
+                    if zc {
+                        opcode::SendZc::new(types::Fd(*fd), buf.as_ptr(), clamp(buf.len()))
+                            .flags(libc::MSG_NOSIGNAL)
+                            .build()
+                    } else {
+                        opcode::Send::new(types::Fd(*fd), buf.as_ptr(), clamp(buf.len()))
+                            .flags(libc::MSG_NOSIGNAL)
+                            .build()
+                    }
+                }
                 Op::OpenAt { .. }
                 | Op::Statx { .. }
                 | Op::RenameAt { .. }
@@ -479,10 +558,70 @@ impl Driver {
                 },
             }
         };
+        // An fd with a registered slot is named by its slot.
+        // SAFETY: `c` is Active and live; loop thread.
+        let sqe = match (&self.fixed, unsafe { fixable_fd(&(*inner).op) }) {
+            (Some(f), Some(fd)) => match f.slot(fd) {
+                Some(slot) => super::uring_fixed::use_slot(sqe, slot),
+                None => sqe,
+            },
+            _ => sqe,
+        };
         // SAFETY: live and Active; loop thread.
         unsafe { (*inner).phase = Phase::Kernel };
         self.in_kernel += 1;
-        self.push(&sqe.user_data(ud));
+        // SAFETY: as above.
+        let Some(link) = (unsafe { core.links.of(c) }) else {
+            return self.push(&sqe.user_data(ud));
+        };
+        link.wait = LinkWait::Both;
+        let ns = link.ns;
+        self.push_linked(sqe.user_data(ud), ns, ud | LINK_TAG);
+    }
+
+    /// Push `head` linked to a LINK_TIMEOUT of `ns` nanoseconds, in one submission (a
+    /// link cut at the end of a submission would leave the timeout without its head).
+    fn push_linked(&mut self, head: squeue::Entry, ns: u64, ud: u64) {
+        let free = {
+            let sq = self.ring.submission();
+            sq.capacity() - sq.len()
+        };
+        if free < 2 {
+            self.flush();
+        }
+        let mut ts = self
+            .spare_ts
+            .pop()
+            .unwrap_or_else(|| Box::new(types::Timespec::new()));
+        *ts = types::Timespec::from(Duration::from_nanos(ns));
+        let timeout = opcode::LinkTimeout::new(&*ts).build().user_data(ud);
+        self.link_ts.push(ts);
+        self.push(&head.flags(squeue::Flags::IO_LINK));
+        self.push(&timeout);
+    }
+
+    /// Hand every queued SQE to the kernel now (to make room).
+    fn flush(&mut self) {
+        while !self.ring.submission().is_empty() {
+            match self.ring.submit() {
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+                Err(_) => {
+                    let _ = self.ring.submit_and_wait(1);
+                }
+            }
+            if self.ring.params().is_setup_sqpoll() {
+                break; // the polling thread takes them
+            }
+        }
+    }
+
+    /// The kernel took every queued SQE (and copied the timespecs of the link timeouts
+    /// among them): their timespecs can be reused.
+    fn release_timespecs(&mut self) {
+        if !self.link_ts.is_empty() && self.ring.submission().is_empty() {
+            self.spare_ts.append(&mut self.link_ts);
+        }
     }
 
     pub(crate) fn cancel(
@@ -544,7 +683,12 @@ impl Driver {
                 _ => return Err(e),
             }
         }
-        self.reap(|d, c, res| {
+        self.release_timespecs();
+        self.reap(|d, c, res, flags, link| {
+            // SAFETY: `c` is Active (its CQE just arrived), so live; loop thread.
+            let Some(res) = (unsafe { cqe_step(&mut core.links, c, res, flags, link) }) else {
+                return; // another CQE of this operation follows
+            };
             d.in_kernel -= 1;
             // SAFETY: `c` is Active (its CQE just arrived), so live; loop thread.
             match unsafe { &(*Completion::raw(c)).op } {
@@ -562,7 +706,8 @@ impl Driver {
     }
 
     /// Take every CQE off the ring, handing user completions to `f`.
-    fn reap(&mut self, mut f: impl FnMut(&mut Self, NonNull<Completion>, isize)) {
+    /// (`f` also learns whether the CQE is a LINK_TIMEOUT's, for its operation `c`.)
+    fn reap(&mut self, mut f: impl FnMut(&mut Self, NonNull<Completion>, isize, u32, bool)) {
         // Copy the CQEs out first (the callback needs `&mut self`); the Vec is reused.
         let mut cqes = std::mem::take(&mut self.cqes);
         cqes.extend(
@@ -583,8 +728,10 @@ impl Driver {
                 }
                 ud if ud & 7 == MULTI_TAG => self.multi_cqe(ud, res, flags),
                 ptr => {
-                    let c = NonNull::new(ptr as *mut Completion).expect("non-null user_data");
-                    f(self, c, res as isize);
+                    let link = ptr & LINK_TAG != 0;
+                    let c = NonNull::new((ptr & !LINK_TAG) as *mut Completion)
+                        .expect("non-null user_data");
+                    f(self, c, res as isize, flags, link);
                 }
             }
         }
@@ -648,7 +795,12 @@ impl Driver {
                     return;
                 }
             }
-            self.reap(|d, c, res| {
+            self.release_timespecs();
+            self.reap(|d, c, res, flags, link| {
+                // SAFETY: `c` is Active (its CQE just arrived), so live; loop thread.
+                let Some(res) = (unsafe { cqe_step(&mut core.links, c, res, flags, link) }) else {
+                    return; // another CQE of this operation follows
+                };
                 d.in_kernel -= 1;
                 core.abandon(c, Some(res));
             });
@@ -923,6 +1075,113 @@ fn dispose(kind: &MultiKind, res: isize) {
         MultiKind::Accept => sys::close_fd(res as RawFd),
         MultiKind::Recv(g) => drop(crate::result::recv_multi(g, res)),
     }
+}
+
+/// The fd of an operation whose SQE may name it by registered slot: the socket and
+/// stream operations (not closes, shutdowns, or directory fds of path operations).
+fn fixable_fd(op: &Op) -> Option<RawFd> {
+    match op {
+        Op::Accept { fd }
+        | Op::Connect { fd, .. }
+        | Op::Read { fd, .. }
+        | Op::Pread { fd, .. }
+        | Op::Write { fd, .. }
+        | Op::Pwrite { fd, .. }
+        | Op::Send { fd, .. }
+        | Op::Recv { fd, .. }
+        | Op::SendMsg { fd, .. }
+        | Op::RecvMsg { fd, .. }
+        | Op::Poll { fd, .. }
+        | Op::AcceptUnix { fd, .. }
+        | Op::SendMsgUnix { fd, .. }
+        | Op::RecvMsgUnix { fd, .. }
+        | Op::Readv { fd, .. }
+        | Op::Writev { fd, .. }
+        | Op::SendMsgV { fd, .. }
+        | Op::SendZc { fd, .. } => Some(*fd),
+        _ => None,
+    }
+}
+
+/// One CQE of `c` (`link`: its LINK_TIMEOUT's): its final result, or `None` while more
+/// CQEs of it will come.
+///
+/// An operation with a link timeout finishes when both its CQE and its timeout's have
+/// arrived (in either order; which came first, and the operation's result if it did, is
+/// kept in its `links` entry, never in the completion, whose word may be a scratch cell).
+/// If the timeout fired and the operation was cancelled by it, the result is `ETIMEDOUT`.
+///
+/// # Safety
+/// `c` is Active and live; loop thread.
+unsafe fn cqe_step(
+    links: &mut Links,
+    c: NonNull<Completion>,
+    res: isize,
+    flags: u32,
+    link: bool,
+) -> Option<isize> {
+    let timed_out = |head: isize, fired: bool| match (head, fired) {
+        (h, true) if h == -(libc::ECANCELED as isize) => -(libc::ETIMEDOUT as isize),
+        (h, _) => h,
+    };
+    // SAFETY: the caller's promise.
+    let entry = unsafe { links.of(c) };
+    if link {
+        let fired = res == -(libc::ETIME as isize);
+        let Some(l) = entry else {
+            debug_assert!(false, "a LINK_TIMEOUT CQE without its entry");
+            return None;
+        };
+        return match l.wait {
+            LinkWait::Head(head) => {
+                l.wait = LinkWait::Idle;
+                Some(timed_out(head, fired))
+            }
+            _ => {
+                l.wait = LinkWait::Timeout { fired };
+                None
+            }
+        };
+    }
+    match entry {
+        Some(l) if l.wait != LinkWait::Idle => match std::mem::replace(&mut l.wait, LinkWait::Idle)
+        {
+            LinkWait::Timeout { fired } => Some(timed_out(res, fired)),
+            _ => {
+                l.wait = LinkWait::Head(res);
+                None
+            }
+        },
+        // SAFETY: the caller's promise.
+        _ => unsafe { zc_step(c, res, flags) },
+    }
+}
+
+/// One CQE of `c`: its final result, or `None` while more CQEs of it will come.
+///
+/// A SEND_ZC posts the byte count with `IORING_CQE_F_MORE` set, then a notification
+/// (`IORING_CQE_F_NOTIF`) once the kernel no longer reads the buffer; the count waits in
+/// the completion's `res` until then, so the callback (and whoever gets the buffer back)
+/// runs only after the notification. A failed SEND_ZC posts a single CQE.
+///
+/// # Safety
+/// `c` is Active and live; loop thread.
+unsafe fn zc_step(c: NonNull<Completion>, res: isize, flags: u32) -> Option<isize> {
+    let inner = Completion::raw(c);
+    // SAFETY: the caller's promise.
+    unsafe {
+        if !matches!((*inner).op, Op::SendZc { .. }) {
+            return Some(res);
+        }
+        if io_uring::cqueue::notif(flags) {
+            return Some(Inner::res(inner));
+        }
+        if io_uring::cqueue::more(flags) {
+            Inner::set_res(inner, res);
+            return None;
+        }
+    }
+    Some(res)
 }
 
 /// The io_uring opcode of a filesystem operation, `None` for any other operation.

@@ -14,8 +14,11 @@
 mod epoll;
 #[cfg(target_os = "linux")]
 pub(crate) mod io_uring;
+mod link_timers;
 pub(crate) mod poll;
 mod polling;
+#[cfg(target_os = "linux")]
+mod uring_fixed;
 
 use crate::sys::fd::RawFd;
 use std::fmt;
@@ -235,7 +238,7 @@ impl std::error::Error for ParseBackendError {}
 
 #[cfg(target_os = "linux")]
 fn probe_io_uring() -> bool {
-    io_uring::Driver::new(8).is_ok()
+    io_uring::Driver::new(8, None, false).is_ok()
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -252,10 +255,21 @@ pub(crate) enum Driver {
 }
 
 impl Driver {
-    pub(crate) fn new(backend: Backend, entries: u32) -> io::Result<Driver> {
+    pub(crate) fn new(
+        backend: Backend,
+        entries: u32,
+        sqpoll: Option<Duration>,
+        fixed_files: bool,
+    ) -> io::Result<Driver> {
+        #[cfg(not(target_os = "linux"))]
+        let _ = (sqpoll, fixed_files);
         match backend {
             #[cfg(target_os = "linux")]
-            Backend::IoUring => Ok(Driver::IoUring(io_uring::Driver::new(entries)?)),
+            Backend::IoUring => Ok(Driver::IoUring(io_uring::Driver::new(
+                entries,
+                sqpoll,
+                fixed_files,
+            )?)),
             #[cfg(not(target_os = "linux"))]
             Backend::IoUring => Err(io::Error::new(
                 io::ErrorKind::Unsupported,
@@ -282,7 +296,7 @@ impl Driver {
     pub(crate) fn fd_opened(&mut self, fd: RawFd) {
         match self {
             #[cfg(target_os = "linux")]
-            Driver::IoUring(_) => {}
+            Driver::IoUring(d) => d.fd_opened(fd),
             Driver::Poll(d) => d.fd_opened(fd),
         }
     }
@@ -291,7 +305,7 @@ impl Driver {
     pub(crate) fn fd_closed(&mut self, core: &mut Core, fd: RawFd) {
         match self {
             #[cfg(target_os = "linux")]
-            Driver::IoUring(_) => {}
+            Driver::IoUring(d) => d.fd_closed(fd),
             Driver::Poll(d) => d.fd_closed(core, fd),
         }
     }
@@ -301,7 +315,7 @@ impl Driver {
     pub(crate) fn fd_released(&mut self, fd: RawFd) {
         match self {
             #[cfg(target_os = "linux")]
-            Driver::IoUring(_) => {}
+            Driver::IoUring(d) => d.fd_closed(fd),
             Driver::Poll(d) => d.fd_released(fd),
         }
     }
@@ -336,6 +350,53 @@ impl Driver {
             #[cfg(target_os = "linux")]
             Driver::IoUring(d) => d.waker(),
             Driver::Poll(d) => d.waker(),
+        }
+    }
+
+    /// Give `fd` a registered-file slot (io_uring with fixed files on).
+    pub(crate) fn register_file(&mut self, fd: RawFd) -> bool {
+        match self {
+            #[cfg(target_os = "linux")]
+            Driver::IoUring(d) => {
+                d.fd_opened(fd);
+                d.registered_slot(fd).is_some()
+            }
+            Driver::Poll(_) => {
+                let _ = fd;
+                false
+            }
+        }
+    }
+
+    /// Empty `fd`'s registered-file slot, if it has one.
+    pub(crate) fn unregister_file(&mut self, fd: RawFd) {
+        match self {
+            #[cfg(target_os = "linux")]
+            Driver::IoUring(d) => d.fd_closed(fd),
+            Driver::Poll(_) => {
+                let _ = fd;
+            }
+        }
+    }
+
+    /// The registered-file slot of `fd` (io_uring with fixed files on).
+    pub(crate) fn registered_slot(&self, fd: RawFd) -> Option<u32> {
+        match self {
+            #[cfg(target_os = "linux")]
+            Driver::IoUring(d) => d.registered_slot(fd),
+            Driver::Poll(_) => {
+                let _ = fd;
+                None
+            }
+        }
+    }
+
+    /// Whether an io_uring submission-polling thread serves this loop.
+    pub(crate) fn uses_sqpoll(&self) -> bool {
+        match self {
+            #[cfg(target_os = "linux")]
+            Driver::IoUring(d) => d.uses_sqpoll(),
+            Driver::Poll(_) => false,
         }
     }
 

@@ -168,6 +168,8 @@ pub(crate) struct Driver {
     /// Buffer groups registered so far (the next group's id).
     #[cfg(unix)]
     groups: u16,
+    /// Time limits of parked operations (`Loop::add_with_timeout`).
+    links: super::link_timers::LinkTimers,
 }
 
 impl Driver {
@@ -182,6 +184,7 @@ impl Driver {
             token: crate::buf_group::next_token(),
             #[cfg(unix)]
             groups: 0,
+            links: Default::default(),
         })
     }
 
@@ -322,6 +325,7 @@ impl Driver {
             }
         }
         self.park(core, c, fd, wait, rearm);
+        self.links.arm(core, c);
     }
 
     /// Start an edge wait (see [`POLL_EDGE`]): complete it now if an edge arrived that no
@@ -430,7 +434,7 @@ impl Driver {
                     st.reset();
                 }
             }
-            Op::Write { fd, buf } | Op::Send { fd, buf }
+            Op::Write { fd, buf } | Op::Send { fd, buf } | Op::SendZc { fd, buf }
                 if res > 0 && (res as usize) < buf.len().min(MAX_RW_COUNT) =>
             {
                 if let Some(st) = self.fds.get_mut(fd_index(*fd)) {
@@ -506,7 +510,7 @@ impl Driver {
 
     pub(crate) fn wait(&mut self, core: &mut Core, timeout: Option<Duration>) -> io::Result<()> {
         let mut fired = std::mem::take(&mut self.fired);
-        let r = self.source.wait(&mut fired, timeout);
+        let r = self.source.wait(&mut fired, self.links.cap(timeout));
         for ev in &fired {
             if ev.hup {
                 if let Some(st) = self.fds.get_mut(fd_index(ev.fd)) {
@@ -522,7 +526,23 @@ impl Driver {
         }
         fired.clear();
         self.fired = fired;
+        let mut links = std::mem::take(&mut self.links);
+        links.expire(core, |core, c| self.time_out(core, c));
+        self.links = links;
         r
+    }
+
+    /// `c`'s time limit passed while it was parked: take it off its fd's queue and fail
+    /// it with `ETIMEDOUT`.
+    fn time_out(&mut self, core: &mut Core, c: NonNull<Completion>) {
+        // SAFETY: `c` is registered, so live; loop thread.
+        let fd = unsafe { (*Completion::raw(c)).op.fd() };
+        let removed = fd
+            .and_then(|fd| self.fds.get_mut(fd as usize))
+            .is_some_and(|st| st.readers.remove(c) || st.writers.remove(c));
+        if removed {
+            core.finish(c, -(libc::ETIMEDOUT as isize));
+        }
     }
 
     /// `fd` became ready in direction `wait`: retry its waiters in order until one would
@@ -572,6 +592,7 @@ impl Driver {
     }
 
     pub(crate) fn shutdown(&mut self, core: &mut Core) {
+        self.links.clear();
         for (fd, st) in self.fds.iter_mut().enumerate() {
             while let Some(c) = st.readers.pop().or_else(|| st.writers.pop()) {
                 core.abandon(c, None);

@@ -60,6 +60,7 @@ pub mod pool;
 mod runtime;
 pub(crate) mod sleep;
 mod task;
+pub(crate) mod timed;
 
 #[cfg(any(feature = "futures-io", feature = "tokio-io", feature = "hyper"))]
 pub mod compat;

@@ -161,6 +161,7 @@ impl SlotPool {
         op: Op,
         state: SlotState,
         fd: Option<FdKeeper>,
+        timeout: Option<std::time::Duration>,
     ) -> NonNull<Slot> {
         let slot = self.acquire();
         let pool: *const SlotPool = self;
@@ -169,20 +170,24 @@ impl SlotPool {
         s.state.set(state);
         s.fd.set(fd);
         // SAFETY: as above.
-        let c = unsafe { Slot::completion(slot) };
-        lp.start(c, op, move |lp, c, res| {
+        let mut c = unsafe { Slot::completion(slot) };
+        c.as_mut().prep(op, move |lp, c, res| {
             // SAFETY: the pool outlives every callback of its slots: the executor owns
             // both the pool and the loop, and the loop's callbacks only run inside
             // `Executor::turn`.
             unsafe { on_complete(&*pool, slot, Some(lp), c, res) };
             CallbackAction::Disarm
         });
+        match timeout {
+            None => lp.add(c),
+            Some(t) => lp.add_with_timeout(c, t),
+        }
         slot
     }
 
     /// Cancel `target` (an orphan's operation) through a slot of its own.
     pub(crate) fn cancel(&self, lp: &mut Loop, target: CancelTarget) {
-        self.start(lp, Op::Cancel { target }, SlotState::Orphaned, None);
+        self.start(lp, Op::Cancel { target }, SlotState::Orphaned, None, None);
     }
 
     /// After the loop was shut down (every completion Dead, no callback will come):
@@ -290,6 +295,24 @@ impl OpFuture {
     /// # Panics
     /// Outside a runtime, or inside a loop callback (which has the `&mut Loop` already).
     pub(crate) fn keeping(op: Op, fd: Option<FdKeeper>) -> OpFuture {
+        OpFuture::keeping_within(op, fd, None)
+    }
+
+    /// [`with_fd`](Self::with_fd) with a time limit (`Loop::add_with_timeout`): past
+    /// `timeout` the operation fails with `ETIMEDOUT`.
+    pub(crate) fn with_fd_within(
+        op: Op,
+        fd: Option<Rc<LoopFd>>,
+        timeout: std::time::Duration,
+    ) -> OpFuture {
+        OpFuture::keeping_within(op, fd.map(FdKeeper::Loop), Some(timeout))
+    }
+
+    fn keeping_within(
+        op: Op,
+        fd: Option<FdKeeper>,
+        timeout: Option<std::time::Duration>,
+    ) -> OpFuture {
         let exec = current("an xev async operation");
         let slot = {
             let Ok(mut lp) = exec.lp.try_borrow_mut() else {
@@ -298,11 +321,38 @@ impl OpFuture {
                      spawn a task instead"
                 );
             };
-            exec.slots.start(&mut lp, op, SlotState::InFlight, fd)
+            exec.slots
+                .start(&mut lp, op, SlotState::InFlight, fd, timeout)
         };
         OpFuture {
             exec,
             slot: Some(slot),
+        }
+    }
+}
+
+impl OpFuture {
+    /// Ask the loop to cancel the operation while this future keeps waiting for its
+    /// result (`Canceled`, or the real result if it finished first) and its buffer.
+    /// Nothing happens if the result is already in.
+    pub(crate) fn cancel_in_flight(&self) {
+        let Some(slot) = self.slot else {
+            return;
+        };
+        // SAFETY: as in `poll`.
+        let s = unsafe { slot.as_ref() };
+        if s.state.get() != SlotState::InFlight || self.exec.is_closed() {
+            return;
+        }
+        // SAFETY: a shared reference to name the target, as in `drop`.
+        let c = unsafe { &*s.c.get() };
+        if c.state() != CompletionState::Active {
+            return;
+        }
+        let target = CancelTarget::of(c);
+        match self.exec.lp.try_borrow_mut() {
+            Ok(mut lp) => self.exec.slots.cancel(&mut lp, target),
+            Err(_) => self.exec.defer(Deferred::Cancel(target)),
         }
     }
 }

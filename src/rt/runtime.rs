@@ -61,6 +61,30 @@ impl Builder {
         self
     }
 
+    /// io_uring only: a kernel thread polls the submission queue, sleeping after `idle`
+    /// without work (see [`Options::sqpoll`]; it costs a core, and measured slower on
+    /// 2 cores). The poll backend ignores it.
+    ///
+    /// ```
+    /// let rt = xev::rt::Builder::new()
+    ///     .sqpoll(std::time::Duration::from_millis(50))
+    ///     .build()?;
+    /// assert_eq!(rt.block_on(async { 2 }), 2);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn sqpoll(mut self, idle: std::time::Duration) -> Builder {
+        self.opts.sqpoll = Some(idle);
+        self
+    }
+
+    /// io_uring only: register the runtime's sockets and files in a fixed-file table
+    /// (see [`Options::fixed_files`]; off by default, or on with
+    /// `XEV_URING_FIXED_FILES=1`).
+    pub fn fixed_files(mut self, on: bool) -> Builder {
+        self.opts.fixed_files = on;
+        self
+    }
+
     /// Use an existing pool (shared with other loops) instead.
     pub fn thread_pool(mut self, pool: ThreadPool) -> Builder {
         self.opts.thread_pool = Some(pool);

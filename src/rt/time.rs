@@ -87,6 +87,13 @@ impl From<Elapsed> for std::io::Error {
 
 /// Run `fut`, giving up after `duration`: `Err(Elapsed)` then, and `fut` is dropped
 /// (which cancels the operation it was waiting on).
+///
+/// `timeout` cannot see inside `fut`, so it always uses a runtime timer and drops `fut`.
+/// For one read or accept, [`TcpStream::read_timeout`](crate::net::TcpStream::read_timeout)
+/// and [`TcpListener::accept_timeout`](crate::net::TcpListener::accept_timeout) hand the
+/// buffer back with a `TimedOut` error. A limit linked to the operation in the kernel
+/// (io_uring LINK_TIMEOUT, [`Loop::add_with_timeout`](crate::Loop::add_with_timeout))
+/// measured dearer than this timer when the limit does not fire (`benches/link_timeout.rs`).
 pub fn timeout<F: Future>(duration: Duration, fut: F) -> Timeout<F> {
     timeout_at(deadline_after(duration), fut)
 }

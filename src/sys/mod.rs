@@ -272,6 +272,7 @@ pub(crate) fn wait_kind(op: &Op) -> Wait {
         | Op::ConnectUnix { .. }
         | Op::SendMsgUnix { .. } => Wait::Writable,
         Op::Poll { events, .. } if !events.contains(crate::PollEvents::IN) => Wait::Writable,
+        Op::SendZc { .. } => Wait::Writable,
         Op::Writev { .. } | Op::SendMsgV { .. } => Wait::Writable,
         _ => Wait::Readable,
     }
@@ -351,6 +352,10 @@ pub(crate) unsafe fn perform(inner: *mut Inner, connect_started: bool) -> isize 
                     libc::pwrite(*fd, buf.as_ptr().cast(), buf.len(), *offset as libc::off_t)
                 }
                 Op::Send { fd, buf } => libc::send(*fd, buf.as_ptr().cast(), buf.len(), SEND_FLAGS),
+                // The poll backend has no zero-copy send: a plain one.
+                Op::SendZc { fd, buf } => {
+                    libc::send(*fd, buf.as_ptr().cast(), buf.len(), SEND_FLAGS)
+                }
                 Op::Recv { fd, buf } => {
                     libc::recv(*fd, buf.as_ptr().cast(), buf.len(), libc::MSG_DONTWAIT)
                 }

@@ -190,6 +190,7 @@ pub(crate) fn wait_kind(op: &Op) -> Wait {
         | Op::Writev { .. }
         | Op::SendMsgV { .. } => Wait::Writable,
         Op::Poll { events, .. } if !events.contains(crate::PollEvents::IN) => Wait::Writable,
+        Op::SendZc { .. } => Wait::Writable,
         _ => Wait::Readable,
     }
 }
@@ -276,6 +277,10 @@ pub(crate) unsafe fn perform(inner: *mut Inner, connect_started: bool) -> isize 
                 ws::recv(sock(*fd), buf.as_ptr(), clamp(buf.len()), 0) as isize
             }
             Op::Write { fd, buf } | Op::Send { fd, buf } => {
+                ws::send(sock(*fd), buf.as_ptr(), clamp(buf.len()), 0) as isize
+            }
+            // No zero-copy send here: a plain one.
+            Op::SendZc { fd, buf } => {
                 ws::send(sock(*fd), buf.as_ptr(), clamp(buf.len()), 0) as isize
             }
             Op::SendMsg { fd, buf, addr } => {

@@ -60,6 +60,8 @@
 mod incoming;
 #[cfg(unix)]
 mod pooled;
+#[cfg(unix)]
+mod send_zc;
 mod tcp;
 mod udp;
 #[cfg(unix)]
@@ -73,6 +75,8 @@ pub use crate::UnixAddr;
 pub use incoming::{Incoming, Listener};
 #[cfg(unix)]
 pub use pooled::{pooled_free_buffers, PooledBuf, POOLED_READ_SIZE};
+#[cfg(unix)]
+pub use send_zc::{send_zerocopy, set_send_zerocopy};
 pub use tcp::{TcpListener, TcpStream};
 pub use udp::UdpSocket;
 #[cfg(unix)]

@@ -79,6 +79,32 @@ impl TcpListener {
         accepted(rio::run(FdOp::on(&self.fd, |fd| Op::Accept { fd })).await.0)
     }
 
+    /// [`accept`](Self::accept), failing with [`TimedOut`](io::ErrorKind::TimedOut) if
+    /// no connection arrives within `limit` (a runtime timer cancels the accept; with
+    /// `XEV_LINK_TIMEOUTS=1` the limit rides on the accept instead, see
+    /// [`Loop::add_with_timeout`](crate::Loop::add_with_timeout)). A connection stashed
+    /// by an earlier cancelled accept is returned at once.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// xev::block_on(async {
+    ///     let l = xev::net::TcpListener::bind("127.0.0.1:0")?;
+    ///     let e = l.accept_timeout(Duration::from_millis(10)).await.unwrap_err();
+    ///     assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+    ///     Ok::<_, std::io::Error>(())
+    /// })?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub async fn accept_timeout(
+        &self,
+        limit: std::time::Duration,
+    ) -> io::Result<(TcpStream, SocketAddr)> {
+        if let Some(a) = self.fd.take_stashed() {
+            return accepted(OpResult::Accept(Ok(a)));
+        }
+        accepted(crate::rt::timed::accept(&self.fd, limit).await)
+    }
+
     /// The connections, as a [`Stream`](futures_core::Stream); see [`Incoming`].
     pub fn incoming(&self) -> Incoming<'_> {
         Incoming::new(self)
@@ -219,6 +245,35 @@ impl TcpStream {
         super::pooled::read_pooled(&self.fd).await
     }
 
+    /// [`read`](Self::read), failing with [`TimedOut`](io::ErrorKind::TimedOut) if no
+    /// data (nor end of stream) arrives within `limit`; the buffer comes back either
+    /// way. A runtime timer cancels the read past the limit (with `XEV_LINK_TIMEOUTS=1`
+    /// the limit rides on the read instead: one linked LINK_TIMEOUT SQE on io_uring, see
+    /// [`Loop::add_with_timeout`](crate::Loop::add_with_timeout); it measured dearer).
+    /// (`xev::time::timeout(limit, stream.read(buf))` works too, but drops the read and
+    /// its buffer on expiry.)
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use xev::net::{TcpListener, TcpStream};
+    /// xev::block_on(async {
+    ///     let l = TcpListener::bind("127.0.0.1:0")?;
+    ///     let c = TcpStream::connect(l.local_addr()?).await?;
+    ///     let (res, buf) = c.read_timeout(vec![0u8; 16], Duration::from_millis(10)).await;
+    ///     assert_eq!(res.unwrap_err().kind(), std::io::ErrorKind::TimedOut);
+    ///     assert_eq!(buf.capacity(), 16); // the buffer came back with the error
+    ///     Ok::<_, std::io::Error>(())
+    /// })?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub async fn read_timeout<B: IoBufMut>(
+        &self,
+        buf: B,
+        limit: std::time::Duration,
+    ) -> (io::Result<usize>, B) {
+        crate::rt::timed::read(&self.fd, buf, Kind::Socket, limit).await
+    }
+
     /// Fill `buf` completely, reading as often as needed; end of stream first is an
     /// [`UnexpectedEof`](io::ErrorKind::UnexpectedEof) error (the bytes read so far are
     /// at the start of the returned buffer).
@@ -230,11 +285,20 @@ impl TcpStream {
     /// possibly fewer than `buf` holds. Writing to a connection the peer has closed is
     /// an error (`BrokenPipe` or `ConnectionReset`), never a `SIGPIPE`.
     pub async fn write<B: IoBuf>(&self, buf: B) -> (io::Result<usize>, B) {
+        #[cfg(unix)]
+        if super::send_zc::enabled() {
+            return super::send_zc::write(&self.fd, buf).await;
+        }
         rio::write(&self.fd, buf, Kind::Socket).await
     }
 
-    /// Write all of `buf`, continuing after partial writes.
+    /// Write all of `buf`, continuing after partial writes. Large writes can go out
+    /// without copying: see [`set_send_zerocopy`](crate::net::set_send_zerocopy).
     pub async fn write_all<B: IoBuf>(&self, buf: B) -> (io::Result<()>, B) {
+        #[cfg(unix)]
+        if super::send_zc::enabled() {
+            return super::send_zc::write_all(&self.fd, buf).await;
+        }
         rio::write_all(&self.fd, buf, Kind::Socket).await
     }
 
