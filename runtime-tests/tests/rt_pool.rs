@@ -170,9 +170,11 @@ fn bad_builder_settings_are_errors() {
 fn my_cpus() -> Vec<usize> {
     // SAFETY: a zeroed cpu_set_t is an empty set; the kernel fills it.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid cpu_set_t of the size passed; pid 0 is this thread.
     let r = unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) };
     assert_eq!(r, 0);
     (0..libc::CPU_SETSIZE as usize)
+        // SAFETY: `i` is below CPU_SETSIZE and `set` is initialised.
         .filter(|&i| unsafe { libc::CPU_ISSET(i, &set) })
         .collect()
 }
