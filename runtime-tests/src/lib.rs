@@ -3,6 +3,8 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+pub mod alloc_count;
+
 pub use xev;
 
 /// Run `body` once per available backend with a fresh loop of that backend; panic with

@@ -4,61 +4,18 @@
 //! nothing per operation, on the callback API (each op rearmed) and in the async runtime
 //! (a fresh future per operation). Also: an async sleep stays at most 64 bytes.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::net::{SocketAddr, TcpListener as StdListener, TcpStream as StdStream, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::pin::pin;
 use std::rc::Rc;
 
+use runtime_tests::alloc_count::{allocs, allocs_in, Counting};
 use runtime_tests::{each_backend, new_loop};
 use xev::{Buffer, CallbackAction, Completion, Op, OpResult, RunMode};
 
-/// Counts the allocations of the current thread (other tests' threads do not count).
-struct Counting;
-
-thread_local! {
-    static ALLOCS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn count() {
-    let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-}
-
-// SAFETY: forwards to the system allocator; the counter is a thread-local `Cell` with a
-// const initializer, which never allocates.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: the caller's contract is passed on.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: as above.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        // SAFETY: as above.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
 static A: Counting = Counting;
-
-fn allocs() -> u64 {
-    ALLOCS.with(Cell::get)
-}
-
-/// Allocations made by `f` on this thread.
-fn allocs_in(f: impl FnOnce()) -> u64 {
-    let before = allocs();
-    f();
-    allocs() - before
-}
 
 /// Allocations of `f(n)` and of `f(4 * n)`: equal when the operations `f` runs allocate
 /// nothing each (what `f` allocates once, e.g. its counters, cancels out).

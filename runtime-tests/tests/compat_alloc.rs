@@ -2,51 +2,14 @@
 //! round trips through the wrapper (reads, writes, flushes, read-ahead, write-behind)
 //! allocate nothing on the runtime's thread.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+use runtime_tests::alloc_count::{allocs, Counting};
 
 use futures_util::io::{AsyncReadExt, AsyncWriteExt};
 use xev::compat::Compat;
 use xev::net::{TcpListener, TcpStream};
 
-/// Counts the allocations of the current thread (other tests' threads do not count).
-struct Counting;
-
-thread_local! {
-    static ALLOCS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn count() {
-    let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-}
-
-// SAFETY: forwards to the system allocator; the counter is a thread-local `Cell` with a
-// const initializer, which never allocates.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: the caller's contract is passed on.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: as above.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        // SAFETY: as above.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
 static A: Counting = Counting;
-
-fn allocs() -> u64 {
-    ALLOCS.with(Cell::get)
-}
 
 #[xev::test(backend = "all")]
 async fn round_trips_allocate_nothing_after_warm_up() {
