@@ -83,16 +83,6 @@ pub struct File {
 
 #[cfg(unix)]
 impl File {
-    /// Open `path` read-only (as [`std::fs::File::open`]).
-    pub fn open(path: impl AsRef<Path>) -> io::Result<File> {
-        std::fs::File::open(path).map(File::from)
-    }
-
-    /// Create or truncate `path` and open it write-only (as [`std::fs::File::create`]).
-    pub fn create(path: impl AsRef<Path>) -> io::Result<File> {
-        std::fs::File::create(path).map(File::from)
-    }
-
     /// Read once at the file position into `buf`, moving the position on. The callback
     /// gets the byte count (read the bytes with `c.buffer()`), [`ReadError::Eof`] at the
     /// end of the file, or the error (e.g. `EBADF` on a file opened write-only).
@@ -114,33 +104,6 @@ impl File {
         stream::start_on(lp, &self.fd, c, op, ud, stream::read_result, cb);
     }
 
-    /// Read once at `offset` into `buf`; the file position does not move.
-    pub fn pread<U, F>(
-        &self,
-        lp: &mut Loop,
-        c: Pin<&mut Completion>,
-        buf: Buffer,
-        offset: u64,
-        ud: U,
-        cb: F,
-    ) where
-        U: 'static,
-        F: FnMut(
-                &mut U,
-                &mut Loop,
-                Pin<&mut Completion>,
-                Result<usize, ReadError>,
-            ) -> CallbackAction
-            + 'static,
-    {
-        let op = Op::Pread {
-            fd: self.raw(),
-            buf,
-            offset,
-        };
-        stream::start_on(lp, &self.fd, c, op, ud, stream::read_result, cb);
-    }
-
     /// Write `buf` once at the file position (which moves on); the count may be short.
     /// Writes started this way are not ordered: use [`queue_write`](Self::queue_write).
     pub fn write<U, F>(&self, lp: &mut Loop, c: Pin<&mut Completion>, buf: Buffer, ud: U, cb: F)
@@ -152,28 +115,6 @@ impl File {
         let op = Op::Write {
             fd: self.raw(),
             buf,
-        };
-        stream::start_on(lp, &self.fd, c, op, ud, stream::write_result, cb);
-    }
-
-    /// Write `buf` once at `offset`; the file position does not move.
-    pub fn pwrite<U, F>(
-        &self,
-        lp: &mut Loop,
-        c: Pin<&mut Completion>,
-        buf: Buffer,
-        offset: u64,
-        ud: U,
-        cb: F,
-    ) where
-        U: 'static,
-        F: FnMut(&mut U, &mut Loop, Pin<&mut Completion>, Result<usize, Error>) -> CallbackAction
-            + 'static,
-    {
-        let op = Op::Pwrite {
-            fd: self.raw(),
-            buf,
-            offset,
         };
         stream::start_on(lp, &self.fd, c, op, ud, stream::write_result, cb);
     }
@@ -225,63 +166,6 @@ impl File {
         stream::close(lp, self.fd, c, ud, cb);
     }
 
-    /// Flush the file's data and metadata to the device (`fsync(2)`), or with `data_only`
-    /// only the data and the metadata needed to read it back (`fdatasync(2)`). Native on
-    /// io_uring, on the thread pool on the poll backend (as every method below).
-    pub fn sync<U, F>(&self, lp: &mut Loop, c: Pin<&mut Completion>, data_only: bool, ud: U, cb: F)
-    where
-        U: 'static,
-        F: FnMut(&mut U, &mut Loop, Pin<&mut Completion>, Result<(), Error>) -> CallbackAction
-            + 'static,
-    {
-        let op = Op::Fsync {
-            fd: self.raw(),
-            data_only,
-        };
-        stream::start_on(lp, &self.fd, c, op, ud, unit_result, cb);
-    }
-
-    /// Truncate or extend (with zeros) the file to `len` bytes (`ftruncate(2)`); the file
-    /// must be open for writing.
-    pub fn set_len<U, F>(&self, lp: &mut Loop, c: Pin<&mut Completion>, len: u64, ud: U, cb: F)
-    where
-        U: 'static,
-        F: FnMut(&mut U, &mut Loop, Pin<&mut Completion>, Result<(), Error>) -> CallbackAction
-            + 'static,
-    {
-        let op = Op::Ftruncate {
-            fd: self.raw(),
-            len,
-        };
-        stream::start_on(lp, &self.fd, c, op, ud, unit_result, cb);
-    }
-
-    /// `fallocate(2)`: allocate `len` bytes from `offset` (mode 0 also extends the file),
-    /// or punch / zero / keep-size with `FALLOC_FL_*` `mode` bits.
-    #[allow(clippy::too_many_arguments)]
-    pub fn allocate<U, F>(
-        &self,
-        lp: &mut Loop,
-        c: Pin<&mut Completion>,
-        mode: i32,
-        offset: u64,
-        len: u64,
-        ud: U,
-        cb: F,
-    ) where
-        U: 'static,
-        F: FnMut(&mut U, &mut Loop, Pin<&mut Completion>, Result<(), Error>) -> CallbackAction
-            + 'static,
-    {
-        let op = Op::Fallocate {
-            fd: self.raw(),
-            mode,
-            offset,
-            len,
-        };
-        stream::start_on(lp, &self.fd, c, op, ud, unit_result, cb);
-    }
-
     /// The file's [`Metadata`] (`statx(2)` of the descriptor).
     ///
     /// ```
@@ -319,13 +203,175 @@ impl File {
         stream::start_on(lp, &self.fd, c, op, ud, metadata_result, cb);
     }
 
+    /// The number the loop's file operations take for this file.
     fn raw(&self) -> RawFd {
         self.fd.raw()
+    }
+
+    /// Start `op` on this file's fd, kept open until the operation is over, with its
+    /// result mapped by `map`.
+    fn start<R: 'static, U, F>(
+        &self,
+        lp: &mut Loop,
+        c: Pin<&mut Completion>,
+        op: Op,
+        ud: U,
+        map: fn(OpResult) -> R,
+        cb: F,
+    ) where
+        U: 'static,
+        F: FnMut(&mut U, &mut Loop, Pin<&mut Completion>, R) -> CallbackAction + 'static,
+    {
+        stream::start_on(lp, &self.fd, c, op, ud, map, cb);
+    }
+}
+
+/// The methods both platforms have (on Windows every one runs on the loop's thread pool).
+impl File {
+    /// Open `path` read-only (as [`std::fs::File::open`]).
+    pub fn open(path: impl AsRef<Path>) -> io::Result<File> {
+        std::fs::File::open(path).map(File::from)
+    }
+
+    /// Create or truncate `path` and open it write-only (as [`std::fs::File::create`]).
+    pub fn create(path: impl AsRef<Path>) -> io::Result<File> {
+        std::fs::File::create(path).map(File::from)
+    }
+
+    /// Read once at `offset` into `buf`; the file position does not move. The callback
+    /// gets the byte count (read the bytes with `c.buffer()`), [`ReadError::Eof`] at the
+    /// end of the file, or the error (`EBADF` on a file opened write-only;
+    /// `ERROR_ACCESS_DENIED` on Windows).
+    pub fn pread<U, F>(
+        &self,
+        lp: &mut Loop,
+        c: Pin<&mut Completion>,
+        buf: Buffer,
+        offset: u64,
+        ud: U,
+        cb: F,
+    ) where
+        U: 'static,
+        F: FnMut(
+                &mut U,
+                &mut Loop,
+                Pin<&mut Completion>,
+                Result<usize, ReadError>,
+            ) -> CallbackAction
+            + 'static,
+    {
+        let op = Op::Pread {
+            fd: self.raw(),
+            buf,
+            offset,
+        };
+        self.start(lp, c, op, ud, pread_result, cb);
+    }
+
+    /// Write `buf` once at `offset`; the file position does not move and the count may
+    /// be short.
+    pub fn pwrite<U, F>(
+        &self,
+        lp: &mut Loop,
+        c: Pin<&mut Completion>,
+        buf: Buffer,
+        offset: u64,
+        ud: U,
+        cb: F,
+    ) where
+        U: 'static,
+        F: FnMut(&mut U, &mut Loop, Pin<&mut Completion>, Result<usize, Error>) -> CallbackAction
+            + 'static,
+    {
+        let op = Op::Pwrite {
+            fd: self.raw(),
+            buf,
+            offset,
+        };
+        self.start(lp, c, op, ud, pwrite_result, cb);
+    }
+
+    /// Flush the file's data and metadata to the device (`fsync(2)`), or with `data_only`
+    /// only the data and the metadata needed to read it back (`fdatasync(2)`). Native on
+    /// io_uring, on the thread pool on the poll backend (as every method below); on
+    /// Windows `FlushFileBuffers`, whatever `data_only` says.
+    pub fn sync<U, F>(&self, lp: &mut Loop, c: Pin<&mut Completion>, data_only: bool, ud: U, cb: F)
+    where
+        U: 'static,
+        F: FnMut(&mut U, &mut Loop, Pin<&mut Completion>, Result<(), Error>) -> CallbackAction
+            + 'static,
+    {
+        let op = Op::Fsync {
+            fd: self.raw(),
+            data_only,
+        };
+        self.start(lp, c, op, ud, unit_result, cb);
+    }
+
+    /// Truncate or extend (with zeros) the file to `len` bytes (`ftruncate(2)`); the file
+    /// must be open for writing.
+    pub fn set_len<U, F>(&self, lp: &mut Loop, c: Pin<&mut Completion>, len: u64, ud: U, cb: F)
+    where
+        U: 'static,
+        F: FnMut(&mut U, &mut Loop, Pin<&mut Completion>, Result<(), Error>) -> CallbackAction
+            + 'static,
+    {
+        let op = Op::Ftruncate {
+            fd: self.raw(),
+            len,
+        };
+        self.start(lp, c, op, ud, unit_result, cb);
+    }
+
+    /// `fallocate(2)`: allocate `len` bytes from `offset` (mode 0 also extends the file),
+    /// or punch / zero / keep-size with `FALLOC_FL_*` `mode` bits. Windows has no
+    /// `fallocate`: mode 0 extends the file to `offset + len` bytes if it is shorter, and
+    /// other modes are `ERROR_NOT_SUPPORTED`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn allocate<U, F>(
+        &self,
+        lp: &mut Loop,
+        c: Pin<&mut Completion>,
+        mode: i32,
+        offset: u64,
+        len: u64,
+        ud: U,
+        cb: F,
+    ) where
+        U: 'static,
+        F: FnMut(&mut U, &mut Loop, Pin<&mut Completion>, Result<(), Error>) -> CallbackAction
+            + 'static,
+    {
+        let op = Op::Fallocate {
+            fd: self.raw(),
+            mode,
+            offset,
+            len,
+        };
+        self.start(lp, c, op, ud, unit_result, cb);
     }
 }
 
 fn mismatch(r: &OpResult) -> Error {
     Error::Io(io::Error::other(format!("xev: unexpected result {r:?}")))
+}
+
+/// The result of a pread.
+fn pread_result(r: OpResult) -> Result<usize, ReadError> {
+    match r {
+        OpResult::Pread(r) => r,
+        other => Err(ReadError::Io(io::Error::other(format!(
+            "xev: unexpected result {other:?}"
+        )))),
+    }
+}
+
+/// The result of a pwrite.
+fn pwrite_result(r: OpResult) -> Result<usize, Error> {
+    match r {
+        OpResult::Pwrite(r) => r,
+        other => Err(mismatch(&other)),
+    }
 }
 
 /// The result of fsync, ftruncate or fallocate.
@@ -397,30 +443,19 @@ pub struct File {
 
 #[cfg(windows)]
 impl File {
-    /// Open `path` read-only (as [`std::fs::File::open`]).
-    pub fn open(path: impl AsRef<Path>) -> io::Result<File> {
-        std::fs::File::open(path).map(File::from)
-    }
-
-    /// Create or truncate `path` and open it write-only (as [`std::fs::File::create`]).
-    pub fn create(path: impl AsRef<Path>) -> io::Result<File> {
-        std::fs::File::create(path).map(File::from)
-    }
-
     /// Start `op` (on this file's handle) with a callback that keeps the handle open
     /// until the operation is over and maps its result with `map`.
-    fn start<T: 'static, U, F>(
+    fn start<R: 'static, U, F>(
         &self,
         lp: &mut Loop,
         c: Pin<&mut Completion>,
         op: Op,
         mut ud: U,
-        map: fn(OpResult) -> Result<T, Error>,
+        map: fn(OpResult) -> R,
         mut cb: F,
     ) where
         U: 'static,
-        F: FnMut(&mut U, &mut Loop, Pin<&mut Completion>, Result<T, Error>) -> CallbackAction
-            + 'static,
+        F: FnMut(&mut U, &mut Loop, Pin<&mut Completion>, R) -> CallbackAction + 'static,
     {
         let keep = Arc::clone(&self.file);
         lp.start(c, op, move |lp, c, r| {
@@ -432,133 +467,6 @@ impl File {
     /// The number the loop's file operations take for this handle.
     fn raw(&self) -> crate::sys::fd::RawFd {
         crate::sys::fd::raw_file(&*self.file)
-    }
-
-    /// Read once at `offset` into `buf` (on the loop's thread pool). The callback gets
-    /// the byte count (read the bytes with `c.buffer()`), [`ReadError::Eof`] at the end
-    /// of the file, or the error (`ERROR_ACCESS_DENIED` on a file opened write-only).
-    pub fn pread<U, F>(
-        &self,
-        lp: &mut Loop,
-        c: Pin<&mut Completion>,
-        buf: Buffer,
-        offset: u64,
-        ud: U,
-        cb: F,
-    ) where
-        U: 'static,
-        F: FnMut(
-                &mut U,
-                &mut Loop,
-                Pin<&mut Completion>,
-                Result<usize, ReadError>,
-            ) -> CallbackAction
-            + 'static,
-    {
-        let keep = Arc::clone(&self.file);
-        let op = Op::Pread {
-            fd: self.raw(),
-            buf,
-            offset,
-        };
-        let (mut ud, mut cb) = (ud, cb);
-        lp.start(c, op, move |lp, c, r| {
-            let _open = &keep;
-            let r = match r {
-                OpResult::Pread(r) => r,
-                other => Err(ReadError::Io(io::Error::other(format!(
-                    "xev: unexpected result {other:?}"
-                )))),
-            };
-            cb(&mut ud, lp, c, r)
-        });
-    }
-
-    /// Write `buf` once at `offset` (on the loop's thread pool); the count may be short.
-    pub fn pwrite<U, F>(
-        &self,
-        lp: &mut Loop,
-        c: Pin<&mut Completion>,
-        buf: Buffer,
-        offset: u64,
-        ud: U,
-        cb: F,
-    ) where
-        U: 'static,
-        F: FnMut(&mut U, &mut Loop, Pin<&mut Completion>, Result<usize, Error>) -> CallbackAction
-            + 'static,
-    {
-        let op = Op::Pwrite {
-            fd: self.raw(),
-            buf,
-            offset,
-        };
-        self.start(lp, c, op, ud, write_result, cb);
-    }
-
-    /// Flush the file's data and metadata to the device (`FlushFileBuffers`, whatever
-    /// `data_only` says), on the loop's thread pool.
-    pub fn sync<U, F>(&self, lp: &mut Loop, c: Pin<&mut Completion>, data_only: bool, ud: U, cb: F)
-    where
-        U: 'static,
-        F: FnMut(&mut U, &mut Loop, Pin<&mut Completion>, Result<(), Error>) -> CallbackAction
-            + 'static,
-    {
-        let op = Op::Fsync {
-            fd: self.raw(),
-            data_only,
-        };
-        self.start(lp, c, op, ud, unit_result, cb);
-    }
-
-    /// Truncate or extend (with zeros) the file to `len` bytes; the file must be open
-    /// for writing.
-    pub fn set_len<U, F>(&self, lp: &mut Loop, c: Pin<&mut Completion>, len: u64, ud: U, cb: F)
-    where
-        U: 'static,
-        F: FnMut(&mut U, &mut Loop, Pin<&mut Completion>, Result<(), Error>) -> CallbackAction
-            + 'static,
-    {
-        let op = Op::Ftruncate {
-            fd: self.raw(),
-            len,
-        };
-        self.start(lp, c, op, ud, unit_result, cb);
-    }
-
-    /// Extend the file to `offset + len` bytes if it is shorter (`mode` 0; Windows has no
-    /// `fallocate`, so other modes are `ERROR_NOT_SUPPORTED`).
-    #[allow(clippy::too_many_arguments)]
-    pub fn allocate<U, F>(
-        &self,
-        lp: &mut Loop,
-        c: Pin<&mut Completion>,
-        mode: i32,
-        offset: u64,
-        len: u64,
-        ud: U,
-        cb: F,
-    ) where
-        U: 'static,
-        F: FnMut(&mut U, &mut Loop, Pin<&mut Completion>, Result<(), Error>) -> CallbackAction
-            + 'static,
-    {
-        let op = Op::Fallocate {
-            fd: self.raw(),
-            mode,
-            offset,
-            len,
-        };
-        self.start(lp, c, op, ud, unit_result, cb);
-    }
-}
-
-#[cfg(windows)]
-/// The result of a pwrite.
-fn write_result(r: OpResult) -> Result<usize, Error> {
-    match r {
-        OpResult::Pwrite(r) => r,
-        other => Err(mismatch(&other)),
     }
 }
 
