@@ -21,7 +21,7 @@ use crate::result::{close_orphan_fd, OpResult};
 use crate::scratch::ScratchPool;
 use crate::sys;
 use crate::thread_pool::{RawJob, ThreadPool, ThreadPoolOptions};
-use crate::timer_queue::TimerQueue;
+use crate::timer_queue::{TimerItem, TimerQueue};
 
 /// Ticks that may run queued results without asking the kernel for new ones.
 const KERNEL_POLL_INTERVAL: u32 = 16;
@@ -306,7 +306,7 @@ impl Core {
     }
 
     fn expire_timers(&mut self) {
-        while let Some(((deadline, _), c)) = self.timers.peek() {
+        while let Some((deadline, c)) = self.timers.peek() {
             if deadline > self.now_ns {
                 break;
             }
@@ -320,18 +320,45 @@ impl Core {
         if !self.ready.is_empty() || (self.pool_inflight > 0 && !self.sink.done.is_empty()) {
             return Some(Duration::ZERO);
         }
-        let ((deadline, _), _) = self.timers.peek()?;
+        let (deadline, _) = self.timers.peek()?;
         let now = self.fresh_ns();
         Some(Duration::from_nanos(deadline.saturating_sub(now)))
     }
 
+    /// Queue timer `c` (its deadline set) and give it its ticket: its run position if it
+    /// went to the run (no registry slot), else a registry slot.
     fn add_timer(&mut self, c: NonNull<Completion>) {
         let inner = Completion::raw(c);
         // SAFETY: `c` is Active and live; loop thread.
         unsafe {
             (*inner).phase = Phase::Timer;
-            self.timers.push(Inner::deadline(inner), c);
+            (*inner).ticket = match self.timers.push(c) {
+                Some(pos) => self.registry.insert_run(pos),
+                None => self.registry.insert(c),
+            };
         }
+    }
+
+    /// The Active completion `ticket` names in this loop, if it is still that
+    /// operation: a run timer is looked up in the timer queue's run (positions are never
+    /// reused), anything else in the registry.
+    fn lookup(&self, ticket: crate::registry::Ticket) -> Option<NonNull<Completion>> {
+        let Some(pos) = ticket.run_pos() else {
+            return self.registry.get(ticket);
+        };
+        let t = self.timers.run_item(pos)?;
+        // SAFETY: completions in the timer queue are Active, hence live; loop thread. A
+        // run position names one arming, so this is the target; the ticket is compared
+        // anyway rather than trusted.
+        (unsafe { (*Completion::raw(t)).ticket } == ticket).then_some(t)
+    }
+}
+
+impl TimerItem for NonNull<Completion> {
+    fn deadline(self) -> u64 {
+        // SAFETY: only Active (hence live) timers are in the timer queue, which asks for
+        // the deadline only while the completion is queued there; loop thread.
+        unsafe { Inner::deadline(Completion::raw(self)) }
     }
 }
 
@@ -876,6 +903,8 @@ impl Loop {
                 found,
                 "xev: an Active timer was missing from its loop's queue"
             );
+            // A new arming, with a new ticket (`add_timer`).
+            self.core.registry.remove((*inner).ticket);
             (*inner).op = Op::Timer { ms };
             (*inner).callback = Callback::new(callback);
             Inner::set_deadline(inner, deadline_after(self.core.epoch, ms));
@@ -918,7 +947,10 @@ impl Loop {
                 (*inner).phase = Phase::Dead;
                 return;
             }
-            (*inner).ticket = self.core.registry.insert(c);
+            // A timer gets its ticket where it is queued (`add_timer`).
+            if !matches!((*inner).op, Op::Timer { .. }) {
+                (*inner).ticket = self.core.registry.insert(c);
+            }
             (*inner).owner = self.core.id;
             (*inner).phase = Phase::Ready; // placeholder until the backend places it
             let epoch = self.core.epoch;
@@ -965,15 +997,16 @@ impl Loop {
             // Another loop's ticket would name an unrelated completion of this one.
             return self.core.finish(c, -(libc::EXDEV as isize));
         }
-        let Some(t) = self.core.registry.get(ticket) else {
+        let Some(t) = self.core.lookup(ticket) else {
             return self.core.finish(c, ENOENT);
         };
         if t == c {
             return self.core.finish(c, ENOENT);
         }
         let tin = Completion::raw(t);
-        // SAFETY: `t` is registered, hence Active and live; we only read its phase and
-        // heap index, which only the loop thread writes.
+        // SAFETY: `t` was found by its ticket (registry or timer run), hence Active and
+        // live; we only read its phase and queue position, which only the loop thread
+        // writes.
         let phase = unsafe { (*tin).phase };
         match phase {
             Phase::Timer => {
