@@ -748,7 +748,7 @@ fn stale_cancel_targets_are_not_found_after_many_rearms() {
         }
         let outs_now = outs.borrow().clone();
         assert_eq!(outs_now.len(), stale.len());
-        assert!(outs_now.iter().all(|r| not_found(r)), "{b:?}: {outs_now:?}");
+        assert!(outs_now.iter().all(not_found), "{b:?}: {outs_now:?}");
         assert!(
             fired.borrow().is_empty(),
             "no stale cancel reached the timer"
@@ -787,7 +787,7 @@ fn stale_target_of_a_dropped_timer_is_not_found() {
             lp.start(k.as_mut(), Op::Cancel { target }, cancel_into(&outs));
             lp.run(RunMode::NoWait).unwrap();
         }
-        assert!(outs.borrow().iter().all(|r| not_found(r)));
+        assert!(outs.borrow().iter().all(not_found));
         assert_eq!(outs.borrow().len(), 3);
         assert_eq!(fresh.state(), CompletionState::Active);
         assert_eq!(fired.borrow().len(), 3, "only the three expirations");
@@ -844,7 +844,7 @@ fn shutdown_with_pending_run_heap_and_queued_timers() {
             lp.run(RunMode::NoWait).unwrap();
         }
         assert_eq!(outs.borrow().len(), 20);
-        assert!(outs.borrow().iter().all(|r| not_found(r)));
+        assert!(outs.borrow().iter().all(not_found));
         assert_eq!(triggers(&fired), [TimerTrigger::Expiration]);
         assert_eq!(ts[5].state(), CompletionState::Active);
         assert_eq!(lp.active(), 1);
