@@ -575,7 +575,7 @@ fn parent() {
             }
             None => println!("  {name:<18} CPU <= 0.3x tokio: no tokio data"),
         }
-        // Judged in bytes (150 MB = 143.1 MiB), and only on a full run.
+        // Judged in decimal megabytes (150 MB = 150e6 B = 143.1 MiB), on a full run only.
         let rss_verdict = if quick {
             "not judged (QUICK)"
         } else if s.peak_rss <= 150e6 {
@@ -584,8 +584,8 @@ fn parent() {
             "MISSED"
         };
         println!(
-            "  {name:<18} peak RSS <= 150 MB for {n} timers: {:.1} MB ({:.1} MiB; \
-             size_of::<Completion>() = {} B of it per timer)  {rss_verdict}",
+            "  {name:<18} 1M callback timers <= 150 MB: {:.1} MB {rss_verdict}  ({n} timers; \
+             peak RSS {:.1} MiB, of which size_of::<Completion>() = {} B per timer)",
             s.peak_rss / 1e6,
             s.peak_rss / MIB,
             std::mem::size_of::<Completion>(),

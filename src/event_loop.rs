@@ -21,7 +21,7 @@ use crate::result::{close_orphan_fd, OpResult};
 use crate::scratch::ScratchPool;
 use crate::sys;
 use crate::thread_pool::{RawJob, ThreadPool, ThreadPoolOptions};
-use crate::timer_queue::TimerQueue;
+use crate::timer_queue::{TimerItem, TimerQueue};
 
 /// Ticks that may run queued results without asking the kernel for new ones.
 const KERNEL_POLL_INTERVAL: u32 = 16;
@@ -306,7 +306,7 @@ impl Core {
     }
 
     fn expire_timers(&mut self) {
-        while let Some(((deadline, _), c)) = self.timers.peek() {
+        while let Some((deadline, c)) = self.timers.peek() {
             if deadline > self.now_ns {
                 break;
             }
@@ -320,18 +320,45 @@ impl Core {
         if !self.ready.is_empty() || (self.pool_inflight > 0 && !self.sink.done.is_empty()) {
             return Some(Duration::ZERO);
         }
-        let ((deadline, _), _) = self.timers.peek()?;
+        let (deadline, _) = self.timers.peek()?;
         let now = self.fresh_ns();
         Some(Duration::from_nanos(deadline.saturating_sub(now)))
     }
 
+    /// Queue timer `c` (its deadline set) and give it its ticket: its run position if it
+    /// went to the run (no registry slot), else a registry slot.
     fn add_timer(&mut self, c: NonNull<Completion>) {
         let inner = Completion::raw(c);
         // SAFETY: `c` is Active and live; loop thread.
         unsafe {
             (*inner).phase = Phase::Timer;
-            self.timers.push(Inner::deadline(inner), c);
+            (*inner).ticket = match self.timers.push(c) {
+                Some(pos) => self.registry.insert_run(pos),
+                None => self.registry.insert(c),
+            };
         }
+    }
+
+    /// The Active completion `ticket` names in this loop, if it is still that
+    /// operation: a run timer is looked up in the timer queue's run (positions are never
+    /// reused), anything else in the registry.
+    fn lookup(&self, ticket: crate::registry::Ticket) -> Option<NonNull<Completion>> {
+        let Some(pos) = ticket.run_pos() else {
+            return self.registry.get(ticket);
+        };
+        let t = self.timers.run_item(pos)?;
+        // SAFETY: completions in the timer queue are Active, hence live; loop thread. A
+        // run position names one arming, so this is the target; the ticket is compared
+        // anyway rather than trusted.
+        (unsafe { (*Completion::raw(t)).ticket } == ticket).then_some(t)
+    }
+}
+
+impl TimerItem for NonNull<Completion> {
+    fn deadline(self) -> u64 {
+        // SAFETY: only Active (hence live) timers are in the timer queue, which asks for
+        // the deadline only while the completion is queued there; loop thread.
+        unsafe { Inner::deadline(Completion::raw(self)) }
     }
 }
 
@@ -847,6 +874,9 @@ impl Loop {
     /// timer's `Canceled` callback has not run yet, the reset wins: the timer is armed
     /// again and its (new) callback fires once, with Expiration.
     ///
+    /// The reset timer is a new operation: a [`CancelTarget`] taken before the reset (as
+    /// one taken before a rearm) no longer names it, and cancels nothing.
+    ///
     /// # Panics
     /// If `c` is Active with an operation other than a timer.
     pub fn timer_reset<F>(&mut self, c: Pin<&mut Completion>, ms: u64, callback: F)
@@ -876,6 +906,8 @@ impl Loop {
                 found,
                 "xev: an Active timer was missing from its loop's queue"
             );
+            // A new arming, with a new ticket (`add_timer`).
+            self.core.registry.remove((*inner).ticket);
             (*inner).op = Op::Timer { ms };
             (*inner).callback = Callback::new(callback);
             Inner::set_deadline(inner, deadline_after(self.core.epoch, ms));
@@ -918,7 +950,10 @@ impl Loop {
                 (*inner).phase = Phase::Dead;
                 return;
             }
-            (*inner).ticket = self.core.registry.insert(c);
+            // A timer gets its ticket where it is queued (`add_timer`).
+            if !matches!((*inner).op, Op::Timer { .. }) {
+                (*inner).ticket = self.core.registry.insert(c);
+            }
             (*inner).owner = self.core.id;
             (*inner).phase = Phase::Ready; // placeholder until the backend places it
             let epoch = self.core.epoch;
@@ -965,15 +1000,16 @@ impl Loop {
             // Another loop's ticket would name an unrelated completion of this one.
             return self.core.finish(c, -(libc::EXDEV as isize));
         }
-        let Some(t) = self.core.registry.get(ticket) else {
+        let Some(t) = self.core.lookup(ticket) else {
             return self.core.finish(c, ENOENT);
         };
         if t == c {
             return self.core.finish(c, ENOENT);
         }
         let tin = Completion::raw(t);
-        // SAFETY: `t` is registered, hence Active and live; we only read its phase and
-        // heap index, which only the loop thread writes.
+        // SAFETY: `t` was found by its ticket (registry or timer run), hence Active and
+        // live; we only read its phase and queue position, which only the loop thread
+        // writes.
         let phase = unsafe { (*tin).phase };
         match phase {
             Phase::Timer => {
@@ -1252,6 +1288,231 @@ mod tests {
             lp.run(RunMode::NoWait).unwrap();
             lp.shutdown();
             assert_eq!(lp.core.links.len(), 0, "{b:?}");
+        }
+    }
+
+    /// Timers with deadlines chosen by the test (nanoseconds since the loop's epoch,
+    /// in the past so one run fires them all): equal deadlines, which the clock never
+    /// produces, can then be armed on purpose.
+    mod timer_order {
+        use super::*;
+        use crate::result::{CancelError, TimerTrigger};
+        use std::cell::RefCell;
+        use std::collections::BTreeMap;
+        use std::rc::Rc;
+
+        type Log = Rc<RefCell<Vec<(usize, TimerTrigger)>>>;
+
+        fn logging(
+            log: &Log,
+            id: usize,
+        ) -> impl FnMut(&mut Loop, Pin<&mut Completion>, OpResult) -> CallbackAction {
+            let log = log.clone();
+            move |_, _, r| {
+                let OpResult::Timer(t) = r else {
+                    panic!("timer {id} got {r:?}")
+                };
+                log.borrow_mut().push((id, t));
+                CallbackAction::Disarm
+            }
+        }
+
+        /// Arm `c` (Dead) as a timer with absolute deadline `ns`: what `Loop::submit`
+        /// does for a timer, with the deadline given instead of computed.
+        fn arm_at(lp: &mut Loop, c: Pin<&mut Completion>, ns: u64, log: &Log, id: usize) {
+            assert_eq!(c.state(), crate::CompletionState::Dead);
+            let mut c = c;
+            c.as_mut().prep(Op::Timer { ms: 0 }, logging(log, id));
+            // SAFETY: not moved out of; the test keeps it pinned until the loop is gone.
+            let ptr = NonNull::from(unsafe { c.get_unchecked_mut() });
+            let inner = Completion::raw(ptr);
+            // SAFETY: Dead and live; loop thread; as in `submit`.
+            unsafe {
+                (*inner).owner = lp.core.id;
+                (*inner).phase = Phase::Ready;
+                Inner::arm_word(inner, false, &mut lp.core.scratch, |_| ns);
+            }
+            lp.core.add_timer(ptr);
+        }
+
+        fn expect_cancel(
+            want_ok: bool,
+        ) -> impl FnMut(&mut Loop, Pin<&mut Completion>, OpResult) -> CallbackAction {
+            move |_, _, r| {
+                match (&r, want_ok) {
+                    (OpResult::Cancel(Ok(())), true) => {}
+                    (OpResult::Cancel(Err(CancelError::NotFound)), false) => {}
+                    _ => panic!("cancel (expected ok: {want_ok}) got {r:?}"),
+                }
+                CallbackAction::Disarm
+            }
+        }
+
+        /// Equal deadlines fire in arming order across the run and the heap, through the
+        /// loop: tickets, cancels and expiry included.
+        #[test]
+        fn equal_deadlines_fire_in_arming_order_across_run_and_heap() {
+            for b in Backend::available() {
+                let mut lp = Loop::new(Options {
+                    backend: Some(b),
+                    ..Options::default()
+                })
+                .unwrap();
+                let log: Log = Rc::default();
+                let deadlines = [10u64, 50, 10, 50, 10, 30, 50, 30, 10, 50, 10];
+                let mut cs: Vec<Pin<Box<Completion>>> = deadlines
+                    .iter()
+                    .map(|_| Box::pin(Completion::new()))
+                    .collect();
+                for (i, (c, &d)) in cs.iter_mut().zip(&deadlines).enumerate() {
+                    arm_at(&mut lp, c.as_mut(), d, &log, i);
+                }
+                // Which side each went to: run tickets are tagged.
+                let in_run: Vec<bool> = cs
+                    .iter()
+                    .map(|c| c.owner_ticket().unwrap().1.run_pos().is_some())
+                    .collect();
+                assert_eq!(
+                    in_run,
+                    [true, true, false, true, false, false, true, false, false, true, false]
+                );
+                assert_eq!(lp.active(), deadlines.len());
+                assert_eq!(
+                    lp.core.registry.iter().count(),
+                    6,
+                    "only heap timers take slots"
+                );
+                // Cancel one of each kind (run 3, heap 4) and check the rest's order.
+                let mut k1 = Box::pin(Completion::new());
+                let mut k2 = Box::pin(Completion::new());
+                lp.cancel(k1.as_mut(), &cs[3], expect_cancel(true));
+                lp.cancel(k2.as_mut(), &cs[4], expect_cancel(true));
+                lp.run(RunMode::UntilDone).unwrap();
+                use TimerTrigger::{Canceled as C, Expiration as E};
+                assert_eq!(
+                    *log.borrow(),
+                    [
+                        (3, C),
+                        (4, C),
+                        (0, E),
+                        (2, E),
+                        (8, E),
+                        (10, E),
+                        (5, E),
+                        (7, E),
+                        (1, E),
+                        (6, E),
+                        (9, E)
+                    ],
+                    "{b:?}"
+                );
+                assert_eq!(lp.active(), 0);
+                drop(lp);
+            }
+        }
+
+        /// Many timers armed, cancelled (by live and by stale tickets) and reset at random,
+        /// in rounds; each round's callbacks must match a model: cancels first (in cancel
+        /// order), then expirations in (deadline, arming) order. Stale tickets (of armings
+        /// that fired, were cancelled or reset, whose run positions are long gone) always
+        /// get NotFound and touch nothing.
+        #[test]
+        #[cfg_attr(miri, ignore)]
+        fn random_arms_cancels_and_resets_match_a_model() {
+            for b in Backend::available() {
+                let mut lp = Loop::new(Options {
+                    backend: Some(b),
+                    ..Options::default()
+                })
+                .unwrap();
+                let mut seed = 0x2545_f491_4f6c_dd1du64 ^ b as u64;
+                let mut rnd = move || {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    seed
+                };
+                const N: usize = 4000;
+                let log: Log = Rc::default();
+                let mut cs: Vec<Pin<Box<Completion>>> =
+                    (0..N).map(|_| Box::pin(Completion::new())).collect();
+                let mut stale: Vec<CancelTarget> = Vec::new();
+                let mut armed = 0u64;
+                let mut heap_arms = 0;
+                // Controlled deadlines stay below 1 ms; reset timers get "now + 0 ms",
+                // after all of them once the loop is 1 ms old.
+                std::thread::sleep(Duration::from_millis(2));
+                for round in 0..6 {
+                    let mut cancels: Vec<Pin<Box<Completion>>> = Vec::new();
+                    let mut model: BTreeMap<(u64, u64), usize> = BTreeMap::new();
+                    let mut key_of: Vec<Option<(u64, u64)>> = vec![None; N];
+                    let mut want: Vec<(usize, TimerTrigger)> = Vec::new();
+                    let mut after: Vec<usize> = Vec::new();
+                    // Every arming of this round: stale once the round has run.
+                    let mut armings: Vec<CancelTarget> = Vec::new();
+                    let mut clock = 0u64;
+                    for _ in 0..3 * N {
+                        let id = (rnd() % N as u64) as usize;
+                        let live = cs[id].state() == crate::CompletionState::Active;
+                        match rnd() % 10 {
+                            0..=4 if !live => {
+                                clock += rnd() % 2;
+                                let d = if rnd() % 6 == 0 {
+                                    clock.saturating_sub(rnd() % 40)
+                                } else {
+                                    clock + rnd() % 2
+                                };
+                                arm_at(&mut lp, cs[id].as_mut(), d, &log, id);
+                                let t = cs[id].owner_ticket().unwrap().1;
+                                heap_arms += t.run_pos().is_none() as u32;
+                                armings.push(CancelTarget::of(&cs[id]));
+                                armed += 1;
+                                model.insert((d, armed), id);
+                                key_of[id] = Some((d, armed));
+                            }
+                            5 if live && key_of[id].is_some() => {
+                                stale.push(CancelTarget::of(&cs[id]));
+                                let mut k = Box::pin(Completion::new());
+                                lp.cancel(k.as_mut(), &cs[id], expect_cancel(true));
+                                cancels.push(k);
+                                model.remove(&key_of[id].take().unwrap());
+                                want.push((id, TimerTrigger::Canceled));
+                            }
+                            6 if live && key_of[id].is_some() => {
+                                stale.push(CancelTarget::of(&cs[id]));
+                                lp.timer_reset(cs[id].as_mut(), 0, logging(&log, id));
+                                model.remove(&key_of[id].take().unwrap());
+                                after.push(id);
+                            }
+                            7 if !stale.is_empty() => {
+                                let target = stale[(rnd() % stale.len() as u64) as usize];
+                                let mut k = Box::pin(Completion::new());
+                                lp.start(k.as_mut(), Op::Cancel { target }, expect_cancel(false));
+                                cancels.push(k);
+                            }
+                            _ => {}
+                        }
+                    }
+                    assert_eq!(
+                        lp.active(),
+                        model.len() + after.len() + want.len() + cancels.len(),
+                        "{b:?} round {round}: Loop::active counts every Active completion"
+                    );
+                    want.extend(model.values().map(|&id| (id, TimerTrigger::Expiration)));
+                    want.extend(after.iter().map(|&id| (id, TimerTrigger::Expiration)));
+                    lp.run(RunMode::UntilDone).unwrap();
+                    assert_eq!(lp.active(), 0);
+                    let got = std::mem::take(&mut *log.borrow_mut());
+                    assert_eq!(got.len(), want.len(), "{b:?} round {round}");
+                    assert!(got == want, "{b:?} round {round}: callbacks out of order");
+                    stale.extend(armings);
+                    if stale.len() > 4 * N {
+                        stale.drain(..2 * N);
+                    }
+                }
+                assert!(heap_arms > 500, "the heap path was exercised ({heap_arms})");
+                drop(lp);
+            }
         }
     }
 }

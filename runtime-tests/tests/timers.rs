@@ -591,3 +591,264 @@ fn mixed_timers_with_cancels_and_resets_fire_once_in_order() {
         drop((ts, cancels));
     });
 }
+
+/// A cancel callback that stores its result.
+fn cancel_into(
+    out: &Rc<RefCell<Vec<Result<(), String>>>>,
+) -> impl FnMut(&mut Loop, Pin<&mut Completion>, OpResult) -> CallbackAction {
+    let out = out.clone();
+    move |_, _, r| {
+        let OpResult::Cancel(r) = r else {
+            panic!("a cancel got {r:?}")
+        };
+        out.borrow_mut().push(r.map_err(|e| format!("{e:?}")));
+        CallbackAction::Disarm
+    }
+}
+
+const NOT_FOUND: &str = "NotFound";
+
+fn not_found(r: &Result<(), String>) -> bool {
+    matches!(r, Err(e) if e == NOT_FOUND)
+}
+
+#[test]
+fn cancel_of_run_and_heap_timers_and_active_counts() {
+    // In-order deadlines go to the loop's run, an earlier one to its heap: cancel finds
+    // both, and `Loop::active` counts every Active completion wherever it is.
+    each_backend(|b| {
+        let fired = log();
+        let outs = Rc::new(RefCell::new(Vec::new()));
+        let mut a = pin!(Completion::new());
+        let mut h = pin!(Completion::new());
+        let mut z = pin!(Completion::new());
+        let mut k1 = pin!(Completion::new());
+        let mut k2 = pin!(Completion::new());
+        let mut lp = new_loop(b);
+        lp.timer(a.as_mut(), 5_000, record(&fired)); // run
+        lp.timer(z.as_mut(), 6_000, record(&fired)); // run
+        lp.timer(h.as_mut(), 3_000, record(&fired)); // earlier than the run's back: heap
+        assert_eq!(lp.active(), 3);
+        lp.cancel(k1.as_mut(), &h, cancel_into(&outs));
+        // The target's Canceled result and the cancel's own wait for the next tick.
+        assert_eq!(lp.active(), 4);
+        assert_eq!(h.state(), CompletionState::Active);
+        lp.run(RunMode::NoWait).unwrap();
+        assert_eq!(triggers(&fired), [TimerTrigger::Canceled]);
+        assert_eq!(*outs.borrow(), [Ok(())]);
+        assert_eq!(lp.active(), 2);
+        lp.cancel(k2.as_mut(), &a, cancel_into(&outs));
+        lp.run(RunMode::NoWait).unwrap();
+        assert_eq!(triggers(&fired), [TimerTrigger::Canceled; 2]);
+        assert_eq!(*outs.borrow(), [Ok(()), Ok(())]);
+        assert_eq!(lp.active(), 1, "{b:?}: only z is left");
+        assert_eq!(z.state(), CompletionState::Active);
+        // Cancelling the gone ones again: NotFound, nothing else touched.
+        lp.cancel(k1.as_mut(), &h, cancel_into(&outs));
+        lp.cancel(k2.as_mut(), &a, cancel_into(&outs));
+        lp.run(RunMode::NoWait).unwrap();
+        assert_eq!(
+            outs.borrow()[2..],
+            [Err(NOT_FOUND.to_string()), Err(NOT_FOUND.to_string())]
+        );
+        assert_eq!(lp.active(), 1);
+        assert_eq!(z.state(), CompletionState::Active);
+        drop(lp);
+    });
+}
+
+#[test]
+fn stale_cancel_targets_are_not_found_after_many_rearms() {
+    // A target names one arming. After that arming fired, was cancelled, rearmed or
+    // reset, and after the timer and others were armed many times more (so that run
+    // positions and registry slots have moved on), it is NotFound, and the timer's
+    // current arming is untouched.
+    each_backend(|b| {
+        let fired = log();
+        let outs = Rc::new(RefCell::new(Vec::new()));
+        let mut t = pin!(Completion::new());
+        let mut k = pin!(Completion::new());
+        let mut others: Vec<Pin<Box<Completion>>> =
+            (0..8).map(|_| Box::pin(Completion::new())).collect();
+        let mut lp = new_loop(b);
+        let mut stale = Vec::new();
+        // Fired.
+        lp.timer(t.as_mut(), 0, record(&fired));
+        stale.push(CancelTarget::of(&t));
+        lp.run(RunMode::UntilDone).unwrap();
+        // Fired with its callback still queued (behind an earlier timer's, which cancels
+        // it): NotFound too.
+        let tgt = Rc::new(Cell::new(CancelTarget::none()));
+        let kc = Rc::new(RefCell::new(Box::pin(Completion::new())));
+        let (tgt2, kc2, outs2) = (tgt.clone(), kc.clone(), outs.clone());
+        lp.timer(others[0].as_mut(), 0, move |lp, _, _| {
+            let mut k = kc2.borrow_mut();
+            let target = tgt2.get();
+            lp.start(k.as_mut(), Op::Cancel { target }, cancel_into(&outs2));
+            CallbackAction::Disarm
+        });
+        std::thread::sleep(ms(2));
+        lp.timer(t.as_mut(), 0, record(&fired));
+        tgt.set(CancelTarget::of(&t));
+        lp.run(RunMode::UntilDone).unwrap();
+        assert_eq!(triggers(&fired), [TimerTrigger::Expiration; 2]);
+        assert_eq!(outs.borrow().len(), 1);
+        assert!(not_found(&outs.borrow()[0]), "{b:?}: {:?}", outs.borrow());
+        outs.borrow_mut().clear();
+        // Rearmed by its callback (a new arming at the same deadline).
+        let n = Rc::new(Cell::new(0));
+        let n2 = n.clone();
+        lp.timer(t.as_mut(), 1, move |_, _, _| {
+            n2.set(n2.get() + 1);
+            if n2.get() < 3 {
+                CallbackAction::Rearm
+            } else {
+                CallbackAction::Disarm
+            }
+        });
+        stale.push(CancelTarget::of(&t));
+        lp.run(RunMode::UntilDone).unwrap();
+        assert_eq!(n.get(), 3);
+        // Reset (to the heap and back to the run).
+        lp.timer(others[1].as_mut(), 10_000, record(&fired));
+        lp.timer(t.as_mut(), 20_000, record(&fired));
+        stale.push(CancelTarget::of(&t));
+        lp.timer_reset(t.as_mut(), 5_000, record(&fired)); // earlier: heap
+        stale.push(CancelTarget::of(&t));
+        lp.timer_reset(t.as_mut(), 30_000, record(&fired)); // later: run
+        let mut c = pin!(Completion::new());
+        lp.cancel(c.as_mut(), &others[1], |_, _, _| CallbackAction::Disarm);
+        lp.run(RunMode::NoWait).unwrap();
+        // Many armings of t and others.
+        for round in 0..200 {
+            lp.timer_reset(t.as_mut(), round % 3, record(&fired));
+            if round % 50 == 0 {
+                stale.push(CancelTarget::of(&t));
+            }
+            for o in others[2..].iter_mut() {
+                lp.timer(o.as_mut(), round % 2, |_, _, _| CallbackAction::Disarm);
+            }
+            lp.run(RunMode::UntilDone).ok();
+            lp.timer(others[1].as_mut(), 10_000, record(&fired));
+            let mut c = pin!(Completion::new());
+            lp.cancel(c.as_mut(), &others[1], |_, _, _| CallbackAction::Disarm);
+            lp.run(RunMode::NoWait).unwrap();
+        }
+        fired.borrow_mut().clear();
+        // The current arming: far away, in the run; then every stale target.
+        lp.timer(t.as_mut(), 60_000, record(&fired));
+        assert_eq!(lp.active(), 1);
+        for target in &stale {
+            lp.start(
+                k.as_mut(),
+                Op::Cancel { target: *target },
+                cancel_into(&outs),
+            );
+            lp.run(RunMode::NoWait).unwrap();
+        }
+        let outs_now = outs.borrow().clone();
+        assert_eq!(outs_now.len(), stale.len());
+        assert!(outs_now.iter().all(not_found), "{b:?}: {outs_now:?}");
+        assert!(
+            fired.borrow().is_empty(),
+            "no stale cancel reached the timer"
+        );
+        assert_eq!(t.state(), CompletionState::Active);
+        // The live target still works.
+        lp.cancel(k.as_mut(), &t, cancel_into(&outs));
+        lp.run(RunMode::UntilDone).unwrap();
+        assert_eq!(outs.borrow().last(), Some(&Ok(())));
+        assert_eq!(triggers(&fired), [TimerTrigger::Canceled]);
+        drop(lp);
+    });
+}
+
+#[test]
+fn stale_target_of_a_dropped_timer_is_not_found() {
+    // The completion a stale target named is freed and its memory likely reused by a
+    // new timer: the cancel must be NotFound without reading the old completion, and the
+    // new timer is untouched.
+    each_backend(|b| {
+        let fired = log();
+        let outs = Rc::new(RefCell::new(Vec::new()));
+        let mut lp = new_loop(b);
+        let mut k = pin!(Completion::new());
+        let mut stale = Vec::new();
+        for d in [0u64, 0, 1] {
+            let mut t = Box::pin(Completion::new());
+            lp.timer(t.as_mut(), d, record(&fired));
+            stale.push(CancelTarget::of(&t));
+            lp.run(RunMode::UntilDone).unwrap();
+            drop(t);
+        }
+        let mut fresh = Box::pin(Completion::new());
+        lp.timer(fresh.as_mut(), 60_000, record(&fired));
+        for target in stale {
+            lp.start(k.as_mut(), Op::Cancel { target }, cancel_into(&outs));
+            lp.run(RunMode::NoWait).unwrap();
+        }
+        assert!(outs.borrow().iter().all(not_found));
+        assert_eq!(outs.borrow().len(), 3);
+        assert_eq!(fresh.state(), CompletionState::Active);
+        assert_eq!(fired.borrow().len(), 3, "only the three expirations");
+        drop(lp);
+    });
+}
+
+#[test]
+fn shutdown_with_pending_run_heap_and_queued_timers() {
+    // Shutdown leaves every timer Dead without calling back (wherever it was: the run,
+    // the heap, or fired with its callback still queued), counts nothing Active
+    // afterwards, and the loop stays usable; targets from before the shutdown stay
+    // NotFound.
+    each_backend(|b| {
+        let fired = log();
+        let outs = Rc::new(RefCell::new(Vec::new()));
+        let mut lp = new_loop(b);
+        let mut ts: Vec<Pin<Box<Completion>>> =
+            (0..1000).map(|_| Box::pin(Completion::new())).collect();
+        let mut targets = Vec::new();
+        for (i, t) in ts.iter_mut().enumerate() {
+            // Mostly rising (the run), every 10th earlier (the heap).
+            let d = if i % 10 == 9 {
+                1_000
+            } else {
+                10_000 + i as u64
+            };
+            lp.timer(t.as_mut(), d, record(&fired));
+            targets.push(CancelTarget::of(t));
+        }
+        // Two cancelled (results queued, callbacks not run yet).
+        let mut k = pin!(Completion::new());
+        let mut k2 = pin!(Completion::new());
+        lp.cancel(k.as_mut(), &ts[0], cancel_into(&outs));
+        lp.cancel(k2.as_mut(), &ts[9], cancel_into(&outs));
+        assert_eq!(lp.active(), 1002);
+        let held = Rc::strong_count(&fired);
+        assert_eq!(held, 1001, "each callback holds the log");
+        lp.shutdown();
+        assert_eq!(lp.active(), 0);
+        assert!(ts.iter().all(|t| t.state() == CompletionState::Dead));
+        assert!(fired.borrow().is_empty(), "no callback ran");
+        assert!(outs.borrow().is_empty(), "no callback ran");
+        assert_eq!(Rc::strong_count(&fired), 1, "the callbacks were dropped");
+        // Still usable; old targets name nothing.
+        lp.timer(ts[1].as_mut(), 0, record(&fired));
+        lp.timer(ts[5].as_mut(), 60_000, record(&fired));
+        for target in &targets[..20] {
+            lp.start(
+                k.as_mut(),
+                Op::Cancel { target: *target },
+                cancel_into(&outs),
+            );
+            lp.run(RunMode::NoWait).unwrap();
+        }
+        assert_eq!(outs.borrow().len(), 20);
+        assert!(outs.borrow().iter().all(not_found));
+        assert_eq!(triggers(&fired), [TimerTrigger::Expiration]);
+        assert_eq!(ts[5].state(), CompletionState::Active);
+        assert_eq!(lp.active(), 1);
+        drop(lp);
+        drop(ts);
+    });
+}

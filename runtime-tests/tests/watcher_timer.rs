@@ -175,3 +175,101 @@ fn reset_from_inside_the_callback_makes_a_repeating_timer() {
         assert!(start.elapsed() >= Duration::from_millis(10));
     });
 }
+
+#[test]
+fn cancel_finds_run_and_heap_timers_and_only_the_current_arming() {
+    // Two far timers (the loop's run) and a nearer one armed after them (its heap):
+    // the watcher cancels each; a reset makes a new arming, which a cancel still finds;
+    // a timer that already fired is NotFound.
+    each_backend(|b| {
+        let log: Log = Log::default();
+        let start = Instant::now();
+        let cancels = Rc::new(RefCell::new(Vec::new()));
+        let on_cancel = |out: &mut Rc<RefCell<Vec<Result<(), String>>>>,
+                         _: &mut Loop,
+                         _: std::pin::Pin<&mut Completion>,
+                         r: Result<(), CancelError>| {
+            out.borrow_mut().push(r.map_err(|e| e.to_string()));
+            CallbackAction::Disarm
+        };
+        let mut run1 = pin!(Completion::new());
+        let mut run2 = pin!(Completion::new());
+        let mut heap = pin!(Completion::new());
+        let mut quick = pin!(Completion::new());
+        let mut cc = pin!(Completion::new());
+        let mut lp = new_loop(b);
+        let timer = Timer::new();
+        timer.run(
+            &mut lp,
+            run1.as_mut(),
+            60_000,
+            log.clone(),
+            log_cb("run1", start),
+        );
+        timer.run(
+            &mut lp,
+            run2.as_mut(),
+            70_000,
+            log.clone(),
+            log_cb("run2", start),
+        );
+        timer.run(
+            &mut lp,
+            heap.as_mut(),
+            30_000,
+            log.clone(),
+            log_cb("heap", start),
+        );
+        timer.run(
+            &mut lp,
+            quick.as_mut(),
+            0,
+            log.clone(),
+            log_cb("quick", start),
+        );
+        assert_eq!(lp.active(), 4);
+        lp.run(RunMode::Once).unwrap();
+        timer.cancel(&mut lp, &heap, cc.as_mut(), cancels.clone(), on_cancel);
+        lp.run(RunMode::NoWait).unwrap();
+        timer.reset(
+            &mut lp,
+            run2.as_mut(),
+            80_000,
+            log.clone(),
+            log_cb("run2'", start),
+        );
+        timer.cancel(&mut lp, &run2, cc.as_mut(), cancels.clone(), on_cancel);
+        lp.run(RunMode::NoWait).unwrap();
+        timer.cancel(&mut lp, &quick, cc.as_mut(), cancels.clone(), on_cancel);
+        lp.run(RunMode::NoWait).unwrap();
+        timer.cancel(&mut lp, &run1, cc.as_mut(), cancels.clone(), on_cancel);
+        lp.run(RunMode::UntilDone).unwrap();
+        assert!(start.elapsed() < Duration::from_secs(5));
+        let canceled = Err("operation canceled".to_string());
+        let seen: Vec<_> = log
+            .borrow()
+            .iter()
+            .map(|(l, r, _)| (*l, r.clone()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("quick", Ok(())),
+                ("heap", canceled.clone()),
+                ("run2'", canceled.clone()),
+                ("run1", canceled.clone())
+            ],
+            "{b:?}"
+        );
+        assert_eq!(
+            *cancels.borrow(),
+            [
+                Ok(()),
+                Ok(()),
+                Err("no such operation in flight".to_string()),
+                Ok(())
+            ]
+        );
+        assert_eq!(lp.active(), 0);
+    });
+}

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use super::executor::{current, with_current, Executor};
 use crate::heap::HeapItem;
-use crate::timer_queue::TimerQueue;
+use crate::timer_queue::{TimerItem, TimerQueue};
 
 /// `Entry::loc` of a sleep the queue has fired.
 const FIRED: usize = usize::MAX;
@@ -34,6 +34,8 @@ const FIRED: usize = usize::MAX;
 struct Entry {
     /// Where the entry sits in the timer queue, or [`FIRED`].
     loc: Cell<usize>,
+    /// The deadline it is queued with, in nanoseconds since the queue's epoch.
+    deadline_ns: Cell<u64>,
     waker: UnsafeCell<Option<Waker>>,
 }
 
@@ -44,6 +46,13 @@ impl HeapItem for EntryPtr {
     fn set_index(self, index: usize) {
         // SAFETY: only registered (hence live, pinned) sleeps are in the queue.
         unsafe { self.0.as_ref() }.loc.set(index);
+    }
+}
+
+impl TimerItem for EntryPtr {
+    fn deadline(self) -> u64 {
+        // SAFETY: as for `set_index`.
+        unsafe { self.0.as_ref() }.deadline_ns.get()
     }
 }
 
@@ -69,7 +78,7 @@ impl SleepQueue {
 
     /// How long until the nearest deadline (`None`: no sleep pending).
     pub(crate) fn time_to_next(&self) -> Option<Duration> {
-        let ((deadline, _), _) = self.timers.borrow_mut().peek()?;
+        let (deadline, _) = self.timers.borrow_mut().peek()?;
         let now = self.ns(Instant::now());
         Some(Duration::from_nanos(deadline.saturating_sub(now)))
     }
@@ -88,7 +97,7 @@ impl SleepQueue {
             let waker = {
                 let mut q = self.timers.borrow_mut();
                 match q.peek() {
-                    Some(((deadline, _), e)) if deadline <= now => {
+                    Some((deadline, e)) if deadline <= now => {
                         q.pop();
                         // SAFETY: queued entries are live (a Sleep removes its entry
                         // before it is dropped); executor thread, and no `&mut` to the
@@ -130,6 +139,7 @@ impl Sleep {
             exec: None,
             entry: Entry {
                 loc: Cell::new(FIRED),
+                deadline_ns: Cell::new(0),
                 waker: UnsafeCell::new(None),
             },
             _pin: PhantomPinned,
@@ -207,8 +217,9 @@ impl Future for Sleep {
         let deadline = exec.sleeps.ns(this.deadline);
         // SAFETY: the entry is not queued, so nothing else reads the waker.
         unsafe { *this.entry.waker.get() = Some(cx.waker().clone()) };
+        this.entry.deadline_ns.set(deadline);
         let ptr = EntryPtr(NonNull::from(&this.entry));
-        exec.sleeps.timers.borrow_mut().push(deadline, ptr);
+        exec.sleeps.timers.borrow_mut().push(ptr);
         this.exec = Some(exec);
         Poll::Pending
     }
