@@ -94,7 +94,7 @@ pub(crate) struct Inner {
     /// Intrusive queue link; while the completion is in the timer queue, its position
     /// there instead (see [`Inner::timer_slot`]).
     pub(crate) next: Option<NonNull<Completion>>,
-    /// Registry slot while Active.
+    /// Its name while Active: a registry slot, or a run timer's run position.
     pub(crate) ticket: Ticket,
     word: Word,
     /// The loop this completion is Active in (meaningless while Dead).

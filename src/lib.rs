@@ -105,8 +105,9 @@
 //!   keeps them until the kernel is done, even when the future is dropped.
 //! - **Registry.** The loop reaches completions through raw pointers into an
 //!   `UnsafeCell`, never through `&mut Completion` of its own, and only while they are
-//!   Active (tracked by a registry, so a cancel naming a finished, possibly freed,
-//!   completion just reports `NotFound`). During its callback a completion may be reused
+//!   Active (tracked by a registry, or for timers in the timer queue's run by their
+//!   unique run position, so a cancel naming a finished, possibly freed, completion just
+//!   reports `NotFound`). During its callback a completion may be reused
 //!   but not dropped. Queue and registry removals that cannot fail are checked in release
 //!   builds too.
 //! - **Loop ownership.** A completion Active in one loop belongs to that loop alone: it
