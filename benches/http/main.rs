@@ -50,6 +50,7 @@ mod http_hello;
 mod idle;
 mod load;
 mod servers;
+mod split;
 
 // ---- hyper on xev (feature `hyper`) ----------------------------------------------------
 #[cfg(feature = "hyper")]
@@ -409,6 +410,8 @@ fn main() {
     if let Ok(v) = std::env::var("XEV_HTTP_IDLE_CHILD") {
         idle::child(&v);
     }
+    split::serve_if_asked();
+    split::load_if_asked();
     let quick = common::quick();
     let started = Instant::now();
     if std::env::var_os("XEV_BENCH_IDLE_ONLY").is_some() {

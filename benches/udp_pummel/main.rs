@@ -54,6 +54,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod raw;
+mod sched;
 mod tokio_side;
 mod xev_async_side;
 mod xev_multishot_side;
@@ -74,6 +75,7 @@ use std::time::{Duration, Instant};
 use common::net::Variant as CommonVariant;
 use common::report::{per_round_line, ratio, ratio_target, target};
 use common::{sys, watchdog};
+use sched::Sched;
 use xev::Backend;
 
 /// libxev's datagram.
@@ -88,6 +90,9 @@ const ENTRIES: u32 = 256;
 const RCVBUF: usize = 8 << 20;
 /// Default flow-control window (datagrams sent and not yet counted by the receiver).
 const WINDOW: u64 = 1024;
+/// How long the sender sleeps between looks at the receiver's count while the window is
+/// full.
+const WAIT_SLEEP: Duration = Duration::from_micros(20);
 /// The receiver publishes its count every this many datagrams.
 const PUBLISH_EVERY: u64 = 16;
 /// A sender waiting this long for the window without progress assumes the datagrams in
@@ -156,6 +161,22 @@ struct Sample {
     rx_busy: f64,
     /// Share of the sender's sending time spent waiting for the window.
     sender_wait: f64,
+    /// Share of the timed interval the receiver was runnable but off the CPU.
+    rx_queued: f64,
+    /// Times the receiver was given a CPU, per 1000 timed datagrams.
+    rx_slices_per_k: f64,
+    /// Datagrams per `sendmmsg` call.
+    per_send: f64,
+    /// Sender thread CPU time per datagram sent.
+    tx_cpu_ns: f64,
+}
+
+impl Sample {
+    /// Share of the timed interval the receiver slept (neither running nor runnable):
+    /// it had nothing to receive.
+    fn rx_idle(&self) -> f64 {
+        (1.0 - self.rx_busy - self.rx_queued).max(0.0)
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -167,6 +188,8 @@ struct Mark {
     allocs: u64,
     /// The receiver thread's CPU time.
     cpu: Duration,
+    /// The receiver thread's scheduling figures.
+    sched: Sched,
     count: u64,
 }
 
@@ -176,6 +199,7 @@ impl Mark {
             at: Instant::now(),
             allocs: common::allocations(),
             cpu: common::thread_cpu_time(),
+            sched: Sched::now(),
             count,
         }
     }
@@ -262,6 +286,10 @@ impl Rx {
 
 struct SenderStats {
     sent: u64,
+    /// `sendmmsg` calls that sent something.
+    calls: u64,
+    /// The sender thread's CPU time while sending.
+    cpu: Duration,
     /// Time spent waiting for the window.
     waited: Duration,
     /// Time from the first send to the last datagram (markers excluded).
@@ -405,20 +433,26 @@ fn sender(
     let fd = sock.as_raw_fd();
     let mut out = Blaster::new(&sock, mode)?;
     let started = Instant::now();
-    let (mut sent, mut slack) = (0u64, 0u64);
+    let cpu0 = common::thread_cpu_time();
+    let (mut sent, mut slack, mut calls) = (0u64, 0u64, 0u64);
     let mut waited = Duration::ZERO;
     while sent < total {
         let mut n = out.max_batch().min(total - sent);
         if window > 0 {
             let room = |received: u64, slack: u64| (received + slack + window).saturating_sub(sent);
-            if room(shared.received.load(Ordering::Relaxed), slack) == 0 {
+            // Send whole batches only: wait until one fits in the window.
+            let want = n.min(window);
+            if room(shared.received.load(Ordering::Relaxed), slack) < want {
                 let t0 = Instant::now();
                 let mut last = shared.received.load(Ordering::Relaxed);
                 let mut last_change = t0;
                 loop {
-                    std::hint::spin_loop();
+                    // Sleep rather than spin: the queue holds far more than a sleep's
+                    // worth of datagrams, and a spinning sender would take a CPU the
+                    // machine's other work then takes from the receiver.
+                    thread::sleep(WAIT_SLEEP);
                     let r = shared.received.load(Ordering::Relaxed);
-                    if room(r, slack) > 0 {
+                    if room(r, slack) >= want {
                         break;
                     }
                     if r != last {
@@ -431,10 +465,13 @@ fn sender(
                 }
                 waited += t0.elapsed();
             }
-            n = n.min(room(shared.received.load(Ordering::Relaxed), slack).max(1));
+            n = n.min(room(shared.received.load(Ordering::Relaxed), slack).max(want));
         }
         match out.send(n) {
-            Ok(k) => sent += k,
+            Ok(k) => {
+                sent += k;
+                calls += 1;
+            }
             Err(e) => match e.raw_os_error() {
                 Some(libc::EINTR) => {}
                 Some(libc::ENOBUFS | libc::EAGAIN) => thread::yield_now(),
@@ -443,6 +480,7 @@ fn sender(
         }
     }
     let elapsed = started.elapsed();
+    let cpu = common::thread_cpu_time().saturating_sub(cpu0);
     // End markers until the receiver says it has stopped (errors ignored: once the
     // receiver's socket is closed, loopback answers with ECONNREFUSED).
     while !shared.done.load(Ordering::Acquire) {
@@ -455,6 +493,8 @@ fn sender(
     }
     Ok(SenderStats {
         sent,
+        calls,
+        cpu,
         waited,
         elapsed,
     })
@@ -613,6 +653,7 @@ fn measure(v: Variant, w: &Workload) -> Result<Sample, String> {
     let n = (b.count - a.count) as f64;
     let secs = (b.at - a.at).as_secs_f64();
     let cpu = b.cpu.saturating_sub(a.cpu).as_secs_f64();
+    let sched = a.sched.until(b.sched);
     Ok(Sample {
         per_sec: n / secs,
         lost: stats.sent.saturating_sub(b.count),
@@ -621,6 +662,10 @@ fn measure(v: Variant, w: &Workload) -> Result<Sample, String> {
         rx_cpu_ns: cpu * 1e9 / n,
         rx_busy: cpu / secs,
         sender_wait: stats.waited.as_secs_f64() / stats.elapsed.as_secs_f64(),
+        rx_queued: sched.wait.as_secs_f64() / secs,
+        rx_slices_per_k: sched.slices as f64 * 1000.0 / n,
+        per_send: stats.sent as f64 / stats.calls.max(1) as f64,
+        tx_cpu_ns: stats.cpu.as_secs_f64() * 1e9 / stats.sent.max(1) as f64,
     })
 }
 
@@ -675,13 +720,17 @@ fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>], rounds: us
             rx_cpu_ns: m(|x| x.rx_cpu_ns),
             rx_busy: m(|x| x.rx_busy),
             sender_wait: m(|x| x.sender_wait),
+            rx_queued: m(|x| x.rx_queued),
+            rx_slices_per_k: m(|x| x.rx_slices_per_k),
+            per_send: m(|x| x.per_send),
+            tx_cpu_ns: m(|x| x.tx_cpu_ns),
         })
     };
     let find = |want: Variant| variants.iter().position(|&v| v == want).and_then(med);
     let reference = find(Variant::Common(CommonVariant::RawIoUring));
     let tokio = find(Variant::Common(CommonVariant::Tokio));
     println!(
-        "{:<22} {:>13} {:>16} {:>9} {:>10} {:>18} {:>12} {:>15} {:>8} {:>14}",
+        "{:<22} {:>13} {:>16} {:>9} {:>10} {:>18} {:>12} {:>15} {:>8} {:>9} {:>7} {:>11} {:>15} {:>14} {:>11}",
         "variant",
         "datagrams/s",
         "vs raw io_uring",
@@ -691,12 +740,17 @@ fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>], rounds: us
         "allocs (max)",
         "rx cpu ns/dgram",
         "rx busy",
-        "sender waited"
+        "rx queued",
+        "rx idle",
+        "rx runs/1k",
+        "tx cpu ns/dgram",
+        "sender waited",
+        "dgrams/send"
     );
     for (i, v) in variants.iter().enumerate() {
         match med(i) {
             Some(s) => println!(
-                "{:<22} {:>13.0} {:>16} {:>9} {:>10} {:>18.4} {:>12} {:>15.0} {:>7.0}% {:>13.0}%",
+                "{:<22} {:>13.0} {:>16} {:>9} {:>10} {:>18.4} {:>12} {:>15.0} {:>7.0}% {:>8.0}% {:>6.0}% {:>11.1} {:>15.0} {:>13.0}% {:>11.1}",
                 v.name(),
                 s.per_sec,
                 ratio(s.per_sec, reference.map(|r| r.per_sec)),
@@ -706,7 +760,12 @@ fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>], rounds: us
                 s.allocs,
                 s.rx_cpu_ns,
                 s.rx_busy * 100.0,
-                s.sender_wait * 100.0
+                s.rx_queued * 100.0,
+                s.rx_idle() * 100.0,
+                s.rx_slices_per_k,
+                s.tx_cpu_ns,
+                s.sender_wait * 100.0,
+                s.per_send
             ),
             None => println!("{:<22} {:>13}", v.name(), "failed"),
         }
