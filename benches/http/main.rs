@@ -51,6 +51,7 @@ mod idle;
 mod load;
 mod servers;
 mod split;
+mod ticks;
 
 // ---- hyper on xev (feature `hyper`) ----------------------------------------------------
 #[cfg(feature = "hyper")]
@@ -208,11 +209,14 @@ fn measure(v: Variant, w: &Workload) -> Result<Sample, String> {
     let (cpu_client, cpu_server) = pin_plan();
     let stop = Stop::default();
     let (ready_tx, ready_rx) = mpsc::channel();
+    let (tid_tx, tid_rx) = mpsc::channel();
     let server = thread::Builder::new()
         .name("http-server".into())
         .spawn({
             let stop = stop.clone();
             move || {
+                // SAFETY: gettid has no preconditions.
+                let _ = tid_tx.send(unsafe { libc::gettid() });
                 sys::pin_to("http", cpu_server);
                 let r = v.serve(listener, &stop, &ready_tx);
                 if let Err(e) = &r {
@@ -232,6 +236,15 @@ fn measure(v: Variant, w: &Workload) -> Result<Sample, String> {
             load::thread_clock(server.as_pthread_t())
                 .map_err(|e| format!("pthread_getcpuclockid: {e}"))?
         };
+        // The user/system split of a single-threaded server (its thread's stat file).
+        let server_stat = match tid_rx.recv() {
+            Ok(tid) if !v.multi_threaded() => {
+                ticks::StatFile::open(&format!("/proc/self/task/{tid}/stat"))
+                    .ok()
+                    .map(std::sync::Arc::new)
+            }
+            _ => None,
+        };
         let spec = load::Spec {
             addr,
             conns: w.conns,
@@ -240,6 +253,7 @@ fn measure(v: Variant, w: &Workload) -> Result<Sample, String> {
             timed: w.timed,
             expect: v.expect(),
             server_clock,
+            server_stat,
         };
         thread::Builder::new()
             .name("http-load".into())
@@ -308,32 +322,51 @@ fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>], rounds: us
             server_us_per_req: m(|x| x.server_us_per_req),
             client_us_per_req: m(|x| x.client_us_per_req),
             allocs_per_req: s.iter().map(|x| x.allocs_per_req).fold(0.0, f64::max),
+            // Not measured (NaN) for the multi-threaded servers.
+            server_user_share: {
+                let v: Vec<f64> = s
+                    .iter()
+                    .map(|x| x.server_user_share)
+                    .filter(|x| !x.is_nan())
+                    .collect();
+                if v.is_empty() {
+                    f64::NAN
+                } else {
+                    common::median(v)
+                }
+            },
             checked: s.iter().map(|x| x.checked).sum(),
         })
     };
     let find = |v: Variant| variants.iter().position(|&x| x == v).and_then(med);
     let reference = find(Variant::TokioCt);
     println!(
-        "{:<40} {:>12} {:>12} {:>14} {:>12} {:>12} {:>17} {:>10}",
+        "{:<40} {:>12} {:>12} {:>14} {:>12} {:>12} {:>12} {:>12} {:>10} {:>17} {:>10}",
         "variant",
         "requests/s",
         "vs tokio ct",
         "server µs/req",
         "vs tokio ct",
+        "(user µs",
+        "sys µs)",
         "load µs/req",
+        "load busy",
         "allocs/req (max)",
         "checked"
     );
     for (i, v) in variants.iter().enumerate() {
         match med(i) {
             Some(s) => println!(
-                "{:<40} {:>12.0} {:>12} {:>14.2} {:>12} {:>12.2} {:>17.4} {:>10}",
+                "{:<40} {:>12.0} {:>12} {:>14.2} {:>12} {:>12.2} {:>12.2} {:>12.2} {:>9.0}% {:>17.4} {:>10}",
                 v.name(),
                 s.per_sec,
                 ratio(s.per_sec, reference.map(|r| r.per_sec)),
                 s.server_us_per_req,
                 ratio(s.server_us_per_req, reference.map(|r| r.server_us_per_req)),
+                s.server_user_us(),
+                s.server_us_per_req - s.server_user_us(),
                 s.client_us_per_req,
+                s.load_busy() * 100.0,
                 s.allocs_per_req,
                 s.checked
             ),
@@ -355,6 +388,9 @@ fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>], rounds: us
         ] {
             if let Some(s) = find(v) {
                 ratio_target(v.name(), goal, s.per_sec / r.per_sec, min);
+                if s.per_sec / r.per_sec < min {
+                    println!("  measured cause: {}", cause(&s, &r, min));
+                }
             }
         }
     }
@@ -404,6 +440,45 @@ fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>], rounds: us
             1.0,
         );
     }
+}
+
+/// Why a single-threaded xev server `s` serves under `min` times the tokio server `r`'s
+/// requests/s: its CPU per request against tokio's, and what the load generator's CPU per
+/// request allows on a 2-CPU machine (the server and the load generator each need their
+/// CPU time per request; `min` x tokio needs at most 1 / (min x tokio's rate) of each).
+fn cause(s: &Sample, r: &Sample, min: f64) -> String {
+    let goal = min * r.per_sec;
+    let per_cpu = 1e6 / goal;
+    let load_bound = 1e6 / s.client_us_per_req;
+    let mut why = format!(
+        "server CPU/req {:.2}x tokio's ({:.2} vs {:.2} µs; user {:.2} vs {:.2}, system {:.2} vs {:.2})",
+        s.server_us_per_req / r.server_us_per_req,
+        s.server_us_per_req,
+        r.server_us_per_req,
+        s.server_user_us(),
+        r.server_user_us(),
+        s.server_us_per_req - s.server_user_us(),
+        r.server_us_per_req - r.server_user_us()
+    );
+    why += &format!(
+        "; load generator {:.2} µs/req, {:.0}% of a CPU: alone it allows at most {:.0} req/s = \
+         {:.2}x tokio's rate",
+        s.client_us_per_req,
+        s.load_busy() * 100.0,
+        load_bound,
+        load_bound / r.per_sec
+    );
+    why += &format!(
+        "; {min}x tokio = {goal:.0} req/s needs <= {per_cpu:.2} µs/req from each side (one CPU each)"
+    );
+    let sys = s.server_us_per_req - s.server_user_us();
+    if sys > per_cpu {
+        why += &format!(", but the server's system time alone is {sys:.2} µs/req");
+    }
+    if s.client_us_per_req > per_cpu {
+        why += &format!(", and the load generator's is {:.2}", s.client_us_per_req);
+    }
+    why
 }
 
 fn main() {

@@ -53,20 +53,6 @@ pub fn serve_if_asked() {
     std::process::exit(0);
 }
 
-/// User and system CPU time of process `pid` so far (`/proc/PID/stat`, in clock ticks).
-pub fn proc_times(pid: u32) -> Option<(Duration, Duration)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // SAFETY: sysconf has no memory preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    let t = |i: usize| -> Option<Duration> {
-        Some(Duration::from_secs_f64(f.get(i)?.parse::<f64>().ok()? / hz))
-    };
-    Some((t(11)?, t(12)?))
-}
-
 /// `XEV_HTTP_LOAD=ADDR`: run the load generator against ADDR and print its figures.
 /// Returns only if the variable is unset.
 pub fn load_if_asked() {
@@ -92,7 +78,6 @@ pub fn load_if_asked() {
     let secs: f64 = super::common::env_parse("XEV_BENCH_SECS").unwrap_or(5.0);
     for conns in numbers("XEV_BENCH_CONNS", &[64]) {
         for depth in numbers("XEV_BENCH_PIPELINE", &[1]) {
-            let before = pid.and_then(proc_times);
             let spec = load::Spec {
                 addr,
                 conns,
@@ -101,8 +86,12 @@ pub fn load_if_asked() {
                 timed: Duration::from_secs_f64(secs),
                 expect: Expect::Exact(http_hello::OK),
                 server_clock,
+                server_stat: pid.and_then(|p| {
+                    super::ticks::StatFile::open(&format!("/proc/{p}/stat"))
+                        .ok()
+                        .map(std::sync::Arc::new)
+                }),
             };
-            let wall = std::time::Instant::now();
             let s = match load::run(spec) {
                 Ok(s) => s,
                 Err(e) => {
@@ -110,7 +99,6 @@ pub fn load_if_asked() {
                     std::process::exit(1);
                 }
             };
-            let wall = wall.elapsed();
             print!(
                 "{conns} conns, depth {depth}: {:.0} requests/s; load {:.2} µs/req ({:.0}% of one CPU)",
                 s.per_sec,
@@ -119,19 +107,11 @@ pub fn load_if_asked() {
             );
             if pid.is_some() {
                 print!(
-                    "; server {:.2} µs/req ({:.0}% of one CPU)",
+                    "; server {:.2} µs/req ({:.0}% of one CPU; user {:.2}, system {:.2})",
                     s.server_us_per_req,
-                    s.server_us_per_req * s.per_sec / 1e4
-                );
-            }
-            if let (Some((u0, k0)), Some((u1, k1))) = (before, pid.and_then(proc_times)) {
-                // Over the whole run (warm-up and drain included), in ticks: a split only.
-                let (u, k) = ((u1 - u0).as_secs_f64(), (k1 - k0).as_secs_f64());
-                print!(
-                    "; server user/sys split {:.0}%/{:.0}% over {:.1} s",
-                    100.0 * u / (u + k).max(1e-9),
-                    100.0 * k / (u + k).max(1e-9),
-                    wall.as_secs_f64()
+                    s.server_us_per_req * s.per_sec / 1e4,
+                    s.server_user_us(),
+                    s.server_us_per_req - s.server_user_us()
                 );
             }
             println!("; {} responses in all", s.checked);

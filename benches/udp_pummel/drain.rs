@@ -23,6 +23,12 @@ use super::{common, Shared};
 /// How long either side sleeps between looks at the other's progress.
 pub const POLL: Duration = Duration::from_micros(20);
 
+/// A sender waiting this long for the receiver to finish a drain without progress
+/// assumes the datagrams still missing were lost. Longer than the concurrent mode's: a
+/// receiver kept off its CPU by other work must not look like a loss (the next fill
+/// would then land on a queue that still holds the last one, and overflow it).
+pub const STALL: Duration = Duration::from_secs(2);
+
 /// What the receiver spent waiting at cycle boundaries after the warm-up (to subtract
 /// from the timed interval).
 #[derive(Clone, Copy, Default)]

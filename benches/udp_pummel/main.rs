@@ -490,7 +490,7 @@ fn sender(
                 let r = shared.received.load(Ordering::Acquire);
                 if r != last {
                     (last, last_change) = (r, Instant::now());
-                } else if last_change.elapsed() > STALL {
+                } else if last_change.elapsed() > drain::STALL {
                     // The datagrams in flight were lost: stop waiting for them.
                     slack = sent - r;
                 }
