@@ -75,6 +75,11 @@ impl Sample {
     pub fn load_busy(&self) -> f64 {
         self.client_us_per_req * self.per_sec / 1e6
     }
+
+    /// The server's share of one CPU (of all CPUs together for a multi-threaded one).
+    pub fn server_busy(&self) -> f64 {
+        self.server_us_per_req * self.per_sec / 1e6
+    }
 }
 
 /// CPU time of the clock `id` so far.
