@@ -866,6 +866,14 @@ fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>], rounds: us
             .zip(samples)
             .map(|(v, s)| (v.name(), s.iter().map(|x| x.per_sec).collect())),
     );
+    per_round_line(
+        "receiver CPU ns/datagram",
+        0,
+        variants
+            .iter()
+            .zip(samples)
+            .map(|(v, s)| (v.name(), s.iter().map(|x| x.rx_cpu_ns).collect())),
+    );
     if let Some(t) = tokio {
         for (i, v) in variants.iter().enumerate() {
             if let Some(s) = med(i).filter(|_| v.is_xev()) {
@@ -889,7 +897,7 @@ fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>], rounds: us
                 capacity,
                 1.2,
             );
-            if q < 1.2 {
+            if q < 1.2 || capacity < 1.2 {
                 println!("  measured cause: {}", cause(&s, &t, capacity));
             }
         }
