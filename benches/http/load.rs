@@ -24,7 +24,7 @@ pub enum Expect {
 }
 
 /// What one load run asks for.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct Spec {
     pub addr: SocketAddr,
     pub conns: usize,
@@ -36,6 +36,8 @@ pub struct Spec {
     /// `CLOCK_PROCESS_CPUTIME_ID` for a server of several threads (then the load
     /// thread's own CPU time is subtracted).
     pub server_clock: libc::clockid_t,
+    /// The server's `/proc` stat file (thread or process), for its user/system split.
+    pub server_stat: Option<std::sync::Arc<super::ticks::StatFile>>,
 }
 
 /// A point of the timed section.
@@ -45,6 +47,8 @@ struct Mark {
     responses: u64,
     server_cpu: Duration,
     client_cpu: Duration,
+    /// The server's (user, system) CPU time, in clock ticks.
+    server_split: Option<(Duration, Duration)>,
     allocs: u64,
 }
 
@@ -55,8 +59,27 @@ pub struct Sample {
     pub server_us_per_req: f64,
     pub client_us_per_req: f64,
     pub allocs_per_req: f64,
+    /// Share of the server's CPU time spent in user space (NaN when not measured).
+    pub server_user_share: f64,
     /// Responses checked over the whole run (warm-up and drain included).
     pub checked: u64,
+}
+
+impl Sample {
+    /// The server's user-space CPU time per request (NaN when not measured).
+    pub fn server_user_us(&self) -> f64 {
+        self.server_us_per_req * self.server_user_share
+    }
+
+    /// The load generator's share of one CPU.
+    pub fn load_busy(&self) -> f64 {
+        self.client_us_per_req * self.per_sec / 1e6
+    }
+
+    /// The server's share of one CPU (of all CPUs together for a multi-threaded one).
+    pub fn server_busy(&self) -> f64 {
+        self.server_us_per_req * self.per_sec / 1e6
+    }
 }
 
 /// CPU time of the clock `id` so far.
@@ -340,6 +363,7 @@ pub fn run(spec: Spec) -> Result<Sample, String> {
             responses: ck.responses,
             server_cpu,
             client_cpu,
+            server_split: spec.server_stat.as_ref().and_then(|f| f.user_sys()),
             allocs: super::common::allocations(),
         }
     };
@@ -423,6 +447,17 @@ pub fn run(spec: Spec) -> Result<Sample, String> {
         server_us_per_req: (b.server_cpu.saturating_sub(a.server_cpu)).as_secs_f64() * 1e6 / n,
         client_us_per_req: (b.client_cpu.saturating_sub(a.client_cpu)).as_secs_f64() * 1e6 / n,
         allocs_per_req: (b.allocs - a.allocs) as f64 / n,
+        server_user_share: match (a.server_split, b.server_split) {
+            (Some((u0, s0)), Some((u1, s1))) => {
+                let (u, k) = ((u1 - u0).as_secs_f64(), (s1 - s0).as_secs_f64());
+                if u + k > 0.0 {
+                    u / (u + k)
+                } else {
+                    f64::NAN
+                }
+            }
+            _ => f64::NAN,
+        },
         checked: ck.responses,
     })
 }

@@ -50,6 +50,8 @@ mod http_hello;
 mod idle;
 mod load;
 mod servers;
+mod split;
+mod ticks;
 
 // ---- hyper on xev (feature `hyper`) ----------------------------------------------------
 #[cfg(feature = "hyper")]
@@ -207,11 +209,14 @@ fn measure(v: Variant, w: &Workload) -> Result<Sample, String> {
     let (cpu_client, cpu_server) = pin_plan();
     let stop = Stop::default();
     let (ready_tx, ready_rx) = mpsc::channel();
+    let (tid_tx, tid_rx) = mpsc::channel();
     let server = thread::Builder::new()
         .name("http-server".into())
         .spawn({
             let stop = stop.clone();
             move || {
+                // SAFETY: gettid has no preconditions.
+                let _ = tid_tx.send(unsafe { libc::gettid() });
                 sys::pin_to("http", cpu_server);
                 let r = v.serve(listener, &stop, &ready_tx);
                 if let Err(e) = &r {
@@ -231,6 +236,15 @@ fn measure(v: Variant, w: &Workload) -> Result<Sample, String> {
             load::thread_clock(server.as_pthread_t())
                 .map_err(|e| format!("pthread_getcpuclockid: {e}"))?
         };
+        // The user/system split of a single-threaded server (its thread's stat file).
+        let server_stat = match tid_rx.recv() {
+            Ok(tid) if !v.multi_threaded() => {
+                ticks::StatFile::open(&format!("/proc/self/task/{tid}/stat"))
+                    .ok()
+                    .map(std::sync::Arc::new)
+            }
+            _ => None,
+        };
         let spec = load::Spec {
             addr,
             conns: w.conns,
@@ -239,6 +253,7 @@ fn measure(v: Variant, w: &Workload) -> Result<Sample, String> {
             timed: w.timed,
             expect: v.expect(),
             server_clock,
+            server_stat,
         };
         thread::Builder::new()
             .name("http-load".into())
@@ -307,32 +322,51 @@ fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>], rounds: us
             server_us_per_req: m(|x| x.server_us_per_req),
             client_us_per_req: m(|x| x.client_us_per_req),
             allocs_per_req: s.iter().map(|x| x.allocs_per_req).fold(0.0, f64::max),
+            // Not measured (NaN) for the multi-threaded servers.
+            server_user_share: {
+                let v: Vec<f64> = s
+                    .iter()
+                    .map(|x| x.server_user_share)
+                    .filter(|x| !x.is_nan())
+                    .collect();
+                if v.is_empty() {
+                    f64::NAN
+                } else {
+                    common::median(v)
+                }
+            },
             checked: s.iter().map(|x| x.checked).sum(),
         })
     };
     let find = |v: Variant| variants.iter().position(|&x| x == v).and_then(med);
     let reference = find(Variant::TokioCt);
     println!(
-        "{:<40} {:>12} {:>12} {:>14} {:>12} {:>12} {:>17} {:>10}",
+        "{:<40} {:>12} {:>12} {:>14} {:>12} {:>12} {:>12} {:>12} {:>10} {:>17} {:>10}",
         "variant",
         "requests/s",
         "vs tokio ct",
         "server µs/req",
         "vs tokio ct",
+        "(user µs",
+        "sys µs)",
         "load µs/req",
+        "load busy",
         "allocs/req (max)",
         "checked"
     );
     for (i, v) in variants.iter().enumerate() {
         match med(i) {
             Some(s) => println!(
-                "{:<40} {:>12.0} {:>12} {:>14.2} {:>12} {:>12.2} {:>17.4} {:>10}",
+                "{:<40} {:>12.0} {:>12} {:>14.2} {:>12} {:>12.2} {:>12.2} {:>12.2} {:>9.0}% {:>17.4} {:>10}",
                 v.name(),
                 s.per_sec,
                 ratio(s.per_sec, reference.map(|r| r.per_sec)),
                 s.server_us_per_req,
                 ratio(s.server_us_per_req, reference.map(|r| r.server_us_per_req)),
+                s.server_user_us(),
+                s.server_us_per_req - s.server_user_us(),
                 s.client_us_per_req,
+                s.load_busy() * 100.0,
                 s.allocs_per_req,
                 s.checked
             ),
@@ -354,6 +388,9 @@ fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>], rounds: us
         ] {
             if let Some(s) = find(v) {
                 ratio_target(v.name(), goal, s.per_sec / r.per_sec, min);
+                if s.per_sec / r.per_sec < min {
+                    println!("  measured cause: {}", cause(&s, &r, min));
+                }
             }
         }
     }
@@ -405,10 +442,58 @@ fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>], rounds: us
     }
 }
 
+/// Why a single-threaded xev server `s` serves under `min` times the tokio server `r`'s
+/// requests/s, from CPU time per request. Server and load generator share the 2 CPUs:
+/// with the CPUs shared, rates go as 1 / (server + load generator CPU per request); with
+/// one CPU each, as 1 / the larger of the two. Either way the load generator's part and
+/// the kernel's TCP work (the server's system time) bound what a faster server can gain.
+fn cause(s: &Sample, r: &Sample, min: f64) -> String {
+    let (xs, xl, ts, tl) = (
+        s.server_us_per_req,
+        s.client_us_per_req,
+        r.server_us_per_req,
+        r.client_us_per_req,
+    );
+    let sys = xs - s.server_user_us();
+    let shared = (ts + tl) / (xs + xl);
+    let split = ts.max(tl) / xs.max(xl);
+    let need = (ts + tl) / min - xl;
+    let mut why = format!(
+        "server CPU/req {:.2}x tokio's ({xs:.2} vs {ts:.2} µs; user {:.2} vs {:.2}, system \
+         {sys:.2} vs {:.2}); server + load generator {:.2} vs {:.2} µs/req: CPU-bound, the rate \
+         ratio would be {shared:.3}x with the 2 CPUs shared, {split:.3}x with one CPU each",
+        xs / ts,
+        s.server_user_us(),
+        r.server_user_us(),
+        ts - r.server_user_us(),
+        xs + xl,
+        ts + tl,
+    );
+    if need < sys {
+        why += &format!(
+            "; {min}x needs the xev server at <= {need:.2} µs/req with this load generator, \
+             below its system time alone"
+        );
+    } else {
+        why += &format!("; {min}x needs the xev server at <= {need:.2} µs/req");
+    }
+    let used = s.load_busy() + s.server_busy();
+    why += &format!(
+        "; server and load generator used {:.0}% of the 2 CPUs",
+        used * 50.0
+    );
+    if used < 1.8 {
+        why += " (the rest went to other work on the machine or to waiting)";
+    }
+    why
+}
+
 fn main() {
     if let Ok(v) = std::env::var("XEV_HTTP_IDLE_CHILD") {
         idle::child(&v);
     }
+    split::serve_if_asked();
+    split::load_if_asked();
     let quick = common::quick();
     let started = Instant::now();
     if std::env::var_os("XEV_BENCH_IDLE_ONLY").is_some() {

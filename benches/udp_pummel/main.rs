@@ -28,32 +28,47 @@
 //! **What is measured.** UDP on loopback drops datagrams when the receiver's queue is
 //! full, so libxev's shape (the sender writes as fast as it can, the receiver counts what
 //! arrives) measures drops as much as receiving once the sender is the faster side. Here
-//! the receiver's socket gets a large `SO_RCVBUF` (`SO_RCVBUFFORCE` when permitted), its
-//! capacity in datagrams is measured once at start-up, and the sender is flow-controlled:
-//! it keeps at most `window` datagrams (default 1024, at most half the measured capacity)
-//! unread, from the receive count the receiver publishes (every 16 datagrams, one relaxed
-//! atomic store). So the receiver's queue stays non-empty whenever the receiver is the slower
-//! side, and nothing is dropped. The figure is the receiver's rate: datagrams received
-//! from the moment the warm-up count is reached to the moment the last one is received
-//! (or, if some were lost, to the moment the end marker arrives: after the last datagram
-//! the sender sends one-byte markers until the receiver stops), divided by that time.
-//! Also reported per variant: datagrams lost, allocations per datagram, the receiver
-//! thread's CPU time per datagram and its busy share of the interval, and the share of
-//! the sender's time spent waiting for the window: near 0 % means the receiver kept up
-//! with the sender (the rate is then the sender's, a lower bound for the receiver), a
-//! large share means the receiver was the bottleneck. `XEV_BENCH_WINDOW=0` turns flow
-//! control off (libxev's shape; expect losses).
+//! the receiver's socket gets a large `SO_RCVBUF` (`SO_RCVBUFFORCE` when permitted) and
+//! its capacity in datagrams is measured once at start-up. The sender's CPU does most of
+//! the loopback delivery (GSO segmentation and queueing each datagram on the receiving
+//! socket happen inside its `sendmmsg`): measured here, about 1 µs of sender CPU per
+//! datagram, as much as the receivers' own cost. Sending and receiving at once therefore
+//! measures the slower side, often the sender (the receiver then sleeps part of the time:
+//! a flow-control window of 1024 datagrams, the earlier default, left the receivers idle
+//! ~40 % of the run). So by default (`XEV_BENCH_FLOW=drain`, `drain.rs`) the run is cut
+//! into **drain cycles**: the sender fills the queue with one cycle (half the measured
+//! capacity, in whole `sendmmsg` batches) while the receiver waits at the cycle boundary
+//! inside its per-datagram callback (alike for every variant), then the receiver drains
+//! the full queue while the sender waits. Only the drains are timed, so the figure is the
+//! receiver's capacity: datagrams received per second of draining a queue that never runs
+//! dry, nothing dropped. `XEV_BENCH_FLOW=window` sends concurrently instead, keeping at
+//! most `XEV_BENCH_WINDOW` datagrams (default half the capacity; 0: no flow control,
+//! libxev's shape, expect losses) unread from the count the receiver publishes every 16
+//! datagrams. The rate counts from the warm-up count to the last datagram (or, if some
+//! were lost, to the end marker the sender sends after the last datagram).
+//!
+//! Also reported per variant: datagrams lost, allocations, the receiver thread's CPU time
+//! per datagram (capacity on its own CPU time: 1e9 / that), and how the receiver spent
+//! the timed time (from `/proc/thread-self/schedstat`, `sched.rs`): busy (on its CPU),
+//! queued (runnable but kept off its CPU by other work on the machine), idle (asleep for
+//! want of datagrams: near 0 % in drain mode, which checks the measurement), and times it
+//! got a CPU per 1000 datagrams; for the sender its CPU time per datagram, the share of
+//! its time spent waiting, and datagrams per `sendmmsg`. The 1.2x target is checked on the
+//! rate and on the receivers' CPU time per datagram, and a missed rate target prints its
+//! measured cause.
 //!
 //! `XEV_BENCH_QUICK=1` runs 20,000 timed datagrams per variant once (CI smoke run).
 //! For profiling: `XEV_BENCH_ONLY=epoll,tokio`, `XEV_BENCH_DATAGRAMS=N` (timed datagrams
-//! per run), `XEV_BENCH_WINDOW=N`, `XEV_BENCH_SENDER=gso|mmsg`,
+//! per run), `XEV_BENCH_FLOW=drain|window`, `XEV_BENCH_WINDOW=N`, `XEV_BENCH_SENDER=gso|mmsg`,
 //! `XEV_BENCH_PIN=none|same|split` (default split: sender on CPU 0, receiver on CPU 1).
 //!
 //! Run with `cargo bench --bench udp_pummel`.
 
 #[path = "../common/mod.rs"]
 mod common;
+mod drain;
 mod raw;
+mod sched;
 mod tokio_side;
 mod xev_async_side;
 mod xev_multishot_side;
@@ -74,6 +89,7 @@ use std::time::{Duration, Instant};
 use common::net::Variant as CommonVariant;
 use common::report::{per_round_line, ratio, ratio_target, target};
 use common::{sys, watchdog};
+use sched::Sched;
 use xev::Backend;
 
 /// libxev's datagram.
@@ -87,7 +103,10 @@ const ENTRIES: u32 = 256;
 /// SO_RCVBUF asked for (the kernel doubles it for its bookkeeping).
 const RCVBUF: usize = 8 << 20;
 /// Default flow-control window (datagrams sent and not yet counted by the receiver).
-const WINDOW: u64 = 1024;
+const WINDOW: u64 = 4096;
+/// How long the sender sleeps between looks at the receiver's count while the window is
+/// full.
+const WAIT_SLEEP: Duration = Duration::from_micros(20);
 /// The receiver publishes its count every this many datagrams.
 const PUBLISH_EVERY: u64 = 16;
 /// A sender waiting this long for the window without progress assumes the datagrams in
@@ -138,7 +157,18 @@ struct Workload {
     mode: SendMode,
     warmup: u64,
     timed: u64,
-    window: u64,
+    flow: Flow,
+}
+
+/// How the sender keeps the receiver's queue from overflowing (`XEV_BENCH_FLOW`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    /// Fill a cycle of this many datagrams, let the receiver drain it, repeat; only the
+    /// drains are timed (`drain.rs`; the default).
+    Drain(u64),
+    /// Send concurrently with receiving, keeping at most this many datagrams unread (0:
+    /// no flow control, libxev's shape).
+    Window(u64),
 }
 
 /// One measurement's figures.
@@ -156,6 +186,22 @@ struct Sample {
     rx_busy: f64,
     /// Share of the sender's sending time spent waiting for the window.
     sender_wait: f64,
+    /// Share of the timed interval the receiver was runnable but off the CPU.
+    rx_queued: f64,
+    /// Times the receiver was given a CPU, per 1000 timed datagrams.
+    rx_slices_per_k: f64,
+    /// Datagrams per `sendmmsg` call.
+    per_send: f64,
+    /// Sender thread CPU time per datagram sent.
+    tx_cpu_ns: f64,
+}
+
+impl Sample {
+    /// Share of the timed interval the receiver slept (neither running nor runnable):
+    /// it had nothing to receive.
+    fn rx_idle(&self) -> f64 {
+        (1.0 - self.rx_busy - self.rx_queued).max(0.0)
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -167,6 +213,8 @@ struct Mark {
     allocs: u64,
     /// The receiver thread's CPU time.
     cpu: Duration,
+    /// The receiver thread's scheduling figures.
+    sched: Sched,
     count: u64,
 }
 
@@ -176,6 +224,7 @@ impl Mark {
             at: Instant::now(),
             allocs: common::allocations(),
             cpu: common::thread_cpu_time(),
+            sched: Sched::now(),
             count,
         }
     }
@@ -187,6 +236,9 @@ struct Shared {
     received: AtomicU64,
     /// The receiver has stopped: no more markers needed.
     done: AtomicBool,
+    /// Drain cycles: datagrams the sender has finished sending (`u64::MAX` once it
+    /// has sent everything or given up).
+    filled: AtomicU64,
 }
 
 /// Counts received datagrams. `datagram` returns false when the receiver should stop
@@ -194,6 +246,10 @@ struct Shared {
 struct Rx {
     warmup: u64,
     total: u64,
+    /// Drain cycle length (0: not in drain mode).
+    cycle: u64,
+    /// Drain mode: the timed waits at cycle boundaries.
+    blocked: Cell<drain::Blocked>,
     shared: Arc<Shared>,
     count: Cell<u64>,
     start: Cell<Option<Mark>>,
@@ -202,10 +258,12 @@ struct Rx {
 }
 
 impl Rx {
-    fn new(warmup: u64, total: u64, shared: Arc<Shared>) -> Rx {
+    fn new(warmup: u64, total: u64, cycle: u64, shared: Arc<Shared>) -> Rx {
         Rx {
             warmup,
             total,
+            cycle,
+            blocked: Cell::new(drain::Blocked::default()),
             shared,
             count: Cell::new(0),
             start: Cell::new(None),
@@ -235,6 +293,11 @@ impl Rx {
             self.end.set(Some(Mark::now(c)));
             return false;
         }
+        if self.cycle > 0 && c % self.cycle == 0 {
+            let mut b = self.blocked.get();
+            drain::wait_for_fill(&self.shared, c, self.cycle, &mut b, c >= self.warmup);
+            self.blocked.set(b);
+        }
         true
     }
 
@@ -242,12 +305,12 @@ impl Rx {
         self.error.borrow_mut().get_or_insert(what);
     }
 
-    fn marks(&self) -> Result<(Mark, Mark), String> {
+    fn marks(&self) -> Result<(Mark, Mark, drain::Blocked), String> {
         if let Some(e) = self.error.borrow().clone() {
             return Err(e);
         }
         match (self.start.get(), self.end.get()) {
-            (Some(a), Some(b)) => Ok((a, b)),
+            (Some(a), Some(b)) => Ok((a, b, self.blocked.get())),
             _ => Err(format!(
                 "receiver stopped after {} of {} datagrams (before the end of the warm-up)",
                 self.count.get(),
@@ -262,6 +325,10 @@ impl Rx {
 
 struct SenderStats {
     sent: u64,
+    /// `sendmmsg` calls that sent something.
+    calls: u64,
+    /// The sender thread's CPU time while sending.
+    cpu: Duration,
     /// Time spent waiting for the window.
     waited: Duration,
     /// Time from the first send to the last datagram (markers excluded).
@@ -399,26 +466,53 @@ fn sender(
     sock: UdpSocket,
     mode: SendMode,
     total: u64,
-    window: u64,
+    flow: Flow,
     shared: &Shared,
 ) -> io::Result<SenderStats> {
     let fd = sock.as_raw_fd();
     let mut out = Blaster::new(&sock, mode)?;
     let started = Instant::now();
-    let (mut sent, mut slack) = (0u64, 0u64);
+    let cpu0 = common::thread_cpu_time();
+    let (mut sent, mut slack, mut calls) = (0u64, 0u64, 0u64);
     let mut waited = Duration::ZERO;
+    let (window, cycle) = match flow {
+        Flow::Window(w) => (w, 0),
+        Flow::Drain(c) => (0, c),
+    };
     while sent < total {
+        if cycle > 0 && sent % cycle == 0 && sent > 0 {
+            // Drain cycles: wait until the receiver has counted all of the last cycle.
+            let t0 = Instant::now();
+            let mut last = shared.received.load(Ordering::Acquire);
+            let mut last_change = t0;
+            while last + slack < sent {
+                thread::sleep(drain::POLL);
+                let r = shared.received.load(Ordering::Acquire);
+                if r != last {
+                    (last, last_change) = (r, Instant::now());
+                } else if last_change.elapsed() > drain::STALL {
+                    // The datagrams in flight were lost: stop waiting for them.
+                    slack = sent - r;
+                }
+            }
+            waited += t0.elapsed();
+        }
         let mut n = out.max_batch().min(total - sent);
         if window > 0 {
             let room = |received: u64, slack: u64| (received + slack + window).saturating_sub(sent);
-            if room(shared.received.load(Ordering::Relaxed), slack) == 0 {
+            // Send whole batches only: wait until one fits in the window.
+            let want = n.min(window);
+            if room(shared.received.load(Ordering::Relaxed), slack) < want {
                 let t0 = Instant::now();
                 let mut last = shared.received.load(Ordering::Relaxed);
                 let mut last_change = t0;
                 loop {
-                    std::hint::spin_loop();
+                    // Sleep rather than spin: the queue holds far more than a sleep's
+                    // worth of datagrams, and a spinning sender would take a CPU the
+                    // machine's other work then takes from the receiver.
+                    thread::sleep(WAIT_SLEEP);
                     let r = shared.received.load(Ordering::Relaxed);
-                    if room(r, slack) > 0 {
+                    if room(r, slack) >= want {
                         break;
                     }
                     if r != last {
@@ -431,10 +525,20 @@ fn sender(
                 }
                 waited += t0.elapsed();
             }
-            n = n.min(room(shared.received.load(Ordering::Relaxed), slack).max(1));
+            n = n.min(room(shared.received.load(Ordering::Relaxed), slack).max(want));
+        }
+        if cycle > 0 {
+            // Never past the end of the cycle being filled.
+            n = n.min(cycle - sent % cycle);
         }
         match out.send(n) {
-            Ok(k) => sent += k,
+            Ok(k) => {
+                sent += k;
+                calls += 1;
+                if cycle > 0 && (sent % cycle == 0 || sent == total) {
+                    shared.filled.store(sent, Ordering::Release);
+                }
+            }
             Err(e) => match e.raw_os_error() {
                 Some(libc::EINTR) => {}
                 Some(libc::ENOBUFS | libc::EAGAIN) => thread::yield_now(),
@@ -443,6 +547,8 @@ fn sender(
         }
     }
     let elapsed = started.elapsed();
+    let cpu = common::thread_cpu_time().saturating_sub(cpu0);
+    shared.filled.store(u64::MAX, Ordering::Release);
     // End markers until the receiver says it has stopped (errors ignored: once the
     // receiver's socket is closed, loopback answers with ECONNREFUSED).
     while !shared.done.load(Ordering::Acquire) {
@@ -455,6 +561,8 @@ fn sender(
     }
     Ok(SenderStats {
         sent,
+        calls,
+        cpu,
         waited,
         elapsed,
     })
@@ -546,10 +654,15 @@ fn measure(v: Variant, w: &Workload) -> Result<Sample, String> {
     let (rx_sock, tx_sock) = socket_pair().map_err(|e| format!("setup: {e}"))?;
     let rx_addr = rx_sock.local_addr().map_err(|e| format!("setup: {e}"))?;
     let (warmup, total) = (w.warmup, w.warmup + w.timed);
-    let (window, mode) = (w.window, w.mode);
+    let (flow, mode) = (w.flow, w.mode);
+    let cycle = match flow {
+        Flow::Drain(c) => c,
+        Flow::Window(_) => 0,
+    };
     let shared = Arc::new(Shared {
         received: AtomicU64::new(0),
         done: AtomicBool::new(false),
+        filled: AtomicU64::new(0),
     });
     watchdog::arm(MEASUREMENT_LIMIT);
     let (cpu_tx, cpu_rx) = common::net::pin_plan();
@@ -558,7 +671,7 @@ fn measure(v: Variant, w: &Workload) -> Result<Sample, String> {
         .name("pummel-receiver".into())
         .spawn(move || {
             sys::pin_to("udp_pummel", cpu_rx);
-            let rx = std::rc::Rc::new(Rx::new(warmup, total, sh.clone()));
+            let rx = std::rc::Rc::new(Rx::new(warmup, total, cycle, sh.clone()));
             match v {
                 Variant::Common(CommonVariant::XevIoUring) => {
                     xev_side::receive(Backend::IoUring, rx_sock, &rx)
@@ -588,9 +701,11 @@ fn measure(v: Variant, w: &Workload) -> Result<Sample, String> {
         .name("pummel-sender".into())
         .spawn(move || {
             sys::pin_to("udp_pummel", cpu_tx);
-            let r = sender(tx_sock, mode, total, window, &sh);
+            let r = sender(tx_sock, mode, total, flow, &sh);
             if r.is_err() {
-                // Nothing more will come: stop the receiver with end markers.
+                // Nothing more will come: release a receiver waiting for a fill, and stop
+                // it with end markers.
+                sh.filled.store(u64::MAX, Ordering::Release);
                 if let Ok(s) = UdpSocket::bind("127.0.0.1:0") {
                     while !sh.done.load(Ordering::Acquire) {
                         let _ = s.send_to(MARKER, rx_addr);
@@ -609,10 +724,21 @@ fn measure(v: Variant, w: &Workload) -> Result<Sample, String> {
         .map_err(|_| "receiver thread panicked".to_string())?;
     watchdog::disarm();
     let stats = stats.map_err(|e| format!("sender: {e}"))?;
-    let (a, b) = marks?;
+    let (a, b, blocked) = marks?;
     let n = (b.count - a.count) as f64;
-    let secs = (b.at - a.at).as_secs_f64();
-    let cpu = b.cpu.saturating_sub(a.cpu).as_secs_f64();
+    // Drain cycles: the waits at cycle boundaries are not the receiver's work.
+    let secs = (b.at - a.at).saturating_sub(blocked.wall).as_secs_f64();
+    let cpu = b
+        .cpu
+        .saturating_sub(a.cpu)
+        .saturating_sub(blocked.cpu)
+        .as_secs_f64();
+    let sched = a.sched.until(b.sched);
+    let sched = Sched {
+        run: sched.run.saturating_sub(blocked.sched.run),
+        wait: sched.wait.saturating_sub(blocked.sched.wait),
+        slices: sched.slices.saturating_sub(blocked.sched.slices),
+    };
     Ok(Sample {
         per_sec: n / secs,
         lost: stats.sent.saturating_sub(b.count),
@@ -621,13 +747,17 @@ fn measure(v: Variant, w: &Workload) -> Result<Sample, String> {
         rx_cpu_ns: cpu * 1e9 / n,
         rx_busy: cpu / secs,
         sender_wait: stats.waited.as_secs_f64() / stats.elapsed.as_secs_f64(),
+        rx_queued: sched.wait.as_secs_f64() / secs,
+        rx_slices_per_k: sched.slices as f64 * 1000.0 / n,
+        per_send: stats.sent as f64 / stats.calls.max(1) as f64,
+        tx_cpu_ns: stats.cpu.as_secs_f64() * 1e9 / stats.sent.max(1) as f64,
     })
 }
 
 // ---------------------------------------------------------------------------------------
 // Report.
 
-fn header(quick: bool, capacity: Option<(usize, u64)>, mode: SendMode, window: u64) {
+fn header(quick: bool, capacity: Option<(usize, u64)>, mode: SendMode, flow: Flow) {
     common::net::header(
         "udp_pummel",
         "udp_pummel: loopback UDP, one blocking sender thread, one receiver loop thread \
@@ -638,12 +768,15 @@ fn header(quick: bool, capacity: Option<(usize, u64)>, mode: SendMode, window: u
     match capacity {
         Some((bytes, n)) => println!(
             "receiver SO_RCVBUF (effective): {bytes} bytes = {n} queued {}-byte datagrams   \
-             flow-control window: {}",
+             flow control: {}",
             DATAGRAM.len(),
-            if window == 0 {
-                "off (XEV_BENCH_WINDOW=0)".to_string()
-            } else {
-                format!("{window} datagrams")
+            match flow {
+                Flow::Drain(c) => format!(
+                    "drain cycles of {c} datagrams (XEV_BENCH_FLOW=drain; only the drains \
+                     are timed)"
+                ),
+                Flow::Window(0) => "off (XEV_BENCH_FLOW=window XEV_BENCH_WINDOW=0)".to_string(),
+                Flow::Window(w) => format!("window of {w} datagrams (XEV_BENCH_FLOW=window)"),
             }
         ),
         None => println!("receiver queue capacity: not measured"),
@@ -675,13 +808,17 @@ fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>], rounds: us
             rx_cpu_ns: m(|x| x.rx_cpu_ns),
             rx_busy: m(|x| x.rx_busy),
             sender_wait: m(|x| x.sender_wait),
+            rx_queued: m(|x| x.rx_queued),
+            rx_slices_per_k: m(|x| x.rx_slices_per_k),
+            per_send: m(|x| x.per_send),
+            tx_cpu_ns: m(|x| x.tx_cpu_ns),
         })
     };
     let find = |want: Variant| variants.iter().position(|&v| v == want).and_then(med);
     let reference = find(Variant::Common(CommonVariant::RawIoUring));
     let tokio = find(Variant::Common(CommonVariant::Tokio));
     println!(
-        "{:<22} {:>13} {:>16} {:>9} {:>10} {:>18} {:>12} {:>15} {:>8} {:>14}",
+        "{:<22} {:>13} {:>16} {:>9} {:>10} {:>18} {:>12} {:>15} {:>8} {:>9} {:>7} {:>11} {:>15} {:>14} {:>11}",
         "variant",
         "datagrams/s",
         "vs raw io_uring",
@@ -691,12 +828,17 @@ fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>], rounds: us
         "allocs (max)",
         "rx cpu ns/dgram",
         "rx busy",
-        "sender waited"
+        "rx queued",
+        "rx idle",
+        "rx runs/1k",
+        "tx cpu ns/dgram",
+        "sender waited",
+        "dgrams/send"
     );
     for (i, v) in variants.iter().enumerate() {
         match med(i) {
             Some(s) => println!(
-                "{:<22} {:>13.0} {:>16} {:>9} {:>10} {:>18.4} {:>12} {:>15.0} {:>7.0}% {:>13.0}%",
+                "{:<22} {:>13.0} {:>16} {:>9} {:>10} {:>18.4} {:>12} {:>15.0} {:>7.0}% {:>8.0}% {:>6.0}% {:>11.1} {:>15.0} {:>13.0}% {:>11.1}",
                 v.name(),
                 s.per_sec,
                 ratio(s.per_sec, reference.map(|r| r.per_sec)),
@@ -706,7 +848,12 @@ fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>], rounds: us
                 s.allocs,
                 s.rx_cpu_ns,
                 s.rx_busy * 100.0,
-                s.sender_wait * 100.0
+                s.rx_queued * 100.0,
+                s.rx_idle() * 100.0,
+                s.rx_slices_per_k,
+                s.tx_cpu_ns,
+                s.sender_wait * 100.0,
+                s.per_send
             ),
             None => println!("{:<22} {:>13}", v.name(), "failed"),
         }
@@ -719,6 +866,14 @@ fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>], rounds: us
             .zip(samples)
             .map(|(v, s)| (v.name(), s.iter().map(|x| x.per_sec).collect())),
     );
+    per_round_line(
+        "receiver CPU ns/datagram",
+        0,
+        variants
+            .iter()
+            .zip(samples)
+            .map(|(v, s)| (v.name(), s.iter().map(|x| x.rx_cpu_ns).collect())),
+    );
     if let Some(t) = tokio {
         for (i, v) in variants.iter().enumerate() {
             if let Some(s) = med(i).filter(|_| v.is_xev()) {
@@ -726,12 +881,25 @@ fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>], rounds: us
             }
         }
         if let Some(s) = find(Variant::XevMultishot) {
+            let q = s.per_sec / t.per_sec;
+            ratio_target(Variant::MULTISHOT, "1.2x tokio current_thread", q, 1.2);
+            // The same comparison on the receivers' own CPU time, which other work on
+            // the machine does not change.
+            let capacity = t.rx_cpu_ns / s.rx_cpu_ns;
             ratio_target(
-                Variant::MULTISHOT,
+                &format!(
+                    "{} receiver capacity ({:.0} datagrams per receiver CPU-second; tokio {:.0})",
+                    Variant::MULTISHOT,
+                    1e9 / s.rx_cpu_ns,
+                    1e9 / t.rx_cpu_ns
+                ),
                 "1.2x tokio current_thread",
-                s.per_sec / t.per_sec,
+                capacity,
                 1.2,
             );
+            if q < 1.2 || capacity < 1.2 {
+                println!("  measured cause: {}", cause(&s, &t, capacity));
+            }
         }
     }
     for (i, v) in variants.iter().enumerate() {
@@ -746,6 +914,48 @@ fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>], rounds: us
             );
         }
     }
+}
+
+/// Why the multishot receiver's rate `s` is under 1.2x tokio's `t`, from the figures.
+fn cause(s: &Sample, t: &Sample, capacity: f64) -> String {
+    let mut why = Vec::new();
+    if s.lost > 0 || t.lost > 0 {
+        why.push(format!(
+            "datagrams lost (multishot {}, tokio {})",
+            s.lost, t.lost
+        ));
+    }
+    if s.rx_idle() > 0.05 || t.rx_idle() > 0.05 {
+        why.push(format!(
+            "receivers starved (idle multishot {:.0}%, tokio {:.0}%; the sender costs {:.0} \
+             ns of CPU per datagram, the receivers {:.0} / {:.0}): the sender bounds the rate",
+            s.rx_idle() * 100.0,
+            t.rx_idle() * 100.0,
+            s.tx_cpu_ns,
+            s.rx_cpu_ns,
+            t.rx_cpu_ns
+        ));
+    }
+    if s.rx_queued > 0.05 || t.rx_queued > 0.05 {
+        why.push(format!(
+            "receivers runnable but off their CPU (multishot {:.0}%, tokio {:.0}% of the timed \
+             time: other work on the machine)",
+            s.rx_queued * 100.0,
+            t.rx_queued * 100.0
+        ));
+    }
+    if capacity < 1.2 {
+        why.push(format!(
+            "receiver CPU per datagram only {capacity:.3}x lower ({:.0} vs {:.0} ns)",
+            s.rx_cpu_ns, t.rx_cpu_ns
+        ));
+    } else {
+        why.push(format!(
+            "on CPU time the receivers compare at {capacity:.3}x ({:.0} vs {:.0} ns per datagram)",
+            s.rx_cpu_ns, t.rx_cpu_ns
+        ));
+    }
+    why.join("; ")
 }
 
 fn env_u64(var: &str) -> Option<u64> {
@@ -768,11 +978,24 @@ fn main() {
             None
         }
     };
-    let window = env_u64("XEV_BENCH_WINDOW").unwrap_or_else(|| match capacity {
-        Some((_, n)) => WINDOW.min(n / 2).max(SEGS as u64),
-        None => WINDOW,
-    });
-    header(quick, capacity, mode, window);
+    let batch = match mode {
+        SendMode::Gso => (SEGS * MSGS) as u64,
+        SendMode::Mmsg => SEGS as u64,
+    };
+    let flow = match std::env::var("XEV_BENCH_FLOW").as_deref() {
+        Ok("window") => Flow::Window(env_u64("XEV_BENCH_WINDOW").unwrap_or_else(
+            || match capacity {
+                Some((_, n)) => (n / 2).max(SEGS as u64),
+                None => WINDOW,
+            },
+        )),
+        Ok("drain") | Err(_) => Flow::Drain(drain::cycle_len(capacity.map(|c| c.1), batch)),
+        Ok(other) => {
+            eprintln!("udp_pummel: XEV_BENCH_FLOW={other:?}: expected drain or window");
+            std::process::exit(2);
+        }
+    };
+    header(quick, capacity, mode, flow);
     watchdog::start(
         "pummel-watchdog",
         Duration::from_millis(200),
@@ -786,11 +1009,17 @@ fn main() {
     if let Some(n) = env_u64("XEV_BENCH_DATAGRAMS") {
         timed = n;
     }
+    let (mut warmup, mut timed) = (warmup, timed);
+    if let Flow::Drain(cycle) = flow {
+        // The timed section starts and ends at cycle boundaries.
+        warmup = drain::whole_cycles(warmup, cycle);
+        timed = drain::whole_cycles(timed, cycle);
+    }
     let w = Workload {
         mode,
         warmup,
         timed,
-        window,
+        flow,
     };
     let variants = Variant::selected();
     let mut failed = false;
