@@ -489,6 +489,13 @@ impl Loop {
         self.backend
     }
 
+    /// Whether `Op::AcceptMulti` is a kernel multishot here that a cancel stops without
+    /// losing a connection (the runtime's `Incoming` uses it only then).
+    #[allow(dead_code)] // not on every platform
+    pub(crate) fn accept_multishot_lossless(&self) -> bool {
+        self.driver.accept_multishot_lossless()
+    }
+
     /// How many non-blocking attempts the poll backend has made so far that found their
     /// fd not ready (`EAGAIN`), each a syscall its readiness cache did not save; always 0
     /// on io_uring. For tests and profiling, not a stable API.

@@ -256,6 +256,16 @@ impl Driver {
         self.ring.params().is_setup_sqpoll()
     }
 
+    /// Whether a multishot accept can be stopped without losing a connection: the kernel
+    /// has `IORING_ACCEPT_MULTISHOT` and the ring runs task work only when we enter it
+    /// (`DEFER_TASKRUN`, which the non-SQPOLL ring is built with together with
+    /// `SINGLE_ISSUER`), so a cancel of a record parked with nothing pending reaches the
+    /// kernel before any further accept can be posted.
+    pub(crate) fn accept_multishot_lossless(&self) -> bool {
+        let p = self.ring.params();
+        self.accept_multishot && !p.is_setup_sqpoll() && p.is_setup_single_issuer()
+    }
+
     pub(crate) fn waker(&self) -> Box<dyn Fn() + Send + Sync> {
         let fd = self.wake_fd.clone();
         Box::new(move || super::signal_wake_fd(fd.as_raw_fd()))

@@ -400,6 +400,16 @@ impl Driver {
         }
     }
 
+    /// Whether a multishot accept here is a kernel multishot that can be stopped without
+    /// losing a connection (io_uring only; see the io_uring driver).
+    pub(crate) fn accept_multishot_lossless(&self) -> bool {
+        match self {
+            #[cfg(target_os = "linux")]
+            Driver::IoUring(d) => d.accept_multishot_lossless(),
+            Driver::Poll(_) => false,
+        }
+    }
+
     /// Cancel and reap everything this backend holds, abandoning the completions.
     pub(crate) fn shutdown(&mut self, core: &mut Core) {
         match self {

@@ -150,6 +150,11 @@ impl super::incoming::sealed::Accepting for TcpListener {
     fn stream_from(r: OpResult) -> io::Result<TcpStream> {
         accepted(r).map(|(s, _peer)| s)
     }
+    fn stream_from_fd(fd: crate::sys::fd::OwnedFd) -> TcpStream {
+        TcpStream {
+            fd: LoopFd::shared(fd),
+        }
+    }
 }
 
 impl super::incoming::Listener for TcpListener {
