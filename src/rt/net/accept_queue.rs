@@ -157,7 +157,12 @@ impl AcceptQueue {
     }
 
     /// The callback of every result of the multishot.
-    fn on_result(&self, lp: &mut Loop, mut c: Pin<&mut Completion>, res: OpResult) -> CallbackAction {
+    fn on_result(
+        &self,
+        lp: &mut Loop,
+        mut c: Pin<&mut Completion>,
+        res: OpResult,
+    ) -> CallbackAction {
         let r = match res {
             OpResult::AcceptMulti(r) => r,
             other => Err(Error::Io(crate::rt::io::mismatch(&other))),

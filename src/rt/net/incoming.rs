@@ -121,9 +121,7 @@ impl<L: Listener> futures_core::Stream for Incoming<'_, L> {
         }
         #[cfg(unix)]
         if let Some(q) = &this.multi {
-            return q
-                .poll_next(cx)
-                .map(|r| Some(r.map(L::stream_from_fd)));
+            return q.poll_next(cx).map(|r| Some(r.map(L::stream_from_fd)));
         }
         let accept = this.accept.get_or_insert_with(|| {
             OpFuture::with_fd(Op::Accept { fd: fd.raw() }, Some(fd.clone()))
