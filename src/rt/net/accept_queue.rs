@@ -139,13 +139,14 @@ impl AcceptQueue {
 
     /// Start the multishot (the completion is Dead).
     fn arm(self: &Rc<Self>) {
+        // First (it may announce the fd to the loop, which needs the loop).
+        let fd = self.listener.raw();
         let Ok(mut lp) = self.exec.lp.try_borrow_mut() else {
             panic!(
                 "xev: an async operation cannot be started from inside a loop callback; \
                  spawn a task instead"
             );
         };
-        let fd = self.listener.raw();
         let me = self.clone();
         // SAFETY: Idle, so the completion is Dead and nothing else references it.
         let mut c = unsafe { self.completion() };
@@ -244,10 +245,9 @@ impl AcceptQueue {
     pub(super) fn close(self: &Rc<Self>) {
         self.consumer.set(false);
         drop(self.waker.take());
-        for r in self.queue.borrow_mut().drain(..) {
-            if let Ok(fd) = r {
-                self.listener.stash(Accepted { fd, peer: None });
-            }
+        // (Errors queued are dropped: they concerned accepts of this stream.)
+        for fd in self.queue.borrow_mut().drain(..).flatten() {
+            self.listener.stash(Accepted { fd, peer: None });
         }
         match self.state.get() {
             State::Idle => {
