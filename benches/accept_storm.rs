@@ -15,6 +15,11 @@
 //!    kept armed on io_uring, one accept in flight at a time on epoll;
 //! 9. tokio `current_thread` (`tokio::net::TcpListener::accept` in a loop).
 //!
+//! The listener's backlog is raised to 8192 (std listens with 128, and SYNs dropped on
+//! overflow come back a second later, which swamped the rate). One client thread connects,
+//! so the rate is bounded by its `connect`s for every variant; the server CPU time per
+//! accept is the figure the server controls.
+//!
 //! `XEV_BENCH_QUICK=1`: 500 connections, 1 round; full: 5,000 connections, median of 3
 //! rounds, variants interleaved. `XEV_BENCH_ONLY=word,...` keeps the variants whose name
 //! contains a word; `XEV_BENCH_CONNS=N` sets the connections per run. RLIMIT_NOFILE is
@@ -85,6 +90,9 @@ impl Variant {
         )
     }
 }
+
+/// The listen backlog: room for every connection of a full run.
+const BACKLOG: i32 = 8192;
 
 struct Sample {
     per_sec: f64,
@@ -187,6 +195,13 @@ fn serve_tokio(l: TcpListener, n: usize) -> Result<(), String> {
 
 fn measure(v: Variant, n: usize) -> Result<Sample, String> {
     let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
+    // std listens with a backlog of 128: a burst that overflows it has its SYNs dropped
+    // and retried a second later, which then dominates the rate. Listening again sets
+    // the backlog (capped by net.core.somaxconn).
+    // SAFETY: listen(2) on a socket we own.
+    if unsafe { libc::listen(l.as_raw_fd(), BACKLOG) } != 0 {
+        return Err(format!("listen: {}", std::io::Error::last_os_error()));
+    }
     l.set_nonblocking(true).map_err(|e| e.to_string())?;
     let addr = l.local_addr().map_err(|e| e.to_string())?;
     let (go_tx, go_rx) = mpsc::channel::<()>();

@@ -108,9 +108,9 @@ impl TcpListener {
     }
 
     /// The connections, as a [`Stream`](futures_core::Stream); see [`Incoming`]. On
-    /// io_uring it keeps one multishot accept armed (measured 1.5x the accepts per second
-    /// of an [`accept`](Self::accept) loop in `benches/accept_storm.rs`), so prefer it
-    /// to calling `accept` in a loop.
+    /// io_uring it keeps one multishot accept armed (0.7-1.0x the server CPU time per
+    /// connection of an [`accept`](Self::accept) loop in `benches/accept_storm.rs`), so
+    /// prefer it to calling `accept` in a loop.
     ///
     /// ```
     /// use futures_core::Stream;
