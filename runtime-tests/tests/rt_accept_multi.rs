@@ -343,6 +343,30 @@ async fn accept_after_an_armed_incoming_is_dropped_gets_the_next_client() {
     }
 }
 
+#[xev::test(backend = "all")]
+async fn a_stream_dropped_before_its_accept_reached_the_kernel_loses_nothing() {
+    let _g = counting();
+    let before = open_sockets();
+    let (l, addr) = listener();
+    // Clients wait in the backlog; the stream arms its accept and is dropped at once, so
+    // the accept and its stop reach the kernel together: the accept takes the backlog
+    // first, and what it took must not be closed.
+    let clients = connect_clients(addr, 5);
+    {
+        let mut inc = l.incoming();
+        poll_pending(&mut inc).await;
+    }
+    sleep(Duration::from_millis(20)).await;
+    for (i, client) in clients.iter().enumerate() {
+        let (s, peer) = timeout(LOST, l.accept()).await.expect("lost").unwrap();
+        assert_eq!(peer, client.local_addr().unwrap());
+        assert_eq!(index_of(&s).await, i);
+    }
+    drop((l, clients));
+    sleep(Duration::from_millis(20)).await;
+    assert_eq!(open_sockets(), before);
+}
+
 #[test]
 fn shutting_down_the_runtime_with_connections_queued_leaks_nothing() {
     let _g = counting();

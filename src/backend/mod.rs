@@ -400,13 +400,28 @@ impl Driver {
         }
     }
 
-    /// Whether a multishot accept here is a kernel multishot that can be stopped without
-    /// losing a connection (io_uring only; see the io_uring driver).
-    pub(crate) fn accept_multishot_lossless(&self) -> bool {
+    /// End the kernel multishot behind completion `c` without detaching it (io_uring;
+    /// nothing elsewhere, where each result is its own attempt).
+    pub(crate) fn multishot_stop(&mut self, c: NonNull<Completion>) {
         match self {
             #[cfg(target_os = "linux")]
-            Driver::IoUring(d) => d.accept_multishot_lossless(),
-            Driver::Poll(_) => false,
+            Driver::IoUring(d) => d.multishot_stop(c),
+            Driver::Poll(_) => {
+                let _ = c;
+            }
+        }
+    }
+
+    /// Whether multishot completion `c` has results held for it or may still get some
+    /// without a new attempt (io_uring; never elsewhere).
+    pub(crate) fn multishot_more(&self, c: NonNull<Completion>) -> bool {
+        match self {
+            #[cfg(target_os = "linux")]
+            Driver::IoUring(d) => d.multishot_more(c),
+            Driver::Poll(_) => {
+                let _ = c;
+                false
+            }
         }
     }
 

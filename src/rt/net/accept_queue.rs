@@ -1,12 +1,11 @@
 //! [`AcceptQueue`]: one multishot accept (`Op::AcceptMulti`) kept armed for an
 //! [`Incoming`](super::Incoming), and the bounded queue its connections land in.
 //!
-//! **Where it is used.** Only where stopping a kernel multishot loses nothing
-//! ([`Loop::accept_multishot_lossless`](crate::Loop): io_uring with
-//! `IORING_ACCEPT_MULTISHOT` and `DEFER_TASKRUN`). Elsewhere `Incoming` keeps one
-//! single-shot accept in flight, as `accept()` does: the poll backend's `AcceptMulti` is
-//! one accept per rearm anyway, and a stop there could not tell an accept that raced the
-//! cancel from none.
+//! **Where it is used.** On io_uring, where `AcceptMulti` is a kernel multishot
+//! (`IORING_ACCEPT_MULTISHOT`, 5.19+; one accept per submission before). On the poll
+//! backend `AcceptMulti` is one accept per rearm, which measured no better than the
+//! single-shot accept (`benches/accept_storm.rs`), so `Incoming` keeps one single-shot
+//! accept in flight there, as `accept()` does.
 //!
 //! **Memory.** The completion lives in this `Rc`'d record; its callback holds a strong
 //! reference, so the record outlives the operation whoever drops first (the consumer, or
@@ -20,15 +19,17 @@
 //!
 //! **Back-pressure without loss.** Each connection is pushed to the queue and wakes the
 //! consumer. When the queue holds [`CAPACITY`] connections (or the consumer is gone), the
-//! multishot is stopped: a callback result may be followed by more that the loop already
-//! holds for the completion, and a Disarm would close them, so the callback instead
-//! re-adds the completion and cancels it at once. A cancel reaches a completion only
-//! while it waits with nothing pending (else it is `NotFound` and the next callback does
-//! the same again), so every connection the kernel accepted is delivered (the queue may
-//! go a little past [`CAPACITY`]), and later ones wait in the kernel's backlog. The
-//! consumer re-arms once the queue is down to [`LOW_WATER`]. Connections queued when
-//! the consumer is dropped, or delivered after, go to the listener's stash (its next
-//! accept takes them, in order; they close with the listener).
+//! multishot is stopped with `Loop::multishot_stop`, which asks the kernel to end it but
+//! keeps delivering what it still posts: a Disarm or a cancel would close the
+//! connections the loop already holds for the operation, or that the kernel accepts
+//! before the cancel reaches it. The callback rearms while `Loop::multishot_more` says
+//! results are held or may come, and the operation ends with the kernel's last CQE. So
+//! every connection the kernel accepted is delivered (the queue goes past [`CAPACITY`]
+//! by what the kernel accepted in its last wake-up: it drains the backlog as it wakes),
+//! and later ones wait in the listen backlog. The consumer re-arms once the queue is
+//! down to [`LOW_WATER`]. Connections queued when the consumer is dropped, or delivered
+//! after, go to the listener's stash (its next accept takes them, in order; they close
+//! with the listener).
 
 use std::cell::{Cell, RefCell, UnsafeCell};
 use std::collections::VecDeque;
@@ -56,8 +57,8 @@ enum State {
     Idle,
     /// The multishot accepts into the queue.
     Armed,
-    /// A stop was asked for: the completion is re-added and cancelled after each result
-    /// until the cancel lands (`Canceled`), or the multishot ends by itself.
+    /// A stop was asked for (`Loop::multishot_stop`): the callback rearms until nothing
+    /// more is held or can come.
     Stopping,
 }
 
@@ -75,14 +76,14 @@ pub(super) struct AcceptQueue {
 }
 
 impl AcceptQueue {
-    /// Whether the current runtime's loop runs `AcceptMulti` as a kernel multishot that
-    /// stops without loss (see the module docs); `false` inside a loop callback.
+    /// Whether the current runtime's loop runs `AcceptMulti` as a kernel multishot
+    /// (io_uring; see the module docs); `false` inside a loop callback.
     pub(super) fn usable() -> bool {
         let exec = current("xev::net incoming()");
         let usable = exec
             .lp
             .try_borrow()
-            .is_ok_and(|lp| lp.accept_multishot_lossless());
+            .is_ok_and(|lp| lp.backend() == crate::Backend::IoUring);
         usable
     }
 
@@ -158,12 +159,7 @@ impl AcceptQueue {
     }
 
     /// The callback of every result of the multishot.
-    fn on_result(
-        &self,
-        lp: &mut Loop,
-        mut c: Pin<&mut Completion>,
-        res: OpResult,
-    ) -> CallbackAction {
+    fn on_result(&self, lp: &mut Loop, c: Pin<&mut Completion>, res: OpResult) -> CallbackAction {
         let r = match res {
             OpResult::AcceptMulti(r) => r,
             other => Err(Error::Io(crate::rt::io::mismatch(&other))),
@@ -183,18 +179,16 @@ impl AcceptQueue {
                 {
                     return CallbackAction::Rearm;
                 }
-                // Stop without closing what the loop may hold for this completion: start
-                // it again (it takes the next held result, or waits in the kernel) and
-                // cancel it (which succeeds only once it waits with nothing held).
-                self.state.set(State::Stopping);
-                lp.add(c.as_mut());
-                let target = CancelTarget::of(&c);
-                self.exec.slots.cancel(lp, target);
-                CallbackAction::Disarm // ignored: the completion is Active again
+                if self.state.get() == State::Armed {
+                    // Full, or the consumer is gone: stop.
+                    self.state.set(State::Stopping);
+                    lp.multishot_stop(&c);
+                }
+                self.keep_draining(lp, &c)
             }
             Err(Error::Canceled) if self.state.get() == State::Stopping => {
-                self.finished();
-                CallbackAction::Disarm
+                // The stop's own end.
+                self.keep_draining(lp, &c)
             }
             Err(e) => {
                 // The kernel ended the multishot (an error always does): hand the error
@@ -206,6 +200,16 @@ impl AcceptQueue {
                 CallbackAction::Disarm
             }
         }
+    }
+
+    /// Stopping: take what the kernel still posts or the loop holds (a rearm then makes
+    /// no new submission); after that, the operation is over.
+    fn keep_draining(&self, lp: &mut Loop, c: &Completion) -> CallbackAction {
+        if lp.multishot_more(c) {
+            return CallbackAction::Rearm;
+        }
+        self.finished();
+        CallbackAction::Disarm
     }
 
     /// The operation's last callback is running (it returns Disarm).
@@ -263,16 +267,19 @@ impl AcceptQueue {
                 if self.exec.is_closed() {
                     return; // the loop's shutdown abandons it, dropping the callback
                 }
-                // SAFETY: a shared reference to name the target; the loop reaches the
+                // SAFETY: a shared reference to name the operation; the loop reaches the
                 // completion only through its cell.
                 let c = unsafe { &*self.c.get() };
                 if c.state() != CompletionState::Active {
                     return;
                 }
-                let target = CancelTarget::of(c);
                 match self.exec.lp.try_borrow_mut() {
-                    Ok(mut lp) => self.exec.slots.cancel(&mut lp, target),
-                    Err(_) => self.exec.defer(Deferred::Cancel(target)),
+                    // Everything the kernel accepted before the stop still comes here
+                    // (then to the stash): nothing is closed.
+                    Ok(mut lp) => lp.multishot_stop(c),
+                    // Inside a loop callback (the loop is busy): a plain cancel, the next
+                    // turn. It closes connections still held for the operation, if any.
+                    Err(_) => self.exec.defer(Deferred::Cancel(CancelTarget::of(c))),
                 }
             }
             State::Stopping => {}

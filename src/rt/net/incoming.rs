@@ -53,11 +53,12 @@ pub trait Listener: sealed::Accepting + fmt::Debug {
 /// again.
 ///
 /// It keeps accepting between polls, so no connection is lost between two items. On
-/// io_uring (with `IORING_ACCEPT_MULTISHOT`, Linux 5.19+, and `DEFER_TASKRUN`) that is
-/// one multishot accept armed while the stream is polled: connections land in a queue of
-/// the stream's own (about 64; when it is full the multishot is stopped and further
-/// clients wait in the listen backlog until the queue is half drained). Elsewhere it is
-/// one accept in flight at a time. An error ends the multishot: it is yielded in order
+/// io_uring that is one multishot accept (`IORING_ACCEPT_MULTISHOT`, Linux 5.19+) armed
+/// while the stream is used: connections land in a queue of the stream's own. Once 64
+/// or more are queued the multishot is stopped (the kernel drains the listen backlog at
+/// each wake-up, so a burst can queue more) and further clients wait in the backlog
+/// until the queue is half drained. On the poll backend it is one accept in flight at a
+/// time. An error ends the multishot: it is yielded in order
 /// after the connections before it, and nothing is accepted until the next poll finds the
 /// queue empty (so backing off after `EMFILE` works as with
 /// [`accept`](super::TcpListener::accept)).
