@@ -179,11 +179,11 @@ impl AcceptQueue {
                 {
                     return CallbackAction::Rearm;
                 }
-                if self.state.get() == State::Armed {
-                    // Full, or the consumer is gone: stop.
-                    self.state.set(State::Stopping);
-                    lp.multishot_stop(&c);
-                }
+                // Full, or the consumer is gone: stop (again, if a stop from a loop
+                // callback became a plain cancel that found a result waiting: once sent,
+                // a repeat sends nothing).
+                self.state.set(State::Stopping);
+                lp.multishot_stop(&c);
                 self.keep_draining(lp, &c)
             }
             Err(Error::Canceled) if self.state.get() == State::Stopping => {
