@@ -516,6 +516,22 @@ impl Loop {
         self.backend
     }
 
+    /// Ask the kernel to end the multishot operation of `c` (Active in this loop, or in
+    /// its callback) while every result it still posts keeps reaching `c`'s callback, the
+    /// last one `Canceled` (io_uring; a no-op on the poll backend). Used by the runtime's
+    /// `Incoming`, which must not lose a connection the kernel accepted.
+    #[allow(dead_code)] // not on every platform
+    pub(crate) fn multishot_stop(&mut self, c: &Completion) {
+        self.driver.multishot_stop(NonNull::from(c));
+    }
+
+    /// Whether multishot completion `c` (in its callback) has results held for it, or may
+    /// still receive some, without a new submission (io_uring only).
+    #[allow(dead_code)] // not on every platform
+    pub(crate) fn multishot_more(&self, c: &Completion) -> bool {
+        self.driver.multishot_more(NonNull::from(c))
+    }
+
     /// How many non-blocking attempts the poll backend has made so far that found their
     /// fd not ready (`EAGAIN`), each a syscall its readiness cache did not save; always 0
     /// on io_uring. For tests and profiling, not a stable API.

@@ -256,6 +256,35 @@ impl Driver {
         self.ring.params().is_setup_sqpoll()
     }
 
+    /// Ask the kernel to end the multishot record completion `c` is attached to, if any,
+    /// without detaching it: what the kernel still posts (connections it accepted before
+    /// the cancel, then the final `ECANCELED`) keeps reaching `c` in order, unlike a
+    /// cancel of `c`, which disposes of it. (The runtime's `Incoming` stops this way.)
+    pub(crate) fn multishot_stop(&mut self, c: NonNull<Completion>) {
+        let Some(&rec) = self.attached.get(&(c.as_ptr() as usize)) else {
+            return;
+        };
+        let Some(m) = self.multis.get_mut(&rec) else {
+            return;
+        };
+        if m.live && !m.cancel_sent {
+            m.cancel_sent = true;
+            let sqe = opcode::AsyncCancel::new(rec as u64 | MULTI_TAG)
+                .build()
+                .user_data(IGNORE);
+            self.push(&sqe);
+        }
+    }
+
+    /// Whether the record completion `c` is attached to holds results for it or may still
+    /// receive some (so a rearm would not issue a new submission).
+    pub(crate) fn multishot_more(&self, c: NonNull<Completion>) -> bool {
+        self.attached
+            .get(&(c.as_ptr() as usize))
+            .and_then(|rec| self.multis.get(rec))
+            .is_some_and(|m| m.live || !m.pending.is_empty())
+    }
+
     pub(crate) fn waker(&self) -> Box<dyn Fn() + Send + Sync> {
         let fd = self.wake_fd.clone();
         Box::new(move || super::signal_wake_fd(fd.as_raw_fd()))

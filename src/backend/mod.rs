@@ -400,6 +400,31 @@ impl Driver {
         }
     }
 
+    /// End the kernel multishot behind completion `c` without detaching it (io_uring;
+    /// nothing elsewhere, where each result is its own attempt).
+    pub(crate) fn multishot_stop(&mut self, c: NonNull<Completion>) {
+        match self {
+            #[cfg(target_os = "linux")]
+            Driver::IoUring(d) => d.multishot_stop(c),
+            Driver::Poll(_) => {
+                let _ = c;
+            }
+        }
+    }
+
+    /// Whether multishot completion `c` has results held for it or may still get some
+    /// without a new attempt (io_uring; never elsewhere).
+    pub(crate) fn multishot_more(&self, c: NonNull<Completion>) -> bool {
+        match self {
+            #[cfg(target_os = "linux")]
+            Driver::IoUring(d) => d.multishot_more(c),
+            Driver::Poll(_) => {
+                let _ = c;
+                false
+            }
+        }
+    }
+
     /// Cancel and reap everything this backend holds, abandoning the completions.
     pub(crate) fn shutdown(&mut self, core: &mut Core) {
         match self {

@@ -8,10 +8,13 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
+#[cfg(unix)]
+use super::accept_queue::AcceptQueue;
 use crate::op::Op;
 use crate::result::OpResult;
 use crate::rt::loop_fd::LoopFd;
 use crate::rt::op_future::OpFuture;
+use crate::sys::fd::OwnedFd;
 
 // Sealed: the trait is unnameable outside the crate, so its crate-private types are not
 // part of the public interface.
@@ -26,6 +29,11 @@ pub(super) mod sealed {
         fn loop_fd(&self) -> &Rc<LoopFd>;
         /// The connected stream an `Op::Accept` produced (or its error).
         fn stream_from(r: OpResult) -> io::Result<Self::Stream>
+        where
+            Self: super::Listener;
+        /// The connected stream of a connection a multishot accept produced.
+        #[cfg_attr(not(unix), allow(dead_code))]
+        fn stream_from_fd(fd: OwnedFd) -> Self::Stream
         where
             Self: super::Listener;
     }
@@ -44,13 +52,32 @@ pub trait Listener: sealed::Accepting + fmt::Debug {
 /// that never ends; an accept error is yielded as an `Err` item and the next poll accepts
 /// again.
 ///
-/// It holds the accept in flight between polls, so no connection is lost between two
-/// items; dropping it cancels that accept (a connection that raced the cancellation is
-/// kept for the listener's next accept; later ones stay queued behind it).
+/// It keeps accepting between polls, so no connection is lost between two items. On
+/// io_uring that is one multishot accept (`IORING_ACCEPT_MULTISHOT`, Linux 5.19+) armed
+/// while the stream is used: connections land in a queue of the stream's own. Once 64
+/// or more are queued the multishot is stopped (the kernel drains the listen backlog at
+/// each wake-up, so a burst can queue more) and further clients wait in the backlog
+/// until the queue is half drained. On the poll backend it is one accept in flight at a
+/// time. An error ends the multishot: it is yielded in order
+/// after the connections before it, and nothing is accepted until the next poll finds the
+/// queue empty (so backing off after `EMFILE` works as with
+/// [`accept`](super::TcpListener::accept)).
+///
+/// Dropping it stops accepting: connections already accepted (queued, or racing the
+/// cancellation) are kept for the listener's next accept or `incoming()`, in order, and
+/// closed only with the listener. Use one `Incoming` of a listener at a time, and no
+/// [`accept`](super::TcpListener::accept) on it meanwhile: concurrent accepts on one
+/// listener each get some of the connections.
 #[must_use = "streams do nothing unless polled"]
 pub struct Incoming<'a, L: Listener = super::TcpListener> {
     listener: &'a L,
     accept: Option<OpFuture>,
+    /// The multishot machinery, made at the first poll where the loop allows it.
+    #[cfg(unix)]
+    multi: Option<Rc<AcceptQueue>>,
+    /// The first poll decided between single-shot and multishot.
+    #[cfg(unix)]
+    decided: bool,
 }
 
 impl<'a, L: Listener> Incoming<'a, L> {
@@ -58,6 +85,19 @@ impl<'a, L: Listener> Incoming<'a, L> {
         Incoming {
             listener,
             accept: None,
+            #[cfg(unix)]
+            multi: None,
+            #[cfg(unix)]
+            decided: false,
+        }
+    }
+}
+
+impl<L: Listener> Drop for Incoming<'_, L> {
+    fn drop(&mut self) {
+        #[cfg(unix)]
+        if let Some(q) = self.multi.take() {
+            q.close();
         }
     }
 }
@@ -73,6 +113,17 @@ impl<L: Listener> futures_core::Stream for Incoming<'_, L> {
                 return Poll::Ready(Some(L::stream_from(OpResult::Accept(Ok(a)))));
             }
         }
+        #[cfg(unix)]
+        if !this.decided {
+            this.decided = true;
+            if AcceptQueue::usable() {
+                this.multi = Some(AcceptQueue::new(fd));
+            }
+        }
+        #[cfg(unix)]
+        if let Some(q) = &this.multi {
+            return q.poll_next(cx).map(|r| Some(r.map(L::stream_from_fd)));
+        }
         let accept = this.accept.get_or_insert_with(|| {
             OpFuture::with_fd(Op::Accept { fd: fd.raw() }, Some(fd.clone()))
         });
@@ -84,11 +135,21 @@ impl<L: Listener> futures_core::Stream for Incoming<'_, L> {
     }
 }
 
+impl<L: Listener> Incoming<'_, L> {
+    fn accepting(&self) -> bool {
+        #[cfg(unix)]
+        if let Some(q) = &self.multi {
+            return q.accepting();
+        }
+        self.accept.is_some()
+    }
+}
+
 impl<L: Listener> fmt::Debug for Incoming<'_, L> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Incoming")
             .field("listener", self.listener)
-            .field("accepting", &self.accept.is_some())
+            .field("accepting", &self.accepting())
             .finish()
     }
 }

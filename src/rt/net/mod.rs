@@ -57,6 +57,8 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+#[cfg(unix)]
+mod accept_queue;
 mod incoming;
 #[cfg(unix)]
 mod pooled;

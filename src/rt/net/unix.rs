@@ -168,6 +168,11 @@ impl super::incoming::sealed::Accepting for UnixListener {
     fn stream_from(r: OpResult) -> io::Result<UnixStream> {
         accepted(r).map(|(s, _peer)| s)
     }
+    fn stream_from_fd(fd: crate::sys::fd::OwnedFd) -> UnixStream {
+        UnixStream {
+            fd: LoopFd::shared(fd),
+        }
+    }
 }
 
 impl super::incoming::Listener for UnixListener {
