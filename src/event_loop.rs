@@ -15,8 +15,9 @@ use crate::callback::Callback;
 use crate::completion::{CallbackAction, Completion, Inner, Phase};
 use crate::handoff::Handoff;
 use crate::op::{CancelTarget, Op, PollEvents};
+use crate::park::{ParkInbox, POLL_PARK};
 use crate::queue::Intrusive;
-use crate::registry::Registry;
+use crate::registry::{Registry, Ticket};
 use crate::result::{close_orphan_fd, OpResult};
 use crate::scratch::ScratchPool;
 use crate::sys;
@@ -165,6 +166,8 @@ pub(crate) struct Core {
     abandoned: Vec<Callback>,
     /// Time limits of the completions added with one (`Loop::add_with_timeout`).
     pub(crate) links: crate::link_timeout::Links,
+    /// Wake-ups of parked completions from other threads (`park.rs`).
+    parked: Arc<ParkInbox>,
 }
 
 impl Core {
@@ -305,6 +308,27 @@ impl Core {
         });
     }
 
+    /// Finish the parked completions other threads asked for (one load when none did).
+    fn collect_parked(&mut self) {
+        if !self.parked.has_pending() {
+            return;
+        }
+        let inbox = self.parked.clone();
+        inbox.collect(|t| self.unpark(t));
+    }
+
+    /// Finish the completion parked under `t` with `POLLIN`, if it still is.
+    fn unpark(&mut self, t: Ticket) {
+        if let Some(c) = self.parked_under(t) {
+            self.finish(c, crate::PollEvents::IN.bits() as isize);
+        }
+    }
+
+    /// The completion registered under `t` if it is parked (see `park.rs`).
+    fn parked_under(&self, t: Ticket) -> Option<NonNull<Completion>> {
+        self.registry.get(t).filter(|&c| is_parked(c))
+    }
+
     fn expire_timers(&mut self) {
         while let Some(((deadline, _), c)) = self.timers.peek() {
             if deadline > self.now_ns {
@@ -332,6 +356,18 @@ impl Core {
             (*inner).phase = Phase::Timer;
             self.timers.push(Inner::deadline(inner), c);
         }
+    }
+}
+
+/// Whether registered completion `c` is parked (see `park.rs`): waiting, and for no
+/// backend.
+fn is_parked(c: NonNull<Completion>) -> bool {
+    let inner = Completion::raw(c);
+    // SAFETY: callers pass registered completions, which are live; loop thread; only the
+    // phase and the op's event bits are read.
+    unsafe {
+        (*inner).phase == Phase::Waiting
+            && matches!((*inner).op, Op::Poll { events, .. } if events.bits() & POLL_PARK != 0)
     }
 }
 
@@ -401,6 +437,7 @@ impl Loop {
             wake_pending: AtomicBool::new(false),
             wake: driver.waker(),
         });
+        let parked = Arc::new(ParkInbox::new(driver.waker()));
         let mut core = Core {
             id: LoopId::next()?,
             registry: Registry::default(),
@@ -415,6 +452,7 @@ impl Loop {
             sink,
             pool_inflight: 0,
             abandoned: Vec::new(),
+            parked,
         };
         core.update_now();
         Ok(Loop {
@@ -576,6 +614,7 @@ impl Loop {
             self.driver.wait(&mut self.core, timeout)?;
         }
         self.core.collect_pool();
+        self.core.collect_parked();
         // The clock is read only when a timer may be due; `now()` reads it on demand
         // otherwise (a tick of pure I/O costs no clock_gettime).
         if self.core.timers.len() > 0 {
@@ -667,6 +706,28 @@ impl Loop {
     /// valid, and harmless, after the loop is dropped).
     pub(crate) fn remote_waker(&self) -> Box<dyn Fn() + Send + Sync> {
         self.driver.waker()
+    }
+
+    /// The cross-thread inbox of this loop's parked completions (see `park.rs`).
+    pub(crate) fn park_inbox(&self) -> &Arc<ParkInbox> {
+        &self.core.parked
+    }
+
+    /// The ticket of `c` if it is parked in this loop (see `park.rs`).
+    pub(crate) fn parked_ticket(&self, c: &Completion) -> Option<Ticket> {
+        let (owner, ticket) = c.owner_ticket()?;
+        (owner == self.core.id && self.core.parked_under(ticket).is_some()).then_some(ticket)
+    }
+
+    /// Whether the completion registered under `t` is still parked in this loop.
+    pub(crate) fn is_parked(&self, t: Ticket) -> bool {
+        self.core.parked_under(t).is_some()
+    }
+
+    /// Finish the completion parked under `t` now (its callback runs on the next tick),
+    /// if it still is parked.
+    pub(crate) fn unpark_now(&mut self, t: Ticket) {
+        self.core.unpark(t);
     }
 
     /// A file now has number `fd`, and [`fd_closed`](Self::fd_closed) will be called
@@ -928,6 +989,10 @@ impl Loop {
             match (*inner).op {
                 Op::Timer { .. } => self.core.add_timer(c),
                 Op::Cancel { target } => self.start_cancel(c, target),
+                // Parked: no backend; finished by a wake-up naming its ticket (park.rs).
+                Op::Poll { events, .. } if events.bits() & POLL_PARK != 0 => {
+                    (*inner).phase = Phase::Waiting
+                }
                 Op::Poll { events, .. } if !events.intersects(PollEvents::IN | PollEvents::OUT) => {
                     // Nothing to wait for: refuse rather than watch an fd for no event.
                     self.core.finish(c, -(libc::EINVAL as isize))
@@ -1003,6 +1068,10 @@ impl Loop {
                     self.core.finish(c, -(libc::EALREADY as isize));
                 }
             }
+            Phase::Waiting if is_parked(t) => {
+                self.core.finish(t, -(libc::ECANCELED as isize));
+                self.core.finish(c, 0);
+            }
             Phase::Kernel | Phase::Waiting => self.driver.cancel(&mut self.core, c, t),
             // Already being cancelled: this cancel would change nothing.
             Phase::Canceling => self.core.finish(c, ENOENT),
@@ -1021,6 +1090,11 @@ impl Loop {
         }
         let timers = self.core.timers.drain();
         for c in timers {
+            self.core.abandon(c, None);
+        }
+        // Parked completions are in no backend.
+        let parked: Vec<_> = self.core.registry.iter().filter(|&c| is_parked(c)).collect();
+        for c in parked {
             self.core.abandon(c, None);
         }
         self.driver.shutdown(&mut self.core);
