@@ -1093,7 +1093,12 @@ impl Loop {
             self.core.abandon(c, None);
         }
         // Parked completions are in no backend.
-        let parked: Vec<_> = self.core.registry.iter().filter(|&c| is_parked(c)).collect();
+        let parked: Vec<_> = self
+            .core
+            .registry
+            .iter()
+            .filter(|&c| is_parked(c))
+            .collect();
         for c in parked {
             self.core.abandon(c, None);
         }

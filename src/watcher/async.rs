@@ -111,14 +111,32 @@ pub struct Async {
 struct Shared {
     /// A notify happened that no callback has consumed yet.
     pending: AtomicBool,
-    /// The waits parked on this `Async`: their loop's inbox and registration ticket.
-    waiters: Mutex<Vec<(Arc<ParkInbox>, Ticket)>>,
+    /// The waits parked on this `Async`.
+    waiters: Mutex<Waiters>,
     /// Notifies that found no wake-up pending (a statistic).
     writes: AtomicU64,
 }
 
+/// A parked wait: its loop's inbox and its registration ticket there.
+type Waiter = (Arc<ParkInbox>, Ticket);
+
+/// The waits parked on an `Async`. The usual single wait is held inline, so a notify
+/// takes it out of the lock without touching the allocator; more waits (several
+/// completions or loops on one `Async`) go in `more`.
+#[derive(Default)]
+struct Waiters {
+    first: Option<Waiter>,
+    more: Vec<Waiter>,
+}
+
+impl Waiters {
+    fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.more.len()
+    }
+}
+
 impl Shared {
-    fn waiters(&self) -> MutexGuard<'_, Vec<(Arc<ParkInbox>, Ticket)>> {
+    fn waiters(&self) -> MutexGuard<'_, Waiters> {
         // Nothing panics while the lock is held; a poisoned list is still sound.
         self.waiters.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -135,8 +153,18 @@ impl Shared {
         {
             let mut waiters = self.waiters();
             // Entries of this loop whose wait is no longer parked (cancelled) go now.
-            waiters.retain(|(i, t)| !Arc::ptr_eq(i, inbox) || lp.is_parked(*t));
-            waiters.push((inbox.clone(), ticket));
+            let live = |(i, t): &Waiter| !Arc::ptr_eq(i, inbox) || lp.is_parked(*t);
+            if !waiters.first.as_ref().is_none_or(live) {
+                waiters.first = None;
+            }
+            if !waiters.more.is_empty() {
+                waiters.more.retain(live);
+            }
+            let w = (inbox.clone(), ticket);
+            match waiters.first {
+                None => waiters.first = Some(w),
+                Some(_) => waiters.more.push(w),
+            }
         }
         if self.pending.load(Ordering::Acquire) {
             lp.unpark_now(ticket);
@@ -165,7 +193,7 @@ impl Async {
         Ok(Async {
             shared: Arc::new(Shared {
                 pending: AtomicBool::new(false),
-                waiters: Mutex::new(Vec::new()),
+                waiters: Mutex::new(Waiters::default()),
                 writes: AtomicU64::new(0),
             }),
         })
@@ -189,12 +217,21 @@ impl Async {
             return Ok(());
         }
         s.writes.fetch_add(1, Ordering::Relaxed);
-        let mut waiters = s.waiters();
-        for (inbox, ticket) in waiters.iter() {
-            inbox.unpark(*ticket);
-        }
         // Each wait is handed over once; it records itself again when it parks again.
-        waiters.clear();
+        // The waits are taken out so that the loop's wake-up write is made without the
+        // lock: a loop woken by it (possibly on this CPU, at once) finds the lock free
+        // when it parks again.
+        let (first, more) = {
+            let mut w = s.waiters();
+            let more = match w.more.is_empty() {
+                true => Vec::new(),
+                false => std::mem::take(&mut w.more),
+            };
+            (w.first.take(), more)
+        };
+        for (inbox, ticket) in first.into_iter().chain(more) {
+            inbox.unpark(ticket);
+        }
         Ok(())
     }
 
