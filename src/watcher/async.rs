@@ -12,9 +12,9 @@
 //!
 //! - [`wait`](Async::wait) *parks* its completion in the loop (an operation no backend
 //!   performs; it stays registered, so the loop keeps running and it can be cancelled),
-//!   then records the loop's wake-up inbox and the completion's registration ticket in
-//!   the `Async`'s list (under its mutex), then looks at the flag: if a notify is
-//!   pending, the completion is finished at once.
+//!   then, under the `Async`'s mutex, looks at the flag: if a notify is pending, the
+//!   completion is finished at once; otherwise the loop's wake-up inbox and the
+//!   completion's registration ticket are recorded in the `Async`'s list.
 //! - [`notify`](Async::notify) does `pending.swap(true)`; only if the flag was clear does
 //!   it take the list and hand each parked wait's ticket to its loop: the ticket is
 //!   queued in the loop's inbox and the loop's wake-up fd is written, unless a wake-up of
@@ -23,17 +23,18 @@
 //! - The loop, each tick, takes the tickets and finishes the completions still parked
 //!   under them. The watcher's callback, on the loop thread and before the user's
 //!   callback, **clears** the flag (`swap(false)`); if it was already clear, no notify
-//!   happened since the last callback (a duplicate hand-off, see below): the wait is
-//!   parked again silently and the user's callback does not run. A rearm parks the
-//!   completion again (and records it again).
+//!   happened since the last callback (another wait on the same `Async` consumed it):
+//!   the wait is parked again silently and the user's callback does not run. A rearm
+//!   parks the completion again (and records it again).
 //!
-//! Why this loses nothing: a notify sets the flag *before* it looks at the list, and a
-//! wait records itself *before* it looks at the flag, both around the same mutex. So for
-//! every notify that found the flag clear, either it finds the wait in the list (and
-//! hands it over), or the wait finds the flag set (and finishes at once); possibly both,
-//! hence the duplicate hand-off above, which a ticket makes harmless (a ticket names one
-//! registration: once the completion has finished or been parked again, the old ticket
-//! finds nothing). A notify whose swap lands before the callback's clear is covered by
+//! Why this loses nothing: a notify sets the flag *before* it takes the mutex to look at
+//! the list, and a wait looks at the flag and records itself under that mutex. So for
+//! every notify that found the flag clear, either its swap came before the wait's lock
+//! (the wait sees the flag and finishes at once) or after it (the notify finds the wait
+//! in the list and hands it over). A hand-off that arrives late (the wait was cancelled
+//! meanwhile) is harmless: a ticket names one registration, so once the completion has
+//! finished or been parked again, the old ticket finds nothing. A notify whose swap
+//! lands before the callback's clear is covered by
 //! that callback (the swaps are `AcqRel`, so whatever the notifier wrote before
 //! `notify` is visible to it); a notify whose swap lands after the clear found the flag
 //! clear and wakes the next wait. A callback that finds the flag clear is therefore
@@ -141,8 +142,9 @@ impl Shared {
         self.waiters.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Loop thread, right after `c` was added with the parked op: record it, then finish
-    /// it at once if a notify is already pending (in this order; see the module docs).
+    /// Loop thread, right after `c` was added with the parked op: finish it at once if a
+    /// notify is pending, else record it, both under the list's lock (see the module
+    /// docs).
     fn park(&self, lp: &mut Loop, c: &Completion) {
         // Not parked: the loop refused it (cannot happen for this op) or it already
         // finished; then there is nothing to record.
@@ -150,7 +152,7 @@ impl Shared {
             return;
         };
         let inbox = lp.park_inbox();
-        {
+        let pending = {
             let mut waiters = self.waiters();
             // Entries of this loop whose wait is no longer parked (cancelled) go now.
             let live = |(i, t): &Waiter| !Arc::ptr_eq(i, inbox) || lp.is_parked(*t);
@@ -160,13 +162,20 @@ impl Shared {
             if !waiters.more.is_empty() {
                 waiters.more.retain(live);
             }
-            let w = (inbox.clone(), ticket);
-            match waiters.first {
-                None => waiters.first = Some(w),
-                Some(_) => waiters.more.push(w),
+            // A notify whose swap came before this lock is seen here; one after it sees
+            // this wait in the list. Checked under the lock, so a wait that finishes at
+            // once leaves no entry behind (a later notify would hand it over for nothing).
+            let pending = self.pending.load(Ordering::Acquire);
+            if !pending {
+                let w = (inbox.clone(), ticket);
+                match waiters.first {
+                    None => waiters.first = Some(w),
+                    Some(_) => waiters.more.push(w),
+                }
             }
-        }
-        if self.pending.load(Ordering::Acquire) {
+            pending
+        };
+        if pending {
             lp.unpark_now(ticket);
         }
     }
@@ -229,7 +238,10 @@ impl Async {
             };
             (w.first.take(), more)
         };
-        for (inbox, ticket) in first.into_iter().chain(more) {
+        if let Some((inbox, ticket)) = first {
+            inbox.unpark(ticket);
+        }
+        for (inbox, ticket) in more {
             inbox.unpark(ticket);
         }
         Ok(())
