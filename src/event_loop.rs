@@ -1257,6 +1257,98 @@ mod tests {
         }
     }
 
+    /// A parked completion (`park.rs`) reaches no backend, is finished by a wake-up naming
+    /// its ticket (from another thread, interrupting a blocked wait), ignores tickets of
+    /// its earlier registrations and made-up ones, can be cancelled, and is abandoned
+    /// by a shutdown.
+    #[test]
+    fn parked_completions_wake_by_ticket_only() {
+        for b in Backend::available() {
+            let mut lp = Loop::new(Options {
+                backend: Some(b),
+                ..Options::default()
+            })
+            .unwrap();
+            let parked = || Op::Poll {
+                fd: crate::sys::fd::NO_FD,
+                events: PollEvents::from_bits(PollEvents::IN.bits() | POLL_PARK),
+            };
+            let hits = std::rc::Rc::new(std::cell::Cell::new(0));
+            let h = hits.clone();
+            let mut c = Box::pin(Completion::new());
+            c.as_mut().prep(parked(), move |_, _, r| {
+                assert!(
+                    matches!(r, OpResult::Poll(Ok(e)) if e == PollEvents::IN),
+                    "{r:?}"
+                );
+                h.set(h.get() + 1);
+                CallbackAction::Disarm
+            });
+            lp.add(c.as_mut());
+            lp.run(RunMode::NoWait).unwrap();
+            let t1 = lp.parked_ticket(&c).expect("parked");
+            assert_eq!((hits.get(), lp.active()), (0, 1), "{b:?}");
+            // A made-up ticket finds nothing.
+            lp.park_inbox().unpark(Ticket { slot: 999, gen: 7 });
+            lp.run(RunMode::NoWait).unwrap();
+            assert_eq!(hits.get(), 0, "{b:?}");
+            // From another thread, while the loop blocks.
+            let inbox = lp.park_inbox().clone();
+            let t = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(20));
+                inbox.unpark(t1)
+            });
+            lp.run(RunMode::Once).unwrap();
+            assert!(
+                t.join().unwrap(),
+                "{b:?}: the first hand-off writes the wake fd"
+            );
+            assert_eq!((hits.get(), lp.active()), (1, 0), "{b:?}");
+            // Parked again: the old ticket no longer names it.
+            lp.add(c.as_mut());
+            let t2 = lp.parked_ticket(&c).expect("parked");
+            assert_ne!(t1, t2);
+            lp.park_inbox().unpark(t1);
+            lp.run(RunMode::NoWait).unwrap();
+            assert_eq!((hits.get(), lp.active()), (1, 1), "{b:?}: stale ticket");
+            assert!(lp.is_parked(t2) && !lp.is_parked(t1));
+            lp.unpark_now(t2);
+            lp.run(RunMode::NoWait).unwrap();
+            assert_eq!((hits.get(), lp.active()), (2, 0), "{b:?}");
+            // Cancelled: Canceled, and a late wake-up finds nothing.
+            let h = hits.clone();
+            c.as_mut().prep(parked(), move |_, _, r| {
+                assert!(
+                    matches!(r, OpResult::Poll(Err(crate::Error::Canceled))),
+                    "{r:?}"
+                );
+                h.set(h.get() + 10);
+                CallbackAction::Disarm
+            });
+            lp.add(c.as_mut());
+            let t3 = lp.parked_ticket(&c).expect("parked");
+            let mut cancel = Box::pin(Completion::new());
+            lp.cancel(cancel.as_mut(), &c, |_, _, r| {
+                assert!(matches!(r, OpResult::Cancel(Ok(()))), "{r:?}");
+                CallbackAction::Disarm
+            });
+            lp.run(RunMode::UntilDone).unwrap();
+            assert_eq!(hits.get(), 12, "{b:?}");
+            lp.park_inbox().unpark(t3);
+            lp.run(RunMode::NoWait).unwrap();
+            assert_eq!(hits.get(), 12, "{b:?}");
+            // Shutdown abandons a parked completion (its callback is dropped, not run).
+            c.as_mut().prep(parked(), |_, _, _| {
+                panic!("an abandoned completion is not called")
+            });
+            lp.add(c.as_mut());
+            lp.unpark_now(lp.parked_ticket(&c).unwrap());
+            lp.shutdown();
+            assert_eq!(lp.active(), 0);
+            assert_eq!(c.state(), crate::CompletionState::Dead);
+        }
+    }
+
     /// The loop's table of time limits holds only Active (or rearmed) completions: an
     /// entry goes when the callback disarms, when `add` re-adds without a limit, and when
     /// a shutdown abandons the operation; a rearm keeps it.
