@@ -123,7 +123,8 @@ type Waiter = (Arc<ParkInbox>, Ticket);
 
 /// The waits parked on an `Async`. The usual single wait is held inline, so a notify
 /// takes it out of the lock without touching the allocator; more waits (several
-/// completions or loops on one `Async`) go in `more`.
+/// completions or loops on one `Async`) go in `more`, which a notify takes whole, so
+/// that case allocates a list again per hand-off.
 #[derive(Default)]
 struct Waiters {
     first: Option<Waiter>,
