@@ -29,8 +29,8 @@
 //!
 //! Variants (loop side), measured in the same process and interleaved (A B C .., A B C ..):
 //!
-//! 1. `xev io_uring`, 2. `xev epoll`: callback API, `xev::Async` (an eventfd plus a pending
-//!    flag): ping-pong: one `Async` per thread, each with a rearming `wait`; pummel: one
+//! 1. `xev io_uring`, 2. `xev epoll`: callback API, `xev::Async` (a pending flag; a wake-up
+//!    goes over the loop's own wake-up fd to the parked wait): ping-pong: one `Async` per thread, each with a rearming `wait`; pummel: one
 //!    `Async`, one rearming `wait`;
 //! 3. `xev async io_uring`, 4. `xev async epoll`: `xev::rt` runtime on that backend,
 //!    `xev::notify::Notify`: ping-pong: one `Notify` and one spawned task per thread
@@ -161,7 +161,7 @@ struct Sample {
     ops: u64,
     /// Loop-side wake-ups: callbacks, or `notified().await`s that returned.
     wakeups: u64,
-    /// Pummel, callback variants: eventfd writes made by `Async::notify`.
+    /// Pummel, callback variants: notifies that found no wake-up pending (`Async::writes`).
     writes: Option<u64>,
 }
 
@@ -717,7 +717,7 @@ fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>], rounds: us
                 "wake-ups",
                 "wake-ups/s",
                 "coalesced",
-                "efd writes",
+                "hand-offs",
                 "cpu ns/n",
                 "allocs/wake-up"
             );
@@ -918,8 +918,8 @@ fn main() {
         "round trips/s, notifies/s: all threads together, over the timed phase (wall time); \
          µs/rt = 1 / rate; cpu = user+sys of the whole process (getrusage) per round trip \
          or per notify (cpu ns/n); wake-ups = loop-side callbacks or returns from \
-         notified().await; coalesced = 1 - wake-ups / notifies; efd writes = eventfd \
-         writes made by Async::notify (callback variants); allocs = allocations in the \
+         notified().await; coalesced = 1 - wake-ups / notifies; hand-offs = notifies \
+         that found no wake-up pending (Async::writes, callback variants); allocs = allocations in the \
          timed phase, all threads (max over rounds), per round trip or per loop-side \
          wake-up; vs tokio = rate / tokio current_thread's (>= 1 is no slower)."
     );

@@ -15,8 +15,9 @@ use crate::callback::Callback;
 use crate::completion::{CallbackAction, Completion, Inner, Phase};
 use crate::handoff::Handoff;
 use crate::op::{CancelTarget, Op, PollEvents};
+use crate::park::{ParkInbox, POLL_PARK};
 use crate::queue::Intrusive;
-use crate::registry::Registry;
+use crate::registry::{Registry, Ticket};
 use crate::result::{close_orphan_fd, OpResult};
 use crate::scratch::ScratchPool;
 use crate::sys;
@@ -165,6 +166,8 @@ pub(crate) struct Core {
     abandoned: Vec<Callback>,
     /// Time limits of the completions added with one (`Loop::add_with_timeout`).
     pub(crate) links: crate::link_timeout::Links,
+    /// Wake-ups of parked completions from other threads (`park.rs`).
+    parked: Arc<ParkInbox>,
 }
 
 impl Core {
@@ -305,6 +308,27 @@ impl Core {
         });
     }
 
+    /// Finish the parked completions other threads asked for (one load when none did).
+    fn collect_parked(&mut self) {
+        if !self.parked.has_pending() {
+            return;
+        }
+        let inbox = self.parked.clone();
+        inbox.collect(|t| self.unpark(t));
+    }
+
+    /// Finish the completion parked under `t` with `POLLIN`, if it still is.
+    fn unpark(&mut self, t: Ticket) {
+        if let Some(c) = self.parked_under(t) {
+            self.finish(c, crate::PollEvents::IN.bits() as isize);
+        }
+    }
+
+    /// The completion registered under `t` if it is parked (see `park.rs`).
+    fn parked_under(&self, t: Ticket) -> Option<NonNull<Completion>> {
+        self.registry.get(t).filter(|&c| is_parked(c))
+    }
+
     fn expire_timers(&mut self) {
         while let Some((deadline, c)) = self.timers.peek() {
             if deadline > self.now_ns {
@@ -359,6 +383,18 @@ impl TimerItem for NonNull<Completion> {
         // SAFETY: only Active (hence live) timers are in the timer queue, which asks for
         // the deadline only while the completion is queued there; loop thread.
         unsafe { Inner::deadline(Completion::raw(self)) }
+    }
+}
+
+/// Whether registered completion `c` is parked (see `park.rs`): waiting, and for no
+/// backend.
+fn is_parked(c: NonNull<Completion>) -> bool {
+    let inner = Completion::raw(c);
+    // SAFETY: callers pass registered completions, which are live; loop thread; only the
+    // phase and the op's event bits are read.
+    unsafe {
+        (*inner).phase == Phase::Waiting
+            && matches!((*inner).op, Op::Poll { events, .. } if events.bits() & POLL_PARK != 0)
     }
 }
 
@@ -428,6 +464,7 @@ impl Loop {
             wake_pending: AtomicBool::new(false),
             wake: driver.waker(),
         });
+        let parked = Arc::new(ParkInbox::new(driver.waker()));
         let mut core = Core {
             id: LoopId::next()?,
             registry: Registry::default(),
@@ -442,6 +479,7 @@ impl Loop {
             sink,
             pool_inflight: 0,
             abandoned: Vec::new(),
+            parked,
         };
         core.update_now();
         Ok(Loop {
@@ -619,6 +657,7 @@ impl Loop {
             self.driver.wait(&mut self.core, timeout)?;
         }
         self.core.collect_pool();
+        self.core.collect_parked();
         // The clock is read only when a timer may be due; `now()` reads it on demand
         // otherwise (a tick of pure I/O costs no clock_gettime).
         if self.core.timers.len() > 0 {
@@ -710,6 +749,28 @@ impl Loop {
     /// valid, and harmless, after the loop is dropped).
     pub(crate) fn remote_waker(&self) -> Box<dyn Fn() + Send + Sync> {
         self.driver.waker()
+    }
+
+    /// The cross-thread inbox of this loop's parked completions (see `park.rs`).
+    pub(crate) fn park_inbox(&self) -> &Arc<ParkInbox> {
+        &self.core.parked
+    }
+
+    /// The ticket of `c` if it is parked in this loop (see `park.rs`).
+    pub(crate) fn parked_ticket(&self, c: &Completion) -> Option<Ticket> {
+        let (owner, ticket) = c.owner_ticket()?;
+        (owner == self.core.id && self.core.parked_under(ticket).is_some()).then_some(ticket)
+    }
+
+    /// Whether the completion registered under `t` is still parked in this loop.
+    pub(crate) fn is_parked(&self, t: Ticket) -> bool {
+        self.core.parked_under(t).is_some()
+    }
+
+    /// Finish the completion parked under `t` now (its callback runs on the next tick),
+    /// if it still is parked.
+    pub(crate) fn unpark_now(&mut self, t: Ticket) {
+        self.core.unpark(t);
     }
 
     /// A file now has number `fd`, and [`fd_closed`](Self::fd_closed) will be called
@@ -979,6 +1040,10 @@ impl Loop {
             match (*inner).op {
                 Op::Timer { .. } => self.core.add_timer(c),
                 Op::Cancel { target } => self.start_cancel(c, target),
+                // Parked: no backend; finished by a wake-up naming its ticket (park.rs).
+                Op::Poll { events, .. } if events.bits() & POLL_PARK != 0 => {
+                    (*inner).phase = Phase::Waiting
+                }
                 Op::Poll { events, .. } if !events.intersects(PollEvents::IN | PollEvents::OUT) => {
                     // Nothing to wait for: refuse rather than watch an fd for no event.
                     self.core.finish(c, -(libc::EINVAL as isize))
@@ -1055,6 +1120,10 @@ impl Loop {
                     self.core.finish(c, -(libc::EALREADY as isize));
                 }
             }
+            Phase::Waiting if is_parked(t) => {
+                self.core.finish(t, -(libc::ECANCELED as isize));
+                self.core.finish(c, 0);
+            }
             Phase::Kernel | Phase::Waiting => self.driver.cancel(&mut self.core, c, t),
             // Already being cancelled: this cancel would change nothing.
             Phase::Canceling => self.core.finish(c, ENOENT),
@@ -1073,6 +1142,16 @@ impl Loop {
         }
         let timers = self.core.timers.drain();
         for c in timers {
+            self.core.abandon(c, None);
+        }
+        // Parked completions are in no backend.
+        let parked: Vec<_> = self
+            .core
+            .registry
+            .iter()
+            .filter(|&c| is_parked(c))
+            .collect();
+        for c in parked {
             self.core.abandon(c, None);
         }
         self.driver.shutdown(&mut self.core);
@@ -1227,6 +1306,98 @@ mod tests {
                 "{b:?}: a wake-up did not interrupt its wait"
             );
             lp.shutdown();
+        }
+    }
+
+    /// A parked completion (`park.rs`) reaches no backend, is finished by a wake-up naming
+    /// its ticket (from another thread, interrupting a blocked wait), ignores tickets of
+    /// its earlier registrations and made-up ones, can be cancelled, and is abandoned
+    /// by a shutdown.
+    #[test]
+    fn parked_completions_wake_by_ticket_only() {
+        for b in Backend::available() {
+            let mut lp = Loop::new(Options {
+                backend: Some(b),
+                ..Options::default()
+            })
+            .unwrap();
+            let parked = || Op::Poll {
+                fd: crate::sys::fd::NO_FD,
+                events: PollEvents::from_bits(PollEvents::IN.bits() | POLL_PARK),
+            };
+            let hits = std::rc::Rc::new(std::cell::Cell::new(0));
+            let h = hits.clone();
+            let mut c = Box::pin(Completion::new());
+            c.as_mut().prep(parked(), move |_, _, r| {
+                assert!(
+                    matches!(r, OpResult::Poll(Ok(e)) if e == PollEvents::IN),
+                    "{r:?}"
+                );
+                h.set(h.get() + 1);
+                CallbackAction::Disarm
+            });
+            lp.add(c.as_mut());
+            lp.run(RunMode::NoWait).unwrap();
+            let t1 = lp.parked_ticket(&c).expect("parked");
+            assert_eq!((hits.get(), lp.active()), (0, 1), "{b:?}");
+            // A made-up ticket finds nothing.
+            lp.park_inbox().unpark(Ticket { slot: 999, gen: 7 });
+            lp.run(RunMode::NoWait).unwrap();
+            assert_eq!(hits.get(), 0, "{b:?}");
+            // From another thread, while the loop blocks.
+            let inbox = lp.park_inbox().clone();
+            let t = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(20));
+                inbox.unpark(t1)
+            });
+            lp.run(RunMode::Once).unwrap();
+            assert!(
+                t.join().unwrap(),
+                "{b:?}: the first hand-off writes the wake fd"
+            );
+            assert_eq!((hits.get(), lp.active()), (1, 0), "{b:?}");
+            // Parked again: the old ticket no longer names it.
+            lp.add(c.as_mut());
+            let t2 = lp.parked_ticket(&c).expect("parked");
+            assert_ne!(t1, t2);
+            lp.park_inbox().unpark(t1);
+            lp.run(RunMode::NoWait).unwrap();
+            assert_eq!((hits.get(), lp.active()), (1, 1), "{b:?}: stale ticket");
+            assert!(lp.is_parked(t2) && !lp.is_parked(t1));
+            lp.unpark_now(t2);
+            lp.run(RunMode::NoWait).unwrap();
+            assert_eq!((hits.get(), lp.active()), (2, 0), "{b:?}");
+            // Cancelled: Canceled, and a late wake-up finds nothing.
+            let h = hits.clone();
+            c.as_mut().prep(parked(), move |_, _, r| {
+                assert!(
+                    matches!(r, OpResult::Poll(Err(crate::Error::Canceled))),
+                    "{r:?}"
+                );
+                h.set(h.get() + 10);
+                CallbackAction::Disarm
+            });
+            lp.add(c.as_mut());
+            let t3 = lp.parked_ticket(&c).expect("parked");
+            let mut cancel = Box::pin(Completion::new());
+            lp.cancel(cancel.as_mut(), &c, |_, _, r| {
+                assert!(matches!(r, OpResult::Cancel(Ok(()))), "{r:?}");
+                CallbackAction::Disarm
+            });
+            lp.run(RunMode::UntilDone).unwrap();
+            assert_eq!(hits.get(), 12, "{b:?}");
+            lp.park_inbox().unpark(t3);
+            lp.run(RunMode::NoWait).unwrap();
+            assert_eq!(hits.get(), 12, "{b:?}");
+            // Shutdown abandons a parked completion (its callback is dropped, not run).
+            c.as_mut().prep(parked(), |_, _, _| {
+                panic!("an abandoned completion is not called")
+            });
+            lp.add(c.as_mut());
+            lp.unpark_now(lp.parked_ticket(&c).unwrap());
+            lp.shutdown();
+            assert_eq!(lp.active(), 0);
+            assert_eq!(c.state(), crate::CompletionState::Dead);
         }
     }
 

@@ -161,6 +161,7 @@ mod link_timeout;
 #[cfg(unix)]
 mod metadata;
 mod op;
+mod park;
 mod queue;
 mod registry;
 mod result;

@@ -41,10 +41,12 @@ const EAGAIN: isize = -(libc::EAGAIN as isize);
 /// A crate-internal bit of [`Op::Poll`]'s events (outside every `poll(2)` and epoll bit):
 /// wait for the next readability *edge* the source reports for the fd, not for the fd to
 /// be readable. The wait never performs a `poll(2)`: it completes (with `POLLIN`) at once
-/// if an edge arrived while nobody waited, else when the next one arrives. Used by
-/// [`Async`](crate::Async) on this backend so that its never-drained eventfd (readable for
-/// good after the first notify) wakes it once per write, without a syscall; the watcher
-/// filters the spurious completions this allows (a fresh registration, a refresh).
+/// if an edge arrived while nobody waited, else when the next one arrives, so a
+/// never-drained eventfd (readable for good after its first write) wakes it once per
+/// write, without a syscall; the caller filters the spurious completions this allows (a
+/// fresh registration, a refresh). [`Async`](crate::Async) waited this way until its
+/// wake-ups moved to the loop's own wake path (`park.rs`); nothing in the crate uses it
+/// now.
 pub(crate) const POLL_EDGE: u32 = 1 << 27;
 
 /// Whether `op` is an edge wait (see [`POLL_EDGE`]).

@@ -439,60 +439,6 @@ pub(crate) unsafe fn read_cached(_inner: *mut Inner) -> Option<isize> {
     None
 }
 
-/// The fd behind [`Async`](crate::Async): a pipe (non-blocking, close-on-exec), whose
-/// read end is readable while signalled. `Async` writes at most one byte between two
-/// drains, so the pipe never fills.
-pub(crate) struct WakeFd {
-    read: OwnedFd,
-    write: OwnedFd,
-}
-
-impl WakeFd {
-    /// One pipe.
-    pub(crate) fn new() -> io::Result<WakeFd> {
-        let (read, write) = pipe_cloexec_nonblocking()?;
-        Ok(WakeFd { read, write })
-    }
-
-    /// The fd to poll for readability.
-    pub(crate) fn raw(&self) -> RawFd {
-        use std::os::fd::AsRawFd;
-        self.read.as_raw_fd()
-    }
-
-    /// Make it readable (one one-byte `write(2)`). A full pipe is success: it is readable.
-    pub(crate) fn signal(&self) -> io::Result<()> {
-        use std::os::fd::AsRawFd;
-        loop {
-            // SAFETY: writes one byte from a static to an fd `self` keeps open.
-            let r = unsafe { libc::write(self.write.as_raw_fd(), b"x".as_ptr().cast(), 1) };
-            if r >= 0 {
-                return Ok(());
-            }
-            let e = io::Error::last_os_error();
-            match e.raw_os_error() {
-                Some(libc::EINTR) => continue,
-                Some(libc::EAGAIN) => return Ok(()),
-                _ => return Err(e),
-            }
-        }
-    }
-
-    /// Make it unreadable again: read until the pipe is empty (`EAGAIN`).
-    pub(crate) fn drain(&self) {
-        let mut buf = [0u8; 64];
-        loop {
-            // SAFETY: reads at most 64 bytes into `buf`, which lives across the call, from
-            // an fd `self` keeps open; non-blocking, so an empty pipe is EAGAIN.
-            let r = unsafe { libc::read(self.raw(), buf.as_mut_ptr().cast(), buf.len()) };
-            if r > 0 || (r < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)) {
-                continue;
-            }
-            break;
-        }
-    }
-}
-
 /// Check that `pid` is an unreaped child of this process (running or a zombie), leaving
 /// a zombie unreaped: `waitid(P_PID, .., WNOWAIT)`.
 fn check_child(pid: libc::pid_t) -> io::Result<()> {

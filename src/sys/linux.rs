@@ -209,69 +209,6 @@ pub(crate) unsafe fn read_cached(inner: *mut Inner) -> Option<isize> {
     }
 }
 
-/// The fd behind [`Async`](crate::Async): an eventfd (non-blocking, close-on-exec),
-/// readable while signalled.
-pub(crate) struct WakeFd(OwnedFd);
-
-impl WakeFd {
-    /// One `eventfd(2)`.
-    pub(crate) fn new() -> io::Result<WakeFd> {
-        // SAFETY: eventfd(2) takes no pointers; it returns a new fd or -1.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `fd` is a new descriptor that nothing else owns.
-        Ok(WakeFd(unsafe { OwnedFd::from_raw_fd(fd) }))
-    }
-
-    /// The fd to poll for readability.
-    pub(crate) fn raw(&self) -> RawFd {
-        use std::os::fd::AsRawFd;
-        self.0.as_raw_fd()
-    }
-
-    /// Make it readable (one `write(2)`), which is also a new edge for a waiter that
-    /// never drains it. A full counter (after 2^64 - 2 unread notifies) is reset by a
-    /// drain and the write retried, so the edge still happens.
-    pub(crate) fn signal(&self) -> io::Result<()> {
-        let one: u64 = 1;
-        let mut drained = false;
-        loop {
-            // SAFETY: writes the 8 bytes of `one`, which lives across the call, to an fd
-            // `self` keeps open.
-            let r = unsafe { libc::write(self.raw(), (&one as *const u64).cast(), 8) };
-            if r >= 0 {
-                return Ok(());
-            }
-            let e = io::Error::last_os_error();
-            match e.raw_os_error() {
-                Some(libc::EINTR) => continue,
-                Some(libc::EAGAIN) if !drained => {
-                    self.drain();
-                    drained = true;
-                }
-                Some(libc::EAGAIN) => return Ok(()),
-                _ => return Err(e),
-            }
-        }
-    }
-
-    /// Make it unreadable again (a non-blocking `read(2)` resets the counter).
-    pub(crate) fn drain(&self) {
-        let mut buf: u64 = 0;
-        loop {
-            // SAFETY: reads at most 8 bytes into `buf`, which lives across the call, from
-            // an fd `self` keeps open; non-blocking, so an empty counter is EAGAIN.
-            let r = unsafe { libc::read(self.raw(), (&mut buf as *mut u64).cast(), 8) };
-            if r < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-                continue;
-            }
-            break;
-        }
-    }
-}
-
 /// An fd that becomes readable when the child `pid` exits, for `Process`: a pidfd
 /// (`pidfd_open(2)`, Linux 5.3; close-on-exec), checked with a `waitid(.., WNOWAIT)`
 /// (Linux 5.4) to name an unreaped child of this process (running or a zombie): `ECHILD`

@@ -889,28 +889,6 @@ mod tests {
     }
 
     #[test]
-    fn wake_fd_signal_drain() {
-        let w = WakeFd::new().unwrap();
-        let readable = |fd: RawFd| {
-            let mut p = libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: one pollfd we own, zero timeout.
-            unsafe { libc::poll(&mut p, 1, 0) == 1 }
-        };
-        assert!(!readable(w.raw()));
-        w.signal().unwrap();
-        w.signal().unwrap();
-        assert!(readable(w.raw()));
-        w.drain();
-        assert!(!readable(w.raw()));
-        w.drain(); // draining an empty one is harmless
-        assert!(!readable(w.raw()));
-    }
-
-    #[test]
     fn copy_file_range_copies_and_advances_offsets() {
         use std::io::{Read, Seek, Write};
         let dir = std::env::temp_dir();

@@ -1013,58 +1013,6 @@ pub(crate) fn catch_ctrl_c(handler: fn()) -> io::Result<()> {
     res.map_err(io::Error::from_raw_os_error)
 }
 
-/// The socket behind [`Async`](crate::Async) on Windows: a loopback UDP pair, the
-/// receiving end polled for readability (Windows has no eventfd or pipe the readiness
-/// backend can wait on; a socket it can). `signal` sends a one-byte datagram, `drain`
-/// reads them all.
-pub(crate) struct WakeFd {
-    rx: Socket,
-    tx: Socket,
-}
-
-impl WakeFd {
-    /// Two non-blocking UDP sockets on 127.0.0.1, each connected to the other (so the
-    /// receiving one takes datagrams from its twin only).
-    pub(crate) fn new() -> io::Result<WakeFd> {
-        let loopback: SocketAddr = (std::net::Ipv4Addr::LOCALHOST, 0).into();
-        let rx = socket(Domain::IPV4, Type::DGRAM)?;
-        rx.bind(&loopback.into())?;
-        let tx = socket(Domain::IPV4, Type::DGRAM)?;
-        tx.bind(&loopback.into())?;
-        tx.connect(&rx.local_addr()?)?;
-        rx.connect(&tx.local_addr()?)?;
-        Ok(WakeFd { rx, tx })
-    }
-
-    /// The socket to poll for readability.
-    pub(crate) fn raw(&self) -> RawFd {
-        use std::os::windows::io::AsRawSocket;
-        self.rx.as_raw_socket()
-    }
-
-    /// Make it readable (one one-byte datagram). A full buffer is success: it is
-    /// readable already.
-    pub(crate) fn signal(&self) -> io::Result<()> {
-        match self.tx.send(&[1]) {
-            Ok(_) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Read every pending datagram (non-blocking; stops at the first "would block" or
-    /// error, and after a bounded number so a notifier that never stops cannot hold the
-    /// loop: what is left only makes the next wait return early).
-    pub(crate) fn drain(&self) {
-        let mut buf = [mem::MaybeUninit::<u8>::uninit(); 16];
-        for _ in 0..1024 {
-            if self.rx.recv(&mut buf).is_err() {
-                break;
-            }
-        }
-    }
-}
-
 /// The `io::Error` of a `-code` result. Winsock and Win32 codes are kept; the Unix errno
 /// values the portable core reports itself (`EBADF` for a closed socket, `EINVAL`,
 /// `ENOMEM`, ...; libc's CRT numbers, all below Winsock's 10000 and distinct from the one

@@ -1,69 +1,66 @@
-//! [`Async`]: wake a loop from any thread (libxev's `Async`, over a Linux eventfd).
+//! [`Async`]: wake a loop from any thread (libxev's `Async`).
 //!
 //! # How a wake-up travels
 //!
-//! An `Async` is an eventfd (non-blocking, close-on-exec) plus a `pending` flag, shared
-//! through an `Arc` by every clone of the handle.
+//! An `Async` is a `pending` flag plus the list of waits parked on it, shared through an
+//! `Arc` by every clone of the handle. It has no file descriptor of its own: a wake-up
+//! travels over the waiting loop's own wake path, the one the thread pool and the async
+//! runtime's cross-thread wakers use (issue 12: one wake-up is one write to the loop's
+//! wake-up eventfd, which io_uring watches with a multishot `POLL_ADD` and epoll with an
+//! edge-triggered registration, so the loop submits nothing and drains nothing per
+//! wake-up; on macOS, the BSDs and Windows it is the `polling` crate's notifier).
 //!
+//! - [`wait`](Async::wait) *parks* its completion in the loop (an operation no backend
+//!   performs; it stays registered, so the loop keeps running and it can be cancelled),
+//!   then, under the `Async`'s mutex, looks at the flag: if a notify is pending, the
+//!   completion is finished at once; otherwise the loop's wake-up inbox and the
+//!   completion's registration ticket are recorded in the `Async`'s list.
 //! - [`notify`](Async::notify) does `pending.swap(true)`; only if the flag was clear does
-//!   it write the eventfd (one `write(2)`). While a wake-up is pending, further notifies
-//!   cost one atomic swap and no syscall.
-//! - [`wait`](Async::wait) costs no system call of its own per wake-up (issue 12: the
-//!   drain `read(2)` each wake-up used to make is gone):
-//!   - on **io_uring** it is an [`Op::Read`] of the eventfd into the completion's own
-//!     8-byte buffer: the kernel resets the counter inside the operation that wakes us;
-//!   - on the **poll backend** (Linux) it is an *edge wait*: an [`Op::Poll`] carrying a
-//!     crate-internal bit that completes on the next readability edge epoll reports for
-//!     the eventfd (registered edge-triggered), without any `poll(2)` or `read(2)`. The
-//!     eventfd is never drained: every `write(2)` is an edge, readable before or not.
+//!   it take the list and hand each parked wait's ticket to its loop: the ticket is
+//!   queued in the loop's inbox and the loop's wake-up fd is written, unless a wake-up of
+//!   that inbox is still uncollected. While a wake-up is pending, further notifies cost
+//!   one atomic swap and nothing else.
+//! - The loop, each tick, takes the tickets and finishes the completions still parked
+//!   under them. The watcher's callback, on the loop thread and before the user's
+//!   callback, **clears** the flag (`swap(false)`); if it was already clear, no notify
+//!   happened since the last callback (another wait on the same `Async` consumed it):
+//!   the wait is parked again silently and the user's callback does not run. A rearm
+//!   parks the completion again (and records it again).
 //!
-//!   When it completes, the watcher, on the loop thread and before the user's callback,
-//!   **clears** the flag (`swap(false)`). If the flag was already clear, no notify
-//!   happened since the last callback (a stale edge, such as the one a fresh
-//!   registration reports for a counter that was never drained): the wait is re-queued
-//!   silently and the user's callback does not run.
-//!
-//! Why this loses nothing: a notify sets the flag *before* it writes. A notify whose
-//! swap lands before the clear is covered by the callback that runs after the clear (the
-//! swaps are `AcqRel`, so whatever the notifier wrote before `notify` is visible to the
-//! callback). A notify whose swap lands after the clear found the flag clear, so it
-//! writes after the clear, that is after the completion that ran the clear: its write is
-//! a new edge (poll backend), or a count that the next read takes (io_uring), and wakes
-//! the next wait. A completion that finds the flag clear is therefore never the only
-//! trace of a notify.
-//!
-//! On macOS and the BSDs the eventfd is a non-blocking pipe instead (`sys::WakeFd`:
-//! `notify` writes one byte), and on Windows a loopback UDP socket pair polled through
-//! `polling`'s AFD readiness (`notify` sends a one-byte datagram). There the wait is a
-//! plain [`Op::Poll`]: when it completes, the watcher first **drains** the fd (reads it
-//! empty), then clears the flag. Drain before clear: a notify after the clear writes
-//! again, after the drain, so its write wakes the next wait; a notify between the two
-//! finds the flag set, writes nothing, and is covered by the callback that runs after the
-//! clear. (Clear, then drain, would lose wake-ups: the drain could swallow the write of a
-//! notify that set the flag, leaving the flag set with nothing to read, and every later
-//! notify would be skipped.) Type-checked there, not run.
+//! Why this loses nothing: a notify sets the flag *before* it takes the mutex to look at
+//! the list, and a wait looks at the flag and records itself under that mutex. So for
+//! every notify that found the flag clear, either its swap came before the wait's lock
+//! (the wait sees the flag and finishes at once) or after it (the notify finds the wait
+//! in the list and hands it over). A hand-off that arrives late (the wait was cancelled
+//! meanwhile) is harmless: a ticket names one registration, so once the completion has
+//! finished or been parked again, the old ticket finds nothing. A notify whose swap
+//! lands before the callback's clear is covered by
+//! that callback (the swaps are `AcqRel`, so whatever the notifier wrote before
+//! `notify` is visible to it); a notify whose swap lands after the clear found the flag
+//! clear and wakes the next wait. A callback that finds the flag clear is therefore
+//! never the only trace of a notify.
 //!
 //! So the rule the user can rely on: **every notify is followed by at least one callback
 //! that runs after it** (as long as a wait is re-queued each time), and several notifies
 //! may be coalesced into one callback.
+//!
+//! The list holds only parked waits: a notify empties it (each wait listed is handed
+//! over once), and a wait that records itself first drops its own loop's entries whose
+//! completion is no longer parked (cancelled waits), so it never grows with
+//! wait-and-cancel cycles. An entry keeps its loop's inbox (not the loop) alive, so a
+//! notify after the loop is gone only queues a ticket nobody reads, and frees it.
 
 use std::fmt;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
-#[cfg(target_os = "linux")]
-use crate::backend::poll::POLL_EDGE;
-#[cfg(target_os = "linux")]
-use crate::backend::Backend;
 use crate::completion::{CallbackAction, Completion};
 use crate::event_loop::Loop;
-#[cfg(target_os = "linux")]
-use crate::op::Buffer;
 use crate::op::{Op, PollEvents};
-#[cfg(target_os = "linux")]
-use crate::result::ReadError;
+use crate::park::{ParkInbox, POLL_PARK};
+use crate::registry::Ticket;
 use crate::result::{Error, OpResult};
 
 use super::mismatch;
@@ -76,10 +73,12 @@ use super::mismatch;
 /// callback runs produce one callback; a notify made before `wait` still wakes it. See
 /// the [module docs](self) for how no wake-up is ever lost.
 ///
-/// The handle is `Clone + Send + Sync` (the clones share one eventfd). Waiting on one
-/// `Async` from several completions or loops at once is allowed and safe, but pointless:
-/// each notification then wakes at least one of them. Dropping every handle closes the
-/// eventfd once no wait is in flight any more (a queued wait holds a reference).
+/// The handle is `Clone + Send + Sync` (the clones share one flag) and owns no file
+/// descriptor: a wake-up goes through the waiting loop's own wake-up fd. Waiting on one
+/// `Async` from several completions or loops at once is allowed: each notification then
+/// wakes every wait parked at that moment, and the first callback to run consumes it (the
+/// others park again without calling back). A notify after every handle and the loop are
+/// dropped does nothing and fails nothing.
 ///
 /// ```
 /// use std::{cell::Cell, pin::pin, rc::Rc, thread, time::Duration};
@@ -111,16 +110,89 @@ pub struct Async {
 }
 
 struct Shared {
-    /// The eventfd (non-blocking, close-on-exec); a pipe on macOS/BSD.
-    fd: crate::sys::WakeFd,
-    /// A wake-up has been written (or is being written) and not yet consumed by a wait.
+    /// A notify happened that no callback has consumed yet.
     pending: AtomicBool,
-    /// Number of eventfd writes `notify` made (a statistic).
+    /// The waits parked on this `Async`.
+    waiters: Mutex<Waiters>,
+    /// Notifies that found no wake-up pending (a statistic).
     writes: AtomicU64,
 }
 
+/// A parked wait: its loop's inbox and its registration ticket there.
+type Waiter = (Arc<ParkInbox>, Ticket);
+
+/// The waits parked on an `Async`. The usual single wait is held inline, so a notify
+/// takes it out of the lock without touching the allocator; more waits (several
+/// completions or loops on one `Async`) go in `more`, which a notify takes whole, so
+/// that case allocates a list again per hand-off.
+#[derive(Default)]
+struct Waiters {
+    first: Option<Waiter>,
+    more: Vec<Waiter>,
+}
+
+impl Waiters {
+    fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.more.len()
+    }
+}
+
+impl Shared {
+    fn waiters(&self) -> MutexGuard<'_, Waiters> {
+        // Nothing panics while the lock is held; a poisoned list is still sound.
+        self.waiters.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Loop thread, right after `c` was added with the parked op: finish it at once if a
+    /// notify is pending, else record it, both under the list's lock (see the module
+    /// docs).
+    fn park(&self, lp: &mut Loop, c: &Completion) {
+        // Not parked: the loop refused it (cannot happen for this op) or it already
+        // finished; then there is nothing to record.
+        let Some(ticket) = lp.parked_ticket(c) else {
+            return;
+        };
+        let inbox = lp.park_inbox();
+        let pending = {
+            let mut waiters = self.waiters();
+            // Entries of this loop whose wait is no longer parked (cancelled) go now.
+            let live = |(i, t): &Waiter| !Arc::ptr_eq(i, inbox) || lp.is_parked(*t);
+            if !waiters.first.as_ref().is_none_or(live) {
+                waiters.first = None;
+            }
+            if !waiters.more.is_empty() {
+                waiters.more.retain(live);
+            }
+            // A notify whose swap came before this lock is seen here; one after it sees
+            // this wait in the list. Checked under the lock, so a wait that finishes at
+            // once leaves no entry behind (a later notify would hand it over for nothing).
+            let pending = self.pending.load(Ordering::Acquire);
+            if !pending {
+                let w = (inbox.clone(), ticket);
+                match waiters.first {
+                    None => waiters.first = Some(w),
+                    Some(_) => waiters.more.push(w),
+                }
+            }
+            pending
+        };
+        if pending {
+            lp.unpark_now(ticket);
+        }
+    }
+}
+
+/// The operation of a wait: parked in the loop, for no backend (see `park.rs`).
+fn parked_op() -> Op {
+    Op::Poll {
+        fd: crate::sys::fd::NO_FD,
+        events: PollEvents::from_bits(PollEvents::IN.bits() | POLL_PARK),
+    }
+}
+
 impl Async {
-    /// A new, un-notified `Async` (one `eventfd(2)`).
+    /// A new, un-notified `Async`. It allocates its shared state and nothing else (no
+    /// file descriptor); the `Result` is kept for compatibility and is always `Ok`.
     ///
     /// ```
     /// let a = xev::watcher::r#async::Async::new()?;
@@ -130,34 +202,49 @@ impl Async {
     pub fn new() -> io::Result<Async> {
         Ok(Async {
             shared: Arc::new(Shared {
-                fd: crate::sys::WakeFd::new()?,
                 pending: AtomicBool::new(false),
+                waiters: Mutex::new(Waiters::default()),
                 writes: AtomicU64::new(0),
             }),
         })
     }
 
     /// Wake the loop waiting on this `Async` (now, or the next wait if none is queued).
-    /// Callable from any thread; never blocks.
+    /// Callable from any thread; never blocks for long (it takes the `Async`'s and the
+    /// loop's hand-off locks, each held for a few instructions).
     ///
     /// If a wake-up is already pending (notified, and no callback has run since), this is
-    /// one atomic swap and no system call. Writes made before `notify` are visible to the
-    /// callback that the notification triggers.
+    /// one atomic swap and nothing else. Otherwise each parked wait is handed to its loop,
+    /// whose wake-up fd is written once (unless a wake-up of that loop through this path
+    /// is still uncollected). Writes made before `notify` are visible to the callback that
+    /// the notification triggers.
     ///
-    /// Errors only if the eventfd write fails for a reason other than a full counter
-    /// (which cannot happen with an fd this type owns); the notification is then not
-    /// pending and a later `notify` tries again.
+    /// Never fails (the `Result` is kept for compatibility): the loop's wake-up write
+    /// cannot fail for a reason the caller could act on.
     pub fn notify(&self) -> io::Result<()> {
         let s = &*self.shared;
         if s.pending.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
-        // A full counter is success: the fd is readable anyway, so the wait wakes.
-        if let Err(e) = s.fd.signal() {
-            s.pending.store(false, Ordering::Release);
-            return Err(e);
-        }
         s.writes.fetch_add(1, Ordering::Relaxed);
+        // Each wait is handed over once; it records itself again when it parks again.
+        // The waits are taken out so that the loop's wake-up write is made without the
+        // lock: a loop woken by it (possibly on this CPU, at once) finds the lock free
+        // when it parks again.
+        let (first, more) = {
+            let mut w = s.waiters();
+            let more = match w.more.is_empty() {
+                true => Vec::new(),
+                false => std::mem::take(&mut w.more),
+            };
+            (w.first.take(), more)
+        };
+        if let Some((inbox, ticket)) = first {
+            inbox.unpark(ticket);
+        }
+        for (inbox, ticket) in more {
+            inbox.unpark(ticket);
+        }
         Ok(())
     }
 
@@ -166,12 +253,10 @@ impl Async {
     /// last callback, or with `Err(Error::Canceled)` if the wait is cancelled. Returning
     /// [`CallbackAction::Rearm`] waits for the next notification.
     ///
-    /// On Linux the wait is an [`Op::Read`] of the eventfd (io_uring) or an edge wait
-    /// on it (poll backend), and the watcher clears the pending flag before `cb` runs; a
-    /// completion that finds no notify pending re-queues the wait without calling `cb`.
-    /// Elsewhere it is an [`Op::Poll`] and the watcher drains the fd first (see the
-    /// [module docs](self)).
-    pub fn wait<U, F>(&self, lp: &mut Loop, c: Pin<&mut Completion>, userdata: U, cb: F)
+    /// The completion is parked in the loop (no system call, no kernel operation) and the
+    /// watcher clears the pending flag before `cb` runs; a wake-up that finds no notify
+    /// pending parks the wait again without calling `cb` (see the [module docs](self)).
+    pub fn wait<U, F>(&self, lp: &mut Loop, mut c: Pin<&mut Completion>, userdata: U, cb: F)
     where
         U: 'static,
         F: FnMut(&mut U, &mut Loop, Pin<&mut Completion>, Result<(), Error>) -> CallbackAction
@@ -179,66 +264,33 @@ impl Async {
     {
         let shared = Arc::clone(&self.shared);
         let (mut ud, mut cb) = (userdata, cb);
-        // Linux: the eventfd is never drained by a syscall of its own (see the module
-        // docs): io_uring reads it inside the wait, the poll backend waits for its edges.
-        #[cfg(target_os = "linux")]
-        {
-            let fd = shared.fd.raw();
-            let op = match lp.backend() {
-                Backend::IoUring => Op::Read {
-                    fd,
-                    buf: Buffer::inline(8),
-                },
-                _ => Op::Poll {
-                    fd,
-                    events: PollEvents::from_bits(PollEvents::IN.bits() | POLL_EDGE),
-                },
-            };
-            // The closure owns a reference to the eventfd, so the fd stays open while the
-            // wait is in flight even if every handle is dropped.
-            lp.start(c, op, move |lp, c, r| {
-                let r = match r {
-                    OpResult::Read(Ok(_)) | OpResult::Poll(Ok(_)) => {
-                        if !shared.pending.swap(false, Ordering::AcqRel) {
-                            // No notify since the last callback: a stale edge or count.
-                            return CallbackAction::Rearm;
-                        }
-                        Ok(())
+        lp.start(c.as_mut(), parked_op(), move |lp, mut c, r| {
+            let r = match r {
+                OpResult::Poll(Ok(_)) => {
+                    if !shared.pending.swap(false, Ordering::AcqRel) {
+                        // No notify since the last callback: a duplicate hand-off.
+                        return repark(&shared, lp, c);
                     }
-                    OpResult::Read(Err(ReadError::Canceled)) => Err(Error::Canceled),
-                    OpResult::Read(Err(ReadError::Io(e))) => Err(Error::Io(e)),
-                    // An eventfd never reads 0 bytes.
-                    OpResult::Read(Err(ReadError::Eof)) => Err(mismatch()),
-                    OpResult::Poll(Err(e)) => Err(e),
-                    _ => Err(mismatch()),
-                };
-                cb(&mut ud, lp, c, r)
-            });
-        }
-        #[cfg(not(target_os = "linux"))]
-        {
-            let op = Op::Poll {
-                fd: shared.fd.raw(),
-                events: PollEvents::IN,
+                    Ok(())
+                }
+                OpResult::Poll(Err(e)) => Err(e),
+                _ => Err(mismatch()),
             };
-            // The closure owns a reference to the wake-up fd (see above).
-            lp.start(c, op, move |lp, c, r| {
-                let r = match r {
-                    OpResult::Poll(Ok(_)) => {
-                        shared.consume();
-                        Ok(())
-                    }
-                    OpResult::Poll(Err(e)) => Err(e),
-                    _ => Err(mismatch()),
-                };
-                cb(&mut ud, lp, c, r)
-            });
-        }
+            let action = cb(&mut ud, lp, c.as_mut(), r);
+            // A callback that re-added the completion itself (a new wait, another
+            // operation) made it Active again: the loop ignores the action then.
+            if action == CallbackAction::Rearm && c.owner().is_none() {
+                return repark(&shared, lp, c);
+            }
+            action
+        });
+        self.shared.park(lp, &c);
     }
 
-    /// How many times [`notify`](Self::notify) actually wrote the eventfd (a debugging
-    /// statistic, shared by all clones): notifies that found a wake-up already pending
-    /// are not counted. At most one more than the number of successful wait callbacks.
+    /// How many times [`notify`](Self::notify) found no wake-up pending and so handed one
+    /// over (a debugging statistic, shared by all clones): notifies that found a wake-up
+    /// already pending are not counted. At most one more than the number of successful
+    /// wait callbacks.
     ///
     /// ```
     /// let a = xev::watcher::r#async::Async::new()?;
@@ -253,21 +305,19 @@ impl Async {
     }
 }
 
-#[cfg(not(target_os = "linux"))]
-impl Shared {
-    /// Called on the loop thread when a wait saw the eventfd readable: drain it, then
-    /// clear the flag (in this order; see the module docs).
-    fn consume(&self) {
-        self.fd.drain();
-        self.pending.swap(false, Ordering::AcqRel);
-    }
+/// Park wait `c` again from inside its callback (a rearm, or a duplicate hand-off): the
+/// loop ignores the returned action once `c` is Active again.
+fn repark(shared: &Shared, lp: &mut Loop, mut c: Pin<&mut Completion>) -> CallbackAction {
+    lp.add(c.as_mut());
+    shared.park(lp, &c);
+    CallbackAction::Disarm
 }
 
 impl fmt::Debug for Async {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Async")
-            .field("fd", &self.shared.fd.raw())
             .field("pending", &self.shared.pending.load(Ordering::Relaxed))
+            .field("parked_waits", &self.shared.waiters().len())
             .field("writes", &self.writes())
             .finish()
     }

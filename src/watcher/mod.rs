@@ -28,8 +28,9 @@
 //! on, and the descriptor is closed when the last of them is done (a read waiting for
 //! data keeps it open until data, EOF, a cancel, or the loop's shutdown). Its number
 //! cannot be handed to another file meanwhile, so no operation ever acts on a file it was
-//! not started on. ([`Signal`](signal::Signal), [`Process`](process::Process) and
-//! [`Async`](crate::Async) also keep their descriptor open while a wait is in flight.)
+//! not started on. ([`Signal`](signal::Signal) and [`Process`](process::Process) also
+//! keep their descriptor open while a wait is in flight; [`Async`](crate::Async) has
+//! none.)
 //!
 //! `close` cancels what is pending on the descriptor (callbacks get `Canceled`, queued
 //! writes that have not started too) and closes it; operations still holding it at that
