@@ -24,7 +24,7 @@
 #   # TSan: the cross-thread tests, on a std built with TSan too (-Zbuild-std).
 #   export RUST_BACKTRACE=0 RUSTFLAGS=-Zsanitizer=thread
 #   T="cargo +nightly test -Zbuild-std --target x86_64-unknown-linux-gnu --target-dir target/tsan"
-#   $T -p xev --lib -- thread_pool:: handoff:: event_loop::
+#   $T -p xev --lib -- thread_pool:: handoff:: park:: event_loop::
 #   $T -p runtime-tests --test rt_notify
 #   $T -p runtime-tests --test watcher_async
 #   $T -p runtime-tests --test watcher_file
@@ -151,7 +151,7 @@ tsan() {
   local t=(cargo +nightly test -Zbuild-std --target "$TARGET" --target-dir target/tsan)
   export RUSTFLAGS="-Zsanitizer=thread"
   export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1"
-  limited "${t[@]}" -p xev --lib -- thread_pool:: handoff:: event_loop::
+  limited "${t[@]}" -p xev --lib -- thread_pool:: handoff:: park:: event_loop::
   for test in rt_notify watcher_async watcher_file pool_handoff; do
     limited "${t[@]}" -p runtime-tests --test "$test"
   done

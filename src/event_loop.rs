@@ -1323,7 +1323,7 @@ mod tests {
             .unwrap();
             let parked = || Op::Poll {
                 fd: crate::sys::fd::NO_FD,
-                events: PollEvents::from_bits(PollEvents::IN.bits() | POLL_PARK),
+                events: PollEvents::from_bits_internal(PollEvents::IN.bits() | POLL_PARK),
             };
             let hits = std::rc::Rc::new(std::cell::Cell::new(0));
             let h = hits.clone();

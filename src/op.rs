@@ -986,8 +986,19 @@ impl PollEvents {
     /// Hang-up (reported, never requested).
     pub const HUP: PollEvents = PollEvents(sys_poll::POLLHUP as u32);
 
-    /// From raw `poll(2)` bits.
+    /// From raw `poll(2)` bits. Bits the crate uses internally (1 << 26 and 1 << 27,
+    /// which no `poll(2)` or epoll event uses) are cleared.
     pub const fn from_bits(bits: u32) -> PollEvents {
+        PollEvents(bits & !Self::INTERNAL)
+    }
+
+    /// The crate-internal bits (`park::POLL_PARK`, the poll backend's `POLL_EDGE`): only
+    /// [`from_bits_internal`](Self::from_bits_internal) sets them, so a user's
+    /// `Op::Poll` can never park forever or become an edge wait.
+    pub(crate) const INTERNAL: u32 = (1 << 26) | (1 << 27);
+
+    /// From raw bits, crate-internal ones included.
+    pub(crate) const fn from_bits_internal(bits: u32) -> PollEvents {
         PollEvents(bits)
     }
 

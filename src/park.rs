@@ -30,6 +30,8 @@ use crate::registry::Ticket;
 /// completion in its loop until a wake-up names it (see the module docs). An `Op::Poll`
 /// with this bit ignores its fd.
 pub(crate) const POLL_PARK: u32 = 1 << 26;
+// Users cannot set it: `PollEvents::from_bits` clears the internal bits.
+const _: () = assert!(crate::op::PollEvents::INTERNAL & POLL_PARK == POLL_PARK);
 
 /// The cross-thread half of a loop's parked completions: tickets to finish, and how to
 /// interrupt the loop's wait. Shared through an `Arc`; it stays valid (and harmless)

@@ -48,6 +48,8 @@ const EAGAIN: isize = -(libc::EAGAIN as isize);
 /// wake-ups moved to the loop's own wake path (`park.rs`); nothing in the crate uses it
 /// now.
 pub(crate) const POLL_EDGE: u32 = 1 << 27;
+// Users cannot set it: `PollEvents::from_bits` clears the internal bits.
+const _: () = assert!(crate::op::PollEvents::INTERNAL & POLL_EDGE == POLL_EDGE);
 
 /// Whether `op` is an edge wait (see [`POLL_EDGE`]).
 fn is_edge_wait(op: &Op) -> bool {

@@ -186,7 +186,7 @@ impl Shared {
 fn parked_op() -> Op {
     Op::Poll {
         fd: crate::sys::fd::NO_FD,
-        events: PollEvents::from_bits(PollEvents::IN.bits() | POLL_PARK),
+        events: PollEvents::from_bits_internal(PollEvents::IN.bits() | POLL_PARK),
     }
 }
 
