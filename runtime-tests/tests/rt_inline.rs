@@ -60,7 +60,7 @@ async fn a_write_that_finishes_at_once_is_ready_at_the_first_poll() -> io::Resul
 }
 
 #[xev::test(backend = "all")]
-async fn an_error_at_submission_is_reported_at_the_first_poll() -> io::Result<()> {
+async fn writes_to_a_closed_peer_fail_and_hand_their_buffer_back() -> io::Result<()> {
     let (client, server) = pair().await?;
     server.shutdown(std::net::Shutdown::Both).await?;
     drop(server);
