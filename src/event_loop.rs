@@ -745,6 +745,23 @@ impl Loop {
         }
     }
 
+    /// If `c`, just added, finished at submission (an attempt that did not wait, on the
+    /// poll backend) and is the only completion in the ready queue, run its callback now
+    /// instead of at the next tick, and say so. The async runtime uses this so that an
+    /// operation that completed at once is ready at its future's first poll (no wake-up,
+    /// no second poll of the task); anything else queued keeps the usual order.
+    pub(crate) fn finish_now(&mut self, c: NonNull<Completion>) -> bool {
+        // Alone in the queue: it was empty before `c` was added (`c` was Dead then), so
+        // popping the head takes `c` and leaves nothing queued behind. `c` is only
+        // compared until it is found queued, which makes it Active and live.
+        if self.core.ready.len() != 1 || self.core.ready.peek() != Some(c) {
+            return false;
+        }
+        self.core.ready.pop();
+        self.invoke(c);
+        true
+    }
+
     /// A function that interrupts this loop's blocking wait from any thread (it stays
     /// valid, and harmless, after the loop is dropped).
     pub(crate) fn remote_waker(&self) -> Box<dyn Fn() + Send + Sync> {

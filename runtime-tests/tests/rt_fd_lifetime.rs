@@ -80,6 +80,27 @@ async fn std_pair(l: &std::net::TcpListener) -> (TcpStream, std::net::TcpStream)
     (s, peer)
 }
 
+/// Send on `s` (without the loop) until its send buffer is full.
+fn fill_send_buffer(s: &TcpStream) {
+    let chunk = [0u8; 65536];
+    loop {
+        // SAFETY: a plain send from a live buffer on a socket `s` keeps open.
+        let n = unsafe {
+            libc::send(
+                s.as_raw_fd(),
+                chunk.as_ptr().cast(),
+                chunk.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock, "filling: {e}");
+            return;
+        }
+    }
+}
+
 /// A connected pair made with blocking std calls only (the loop does not turn):
 /// (client, server side).
 fn std_connected(l: &std::net::TcpListener) -> (std::net::TcpStream, std::net::TcpStream) {
@@ -131,6 +152,9 @@ fn an_orphaned_write_never_reaches_a_new_socket() {
         let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         for round in 0..5 {
             let (a, _a_peer) = std_pair(&l).await;
+            // A full send buffer: the write cannot finish at its first poll on the poll
+            // backend either (a write that can finishes there at once, orphaning nothing).
+            fill_send_buffer(&a);
             let mut w = Box::pin(a.write(&b"STALE"[..]));
             poll_once(w.as_mut()).await;
             drop(w);

@@ -160,7 +160,17 @@ pub(crate) struct Executor {
     /// inside `with_loop`).
     pub(crate) pool: crate::thread_pool::ThreadPool,
     closed: Cell<bool>,
+    /// Operations the future being polled may still see finish inside that poll (see
+    /// [`take_inline`](Self::take_inline)); refilled before each poll of a task or of the
+    /// main future.
+    inline_budget: Cell<u32>,
 }
+
+/// How many operations that finish at submission one poll of a task may take at once
+/// (their results ready at the first poll of their futures). Past that, the next one goes
+/// through the loop as usual: the task yields, so a socket that is always ready cannot
+/// keep one task running forever and starve the others and the loop.
+const INLINE_BUDGET: u32 = 32;
 
 /// Run `f` with the executor of this thread's `block_on`, if there is one.
 pub(crate) fn with_current<R>(f: impl FnOnce(&Executor) -> R) -> Option<R> {
@@ -239,11 +249,29 @@ impl Executor {
             sleeps: SleepQueue::new(Instant::now()),
             pool,
             closed: Cell::new(false),
+            inline_budget: Cell::new(INLINE_BUDGET),
         })
     }
 
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.get()
+    }
+
+    /// Take one unit of the polled future's budget of operations finished at once (see
+    /// [`INLINE_BUDGET`]); false when it is spent.
+    pub(crate) fn take_inline(&self) -> bool {
+        let b = self.inline_budget.get();
+        if b == 0 {
+            return false;
+        }
+        self.inline_budget.set(b - 1);
+        true
+    }
+
+    /// Give back the unit taken by [`take_inline`](Self::take_inline) for an operation
+    /// that did not finish at once.
+    pub(crate) fn return_inline(&self) {
+        self.inline_budget.set(self.inline_budget.get() + 1);
     }
 
     /// The id of this runtime's loop.
@@ -313,6 +341,7 @@ impl Executor {
         self.remote.main_woken.store(true, Ordering::Release);
         loop {
             if self.remote.main_woken.swap(false, Ordering::AcqRel) {
+                self.inline_budget.set(INLINE_BUDGET);
                 if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
                     // Closes deferred by the last round's callbacks happen now, not at the
                     // next `block_on`.
@@ -347,6 +376,7 @@ impl Executor {
             let Some(t) = self.queue.borrow_mut().pop_front() else {
                 break;
             };
+            self.inline_budget.set(INLINE_BUDGET);
             if t.run() {
                 let owned = self.tasks.borrow_mut().remove(&t);
                 t.complete();

@@ -6,9 +6,12 @@
 //! included (see `op_future`).
 
 use crate::sys::fd::RawFd;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll};
 
 use super::buf::{self, IoBuf, IoBufMut};
 use super::loop_fd::LoopFd;
@@ -122,6 +125,25 @@ pub(crate) async fn run(op: impl Into<FdOp>) -> (OpResult, Option<Buffer>) {
     (res, op.into_buffer())
 }
 
+/// [`run`] started at once (the caller awaits it right away): a plain future over the
+/// operation's, without a state machine of its own (the reads' and writes' hot path).
+fn start(op: FdOp) -> Started {
+    Started(OpFuture::with_fd(op.op, op.fd))
+}
+
+/// See [`start`].
+struct Started(OpFuture);
+
+impl Future for Started {
+    type Output = (OpResult, Option<Buffer>);
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|(res, op)| (res, op.into_buffer()))
+    }
+}
+
 /// One read into `buf`.
 pub(crate) async fn read<B: IoBufMut>(
     fd: &Rc<LoopFd>,
@@ -132,7 +154,7 @@ pub(crate) async fn read<B: IoBufMut>(
     if b.is_empty() {
         return (Err(empty_read()), buf::from_read_buffer(b, prep, 0));
     }
-    let (res, b) = run(read_op(fd, b, kind)).await;
+    let (res, b) = start(read_op(fd, b, kind)).await;
     let res = read_result(res);
     let filled = *res.as_ref().unwrap_or(&0);
     let b = b.expect("a read hands its buffer back");
@@ -160,7 +182,7 @@ pub(crate) async fn read_exact<B: IoBufMut>(
     }
     let mut filled = 0;
     let res = loop {
-        let (res, back) = run(read_op(fd, b, kind)).await;
+        let (res, back) = start(read_op(fd, b, kind)).await;
         b = back.expect("a read hands its buffer back");
         match read_result(res) {
             Ok(0) => {
@@ -187,7 +209,7 @@ pub(crate) async fn read_exact<B: IoBufMut>(
 /// One write of `buf` (possibly partial).
 pub(crate) async fn write<B: IoBuf>(fd: &Rc<LoopFd>, buf: B, kind: Kind) -> (io::Result<usize>, B) {
     let (b, saved) = buf::into_buffer(buf);
-    let (res, b) = run(write_op(fd, b, kind)).await;
+    let (res, b) = start(write_op(fd, b, kind)).await;
     let b = b.expect("a write hands its buffer back");
     (write_result(res), buf::from_buffer(b, saved))
 }
@@ -203,7 +225,7 @@ pub(crate) async fn write_all<B: IoBuf>(
         if b.is_empty() {
             break Ok(());
         }
-        let (res, back) = run(write_op(fd, b, kind)).await;
+        let (res, back) = start(write_op(fd, b, kind)).await;
         b = back.expect("a write hands its buffer back");
         match write_result(res) {
             Ok(0) => break Err(io::ErrorKind::WriteZero.into()),

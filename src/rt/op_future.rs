@@ -98,6 +98,15 @@ impl Slot {
         }
     }
 
+    /// The completion's address (for the loop, which compares it or reaches it through
+    /// its cell).
+    fn completion_ptr(s: NonNull<Slot>) -> NonNull<Completion> {
+        // SAFETY: `s` points to a live slot (its owner holds it); `addr_of!` takes the
+        // field's address without making a reference, and an address inside a live
+        // allocation is non-null.
+        unsafe { NonNull::new_unchecked(UnsafeCell::raw_get(std::ptr::addr_of!((*s.as_ptr()).c))) }
+    }
+
     /// The completion, pinned.
     ///
     /// # Safety
@@ -321,8 +330,16 @@ impl OpFuture {
                      spawn a task instead"
                 );
             };
-            exec.slots
-                .start(&mut lp, op, SlotState::InFlight, fd, timeout)
+            let slot = exec
+                .slots
+                .start(&mut lp, op, SlotState::InFlight, fd, timeout);
+            // Finished at submission (the poll backend's first attempt did not wait):
+            // run the slot's callback now, so the first poll finds the result and the
+            // task goes on without a wake-up and a second poll (within the budget).
+            if exec.take_inline() && !lp.finish_now(Slot::completion_ptr(slot)) {
+                exec.return_inline();
+            }
+            slot
         };
         OpFuture {
             exec,

@@ -1,0 +1,123 @@
+//! Operations that finish at submission (the poll backend tries a read or write at once)
+//! are ready at their future's first poll: the task goes on without a wake-up and a
+//! second poll. Each poll of a task takes at most a budget of them, so a task on a
+//! socket that is always ready still yields to the other tasks and to the loop.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::io;
+use std::pin::pin;
+use std::rc::Rc;
+use std::task::Poll;
+
+use xev::net::{TcpListener, TcpStream};
+use xev::Backend;
+
+async fn pair() -> io::Result<(TcpStream, TcpStream)> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let client = TcpStream::connect(listener.local_addr()?).await?;
+    let (server, _) = listener.accept().await?;
+    Ok((client, server))
+}
+
+fn backend() -> Backend {
+    xev::rt::with_loop(|lp| lp.backend())
+}
+
+/// Poll `fut` once: `Some(output)` if it finished in that poll.
+async fn first_poll<F: Future>(fut: F) -> (Option<F::Output>, bool) {
+    let mut fut = pin!(fut);
+    let first = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await;
+    match first {
+        Poll::Ready(v) => (Some(v), true),
+        Poll::Pending => (Some(fut.await), false),
+    }
+}
+
+#[xev::test(backend = "all")]
+async fn a_write_that_finishes_at_once_is_ready_at_the_first_poll() -> io::Result<()> {
+    let (client, server) = pair().await?;
+    let (out, at_once) = first_poll(client.write(&b"hello"[..])).await;
+    let (r, _) = out.expect("finished");
+    assert_eq!(r?, 5);
+    // The poll backend sends at once; io_uring sends when the loop next enters the kernel.
+    assert_eq!(at_once, backend() != Backend::IoUring, "{:?}", backend());
+    let (r, buf) = server.read(vec![0u8; 16]).await;
+    assert_eq!(r?, 5);
+    assert_eq!(&buf[..5], b"hello");
+    // A read that finds its data at once is ready at once too, end of file as well.
+    client.write_all(&b"again"[..]).await.0?;
+    xev::time::sleep(std::time::Duration::from_millis(5)).await; // the bytes arrive
+    let (out, _) = first_poll(server.read(vec![0u8; 16])).await;
+    let (r, buf) = out.expect("finished");
+    assert_eq!(r?, 5);
+    assert_eq!(&buf[..5], b"again");
+    drop(client);
+    xev::time::sleep(std::time::Duration::from_millis(5)).await;
+    let (r, _) = server.read(vec![0u8; 16]).await;
+    assert_eq!(r?, 0, "end of file");
+    Ok(())
+}
+
+#[xev::test(backend = "all")]
+async fn writes_to_a_closed_peer_fail_and_hand_their_buffer_back() -> io::Result<()> {
+    let (client, server) = pair().await?;
+    server.shutdown(std::net::Shutdown::Both).await?;
+    drop(server);
+    xev::time::sleep(std::time::Duration::from_millis(5)).await; // the reset arrives
+                                                                 // Writes to a reset connection fail (EPIPE / ECONNRESET), never a signal, never Ok
+                                                                 // forever; each error comes back with its buffer.
+    let mut failed = None;
+    for _ in 0..100 {
+        let (r, buf) = client.write(vec![1u8; 1024]).await;
+        assert_eq!(buf.len(), 1024, "the buffer comes back");
+        if let Err(e) = r {
+            failed = Some(e);
+            break;
+        }
+    }
+    let e = failed.expect("a write to a closed peer fails");
+    assert!(
+        matches!(
+            e.kind(),
+            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+        ),
+        "{e}"
+    );
+    Ok(())
+}
+
+/// A task reading an always-readable socket one byte at a time: every read could finish
+/// at once on the poll backend. Another task spawned beside it must still run early,
+/// after at most the budget of reads, and the bytes arrive in order.
+#[xev::test(backend = "all")]
+async fn a_task_on_an_always_ready_socket_still_lets_others_run() -> io::Result<()> {
+    const N: usize = 16 * 1024;
+    let (client, server) = pair().await?;
+    let data: Vec<u8> = (0..N).map(|i| (i % 251) as u8).collect();
+    client.write_all(data).await.0?;
+    xev::time::sleep(std::time::Duration::from_millis(10)).await; // all of it arrives
+
+    let reads = Rc::new(Cell::new(0usize));
+    let r = reads.clone();
+    let reader = xev::spawn(async move {
+        let mut buf = vec![0u8; 1];
+        for i in 0..N {
+            let (res, b) = server.read(buf).await;
+            buf = b;
+            assert_eq!(res.expect("read"), 1);
+            assert_eq!(buf[0], (i % 251) as u8, "byte {i} in order");
+            r.set(i + 1);
+        }
+    });
+    let seen = reads.clone();
+    let other = xev::spawn(async move { seen.get() });
+    let seen_by_other = other.await.expect("other task");
+    reader.await.expect("reader task");
+    assert_eq!(reads.get(), N);
+    assert!(
+        seen_by_other < 100,
+        "the other task ran only after {seen_by_other} reads of {N}: the reader did not yield"
+    );
+    Ok(())
+}
