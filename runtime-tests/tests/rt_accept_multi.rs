@@ -82,6 +82,17 @@ async fn poll_pending<S: Stream + Unpin>(s: &mut S) {
     .await
 }
 
+/// Poll `s` once (this arms its accept) and return what it yields at once, if anything:
+/// on the poll backend an accept that finds a client already waiting finishes at its
+/// first poll.
+async fn poll_once<S: Stream + Unpin>(s: &mut S) -> Option<S::Item> {
+    std::future::poll_fn(|cx| match Pin::new(&mut *s).poll_next(cx) {
+        Poll::Ready(item) => Poll::Ready(item),
+        Poll::Pending => Poll::Ready(None),
+    })
+    .await
+}
+
 /// The next connection, within [`LOST`].
 async fn next_conn<S>(s: &mut S) -> TcpStream
 where
@@ -352,12 +363,16 @@ async fn a_stream_dropped_before_its_accept_reached_the_kernel_loses_nothing() {
     // the accept and its stop reach the kernel together: the accept takes the backlog
     // first, and what it took must not be closed.
     let clients = connect_clients(addr, 5);
-    {
+    let first = {
         let mut inc = l.incoming();
-        poll_pending(&mut inc).await;
+        poll_once(&mut inc).await
+    };
+    let taken = usize::from(first.is_some());
+    if let Some(s) = first {
+        assert_eq!(index_of(&s.expect("accept")).await, 0);
     }
     sleep(Duration::from_millis(20)).await;
-    for (i, client) in clients.iter().enumerate() {
+    for (i, client) in clients.iter().enumerate().skip(taken) {
         let (s, peer) = timeout(LOST, l.accept()).await.expect("lost").unwrap();
         assert_eq!(peer, client.local_addr().unwrap());
         assert_eq!(index_of(&s).await, i);
@@ -552,4 +567,56 @@ fn leave_free_descriptors(slots: usize) {
         lim.rlim_cur = limit as libc::rlim_t;
         assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
     }
+}
+
+#[xev::test(backend = "all")]
+async fn a_stream_dropped_inside_a_loop_callback_loses_nothing() {
+    let _g = counting();
+    let before = open_sockets();
+    let (l, addr) = listener();
+    // The callback below must be 'static, and the stream borrows its listener: the
+    // listener lives on the heap until the end of the test.
+    let l: *mut TcpListener = Box::into_raw(Box::new(l));
+    // SAFETY: freed only at the end of the test, after the stream borrowing it is gone.
+    let lr: &'static TcpListener = unsafe { &*l };
+    let clients = connect_clients(addr, 5);
+    let mut inc = lr.incoming();
+    let first = poll_once(&mut inc).await;
+    let taken = usize::from(first.is_some());
+    if let Some(s) = first {
+        assert_eq!(index_of(&s.expect("accept")).await, 0);
+    }
+    // Dropped inside a loop callback (the runtime's loop is borrowed there): the stop
+    // waits for the next turn and must still lose nothing.
+    // Three more clients connect inside the callback, right before the drop: the kernel
+    // accepts them for the multishot, which must hand them over, not close them.
+    let slot = std::rc::Rc::new(std::cell::RefCell::new(Some(inc)));
+    let later = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let (s2, l2) = (slot.clone(), later.clone());
+    let mut c = Box::pin(xev::Completion::new());
+    xev::rt::with_loop(|lp| {
+        lp.timer(c.as_mut(), 0, move |_, _, _| {
+            *l2.borrow_mut() = connect_clients(addr, 3);
+            std::thread::sleep(Duration::from_millis(5));
+            drop(s2.borrow_mut().take());
+            xev::CallbackAction::Disarm
+        })
+    });
+    while slot.borrow().is_some() {
+        sleep(Duration::from_millis(1)).await;
+    }
+    let later = later.take();
+    sleep(Duration::from_millis(20)).await;
+    for (i, client) in clients.iter().chain(&later).enumerate().skip(taken) {
+        let (s, peer) = timeout(LOST, lr.accept()).await.expect("lost").unwrap();
+        assert_eq!(peer, client.local_addr().unwrap());
+        assert_eq!(index_of(&s).await, i % clients.len());
+    }
+    drop(c);
+    // SAFETY: the stream that borrowed the listener was dropped in the callback above,
+    // and `lr` is not used again.
+    drop(unsafe { Box::from_raw(l) });
+    drop((clients, later));
+    sleep(Duration::from_millis(20)).await;
+    assert_eq!(open_sockets(), before);
 }

@@ -141,6 +141,15 @@ pub(crate) enum Deferred {
     Close(OwnedFd),
     /// Stop trusting this fd's registration (its owner moved to another runtime).
     Release(RawFd),
+    /// Work that needs the loop, asked for while it was busy (e.g. stopping an
+    /// `Incoming`'s multishot accept without losing a connection).
+    WithLoop(Rc<dyn DeferredWork>),
+}
+
+/// A [`Deferred::WithLoop`] job.
+pub(crate) trait DeferredWork {
+    /// Do the work; it must not run a callback nor defer more work.
+    fn run(&self, lp: &mut Loop);
 }
 
 /// See the module docs. Shared through `Rc` by the runtime and by operation futures,
@@ -286,6 +295,9 @@ impl Executor {
 
     /// Do the deferred work, with the loop borrowed by the caller.
     pub(crate) fn flush_deferred(&self, lp: &mut Loop) {
+        // `WithLoop` jobs are dropped after the borrow ends: the last reference to one
+        // may own an fd whose close is deferred in turn.
+        let mut done_jobs: Vec<Rc<dyn DeferredWork>> = Vec::new();
         let mut deferred = self.deferred.borrow_mut();
         // None of this runs a callback or drops an owner, so nothing is deferred meanwhile.
         for work in deferred.drain(..) {
@@ -296,8 +308,14 @@ impl Executor {
                     drop(fd);
                 }
                 Deferred::Release(fd) => lp.fd_released(fd),
+                Deferred::WithLoop(job) => {
+                    job.run(lp);
+                    done_jobs.push(job);
+                }
             }
         }
+        drop(deferred);
+        drop(done_jobs);
     }
 
     /// Panic if `lp` is not the loop this runtime was built with.

@@ -39,9 +39,9 @@ use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
 use crate::completion::{CallbackAction, Completion, CompletionState};
-use crate::op::{CancelTarget, Op};
+use crate::op::Op;
 use crate::result::{Accepted, Error, OpResult};
-use crate::rt::executor::{current, Deferred, Executor};
+use crate::rt::executor::{current, Deferred, DeferredWork, Executor};
 use crate::rt::loop_fd::LoopFd;
 use crate::sys::fd::OwnedFd;
 use crate::Loop;
@@ -277,9 +277,9 @@ impl AcceptQueue {
                     // Everything the kernel accepted before the stop still comes here
                     // (then to the stash): nothing is closed.
                     Ok(mut lp) => lp.multishot_stop(c),
-                    // Inside a loop callback (the loop is busy): a plain cancel, the next
-                    // turn. It closes connections still held for the operation, if any.
-                    Err(_) => self.exec.defer(Deferred::Cancel(CancelTarget::of(c))),
+                    // Inside a loop callback (the loop is busy): the same stop, at the
+                    // start of the next turn.
+                    Err(_) => self.exec.defer(Deferred::WithLoop(self.clone())),
                 }
             }
             State::Stopping => {}
@@ -289,6 +289,22 @@ impl AcceptQueue {
     /// Whether the multishot is in flight (for `Debug`).
     pub(super) fn accepting(&self) -> bool {
         self.state.get() != State::Idle
+    }
+}
+
+/// The stop of a consumer dropped inside a loop callback, run at the start of the next
+/// turn: still stopping and Active, the same lossless stop as outside a callback.
+impl DeferredWork for AcceptQueue {
+    fn run(&self, lp: &mut Loop) {
+        if self.state.get() != State::Stopping {
+            return;
+        }
+        // SAFETY: a shared reference to name the operation; the loop reaches the
+        // completion only through its cell.
+        let c = unsafe { &*self.c.get() };
+        if c.state() == CompletionState::Active {
+            lp.multishot_stop(c);
+        }
     }
 }
 
