@@ -986,16 +986,16 @@ impl PollEvents {
     /// Hang-up (reported, never requested).
     pub const HUP: PollEvents = PollEvents(sys_poll::POLLHUP as u32);
 
-    /// From raw `poll(2)` bits. Bits the crate uses internally (1 << 26 and 1 << 27,
-    /// which no `poll(2)` or epoll event uses) are cleared.
+    /// From raw `poll(2)` bits. The bit the crate uses internally (1 << 26, which no
+    /// `poll(2)` or epoll event uses) is cleared.
     pub const fn from_bits(bits: u32) -> PollEvents {
         PollEvents(bits & !Self::INTERNAL)
     }
 
-    /// The crate-internal bits (`park::POLL_PARK`, the poll backend's `POLL_EDGE`): only
-    /// [`from_bits_internal`](Self::from_bits_internal) sets them, so a user's
-    /// `Op::Poll` can never park forever or become an edge wait.
-    pub(crate) const INTERNAL: u32 = (1 << 26) | (1 << 27);
+    /// The crate-internal bit (`park::POLL_PARK`): only
+    /// [`from_bits_internal`](Self::from_bits_internal) sets it, so a user's `Op::Poll`
+    /// can never park forever.
+    pub(crate) const INTERNAL: u32 = 1 << 26;
 
     /// From raw bits, crate-internal ones included.
     pub(crate) const fn from_bits_internal(bits: u32) -> PollEvents {

@@ -26,7 +26,7 @@ use crate::handoff::Handoff;
 use crate::registry::Ticket;
 
 /// A crate-internal bit of [`Op::Poll`](crate::Op::Poll)'s events (outside every
-/// `poll(2)` and epoll bit, and the poll backend's `POLL_EDGE`): park the
+/// `poll(2)` and epoll bit): park the
 /// completion in its loop until a wake-up names it (see the module docs). An `Op::Poll`
 /// with this bit ignores its fd.
 pub(crate) const POLL_PARK: u32 = 1 << 26;

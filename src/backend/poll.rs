@@ -38,24 +38,6 @@ use crate::sys::{self, Wait};
 
 const EAGAIN: isize = -(libc::EAGAIN as isize);
 
-/// A crate-internal bit of [`Op::Poll`]'s events (outside every `poll(2)` and epoll bit):
-/// wait for the next readability *edge* the source reports for the fd, not for the fd to
-/// be readable. The wait never performs a `poll(2)`: it completes (with `POLLIN`) at once
-/// if an edge arrived while nobody waited, else when the next one arrives, so a
-/// never-drained eventfd (readable for good after its first write) wakes it once per
-/// write, without a syscall; the caller filters the spurious completions this allows (a
-/// fresh registration, a refresh). [`Async`](crate::Async) waited this way until its
-/// wake-ups moved to the loop's own wake path (`park.rs`); nothing in the crate uses it
-/// now.
-pub(crate) const POLL_EDGE: u32 = 1 << 27;
-// Users cannot set it: `PollEvents::from_bits` clears the internal bits.
-const _: () = assert!(crate::op::PollEvents::INTERNAL & POLL_EDGE == POLL_EDGE);
-
-/// Whether `op` is an edge wait (see [`POLL_EDGE`]).
-fn is_edge_wait(op: &Op) -> bool {
-    matches!(op, Op::Poll { events, .. } if events.bits() & POLL_EDGE != 0)
-}
-
 /// A read or write call transfers at most `MAX_RW_COUNT` bytes on Linux (`INT_MAX` rounded
 /// down to a page; this is its value for pages up to 64 KiB): a result this large may be
 /// that cap rather than a full or empty queue, so it never counts as short.
@@ -301,10 +283,6 @@ impl Driver {
         if let Some(res) = unsafe { sys::done_at_submission(inner) } {
             return self.complete(core, c, res);
         }
-        // SAFETY: as above.
-        if unsafe { is_edge_wait(&(*inner).op) } {
-            return self.start_edge_wait(core, c, fd, rearm);
-        }
         // An fd never seen has no state yet: it may be ready, and nobody is queued on it.
         // The table grows only once the attempt shows the fd is open (EAGAIN).
         let (queue_empty, ready) = match self.fds.get(fd_index(fd)) {
@@ -330,32 +308,6 @@ impl Driver {
         }
         self.park(core, c, fd, wait, rearm);
         self.links.arm(core, c);
-    }
-
-    /// Start an edge wait (see [`POLL_EDGE`]): complete it now if an edge arrived that no
-    /// wait consumed, else park it until the next one.
-    fn start_edge_wait(&mut self, core: &mut Core, c: NonNull<Completion>, fd: RawFd, rearm: bool) {
-        match self.fds.get_mut(fd as usize) {
-            Some(st) if st.readable && st.readers.is_empty() => {
-                st.readable = false;
-                core.finish(c, crate::PollEvents::IN.bits() as isize)
-            }
-            Some(_) => self.park(core, c, fd, Wait::Readable, rearm),
-            None => {
-                // Never seen: check the number names an open file before the table grows
-                // to it (a made-up number must not size it); its registration then
-                // reports the current level once.
-                #[cfg(unix)]
-                // SAFETY: F_GETFD takes no pointer; a bad fd just fails.
-                if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
-                    let e = io::Error::last_os_error()
-                        .raw_os_error()
-                        .unwrap_or(libc::EBADF);
-                    return core.finish(c, -(e as isize));
-                }
-                self.park(core, c, fd, Wait::Readable, rearm)
-            }
-        }
     }
 
     fn park(
@@ -568,15 +520,6 @@ impl Driver {
             let (Some(c), true) = (head, ready) else {
                 return;
             };
-            // SAFETY: `c` is parked here, so Active and live; loop thread.
-            if wait == Wait::Readable && unsafe { is_edge_wait(&(*Completion::raw(c)).op) } {
-                // The edge is this wait's event: consume it, no syscall.
-                let st = &mut self.fds[fd as usize];
-                st.readers.pop();
-                st.readable = false;
-                core.finish(c, crate::PollEvents::IN.bits() as isize);
-                return;
-            }
             let res = attempt(c);
             let st = &mut self.fds[fd_index(fd)];
             if res == EAGAIN {
