@@ -848,7 +848,7 @@ fn poll_first_rearmed_recv_request_response() {
                 return CallbackAction::Disarm;
             }
             let next = g.get() as u8;
-            if next % 2 == 0 {
+            if next.is_multiple_of(2) {
                 p.borrow_mut().write_all(&[next; 16]).unwrap();
             } else {
                 t.borrow().as_ref().unwrap().send(next).unwrap();
