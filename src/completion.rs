@@ -101,7 +101,10 @@ pub(crate) struct Inner {
     pub(crate) owner: LoopId,
     pub(crate) phase: Phase,
     kind: WordKind,
-    /// Poll backend: a non-blocking connect is in progress.
+    /// Poll backend: a non-blocking connect is in progress. io_uring backend (where it is
+    /// otherwise unused): this completion's last receive returned data and left the
+    /// socket empty, so its next one (a rearm) polls first (`IORING_RECVSEND_POLL_FIRST`).
+    /// Cleared by [`Completion::prep`].
     pub(crate) connecting: bool,
     /// A timer's outcome: cancelled (else it expired).
     timer_canceled: bool,
@@ -381,6 +384,7 @@ impl Completion {
         let inner = unsafe { &mut *self.inner.get() };
         inner.op = op;
         inner.callback = Callback::new(callback);
+        inner.connecting = false;
     }
 
     /// The owning loop and registry ticket while Active.

@@ -21,6 +21,9 @@ struct Conn {
     pending: Vec<u8>,
     /// Client: reply bytes received toward the current message.
     got: usize,
+    /// The receive SQEs' `ioprio`: `IORING_RECVSEND_POLL_FIRST` (1) when
+    /// `XEV_URING_POLL_FIRST=1`, as xev then sets on every receive; else 0.
+    ioprio: u16,
 }
 
 impl Conn {
@@ -35,11 +38,13 @@ impl Conn {
             want_send: false,
             pending: Vec::with_capacity(RECV_BUF),
             got: 0,
+            ioprio: u16::from(std::env::var_os("XEV_URING_POLL_FIRST").is_some_and(|v| v == "1")),
         }
     }
 
     fn recv_sqe(&mut self, i: usize) -> squeue::Entry {
         opcode::Recv::new(types::Fd(self.fd), self.rbuf.as_mut_ptr(), RECV_BUF as u32)
+            .ioprio(self.ioprio)
             .build()
             .user_data((i as u64) << 1 | RECV)
     }

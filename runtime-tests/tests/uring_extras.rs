@@ -765,3 +765,332 @@ fn link_timeout_on_recvmsg_keeps_the_sender() {
         }
     });
 }
+
+// ---------------------------------------------------------------------------------------
+// IORING_RECVSEND_POLL_FIRST: on io_uring a rearmed receive whose previous one returned
+// data and emptied the socket asks the kernel to wait for data before trying
+// (`XEV_URING_POLL_FIRST=1`: every receive; `=0`: none). Each test runs on both backends:
+// the poll backend must behave the same. Run also with XEV_URING_POLL_FIRST=1.
+
+use std::io::Write;
+
+/// The bytes a finished receive left in `c`'s buffer.
+fn received(c: &Completion, n: usize) -> Vec<u8> {
+    c.buffer().expect("a buffer").as_slice()[..n].to_vec()
+}
+
+/// Bytes queued before the receive is issued come at once; bytes that arrive while it
+/// waits in the kernel come when they arrive.
+#[test]
+fn poll_first_recv_gets_queued_and_later_data() {
+    runtime_tests::each_backend(|b| {
+        let mut lp = new_loop(b);
+        let (a, mut peer) = std_pair();
+        peer.write_all(b"queued").unwrap();
+        let r = results();
+        let mut c = pin!(Completion::new());
+        c.as_mut().prep(recv(a.as_raw_fd()), record(&r));
+        lp.add(c.as_mut());
+        let t0 = Instant::now();
+        lp.run(RunMode::UntilDone).unwrap();
+        assert!(t0.elapsed() < Duration::from_secs(2), "{b:?}");
+        assert!(matches!(only(&r), OpResult::Recv(Ok(6))), "{b:?}");
+        assert_eq!(received(&c, 6), b"queued", "{b:?}");
+
+        let r = results();
+        c.as_mut().prep(recv(a.as_raw_fd()), record(&r));
+        lp.add(c.as_mut());
+        lp.run(RunMode::NoWait).unwrap();
+        assert!(r.borrow().is_empty(), "{b:?}: finished with no data");
+        let w = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(30));
+            peer.write_all(b"later").unwrap();
+            peer
+        });
+        lp.run(RunMode::UntilDone).unwrap();
+        assert!(matches!(only(&r), OpResult::Recv(Ok(5))), "{b:?}");
+        assert_eq!(received(&c, 5), b"later", "{b:?}");
+        drop(w.join().unwrap());
+    });
+}
+
+/// Request/response through one rearmed completion (each receive empties the socket, so
+/// the next one polls first): 300 messages, written by the callback itself (already
+/// queued when the rearmed receive is issued) or by a thread a little later, all arrive
+/// intact and in order.
+#[test]
+fn poll_first_rearmed_recv_request_response() {
+    runtime_tests::each_backend(|b| {
+        let mut lp = new_loop(b);
+        let (a, peer) = std_pair();
+        let peer = Rc::new(std::cell::RefCell::new(peer));
+        let (tx, rx) = std::sync::mpsc::channel::<u8>();
+        let tx = Rc::new(std::cell::RefCell::new(Some(tx)));
+        let late_peer = peer.borrow().try_clone().unwrap();
+        let writer = std::thread::spawn(move || {
+            let mut p = late_peer;
+            for i in rx {
+                std::thread::sleep(Duration::from_micros(300));
+                p.write_all(&[i; 16]).unwrap();
+            }
+        });
+        let got = Rc::new(Cell::new(0u32));
+        let (g, p, t) = (got.clone(), peer.clone(), tx.clone());
+        let mut c = pin!(Completion::new());
+        c.as_mut().prep(recv(a.as_raw_fd()), move |_, c, res| {
+            let OpResult::Recv(Ok(16)) = res else {
+                panic!("round {}: {res:?}", g.get());
+            };
+            let i = g.get() as u8;
+            assert_eq!(received(&c, 16), [i; 16], "round {}", g.get());
+            g.set(g.get() + 1);
+            if g.get() == 300 {
+                return CallbackAction::Disarm;
+            }
+            let next = g.get() as u8;
+            if next.is_multiple_of(2) {
+                p.borrow_mut().write_all(&[next; 16]).unwrap();
+            } else {
+                t.borrow().as_ref().unwrap().send(next).unwrap();
+            }
+            CallbackAction::Rearm
+        });
+        peer.borrow_mut().write_all(&[0u8; 16]).unwrap();
+        lp.add(c.as_mut());
+        lp.run(RunMode::UntilDone).unwrap();
+        assert_eq!(got.get(), 300, "{b:?}");
+        tx.borrow_mut().take(); // the writer's channel closes
+        writer.join().unwrap();
+    });
+}
+
+/// End of stream: the last bytes, then 0, through a rearmed receive; a fresh receive
+/// on a socket whose peer is already gone gets 0 at once.
+#[test]
+fn poll_first_recv_end_of_stream() {
+    runtime_tests::each_backend(|b| {
+        let mut lp = new_loop(b);
+        let (a, mut peer) = std_pair();
+        let r = results();
+        let r2 = r.clone();
+        let mut c = pin!(Completion::new());
+        c.as_mut().prep(recv(a.as_raw_fd()), move |_, _, res| {
+            let end = matches!(res, OpResult::Recv(Err(_)));
+            r2.borrow_mut().push(res);
+            match end {
+                true => CallbackAction::Disarm,
+                false => CallbackAction::Rearm,
+            }
+        });
+        lp.add(c.as_mut());
+        lp.run(RunMode::NoWait).unwrap();
+        let w = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            peer.write_all(b"bye").unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+            drop(peer);
+        });
+        lp.run(RunMode::UntilDone).unwrap();
+        w.join().unwrap();
+        let v = r.borrow();
+        assert!(
+            matches!(
+                v[..],
+                [OpResult::Recv(Ok(3)), OpResult::Recv(Err(ReadError::Eof))]
+            ),
+            "{b:?}: {v:?}"
+        );
+        drop(v);
+
+        let r = results();
+        c.as_mut().prep(recv(a.as_raw_fd()), record(&r));
+        lp.add(c.as_mut());
+        let t0 = Instant::now();
+        lp.run(RunMode::UntilDone).unwrap();
+        assert!(t0.elapsed() < Duration::from_secs(2), "{b:?}");
+        assert!(
+            matches!(only(&r), OpResult::Recv(Err(ReadError::Eof))),
+            "{b:?}"
+        );
+    });
+}
+
+/// Bad input gets an error, not a hang, and the loop keeps working: a number that is no
+/// fd (`EBADF`), a pipe (`ENOTSOCK`); then a good receive on the same loop.
+#[test]
+fn poll_first_recv_errors() {
+    runtime_tests::each_backend(|b| {
+        let mut lp = new_loop(b);
+        let (pr, mut pw) = std::io::pipe().unwrap();
+        // Readable, so that even a receive polled first (`XEV_URING_POLL_FIRST=1`) tries.
+        pw.write_all(b"x").unwrap();
+        for (fd, errno) in [(1_000_000, libc::EBADF), (pr.as_raw_fd(), libc::ENOTSOCK)] {
+            let r = results();
+            let mut c = pin!(Completion::new());
+            c.as_mut().prep(recv(fd), record(&r));
+            lp.add(c.as_mut());
+            let t0 = Instant::now();
+            lp.run(RunMode::UntilDone).unwrap();
+            assert!(t0.elapsed() < Duration::from_secs(2), "{b:?}");
+            let res = only(&r);
+            assert_eq!(runtime_tests::os_error(&res), Some(errno), "{b:?}: {res:?}");
+        }
+        let (a, mut peer) = std_pair();
+        peer.write_all(b"ok").unwrap();
+        let r = results();
+        let mut c = pin!(Completion::new());
+        c.as_mut().prep(recv(a.as_raw_fd()), record(&r));
+        lp.add(c.as_mut());
+        lp.run(RunMode::UntilDone).unwrap();
+        assert!(matches!(only(&r), OpResult::Recv(Ok(2))), "{b:?}");
+    });
+}
+
+/// Cancelling a receive that waits for data (polled first, on io_uring): `Canceled`, and
+/// it took nothing: bytes written afterwards go to the next receive.
+#[test]
+fn poll_first_recv_cancel() {
+    runtime_tests::each_backend(|b| {
+        let mut lp = new_loop(b);
+        let (a, mut peer) = std_pair();
+        let r = results();
+        let mut c = pin!(Completion::new());
+        c.as_mut().prep(recv(a.as_raw_fd()), record(&r));
+        lp.add(c.as_mut());
+        lp.run(RunMode::NoWait).unwrap();
+        let cr = results();
+        let mut cancel = pin!(Completion::new());
+        lp.cancel(cancel.as_mut(), &c, record(&cr));
+        lp.run(RunMode::UntilDone).unwrap();
+        assert!(
+            matches!(only(&r), OpResult::Recv(Err(ReadError::Canceled))),
+            "{b:?}"
+        );
+        assert!(matches!(only(&cr), OpResult::Cancel(Ok(()))), "{b:?}");
+        assert_eq!(lp.active(), 0, "{b:?}");
+
+        peer.write_all(b"after").unwrap();
+        let r = results();
+        c.as_mut().prep(recv(a.as_raw_fd()), record(&r));
+        lp.add(c.as_mut());
+        lp.run(RunMode::UntilDone).unwrap();
+        assert!(matches!(only(&r), OpResult::Recv(Ok(5))), "{b:?}");
+        assert_eq!(received(&c, 5), b"after", "{b:?}");
+    });
+}
+
+/// A datagram receive (`Op::RecvMsg`, which also polls first): a datagram queued before
+/// it, then one sent while it waits, each with its sender's address.
+#[test]
+fn poll_first_recvmsg_datagrams() {
+    runtime_tests::each_backend(|b| {
+        let mut lp = new_loop(b);
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_nonblocking(true).unwrap();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let (to, from) = (rx.local_addr().unwrap(), tx.local_addr().unwrap());
+        tx.send_to(b"first", to).unwrap();
+        for (i, want) in [&b"first"[..], b"second!"].into_iter().enumerate() {
+            let r = results();
+            let mut c = pin!(Completion::new());
+            let op = Op::RecvMsg {
+                fd: rx.as_raw_fd(),
+                buf: Buffer::from(vec![0u8; 64]),
+            };
+            c.as_mut().prep(op, record(&r));
+            lp.add(c.as_mut());
+            if i == 1 {
+                lp.run(RunMode::NoWait).unwrap();
+                assert!(r.borrow().is_empty(), "{b:?}");
+                tx.send_to(want, to).unwrap();
+            }
+            lp.run(RunMode::UntilDone).unwrap();
+            match only(&r) {
+                OpResult::RecvMsg(Ok((n, addr))) => {
+                    assert_eq!(n, want.len(), "{b:?}");
+                    assert_eq!(addr, Some(from), "{b:?}");
+                    assert_eq!(received(&c, n), want, "{b:?}");
+                }
+                other => panic!("{b:?}: {other:?}"),
+            }
+        }
+    });
+}
+
+/// A streaming transfer of 4 MiB (data keeps arriving, so receives often leave bytes
+/// behind and the next one skips the poll) through one rearmed 64 KiB receive: every
+/// byte arrives, in order.
+#[test]
+fn poll_first_streaming_transfer_is_intact() {
+    const TOTAL: usize = 4 << 20;
+    runtime_tests::each_backend(|b| {
+        let mut lp = new_loop(b);
+        let (a, peer) = std_pair();
+        let writer = std::thread::spawn(move || {
+            peer.set_nonblocking(false).unwrap();
+            let mut p = peer;
+            let data = pattern(TOTAL, 7);
+            for chunk in data.chunks(100_000) {
+                p.write_all(chunk).unwrap();
+            }
+        });
+        let want = pattern(TOTAL, 7);
+        let got = Rc::new(std::cell::RefCell::new(Vec::with_capacity(TOTAL)));
+        let g = got.clone();
+        let mut c = pin!(Completion::new());
+        let op = Op::Recv {
+            fd: a.as_raw_fd(),
+            buf: Buffer::from(vec![0u8; 64 << 10]),
+        };
+        c.as_mut().prep(op, move |_, c, res| match res {
+            OpResult::Recv(Err(ReadError::Eof)) => CallbackAction::Disarm,
+            OpResult::Recv(Ok(n)) => {
+                g.borrow_mut().extend_from_slice(&received(&c, n));
+                CallbackAction::Rearm
+            }
+            other => panic!("{other:?}"),
+        });
+        lp.add(c.as_mut());
+        lp.run(RunMode::UntilDone).unwrap();
+        writer.join().unwrap();
+        assert!(*got.borrow() == want, "{b:?}: {} bytes", got.borrow().len());
+    });
+}
+
+/// The same streaming transfer through the async runtime (a fresh op slot per read),
+/// and request/response after it on the same connection.
+#[test]
+fn poll_first_streaming_transfer_async() {
+    const TOTAL: usize = 4 << 20;
+    for b in Backend::available() {
+        let rt = Builder::new().backend(b).build().unwrap();
+        rt.block_on(async move {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = l.local_addr().unwrap();
+            let sender = xev::spawn(async move {
+                let (s, _) = l.accept().await.unwrap();
+                s.write_all(pattern(TOTAL, 3)).await.0.unwrap();
+                let (r, buf) = s.read_exact(vec![0u8; 4]).await;
+                r.unwrap();
+                assert_eq!(buf, b"ping");
+                s.write_all(b"pong".to_vec()).await.0.unwrap();
+            });
+            let c = TcpStream::connect(addr).await.unwrap();
+            let mut got = Vec::with_capacity(TOTAL);
+            let mut buf = vec![0u8; 32 << 10];
+            while got.len() < TOTAL {
+                let (r, b2) = c.read(buf).await;
+                buf = b2;
+                let n = r.unwrap();
+                assert!(n > 0, "end of stream after {}", got.len());
+                got.extend_from_slice(&buf[..n]);
+            }
+            assert!(got == pattern(TOTAL, 3), "{b:?}");
+            c.write_all(b"ping".to_vec()).await.0.unwrap();
+            let (r, buf) = c.read_exact(vec![0u8; 4]).await;
+            r.unwrap();
+            assert_eq!(buf, b"pong", "{b:?}");
+            sender.await.unwrap();
+        });
+    }
+}

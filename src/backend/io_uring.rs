@@ -86,6 +86,59 @@ pub(crate) struct Driver {
     spare_ts: Vec<Box<types::Timespec>>,
     /// Registered files for the runtime's fds (`uring_fixed.rs`), when turned on.
     fixed: Option<super::uring_fixed::FixedFiles>,
+    /// When receives ask the kernel to wait for data before trying (see [`PollFirst`]).
+    poll_first: PollFirst,
+}
+
+/// `IORING_RECVSEND_POLL_FIRST` (in the SQE's `ioprio`; kernel 5.19+).
+const RECVSEND_POLL_FIRST: u16 = 1;
+
+/// The environment variable that chooses [`PollFirst`]: `0` never, `1` on every receive;
+/// unset (or anything else) the default, [`PollFirst::Hint`].
+pub(crate) const POLL_FIRST_ENV: &str = "XEV_URING_POLL_FIRST";
+
+/// Whether `Op::Recv`/`Op::RecvMsg` SQEs carry `IORING_RECVSEND_POLL_FIRST`, which makes
+/// the kernel arm its poll before the first attempt instead of after a failed one.
+/// That saves a futile receive when the socket is empty (request/response traffic) and
+/// costs a poll arm when data is already there (streaming).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum PollFirst {
+    /// Never (also forced when the kernel lacks the flag: before 5.19 it is `EINVAL`).
+    Off,
+    /// When the previous receive of the same completion (rearmed) returned data and left
+    /// the socket empty (no `IORING_CQE_F_SOCK_NONEMPTY`): request/response traffic. A
+    /// freshly prepared completion does not, so a receive on a non-socket still fails
+    /// with `ENOTSOCK` at once (polled first, it would wait for readability first).
+    Hint,
+    /// On every receive (a measurement knob: a receive on a non-socket then waits until
+    /// the fd is readable before it fails with `ENOTSOCK`).
+    Always,
+}
+
+impl PollFirst {
+    /// The mode `XEV_URING_POLL_FIRST` asks for, on a kernel that has (or lacks) the flag.
+    fn choose(env: Option<&std::ffi::OsStr>, supported: bool) -> PollFirst {
+        match env.and_then(|v| v.to_str()) {
+            _ if !supported => PollFirst::Off,
+            Some("0") => PollFirst::Off,
+            Some("1") => PollFirst::Always,
+            _ => PollFirst::Hint,
+        }
+    }
+
+    /// The `ioprio` of a receive by the completion `inner`.
+    ///
+    /// # Safety
+    /// `inner` is live and only the loop thread touches it now.
+    unsafe fn ioprio(self, inner: *const Inner) -> u16 {
+        match self {
+            PollFirst::Off => 0,
+            PollFirst::Always => RECVSEND_POLL_FIRST,
+            // SAFETY: the caller's contract.
+            PollFirst::Hint if unsafe { (*inner).connecting } => RECVSEND_POLL_FIRST,
+            PollFirst::Hint => 0,
+        }
+    }
 }
 
 /// A map keyed by addresses (of completions and multishot records), with a hash that
@@ -221,7 +274,15 @@ impl Driver {
             accept_multishot: false,
             link_ts: Vec::new(),
             spare_ts: Vec::new(),
+            poll_first: PollFirst::Off,
         };
+        // POLL_FIRST came with 5.19, as did the SOCKET opcode.
+        d.poll_first = PollFirst::choose(
+            std::env::var_os(POLL_FIRST_ENV).as_deref(),
+            d.probe
+                .as_ref()
+                .is_some_and(|p| p.is_supported(opcode::Socket::CODE)),
+        );
         d.accept_multishot = d
             .probe
             .as_ref()
@@ -465,7 +526,9 @@ impl Driver {
                         .build()
                 }
                 Op::Recv { fd, buf } => {
-                    opcode::Recv::new(types::Fd(*fd), buf.as_ptr(), clamp(buf.len())).build()
+                    opcode::Recv::new(types::Fd(*fd), buf.as_ptr(), clamp(buf.len()))
+                        .ioprio(self.poll_first.ioprio(inner))
+                        .build()
                 }
                 Op::SendMsg { fd, buf, addr } => {
                     let sc = scratch!();
@@ -477,7 +540,9 @@ impl Driver {
                 Op::RecvMsg { fd, buf } => {
                     let sc = scratch!();
                     sys::prepare_recvmsg(sc, buf.as_ptr(), buf.len());
-                    opcode::RecvMsg::new(types::Fd(*fd), &mut sc.msg).build()
+                    opcode::RecvMsg::new(types::Fd(*fd), &mut sc.msg)
+                        .ioprio(self.poll_first.ioprio(inner))
+                        .build()
                 }
                 Op::Close { fd } => match fd.take() {
                     Some(owned) => {
@@ -724,6 +789,12 @@ impl Driver {
                 Op::Accept { .. } | Op::AcceptUnix { .. } => d.accept_done(core, c),
                 // SAFETY: as above; the kernel is done with the operation.
                 Op::RecvMsgUnix { .. } => unsafe { sys::unix_recvmsg_done(Completion::raw(c)) },
+                // The hint for this completion's next receive (see `PollFirst::Hint`).
+                // SAFETY: as above.
+                Op::Recv { .. } | Op::RecvMsg { .. } => unsafe {
+                    (*Completion::raw(c)).connecting =
+                        res > 0 && !io_uring::cqueue::sock_nonempty(flags);
+                },
                 _ => {}
             }
             core.finish(c, res);
@@ -1331,6 +1402,33 @@ pub(crate) mod tests {
     use crate::{
         Backend, CallbackAction, Completion, Loop, Op, OpPath, OpResult, Options, RunMode, StatxBuf,
     };
+
+    /// `XEV_URING_POLL_FIRST` picks the mode; a kernel without the flag never gets it;
+    /// the hint follows the completion's last receive.
+    #[test]
+    fn poll_first_modes() {
+        use super::{PollFirst, RECVSEND_POLL_FIRST};
+        use std::ffi::OsStr;
+        let os = |s: &'static str| Some(OsStr::new(s));
+        assert_eq!(PollFirst::choose(None, true), PollFirst::Hint);
+        assert_eq!(PollFirst::choose(os(""), true), PollFirst::Hint);
+        assert_eq!(PollFirst::choose(os("0"), true), PollFirst::Off);
+        assert_eq!(PollFirst::choose(os("1"), true), PollFirst::Always);
+        for env in [None, os("0"), os("1")] {
+            assert_eq!(PollFirst::choose(env, false), PollFirst::Off);
+        }
+        let c = pin!(Completion::new());
+        let inner = Completion::raw(std::ptr::NonNull::from(&*c));
+        // SAFETY: a live completion that only this thread touches.
+        unsafe {
+            assert_eq!(PollFirst::Hint.ioprio(inner), 0);
+            assert_eq!(PollFirst::Always.ioprio(inner), RECVSEND_POLL_FIRST);
+            (*inner).connecting = true; // the last receive emptied the socket
+            assert_eq!(PollFirst::Hint.ioprio(inner), RECVSEND_POLL_FIRST);
+            assert_eq!(PollFirst::Off.ioprio(inner), 0);
+            assert_eq!(PollFirst::Always.ioprio(inner), RECVSEND_POLL_FIRST);
+        }
+    }
 
     thread_local! {
         /// Loops created on this thread act as on a kernel whose io_uring has none of
