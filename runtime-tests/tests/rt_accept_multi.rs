@@ -14,38 +14,21 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream as StdStream};
 use std::pin::Pin;
 use std::process::{Command, Stdio};
-use std::sync::{mpsc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::mpsc;
 use std::task::Poll;
 use std::time::Duration;
+
+use runtime_tests::socket_count::{counting, open_sockets, sockets};
 
 use futures_core::Stream;
 use xev::net::{TcpListener, TcpStream, UnixListener};
 use xev::time::{sleep, timeout};
 use xev::Backend;
 
-static FDS: RwLock<()> = RwLock::new(());
-
 /// Connections a full queue holds before the multishot stops (the runtime's constant).
 const CAPACITY: usize = 64;
 /// How long a connection may take to show up before it counts as lost.
 const LOST: Duration = Duration::from_secs(5);
-
-fn sockets() -> RwLockReadGuard<'static, ()> {
-    FDS.read().unwrap_or_else(|e| e.into_inner())
-}
-
-fn counting() -> RwLockWriteGuard<'static, ()> {
-    FDS.write().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The entries of /proc/self/fd that are sockets.
-fn open_sockets() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .expect("/proc/self/fd")
-        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-        .filter(|target| target.to_string_lossy().starts_with("socket:"))
-        .count()
-}
 
 fn listener() -> (TcpListener, SocketAddr) {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind");

@@ -15,36 +15,14 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::task::Poll;
 use std::time::{Duration, Instant};
+
+use runtime_tests::socket_count::{counting, open_sockets, sockets};
 
 use futures_core::Stream;
 use xev::net::{TcpListener, TcpStream, UdpSocket};
 use xev::time::{sleep, timeout};
-
-static FDS: RwLock<()> = RwLock::new(());
-
-/// For a test that opens sockets: the fd-counting tests wait until it is done.
-fn sockets() -> RwLockReadGuard<'static, ()> {
-    FDS.read().unwrap_or_else(|e| e.into_inner())
-}
-
-/// For a test that counts sockets: no other test has any open meanwhile.
-fn counting() -> RwLockWriteGuard<'static, ()> {
-    FDS.write().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The entries of /proc/self/fd that are sockets. (The runtimes of other tests come and
-/// go outside their guards, but their fds are io_uring, epoll and eventfd inodes, never
-/// sockets.)
-fn open_sockets() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .expect("/proc/self/fd")
-        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-        .filter(|target| target.to_string_lossy().starts_with("socket:"))
-        .count()
-}
 
 /// A listener on a free loopback port and its address.
 fn listener() -> (TcpListener, SocketAddr) {

@@ -17,36 +17,18 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::task::Poll;
 use std::time::Duration;
+
+use runtime_tests::socket_count::{counting, open_sockets, sockets};
 
 use futures_core::Stream;
 use xev::net::{UnixDatagram, UnixListener, UnixStream};
 use xev::time::{sleep, timeout};
 use xev::UnixAddr;
 
-static FDS: RwLock<()> = RwLock::new(());
-
 /// How long to wait for bytes or a connection before calling them lost.
 const LOST: Duration = Duration::from_secs(5);
-
-fn sockets() -> RwLockReadGuard<'static, ()> {
-    FDS.read().unwrap_or_else(|e| e.into_inner())
-}
-
-fn counting() -> RwLockWriteGuard<'static, ()> {
-    FDS.write().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The entries of /proc/self/fd that are sockets.
-fn open_sockets() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .expect("/proc/self/fd")
-        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-        .filter(|target| target.to_string_lossy().starts_with("socket:"))
-        .count()
-}
 
 /// A fresh directory for socket files, removed on drop.
 struct TempDir(PathBuf);
