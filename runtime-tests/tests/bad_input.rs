@@ -991,18 +991,16 @@ fn internal_poll_bits_cannot_be_set_by_users() {
     each_backend(|b| {
         let mut lp = new_loop(b);
         let (r, mut w) = std::os::unix::net::UnixStream::pair().unwrap();
-        for bit in [1u32 << 26] {
-            let op = Op::Poll {
-                fd: r.as_raw_fd(),
-                events: PollEvents::from_bits(bit),
-            };
-            let res = one(&mut lp, op);
-            assert_eq!(
-                os_error(&res),
-                Some(libc::EINVAL),
-                "{b:?}: internal bit {bit:#x} alone: {res:?}"
-            );
-        }
+        let op = Op::Poll {
+            fd: r.as_raw_fd(),
+            events: PollEvents::from_bits(1 << 26),
+        };
+        let res = one(&mut lp, op);
+        assert_eq!(
+            os_error(&res),
+            Some(libc::EINVAL),
+            "{b:?}: the internal bit alone: {res:?}"
+        );
         std::io::Write::write_all(&mut w, b"x").unwrap();
         let op = Op::Poll {
             fd: r.as_raw_fd(),
