@@ -143,10 +143,12 @@ pub(crate) enum Deferred {
     Release(RawFd),
     /// Work that needs the loop, asked for while it was busy (e.g. stopping an
     /// `Incoming`'s multishot accept without losing a connection).
+    #[cfg_attr(windows, allow(dead_code))] // only Unix accept queues defer work
     WithLoop(Rc<dyn DeferredWork>),
 }
 
 /// A [`Deferred::WithLoop`] job.
+#[cfg_attr(windows, allow(dead_code))]
 pub(crate) trait DeferredWork {
     /// Do the work; it must not run a callback nor defer more work.
     fn run(&self, lp: &mut Loop);
