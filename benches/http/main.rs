@@ -431,6 +431,9 @@ fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>], rounds: us
             x.per_sec / t.per_sec,
             1.0,
         );
+        if x.per_sec / t.per_sec < 1.0 {
+            println!("  measured cause: {}", cause(&x, &t, 1.0));
+        }
     }
     if let (Some(hx), Some(ht)) = (find(Variant::HyperXev), find(Variant::HyperTokio)) {
         ratio_target(
@@ -442,8 +445,8 @@ fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>], rounds: us
     }
 }
 
-/// Why a single-threaded xev server `s` serves under `min` times the tokio server `r`'s
-/// requests/s, from CPU time per request. Server and load generator share the 2 CPUs:
+/// Why an xev server `s` serves under `min` times the tokio server `r`'s requests/s
+/// (single-threaded, or both with 2 workers), from CPU time per request. Server and load generator share the 2 CPUs:
 /// with the CPUs shared, rates go as 1 / (server + load generator CPU per request); with
 /// one CPU each, as 1 / the larger of the two. Either way the load generator's part and
 /// the kernel's TCP work (the server's system time) bound what a faster server can gain.

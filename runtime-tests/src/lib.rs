@@ -4,6 +4,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 pub mod alloc_count;
+pub mod child;
 pub mod socket_count;
 
 pub use xev;

@@ -11,13 +11,13 @@
 //! burns a core), then closes some clients and checks that the waiting ones get served.
 
 use std::cell::{Cell, RefCell};
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::pin::Pin;
-use std::process::{Child, ChildStdout, Command, Stdio};
 use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
+use runtime_tests::child::{leave_free_descriptors, TestChild};
 use xev::watcher::stream::WriteQueue;
 use xev::watcher::tcp::Tcp;
 use xev::watcher::Timer;
@@ -65,49 +65,9 @@ fn parent_or_child(test: &str, api: &str) {
 // ---------------------------------------------------------------------------------------
 // Parent
 
-/// The child's reports, one `XEV ...` per line (the rest is libtest's).
-struct Reports(BufReader<ChildStdout>);
-
-impl Reports {
-    fn next(&mut self, what: &str) -> String {
-        let mut line = String::new();
-        loop {
-            line.clear();
-            let n = self.0.read_line(&mut line).expect("child stdout");
-            assert!(n > 0, "the child exited before reporting {what}");
-            // (libtest may have started the line with the test's name.)
-            if let Some(at) = line.find("XEV ") {
-                let rest = line[at + 4..].trim_end();
-                assert!(rest.starts_with(what), "expected {what}, got {rest:?}");
-                return rest[what.len()..].trim().to_string();
-            }
-        }
-    }
-}
-
-/// Kills the child if the parent panics.
-struct Reaper(Child);
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
 fn parent(test: &str, api: &str, b: Backend) {
-    let child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env(CHILD, format!("{api} {}", b.name()))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn the child");
-    let mut child = Reaper(child);
-    let mut reports = Reports(BufReader::new(child.0.stdout.take().unwrap()));
-    let port: u16 = reports.next("PORT").parse().unwrap();
+    let mut child = TestChild::spawn(test, CHILD, &format!("{api} {}", b.name()));
+    let port: u16 = child.report("PORT").parse().unwrap();
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let ctx = format!("{api} on {}", b.name());
 
@@ -120,7 +80,7 @@ fn parent(test: &str, api: &str, b: Backend) {
             c
         })
         .collect();
-    assert_eq!(reports.next("EMFILE"), "", "{ctx}");
+    assert_eq!(child.report("EMFILE"), "", "{ctx}");
     // The accepted ones echo (the listen queue is FIFO: the first SLOTS), also while
     // the child keeps failing to accept the others.
     for (i, c) in clients.iter_mut().enumerate().take(SLOTS) {
@@ -132,7 +92,7 @@ fn parent(test: &str, api: &str, b: Backend) {
         expect_silence(c, &format!("{ctx}: client {i}, not accepted yet"));
     }
     // No busy retry: the child's CPU time over the window, in microseconds.
-    let report = reports.next("CPU");
+    let report = child.report("CPU");
     let (cpu, wall) = report.split_once(' ').unwrap();
     let (cpu, wall): (u64, u64) = (cpu.parse().unwrap(), wall.parse().unwrap());
     assert!(
@@ -148,9 +108,8 @@ fn parent(test: &str, api: &str, b: Backend) {
         expect_echo(c, &format!("hello {:02}\n", i + 4), &ctx);
     }
     drop(clients);
-    assert_eq!(reports.next("DONE"), "", "{ctx}");
-    let status = child.0.wait().unwrap();
-    assert!(status.success(), "{ctx}: the child failed: {status}");
+    assert_eq!(child.report("DONE"), "", "{ctx}");
+    assert!(child.succeeded(), "{ctx}: the child failed");
 }
 
 fn expect_echo(c: &mut TcpStream, want: &str, ctx: &str) {
@@ -175,36 +134,6 @@ fn expect_silence(c: &mut TcpStream, ctx: &str) {
 
 // ---------------------------------------------------------------------------------------
 // Child: shared pieces
-
-/// Lower the soft `RLIMIT_NOFILE` so that exactly `slots` descriptor numbers are free.
-fn leave_free_descriptors(slots: usize) {
-    let listed: Vec<i32> = std::fs::read_dir("/proc/self/fd")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse().ok())
-        .collect();
-    // Without the listing's own descriptor, closed by now.
-    // SAFETY: F_GETFD only queries the descriptor table.
-    let open: Vec<usize> = listed
-        .into_iter()
-        .filter(|&fd| unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0)
-        .map(|fd| fd as usize)
-        .collect();
-    let mut limit = slots;
-    while limit - open.iter().filter(|&&fd| fd < limit).count() < slots {
-        limit += 1;
-    }
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit read and write a live rlimit.
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
-        lim.rlim_cur = limit as libc::rlim_t;
-        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
-    }
-}
 
 /// Whether an accept error means "out of descriptors or memory": pause accepting.
 fn out_of_resources(e: &std::io::Error) -> bool {

@@ -10,14 +10,14 @@
 // which run on different threads, each with its own single-threaded runtime.
 #![allow(clippy::await_holding_lock)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream as StdStream};
 use std::pin::Pin;
-use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::task::Poll;
 use std::time::Duration;
 
+use runtime_tests::child::{leave_free_descriptors, TestChild};
 use runtime_tests::socket_count::{counting, open_sockets, sockets};
 
 use futures_core::Stream;
@@ -234,6 +234,32 @@ async fn connections_queued_when_the_stream_drops_go_to_the_next_accept_then_clo
         Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
         other => panic!("client 9 should see its connection closed: {other:?}"),
     }
+    drop((first, clients));
+    assert_eq!(open_sockets(), before);
+}
+
+/// A listener turned into a plain fd (`OwnedFd::from`) takes the connections queued for
+/// its next accept (io_uring: kept by the runtime; poll backend: in the backlog) with it:
+/// they are closed, not leaked.
+#[xev::test(backend = "all")]
+async fn connections_queued_when_the_stream_drops_close_when_the_listener_becomes_a_std_fd() {
+    let _g = counting();
+    let before = open_sockets();
+    let (l, addr) = listener();
+    let mut inc = l.incoming();
+    poll_pending(&mut inc).await;
+    let clients = connect_clients(addr, 6);
+    sleep(Duration::from_millis(50)).await;
+    let first = next_conn(&mut inc).await;
+    drop(inc);
+    sleep(Duration::from_millis(20)).await;
+    let fd = std::os::fd::OwnedFd::from(l);
+    assert_eq!(
+        open_sockets(),
+        before + 6 + 1 + 1,
+        "clients + the stream kept + the listener's fd, nothing queued left"
+    );
+    drop(fd);
     drop((first, clients));
     assert_eq!(open_sockets(), before);
 }
@@ -461,30 +487,15 @@ fn emfile_mid_stream_is_an_error_item_and_the_stream_recovers() {
     }
     let _g = sockets();
     for b in Backend::available() {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "emfile_mid_stream_is_an_error_item_and_the_stream_recovers",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD, b.name())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut report = |what: &str| loop {
-            let line = lines.next().expect("child output").unwrap();
-            if let Some(at) = line.find("XEV ") {
-                let rest = line[at + 4..].to_string();
-                assert!(rest.starts_with(what), "{b:?}: expected {what}, got {rest}");
-                return rest[what.len()..].trim().to_string();
-            }
-        };
-        let port: u16 = report("PORT").parse().unwrap();
+        let mut child = TestChild::spawn(
+            "emfile_mid_stream_is_an_error_item_and_the_stream_recovers",
+            CHILD,
+            b.name(),
+        );
+        let port: u16 = child.report("PORT").parse().unwrap();
         let clients = connect_clients(SocketAddr::from(([127, 0, 0, 1], port)), CLIENTS);
-        let done = report("DONE");
-        assert!(child.wait().unwrap().success(), "{b:?}: the child failed");
+        let done = child.report("DONE");
+        assert!(child.succeeded(), "{b:?}: the child failed");
         let (order, errors) = done.split_once(' ').unwrap();
         let want: Vec<String> = (0..CLIENTS).map(|i| i.to_string()).collect();
         assert_eq!(order, want.join(","), "{b:?}: every client, in order");
@@ -524,32 +535,6 @@ fn emfile_child(b: Backend) {
         }
         println!("XEV DONE {} {errors}", order.join(","));
     });
-}
-
-/// Lower RLIMIT_NOFILE so that exactly `slots` descriptors are free.
-fn leave_free_descriptors(slots: usize) {
-    let open: Vec<usize> = std::fs::read_dir("/proc/self/fd")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse().ok())
-        // SAFETY: F_GETFD only queries the descriptor table.
-        .filter(|&fd| unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0)
-        .map(|fd: i32| fd as usize)
-        .collect();
-    let mut limit = slots;
-    while limit - open.iter().filter(|&&fd| fd < limit).count() < slots {
-        limit += 1;
-    }
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit read and write a live rlimit.
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
-        lim.rlim_cur = limit as libc::rlim_t;
-        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
-    }
 }
 
 #[xev::test(backend = "all")]
