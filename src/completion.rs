@@ -104,8 +104,7 @@ pub(crate) struct Inner {
     /// Poll backend: a non-blocking connect is in progress. io_uring backend (where it is
     /// otherwise unused): this completion's last receive returned data and left the
     /// socket empty, so its next one (a rearm) polls first (`IORING_RECVSEND_POLL_FIRST`).
-    /// Cleared by [`Completion::prep`]; the async runtime sets it on a fresh completion
-    /// from its socket's last receive ([`Completion::set_recv_hint`]).
+    /// Cleared by [`Completion::prep`].
     pub(crate) connecting: bool,
     /// A timer's outcome: cancelled (else it expired).
     timer_canceled: bool,
@@ -386,27 +385,6 @@ impl Completion {
         inner.op = op;
         inner.callback = Callback::new(callback);
         inner.connecting = false;
-    }
-
-    /// io_uring: whether this completion's last receive returned data and left its socket
-    /// empty (read while Dead; `false` on the poll backend and for other operations).
-    pub(crate) fn recv_hint(&self) -> bool {
-        match self.state() {
-            // SAFETY: Dead: the loop does not touch the completion now (loop thread).
-            CompletionState::Dead => unsafe { (*self.inner.get()).connecting },
-            CompletionState::Active => false,
-        }
-    }
-
-    /// Carry [`recv_hint`](Self::recv_hint) over from an earlier completion's receive on
-    /// the same socket to this freshly prepared one (Dead), so that io_uring polls first.
-    /// Only for a fd an earlier receive succeeded on: the kernel checks `POLL_FIRST`
-    /// before it checks that the fd is a socket (see the io_uring backend's `PollFirst`).
-    pub(crate) fn set_recv_hint(self: Pin<&mut Self>, emptied: bool) {
-        if self.state() == CompletionState::Dead {
-            // SAFETY: Dead and exclusive; a plain field write.
-            unsafe { (*self.inner.get()).connecting = emptied };
-        }
     }
 
     /// The owning loop and registry ticket while Active.

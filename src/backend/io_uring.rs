@@ -108,10 +108,7 @@ enum PollFirst {
     /// When the previous receive of the same completion (rearmed) returned data and left
     /// the socket empty (no `IORING_CQE_F_SOCK_NONEMPTY`): request/response traffic. A
     /// freshly prepared completion does not, so a receive on a non-socket still fails
-    /// with `ENOTSOCK` at once (polled first, it would wait for readability first);
-    /// only the async runtime carries the hint from one socket's receive to its next
-    /// one's fresh completion (`Completion::set_recv_hint`), which is safe because the
-    /// earlier receive succeeded, so the fd is a socket.
+    /// with `ENOTSOCK` at once (polled first, it would wait for readability first).
     Hint,
     /// On every receive (a measurement knob: a receive on a non-socket then waits until
     /// the fd is readable before it fails with `ENOTSOCK`).
@@ -134,18 +131,13 @@ impl PollFirst {
     /// # Safety
     /// `inner` is live and only the loop thread touches it now.
     unsafe fn ioprio(self, inner: *const Inner) -> u16 {
-        let ioprio = match self {
+        match self {
             PollFirst::Off => 0,
             PollFirst::Always => RECVSEND_POLL_FIRST,
             // SAFETY: the caller's contract.
             PollFirst::Hint if unsafe { (*inner).connecting } => RECVSEND_POLL_FIRST,
             PollFirst::Hint => 0,
-        };
-        #[cfg(test)]
-        if ioprio != 0 {
-            tests::POLL_FIRST_SQES.with(|n| n.set(n.get() + 1));
         }
-        ioprio
     }
 }
 
@@ -1439,8 +1431,6 @@ pub(crate) mod tests {
     }
 
     thread_local! {
-        /// Receive SQEs built on this thread with `IORING_RECVSEND_POLL_FIRST`.
-        pub(crate) static POLL_FIRST_SQES: Cell<u64> = const { Cell::new(0) };
         /// Loops created on this thread act as on a kernel whose io_uring has none of
         /// the filesystem opcodes.
         pub(crate) static NO_FS_OPCODES: Cell<bool> = const { Cell::new(false) };

@@ -58,11 +58,6 @@ pub(crate) struct LoopFd {
     /// Listeners: connections that an accept whose future was dropped received anyway
     /// (its result raced the cancellation), in arrival order, for the next accept.
     stashed: RefCell<VecDeque<Accepted>>,
-    /// Sockets: the last receive on this fd returned data and left the socket empty, so
-    /// the next one may ask io_uring to wait for data before trying (see
-    /// [`Completion::set_recv_hint`](crate::Completion)). Only a receive that succeeded
-    /// sets it, which also proves the fd is a socket.
-    recv_hint: Cell<bool>,
 }
 
 impl LoopFd {
@@ -74,7 +69,6 @@ impl LoopFd {
             home: RefCell::new(None),
             sole: Cell::new(None),
             stashed: RefCell::new(VecDeque::new()),
-            recv_hint: Cell::new(false),
         })
     }
 
@@ -88,16 +82,6 @@ impl LoopFd {
     /// The oldest stashed connection, if any (see [`stash`](Self::stash)).
     pub(crate) fn take_stashed(&self) -> Option<Accepted> {
         self.stashed.borrow_mut().pop_front()
-    }
-
-    /// Whether the last receive on this fd left its socket empty (see `recv_hint`).
-    pub(crate) fn recv_hint(&self) -> bool {
-        self.recv_hint.get()
-    }
-
-    /// Record whether the receive that just finished left the socket empty.
-    pub(crate) fn set_recv_hint(&self, emptied: bool) {
-        self.recv_hint.set(emptied);
     }
 
     /// The fd number, announced first to the current runtime's loop if this is its first
@@ -258,96 +242,5 @@ crate::sys::fd::impl_as_fd!(
 impl fmt::Debug for LoopFd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("LoopFd").field(&self.fd.as_raw_fd()).finish()
-    }
-}
-
-#[cfg(all(test, target_os = "linux"))]
-mod tests {
-    use std::time::Duration;
-
-    use crate::backend::io_uring::tests::POLL_FIRST_SQES;
-    use crate::rt::net::{TcpListener, TcpStream, UdpSocket};
-    use crate::rt::Builder;
-    use crate::Backend;
-
-    fn polled_first() -> u64 {
-        POLL_FIRST_SQES.with(|n| n.get())
-    }
-
-    /// A socket's receive that returned data and emptied it makes the socket's next
-    /// receive (a fresh completion) poll first on io_uring; one that left data does not;
-    /// the poll backend never records the hint. The data is intact either way, also when
-    /// a receive polled first times out.
-    #[test]
-    fn a_receive_that_emptied_the_socket_makes_the_next_one_poll_first() {
-        for b in Backend::available() {
-            let uring = b == Backend::IoUring;
-            let rt = Builder::new().backend(b).build().unwrap();
-            rt.block_on(async move {
-                let l = TcpListener::bind("127.0.0.1:0").unwrap();
-                let client = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
-                let (server, _) = l.accept().await.unwrap();
-                let fd = server.loop_fd();
-                assert!(!fd.recv_hint(), "{b:?}: no receive yet");
-
-                // Request/response: the read empties the socket.
-                client.write_all(&b"ping"[..]).await.0.unwrap();
-                let (n, buf) = server.read(vec![0u8; 64]).await;
-                assert_eq!(&buf[..n.unwrap()], b"ping");
-                assert_eq!(fd.recv_hint(), uring, "{b:?}: emptied");
-
-                // The next read polls first, waits, and gets what comes later.
-                let before = polled_first();
-                let read = crate::spawn(async move {
-                    let (n, buf) = server.read(vec![0u8; 64]).await;
-                    assert_eq!(&buf[..n.unwrap()], b"pong");
-                    server
-                });
-                crate::time::sleep(Duration::from_millis(10)).await;
-                client.write_all(&b"pong"[..]).await.0.unwrap();
-                let server = read.await.unwrap();
-                let fd = server.loop_fd();
-                assert_eq!(
-                    polled_first() - before,
-                    u64::from(uring),
-                    "{b:?}: polled first"
-                );
-
-                // A read that leaves data behind clears the hint: the next one tries at
-                // once and finds the rest.
-                client.write_all(vec![7u8; 100]).await.0.unwrap();
-                crate::time::sleep(Duration::from_millis(10)).await;
-                let (n, _) = server.read(vec![0u8; 10]).await;
-                assert_eq!(n.unwrap(), 10);
-                assert!(!fd.recv_hint(), "{b:?}: data left");
-                let before = polled_first();
-                let (n, buf) = server.read(vec![0u8; 200]).await;
-                assert_eq!(n.unwrap(), 90);
-                assert!(buf[..90].iter().all(|&x| x == 7));
-                assert_eq!(polled_first(), before, "{b:?}: data was there");
-                assert_eq!(fd.recv_hint(), uring, "{b:?}: emptied again");
-
-                // A read polled first that times out loses nothing.
-                let (r, _) = server
-                    .read_timeout(vec![0u8; 8], Duration::from_millis(10))
-                    .await;
-                assert_eq!(r.unwrap_err().kind(), std::io::ErrorKind::TimedOut);
-                assert!(!fd.recv_hint(), "{b:?}: a failed receive clears it");
-                client.write_all(&b"late"[..]).await.0.unwrap();
-                let (n, buf) = server.read(vec![0u8; 8]).await;
-                assert_eq!(&buf[..n.unwrap()], b"late");
-
-                // Datagrams: `recv_from` records it too.
-                let a = UdpSocket::bind("127.0.0.1:0").unwrap();
-                let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-                s.send_to(&b"dgram"[..], a.local_addr().unwrap())
-                    .await
-                    .0
-                    .unwrap();
-                let (r, buf) = a.recv_from(vec![0u8; 16]).await;
-                let (n, from) = r.unwrap();
-                assert_eq!((&buf[..n], from), (&b"dgram"[..], s.local_addr().unwrap()));
-            });
-        }
     }
 }
