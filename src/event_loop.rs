@@ -582,6 +582,18 @@ impl Loop {
         }
     }
 
+    /// How many socket sends and receives of the async runtime the poll backend has done
+    /// at once, without a completion (its direct path); always 0 on io_uring. For tests
+    /// and profiling, not a stable API.
+    #[doc(hidden)]
+    pub fn poll_direct_transfers(&self) -> u64 {
+        match &self.driver {
+            #[cfg(target_os = "linux")]
+            Driver::IoUring(_) => 0,
+            Driver::Poll(d) => d.direct_transfers(),
+        }
+    }
+
     /// Number of Active completions.
     pub fn active(&self) -> usize {
         self.core.registry.len()
@@ -760,6 +772,40 @@ impl Loop {
         self.core.ready.pop();
         self.invoke(c);
         true
+    }
+
+    /// The async runtime's direct path for a socket it owns (announced with
+    /// [`fd_opened`](Self::fd_opened)): on the poll backend, a send (`send`) or receive
+    /// of the `len` bytes at `ptr` done now, without a completion, if the backend would
+    /// try it first anyway and it does not block (see `poll::Driver::try_now`). `None`:
+    /// not done (io_uring, someone queued ahead, not ready, or it would block): start
+    /// the operation as usual.
+    ///
+    /// # Safety
+    /// `ptr..ptr + len` is valid for the call: readable for a send, writable for a receive.
+    #[cfg(unix)]
+    pub(crate) unsafe fn socket_io_now(
+        &mut self,
+        fd: RawFd,
+        send: bool,
+        ptr: *mut u8,
+        len: usize,
+    ) -> Option<isize> {
+        match &mut self.driver {
+            Driver::Poll(d) => {
+                let wait = if send {
+                    crate::sys::Wait::Writable
+                } else {
+                    crate::sys::Wait::Readable
+                };
+                // SAFETY: the caller's contract.
+                d.try_now(fd, wait, len, || unsafe {
+                    crate::sys::socket_io_now(fd, send, ptr, len)
+                })
+            }
+            #[cfg(target_os = "linux")]
+            Driver::IoUring(_) => None,
+        }
     }
 
     /// A function that interrupts this loop's blocking wait from any thread (it stays

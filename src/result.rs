@@ -222,11 +222,11 @@ fn unit(res: isize) -> Result<(), Error> {
     }
 }
 
-fn count(res: isize) -> Result<usize, Error> {
+pub(crate) fn count(res: isize) -> Result<usize, Error> {
     unit(res).map(|()| res as usize)
 }
 
-fn read_count(res: isize, buf_len: usize) -> Result<usize, ReadError> {
+pub(crate) fn read_count(res: isize, buf_len: usize) -> Result<usize, ReadError> {
     match res {
         0 if buf_len > 0 => Err(ReadError::Eof),
         r if r >= 0 => Ok(r as usize),

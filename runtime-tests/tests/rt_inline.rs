@@ -121,3 +121,95 @@ async fn a_task_on_an_always_ready_socket_still_lets_others_run() -> io::Result<
     );
     Ok(())
 }
+
+fn direct() -> u64 {
+    xev::rt::with_loop(|lp| lp.poll_direct_transfers())
+}
+
+/// The poll backend's direct path (tokio's: try the socket first, register only if it
+/// would block): a send or receive that the readiness cache says may not block, with
+/// nobody queued ahead on the socket, is done at once without an operation. One that
+/// would block, or that would jump ahead of a parked one, goes the usual way; errors are
+/// the same either way. io_uring never takes it.
+#[xev::test(backend = "all")]
+async fn socket_transfers_skip_the_operation_when_they_cannot_block() -> io::Result<()> {
+    let poll = backend() != Backend::IoUring;
+    let (client, server) = pair().await?;
+    let server = Rc::new(server);
+    // Warm up: the first use announces each socket to the loop.
+    client.write_all(&b"x"[..]).await.0?;
+    server.read(vec![0u8; 1]).await.0?;
+
+    let before = direct();
+    client.write_all(&b"hello"[..]).await.0?;
+    assert_eq!(
+        direct() - before,
+        u64::from(poll),
+        "a send that fits: direct"
+    );
+    xev::time::sleep(std::time::Duration::from_millis(5)).await;
+    let before = direct();
+    let (r, buf) = server.read(vec![0u8; 16]).await;
+    assert_eq!((r?, &buf[..5]), (5, &b"hello"[..]));
+    assert_eq!(direct() - before, u64::from(poll), "data waiting: direct");
+
+    // The socket is empty (a short read said so): the next read parks without trying,
+    // and a second read must queue behind it, not take its data.
+    let before = direct();
+    let first = xev::spawn({
+        let server = server.clone();
+        async move { server.read(vec![0u8; 16]).await }
+    });
+    xev::rt::yield_now().await; // `first` parks
+    let second = xev::spawn({
+        let server = server.clone();
+        async move { server.read(vec![0u8; 16]).await }
+    });
+    xev::rt::yield_now().await;
+    client.write_all(&b"one"[..]).await.0?;
+    xev::time::sleep(std::time::Duration::from_millis(10)).await;
+    client.write_all(&b"two"[..]).await.0?;
+    let (r1, b1) = first.await.expect("first reader");
+    let (r2, b2) = second.await.expect("second reader");
+    let got = [&b1[..r1?], &b2[..r2?]];
+    if poll {
+        // The poll backend serves a socket's readers in order.
+        assert_eq!(
+            got,
+            [&b"one"[..], &b"two"[..]],
+            "the parked read gets the data first"
+        );
+    } else {
+        // Two receives in the kernel at once: either may take the first message.
+        assert!(got == [&b"one"[..], &b"two"[..]] || got == [&b"two"[..], &b"one"[..]]);
+    }
+    // Only the three sends could be direct.
+    assert!(
+        direct() - before <= 2 * u64::from(poll),
+        "{}",
+        direct() - before
+    );
+
+    // End of stream and errors come back as from the operation.
+    drop(client);
+    xev::time::sleep(std::time::Duration::from_millis(5)).await;
+    let (r, _) = server.read(vec![0u8; 16]).await;
+    assert_eq!(r?, 0, "end of file");
+    let mut last = Ok(0);
+    for _ in 0..10 {
+        last = server.write(&b"into a closed peer"[..]).await.0;
+        if last.is_err() {
+            break;
+        }
+        xev::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let e = last.expect_err("writing to a closed peer fails");
+    assert!(
+        matches!(
+            e.kind(),
+            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+        ),
+        "{e}"
+    );
+    Ok(())
+}

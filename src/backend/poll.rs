@@ -148,6 +148,8 @@ pub(crate) struct Driver {
     /// Attempts that found the fd not ready (`EAGAIN`): each is a syscall the readiness
     /// cache did not save (tests of the cache read it through the loop).
     eagain: u64,
+    /// Transfers done by [`try_now`](Self::try_now), without a completion.
+    direct: u64,
     /// Names this driver to the buffer groups registered with it.
     #[cfg(unix)]
     token: u64,
@@ -166,6 +168,7 @@ impl Driver {
             fired: Vec::with_capacity(entries.clamp(1, 4096) as usize),
             fds: Vec::new(),
             eagain: 0,
+            direct: 0,
             #[cfg(unix)]
             token: crate::buf_group::next_token(),
             #[cfg(unix)]
@@ -189,6 +192,10 @@ impl Driver {
     /// How many attempts so far reported `EAGAIN`.
     pub(crate) fn eagain_attempts(&self) -> u64 {
         self.eagain
+    }
+
+    pub(crate) fn direct_transfers(&self) -> u64 {
+        self.direct
     }
 
     pub(crate) fn waker(&self) -> Box<dyn Fn() + Send + Sync> {
@@ -308,6 +315,49 @@ impl Driver {
         }
         self.park(core, c, fd, wait, rearm);
         self.links.arm(core, c);
+    }
+
+    /// The async runtime's direct path: perform `io` (a non-blocking transfer of `len`
+    /// bytes on `fd`, in direction `wait`) now, without a completion, when [`start`]
+    /// would try it first anyway: the fd's registration is trusted (its owner reports
+    /// its close), nobody is queued ahead in that direction, and the readiness cache says
+    /// it may not block. `None`: not tried, or it would have blocked (the cache now says
+    /// so, and the operation started next parks without trying again).
+    ///
+    /// [`start`]: Self::start
+    #[cfg(unix)] // the async runtime calls it on Unix only (`rt::io::now`)
+    pub(crate) fn try_now(
+        &mut self,
+        fd: RawFd,
+        wait: Wait,
+        len: usize,
+        io: impl FnOnce() -> isize,
+    ) -> Option<isize> {
+        let st = self.fds.get_mut(fd_index(fd))?;
+        let (queue_empty, ready) = match wait {
+            Wait::Readable => (st.readers.is_empty(), st.readable),
+            Wait::Writable => (st.writers.is_empty(), st.writable),
+        };
+        if !(st.tracked && queue_empty && ready) {
+            return None;
+        }
+        let res = io();
+        let st = &mut self.fds[fd_index(fd)];
+        let drained = res > 0 && (res as usize) < len.min(MAX_RW_COUNT) && st.stream && !st.hup;
+        if res == EAGAIN || drained {
+            // Would block, or a short transfer on a stream: the next one would only say
+            // EAGAIN, and what frees it is a new edge (as in `complete`).
+            match wait {
+                Wait::Readable => st.readable = false,
+                Wait::Writable => st.writable = false,
+            }
+        }
+        if res == EAGAIN {
+            self.eagain += 1;
+            return None;
+        }
+        self.direct += 1;
+        Some(res)
     }
 
     fn park(

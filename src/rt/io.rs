@@ -14,11 +14,13 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 
 use super::buf::{self, IoBuf, IoBufMut};
+#[cfg(unix)]
+use super::executor::with_current;
 use super::loop_fd::LoopFd;
 use super::op_future::OpFuture;
 use crate::iovec::Buffers;
 use crate::op::{Buffer, Op};
-use crate::result::{OpResult, ReadError};
+use crate::result::{count, read_count, OpResult, ReadError};
 
 /// An operation plus the owner of the fd it names (if it names an owned one), which its
 /// slot keeps until the operation is over.
@@ -144,6 +146,42 @@ impl Future for Started {
     }
 }
 
+/// A socket send (`send`) or receive of all of `buf` done at once, without an operation,
+/// when the poll backend would try it first anyway and it does not block (tokio's fast
+/// path: see `Loop::socket_io_now`): the outcome (`-errno` on error). `None`: start the
+/// operation as usual (io_uring, another kind of fd, someone queued ahead, not ready, it
+/// would block, inside a loop callback, or this task's inline budget is spent: the
+/// budget that keeps an always-ready socket from starving other tasks).
+fn now(fd: &LoopFd, kind: Kind, send: bool, buf: &Buffer) -> Option<isize> {
+    if !matches!(kind, Kind::Socket) || cfg!(windows) {
+        return None;
+    }
+    #[cfg(unix)]
+    {
+        let raw = fd.raw();
+        with_current(|exec| {
+            if !exec.take_inline() {
+                return None;
+            }
+            let res = exec.lp.try_borrow_mut().ok().and_then(|mut lp| {
+                // SAFETY: `buf` is owned by the caller, alive and not moved during the
+                // call; a receive writes at most its length into it.
+                unsafe { lp.socket_io_now(raw, send, buf.as_ptr(), buf.len()) }
+            });
+            if res.is_none() {
+                exec.return_inline();
+            }
+            res
+        })
+        .flatten()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (fd, send, buf);
+        None
+    }
+}
+
 /// One read into `buf`.
 pub(crate) async fn read<B: IoBufMut>(
     fd: &Rc<LoopFd>,
@@ -153,6 +191,15 @@ pub(crate) async fn read<B: IoBufMut>(
     let (b, prep) = buf::into_read_buffer(buf);
     if b.is_empty() {
         return (Err(empty_read()), buf::from_read_buffer(b, prep, 0));
+    }
+    if let Some(res) = now(fd, kind, false, &b) {
+        let res = match read_count(res, b.len()) {
+            Ok(n) => Ok(n),
+            Err(ReadError::Eof) => Ok(0),
+            Err(e) => Err(e.into()),
+        };
+        let filled = *res.as_ref().unwrap_or(&0);
+        return (res, buf::from_read_buffer(b, prep, filled));
     }
     let (res, b) = start(read_op(fd, b, kind)).await;
     let res = read_result(res);
@@ -209,6 +256,9 @@ pub(crate) async fn read_exact<B: IoBufMut>(
 /// One write of `buf` (possibly partial).
 pub(crate) async fn write<B: IoBuf>(fd: &Rc<LoopFd>, buf: B, kind: Kind) -> (io::Result<usize>, B) {
     let (b, saved) = buf::into_buffer(buf);
+    if let Some(res) = now(fd, kind, true, &b) {
+        return (count(res).map_err(Into::into), buf::from_buffer(b, saved));
+    }
     let (res, b) = start(write_op(fd, b, kind)).await;
     let b = b.expect("a write hands its buffer back");
     (write_result(res), buf::from_buffer(b, saved))
@@ -225,9 +275,15 @@ pub(crate) async fn write_all<B: IoBuf>(
         if b.is_empty() {
             break Ok(());
         }
-        let (res, back) = start(write_op(fd, b, kind)).await;
-        b = back.expect("a write hands its buffer back");
-        match write_result(res) {
+        let res = match now(fd, kind, true, &b) {
+            Some(res) => count(res).map_err(Into::into),
+            None => {
+                let (res, back) = start(write_op(fd, b, kind)).await;
+                b = back.expect("a write hands its buffer back");
+                write_result(res)
+            }
+        };
+        match res {
             Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => {
                 kind = advance(kind, n);

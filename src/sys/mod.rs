@@ -510,6 +510,33 @@ pub(crate) unsafe fn perform(inner: *mut Inner, connect_started: bool) -> isize 
     }
 }
 
+/// A send (`send`) or receive of the `len` bytes at `ptr` on socket `fd`, now and without
+/// waiting (the async runtime's direct attempt, see `poll::Driver::try_now`): the bytes
+/// moved, or `-errno` (`-EAGAIN` when it would block).
+///
+/// # Safety
+/// `ptr..ptr + len` is valid for the call: readable for a send, writable for a receive.
+pub(crate) unsafe fn socket_io_now(fd: RawFd, send: bool, ptr: *mut u8, len: usize) -> isize {
+    loop {
+        // SAFETY: the caller's contract; `MSG_NOSIGNAL` keeps a send to a closed peer an
+        // `EPIPE` rather than a signal.
+        let r = ret(unsafe {
+            if send {
+                libc::send(fd, ptr.cast(), len, SEND_FLAGS)
+            } else {
+                libc::recv(fd, ptr.cast(), len, libc::MSG_DONTWAIT)
+            }
+        });
+        if r == -(libc::EINTR as isize) {
+            continue;
+        }
+        if r == -(libc::EWOULDBLOCK as isize) {
+            return -(libc::EAGAIN as isize);
+        }
+        return r;
+    }
+}
+
 /// One receive into a free buffer of `group` (the poll backend's multishot receive): the
 /// encoded buffer and length, `-ENOBUFS` (nothing consumed) when every buffer is lent.
 pub(crate) fn recv_into_group(fd: RawFd, group: &crate::buf_group::BufferGroup) -> isize {
