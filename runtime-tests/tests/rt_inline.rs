@@ -129,8 +129,8 @@ fn direct() -> u64 {
 /// The poll backend's direct path (tokio's: try the socket first, register only if it
 /// would block): a send or receive that the readiness cache says may not block, with
 /// nobody queued ahead on the socket, is done at once without an operation. One that
-/// would block, or that would jump ahead of a parked one, goes the usual way; errors are
-/// the same either way. io_uring never takes it.
+/// would block, or that would jump ahead of a parked one, goes the usual way. io_uring
+/// never takes it.
 #[xev::test(backend = "all")]
 async fn socket_transfers_skip_the_operation_when_they_cannot_block() -> io::Result<()> {
     let poll = backend() != Backend::IoUring;
@@ -190,26 +190,11 @@ async fn socket_transfers_skip_the_operation_when_they_cannot_block() -> io::Res
         direct() - before
     );
 
-    // End of stream and errors come back as from the operation.
+    // End of stream comes back as from the operation (errors: the test above, whose
+    // writes take this path on the poll backend).
     drop(client);
     xev::time::sleep(std::time::Duration::from_millis(5)).await;
     let (r, _) = server.read(vec![0u8; 16]).await;
     assert_eq!(r?, 0, "end of file");
-    let mut last = Ok(0);
-    for _ in 0..10 {
-        last = server.write(&b"into a closed peer"[..]).await.0;
-        if last.is_err() {
-            break;
-        }
-        xev::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
-    let e = last.expect_err("writing to a closed peer fails");
-    assert!(
-        matches!(
-            e.kind(),
-            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
-        ),
-        "{e}"
-    );
     Ok(())
 }
