@@ -777,20 +777,24 @@ impl Loop {
     /// The async runtime's direct path for a socket it owns (announced with
     /// [`fd_opened`](Self::fd_opened)): on the poll backend, a send (`send`) or receive
     /// of the `len` bytes at `ptr` done now, without a completion, if the backend would
-    /// try it first anyway and it does not block (see `poll::Driver::try_now`). `None`:
-    /// not done (io_uring, someone queued ahead, not ready, or it would block): start
-    /// the operation as usual.
+    /// try it first anyway; if it would block, the task waits for the socket's next edge
+    /// with `waker` (under the id returned, which `waiting` passes back on the next call
+    /// and [`withdraw`](Self::withdraw) cancels). See `poll::Driver::transfer_or_wait`.
+    /// `Declined` (io_uring, operations queued ahead, an fd not announced): start the
+    /// operation as usual.
     ///
     /// # Safety
     /// `ptr..ptr + len` is valid for the call: readable for a send, writable for a receive.
     #[cfg(unix)]
-    pub(crate) unsafe fn socket_io_now(
+    pub(crate) unsafe fn socket_transfer_or_wait(
         &mut self,
         fd: RawFd,
         send: bool,
         ptr: *mut u8,
         len: usize,
-    ) -> Option<isize> {
+        waiting: Option<u64>,
+        waker: &std::task::Waker,
+    ) -> crate::backend::poll::Direct {
         match &mut self.driver {
             Driver::Poll(d) => {
                 let wait = if send {
@@ -799,12 +803,27 @@ impl Loop {
                     crate::sys::Wait::Readable
                 };
                 // SAFETY: the caller's contract.
-                d.try_now(fd, wait, len, || unsafe {
+                d.transfer_or_wait(fd, wait, len, waiting, waker, || unsafe {
                     crate::sys::socket_io_now(fd, send, ptr, len)
                 })
             }
             #[cfg(target_os = "linux")]
-            Driver::IoUring(_) => None,
+            Driver::IoUring(_) => crate::backend::poll::Direct::Declined,
+        }
+    }
+
+    /// The task that waits under `id` in [`socket_transfer_or_wait`] no longer does.
+    ///
+    /// [`socket_transfer_or_wait`]: Self::socket_transfer_or_wait
+    #[cfg(unix)]
+    pub(crate) fn withdraw(&mut self, fd: RawFd, send: bool, id: u64) {
+        if let Driver::Poll(d) = &mut self.driver {
+            let wait = if send {
+                crate::sys::Wait::Writable
+            } else {
+                crate::sys::Wait::Readable
+            };
+            d.withdraw(fd, wait, id);
         }
     }
 

@@ -126,11 +126,11 @@ fn direct() -> u64 {
     xev::rt::with_loop(|lp| lp.poll_direct_transfers())
 }
 
-/// The poll backend's direct path (tokio's: try the socket first, register only if it
-/// would block): a send or receive that the readiness cache says may not block, with
-/// nobody queued ahead on the socket, is done at once without an operation. One that
-/// would block, or that would jump ahead of a parked one, goes the usual way. io_uring
-/// never takes it.
+/// The poll backend's direct path (tokio's: try the socket first, wait for its edge only
+/// if it would block): a send or receive on an async socket with no operation queued
+/// ahead is done without an operation, and one that would block waits for the socket's
+/// next edge with the task's waker, again without an operation. Waiting reads are served
+/// in the order they started. io_uring never takes it.
 #[xev::test(backend = "all")]
 async fn socket_transfers_skip_the_operation_when_they_cannot_block() -> io::Result<()> {
     let poll = backend() != Backend::IoUring;
@@ -153,19 +153,26 @@ async fn socket_transfers_skip_the_operation_when_they_cannot_block() -> io::Res
     assert_eq!((r?, &buf[..5]), (5, &b"hello"[..]));
     assert_eq!(direct() - before, u64::from(poll), "data waiting: direct");
 
-    // The socket is empty (a short read said so): the next read parks without trying,
-    // and a second read must queue behind it, not take its data.
+    // The socket is empty (a short read said so): the next read waits without trying,
+    // and a second read must wait behind it, not take its data.
     let before = direct();
     let first = xev::spawn({
         let server = server.clone();
         async move { server.read(vec![0u8; 16]).await }
     });
-    xev::rt::yield_now().await; // `first` parks
+    xev::rt::yield_now().await; // `first` waits
     let second = xev::spawn({
         let server = server.clone();
         async move { server.read(vec![0u8; 16]).await }
     });
     xev::rt::yield_now().await;
+    // On the poll backend they wait with no operation; io_uring has both in the kernel.
+    let active = xev::rt::with_loop(|lp| lp.active());
+    assert_eq!(
+        active,
+        if poll { 0 } else { 2 },
+        "operations of the waiting reads"
+    );
     client.write_all(&b"one"[..]).await.0?;
     xev::time::sleep(std::time::Duration::from_millis(10)).await;
     client.write_all(&b"two"[..]).await.0?;
@@ -177,18 +184,14 @@ async fn socket_transfers_skip_the_operation_when_they_cannot_block() -> io::Res
         assert_eq!(
             got,
             [&b"one"[..], &b"two"[..]],
-            "the parked read gets the data first"
+            "the read that waited first gets the data first"
         );
     } else {
         // Two receives in the kernel at once: either may take the first message.
         assert!(got == [&b"one"[..], &b"two"[..]] || got == [&b"two"[..], &b"one"[..]]);
     }
-    // Only the three sends could be direct.
-    assert!(
-        direct() - before <= 2 * u64::from(poll),
-        "{}",
-        direct() - before
-    );
+    // Two sends, and each read once its data came.
+    assert_eq!(direct() - before, 4 * u64::from(poll));
 
     // End of stream comes back as from the operation (errors: the test above, whose
     // writes take this path on the poll backend).
@@ -196,5 +199,78 @@ async fn socket_transfers_skip_the_operation_when_they_cannot_block() -> io::Res
     xev::time::sleep(std::time::Duration::from_millis(5)).await;
     let (r, _) = server.read(vec![0u8; 16]).await;
     assert_eq!(r?, 0, "end of file");
+    Ok(())
+}
+
+/// A read that waits for its socket's edge without an operation (the poll backend's
+/// direct path) and is dropped stops waiting: the next read gets the data, nothing is
+/// left registered that would hold it up, and the dropped read's task is not woken
+/// into a wrong state. On io_uring the dropped read's operation is cancelled instead.
+#[xev::test(backend = "all")]
+async fn a_dropped_waiting_read_leaves_the_data_to_the_next() -> io::Result<()> {
+    let (client, server) = pair().await?;
+    let server = Rc::new(server);
+    client.write_all(&b"x"[..]).await.0?;
+    server.read(vec![0u8; 1]).await.0?;
+    // Dropped while it waits (by a time limit, as `timeout` would).
+    let r = xev::time::timeout(
+        std::time::Duration::from_millis(20),
+        server.read(vec![0u8; 16]),
+    )
+    .await;
+    assert!(r.is_err(), "nothing was sent: the read timed out");
+    // A read in a task dropped while it waits (aborted).
+    let waiting = xev::spawn({
+        let server = server.clone();
+        async move { server.read(vec![0u8; 16]).await }
+    });
+    xev::rt::yield_now().await;
+    waiting.abort();
+    xev::rt::yield_now().await;
+    client.write_all(&b"data"[..]).await.0?;
+    let (r, buf) = xev::time::timeout(
+        std::time::Duration::from_secs(5),
+        server.read(vec![0u8; 16]),
+    )
+    .await
+    .expect("the next read is not held up by the dropped ones");
+    assert_eq!(&buf[..r?], b"data");
+    Ok(())
+}
+
+/// A read with an operation already parked on the socket (here one with a time limit,
+/// which always uses an operation) does not take the direct path: it queues behind, and
+/// the parked one gets the first data.
+#[xev::test(backend = "epoll")]
+async fn a_read_queues_behind_a_parked_operation() -> io::Result<()> {
+    let (client, server) = pair().await?;
+    let server = Rc::new(server);
+    client.write_all(&b"x"[..]).await.0?;
+    server.read(vec![0u8; 1]).await.0?;
+    let parked = xev::spawn({
+        let server = server.clone();
+        async move {
+            server
+                .read_timeout(vec![0u8; 16], std::time::Duration::from_secs(10))
+                .await
+        }
+    });
+    xev::rt::yield_now().await;
+    let after = xev::spawn({
+        let server = server.clone();
+        async move { server.read(vec![0u8; 16]).await }
+    });
+    xev::rt::yield_now().await;
+    assert_eq!(
+        xev::rt::with_loop(|lp| lp.active()),
+        2,
+        "both queued as operations"
+    );
+    client.write_all(&b"one"[..]).await.0?;
+    xev::time::sleep(std::time::Duration::from_millis(10)).await;
+    client.write_all(&b"two"[..]).await.0?;
+    let (r1, b1) = parked.await.expect("parked read");
+    let (r2, b2) = after.await.expect("later read");
+    assert_eq!([&b1[..r1?], &b2[..r2?]], [&b"one"[..], &b"two"[..]]);
     Ok(())
 }

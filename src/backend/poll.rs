@@ -25,6 +25,7 @@
 use crate::sys::fd::{from_index as fd_from_index, index as fd_index, AsRawFd, RawFd};
 use std::io;
 use std::ptr::NonNull;
+use std::task::Waker;
 use std::time::Duration;
 
 #[cfg(target_os = "linux")]
@@ -111,6 +112,41 @@ struct FdState {
     /// The owner promised to report this fd's close (`fd_closed`), so its registration
     /// can be trusted without a refresh (the async runtime's sockets).
     tracked: bool,
+    /// Async-runtime tasks waiting for this direction's next edge without an operation
+    /// (see [`Driver::transfer_or_wait`]), in the order they started waiting.
+    read_waiters: Waiters,
+    write_waiters: Waiters,
+}
+
+/// Tasks waiting for one direction of an fd, each with the id its future withdraws by.
+/// The `Vec` keeps its capacity across waits, so steady-state waits allocate nothing.
+#[derive(Default)]
+struct Waiters(Vec<(u64, Waker)>);
+
+impl Waiters {
+    /// Wake every waiter, in the order they started waiting (the executor polls them in
+    /// that order), and forget them.
+    fn wake_all(&mut self) {
+        match self.0.len() {
+            0 => {}
+            // The common case, without `drain`'s bookkeeping.
+            1 => {
+                if let Some((_, w)) = self.0.pop() {
+                    w.wake();
+                }
+            }
+            _ => {
+                for (_, w) in self.0.drain(..) {
+                    w.wake();
+                }
+            }
+        }
+    }
+
+    /// The waiter `id`, if it has not been woken since it started waiting.
+    fn find(&mut self, id: u64) -> Option<&mut Waker> {
+        self.0.iter_mut().find(|(i, _)| *i == id).map(|(_, w)| w)
+    }
 }
 
 impl Default for FdState {
@@ -124,12 +160,15 @@ impl Default for FdState {
             stream: false,
             hup: false,
             tracked: false,
+            read_waiters: Waiters::default(),
+            write_waiters: Waiters::default(),
         }
     }
 }
 
 impl FdState {
-    /// Forget what we knew about the file behind this number (waiters stay).
+    /// Forget what we knew about the file behind this number. Parked operations stay;
+    /// waiting tasks are woken (they look again, and find whatever the number now is).
     fn reset(&mut self) {
         self.registered = false;
         self.readable = true;
@@ -137,7 +176,57 @@ impl FdState {
         self.stream = false;
         self.hup = false;
         self.tracked = false;
+        self.read_waiters.wake_all();
+        self.write_waiters.wake_all();
     }
+
+    /// Whether an attempt in direction `wait` may be made now: nobody is queued ahead
+    /// (FIFO) and the readiness cache says it may not block. The rule `start` and the
+    /// async runtime's direct transfers share.
+    fn may_try(&self, wait: Wait) -> bool {
+        match wait {
+            Wait::Readable => self.readers.is_empty() && self.readable,
+            Wait::Writable => self.writers.is_empty() && self.writable,
+        }
+    }
+
+    /// An attempt in direction `wait` returned `res` for `len` bytes: `EAGAIN` clears
+    /// the readiness cache, and so does a short transfer on a stream whose peer has not
+    /// hung up (its queue was drained, or its send buffer filled: the next attempt would
+    /// only say `EAGAIN`, and what frees it is a new edge).
+    fn note_transfer(&mut self, wait: Wait, res: isize, len: usize) {
+        let drained = res > 0 && (res as usize) < len.min(MAX_RW_COUNT) && self.stream && !self.hup;
+        if res == EAGAIN || drained {
+            self.set_ready(wait, false);
+        }
+    }
+
+    fn set_ready(&mut self, wait: Wait, ready: bool) {
+        match wait {
+            Wait::Readable => self.readable = ready,
+            Wait::Writable => self.writable = ready,
+        }
+    }
+
+    fn waiters(&mut self, wait: Wait) -> &mut Waiters {
+        match wait {
+            Wait::Readable => &mut self.read_waiters,
+            Wait::Writable => &mut self.write_waiters,
+        }
+    }
+}
+
+/// What [`Driver::transfer_or_wait`] did.
+#[cfg(unix)]
+pub(crate) enum Direct {
+    /// The transfer was done: its result (`-errno` on error).
+    Done(isize),
+    /// It would block: the task waits for the fd's next edge under this id (see
+    /// [`Driver::withdraw`]).
+    Waiting(u64),
+    /// Not for this path (an fd whose close is not reported, or operations queued
+    /// ahead): start the operation as usual.
+    Declined,
 }
 
 pub(crate) struct Driver {
@@ -148,8 +237,12 @@ pub(crate) struct Driver {
     /// Attempts that found the fd not ready (`EAGAIN`): each is a syscall the readiness
     /// cache did not save (tests of the cache read it through the loop).
     eagain: u64,
-    /// Transfers done by [`try_now`](Self::try_now), without a completion.
+    /// Transfers done by [`transfer_or_wait`](Self::transfer_or_wait), without a
+    /// completion.
     direct: u64,
+    /// The id of the next task to wait in `transfer_or_wait`.
+    #[cfg(unix)]
+    next_waiter: u64,
     /// Names this driver to the buffer groups registered with it.
     #[cfg(unix)]
     token: u64,
@@ -169,6 +262,8 @@ impl Driver {
             fds: Vec::new(),
             eagain: 0,
             direct: 0,
+            #[cfg(unix)]
+            next_waiter: 0,
             #[cfg(unix)]
             token: crate::buf_group::next_token(),
             #[cfg(unix)]
@@ -292,25 +387,15 @@ impl Driver {
         }
         // An fd never seen has no state yet: it may be ready, and nobody is queued on it.
         // The table grows only once the attempt shows the fd is open (EAGAIN).
-        let (queue_empty, ready) = match self.fds.get(fd_index(fd)) {
-            Some(st) => match wait {
-                Wait::Readable => (st.readers.is_empty(), st.readable),
-                Wait::Writable => (st.writers.is_empty(), st.writable),
-            },
-            None => (true, true),
-        };
         // Try now only if nobody is queued ahead (FIFO) and the fd may be ready.
-        if queue_empty && ready {
+        if self.fds.get(fd_index(fd)).is_none_or(|st| st.may_try(wait)) {
             let res = attempt(c);
             if res != EAGAIN {
                 return self.complete(core, c, res);
             }
             self.eagain += 1;
             if let Some(st) = self.fds.get_mut(fd_index(fd)) {
-                match wait {
-                    Wait::Readable => st.readable = false,
-                    Wait::Writable => st.writable = false,
-                }
+                st.set_ready(wait, false);
             }
         }
         self.park(core, c, fd, wait, rearm);
@@ -319,45 +404,88 @@ impl Driver {
 
     /// The async runtime's direct path: perform `io` (a non-blocking transfer of `len`
     /// bytes on `fd`, in direction `wait`) now, without a completion, when [`start`]
-    /// would try it first anyway: the fd's registration is trusted (its owner reports
-    /// its close), nobody is queued ahead in that direction, and the readiness cache says
-    /// it may not block. `None`: not tried, or it would have blocked (the cache now says
-    /// so, and the operation started next parks without trying again).
+    /// would try it first anyway; when it would block, let the task wait for the fd's
+    /// next edge with `waker` instead of parking an operation.
+    ///
+    /// Only for an fd whose close its owner reports (`tracked`: its registration is
+    /// trusted, and it cannot close while the caller holds it), and only while no
+    /// operation is queued in that direction (else `Declined`: the caller starts one,
+    /// which queues behind them). A task polled again under the id it got (`waiting`)
+    /// before its edge keeps its place. Waiters are woken in the order they started
+    /// waiting by the edge (and by the fd's close, reuse or move to another loop), and
+    /// each then calls again: the executor polls them in that order, so the first to
+    /// wait is served first (one that starts between the edge and their polls may go
+    /// ahead of them, as in tokio).
     ///
     /// [`start`]: Self::start
-    #[cfg(unix)] // the async runtime calls it on Unix only (`rt::io::now`)
-    pub(crate) fn try_now(
+    #[cfg(unix)] // the async runtime calls it on Unix only (`rt::io`)
+    pub(crate) fn transfer_or_wait(
         &mut self,
         fd: RawFd,
         wait: Wait,
         len: usize,
+        waiting: Option<u64>,
+        waker: &Waker,
         io: impl FnOnce() -> isize,
-    ) -> Option<isize> {
-        let st = self.fds.get_mut(fd_index(fd))?;
-        let (queue_empty, ready) = match wait {
-            Wait::Readable => (st.readers.is_empty(), st.readable),
-            Wait::Writable => (st.writers.is_empty(), st.writable),
+    ) -> Direct {
+        let Some(st) = self.fds.get_mut(fd_index(fd)) else {
+            return Direct::Declined;
         };
-        if !(st.tracked && queue_empty && ready) {
-            return None;
+        if !st.tracked {
+            return Direct::Declined;
         }
-        let res = io();
-        let st = &mut self.fds[fd_index(fd)];
-        let drained = res > 0 && (res as usize) < len.min(MAX_RW_COUNT) && st.stream && !st.hup;
-        if res == EAGAIN || drained {
-            // Would block, or a short transfer on a stream: the next one would only say
-            // EAGAIN, and what frees it is a new edge (as in `complete`).
-            match wait {
-                Wait::Readable => st.readable = false,
-                Wait::Writable => st.writable = false,
+        if let Some(id) = waiting {
+            if let Some(w) = st.waiters(wait).find(id) {
+                // Polled again before its edge: keep its place.
+                if !w.will_wake(waker) {
+                    w.clone_from(waker);
+                }
+                return Direct::Waiting(id);
             }
         }
-        if res == EAGAIN {
-            self.eagain += 1;
-            return None;
+        let queue_empty = match wait {
+            Wait::Readable => st.readers.is_empty(),
+            Wait::Writable => st.writers.is_empty(),
+        };
+        if !queue_empty {
+            return Direct::Declined;
         }
-        self.direct += 1;
-        Some(res)
+        // Tasks wait only while the cache says "not ready" (an edge wakes them all and
+        // sets it), so `may_try` also says nobody waits ahead of this one; a waiter left
+        // behind by a future that could not withdraw never holds up a transfer.
+        if st.may_try(wait) {
+            let res = io();
+            st.note_transfer(wait, res, len);
+            if res != EAGAIN {
+                self.direct += 1;
+                return Direct::Done(res);
+            }
+            self.eagain += 1;
+        }
+        if !st.registered {
+            if let Err(e) = self.source.add(fd) {
+                return Direct::Done(-(e.raw_os_error().unwrap_or(libc::EIO) as isize));
+            }
+            let st = &mut self.fds[fd_index(fd)];
+            st.registered = true;
+            st.stream = sys::is_stream(fd);
+        }
+        let id = self.next_waiter;
+        self.next_waiter += 1;
+        self.fds[fd_index(fd)]
+            .waiters(wait)
+            .0
+            .push((id, waker.clone()));
+        Direct::Waiting(id)
+    }
+
+    /// The task waiting under `id` (see [`transfer_or_wait`](Self::transfer_or_wait))
+    /// no longer waits (its future was dropped).
+    #[cfg(unix)]
+    pub(crate) fn withdraw(&mut self, fd: RawFd, wait: Wait, id: u64) {
+        if let Some(st) = self.fds.get_mut(fd_index(fd)) {
+            st.waiters(wait).0.retain(|(i, _)| *i != id);
+        }
     }
 
     fn park(
@@ -409,15 +537,10 @@ impl Driver {
         // SAFETY: `c` is live and Active; loop thread.
         let op = unsafe { &(*inner).op };
         match op {
-            Op::Read { fd, buf } | Op::Recv { fd, buf }
-                if res > 0 && (res as usize) < buf.len().min(MAX_RW_COUNT) =>
-            {
+            Op::Read { fd, buf } | Op::Recv { fd, buf } => {
                 // Only an fd seen before has a cache to update.
                 if let Some(st) = self.fds.get_mut(fd_index(*fd)) {
-                    if st.stream && !st.hup {
-                        // The stream's queue was drained; the next arrival is a new edge.
-                        st.readable = false;
-                    }
+                    st.note_transfer(Wait::Readable, res, buf.len());
                 }
             }
             #[cfg(unix)]
@@ -440,15 +563,9 @@ impl Driver {
                     st.reset();
                 }
             }
-            Op::Write { fd, buf } | Op::Send { fd, buf } | Op::SendZc { fd, buf }
-                if res > 0 && (res as usize) < buf.len().min(MAX_RW_COUNT) =>
-            {
+            Op::Write { fd, buf } | Op::Send { fd, buf } | Op::SendZc { fd, buf } => {
                 if let Some(st) = self.fds.get_mut(fd_index(*fd)) {
-                    if st.stream && !st.hup {
-                        // The stream's send buffer is full: the next write would only say
-                        // EAGAIN, and the room freed later is a new edge.
-                        st.writable = false;
-                    }
+                    st.note_transfer(Wait::Writable, res, buf.len());
                 }
             }
             _ => {}
@@ -473,6 +590,9 @@ impl Driver {
     pub(crate) fn fd_released(&mut self, fd: RawFd) {
         if let Some(st) = self.fds.get_mut(fd_index(fd)) {
             st.tracked = false;
+            // Their next look finds the fd untracked here and starts an operation.
+            st.read_waiters.wake_all();
+            st.write_waiters.wake_all();
         }
     }
 
@@ -557,10 +677,10 @@ impl Driver {
         let Some(st) = self.fds.get_mut(fd_index(fd)) else {
             return;
         };
-        match wait {
-            Wait::Readable => st.readable = true,
-            Wait::Writable => st.writable = true,
-        }
+        st.set_ready(wait, true);
+        // Tasks waiting without an operation look again when the executor polls them;
+        // operations parked in this direction are retried now.
+        st.waiters(wait).wake_all();
         loop {
             let st = &mut self.fds[fd_index(fd)];
             let (head, ready) = match wait {
@@ -574,10 +694,7 @@ impl Driver {
             let st = &mut self.fds[fd_index(fd)];
             if res == EAGAIN {
                 self.eagain += 1;
-                match wait {
-                    Wait::Readable => st.readable = false,
-                    Wait::Writable => st.writable = false,
-                }
+                st.set_ready(wait, false);
                 return;
             }
             match wait {
@@ -594,6 +711,9 @@ impl Driver {
             while let Some(c) = st.readers.pop().or_else(|| st.writers.pop()) {
                 core.abandon(c, None);
             }
+            // Their tasks will not be polled again (the runtime is closing).
+            st.read_waiters.0.clear();
+            st.write_waiters.0.clear();
             if st.registered {
                 self.source.delete(fd_from_index(fd));
                 st.reset();

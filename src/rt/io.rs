@@ -18,6 +18,7 @@ use super::buf::{self, IoBuf, IoBufMut};
 use super::executor::with_current;
 use super::loop_fd::LoopFd;
 use super::op_future::OpFuture;
+use crate::event_loop::LoopId;
 use crate::iovec::Buffers;
 use crate::op::{Buffer, Op};
 use crate::result::{count, read_count, OpResult, ReadError};
@@ -146,39 +147,106 @@ impl Future for Started {
     }
 }
 
-/// A socket send (`send`) or receive of all of `buf` done at once, without an operation,
-/// when the poll backend would try it first anyway and it does not block (tokio's fast
-/// path: see `Loop::socket_io_now`): the outcome (`-errno` on error). `None`: start the
-/// operation as usual (io_uring, another kind of fd, someone queued ahead, not ready, it
-/// would block, inside a loop callback, or this task's inline budget is spent: the
-/// budget that keeps an always-ready socket from starving other tasks).
-fn now(fd: &LoopFd, kind: Kind, send: bool, buf: &Buffer) -> Option<isize> {
-    if !matches!(kind, Kind::Socket) || cfg!(windows) {
-        return None;
+/// A socket send (`send`) or receive of all of `buf` on the poll backend without an
+/// operation (tokio's way: see `Loop::socket_transfer_or_wait`): done at once when the
+/// readiness cache says it may not block; when it would block, the task waits for the
+/// socket's next edge and tries again. The outcome (`-errno` on error), or `None`: start
+/// the operation as usual (io_uring, another kind of fd, operations queued ahead, inside
+/// a loop callback, or this task's inline budget is spent: the budget that keeps an
+/// always-ready socket from starving other tasks).
+fn direct<'a>(fd: &'a LoopFd, kind: Kind, send: bool, buf: &'a Buffer) -> Direct<'a> {
+    Direct {
+        fd,
+        on: matches!(kind, Kind::Socket) && cfg!(unix),
+        send,
+        buf,
+        waiting: None,
     }
+}
+
+/// See [`direct`].
+struct Direct<'a> {
+    fd: &'a LoopFd,
+    /// A socket on Unix: the path may apply.
+    on: bool,
+    send: bool,
+    buf: &'a Buffer,
+    /// The loop and id the task waits under (see `Loop::withdraw`).
+    waiting: Option<(LoopId, RawFd, u64)>,
+}
+
+impl Future for Direct<'_> {
+    type Output = Option<isize>;
+
     #[cfg(unix)]
-    {
-        let raw = fd.raw();
-        with_current(|exec| {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<isize>> {
+        use crate::backend::poll::Direct as D;
+        if !self.on {
+            return Poll::Ready(None);
+        }
+        let (fd, send, ptr, len) = (self.fd, self.send, self.buf.as_ptr(), self.buf.len());
+        let waiting = self.waiting;
+        let r = with_current(|exec| {
+            let raw = fd.raw_on(exec);
+            // Registered with another runtime's loop: that registration is stale.
+            let id = waiting.filter(|w| w.0 == exec.loop_id()).map(|w| w.2);
             if !exec.take_inline() {
                 return None;
             }
-            let res = exec.lp.try_borrow_mut().ok().and_then(|mut lp| {
-                // SAFETY: `buf` is owned by the caller, alive and not moved during the
-                // call; a receive writes at most its length into it.
-                unsafe { lp.socket_io_now(raw, send, buf.as_ptr(), buf.len()) }
-            });
-            if res.is_none() {
+            let Ok(mut lp) = exec.lp.try_borrow_mut() else {
+                exec.return_inline();
+                return None;
+            };
+            // SAFETY: `buf` is borrowed for this future's life, so it is alive and does
+            // not move during the call; a receive writes at most its length into it.
+            let r = unsafe { lp.socket_transfer_or_wait(raw, send, ptr, len, id, cx.waker()) };
+            if !matches!(r, D::Done(_)) {
                 exec.return_inline();
             }
-            res
+            Some((r, exec.loop_id(), raw))
         })
-        .flatten()
+        .flatten();
+        match r {
+            Some((D::Done(res), _, _)) => {
+                self.waiting = None;
+                Poll::Ready(Some(res))
+            }
+            Some((D::Waiting(id), lp, raw)) => {
+                self.waiting = Some((lp, raw, id));
+                Poll::Pending
+            }
+            Some((D::Declined, _, _)) => {
+                self.waiting = None;
+                Poll::Ready(None)
+            }
+            // Budget spent, loop busy, no runtime: a registration, if any, is withdrawn
+            // when this future drops.
+            None => Poll::Ready(None),
+        }
     }
+
     #[cfg(not(unix))]
-    {
-        let _ = (fd, send, buf);
-        None
+    fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<isize>> {
+        let _ = (self.fd, self.send, self.buf, self.waiting);
+        Poll::Ready(None)
+    }
+}
+
+impl Drop for Direct<'_> {
+    fn drop(&mut self) {
+        #[cfg(unix)]
+        if let Some((id, raw, w)) = self.waiting {
+            // Stop waiting. If the loop is busy (dropped inside a callback) or is another
+            // runtime's, the entry stays until the socket's next edge wakes it: a wake of
+            // a task that no longer waits, nothing more.
+            with_current(|exec| {
+                if exec.loop_id() == id {
+                    if let Ok(mut lp) = exec.lp.try_borrow_mut() {
+                        lp.withdraw(raw, self.send, w);
+                    }
+                }
+            });
+        }
     }
 }
 
@@ -192,7 +260,7 @@ pub(crate) async fn read<B: IoBufMut>(
     if b.is_empty() {
         return (Err(empty_read()), buf::from_read_buffer(b, prep, 0));
     }
-    if let Some(res) = now(fd, kind, false, &b) {
+    if let Some(res) = direct(fd, kind, false, &b).await {
         let res = match read_count(res, b.len()) {
             Ok(n) => Ok(n),
             Err(ReadError::Eof) => Ok(0),
@@ -229,9 +297,19 @@ pub(crate) async fn read_exact<B: IoBufMut>(
     }
     let mut filled = 0;
     let res = loop {
-        let (res, back) = start(read_op(fd, b, kind)).await;
-        b = back.expect("a read hands its buffer back");
-        match read_result(res) {
+        let res = match direct(fd, kind, false, &b).await {
+            Some(res) => match read_count(res, b.len()) {
+                Ok(n) => Ok(n),
+                Err(ReadError::Eof) => Ok(0),
+                Err(e) => Err(e.into()),
+            },
+            None => {
+                let (res, back) = start(read_op(fd, b, kind)).await;
+                b = back.expect("a read hands its buffer back");
+                read_result(res)
+            }
+        };
+        match res {
             Ok(0) => {
                 break Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
@@ -256,7 +334,7 @@ pub(crate) async fn read_exact<B: IoBufMut>(
 /// One write of `buf` (possibly partial).
 pub(crate) async fn write<B: IoBuf>(fd: &Rc<LoopFd>, buf: B, kind: Kind) -> (io::Result<usize>, B) {
     let (b, saved) = buf::into_buffer(buf);
-    if let Some(res) = now(fd, kind, true, &b) {
+    if let Some(res) = direct(fd, kind, true, &b).await {
         return (count(res).map_err(Into::into), buf::from_buffer(b, saved));
     }
     let (res, b) = start(write_op(fd, b, kind)).await;
@@ -275,7 +353,7 @@ pub(crate) async fn write_all<B: IoBuf>(
         if b.is_empty() {
             break Ok(());
         }
-        let res = match now(fd, kind, true, &b) {
+        let res = match direct(fd, kind, true, &b).await {
             Some(res) => count(res).map_err(Into::into),
             None => {
                 let (res, back) = start(write_op(fd, b, kind)).await;

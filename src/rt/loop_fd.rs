@@ -115,6 +115,22 @@ impl LoopFd {
         fd
     }
 
+    /// [`raw`](Self::raw) with the current executor `e` at hand (the direct path's
+    /// hot case: announced there already, so no thread-local lookup).
+    #[cfg(unix)]
+    pub(crate) fn raw_on(&self, e: &Executor) -> RawFd {
+        let home = self
+            .home
+            .borrow()
+            .as_ref()
+            .is_some_and(|h| ptr::eq(Rc::as_ptr(h), e));
+        if home {
+            self.fd.as_raw_fd()
+        } else {
+            self.raw()
+        }
+    }
+
     /// A slot lets go of its reference: its operation is over. `lp` is the loop when
     /// called from inside one of its callbacks (it is borrowed then); the last reference
     /// announces the close through it if it is the fd's home loop.
