@@ -599,6 +599,18 @@ impl Loop {
         self.core.registry.len()
     }
 
+    /// Whether only a wait for readiness can finish something here: a completion is
+    /// Active, or an async task waits for a socket's edge without one (the poll
+    /// backend's direct path, see `socket_transfer_or_wait`).
+    pub(crate) fn awaits_io(&self) -> bool {
+        self.active() > 0
+            || match &self.driver {
+                Driver::Poll(d) => d.has_waiters(),
+                #[cfg(target_os = "linux")]
+                Driver::IoUring(_) => false,
+            }
+    }
+
     /// Run the loop; see [`RunMode`]. Returns [`RunError::Nested`] if called from a
     /// callback. A previous [`stop`](Self::stop) is cleared when `run` starts.
     ///

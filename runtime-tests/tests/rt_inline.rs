@@ -274,3 +274,45 @@ async fn a_read_queues_behind_a_parked_operation() -> io::Result<()> {
     assert_eq!([&b1[..r1?], &b2[..r2?]], [&b"one"[..], &b"two"[..]]);
     Ok(())
 }
+
+/// Tasks that are always ready (here one that yields in a loop) do not keep a read that
+/// waits for its socket's edge without an operation (the poll backend's direct path)
+/// from ever being woken: the executor still asks the kernel for readiness between
+/// rounds of ready tasks.
+#[xev::test(backend = "all")]
+async fn always_ready_tasks_do_not_starve_a_waiting_read() -> io::Result<()> {
+    let (client, server) = pair().await?;
+    client.write_all(&b"x"[..]).await.0?;
+    server.read(vec![0u8; 1]).await.0?;
+    let done = Rc::new(Cell::new(false));
+    let spinner = xev::spawn({
+        let done = done.clone();
+        async move {
+            let mut rounds = 0u64;
+            while !done.get() {
+                xev::rt::yield_now().await;
+                rounds += 1;
+            }
+            rounds
+        }
+    });
+    let reader = xev::spawn({
+        let done = done.clone();
+        async move {
+            let r = server.read(vec![0u8; 16]).await;
+            done.set(true);
+            r
+        }
+    });
+    xev::rt::yield_now().await; // the reader waits
+    client.write_all(&b"late"[..]).await.0?;
+    // Only the reader ends the spinner; a time limit makes a starved read a failure, not
+    // a hang.
+    let (r, buf) = xev::time::timeout(std::time::Duration::from_secs(5), reader)
+        .await
+        .expect("the waiting read was woken while another task kept yielding")
+        .expect("reader task");
+    assert_eq!(&buf[..r?], b"late");
+    assert!(spinner.await.expect("spinner") > 0);
+    Ok(())
+}

@@ -126,8 +126,9 @@ struct Waiters(Vec<(u64, Waker)>);
 impl Waiters {
     /// Wake every waiter, in the order they started waiting (the executor polls them in
     /// that order), and forget them.
-    fn wake_all(&mut self) {
-        match self.0.len() {
+    fn wake_all(&mut self) -> usize {
+        let n = self.0.len();
+        match n {
             0 => {}
             // The common case, without `drain`'s bookkeeping.
             1 => {
@@ -141,6 +142,7 @@ impl Waiters {
                 }
             }
         }
+        n
     }
 
     /// The waiter `id`, if it has not been woken since it started waiting.
@@ -169,15 +171,16 @@ impl Default for FdState {
 impl FdState {
     /// Forget what we knew about the file behind this number. Parked operations stay;
     /// waiting tasks are woken (they look again, and find whatever the number now is).
-    fn reset(&mut self) {
+    /// Returns how many tasks it woke.
+    #[must_use]
+    fn reset(&mut self) -> usize {
         self.registered = false;
         self.readable = true;
         self.writable = true;
         self.stream = false;
         self.hup = false;
         self.tracked = false;
-        self.read_waiters.wake_all();
-        self.write_waiters.wake_all();
+        self.read_waiters.wake_all() + self.write_waiters.wake_all()
     }
 
     /// Whether an attempt in direction `wait` may be made now: nobody is queued ahead
@@ -243,6 +246,8 @@ pub(crate) struct Driver {
     /// The id of the next task to wait in `transfer_or_wait`.
     #[cfg(unix)]
     next_waiter: u64,
+    /// Tasks waiting in `transfer_or_wait` (see [`has_waiters`](Self::has_waiters)).
+    waiting: usize,
     /// Names this driver to the buffer groups registered with it.
     #[cfg(unix)]
     token: u64,
@@ -264,6 +269,7 @@ impl Driver {
             direct: 0,
             #[cfg(unix)]
             next_waiter: 0,
+            waiting: 0,
             #[cfg(unix)]
             token: crate::buf_group::next_token(),
             #[cfg(unix)]
@@ -291,6 +297,13 @@ impl Driver {
 
     pub(crate) fn direct_transfers(&self) -> u64 {
         self.direct
+    }
+
+    /// Whether a task waits for an fd's edge without an operation (see
+    /// [`transfer_or_wait`](Self::transfer_or_wait)): only a wait for readiness can wake
+    /// it, however many tasks are ready.
+    pub(crate) fn has_waiters(&self) -> bool {
+        self.waiting > 0
     }
 
     pub(crate) fn waker(&self) -> Box<dyn Fn() + Send + Sync> {
@@ -476,6 +489,7 @@ impl Driver {
             .waiters(wait)
             .0
             .push((id, waker.clone()));
+        self.waiting += 1;
         Direct::Waiting(id)
     }
 
@@ -484,7 +498,10 @@ impl Driver {
     #[cfg(unix)]
     pub(crate) fn withdraw(&mut self, fd: RawFd, wait: Wait, id: u64) {
         if let Some(st) = self.fds.get_mut(fd_index(fd)) {
-            st.waiters(wait).0.retain(|(i, _)| *i != id);
+            let w = &mut st.waiters(wait).0;
+            let before = w.len();
+            w.retain(|(i, _)| *i != id);
+            self.waiting -= before - w.len();
         }
     }
 
@@ -547,20 +564,20 @@ impl Driver {
             Op::AcceptUnix { .. } if res >= 0 => {
                 // A number seen before now names the new connection.
                 if let Some(st) = self.fds.get_mut(fd_index(res as RawFd)) {
-                    st.reset();
+                    self.waiting -= st.reset();
                 }
             }
             #[cfg(unix)]
             Op::AcceptMulti { .. } if res >= 0 => {
                 // A number seen before now names the new connection.
                 if let Some(st) = self.fds.get_mut(res as usize) {
-                    st.reset();
+                    self.waiting -= st.reset();
                 }
             }
             Op::Accept { .. } if res >= 0 => {
                 // A number seen before now names the new connection.
                 if let Some(st) = self.fds.get_mut(fd_index(res as RawFd)) {
-                    st.reset();
+                    self.waiting -= st.reset();
                 }
             }
             Op::Write { fd, buf } | Op::Send { fd, buf } | Op::SendZc { fd, buf } => {
@@ -580,8 +597,9 @@ impl Driver {
         // Without room for its state, the fd simply stays untracked (its operations then
         // refresh the registration, or fail with ENOMEM when they park).
         if let Ok(st) = self.state(fd) {
-            st.reset();
+            let woken = st.reset();
             st.tracked = true;
+            self.waiting -= woken;
         }
     }
 
@@ -591,8 +609,7 @@ impl Driver {
         if let Some(st) = self.fds.get_mut(fd_index(fd)) {
             st.tracked = false;
             // Their next look finds the fd untracked here and starts an operation.
-            st.read_waiters.wake_all();
-            st.write_waiters.wake_all();
+            self.waiting -= st.read_waiters.wake_all() + st.write_waiters.wake_all();
         }
     }
 
@@ -611,7 +628,7 @@ impl Driver {
             if st.registered {
                 self.source.delete(fd);
             }
-            st.reset();
+            self.waiting -= st.reset();
         }
     }
 
@@ -680,7 +697,7 @@ impl Driver {
         st.set_ready(wait, true);
         // Tasks waiting without an operation look again when the executor polls them;
         // operations parked in this direction are retried now.
-        st.waiters(wait).wake_all();
+        self.waiting -= st.waiters(wait).wake_all();
         loop {
             let st = &mut self.fds[fd_index(fd)];
             let (head, ready) = match wait {
@@ -707,6 +724,7 @@ impl Driver {
 
     pub(crate) fn shutdown(&mut self, core: &mut Core) {
         self.links.clear();
+        self.waiting = 0;
         for (fd, st) in self.fds.iter_mut().enumerate() {
             while let Some(c) = st.readers.pop().or_else(|| st.writers.pop()) {
                 core.abandon(c, None);
@@ -716,7 +734,7 @@ impl Driver {
             st.write_waiters.0.clear();
             if st.registered {
                 self.source.delete(fd_from_index(fd));
-                st.reset();
+                let _ = st.reset();
             }
         }
     }

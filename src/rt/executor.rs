@@ -409,9 +409,10 @@ impl Executor {
         let mut lp = self.lp.borrow_mut();
         self.check_loop(&lp);
         self.flush_deferred(&mut lp);
-        if !idle && lp.active() == 0 {
-            // Tasks are ready and nothing is in flight: asking the kernel would only cost
-            // a syscall (remote wake-ups are collected by `run_tasks` regardless).
+        if !idle && !lp.awaits_io() {
+            // Tasks are ready and nothing is in flight or waiting for readiness: asking
+            // the kernel would only cost a syscall (remote wake-ups are collected by
+            // `run_tasks` regardless).
             drop(lp);
             self.sleeps.fire_due();
             return;
