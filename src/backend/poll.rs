@@ -146,6 +146,7 @@ impl Waiters {
     }
 
     /// The waiter `id`, if it has not been woken since it started waiting.
+    #[cfg(unix)]
     fn find(&mut self, id: u64) -> Option<&mut Waker> {
         self.0.iter_mut().find(|(i, _)| *i == id).map(|(_, w)| w)
     }

@@ -227,7 +227,7 @@ impl Future for Direct<'_> {
 
     #[cfg(not(unix))]
     fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<isize>> {
-        let _ = (self.fd, self.send, self.buf, self.waiting);
+        let _ = (self.fd, self.on, self.send, self.buf, self.waiting);
         Poll::Ready(None)
     }
 }
