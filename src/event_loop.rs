@@ -829,13 +829,15 @@ impl Loop {
     /// [`socket_transfer_or_wait`]: Self::socket_transfer_or_wait
     #[cfg(unix)]
     pub(crate) fn withdraw(&mut self, fd: RawFd, send: bool, id: u64) {
-        if let Driver::Poll(d) = &mut self.driver {
-            let wait = if send {
-                crate::sys::Wait::Writable
-            } else {
-                crate::sys::Wait::Readable
-            };
-            d.withdraw(fd, wait, id);
+        let wait = if send {
+            crate::sys::Wait::Writable
+        } else {
+            crate::sys::Wait::Readable
+        };
+        match &mut self.driver {
+            Driver::Poll(d) => d.withdraw(fd, wait, id),
+            #[cfg(target_os = "linux")]
+            Driver::IoUring(_) => {}
         }
     }
 

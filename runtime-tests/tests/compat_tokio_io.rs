@@ -171,3 +171,36 @@ async fn rustls_rejects_an_untrusted_certificate() {
     // The server sees the client's alert (an error), not a hang.
     assert!(timeout(LOST, srv).await.unwrap().unwrap().is_err());
 }
+
+/// On the poll backend, a `Compat` socket reads without an operation: a read that waits
+/// holds no Active completion, and its data arrives through the direct path (counted by
+/// the loop). io_uring keeps one read in flight (read-ahead) instead. Both deliver every
+/// byte in order, end of stream included.
+#[xev::test(backend = "all")]
+async fn compat_socket_reads_on_the_poll_backend_use_no_operation() {
+    let poll = xev::rt::with_loop(|lp| lp.backend()) != xev::Backend::IoUring;
+    let direct = || xev::rt::with_loop(|lp| lp.poll_direct_transfers());
+    let (client, server) = pair().await;
+    let before = direct();
+    let reader = xev::spawn(async move {
+        let mut r = Compat::new(server);
+        let mut got = Vec::new();
+        r.read_to_end(&mut got).await.map(|_| got)
+    });
+    xev::rt::yield_now().await; // the reader waits for data
+    let active = xev::rt::with_loop(|lp| lp.active());
+    assert_eq!(active, usize::from(!poll), "operations of the waiting read");
+    let mut w = Compat::new(client);
+    for chunk in [&b"first "[..], b"second ", b"third"] {
+        w.write_all(chunk).await.unwrap();
+        w.flush().await.unwrap();
+        xev::time::sleep(Duration::from_millis(2)).await;
+    }
+    w.shutdown().await.unwrap();
+    let got = timeout(LOST, reader).await.expect("read_to_end").unwrap();
+    assert_eq!(got.unwrap(), b"first second third");
+    if poll {
+        // At least the data (the chunks may arrive together) and the end of stream.
+        assert!(direct() - before >= 2, "{}", direct() - before);
+    }
+}

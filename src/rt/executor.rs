@@ -161,6 +161,9 @@ pub(crate) struct Executor {
     pub(crate) lp: RefCell<Loop>,
     /// The id of the loop `lp` must hold.
     loop_id: LoopId,
+    /// The loop is on the poll backend, where async socket transfers take the direct
+    /// path (`rt::io::SocketWait`); fixed with the loop (`check_loop`).
+    direct_io: bool,
     deferred: RefCell<Vec<Deferred>>,
     queue: RefCell<VecDeque<TaskRef>>,
     tasks: RefCell<TaskSet>,
@@ -250,6 +253,7 @@ impl Executor {
             wake: lp.remote_waker(),
         });
         Rc::new(Executor {
+            direct_io: cfg!(unix) && lp.backend() != crate::Backend::IoUring,
             loop_id: lp.id(),
             lp: RefCell::new(lp),
             deferred: RefCell::default(),
@@ -283,6 +287,11 @@ impl Executor {
     /// that did not finish at once.
     pub(crate) fn return_inline(&self) {
         self.inline_budget.set(self.inline_budget.get() + 1);
+    }
+
+    /// Whether async socket transfers may take the direct path here (see `direct_io`).
+    pub(crate) fn direct_io(&self) -> bool {
+        self.direct_io
     }
 
     /// The id of this runtime's loop.

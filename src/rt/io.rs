@@ -160,7 +160,7 @@ fn direct<'a>(fd: &'a LoopFd, kind: Kind, send: bool, buf: &'a Buffer) -> Direct
         on: matches!(kind, Kind::Socket) && cfg!(unix),
         send,
         buf,
-        waiting: None,
+        waiting: SocketWait::default(),
     }
 }
 
@@ -171,78 +171,115 @@ struct Direct<'a> {
     on: bool,
     send: bool,
     buf: &'a Buffer,
-    /// The loop and id the task waits under (see `Loop::withdraw`).
-    waiting: Option<(LoopId, RawFd, u64)>,
+    waiting: SocketWait,
 }
 
 impl Future for Direct<'_> {
     type Output = Option<isize>;
 
-    #[cfg(unix)]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<isize>> {
-        use crate::backend::poll::Direct as D;
         if !self.on {
             return Poll::Ready(None);
         }
-        let (fd, send, ptr, len) = (self.fd, self.send, self.buf.as_ptr(), self.buf.len());
-        let waiting = self.waiting;
-        let r = with_current(|exec| {
-            let raw = fd.raw_on(exec);
-            // Registered with another runtime's loop: that registration is stale.
-            let id = waiting.filter(|w| w.0 == exec.loop_id()).map(|w| w.2);
-            if !exec.take_inline() {
-                return None;
-            }
-            let Ok(mut lp) = exec.lp.try_borrow_mut() else {
-                exec.return_inline();
-                return None;
-            };
-            // SAFETY: `buf` is borrowed for this future's life, so it is alive and does
-            // not move during the call; a receive writes at most its length into it.
-            let r = unsafe { lp.socket_transfer_or_wait(raw, send, ptr, len, id, cx.waker()) };
-            if !matches!(r, D::Done(_)) {
-                exec.return_inline();
-            }
-            Some((r, exec.loop_id(), raw))
-        })
-        .flatten();
-        match r {
-            Some((D::Done(res), _, _)) => {
-                self.waiting = None;
-                Poll::Ready(Some(res))
-            }
-            Some((D::Waiting(id), lp, raw)) => {
-                self.waiting = Some((lp, raw, id));
-                Poll::Pending
-            }
-            Some((D::Declined, _, _)) => {
-                self.waiting = None;
-                Poll::Ready(None)
-            }
-            // Budget spent, loop busy, no runtime: a registration, if any, is withdrawn
-            // when this future drops.
-            None => Poll::Ready(None),
+        let this = &mut *self;
+        // SAFETY: `buf` is borrowed for this future's life, so it is alive and does not
+        // move during the call; a receive writes at most its length into it.
+        unsafe {
+            this.waiting
+                .poll_transfer(cx, this.fd, this.send, this.buf.as_ptr(), this.buf.len())
         }
-    }
-
-    #[cfg(not(unix))]
-    fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<isize>> {
-        let _ = (self.fd, self.on, self.send, self.buf, self.waiting);
-        Poll::Ready(None)
     }
 }
 
-impl Drop for Direct<'_> {
+/// A task's turn at a socket transfer on the poll backend without an operation (see
+/// [`direct`]; the compat adapters' reads use it with their own buffer): the transfer, or
+/// the task's place among the socket's waiters, withdrawn when this is dropped.
+#[derive(Default)]
+pub(crate) struct SocketWait {
+    /// The loop, fd, direction and id the task waits under (see `Loop::withdraw`).
+    waiting: Option<(LoopId, RawFd, bool, u64)>,
+}
+
+impl SocketWait {
+    /// Transfer (`send`: from, else into) the `len` bytes at `ptr` on the socket `fd`
+    /// now, or wait for its next edge: `Ready(Some(res))` is the outcome (`-errno` on
+    /// error), `Ready(None)` means start an operation instead (not the poll backend,
+    /// operations queued ahead, inside a loop callback, inline budget spent).
+    ///
+    /// # Safety
+    /// `ptr..ptr + len` is valid for the call (readable for a send, writable for a
+    /// receive) and `len > 0`.
+    pub(crate) unsafe fn poll_transfer(
+        &mut self,
+        cx: &mut Context<'_>,
+        fd: &LoopFd,
+        send: bool,
+        ptr: *mut u8,
+        len: usize,
+    ) -> Poll<Option<isize>> {
+        #[cfg(unix)]
+        {
+            use crate::backend::poll::Direct as D;
+            let waiting = self.waiting;
+            let r = with_current(|exec| {
+                if !exec.direct_io() {
+                    return None;
+                }
+                let raw = fd.raw_on(exec);
+                // Registered with another runtime's loop: that registration is stale.
+                let id = waiting.filter(|w| w.0 == exec.loop_id()).map(|w| w.3);
+                if !exec.take_inline() {
+                    return None;
+                }
+                let Ok(mut lp) = exec.lp.try_borrow_mut() else {
+                    exec.return_inline();
+                    return None;
+                };
+                // SAFETY: the caller's contract.
+                let r = unsafe { lp.socket_transfer_or_wait(raw, send, ptr, len, id, cx.waker()) };
+                if !matches!(r, D::Done(_)) {
+                    exec.return_inline();
+                }
+                Some((r, exec.loop_id(), raw))
+            })
+            .flatten();
+            match r {
+                Some((D::Done(res), _, _)) => {
+                    self.waiting = None;
+                    Poll::Ready(Some(res))
+                }
+                Some((D::Waiting(id), lp, raw)) => {
+                    self.waiting = Some((lp, raw, send, id));
+                    Poll::Pending
+                }
+                Some((D::Declined, _, _)) => {
+                    self.waiting = None;
+                    Poll::Ready(None)
+                }
+                // Not the poll backend, budget spent, loop busy, no runtime: a
+                // registration, if any, is withdrawn on drop.
+                None => Poll::Ready(None),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = (cx, fd, send, ptr, len, self.waiting);
+            Poll::Ready(None)
+        }
+    }
+}
+
+impl Drop for SocketWait {
     fn drop(&mut self) {
         #[cfg(unix)]
-        if let Some((id, raw, w)) = self.waiting {
+        if let Some((lp_id, raw, send, id)) = self.waiting {
             // Stop waiting. If the loop is busy (dropped inside a callback) or is another
             // runtime's, the entry stays until the socket's next edge wakes it: a wake of
             // a task that no longer waits, nothing more.
             with_current(|exec| {
-                if exec.loop_id() == id {
+                if exec.loop_id() == lp_id {
                     if let Ok(mut lp) = exec.lp.try_borrow_mut() {
-                        lp.withdraw(raw, self.send, w);
+                        lp.withdraw(raw, send, id);
                     }
                 }
             });

@@ -28,7 +28,9 @@ use super::{sealed, CompatIo};
 use crate::fs_op::{OpPath, StatxBuf};
 use crate::op::{Buffer, Op};
 use crate::result::OpResult;
-use crate::rt::io::{mismatch, read_result, write_result};
+use crate::result::{read_count, ReadError};
+use crate::rt::executor::with_current;
+use crate::rt::io::{mismatch, read_result, write_result, SocketWait};
 use crate::rt::loop_fd::LoopFd;
 use crate::rt::op_future::OpFuture;
 
@@ -63,6 +65,9 @@ pub(crate) struct Reader {
     pos: usize,
     filled: usize,
     op: Option<OpFuture>,
+    /// A socket on the poll backend reads without an operation, at `poll_fill_buf`
+    /// (`SocketWait`): no read-ahead, as in tokio.
+    direct: SocketWait,
 }
 
 impl Reader {
@@ -76,7 +81,34 @@ impl Reader {
             pos: 0,
             filled: 0,
             op: None,
+            direct: SocketWait::default(),
         }
+    }
+
+    /// Whether reads here take the direct path (a socket on the poll backend).
+    fn reads_direct(&self) -> bool {
+        self.kind == IoKind::Socket && with_current(|e| e.direct_io()).unwrap_or(false)
+    }
+
+    /// Read into the (drained) buffer without an operation, or wait for the socket's
+    /// edge (see `reads_direct`). `Ready(None)`: start an operation instead.
+    fn poll_read_direct(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<usize>>> {
+        debug_assert!(self.op.is_none() && self.pos == self.filled);
+        if self.buf.len() != self.cap {
+            // Only the first read allocates.
+            self.buf.resize(self.cap, 0);
+        }
+        // SAFETY: the buffer is owned by `self`, `cap` (> 0) bytes long, and not touched
+        // elsewhere during the call.
+        let res = ready!(unsafe {
+            self.direct
+                .poll_transfer(cx, &self.fd, false, self.buf.as_mut_ptr(), self.cap)
+        });
+        Poll::Ready(res.map(|res| match read_count(res, self.cap) {
+            Ok(n) => Ok(n),
+            Err(ReadError::Eof) => Ok(0),
+            Err(e) => Err(e.into()),
+        }))
     }
 
     /// Start a read into the (drained) buffer.
@@ -113,6 +145,23 @@ impl Reader {
                 return Poll::Ready(Ok(&self.buf[self.pos..self.filled]));
             }
             let Some(op) = self.op.as_mut() else {
+                if self.kind == IoKind::Socket {
+                    if let Some(res) = ready!(self.poll_read_direct(cx)) {
+                        self.pos = 0;
+                        match res {
+                            Ok(0) => {
+                                self.filled = 0;
+                                return Poll::Ready(Ok(&[]));
+                            }
+                            Ok(n) => self.filled = n,
+                            Err(e) => {
+                                self.filled = 0;
+                                return Poll::Ready(Err(e));
+                            }
+                        }
+                        continue;
+                    }
+                }
                 self.start_read();
                 continue;
             };
@@ -140,7 +189,7 @@ impl Reader {
     pub(crate) fn consume(&mut self, amt: usize) {
         let amt = amt.min(self.filled - self.pos);
         self.pos += amt;
-        if amt > 0 && self.pos == self.filled && self.op.is_none() {
+        if amt > 0 && self.pos == self.filled && self.op.is_none() && !self.reads_direct() {
             self.start_read();
         }
     }
