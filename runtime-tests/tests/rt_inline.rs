@@ -316,3 +316,29 @@ async fn always_ready_tasks_do_not_starve_a_waiting_read() -> io::Result<()> {
     assert!(spinner.await.expect("spinner") > 0);
     Ok(())
 }
+
+/// The direct path is for sockets only: pipe and file reads and writes always go through
+/// an operation (a pipe's `read(2)` on an fd the loop did not make non-blocking, a
+/// file's positioned I/O on the thread pool or the page-cache fast path).
+#[cfg(unix)]
+#[xev::test(backend = "all")]
+async fn pipes_and_files_never_take_the_direct_path() -> io::Result<()> {
+    let before = direct();
+    let (tx, rx) = xev::pipe::pipe()?;
+    tx.write_all(&b"through a pipe"[..]).await.0?;
+    let (r, buf) = rx.read(vec![0u8; 64]).await;
+    assert_eq!(&buf[..r?], b"through a pipe");
+    let dir = std::env::temp_dir().join(format!("xev-direct-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(format!("f-{:?}", backend()));
+    let f = xev::fs::File::create(&path).await?;
+    f.write_all_at(&b"in a file"[..], 0).await.0?;
+    drop(f);
+    let f = xev::fs::File::open(&path).await?;
+    let (r, buf) = f.read_at(vec![0u8; 64], 0).await;
+    assert_eq!(&buf[..r?], b"in a file");
+    drop(f);
+    std::fs::remove_dir_all(&dir)?;
+    assert_eq!(direct() - before, 0, "no pipe or file transfer is direct");
+    Ok(())
+}
