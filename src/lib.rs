@@ -32,8 +32,10 @@
 //! ## The async runtime
 //!
 //! [`rt`] runs futures on the same loop: a single-threaded executor ([`block_on`],
-//! [`spawn`], `#[xev::main]`, `#[xev::test]`) in which every I/O operation is a
-//! [`Completion`] wrapped in a future, whose waker fires from the completion's callback.
+//! [`spawn`], `#[xev::main]`, `#[xev::test]`) in which an I/O operation is a
+//! [`Completion`] wrapped in a future, whose waker fires from the completion's callback
+//! (on the poll backend a socket read or write is instead one non-blocking syscall,
+//! waiting for readiness with the task's waker when it would block, as in tokio).
 //! Three rules follow from the kernel owning memory while an operation is in flight:
 //!
 //! - **Owned buffers.** A read or write takes its buffer by value ([`rt::IoBuf`],

@@ -1,5 +1,7 @@
 //! The async runtime: a single-threaded executor on one [`Loop`], in which
-//! every I/O operation is a [`Completion`](crate::Completion) wrapped in a future.
+//! an I/O operation is a [`Completion`](crate::Completion) wrapped in a future (on the
+//! poll backend, a socket read or write is done by the future itself, waiting for the
+//! socket's readiness with the task's waker when it would block).
 //!
 //! - [`block_on`] / [`Runtime::block_on`] drive a future, the loop and
 //!   every task; [`spawn`] starts a task (no `Send` needed) and returns a
