@@ -20,6 +20,15 @@ async fn pair() -> io::Result<(TcpStream, TcpStream)> {
     Ok((client, server))
 }
 
+/// A connected pair whose first transfer (which announces each socket to the loop) is
+/// done, and whose server socket is drained: its next read waits for data.
+async fn announced_pair() -> io::Result<(TcpStream, TcpStream)> {
+    let (client, server) = pair().await?;
+    client.write_all(&b"x"[..]).await.0?;
+    server.read(vec![0u8; 1]).await.0?;
+    Ok((client, server))
+}
+
 fn backend() -> Backend {
     xev::rt::with_loop(|lp| lp.backend())
 }
@@ -134,11 +143,8 @@ fn direct() -> u64 {
 #[xev::test(backend = "all")]
 async fn socket_transfers_skip_the_operation_when_they_cannot_block() -> io::Result<()> {
     let poll = backend() != Backend::IoUring;
-    let (client, server) = pair().await?;
+    let (client, server) = announced_pair().await?;
     let server = Rc::new(server);
-    // Warm up: the first use announces each socket to the loop.
-    client.write_all(&b"x"[..]).await.0?;
-    server.read(vec![0u8; 1]).await.0?;
 
     let before = direct();
     client.write_all(&b"hello"[..]).await.0?;
@@ -208,10 +214,8 @@ async fn socket_transfers_skip_the_operation_when_they_cannot_block() -> io::Res
 /// into a wrong state. On io_uring the dropped read's operation is cancelled instead.
 #[xev::test(backend = "all")]
 async fn a_dropped_waiting_read_leaves_the_data_to_the_next() -> io::Result<()> {
-    let (client, server) = pair().await?;
+    let (client, server) = announced_pair().await?;
     let server = Rc::new(server);
-    client.write_all(&b"x"[..]).await.0?;
-    server.read(vec![0u8; 1]).await.0?;
     // Dropped while it waits (by a time limit, as `timeout` would).
     let r = xev::time::timeout(
         std::time::Duration::from_millis(20),
@@ -243,10 +247,8 @@ async fn a_dropped_waiting_read_leaves_the_data_to_the_next() -> io::Result<()> 
 /// the parked one gets the first data.
 #[xev::test(backend = "epoll")]
 async fn a_read_queues_behind_a_parked_operation() -> io::Result<()> {
-    let (client, server) = pair().await?;
+    let (client, server) = announced_pair().await?;
     let server = Rc::new(server);
-    client.write_all(&b"x"[..]).await.0?;
-    server.read(vec![0u8; 1]).await.0?;
     let parked = xev::spawn({
         let server = server.clone();
         async move {
@@ -281,9 +283,7 @@ async fn a_read_queues_behind_a_parked_operation() -> io::Result<()> {
 /// rounds of ready tasks.
 #[xev::test(backend = "all")]
 async fn always_ready_tasks_do_not_starve_a_waiting_read() -> io::Result<()> {
-    let (client, server) = pair().await?;
-    client.write_all(&b"x"[..]).await.0?;
-    server.read(vec![0u8; 1]).await.0?;
+    let (client, server) = announced_pair().await?;
     let done = Rc::new(Cell::new(false));
     let spinner = xev::spawn({
         let done = done.clone();
