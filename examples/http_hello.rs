@@ -15,8 +15,8 @@
 //! - pipelining: every complete request in what one read returned is answered, in
 //!   order, and the responses go out in one write; a request split over several reads
 //!   waits for its end;
-//! - the next read is in flight while the responses are written (the write and the read
-//!   are polled together, by [`write_while_reading`]);
+//! - the next read is in flight while a write of the responses is pending (the write
+//!   and the read are polled together, by [`write_while_reading`]);
 //! - a malformed request, or one larger than [`MAX_REQUEST`] bytes, gets
 //!   `400 Bad Request` and the connection is closed (after a short lingering drain, so
 //!   the client reads the 400 rather than a reset); a request body in chunked transfer
@@ -516,7 +516,10 @@ pub fn serve_pool(
 
 /// Poll `write` to completion, polling the read in `read` (if any) meanwhile. Returns
 /// the write's output and, if the read finished in the meantime, its output (`read` is
-/// then `None`).
+/// then `None`). The write is polled first: a write that ends at once (a socket with
+/// room, on the poll backend) leaves the read unpolled, for the caller to await next,
+/// so a read that would only start waiting costs nothing extra here; while the write is
+/// pending (always on io_uring), the read is in flight beside it.
 pub async fn write_while_reading<W: Future, R: Future>(
     write: W,
     mut read: std::pin::Pin<&mut Option<R>>,
@@ -524,13 +527,16 @@ pub async fn write_while_reading<W: Future, R: Future>(
     let mut write = pin!(write);
     let mut done = None;
     let out = poll_fn(|cx| {
+        if let Poll::Ready(out) = write.as_mut().poll(cx) {
+            return Poll::Ready(out);
+        }
         if done.is_none() {
             if let Some(Poll::Ready(r)) = read.as_mut().as_pin_mut().map(|f| f.poll(cx)) {
                 done = Some(r);
                 read.set(None);
             }
         }
-        write.as_mut().poll(cx)
+        Poll::Pending
     })
     .await;
     (out, done)

@@ -51,12 +51,18 @@ pub fn allocations() -> u64 {
 
 /// User + system CPU time of this process so far.
 pub fn cpu_time() -> Duration {
+    let (user, system) = cpu_times();
+    user + system
+}
+
+/// This process's CPU time so far, split: (user, system), from `getrusage`.
+pub fn cpu_times() -> (Duration, Duration) {
     // SAFETY: getrusage fills the zeroed struct we own.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: as above.
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(ru.ru_utime) + tv(ru.ru_stime)
+    (tv(ru.ru_utime), tv(ru.ru_stime))
 }
 
 /// Current resident set size in bytes (from /proc/self/statm).

@@ -5,22 +5,26 @@
 use std::cell::{Cell, RefCell};
 use std::time::{Duration, Instant};
 
-/// A point of the timed section: the clock, the allocation counter and CPU time.
+/// A point of the timed section: the clock, the allocation counter and the process's CPU
+/// time (user, system).
 #[derive(Clone, Copy)]
 pub struct Mark {
     pub at: Instant,
     pub allocs: u64,
-    pub cpu: Duration,
+    pub user: Duration,
+    pub system: Duration,
 }
 
 impl Mark {
     pub fn now() -> Mark {
         // Read the counters before the clock on the way in and after it on the way out
         // would be marginally tighter; the difference is one getrusage call.
+        let (user, system) = super::cpu_times();
         Mark {
             at: Instant::now(),
             allocs: super::allocations(),
-            cpu: super::cpu_time(),
+            user,
+            system,
         }
     }
 }
@@ -106,7 +110,10 @@ pub struct Sample {
     /// Allocations (all threads) during the timed section.
     pub allocs: u64,
     pub allocs_per_rt: f64,
+    /// CPU time (user + system, all threads) per round trip.
     pub cpu_us_per_rt: f64,
+    /// The user-space part of `cpu_us_per_rt`: the rest is the kernel's.
+    pub user_us_per_rt: f64,
 }
 
 impl Sample {
@@ -114,11 +121,15 @@ impl Sample {
     pub fn between(a: Mark, b: Mark, n: u64) -> Sample {
         let n = n as f64;
         let secs = (b.at - a.at).as_secs_f64();
+        let us = |d: Duration| d.as_secs_f64() * 1e6 / n;
+        let user = b.user.saturating_sub(a.user);
+        let system = b.system.saturating_sub(a.system);
         Sample {
             per_sec: n / secs,
             allocs: b.allocs - a.allocs,
             allocs_per_rt: (b.allocs - a.allocs) as f64 / n,
-            cpu_us_per_rt: (b.cpu.saturating_sub(a.cpu)).as_secs_f64() * 1e6 / n,
+            cpu_us_per_rt: us(user + system),
+            user_us_per_rt: us(user),
         }
     }
 
@@ -132,6 +143,7 @@ impl Sample {
             allocs: s.iter().map(|x| x.allocs).max().unwrap_or(0),
             allocs_per_rt: s.iter().map(|x| x.allocs_per_rt).fold(0.0, f64::max),
             cpu_us_per_rt: super::median(s.iter().map(|x| x.cpu_us_per_rt).collect()),
+            user_us_per_rt: super::median(s.iter().map(|x| x.user_us_per_rt).collect()),
         })
     }
 }
