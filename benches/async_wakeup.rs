@@ -155,7 +155,12 @@ impl Workload {
 #[derive(Clone, Copy)]
 struct Sample {
     elapsed: Duration,
+    /// User + system, all threads.
     cpu: Duration,
+    /// The user-space part of `cpu`.
+    user: Duration,
+    /// Context switches, all threads (`getrusage`).
+    switches: u64,
     allocs: u64,
     /// Ping-pong: round trips, all threads. Pummel: notifies, all threads.
     ops: u64,
@@ -181,13 +186,21 @@ impl Sample {
     fn cpu_ns_per_op(&self) -> f64 {
         self.cpu.as_nanos() as f64 / self.ops.max(1) as f64
     }
+
+    fn user_ns_per_op(&self) -> f64 {
+        self.user.as_nanos() as f64 / self.ops.max(1) as f64
+    }
+
+    fn switches_per_op(&self) -> f64 {
+        self.switches as f64 / self.ops.max(1) as f64
+    }
 }
 
 #[derive(Clone, Copy)]
 struct Mark {
     at: Instant,
     allocs: u64,
-    cpu: Duration,
+    usage: common::Usage,
 }
 
 impl Mark {
@@ -195,14 +208,17 @@ impl Mark {
         Mark {
             at: Instant::now(),
             allocs: common::allocations(),
-            cpu: common::cpu_time(),
+            usage: common::usage(),
         }
     }
 
     fn sample(self, end: Mark, ops: u64, wakeups: u64, writes: Option<u64>) -> Sample {
+        let user = end.usage.user.saturating_sub(self.usage.user);
         Sample {
             elapsed: end.at - self.at,
-            cpu: end.cpu.saturating_sub(self.cpu),
+            cpu: user + end.usage.system.saturating_sub(self.usage.system),
+            user,
+            switches: end.usage.switches.saturating_sub(self.usage.switches),
             allocs: end.allocs - self.allocs,
             ops,
             wakeups,
@@ -650,6 +666,8 @@ struct Summary {
     allocs: u64,
     allocs_per_wakeup: f64,
     cpu_ns_per_op: f64,
+    user_ns_per_op: f64,
+    switches_per_op: f64,
     ops: u64,
 }
 
@@ -666,8 +684,38 @@ fn summarize(s: &[Sample]) -> Option<Summary> {
         allocs: s.iter().map(|x| x.allocs).max().unwrap_or(0),
         allocs_per_wakeup: s.iter().map(Sample::allocs_per_wakeup).fold(0.0, f64::max),
         cpu_ns_per_op: med(&|x| x.cpu_ns_per_op()),
+        user_ns_per_op: med(&|x| x.user_ns_per_op()),
+        switches_per_op: med(&|x| x.switches_per_op()),
         ops: s[0].ops,
     })
+}
+
+/// Why a ping-pong variant `s` makes fewer round trips/s than the reference `r`: where
+/// its time per round trip goes. A round trip is two cross-thread wake-ups; when a side
+/// sleeps, the kernel switches it out and back in (`switch/rt`), and the wall time that
+/// is not CPU time is time the threads spent waiting for those wake-ups.
+fn ping_pong_cause(s: &Summary, r: &Summary) -> String {
+    let us = |ns: f64| ns / 1e3;
+    let (sw, rw) = (1e6 / s.per_sec, 1e6 / r.per_sec);
+    let (sc, rc) = (us(s.cpu_ns_per_op), us(r.cpu_ns_per_op));
+    let (su, ru) = (us(s.user_ns_per_op), us(r.user_ns_per_op));
+    format!(
+        "µs per round trip {sw:.2} vs {rw:.2}: CPU {sc:.2} vs {rc:.2} (user {su:.2} vs {ru:.2}, \
+         system {:.2} vs {:.2}), not on a CPU (waiting to be woken) {:.2} vs {:.2}; context \
+         switches per round trip {:.2} vs {:.2}: {}",
+        sc - su,
+        rc - ru,
+        sw - sc,
+        rw - rc,
+        s.switches_per_op,
+        r.switches_per_op,
+        if su <= ru {
+            "xev's user time is at or below the reference's, the difference is the kernel's \
+             (system time and the wake-up latency of the sleeping threads)"
+        } else {
+            "xev spends more user time per round trip"
+        }
+    )
 }
 
 fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>], rounds: usize) {
@@ -689,12 +737,14 @@ fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>], rounds: us
                 rounds
             );
             println!(
-                "{:<22} {:>14} {:>10} {:>8} {:>12} {:>16} {:>12}",
+                "{:<22} {:>14} {:>10} {:>8} {:>12} {:>8} {:>10} {:>16} {:>12}",
                 "variant",
                 "round trips/s",
                 "vs tokio",
                 "µs/rt",
                 "cpu µs/rt",
+                "(user)",
+                "switch/rt",
                 "allocs/rt (max)",
                 "allocs (max)"
             );
@@ -731,12 +781,14 @@ fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>], rounds: us
         let ratio = ratio(s.per_sec, reference.map(|r| r.per_sec));
         match w.kind {
             Kind::PingPong => println!(
-                "{:<22} {:>14.0} {:>10} {:>8.2} {:>12.2} {:>16.6} {:>12}",
+                "{:<22} {:>14.0} {:>10} {:>8.2} {:>12.2} {:>8.2} {:>10.2} {:>16.6} {:>12}",
                 v.name(),
                 s.per_sec,
                 ratio,
                 1e6 / s.per_sec,
                 s.cpu_ns_per_op / 1e3,
+                s.user_ns_per_op / 1e3,
+                s.switches_per_op,
                 s.allocs_per_wakeup,
                 s.allocs
             ),
@@ -779,6 +831,9 @@ fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>], rounds: us
                     s.per_sec / r.per_sec,
                     1.0,
                 );
+                if w.kind == Kind::PingPong && s.per_sec < r.per_sec {
+                    println!("  measured cause: {}", ping_pong_cause(s, r));
+                }
             }
         }
     }

@@ -57,12 +57,32 @@ pub fn cpu_time() -> Duration {
 
 /// This process's CPU time so far, split: (user, system), from `getrusage`.
 pub fn cpu_times() -> (Duration, Duration) {
+    let u = usage();
+    (u.user, u.system)
+}
+
+/// This process's resource use so far (`getrusage(RUSAGE_SELF)`).
+#[derive(Clone, Copy)]
+pub struct Usage {
+    pub user: Duration,
+    pub system: Duration,
+    /// Context switches, voluntary (a thread blocked: sleeping in the kernel until woken)
+    /// and involuntary (preempted).
+    pub switches: u64,
+}
+
+/// See [`Usage`].
+pub fn usage() -> Usage {
     // SAFETY: getrusage fills the zeroed struct we own.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: as above.
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    (tv(ru.ru_utime), tv(ru.ru_stime))
+    Usage {
+        user: tv(ru.ru_utime),
+        system: tv(ru.ru_stime),
+        switches: (ru.ru_nvcsw + ru.ru_nivcsw) as u64,
+    }
 }
 
 /// Current resident set size in bytes (from /proc/self/statm).

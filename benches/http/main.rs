@@ -442,11 +442,14 @@ fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>], rounds: us
             hx.per_sec / ht.per_sec,
             1.0,
         );
+        if hx.per_sec < ht.per_sec {
+            println!("  measured cause: {}", cause(&hx, &ht, 1.0));
+        }
     }
 }
 
 /// Why an xev server `s` serves under `min` times the tokio server `r`'s requests/s
-/// (single-threaded, or both with 2 workers), from CPU time per request. Server and load generator share the 2 CPUs:
+/// (single-threaded, both with 2 workers, or hyper on each), from CPU time per request. Server and load generator share the 2 CPUs:
 /// with the CPUs shared, rates go as 1 / (server + load generator CPU per request); with
 /// one CPU each, as 1 / the larger of the two. Either way the load generator's part and
 /// the kernel's TCP work (the server's system time) bound what a faster server can gain.
@@ -461,14 +464,22 @@ fn cause(s: &Sample, r: &Sample, min: f64) -> String {
     let shared = (ts + tl) / (xs + xl);
     let split = ts.max(tl) / xs.max(xl);
     let need = (ts + tl) / min - xl;
+    // The split is read from a single server thread's stat file: not for a pool.
+    let split_of = if s.server_user_share.is_nan() || r.server_user_share.is_nan() {
+        "user/system split not measured for several server threads".to_string()
+    } else {
+        format!(
+            "user {:.2} vs {:.2}, system {sys:.2} vs {:.2}",
+            s.server_user_us(),
+            r.server_user_us(),
+            ts - r.server_user_us()
+        )
+    };
     let mut why = format!(
-        "server CPU/req {:.2}x tokio's ({xs:.2} vs {ts:.2} µs; user {:.2} vs {:.2}, system \
-         {sys:.2} vs {:.2}); server + load generator {:.2} vs {:.2} µs/req: CPU-bound, the rate \
-         ratio would be {shared:.3}x with the 2 CPUs shared, {split:.3}x with one CPU each",
+        "server CPU/req {:.2}x tokio's ({xs:.2} vs {ts:.2} µs; {split_of}); server + load \
+         generator {:.2} vs {:.2} µs/req: CPU-bound, the rate ratio would be {shared:.3}x with \
+         the 2 CPUs shared, {split:.3}x with one CPU each",
         xs / ts,
-        s.server_user_us(),
-        r.server_user_us(),
-        ts - r.server_user_us(),
         xs + xl,
         ts + tl,
     );
