@@ -188,6 +188,35 @@ struct Multi {
     cancel_sent: bool,
 }
 
+impl Multi {
+    /// Result `res` arrived: to the attached completion if it waits (into `done`, to be
+    /// finished after the reap), queued if it does not wait yet, disposed of if nobody
+    /// is attached. True: the record is over (nothing attached, nothing more to come).
+    fn hand_over(&mut self, res: isize, done: &mut Vec<(NonNull<Completion>, isize)>) -> bool {
+        match self.attached {
+            Some(c) if self.parked => {
+                self.parked = false;
+                done.push((c, res));
+            }
+            Some(_) => self.pending.push_back(res),
+            None => dispose(&self.kind, res),
+        }
+        !self.live && self.attached.is_none()
+    }
+
+    /// Completion `c` (attached to `m`) starts: the oldest result that arrived while it
+    /// was not waiting, or none, and then `c` waits (phase `Kernel`) for the next one.
+    fn take_or_park(m: &mut Multi, c: NonNull<Completion>) -> Option<isize> {
+        if let Some(res) = m.pending.pop_front() {
+            return Some(res);
+        }
+        m.parked = true;
+        // SAFETY: `c` is Active and live; loop thread.
+        unsafe { (*Completion::raw(c)).phase = Phase::Kernel };
+        None
+    }
+}
+
 /// Low bit of the `user_data` of a LINK_TIMEOUT SQE: the rest is its operation's
 /// completion (completions are at least 8-byte aligned).
 const LINK_TAG: u64 = 1;
@@ -950,13 +979,15 @@ impl Driver {
     /// on its record (issuing the record's SQE if the kernel ended the last one).
     fn start_multi(&mut self, core: &mut Core, c: NonNull<Completion>) {
         let key = c.as_ptr() as usize;
-        // SAFETY: `c` is Active and live; loop thread.
-        let (fd, group) = match unsafe { &(*Completion::raw(c)).op } {
+        // SAFETY: `c` is Active and live; loop thread. The op is only read, and nothing
+        // here touches the completion until `op` is no longer used.
+        let op = unsafe { &(*Completion::raw(c)).op };
+        let (fd, group) = match op {
             Op::AcceptMulti { fd } => (*fd, None),
-            Op::RecvMulti { fd, group } => (*fd, Some(group.clone())),
+            Op::RecvMulti { fd, group } => (*fd, Some(group)),
             _ => unreachable!("start_multi of a single-shot operation"),
         };
-        if let Some(g) = &group {
+        if let Some(g) = group {
             if g.0.owner != self.token {
                 // A group registered with another loop.
                 self.detach(key);
@@ -965,31 +996,30 @@ impl Driver {
         }
         let same = |m: &Multi| {
             m.fd == fd
-                && match (&m.kind, &group) {
+                && match (&m.kind, group) {
                     (MultiKind::Accept, None) => true,
                     (MultiKind::Recv(a), Some(b)) => a.same(b),
                     _ => false,
                 }
         };
-        let rec = match self.attached.get(&key) {
-            Some(&r) if self.multis.get(&r).is_some_and(|m| same(m)) => r,
-            Some(_) => {
-                self.detach(key);
-                self.new_multi(c, fd, group)
+        // The usual case, a rearm: the record it is attached to serves the same
+        // operation (one lookup of each map).
+        if let Some(rec) = self.attached.get(&key).copied() {
+            if let Some(m) = self.multis.get_mut(&rec).filter(|m| same(m)) {
+                return match Multi::take_or_park(m, c) {
+                    Some(res) => core.finish(c, res),
+                    None if !m.live => self.issue_multi(rec),
+                    None => {}
+                };
             }
-            None => self.new_multi(c, fd, group),
-        };
-        let m = self.multis.get_mut(&rec).expect("attached record");
-        if let Some(res) = m.pending.pop_front() {
+            self.detach(key);
+        }
+        let rec = self.new_multi(c, fd, group.cloned());
+        let m = self.multis.get_mut(&rec).expect("new record");
+        if let Some(res) = Multi::take_or_park(m, c) {
             return core.finish(c, res);
         }
-        m.parked = true;
-        let issue = !m.live;
-        // SAFETY: `c` is Active and live; loop thread.
-        unsafe { (*Completion::raw(c)).phase = Phase::Kernel };
-        if issue {
-            self.issue_multi(rec);
-        }
+        self.issue_multi(rec);
     }
 
     fn new_multi(
@@ -1086,7 +1116,9 @@ impl Driver {
             m.live = false;
             self.in_kernel -= 1;
         }
-        self.multi_result(key, res);
+        if m.hand_over(res, &mut self.multi_done) {
+            self.multis.remove(&key);
+        }
     }
 
     /// Hand result `res` of record `key` to its completion (or queue or dispose of it).
@@ -1094,15 +1126,7 @@ impl Driver {
         let Some(m) = self.multis.get_mut(&key) else {
             return;
         };
-        match m.attached {
-            Some(c) if m.parked => {
-                m.parked = false;
-                self.multi_done.push((c, res));
-            }
-            Some(_) => m.pending.push_back(res),
-            None => dispose(&m.kind, res),
-        }
-        if !m.live && m.attached.is_none() {
+        if m.hand_over(res, &mut self.multi_done) {
             self.multis.remove(&key);
         }
     }
