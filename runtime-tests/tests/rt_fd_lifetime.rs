@@ -4,7 +4,10 @@
 //! stale operation never reaches a new file that got the same number. Also: a future
 //! dropped inside a loop callback still cancels its operation, a socket dropped there is
 //! still announced closed to the loop, a socket moved to a second runtime keeps the first
-//! runtime's operations, and replacing the runtime's `Loop` fails loudly.
+//! runtime's operations, a read waiting without an operation (the poll backend's direct
+//! path) is woken when its socket moves to another runtime, the waiter a dropped read
+//! leaves is woken when its socket closes, and replacing the runtime's `Loop` fails
+//! loudly.
 //!
 //! Every test runs once per available backend, on runtimes it builds itself while holding
 //! [`LOCK`]: the tests watch fd numbers being reused (the lowest free number is the next
