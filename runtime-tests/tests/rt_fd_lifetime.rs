@@ -4,7 +4,10 @@
 //! stale operation never reaches a new file that got the same number. Also: a future
 //! dropped inside a loop callback still cancels its operation, a socket dropped there is
 //! still announced closed to the loop, a socket moved to a second runtime keeps the first
-//! runtime's operations, and replacing the runtime's `Loop` fails loudly.
+//! runtime's operations, a read waiting without an operation (the poll backend's direct
+//! path) is woken when its socket moves to another runtime, the waiter a dropped read
+//! leaves is woken when its socket closes, and replacing the runtime's `Loop` fails
+//! loudly.
 //!
 //! Every test runs once per available backend, on runtimes it builds itself while holding
 //! [`LOCK`]: the tests watch fd numbers being reused (the lowest free number is the next
@@ -18,7 +21,8 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
@@ -516,6 +520,221 @@ fn a_socket_used_on_a_second_runtime_keeps_the_first_runtimes_operations() {
         }
         drop(s);
         drop((rt1, rt2));
+    });
+}
+
+/// What a probed future has done so far (see [`probed`]).
+#[derive(Default)]
+struct Probe {
+    polls: Cell<usize>,
+    ready: Cell<bool>,
+}
+
+/// `fut`, recording its polls and its end in `probe`.
+async fn probed<F: Future>(probe: Rc<Probe>, fut: F) -> F::Output {
+    let mut fut = std::pin::pin!(fut);
+    std::future::poll_fn(|cx| {
+        probe.polls.set(probe.polls.get() + 1);
+        let r = fut.as_mut().poll(cx);
+        probe.ready.set(r.is_ready());
+        r
+    })
+    .await
+}
+
+/// Turn the current runtime until `done()` holds; panic with `what` after [`LOST`].
+async fn turn_until(what: &str, done: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < LOST, "{what}");
+        sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// A read waiting on rt1 for its socket's edge without an operation (the poll backend's
+/// direct path) when the socket is used on rt2, which moves it there (rt1 stops trusting
+/// its registration: `fd_released`): the read is woken at once, with no data sent, looks
+/// again, finds nothing and waits again (no error, no empty result, still no
+/// operation), then gets exactly the bytes the peer sends; rt2 still reads what comes
+/// next. On io_uring the read is an operation in rt1's ring: nothing wakes it, and it
+/// gets the bytes too.
+#[test]
+fn a_read_waiting_without_an_operation_is_woken_when_its_socket_moves_to_another_runtime() {
+    let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    each_backend(|b| {
+        let poll = b != Backend::IoUring;
+        let rt1 = runtime(b);
+        let rt2 = runtime(b);
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let s = Rc::new(
+            rt1.block_on(TcpStream::connect(l.local_addr().unwrap()))
+                .unwrap(),
+        );
+        let (mut peer, _) = l.accept().unwrap();
+        peer.set_read_timeout(Some(LOST)).unwrap();
+        for round in 0..3 {
+            let probe = Rc::new(Probe::default());
+            let s1 = s.clone();
+            let reader = rt1.spawn(probed(probe.clone(), async move {
+                s1.read(vec![0u8; 16]).await
+            }));
+            // The read waits on rt1 (and the socket is announced there).
+            let waiting_ops = rt1.block_on(async {
+                sleep(Duration::from_millis(5)).await;
+                active()
+            });
+            assert_eq!(probe.polls.get(), 1, "round {round}");
+            assert!(!probe.ready.get(), "round {round}: nothing was sent yet");
+            assert_eq!(
+                waiting_ops,
+                usize::from(!poll),
+                "round {round}: operations of the waiting read on {b:?}"
+            );
+
+            // rt2 uses the socket: it is announced there, and released by rt1.
+            rt2.block_on(async { s.write_all("from rt2").await.0.unwrap() });
+            let mut got = [0u8; 8];
+            peer.read_exact(&mut got).unwrap();
+            assert_eq!(&got, b"from rt2", "round {round}");
+
+            // Back on rt1, with still nothing sent to the socket.
+            let waiting_ops = rt1.block_on(async {
+                if poll {
+                    turn_until(
+                        &format!("round {round}: the waiting read was not woken when its socket moved to rt2"),
+                        || probe.polls.get() >= 2,
+                    )
+                    .await;
+                } else {
+                    sleep(Duration::from_millis(5)).await;
+                }
+                active()
+            });
+            assert!(
+                !probe.ready.get(),
+                "round {round}: the woken read found no data and went on waiting"
+            );
+            if poll {
+                assert_eq!(probe.polls.get(), 2, "round {round}: woken once");
+                assert_eq!(
+                    waiting_ops, 0,
+                    "round {round}: it waits again without an operation"
+                );
+            } else {
+                assert_eq!(probe.polls.get(), 1, "round {round}: io_uring: not woken");
+                assert_eq!(
+                    waiting_ops, 1,
+                    "round {round}: its operation is still in the ring"
+                );
+            }
+
+            peer.write_all(b"data").unwrap();
+            let (res, buf) = rt1
+                .block_on(timeout(LOST, reader))
+                .unwrap_or_else(|_| panic!("round {round}: rt1's read hung"))
+                .unwrap();
+            let n = res.unwrap_or_else(|e| panic!("round {round}: rt1's read failed: {e}"));
+            assert_eq!(&buf[..n], b"data", "round {round}");
+
+            // Nothing lost or left behind on rt2 either.
+            peer.write_all(b"more").unwrap();
+            let (res, buf) = rt2
+                .block_on(timeout(LOST, s.read(vec![0u8; 16])))
+                .unwrap_or_else(|_| panic!("round {round}: rt2's read hung"));
+            assert_eq!(&buf[..res.unwrap()], b"more", "round {round}");
+        }
+        drop(s);
+        drop((rt1, rt2));
+    });
+}
+
+/// Counts the wakes of the waker made from it.
+#[derive(Default)]
+struct CountWakes(AtomicUsize);
+
+impl std::task::Wake for CountWakes {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl CountWakes {
+    fn count(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// A read waiting for its socket's edge without an operation (the poll backend's direct
+/// path) that is dropped, with its socket, inside a loop callback, where it cannot
+/// withdraw: the waiter it leaves is woken when the socket's close is announced at the
+/// next turn (`FdState::reset`), once, before anything else happens on the number. A
+/// connection accepted next gets the number (its accept resets the number's state again),
+/// and its data goes to its own reader, never to the dropped read. On io_uring the
+/// dropped read's operation is cancelled instead, and the new connection gets its data
+/// all the same.
+#[test]
+fn a_waiter_left_on_a_closed_socket_is_woken_and_the_connection_reusing_its_number_gets_its_data() {
+    on_each_backend(|b| async move {
+        let poll = b != Backend::IoUring;
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        for round in 0..5 {
+            let _old_peer = std::net::TcpStream::connect(addr).unwrap();
+            let (old, _) = timeout(LOST, l.accept()).await.unwrap().unwrap();
+            let num = old.as_raw_fd();
+            let old = Rc::new(old);
+            let wakes = Arc::new(CountWakes::default());
+            let waker = std::task::Waker::from(wakes.clone());
+            let mut read = Box::pin({
+                let old = old.clone();
+                async move { old.read(vec![0u8; 16]).await }
+            });
+            let first = read
+                .as_mut()
+                .poll(&mut std::task::Context::from_waker(&waker));
+            assert!(first.is_pending(), "round {round}: nothing was sent");
+            assert_eq!(
+                active(),
+                usize::from(!poll),
+                "round {round}: operations of the waiting read on {b:?}"
+            );
+            // Connect the next client before the number is freed: the accept, not the
+            // client's socket(2), then gets it.
+            let mut new_peer = std::net::TcpStream::connect(addr).unwrap();
+            drop_inside_a_callback((read, old)).await;
+            sleep(Duration::from_millis(5)).await; // the deferred close (or the cancel)
+            if poll {
+                turn_until(
+                    &format!("round {round}: the waiter left on the closed socket was not woken"),
+                    || wakes.count() >= 1,
+                )
+                .await;
+            }
+
+            let (new, _) = timeout(LOST, l.accept()).await.unwrap().unwrap();
+            assert_eq!(
+                new.as_raw_fd(),
+                num,
+                "round {round}: the number was not reused"
+            );
+            new_peer.write_all(b"DATA").unwrap();
+            let (res, got) = timeout(LOST, new.read_exact(vec![0u8; 4]))
+                .await
+                .unwrap_or_else(|_| panic!("round {round}: the new connection's data was lost"));
+            res.unwrap();
+            assert_eq!(got, b"DATA", "round {round}");
+            if poll {
+                assert_eq!(
+                    wakes.count(),
+                    1,
+                    "round {round}: woken once, by the close; the new connection's edge \
+                     found no waiter of the old socket"
+                );
+            }
+        }
     });
 }
 

@@ -97,6 +97,16 @@ pub(crate) fn read_result(r: OpResult) -> io::Result<usize> {
     }
 }
 
+/// A direct read's raw outcome (`res`: bytes read or `-errno`, into a `len`-byte buffer)
+/// as `std::io` reports it, like [`read_result`]: end of file is `Ok(0)`.
+pub(crate) fn direct_read_result(res: isize, len: usize) -> io::Result<usize> {
+    match read_count(res, len) {
+        Ok(n) => Ok(n),
+        Err(ReadError::Eof) => Ok(0),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// A write's result.
 pub(crate) fn write_result(r: OpResult) -> io::Result<usize> {
     match r {
@@ -298,11 +308,7 @@ pub(crate) async fn read<B: IoBufMut>(
         return (Err(empty_read()), buf::from_read_buffer(b, prep, 0));
     }
     if let Some(res) = direct(fd, kind, false, &b).await {
-        let res = match read_count(res, b.len()) {
-            Ok(n) => Ok(n),
-            Err(ReadError::Eof) => Ok(0),
-            Err(e) => Err(e.into()),
-        };
+        let res = direct_read_result(res, b.len());
         let filled = *res.as_ref().unwrap_or(&0);
         return (res, buf::from_read_buffer(b, prep, filled));
     }
@@ -335,11 +341,7 @@ pub(crate) async fn read_exact<B: IoBufMut>(
     let mut filled = 0;
     let res = loop {
         let res = match direct(fd, kind, false, &b).await {
-            Some(res) => match read_count(res, b.len()) {
-                Ok(n) => Ok(n),
-                Err(ReadError::Eof) => Ok(0),
-                Err(e) => Err(e.into()),
-            },
+            Some(res) => direct_read_result(res, b.len()),
             None => {
                 let (res, back) = start(read_op(fd, b, kind)).await;
                 b = back.expect("a read hands its buffer back");

@@ -28,9 +28,8 @@ use super::{sealed, CompatIo};
 use crate::fs_op::{OpPath, StatxBuf};
 use crate::op::{Buffer, Op};
 use crate::result::OpResult;
-use crate::result::{read_count, ReadError};
 use crate::rt::executor::with_current;
-use crate::rt::io::{mismatch, read_result, write_result, SocketWait};
+use crate::rt::io::{direct_read_result, mismatch, read_result, write_result, SocketWait};
 use crate::rt::loop_fd::LoopFd;
 use crate::rt::op_future::OpFuture;
 
@@ -104,11 +103,7 @@ impl Reader {
             self.direct
                 .poll_transfer(cx, &self.fd, false, self.buf.as_mut_ptr(), self.cap)
         });
-        Poll::Ready(res.map(|res| match read_count(res, self.cap) {
-            Ok(n) => Ok(n),
-            Err(ReadError::Eof) => Ok(0),
-            Err(e) => Err(e.into()),
-        }))
+        Poll::Ready(res.map(|res| direct_read_result(res, self.cap)))
     }
 
     /// Start a read into the (drained) buffer.
