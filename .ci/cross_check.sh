@@ -26,8 +26,9 @@ echo "SKIPPED: x86_64-unknown-openbsd: tier 3, no prebuilt std to install with r
 
 start=$(date +%s)
 for t in "${TARGETS[@]}"; do
-    echo "== $t: cargo check -p xev"
-    cargo check -q -p xev --target "$t"
+    # Default features too: code only the features use must not be dead without them.
+    echo "== $t: cargo clippy -p xev --lib -- -D warnings (default features)"
+    cargo clippy -q -p xev --target "$t" --lib -- -D warnings
     echo "== $t: cargo check -p xev --all-features --examples"
     cargo check -q -p xev --target "$t" --all-features --examples
     # Every target but the benches (Linux-only measurement programs: raw io_uring/epoll

@@ -19,8 +19,9 @@ fi
 
 start=$(date +%s)
 for t in "${TARGETS[@]}"; do
-    echo "== $t: cargo check -p xev"
-    cargo check -q -p xev --target "$t"
+    # Default features too: code only the features use must not be dead without them.
+    echo "== $t: cargo clippy -p xev --lib -- -D warnings (default features)"
+    cargo clippy -q -p xev --target "$t" --lib -- -D warnings
     echo "== $t: cargo check -p xev --all-features --examples"
     cargo check -q -p xev --target "$t" --all-features --examples
     # The library, its unit tests and the examples (the benches are Linux-only

@@ -605,11 +605,14 @@ impl Driver {
     }
 
     /// `fd` stays open but its owner will no longer report its close (it moved to another
-    /// loop): keep its waiters and cache, and refresh its registration again.
+    /// loop): keep its readiness cache and registration (refreshed if it is announced
+    /// again), and wake its waiters.
     pub(crate) fn fd_released(&mut self, fd: RawFd) {
         if let Some(st) = self.fds.get_mut(fd_index(fd)) {
             st.tracked = false;
-            // Their next look finds the fd untracked here and starts an operation.
+            // Each looks again: a task still polled here announces the fd to this loop
+            // again (`LoopFd::raw_on`) and so waits again without an operation
+            // (`rt_fd_lifetime::a_read_waiting_without_an_operation_is_woken_...`).
             self.waiting -= st.read_waiters.wake_all() + st.write_waiters.wake_all();
         }
     }

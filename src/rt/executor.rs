@@ -162,7 +162,9 @@ pub(crate) struct Executor {
     /// The id of the loop `lp` must hold.
     loop_id: LoopId,
     /// The loop is on the poll backend, where async socket transfers take the direct
-    /// path (`rt::io::SocketWait`); fixed with the loop (`check_loop`).
+    /// path (`rt::io::SocketWait`); fixed with the loop (`check_loop`). Always false off
+    /// Unix, where only the compat adapters (features) ask.
+    #[cfg_attr(not(unix), allow(dead_code))]
     direct_io: bool,
     deferred: RefCell<Vec<Deferred>>,
     queue: RefCell<VecDeque<TaskRef>>,
@@ -290,6 +292,7 @@ impl Executor {
     }
 
     /// Whether async socket transfers may take the direct path here (see `direct_io`).
+    #[cfg_attr(not(unix), allow(dead_code))]
     pub(crate) fn direct_io(&self) -> bool {
         self.direct_io
     }
