@@ -383,8 +383,10 @@ impl Writer {
         Ok(())
     }
 
-    /// Accept as many bytes of `bufs` as fit in the pending buffer; start a write if none
-    /// is in flight. `Pending` only when the buffer is full and a write is in flight.
+    /// A socket on the poll backend with nothing accepted ahead: send `bufs` directly
+    /// (`poll_write_direct`; `Pending` while the socket is full). Otherwise accept as
+    /// many bytes of `bufs` as fit in the pending buffer and start a write if none is in
+    /// flight: `Pending` only when the buffer is full and a write is in flight.
     pub(crate) fn poll_write_vectored(
         &mut self,
         cx: &mut Context<'_>,
