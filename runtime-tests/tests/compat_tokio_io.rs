@@ -290,7 +290,7 @@ async fn compat_large_write_to_a_slow_reader_arrives_complete_and_in_order() {
             let mut i = 0usize;
             while at < data.len() {
                 let end = (at + 1 + (i * 7919) % 150_000).min(data.len());
-                if i % 2 == 0 {
+                if i.is_multiple_of(2) {
                     w.write_all(&data[at..end]).await?;
                     at = end;
                 } else {

@@ -233,6 +233,7 @@ impl SocketWait {
 
     /// [`poll_transfer`](Self::poll_transfer) of a send of `bufs` in order, as one
     /// `sendmsg` (at most `IOV_MAX` of them; `len`, their total length, is not 0).
+    #[cfg(any(feature = "futures-io", feature = "tokio-io", feature = "hyper"))]
     pub(crate) fn poll_send_vectored(
         &mut self,
         cx: &mut Context<'_>,

@@ -541,6 +541,7 @@ pub(crate) unsafe fn socket_io_now(fd: RawFd, send: bool, ptr: *mut u8, len: usi
 /// waiting (the async runtime's direct attempt for the compat adapters' vectored writes):
 /// the bytes sent, or `-errno` (`-EAGAIN` when it would block). Past `IOV_MAX` (1024)
 /// buffers only the first 1024 are sent (a partial write).
+#[cfg(any(feature = "futures-io", feature = "tokio-io", feature = "hyper"))]
 pub(crate) fn socket_sendv_now(fd: RawFd, bufs: &[io::IoSlice<'_>]) -> isize {
     // SAFETY: an all-zero `msghdr` is a valid one: no address, no control data.
     let mut msg: libc::msghdr = unsafe { mem::zeroed() };
