@@ -807,6 +807,26 @@ impl Loop {
         waiting: Option<u64>,
         waker: &std::task::Waker,
     ) -> crate::backend::poll::Direct {
+        // SAFETY: the caller's contract.
+        self.socket_io_or_wait(fd, send, len, waiting, waker, || unsafe {
+            crate::sys::socket_io_now(fd, send, ptr, len)
+        })
+    }
+
+    /// [`socket_transfer_or_wait`](Self::socket_transfer_or_wait) with the transfer
+    /// `io` (a send, `send`, or a receive of at most `len` bytes on `fd`, without waiting:
+    /// its result, `-EAGAIN` when it would block) given by the caller: the compat
+    /// adapters' vectored sends.
+    #[cfg(unix)]
+    pub(crate) fn socket_io_or_wait(
+        &mut self,
+        fd: RawFd,
+        send: bool,
+        len: usize,
+        waiting: Option<u64>,
+        waker: &std::task::Waker,
+        io: impl FnOnce() -> isize,
+    ) -> crate::backend::poll::Direct {
         match &mut self.driver {
             Driver::Poll(d) => {
                 let wait = if send {
@@ -814,10 +834,7 @@ impl Loop {
                 } else {
                     crate::sys::Wait::Readable
                 };
-                // SAFETY: the caller's contract.
-                d.transfer_or_wait(fd, wait, len, waiting, waker, || unsafe {
-                    crate::sys::socket_io_now(fd, send, ptr, len)
-                })
+                d.transfer_or_wait(fd, wait, len, waiting, waker, io)
             }
             #[cfg(target_os = "linux")]
             Driver::IoUring(_) => crate::backend::poll::Direct::Declined,

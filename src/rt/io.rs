@@ -229,52 +229,97 @@ impl SocketWait {
     ) -> Poll<Option<isize>> {
         #[cfg(unix)]
         {
-            use crate::backend::poll::Direct as D;
-            let waiting = self.waiting;
-            let r = with_current(|exec| {
-                if !exec.direct_io() {
-                    return None;
-                }
-                let raw = fd.raw_on(exec);
-                // Registered with another runtime's loop: that registration is stale.
-                let id = waiting.filter(|w| w.0 == exec.loop_id()).map(|w| w.3);
-                if !exec.take_inline() {
-                    return None;
-                }
-                let Ok(mut lp) = exec.lp.try_borrow_mut() else {
-                    exec.return_inline();
-                    return None;
-                };
+            self.poll_io(cx, fd, send, |lp, raw, id, waker| {
                 // SAFETY: the caller's contract.
-                let r = unsafe { lp.socket_transfer_or_wait(raw, send, ptr, len, id, cx.waker()) };
-                if !matches!(r, D::Done(_)) {
-                    exec.return_inline();
-                }
-                Some((r, exec.loop_id(), raw))
+                unsafe { lp.socket_transfer_or_wait(raw, send, ptr, len, id, waker) }
             })
-            .flatten();
-            match r {
-                Some((D::Done(res), _, _)) => {
-                    self.waiting = None;
-                    Poll::Ready(Some(res))
-                }
-                Some((D::Waiting(id), lp, raw)) => {
-                    self.waiting = Some((lp, raw, send, id));
-                    Poll::Pending
-                }
-                Some((D::Declined, _, _)) => {
-                    self.waiting = None;
-                    Poll::Ready(None)
-                }
-                // Not the poll backend, budget spent, loop busy, no runtime: a
-                // registration, if any, is withdrawn on drop.
-                None => Poll::Ready(None),
-            }
         }
         #[cfg(not(unix))]
         {
             let _ = (cx, fd, send, ptr, len, self.waiting);
             Poll::Ready(None)
+        }
+    }
+
+    /// [`poll_transfer`](Self::poll_transfer) of a send of `bufs` in order, as one
+    /// `sendmsg` (at most `IOV_MAX` of them; `len`, their total length, is not 0).
+    #[cfg(any(feature = "futures-io", feature = "tokio-io", feature = "hyper"))]
+    pub(crate) fn poll_send_vectored(
+        &mut self,
+        cx: &mut Context<'_>,
+        fd: &LoopFd,
+        bufs: &[io::IoSlice<'_>],
+        len: usize,
+    ) -> Poll<Option<isize>> {
+        #[cfg(unix)]
+        {
+            self.poll_io(cx, fd, true, |lp, raw, id, waker| {
+                lp.socket_io_or_wait(raw, true, len, id, waker, || {
+                    crate::sys::socket_sendv_now(raw, bufs)
+                })
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = (cx, fd, bufs, len, self.waiting);
+            Poll::Ready(None)
+        }
+    }
+
+    /// The shared part of the two: `io` asks the loop for the transfer on the fd number
+    /// given, under the waiter id given (if still waiting on this loop).
+    #[cfg(unix)]
+    fn poll_io(
+        &mut self,
+        cx: &mut Context<'_>,
+        fd: &LoopFd,
+        send: bool,
+        io: impl FnOnce(
+            &mut crate::Loop,
+            RawFd,
+            Option<u64>,
+            &std::task::Waker,
+        ) -> crate::backend::poll::Direct,
+    ) -> Poll<Option<isize>> {
+        use crate::backend::poll::Direct as D;
+        let waiting = self.waiting;
+        let r = with_current(|exec| {
+            if !exec.direct_io() {
+                return None;
+            }
+            let raw = fd.raw_on(exec);
+            // Registered with another runtime's loop: that registration is stale.
+            let id = waiting.filter(|w| w.0 == exec.loop_id()).map(|w| w.3);
+            if !exec.take_inline() {
+                return None;
+            }
+            let Ok(mut lp) = exec.lp.try_borrow_mut() else {
+                exec.return_inline();
+                return None;
+            };
+            let r = io(&mut lp, raw, id, cx.waker());
+            if !matches!(r, D::Done(_)) {
+                exec.return_inline();
+            }
+            Some((r, exec.loop_id(), raw))
+        })
+        .flatten();
+        match r {
+            Some((D::Done(res), _, _)) => {
+                self.waiting = None;
+                Poll::Ready(Some(res))
+            }
+            Some((D::Waiting(id), lp, raw)) => {
+                self.waiting = Some((lp, raw, send, id));
+                Poll::Pending
+            }
+            Some((D::Declined, _, _)) => {
+                self.waiting = None;
+                Poll::Ready(None)
+            }
+            // Not the poll backend, budget spent, loop busy, no runtime: a
+            // registration, if any, is withdrawn on drop.
+            None => Poll::Ready(None),
         }
     }
 }

@@ -537,6 +537,32 @@ pub(crate) unsafe fn socket_io_now(fd: RawFd, send: bool, ptr: *mut u8, len: usi
     }
 }
 
+/// A vectored send (`sendmsg`) of `bufs`, in order, on socket `fd`, now and without
+/// waiting (the async runtime's direct attempt for the compat adapters' vectored writes):
+/// the bytes sent, or `-errno` (`-EAGAIN` when it would block). Past `IOV_MAX` (1024)
+/// buffers only the first 1024 are sent (a partial write).
+#[cfg(any(feature = "futures-io", feature = "tokio-io", feature = "hyper"))]
+pub(crate) fn socket_sendv_now(fd: RawFd, bufs: &[io::IoSlice<'_>]) -> isize {
+    // SAFETY: an all-zero `msghdr` is a valid one: no address, no control data.
+    let mut msg: libc::msghdr = unsafe { mem::zeroed() };
+    // `IoSlice` is guaranteed ABI-compatible with `iovec` on Unix; the kernel only reads
+    // the array (`*mut` is the C declaration's).
+    msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
+    msg.msg_iovlen = bufs.len().min(1024) as _;
+    loop {
+        // SAFETY: `msg` names `bufs`' iovecs and their memory, borrowed (alive, readable)
+        // for the call; `MSG_NOSIGNAL` keeps a send to a closed peer an `EPIPE`.
+        let r = ret(unsafe { libc::sendmsg(fd, &msg, SEND_FLAGS) });
+        if r == -(libc::EINTR as isize) {
+            continue;
+        }
+        if r == -(libc::EWOULDBLOCK as isize) {
+            return -(libc::EAGAIN as isize);
+        }
+        return r;
+    }
+}
+
 /// One receive into a free buffer of `group` (the poll backend's multishot receive): the
 /// encoded buffer and length, `-ENOBUFS` (nothing consumed) when every buffer is lent.
 pub(crate) fn recv_into_group(fd: RawFd, group: &crate::buf_group::BufferGroup) -> isize {

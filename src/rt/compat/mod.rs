@@ -14,9 +14,13 @@
 //! traits that lend a `&mut [u8]` for one poll. [`Compat`] owns its buffers instead: it
 //! keeps one read in flight into its read buffer and copies out of it (read-ahead), and
 //! copies writes into its write buffer and sends them from there (write-behind). That is
-//! one copy per direction, no allocation per poll. **Flush or close before dropping a
-//! `Compat`**: dropping it cancels a write still in flight (safely, but unsent bytes are
-//! lost). [`Compat::into_split`] gives read and write halves for two tasks.
+//! one copy per direction, no allocation per poll. On the poll backend (epoll) sockets
+//! skip both, as tokio does: a read fills the read buffer with one `recv` when it is
+//! empty, a write is one `send`/`sendmsg` from the caller's buffers (no copy), each done
+//! at once or after waiting for the socket's readiness, without an operation. **Flush or
+//! close before dropping a `Compat`**: dropping it cancels a write still in flight
+//! (safely, but unsent bytes are lost). [`Compat::into_split`] gives read and write
+//! halves for two tasks.
 //!
 //! # futures-io
 //!

@@ -10,6 +10,18 @@
 //! wrapper (no allocation per poll): the buffers move into the operation and come back
 //! with its result, and are reused. Dropping the wrapper drops those futures, which
 //! cancels their operations (the runtime keeps the buffers and the fd until they end).
+//!
+//! Sockets on the poll backend take the runtime's direct path instead (tokio's way, see
+//! `SocketWait`): a read drains into the read buffer with one `recv` when the buffer is
+//! empty, no read in flight; a write with nothing accepted ahead (no write in flight, no
+//! pending bytes) is one `send` (one buffer) or `sendmsg` (several) straight from the
+//! caller's slices, no copy, and `Ok(n)` means the kernel has the `n` bytes. When the
+//! socket would block, the task waits for its next edge with no operation and
+//! `poll_read` / `poll_write` return `Pending`; a partial send returns the count, and the
+//! next write waits for the edge. Only when the loop declines (operations queued ahead,
+//! the task's inline budget spent, inside a loop callback) does a side fall back to its
+//! operations above, and a write goes direct again only once they have drained, so bytes
+//! are never reordered. The waiter is withdrawn when the wrapper is dropped.
 
 // On Windows only sockets are wrapped (no pipes or files yet): the stream and
 // positioned parts are unused there.
@@ -27,9 +39,10 @@ use super::{sealed, CompatIo};
 #[cfg(unix)]
 use crate::fs_op::{OpPath, StatxBuf};
 use crate::op::{Buffer, Op};
+use crate::result::count;
 use crate::result::OpResult;
 use crate::rt::executor::with_current;
-use crate::rt::io::{direct_read_result, mismatch, read_result, write_result, SocketWait};
+use crate::rt::io::{direct_read_result, mismatch, read_result, write_result, SocketWait, IOV_MAX};
 use crate::rt::loop_fd::LoopFd;
 use crate::rt::op_future::OpFuture;
 
@@ -243,6 +256,9 @@ pub(crate) struct Writer {
     closed: bool,
     shutdown: Option<OpFuture>,
     shut_down: bool,
+    /// A socket on the poll backend with nothing accepted ahead sends from the caller's
+    /// buffers without an operation, at `poll_write` (`SocketWait`), as in tokio.
+    direct: SocketWait,
 }
 
 impl Writer {
@@ -259,7 +275,38 @@ impl Writer {
             closed: false,
             shutdown: None,
             shut_down: false,
+            direct: SocketWait::default(),
         }
+    }
+
+    /// Send `bufs` (not all empty) now from the caller's memory, without an operation
+    /// and without a copy, or wait for the socket's edge (a socket with nothing accepted
+    /// ahead, on the poll backend: see `Reader::reads_direct`). `Ready(None)`: take the
+    /// write-behind path instead (io_uring, operations queued ahead, inline budget spent).
+    fn poll_write_direct(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<Option<io::Result<usize>>> {
+        debug_assert!(self.op.is_none() && self.pending.is_empty());
+        let bufs = &bufs[..bufs.len().min(IOV_MAX)];
+        let len: usize = bufs.iter().map(|b| b.len()).sum();
+        let Some(first) = bufs.iter().find(|b| !b.is_empty()) else {
+            // More than `IOV_MAX` buffers, the first ones empty: not worth a path.
+            return Poll::Ready(None);
+        };
+        let res = ready!(if first.len() == len {
+            // One buffer with bytes: `send`, which costs the kernel less than `sendmsg`.
+            // SAFETY: `first` is borrowed for the call, `len` (> 0) bytes long, and a
+            // send only reads it.
+            unsafe {
+                self.direct
+                    .poll_transfer(cx, &self.fd, true, first.as_ptr().cast_mut(), len)
+            }
+        } else {
+            self.direct.poll_send_vectored(cx, &self.fd, bufs, len)
+        });
+        Poll::Ready(res.map(|res| count(res).map_err(Into::into)))
     }
 
     fn write_op(&self, buf: Buffer) -> Op {
@@ -332,8 +379,10 @@ impl Writer {
         Ok(())
     }
 
-    /// Accept as many bytes of `bufs` as fit in the pending buffer; start a write if none
-    /// is in flight. `Pending` only when the buffer is full and a write is in flight.
+    /// A socket on the poll backend with nothing accepted ahead: send `bufs` directly
+    /// (`poll_write_direct`; `Pending` while the socket is full). Otherwise accept as
+    /// many bytes of `bufs` as fit in the pending buffer and start a write if none is in
+    /// flight: `Pending` only when the buffer is full and a write is in flight.
     pub(crate) fn poll_write_vectored(
         &mut self,
         cx: &mut Context<'_>,
@@ -346,6 +395,12 @@ impl Writer {
         // An error of an earlier write-behind is reported here, once.
         if let Poll::Ready(Err(e)) = self.poll_inflight(cx) {
             return Poll::Ready(Err(e));
+        }
+        if self.kind == IoKind::Socket && self.op.is_none() && self.pending.is_empty() {
+            // Nothing accepted ahead (so no byte can be overtaken): send directly.
+            if let Some(res) = ready!(self.poll_write_direct(cx, bufs)) {
+                return Poll::Ready(res);
+            }
         }
         if self.op.is_none() && !self.pending.is_empty() {
             self.start_pending();
@@ -426,13 +481,18 @@ impl Writer {
 /// files) with owned read and write buffers, implementing the poll-based I/O traits of the enabled features:
 /// `futures-io`, `tokio-io`, `hyper` (see the [module docs](crate::compat)).
 ///
-/// - **Reads** are read ahead: one read is kept in flight into the wrapper's buffer and
-///   `poll_read` copies out of it.
-/// - **Writes** are written behind: `poll_write` copies into the wrapper's buffer and
-///   starts a write at once, so a `poll_write` that returned `Ok(n)` has not necessarily
-///   reached the kernel yet; an error of that write is reported by the next
-///   `poll_write`, flush or close. **Flush (or close) before dropping**: dropping the
-///   wrapper cancels a write still in flight, and unsent bytes are lost.
+/// - **Reads** fill the wrapper's buffer and `poll_read` copies out of it: sockets on
+///   the poll backend read when the buffer is empty (one `recv`, or a wait for the
+///   socket's edge, no operation), everything else is read ahead (one read kept in
+///   flight).
+/// - **Writes** of sockets on the poll backend are sent at once from the caller's
+///   buffers (one `send`/`sendmsg`, no copy), or wait for the socket to take them
+///   (`Pending`), as in tokio. Elsewhere (io_uring, pipes, files), or when the loop
+///   declines the direct send, they are written behind: `poll_write` copies into the
+///   wrapper's buffer and starts a write at once, so a `poll_write` that returned `Ok(n)`
+///   has not necessarily reached the kernel yet; an error of that write is reported by
+///   the next `poll_write`, flush or close. **Flush (or close) before dropping**:
+///   dropping the wrapper cancels a write still in flight, and unsent bytes are lost.
 /// - `poll_close` / `poll_shutdown` flush, then shut the writing side of a socket down
 ///   (the peer reads end of stream); writes after it fail with `BrokenPipe`.
 /// - Dropping the wrapper in the middle of an operation is safe: the operations are
