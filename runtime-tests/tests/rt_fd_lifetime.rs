@@ -497,13 +497,7 @@ fn a_socket_used_on_a_second_runtime_keeps_the_first_runtimes_operations() {
             let mut got = [0u8; 8];
             peer.read_exact(&mut got).unwrap();
             assert_eq!(&got, b"from rt2");
-            peer.write_all(b"data").unwrap();
-            let (res, buf) = rt1
-                .block_on(timeout(LOST, reader))
-                .unwrap_or_else(|_| panic!("round {round}: rt1's read hung"))
-                .unwrap();
-            let n = res.unwrap_or_else(|e| panic!("round {round}: rt1's read failed: {e}"));
-            assert_eq!(&buf[..n], b"data");
+            peer_sends_data_to(&rt1, reader, &mut peer, round);
             // And a read on rt2 that parks there, after rt1 used the socket again.
             let s2 = s.clone();
             let reader2 = rt2.spawn(async move { s2.read(vec![0u8; 16]).await });
@@ -540,6 +534,23 @@ async fn probed<F: Future>(probe: Rc<Probe>, fut: F) -> F::Output {
         r
     })
     .await
+}
+
+/// The peer sends `data`; the read task `reader` of runtime `rt` gets exactly that
+/// within [`LOST`].
+fn peer_sends_data_to(
+    rt: &Runtime,
+    reader: xev::JoinHandle<(std::io::Result<usize>, Vec<u8>)>,
+    peer: &mut std::net::TcpStream,
+    round: usize,
+) {
+    peer.write_all(b"data").unwrap();
+    let (res, buf) = rt
+        .block_on(timeout(LOST, reader))
+        .unwrap_or_else(|_| panic!("round {round}: rt1's read hung"))
+        .unwrap();
+    let n = res.unwrap_or_else(|e| panic!("round {round}: rt1's read failed: {e}"));
+    assert_eq!(&buf[..n], b"data", "round {round}");
 }
 
 /// Turn the current runtime until `done()` holds; panic with `what` after [`LOST`].
@@ -628,13 +639,7 @@ fn a_read_waiting_without_an_operation_is_woken_when_its_socket_moves_to_another
                 );
             }
 
-            peer.write_all(b"data").unwrap();
-            let (res, buf) = rt1
-                .block_on(timeout(LOST, reader))
-                .unwrap_or_else(|_| panic!("round {round}: rt1's read hung"))
-                .unwrap();
-            let n = res.unwrap_or_else(|e| panic!("round {round}: rt1's read failed: {e}"));
-            assert_eq!(&buf[..n], b"data", "round {round}");
+            peer_sends_data_to(&rt1, reader, &mut peer, round);
 
             // Nothing lost or left behind on rt2 either.
             peer.write_all(b"more").unwrap();
