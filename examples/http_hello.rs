@@ -520,11 +520,14 @@ pub fn serve_pool(
 /// room, on the poll backend) leaves the read unpolled, for the caller to await next,
 /// so a read that would only start waiting costs nothing extra here; while the write is
 /// pending (always on io_uring), the read is in flight beside it.
+///
+/// Both futures are pinned by the caller, so neither is moved again here: a future
+/// moved is copied whole, and a connection's futures are cold in the cache by the time
+/// its next request comes (one per connection, many connections).
 pub async fn write_while_reading<W: Future, R: Future>(
-    write: W,
+    mut write: std::pin::Pin<&mut W>,
     mut read: std::pin::Pin<&mut Option<R>>,
 ) -> (W::Output, Option<R::Output>) {
-    let mut write = pin!(write);
     let mut done = None;
     let out = poll_fn(|cx| {
         if let Poll::Ready(out) = write.as_mut().poll(cx) {
@@ -592,7 +595,8 @@ async fn connection(stream: TcpStream) {
         if wbuf.is_empty() {
             continue;
         }
-        let ((res, buf), done) = write_while_reading(stream.write_all(wbuf), read.as_mut()).await;
+        let write = pin!(stream.write_all(wbuf));
+        let ((res, buf), done) = write_while_reading(write, read.as_mut()).await;
         wbuf = buf;
         if res.is_err() {
             return;

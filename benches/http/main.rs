@@ -31,13 +31,14 @@
 //! `pthread_getcpuclockid` at the start and end of the timed section), the load
 //! generator's, and allocations per request (process-wide); both ratios are to the tokio
 //! server's (for CPU time lower is better). On a shared machine the CPU time per request
-//! is the steadier figure: requests/s also measures who else had the CPUs. Full mode: the median of 3
-//! rounds, variants interleaved; `XEV_BENCH_QUICK=1` (CI): 1 round of 0.25 s.
+//! is the steadier figure: requests/s also measures who else had the CPUs. Full mode: the
+//! median of 5 rounds, variants interleaved, and under each target line its spread round
+//! by round; `XEV_BENCH_QUICK=1` (CI): 1 round of 0.25 s.
 //!
 //! Other knobs: `XEV_BENCH_ONLY=epoll,tokio` (variants whose name contains a word),
 //! `XEV_BENCH_PIN=none|same|split` (default none: the scheduler places the threads;
-//! `split`: load generator on CPU 0, server on CPU 1). Comma lists work for
-//! `XEV_BENCH_CONNS` and `XEV_BENCH_PIPELINE`.
+//! `split`: load generator on CPU 0, server on CPU 1), `XEV_BENCH_ROUNDS=N` (rounds per
+//! variant, default 5). Comma lists work for `XEV_BENCH_CONNS` and `XEV_BENCH_PIPELINE`.
 //!
 //! Run with `cargo bench --bench http` (`--features hyper` or `--all-features` adds hyper
 //! on xev).
@@ -79,7 +80,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::report::{per_round_line, ratio, ratio_target};
+use common::report::{per_round_line, ratio, ratio_target, round_by_round};
 use common::{sys, watchdog};
 use load::{Expect, Sample};
 use servers::Stop;
@@ -339,6 +340,24 @@ fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>], rounds: us
         })
     };
     let find = |v: Variant| variants.iter().position(|&x| x == v).and_then(med);
+    // Under a target line: how `a` against `b` varied round by round.
+    let spread = |a: Variant, b: Variant, goal: f64| {
+        let of = |v: Variant| variants.iter().position(|&x| x == v).map(|i| &samples[i]);
+        if let (Some(a), Some(b)) = (of(a), of(b)) {
+            let f = |s: &[Sample], f: fn(&Sample) -> f64| s.iter().map(f).collect::<Vec<f64>>();
+            let rates = (f(a, |x| x.per_sec), f(b, |x| x.per_sec));
+            let cpu = (f(a, |x| x.server_us_per_req), f(b, |x| x.server_us_per_req));
+            let line = round_by_round(
+                (&rates.0, &rates.1),
+                (&cpu.0, &cpu.1),
+                goal,
+                "server CPU/req",
+            );
+            if let Some(line) = line {
+                println!("  {line}");
+            }
+        }
+    };
     let reference = find(Variant::TokioCt);
     println!(
         "{:<40} {:>12} {:>12} {:>14} {:>12} {:>12} {:>12} {:>12} {:>10} {:>17} {:>10}",
@@ -381,6 +400,14 @@ fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>], rounds: us
             .zip(samples)
             .map(|(v, s)| (v.name(), s.iter().map(|x| x.per_sec).collect())),
     );
+    per_round_line(
+        "server µs/req",
+        2,
+        variants
+            .iter()
+            .zip(samples)
+            .map(|(v, s)| (v.name(), s.iter().map(|x| x.server_us_per_req).collect())),
+    );
     if let Some(r) = reference {
         for (v, goal, min) in [
             (Variant::XevIoUring, "1.2x tokio ct", 1.2),
@@ -391,6 +418,7 @@ fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>], rounds: us
                 if s.per_sec / r.per_sec < min {
                     println!("  measured cause: {}", cause(&s, &r, min));
                 }
+                spread(v, Variant::TokioCt, min);
             }
         }
     }
@@ -434,6 +462,7 @@ fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>], rounds: us
         if x.per_sec / t.per_sec < 1.0 {
             println!("  measured cause: {}", cause(&x, &t, 1.0));
         }
+        spread(Variant::XevThreads2, Variant::TokioMt2, 1.0);
     }
     if let (Some(hx), Some(ht)) = (find(Variant::HyperXev), find(Variant::HyperTokio)) {
         ratio_target(
@@ -445,6 +474,7 @@ fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>], rounds: us
         if hx.per_sec < ht.per_sec {
             println!("  measured cause: {}", cause(&hx, &ht, 1.0));
         }
+        spread(Variant::HyperXev, Variant::HyperTokio, 1.0);
     }
 }
 
@@ -525,7 +555,7 @@ fn main() {
         if quick {
             "quick (1 round)"
         } else {
-            "full (median of 3 rounds, variants interleaved)"
+            "full (median of the rounds, variants interleaved)"
         }
     );
     watchdog::start(
@@ -536,8 +566,11 @@ fn main() {
     let (rounds, warmup, mut timed) = if quick {
         (1, Duration::from_millis(100), Duration::from_millis(250))
     } else {
-        (3, Duration::from_millis(500), Duration::from_secs(3))
+        (5, Duration::from_millis(500), Duration::from_secs(3))
     };
+    let rounds = common::env_parse("XEV_BENCH_ROUNDS")
+        .unwrap_or(rounds)
+        .max(1);
     if let Some(s) = common::env_parse::<f64>("XEV_BENCH_SECS") {
         timed = Duration::from_secs_f64(s);
     }

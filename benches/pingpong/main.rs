@@ -53,7 +53,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::net::Variant;
-use common::report::{per_round_line, ratio, ratio_target};
+use common::report::{per_round_line, ratio, ratio_target, round_by_round};
 use common::roundtrip::{Counter, Sample};
 use common::{sys, watchdog};
 
@@ -239,7 +239,7 @@ fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>]) {
             .zip(samples)
             .map(|(v, s)| (v.name(), s.iter().map(|x| x.per_sec).collect())),
     );
-    issue12_targets(w.conns, variants, &med);
+    issue12_targets(w.conns, variants, samples, &med);
     let Some(r) = reference else { return };
     for (i, v) in variants.iter().enumerate() {
         if !matches!(v, Variant::XevAsyncIoUring | Variant::XevAsyncEpoll) {
@@ -256,8 +256,26 @@ fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>]) {
 /// tokio current_thread at 1 and at 100 connections. Judged on round trips/s; the CPU time
 /// per round trip (steadier on a shared machine) is printed beside each, and a missed line
 /// gets its measured cause (see [`cause`]).
-fn issue12_targets(conns: usize, variants: &[Variant], med: &dyn Fn(usize) -> Option<Sample>) {
+fn issue12_targets(
+    conns: usize,
+    variants: &[Variant],
+    samples: &[Vec<Sample>],
+    med: &dyn Fn(usize) -> Option<Sample>,
+) {
     let find = |want: Variant| variants.iter().position(|&v| v == want).and_then(med);
+    // Round by round, `a` against `b` (the spread behind the medians).
+    let spread = |a: Variant, b: Variant, min: f64| {
+        let of = |v: Variant| variants.iter().position(|&x| x == v).map(|i| &samples[i]);
+        let (Some(a), Some(b)) = (of(a), of(b)) else {
+            return;
+        };
+        let f = |s: &[Sample], f: fn(&Sample) -> f64| s.iter().map(f).collect::<Vec<f64>>();
+        let rates = (f(a, |x| x.per_sec), f(b, |x| x.per_sec));
+        let cpu = (f(a, |x| x.cpu_us_per_rt), f(b, |x| x.cpu_us_per_rt));
+        if let Some(line) = round_by_round((&rates.0, &rates.1), (&cpu.0, &cpu.1), min, "cpu/rt") {
+            println!("  {line}");
+        }
+    };
     let judge = |name: &str, goal: &str, min: f64, s: &Sample, r: &Sample| {
         let q = s.per_sec / r.per_sec;
         ratio_target(name, goal, q, min);
@@ -280,6 +298,7 @@ fn issue12_targets(conns: usize, variants: &[Variant], med: &dyn Fn(usize) -> Op
                 &s,
                 &r,
             );
+            spread(Variant::XevAsyncIoUring, Variant::RawIoUring, 0.95);
         }
     }
     if let (Some(s), Some(r)) = (find(Variant::XevAsyncEpoll), find(Variant::Tokio)) {
@@ -290,6 +309,7 @@ fn issue12_targets(conns: usize, variants: &[Variant], med: &dyn Fn(usize) -> Op
             &s,
             &r,
         );
+        spread(Variant::XevAsyncEpoll, Variant::Tokio, 1.05);
     }
 }
 
