@@ -83,30 +83,28 @@ pub fn target(what: impl std::fmt::Display, met: bool) {
     println!("target: {what}  {}", verdict(met));
 }
 
-/// Print the target line of a rate that should be at least `min` times a reference's:
-/// `target: {name} >= {goal}: {q:.3}x  MET|MISSED`, `q` being the measured ratio.
 /// The spread behind a median ratio, for the line under a target: `a`'s rounds against
 /// `b`'s, paired by round (each pair ran back to back), as "rate 0.91x-1.07x, at or above
-/// 1.0x in 2 of 5; CPU/req 0.95x-1.12x" (`cpu_label` names the CPU figure; `a_cpu` and
-/// `b_cpu` are the same rounds' CPU time per unit of work). `None` with fewer than 2
-/// pairs.
-pub fn round_by_round(
-    (a, b): (&[f64], &[f64]),
-    (a_cpu, b_cpu): (&[f64], &[f64]),
+/// 1.00x in 2 of 5; {cpu_label} 0.95x-1.12x" (`rate` and `cpu` read a round's rate and
+/// its CPU time per unit of work). `None` with fewer than 2 pairs.
+pub fn round_by_round<S>(
+    (a, b): (&[S], &[S]),
+    rate: fn(&S) -> f64,
+    cpu: fn(&S) -> f64,
     goal: f64,
     cpu_label: &str,
 ) -> Option<String> {
-    let range = |x: &[f64], y: &[f64]| {
-        let q: Vec<f64> = x.iter().zip(y).map(|(x, y)| x / y).collect();
+    let range = |f: fn(&S) -> f64| {
+        let q: Vec<f64> = a.iter().zip(b).map(|(x, y)| f(x) / f(y)).collect();
         let lo = q.iter().copied().fold(f64::INFINITY, f64::min);
         let hi = q.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         (q, lo, hi)
     };
-    let (rates, lo, hi) = range(a, b);
+    let (rates, lo, hi) = range(rate);
     if rates.len() < 2 {
         return None;
     }
-    let (_, clo, chi) = range(a_cpu, b_cpu);
+    let (_, clo, chi) = range(cpu);
     let met = rates.iter().filter(|&&q| q >= goal).count();
     Some(format!(
         "round by round (paired, back to back): rate {lo:.3}x-{hi:.3}x, at or above \
@@ -115,6 +113,8 @@ pub fn round_by_round(
     ))
 }
 
+/// Print the target line of a rate that should be at least `min` times a reference's:
+/// `target: {name} >= {goal}: {q:.3}x  MET|MISSED`, `q` being the measured ratio.
 pub fn ratio_target(name: &str, goal: &str, q: f64, min: f64) {
     target(format_args!("{name} >= {goal}: {q:.3}x"), q >= min);
 }

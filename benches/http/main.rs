@@ -344,16 +344,9 @@ fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>], rounds: us
     let spread = |a: Variant, b: Variant, goal: f64| {
         let of = |v: Variant| variants.iter().position(|&x| x == v).map(|i| &samples[i]);
         if let (Some(a), Some(b)) = (of(a), of(b)) {
-            let f = |s: &[Sample], f: fn(&Sample) -> f64| s.iter().map(f).collect::<Vec<f64>>();
-            let rates = (f(a, |x| x.per_sec), f(b, |x| x.per_sec));
-            let cpu = (f(a, |x| x.server_us_per_req), f(b, |x| x.server_us_per_req));
-            let line = round_by_round(
-                (&rates.0, &rates.1),
-                (&cpu.0, &cpu.1),
-                goal,
-                "server CPU/req",
-            );
-            if let Some(line) = line {
+            let per_sec = |s: &Sample| s.per_sec;
+            let cpu = |s: &Sample| s.server_us_per_req;
+            if let Some(line) = round_by_round((a, b), per_sec, cpu, goal, "server CPU/req") {
                 println!("  {line}");
             }
         }

@@ -269,10 +269,9 @@ fn issue12_targets(
         let (Some(a), Some(b)) = (of(a), of(b)) else {
             return;
         };
-        let f = |s: &[Sample], f: fn(&Sample) -> f64| s.iter().map(f).collect::<Vec<f64>>();
-        let rates = (f(a, |x| x.per_sec), f(b, |x| x.per_sec));
-        let cpu = (f(a, |x| x.cpu_us_per_rt), f(b, |x| x.cpu_us_per_rt));
-        if let Some(line) = round_by_round((&rates.0, &rates.1), (&cpu.0, &cpu.1), min, "cpu/rt") {
+        let per_sec = |s: &Sample| s.per_sec;
+        let cpu = |s: &Sample| s.cpu_us_per_rt;
+        if let Some(line) = round_by_round((a, b), per_sec, cpu, min, "cpu/rt") {
             println!("  {line}");
         }
     };
