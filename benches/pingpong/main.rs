@@ -14,7 +14,9 @@
 //! 3. xev async on io_uring (`xev::rt` runtime, one task per connection, `xev::net`);
 //! 4. xev async on epoll (the same);
 //! 5. a raw io_uring loop written directly on the `io-uring` crate (the reference);
-//! 6. tokio, one `current_thread` runtime per thread.
+//! 6. tokio, one `current_thread` runtime per thread;
+//! 7. a raw epoll loop written directly on libc (the epoll reference: the same syscalls
+//!    as tokio and xev's poll backend, and nothing else).
 //!
 //! Each run: fresh sockets (connection setup is not timed), a warm-up, then the timed
 //! section, over which the process-wide allocation counter and CPU time are read.
@@ -32,6 +34,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod raw;
+mod raw_epoll;
 mod tokio_side;
 mod xev_async_side;
 mod xev_side;
@@ -52,7 +55,7 @@ use std::rc::Rc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::net::Variant;
+use common::net::Variant as Net;
 use common::report::{per_round_line, ratio, ratio_target, round_by_round};
 use common::roundtrip::{Counter, Sample};
 use common::{sys, watchdog};
@@ -81,6 +84,37 @@ struct Workload {
     timed: u64,
     /// Interleaved rounds (the table gives medians).
     rounds: usize,
+}
+
+/// The six variants the network benches share, and this bench's own raw epoll loop.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Variant {
+    Net(Net),
+    RawEpoll,
+}
+
+impl Variant {
+    const RAW_EPOLL: &'static str = "raw epoll (ref)";
+    const RAW_IO_URING: Variant = Variant::Net(Net::RawIoUring);
+    const ASYNC_IO_URING: Variant = Variant::Net(Net::XevAsyncIoUring);
+    const ASYNC_EPOLL: Variant = Variant::Net(Net::XevAsyncEpoll);
+    const TOKIO: Variant = Variant::Net(Net::Tokio);
+
+    fn name(self) -> &'static str {
+        match self {
+            Variant::Net(v) => v.name(),
+            Variant::RawEpoll => Variant::RAW_EPOLL,
+        }
+    }
+
+    /// The shared variants `XEV_BENCH_ONLY` selects, then the raw epoll loop.
+    fn selected() -> Vec<Variant> {
+        let mut v: Vec<Variant> = Net::selected().into_iter().map(Variant::Net).collect();
+        if common::wanted("XEV_BENCH_ONLY", Variant::RAW_EPOLL) {
+            v.push(Variant::RawEpoll);
+        }
+        v
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -144,12 +178,15 @@ fn measure(v: Variant, w: &Workload) -> Result<Sample, String> {
             sys::pin_to("pingpong", cpu_server);
             let ctr = Rc::new(Counter::new(0, 0));
             match v {
-                Variant::XevIoUring => xev_server(Backend::IoUring, &servers, &ctr),
-                Variant::XevEpoll => xev_server(Backend::Epoll, &servers, &ctr),
-                Variant::XevAsyncIoUring => xev_async_server(Backend::IoUring, servers, &ctr),
-                Variant::XevAsyncEpoll => xev_async_server(Backend::Epoll, servers, &ctr),
-                Variant::RawIoUring => raw::server(&servers, &ctr),
-                Variant::Tokio => tokio_server(servers, &ctr),
+                Variant::Net(Net::XevIoUring) => xev_server(Backend::IoUring, &servers, &ctr),
+                Variant::Net(Net::XevEpoll) => xev_server(Backend::Epoll, &servers, &ctr),
+                Variant::Net(Net::XevAsyncIoUring) => {
+                    xev_async_server(Backend::IoUring, servers, &ctr)
+                }
+                Variant::Net(Net::XevAsyncEpoll) => xev_async_server(Backend::Epoll, servers, &ctr),
+                Variant::Net(Net::RawIoUring) => raw::server(&servers, &ctr),
+                Variant::Net(Net::Tokio) => tokio_server(servers, &ctr),
+                Variant::RawEpoll => raw_epoll::server(&servers, &ctr),
             }
             // Sockets (if not moved into a runtime) are closed here, when `servers` drops.
             ctr.error()
@@ -161,12 +198,17 @@ fn measure(v: Variant, w: &Workload) -> Result<Sample, String> {
             sys::pin_to("pingpong", cpu_client);
             let ctr = Rc::new(Counter::new(warmup, total));
             match v {
-                Variant::XevIoUring => xev_client(Backend::IoUring, &clients, &ctr, msg),
-                Variant::XevEpoll => xev_client(Backend::Epoll, &clients, &ctr, msg),
-                Variant::XevAsyncIoUring => xev_async_client(Backend::IoUring, clients, &ctr, msg),
-                Variant::XevAsyncEpoll => xev_async_client(Backend::Epoll, clients, &ctr, msg),
-                Variant::RawIoUring => raw::client(&clients, &ctr, msg),
-                Variant::Tokio => tokio_client(clients, &ctr, msg),
+                Variant::Net(Net::XevIoUring) => xev_client(Backend::IoUring, &clients, &ctr, msg),
+                Variant::Net(Net::XevEpoll) => xev_client(Backend::Epoll, &clients, &ctr, msg),
+                Variant::Net(Net::XevAsyncIoUring) => {
+                    xev_async_client(Backend::IoUring, clients, &ctr, msg)
+                }
+                Variant::Net(Net::XevAsyncEpoll) => {
+                    xev_async_client(Backend::Epoll, clients, &ctr, msg)
+                }
+                Variant::Net(Net::RawIoUring) => raw::client(&clients, &ctr, msg),
+                Variant::Net(Net::Tokio) => tokio_client(clients, &ctr, msg),
+                Variant::RawEpoll => raw_epoll::client(&clients, &ctr, msg),
             }
             // The client's sockets are closed by now, so the server sees end of file.
             ctr.marks()
@@ -204,7 +246,7 @@ fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>]) {
     let med = |i: usize| Sample::median(&samples[i]);
     let reference = variants
         .iter()
-        .position(|&v| v == Variant::RawIoUring)
+        .position(|&v| v == Variant::RAW_IO_URING)
         .and_then(med);
     println!(
         "{:<22} {:>14} {:>16} {:>16} {:>14} {:>10} {:>10}",
@@ -242,7 +284,7 @@ fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>]) {
     issue12_targets(w.conns, variants, samples, &med);
     let Some(r) = reference else { return };
     for (i, v) in variants.iter().enumerate() {
-        if !matches!(v, Variant::XevAsyncIoUring | Variant::XevAsyncEpoll) {
+        if ![Variant::ASYNC_IO_URING, Variant::ASYNC_EPOLL].contains(v) {
             continue;
         }
         if let Some(s) = med(i) {
@@ -264,7 +306,7 @@ fn issue12_targets(
 ) {
     let find = |want: Variant| variants.iter().position(|&v| v == want).and_then(med);
     // Round by round, `a` against `b` (the spread behind the medians).
-    let spread = |a: Variant, b: Variant, min: f64| {
+    let spread_of = |a: Variant, b: Variant, min: f64, prefix: &str| {
         let of = |v: Variant| variants.iter().position(|&x| x == v).map(|i| &samples[i]);
         let (Some(a), Some(b)) = (of(a), of(b)) else {
             return;
@@ -272,9 +314,10 @@ fn issue12_targets(
         let per_sec = |s: &Sample| s.per_sec;
         let cpu = |s: &Sample| s.cpu_us_per_rt;
         if let Some(line) = round_by_round((a, b), per_sec, cpu, min, "cpu/rt") {
-            println!("  {line}");
+            println!("  {prefix}{line}");
         }
     };
+    let spread = |a: Variant, b: Variant, min: f64| spread_of(a, b, min, "");
     let judge = |name: &str, goal: &str, min: f64, s: &Sample, r: &Sample| {
         let q = s.per_sec / r.per_sec;
         ratio_target(name, goal, q, min);
@@ -289,7 +332,7 @@ fn issue12_targets(
         }
     };
     if conns == 100 {
-        if let (Some(s), Some(r)) = (find(Variant::XevAsyncIoUring), find(Variant::RawIoUring)) {
+        if let (Some(s), Some(r)) = (find(Variant::ASYNC_IO_URING), find(Variant::RAW_IO_URING)) {
             judge(
                 "issue 12: xev async io_uring x100",
                 "0.95x raw io_uring",
@@ -297,10 +340,10 @@ fn issue12_targets(
                 &s,
                 &r,
             );
-            spread(Variant::XevAsyncIoUring, Variant::RawIoUring, 0.95);
+            spread(Variant::ASYNC_IO_URING, Variant::RAW_IO_URING, 0.95);
         }
     }
-    if let (Some(s), Some(r)) = (find(Variant::XevAsyncEpoll), find(Variant::Tokio)) {
+    if let (Some(s), Some(r)) = (find(Variant::ASYNC_EPOLL), find(Variant::TOKIO)) {
         judge(
             &format!("issue 12: xev async epoll x{conns}"),
             "1.05x tokio current_thread",
@@ -308,7 +351,48 @@ fn issue12_targets(
             &s,
             &r,
         );
-        spread(Variant::XevAsyncEpoll, Variant::Tokio, 1.05);
+        spread(Variant::ASYNC_EPOLL, Variant::TOKIO, 1.05);
+        if let Some(e) = find(Variant::RawEpoll) {
+            raw_epoll_ceiling(&s, &e, &r, 1.05);
+            spread_of(
+                Variant::RawEpoll,
+                Variant::TOKIO,
+                1.05,
+                "the raw epoll loop vs tokio, ",
+            );
+        }
+    }
+}
+
+/// What the hand-written epoll loop `e` (the same syscalls, no runtime) reaches against
+/// tokio `r`: the most an epoll runtime can get on this kernel. When even the raw loop is
+/// under `min` times tokio, the target is beyond epoll here and the cause is the kernel's
+/// part of each round trip; otherwise what separates xev `s` from the target is its own.
+fn raw_epoll_ceiling(s: &Sample, e: &Sample, r: &Sample, min: f64) {
+    let raw = e.per_sec / r.per_sec;
+    println!(
+        "  raw epoll reference: {raw:.3}x tokio (cpu µs/rt {:.2}: user {:.2}, system {:.2}); \
+         xev async epoll is {:.3}x the raw loop",
+        e.cpu_us_per_rt,
+        e.user_us_per_rt,
+        e.cpu_us_per_rt - e.user_us_per_rt,
+        s.per_sec / e.per_sec
+    );
+    if s.per_sec / r.per_sec >= min {
+        return;
+    }
+    if raw < min {
+        println!(
+            "  measured cause: the kernel. A hand-written epoll loop making the same syscalls \
+             per message reaches {raw:.3}x tokio, under {min}x: the target asks more than \
+             epoll gives on this kernel"
+        );
+    } else {
+        println!(
+            "  xev's own part: the raw epoll loop reaches {raw:.3}x tokio, xev async epoll \
+             {:.3}x of it",
+            s.per_sec / e.per_sec
+        );
     }
 }
 
