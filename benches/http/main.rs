@@ -5,19 +5,22 @@
 //! 2. the same on epoll;
 //! 3. a tokio `current_thread` server written the same way (same parser and responses,
 //!    `servers::tokio_hello`): the reference;
-//! 4. hyper 1.x on tokio `current_thread` (hyper's defaults);
-//! 5. hyper on xev (`examples/hyper_hello.rs`'s `serve_with`, with the bare
+//! 4. a hand-written epoll loop serving the same bytes with the tokio server's buffering
+//!    and syscalls (`raw_epoll.rs`, "raw epoll (ref)"): under the epoll target, how far
+//!    the kernel and the machine let any server on epoll go;
+//! 5. hyper 1.x on tokio `current_thread` (hyper's defaults);
+//! 6. hyper on xev (`examples/hyper_hello.rs`'s `serve_with`, with the bare
 //!    `http1::Builder::new()` the hyper-on-tokio server uses), built with
 //!    `--features hyper`;
-//! 6. xev `http_hello --threads 2` on io_uring: a `Pool` of 2 workers, each with its own
+//! 7. xev `http_hello --threads 2` on io_uring: a `Pool` of 2 workers, each with its own
 //!    `SO_REUSEPORT` listener (`serve_pool`, `Sharing::ReusePort`);
-//! 7. the same with `--distribute`: worker 0 accepts and hands connections out;
-//! 8. tokio `multi_thread` with 2 workers, the tokio server of 3 with `tokio::spawn`.
+//! 8. the same with `--distribute`: worker 0 accepts and hands connections out;
+//! 9. tokio `multi_thread` with 2 workers, the tokio server of 3 with `tokio::spawn`.
 //!
-//! Scaling lines compare 6 with 1 (xev 1 → 2 threads) and 8 with 3 (tokio). For the
+//! Scaling lines compare 7 with 1 (xev 1 → 2 threads) and 9 with 3 (tokio). For the
 //! multi-threaded servers "server µs/req" is the process's CPU time minus the load
 //! thread's (the main and watchdog threads sleep meanwhile). On a 2-CPU machine the
-//! load generator competes with the 2 workers: the requests/s of 6-8 measure sharing
+//! load generator competes with the 2 workers: the requests/s of 7-9 measure sharing
 //! rather than scaling; CPU time per request is the fairer comparison.
 //!
 //! The load generator (`load.rs`) runs on its own thread over raw epoll:
@@ -50,6 +53,7 @@ mod common;
 mod http_hello;
 mod idle;
 mod load;
+mod raw_epoll;
 mod servers;
 mod split;
 mod ticks;
@@ -94,6 +98,7 @@ enum Variant {
     XevIoUring,
     XevEpoll,
     TokioCt,
+    RawEpoll,
     HyperTokio,
     HyperXev,
     XevThreads2,
@@ -102,10 +107,11 @@ enum Variant {
 }
 
 impl Variant {
-    const ALL: [Variant; 8] = [
+    const ALL: [Variant; 9] = [
         Variant::XevIoUring,
         Variant::XevEpoll,
         Variant::TokioCt,
+        Variant::RawEpoll,
         Variant::HyperTokio,
         Variant::HyperXev,
         Variant::XevThreads2,
@@ -118,6 +124,7 @@ impl Variant {
             Variant::XevIoUring => "xev http_hello io_uring",
             Variant::XevEpoll => "xev http_hello epoll",
             Variant::TokioCt => "tokio current_thread",
+            Variant::RawEpoll => "raw epoll (ref)",
             Variant::HyperTokio => "hyper on tokio ct",
             Variant::HyperXev => "hyper on xev",
             Variant::XevThreads2 => "xev http_hello --threads 2 (io_uring)",
@@ -147,6 +154,7 @@ impl Variant {
             Variant::XevIoUring
             | Variant::XevEpoll
             | Variant::TokioCt
+            | Variant::RawEpoll
             | Variant::XevThreads2
             | Variant::XevThreads2Distribute
             | Variant::TokioMt2 => Expect::Exact(http_hello::OK),
@@ -165,6 +173,7 @@ impl Variant {
             Variant::XevIoUring => servers::xev(Backend::IoUring, listener, stop, ready),
             Variant::XevEpoll => servers::xev(Backend::Epoll, listener, stop, ready),
             Variant::TokioCt => servers::tokio_hello(listener, stop, ready),
+            Variant::RawEpoll => raw_epoll::serve(listener, stop, ready),
             Variant::HyperTokio => servers::hyper_tokio(listener, stop, ready),
             Variant::HyperXev => match HYPER_ON_XEV {
                 Some(serve) => servers::xev_with(Backend::default(), listener, stop, ready, serve),
@@ -340,6 +349,30 @@ fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>], rounds: us
         })
     };
     let find = |v: Variant| variants.iter().position(|&x| x == v).and_then(med);
+    // Under the epoll target: the hand-written epoll loop against tokio, and xev against it.
+    let raw_reference = |x: &Sample, t: &Sample, min: f64| {
+        let Some(raw) = find(Variant::RawEpoll) else {
+            return;
+        };
+        let q = raw.per_sec / t.per_sec;
+        println!(
+            "  raw epoll reference: {q:.3}x tokio (requests/s), server CPU/req {:.2}x; xev \
+             epoll is {:.3}x the raw loop",
+            raw.server_us_per_req / t.server_us_per_req,
+            x.per_sec / raw.per_sec
+        );
+        if q < min && x.per_sec / t.per_sec < min {
+            println!(
+                "  the raw loop is below {min:.1}x too: a hand-written epoll loop with the same \
+                 syscalls misses the target, so the gap down to {q:.3}x is not xev's"
+            );
+        } else if q < min {
+            println!(
+                "  the raw loop is below {min:.1}x: a hand-written epoll loop with the same \
+                 syscalls misses the target that xev meets here"
+            );
+        }
+    };
     // Under a target line: how `a` against `b` varied round by round.
     let spread = |a: Variant, b: Variant, goal: f64| {
         let of = |v: Variant| variants.iter().position(|&x| x == v).map(|i| &samples[i]);
@@ -412,6 +445,10 @@ fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>], rounds: us
                     println!("  measured cause: {}", cause(&s, &r, min));
                 }
                 spread(v, Variant::TokioCt, min);
+                if v == Variant::XevEpoll {
+                    raw_reference(&s, &r, min);
+                    spread(Variant::RawEpoll, Variant::TokioCt, min);
+                }
             }
         }
     }

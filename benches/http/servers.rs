@@ -1,6 +1,7 @@
 //! The servers under test, each run on the calling thread until stopped: xev's
 //! `http_hello::serve` on a given backend, a tokio `current_thread` server with the same
-//! parsing and behaviour, hyper on tokio `current_thread`, and the slot for hyper on xev.
+//! parsing and behaviour, hyper on tokio `current_thread`, and the slot for hyper on xev
+//! (the hand-written epoll server is `raw_epoll.rs`).
 
 use std::future::{poll_fn, Future};
 use std::io;
@@ -34,8 +35,8 @@ impl Stop {
         }
     }
 
-    /// Wait until fired.
-    async fn wait(&self) {
+    /// Wait until fired (the raw epoll server polls this with a waker of its own).
+    pub async fn wait(&self) {
         poll_fn(|cx| {
             if self.0.fired.load(Ordering::Acquire) {
                 return Poll::Ready(());

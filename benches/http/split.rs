@@ -2,14 +2,14 @@
 //! (`perf stat -p`, `strace -c -p`):
 //!
 //! ```text
-//! # a server, until killed (xev-io_uring | xev-epoll | tokio), on 127.0.0.1:PORT
+//! # a server, until killed (xev-io_uring | xev-epoll | tokio | raw-epoll), on 127.0.0.1:PORT
 //! XEV_HTTP_SERVE=tokio XEV_HTTP_PORT=8080 cargo bench --bench http
 //! # the bench's load generator against it; with XEV_HTTP_SERVER_PID, the server
 //! # process's CPU time (user and system) per request too
 //! XEV_HTTP_LOAD=127.0.0.1:8080 XEV_HTTP_SERVER_PID=1234 XEV_BENCH_PIPELINE=1 cargo bench --bench http
 //! ```
 //!
-//! The servers are the bench's own (`servers.rs`); the load is `load.rs` with the same
+//! The servers are the bench's own (`servers.rs`, `raw_epoll.rs`); the load is `load.rs` with the same
 //! knobs (`XEV_BENCH_CONNS`, `XEV_BENCH_PIPELINE`, `XEV_BENCH_SECS`; one run each).
 
 use std::time::Duration;
@@ -42,8 +42,9 @@ pub fn serve_if_asked() {
         "xev-io_uring" => servers::xev(xev::Backend::IoUring, listener, &stop, &tx),
         "xev-epoll" => servers::xev(xev::Backend::Epoll, listener, &stop, &tx),
         "tokio" => servers::tokio_hello(listener, &stop, &tx),
+        "raw-epoll" => super::raw_epoll::serve(listener, &stop, &tx),
         other => Err(format!(
-            "XEV_HTTP_SERVE={other:?}: expected xev-io_uring, xev-epoll or tokio"
+            "XEV_HTTP_SERVE={other:?}: expected xev-io_uring, xev-epoll, tokio or raw-epoll"
         )),
     };
     if let Err(e) = r {
