@@ -23,7 +23,9 @@
 //!    `RecvMsg` SQE in flight, resubmitted after each CQE);
 //! 6. tokio, a `current_thread` runtime (`tokio::net::UdpSocket::recv_from` in a loop);
 //! 7. xev io_uring multishot (callback API: one `Op::RecvMulti` over a registered buffer
-//!    group, a provided-buffer ring: one SQE for many datagrams; target >= 1.2x tokio).
+//!    group, a provided-buffer ring: one SQE for many datagrams; target >= 1.2x tokio);
+//! 8. a raw io_uring multishot loop on the `io-uring` crate (the multishot reference: the
+//!    same `RecvMulti` over a provided-buffer ring, with no loop or callback around it).
 //!
 //! **What is measured.** UDP on loopback drops datagrams when the receiver's queue is
 //! full, so libxev's shape (the sender writes as fast as it can, the receiver counts what
@@ -68,6 +70,7 @@
 mod common;
 mod drain;
 mod raw;
+mod raw_multishot;
 mod sched;
 mod tokio_side;
 mod xev_async_side;
@@ -121,15 +124,19 @@ enum Variant {
     Common(CommonVariant),
     /// xev callback API, `Op::RecvMulti` over a provided-buffer ring (io_uring).
     XevMultishot,
+    /// The raw multishot loop (io_uring; the reference for `XevMultishot`).
+    RawMultishot,
 }
 
 impl Variant {
     const MULTISHOT: &'static str = "xev io_uring multishot";
+    const RAW_MULTISHOT: &'static str = "raw multishot (ref)";
 
     fn name(self) -> &'static str {
         match self {
             Variant::Common(v) => v.name(),
             Variant::XevMultishot => Variant::MULTISHOT,
+            Variant::RawMultishot => Variant::RAW_MULTISHOT,
         }
     }
 
@@ -137,6 +144,7 @@ impl Variant {
         match self {
             Variant::Common(v) => v.is_xev(),
             Variant::XevMultishot => true,
+            Variant::RawMultishot => false,
         }
     }
 
@@ -147,6 +155,11 @@ impl Variant {
             .collect();
         if Backend::IoUring.is_available() && common::wanted("XEV_BENCH_ONLY", Variant::MULTISHOT) {
             v.push(Variant::XevMultishot);
+        }
+        if Backend::IoUring.is_available()
+            && common::wanted("XEV_BENCH_ONLY", Variant::RAW_MULTISHOT)
+        {
+            v.push(Variant::RawMultishot);
         }
         v
     }
@@ -690,6 +703,7 @@ fn measure(v: Variant, w: &Workload) -> Result<Sample, String> {
                 Variant::XevMultishot => {
                     xev_multishot_side::receive(Backend::IoUring, rx_sock, &rx)
                 }
+                Variant::RawMultishot => raw_multishot::receive(rx_sock, &rx),
             }
             // The socket is closed by now; let the sender stop sending markers.
             sh.done.store(true, Ordering::Release);
@@ -900,6 +914,9 @@ fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>], rounds: us
             if q < 1.2 || capacity < 1.2 {
                 println!("  measured cause: {}", cause(&s, &t, capacity));
             }
+            if let Some(raw) = find(Variant::RawMultishot) {
+                raw_multishot_ceiling(&s, &raw, &t, 1.2);
+            }
         }
     }
     for (i, v) in variants.iter().enumerate() {
@@ -913,6 +930,35 @@ fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>], rounds: us
                 s.allocs == 0,
             );
         }
+    }
+}
+
+/// The raw multishot loop `raw` (the same kernel work, no loop around it) against tokio
+/// `t`, and xev's multishot receiver `s` against it: when even the raw loop is under
+/// `min` times tokio, the target is beyond what multishot receives give on this kernel.
+fn raw_multishot_ceiling(s: &Sample, raw: &Sample, t: &Sample, min: f64) {
+    let (rate, capacity) = (raw.per_sec / t.per_sec, t.rx_cpu_ns / raw.rx_cpu_ns);
+    println!(
+        "  raw multishot reference: {rate:.3}x tokio (rate), capacity {capacity:.3}x ({:.0} ns \
+         per datagram); xev multishot is {:.3}x the raw loop's rate, {:.3}x its capacity",
+        raw.rx_cpu_ns,
+        s.per_sec / raw.per_sec,
+        raw.rx_cpu_ns / s.rx_cpu_ns
+    );
+    if s.per_sec / t.per_sec >= min && t.rx_cpu_ns / s.rx_cpu_ns >= min {
+        return;
+    }
+    if rate < min && capacity < min {
+        println!(
+            "  measured cause: the kernel. The raw multishot loop reaches {rate:.3}x tokio's \
+             rate and {capacity:.3}x its capacity, under {min}x: the target asks more than \
+             multishot receives give on this kernel"
+        );
+    } else {
+        println!(
+            "  xev's own part: the raw multishot loop reaches {rate:.3}x tokio's rate and \
+             {capacity:.3}x its capacity"
+        );
     }
 }
 
