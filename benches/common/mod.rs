@@ -5,6 +5,7 @@
 //! `#[global_allocator]`.
 #![allow(dead_code)]
 
+pub mod epoll;
 pub mod net;
 pub mod report;
 pub mod roundtrip;

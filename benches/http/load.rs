@@ -7,8 +7,10 @@
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
+
+use super::common::epoll::{Epoll, SOCKET};
 
 /// The request every connection sends.
 pub const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
@@ -214,51 +216,6 @@ fn framed(buf: &[u8], body: &[u8]) -> Result<Option<usize>, String> {
     Ok(Some(total))
 }
 
-/// An epoll instance.
-struct Epoll(OwnedFd);
-
-impl Epoll {
-    fn new() -> io::Result<Epoll> {
-        // SAFETY: epoll_create1 has no memory preconditions.
-        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: a new fd we own.
-        Ok(Epoll(unsafe { OwnedFd::from_raw_fd(fd) }))
-    }
-
-    /// Register `fd` edge-triggered for both directions, with `key`.
-    fn add(&self, fd: i32, key: u64) -> io::Result<()> {
-        let mut ev = libc::epoll_event {
-            events: (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32,
-            u64: key,
-        };
-        // SAFETY: `ev` is a live event struct; the kernel copies it.
-        let r = unsafe { libc::epoll_ctl(self.0.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) };
-        if r < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
-    }
-
-    /// Wait up to `timeout` for events into `evs`; their number.
-    fn wait(&self, evs: &mut [libc::epoll_event], timeout: Duration) -> io::Result<usize> {
-        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
-        // SAFETY: `evs` is a live buffer of `evs.len()` events the kernel may fill.
-        let n =
-            unsafe { libc::epoll_wait(self.0.as_raw_fd(), evs.as_mut_ptr(), evs.len() as i32, ms) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == ErrorKind::Interrupted {
-                return Ok(0);
-            }
-            return Err(e);
-        }
-        Ok(n as usize)
-    }
-}
-
 /// Write what is left of the batch; false when the socket is full (EPOLLOUT resumes).
 fn send_batch(c: &mut Conn, batch: &[u8]) -> Result<bool, String> {
     while c.sent < batch.len() {
@@ -340,7 +297,7 @@ pub fn run(spec: Spec) -> Result<Sample, String> {
             .map_err(|e| format!("nodelay: {e}"))?;
         sock.set_nonblocking(true)
             .map_err(|e| format!("nonblocking: {e}"))?;
-        ep.add(sock.as_raw_fd(), i as u64)
+        ep.add(sock.as_raw_fd(), SOCKET, i as u64)
             .map_err(|e| format!("epoll_ctl: {e}"))?;
         conns.push(Conn {
             sock,
@@ -416,7 +373,7 @@ pub fn run(spec: Spec) -> Result<Sample, String> {
         let n = ep
             .wait(
                 &mut evs,
-                next.saturating_duration_since(now) + Duration::from_millis(1),
+                Some(next.saturating_duration_since(now) + Duration::from_millis(1)),
             )
             .map_err(|e| format!("epoll_wait: {e}"))?;
         for ev in &evs[..n] {

@@ -29,6 +29,7 @@ use std::sync::Arc;
 use std::task::{Context, Wake, Waker};
 use std::time::{Duration, Instant};
 
+use super::common::epoll::{Epoll, SOCKET};
 use super::http_hello;
 use super::servers::{Ready, Stop};
 
@@ -43,57 +44,6 @@ const LINGER: Duration = Duration::from_secs(1);
 /// The epoll keys of the stop eventfd and the listener; connections use their slot.
 const STOP_KEY: u64 = u64::MAX;
 const LISTENER_KEY: u64 = u64::MAX - 1;
-
-/// An epoll instance.
-struct Epoll(OwnedFd);
-
-impl Epoll {
-    fn new() -> io::Result<Epoll> {
-        // SAFETY: epoll_create1 has no memory preconditions.
-        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: a new descriptor that nothing else owns.
-        Ok(Epoll(unsafe { OwnedFd::from_raw_fd(fd) }))
-    }
-
-    /// Register `fd` for `events` with `key`.
-    fn add(&self, fd: RawFd, events: i32, key: u64) -> io::Result<()> {
-        let mut ev = libc::epoll_event {
-            events: events as u32,
-            u64: key,
-        };
-        // SAFETY: `ev` is a live event struct; the kernel copies it.
-        let r = unsafe { libc::epoll_ctl(self.0.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) };
-        if r < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
-    }
-
-    /// Wait for events into `evs`, up to `timeout_ms` (-1: no limit); their number (0
-    /// when interrupted by a signal).
-    fn wait(&self, evs: &mut [libc::epoll_event], timeout_ms: i32) -> io::Result<usize> {
-        // SAFETY: `evs` is a live buffer of `evs.len()` events the kernel may fill.
-        let n = unsafe {
-            libc::epoll_wait(
-                self.0.as_raw_fd(),
-                evs.as_mut_ptr(),
-                evs.len() as i32,
-                timeout_ms,
-            )
-        };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == ErrorKind::Interrupted {
-                return Ok(0);
-            }
-            return Err(e);
-        }
-        Ok(n as usize)
-    }
-}
 
 /// The waker of the stop: writes to an eventfd that is in the epoll set.
 struct StopWaker(OwnedFd);
@@ -324,16 +274,14 @@ pub fn serve(listener: std::net::TcpListener, stop: &Stop, ready: &Ready) -> Res
         if stopped.as_mut().poll(&mut cx).is_ready() {
             return Ok(());
         }
-        let timeout_ms = match lingering.front() {
-            None => -1,
-            Some(&(at, _, _)) => {
-                let left = at.saturating_duration_since(Instant::now());
-                // Rounded up: waking before the deadline would only wait again.
-                left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32
-            }
-        };
+        let timeout = lingering.front().map(|&(at, _, _)| {
+            let left = at.saturating_duration_since(Instant::now());
+            // Rounded up to whole milliseconds: waking before the deadline would only
+            // wait again.
+            Duration::from_millis(left.as_micros().div_ceil(1000) as u64)
+        });
         let n = ep
-            .wait(&mut evs, timeout_ms)
+            .wait(&mut evs, timeout)
             .map_err(|e| format!("server: epoll_wait: {e}"))?;
         for ev in &evs[..n] {
             let (key, events) = (ev.u64, ev.events as i32);
@@ -352,12 +300,8 @@ pub fn serve(listener: std::net::TcpListener, stop: &Stop, ready: &Ready) -> Res
                         conns.push(None);
                         conns.len() - 1
                     });
-                    ep.add(
-                        fd.as_raw_fd(),
-                        libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET,
-                        slot as u64,
-                    )
-                    .map_err(|e| format!("server: epoll_ctl: {e}"))?;
+                    ep.add(fd.as_raw_fd(), SOCKET, slot as u64)
+                        .map_err(|e| format!("server: epoll_ctl: {e}"))?;
                     serial += 1;
                     conns[slot] = Some(Conn {
                         fd,

@@ -5,7 +5,7 @@
 //! does nothing else: what an epoll runtime could reach at best on this kernel.
 
 use super::*;
-use std::os::fd::{FromRawFd, OwnedFd};
+use common::epoll::{Epoll, SOCKET};
 
 /// Events taken per `epoll_wait` (tokio's default capacity).
 const EVENTS: usize = 1024;
@@ -17,7 +17,7 @@ struct Conn {
     unsent: Vec<u8>,
     /// Client: reply bytes received toward the current message.
     got: usize,
-    /// Server: end of file seen.
+    /// End of file seen (the server's side): no more events for it.
     closed: bool,
 }
 
@@ -92,54 +92,40 @@ fn send_some(fd: RawFd, bytes: &[u8]) -> io::Result<usize> {
     }
 }
 
-/// An epoll instance with every connection registered (data: its index), edge-triggered.
-fn epoll_for(conns: &[Conn]) -> io::Result<OwnedFd> {
-    // SAFETY: plain syscall; the result is checked before use.
-    let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-    if ep < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `ep` is a new descriptor that nothing else owns.
-    let ep = unsafe { OwnedFd::from_raw_fd(ep) };
-    for (i, c) in conns.iter().enumerate() {
-        let mut ev = libc::epoll_event {
-            events: (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32,
-            u64: i as u64,
-        };
-        // SAFETY: `ep` and `c.fd` are open descriptors (the sockets outlive this loop);
-        // `ev` is a valid event for the call.
-        if unsafe { libc::epoll_ctl(ep.as_raw_fd(), libc::EPOLL_CTL_ADD, c.fd, &mut ev) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(ep)
-}
-
-/// Wait for events and hand each (connection index, readable, writable) to `on_event`,
-/// until `done` says so.
+/// Wait for events until `done` says so. On each event of an open connection: send what
+/// a short send left (write edge), then receive until the socket is drained (read edge),
+/// handing each receive's byte count (0: end of file) to `on_data`, which says whether to
+/// go on reading.
 fn run(
     conns: &mut [Conn],
-    mut on_event: impl FnMut(&mut [Conn], usize, bool, bool) -> io::Result<()>,
+    mut on_data: impl FnMut(&mut Conn, usize) -> io::Result<bool>,
     mut done: impl FnMut(&[Conn]) -> bool,
 ) -> io::Result<()> {
-    let ep = epoll_for(conns)?;
+    let ep = Epoll::new()?;
+    for (i, c) in conns.iter().enumerate() {
+        ep.add(c.fd, SOCKET, i as u64)?;
+    }
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS];
     while !done(conns) {
-        // SAFETY: `events` has room for `EVENTS` entries; `ep` is open.
-        let n = unsafe { libc::epoll_wait(ep.as_raw_fd(), events.as_mut_ptr(), EVENTS as i32, -1) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
+        let n = ep.wait(&mut events, None)?;
+        for ev in &events[..n] {
+            let c = &mut conns[ev.u64 as usize];
+            let bits = ev.events as i32;
+            if c.closed {
                 continue;
             }
-            return Err(e);
-        }
-        for ev in &events[..n as usize] {
-            let bits = ev.events as i32;
-            let readable =
-                bits & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) != 0;
-            let writable = bits & (libc::EPOLLOUT | libc::EPOLLERR) != 0;
-            on_event(conns, ev.u64 as usize, readable, writable)?;
+            if bits & (libc::EPOLLOUT | libc::EPOLLERR) != 0 {
+                c.flush()?;
+            }
+            if bits & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) == 0 {
+                continue;
+            }
+            while let Some(n) = c.recv()? {
+                // A receive shorter than the buffer drained the socket: wait for the next edge.
+                if !on_data(c, n)? || n < RECV_BUF {
+                    break;
+                }
+            }
         }
     }
     Ok(())
@@ -161,33 +147,21 @@ pub(super) fn client(socks: &[TcpStream], ctr: &Counter, msg: &'static [u8]) {
     let waiting = Cell::new(waiting);
     let r = run(
         &mut conns,
-        |conns, i, readable, writable| {
-            let c = &mut conns[i];
-            if writable {
-                c.flush()?;
+        |c, n| {
+            if n == 0 {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "end of file"));
             }
-            if !readable {
-                return Ok(());
-            }
-            while let Some(n) = c.recv()? {
-                if n == 0 {
-                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "end of file"));
-                }
-                c.got += n;
-                while c.got >= msg.len() {
-                    c.got -= msg.len();
-                    ctr.complete();
-                    waiting.set(waiting.get() - 1);
-                    if ctr.claim() {
-                        c.send(msg)?;
-                        waiting.set(waiting.get() + 1);
-                    }
-                }
-                if n < RECV_BUF {
-                    break; // drained: wait for the next edge
+            c.got += n;
+            while c.got >= msg.len() {
+                c.got -= msg.len();
+                ctr.complete();
+                waiting.set(waiting.get() - 1);
+                if ctr.claim() {
+                    c.send(msg)?;
+                    waiting.set(waiting.get() + 1);
                 }
             }
-            Ok(())
+            Ok(true)
         },
         |_| waiting.get() == 0,
     );
@@ -201,33 +175,18 @@ pub(super) fn server(socks: &[TcpStream], ctr: &Counter) {
     let open = Cell::new(conns.len());
     let r = run(
         &mut conns,
-        |conns, i, readable, writable| {
-            let c = &mut conns[i];
-            if c.closed {
-                return Ok(());
+        |c, n| {
+            if n == 0 {
+                // End of file: the client is done with this connection.
+                c.closed = true;
+                open.set(open.get() - 1);
+                return Ok(false);
             }
-            if writable {
-                c.flush()?;
-            }
-            if !readable {
-                return Ok(());
-            }
-            while let Some(n) = c.recv()? {
-                if n == 0 {
-                    // End of file: the client is done with this connection.
-                    c.closed = true;
-                    open.set(open.get() - 1);
-                    break;
-                }
-                let Conn {
-                    fd, rbuf, unsent, ..
-                } = c;
-                send_or_keep(*fd, unsent, &rbuf[..n])?;
-                if n < RECV_BUF {
-                    break; // drained: wait for the next edge
-                }
-            }
-            Ok(())
+            let Conn {
+                fd, rbuf, unsent, ..
+            } = c;
+            send_or_keep(*fd, unsent, &rbuf[..n])?;
+            Ok(true)
         },
         |_| open.get() == 0,
     );
