@@ -1,5 +1,5 @@
-//! A raw epoll instance for the benches' hand-written loops: the http load generator,
-//! the raw epoll http server and pingpong's raw epoll loop.
+//! A raw epoll instance and the two socket calls of the benches' hand-written loops
+//! (the http load generator, the raw epoll http server, pingpong's raw epoll loop).
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -57,4 +57,26 @@ impl Epoll {
         }
         Ok(n as usize)
     }
+}
+
+/// One `recv` on `fd` into `buf`: the byte count (0: end of stream) or the error as is
+/// (`WouldBlock`, `Interrupted`, ...), for the caller's readiness bookkeeping.
+pub fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is a live, writable buffer of `buf.len()` bytes for the call.
+    let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
+/// One `send` of `buf` on `fd` (no SIGPIPE, as std's sockets): the byte count taken or
+/// the error as is.
+pub fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is a live buffer of `buf.len()` bytes for the call.
+    let n = unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
 }

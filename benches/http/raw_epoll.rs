@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::task::{Context, Wake, Waker};
 use std::time::{Duration, Instant};
 
-use super::common::epoll::{Epoll, SOCKET};
+use super::common::epoll::{recv, send, Epoll, SOCKET};
 use super::http_hello;
 use super::servers::{Ready, Stop};
 
@@ -101,33 +101,6 @@ enum Next {
     Close,
 }
 
-/// `recv` into `buf`.
-fn recv(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
-    // SAFETY: `buf` is a live, writable buffer of `buf.len()` bytes.
-    let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(n as usize)
-}
-
-/// `send` of `buf` (no SIGPIPE, as std's sockets).
-fn send(fd: &OwnedFd, buf: &[u8]) -> io::Result<usize> {
-    // SAFETY: `buf` is a live buffer of `buf.len()` bytes.
-    let n = unsafe {
-        libc::send(
-            fd.as_raw_fd(),
-            buf.as_ptr().cast(),
-            buf.len(),
-            libc::MSG_NOSIGNAL,
-        )
-    };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(n as usize)
-}
-
 /// Go on with `c` as far as its readiness allows: send what is left of its responses,
 /// then read, answer and send, until the socket has nothing more to read or no room to
 /// write; a lingering connection only reads and discards.
@@ -138,7 +111,7 @@ fn drive(c: &mut Conn) -> Next {
             if !c.writable {
                 return Next::Wait;
             }
-            match send(&c.fd, &c.wbuf[c.sent..]) {
+            match send(c.fd.as_raw_fd(), &c.wbuf[c.sent..]) {
                 Ok(n) => {
                     // A short write filled the socket (as tokio reads it): EPOLLOUT resumes.
                     if c.sent + n < c.wbuf.len() {
@@ -159,7 +132,7 @@ fn drive(c: &mut Conn) -> Next {
         if !c.readable {
             return Next::Wait;
         }
-        let n = match recv(&c.fd, &mut c.rbuf) {
+        let n = match recv(c.fd.as_raw_fd(), &mut c.rbuf) {
             Ok(0) => return Next::Close,
             Ok(n) => n,
             Err(e) if e.kind() == ErrorKind::WouldBlock => {
@@ -218,21 +191,6 @@ fn accept(listener: RawFd) -> io::Result<Option<OwnedFd>> {
             _ => return Err(e),
         }
     }
-}
-
-/// Nagle off, as every server of the bench; a failure only costs latency.
-fn set_nodelay(fd: &OwnedFd) {
-    let one: libc::c_int = 1;
-    // SAFETY: `one` is a live c_int and its size is passed with it.
-    unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_NODELAY,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
 }
 
 /// Serve on `listener` from the calling thread until `stop` fires.
@@ -295,7 +253,8 @@ pub fn serve(listener: std::net::TcpListener, stop: &Stop, ready: &Ready) -> Res
                 while let Some(fd) =
                     accept(listener.as_raw_fd()).map_err(|e| format!("server: accept: {e}"))?
                 {
-                    set_nodelay(&fd);
+                    // Nagle off, as every server of the bench; a failure only costs latency.
+                    let _ = socket2::SockRef::from(&fd).set_tcp_nodelay(true);
                     let slot = free.pop().unwrap_or_else(|| {
                         conns.push(None);
                         conns.len() - 1

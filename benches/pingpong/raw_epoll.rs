@@ -5,7 +5,7 @@
 //! does nothing else: what an epoll runtime could reach at best on this kernel.
 
 use super::*;
-use common::epoll::{Epoll, SOCKET};
+use common::epoll::{self, Epoll, SOCKET};
 
 /// Events taken per `epoll_wait` (tokio's default capacity).
 const EVENTS: usize = 1024;
@@ -49,16 +49,11 @@ impl Conn {
     /// One `recv` into `rbuf`: `Some(n)` bytes (0 is end of file), `None` on would-block.
     fn recv(&mut self) -> io::Result<Option<usize>> {
         loop {
-            // SAFETY: `rbuf` is an owned buffer of `RECV_BUF` bytes that outlives the call.
-            let n = unsafe { libc::recv(self.fd, self.rbuf.as_mut_ptr().cast(), RECV_BUF, 0) };
-            if n >= 0 {
-                return Ok(Some(n as usize));
-            }
-            let e = io::Error::last_os_error();
-            match e.kind() {
-                io::ErrorKind::WouldBlock => return Ok(None),
-                io::ErrorKind::Interrupted => continue,
-                _ => return Err(e),
+            match epoll::recv(self.fd, &mut self.rbuf) {
+                Ok(n) => return Ok(Some(n)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
             }
         }
     }
@@ -78,16 +73,11 @@ fn send_or_keep(fd: RawFd, unsent: &mut Vec<u8>, bytes: &[u8]) -> io::Result<()>
 /// One `send` of `bytes`: how many the socket took (0 on would-block).
 fn send_some(fd: RawFd, bytes: &[u8]) -> io::Result<usize> {
     loop {
-        // SAFETY: `bytes` is a live slice for the duration of the call.
-        let n = unsafe { libc::send(fd, bytes.as_ptr().cast(), bytes.len(), libc::MSG_NOSIGNAL) };
-        if n >= 0 {
-            return Ok(n as usize);
-        }
-        let e = io::Error::last_os_error();
-        match e.kind() {
-            io::ErrorKind::WouldBlock => return Ok(0),
-            io::ErrorKind::Interrupted => continue,
-            _ => return Err(e),
+        match epoll::send(fd, bytes) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
     }
 }
