@@ -61,7 +61,8 @@
 //!
 //! `XEV_BENCH_QUICK=1` runs 20,000 timed datagrams per variant once (CI smoke run).
 //! For profiling: `XEV_BENCH_ONLY=epoll,tokio`, `XEV_BENCH_DATAGRAMS=N` (timed datagrams
-//! per run), `XEV_BENCH_FLOW=drain|window`, `XEV_BENCH_WINDOW=N`, `XEV_BENCH_SENDER=gso|mmsg`,
+//! per run), `XEV_BENCH_ROUNDS=N` (default 3), `XEV_BENCH_FLOW=drain|window`,
+//! `XEV_BENCH_WINDOW=N`, `XEV_BENCH_SENDER=gso|mmsg`,
 //! `XEV_BENCH_PIN=none|same|split` (default split: sender on CPU 0, receiver on CPU 1).
 //!
 //! Run with `cargo bench --bench udp_pummel`.
@@ -1055,6 +1056,7 @@ fn main() {
     if let Some(n) = env_u64("XEV_BENCH_DATAGRAMS") {
         timed = n;
     }
+    let rounds = env_u64("XEV_BENCH_ROUNDS").map_or(rounds, |n| n.max(1) as usize);
     let (mut warmup, mut timed) = (warmup, timed);
     if let Flow::Drain(cycle) = flow {
         // The timed section starts and ends at cycle boundaries.
