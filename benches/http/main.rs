@@ -15,12 +15,13 @@
 //! 7. xev `http_hello --threads 2` on io_uring: a `Pool` of 2 workers, each with its own
 //!    `SO_REUSEPORT` listener (`serve_pool`, `Sharing::ReusePort`);
 //! 8. the same with `--distribute`: worker 0 accepts and hands connections out;
-//! 9. tokio `multi_thread` with 2 workers, the tokio server of 3 with `tokio::spawn`.
+//! 9. the same as 7 on epoll;
+//! 10. tokio `multi_thread` with 2 workers, the tokio server of 3 with `tokio::spawn`.
 //!
-//! Scaling lines compare 7 with 1 (xev 1 → 2 threads) and 9 with 3 (tokio). For the
+//! Scaling lines compare 7 with 1 (xev 1 → 2 threads) and 10 with 3 (tokio). For the
 //! multi-threaded servers "server µs/req" is the process's CPU time minus the load
 //! thread's (the main and watchdog threads sleep meanwhile). On a 2-CPU machine the
-//! load generator competes with the 2 workers: the requests/s of 7-9 measure sharing
+//! load generator competes with the 2 workers: the requests/s of 7-10 measure sharing
 //! rather than scaling; CPU time per request is the fairer comparison.
 //!
 //! The load generator (`load.rs`) runs on its own thread over raw epoll:
@@ -103,11 +104,12 @@ enum Variant {
     HyperXev,
     XevThreads2,
     XevThreads2Distribute,
+    XevThreads2Epoll,
     TokioMt2,
 }
 
 impl Variant {
-    const ALL: [Variant; 9] = [
+    const ALL: [Variant; 10] = [
         Variant::XevIoUring,
         Variant::XevEpoll,
         Variant::TokioCt,
@@ -116,6 +118,7 @@ impl Variant {
         Variant::HyperXev,
         Variant::XevThreads2,
         Variant::XevThreads2Distribute,
+        Variant::XevThreads2Epoll,
         Variant::TokioMt2,
     ];
 
@@ -129,6 +132,7 @@ impl Variant {
             Variant::HyperXev => "hyper on xev",
             Variant::XevThreads2 => "xev http_hello --threads 2 (io_uring)",
             Variant::XevThreads2Distribute => "xev --threads 2 --distribute (io_uring)",
+            Variant::XevThreads2Epoll => "xev http_hello --threads 2 (epoll)",
             Variant::TokioMt2 => "tokio multi_thread 2 workers",
         }
     }
@@ -145,7 +149,10 @@ impl Variant {
     fn multi_threaded(self) -> bool {
         matches!(
             self,
-            Variant::XevThreads2 | Variant::XevThreads2Distribute | Variant::TokioMt2
+            Variant::XevThreads2
+                | Variant::XevThreads2Distribute
+                | Variant::XevThreads2Epoll
+                | Variant::TokioMt2
         )
     }
 
@@ -157,6 +164,7 @@ impl Variant {
             | Variant::RawEpoll
             | Variant::XevThreads2
             | Variant::XevThreads2Distribute
+            | Variant::XevThreads2Epoll
             | Variant::TokioMt2 => Expect::Exact(http_hello::OK),
             Variant::HyperTokio | Variant::HyperXev => Expect::Body(http_hello::BODY),
         }
@@ -191,6 +199,14 @@ impl Variant {
                 Backend::IoUring,
                 2,
                 http_hello::Sharing::Distribute,
+                listener,
+                stop,
+                ready,
+            ),
+            Variant::XevThreads2Epoll => servers::xev_pool(
+                Backend::Epoll,
+                2,
+                http_hello::Sharing::ReusePort,
                 listener,
                 stop,
                 ready,
@@ -502,6 +518,7 @@ fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>], rounds: us
         );
         if x.per_sec / t.per_sec < 1.0 {
             println!("  measured cause: {}", cause(&x, &t, 1.0));
+            machine_check(&find);
         }
         spread(Variant::XevThreads2, Variant::TokioMt2, 1.0);
     }
@@ -516,6 +533,40 @@ fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>], rounds: us
             println!("  measured cause: {}", cause(&hx, &ht, 1.0));
         }
         spread(Variant::HyperXev, Variant::HyperTokio, 1.0);
+    }
+}
+
+/// Under a missed 2-thread line: what a second worker gives each runtime on this machine
+/// (1 -> 2 threads), what one xev loop serves against tokio's 2 workers, and the 2-loop
+/// pool on epoll, from the same run.
+fn machine_check(find: &impl Fn(Variant) -> Option<Sample>) {
+    let rate = |a: Variant, b: Variant| Some(find(a)?.per_sec / find(b)?.per_sec);
+    if let (Some(x), Some(t)) = (
+        rate(Variant::XevThreads2, Variant::XevIoUring),
+        rate(Variant::TokioMt2, Variant::TokioCt),
+    ) {
+        let verdict = if x < 1.0 && t < 1.0 {
+            "both lose by a second worker: the load generator needs one of the 2 CPUs, so \
+             the 2 workers share the other (the machine)"
+        } else if x < 1.0 {
+            "tokio's second worker does not cost it here, xev's does (not only the machine)"
+        } else {
+            "xev's second worker does not cost it here"
+        };
+        println!(
+            "  a second worker on this machine: xev 1 -> 2 threads {x:.2}x, tokio ct -> mt \
+             {t:.2}x requests/s; {verdict}"
+        );
+    }
+    if let Some(r) = rate(Variant::XevIoUring, Variant::TokioMt2) {
+        println!("  one xev loop (io_uring) vs tokio mt 2 workers: {r:.3}x requests/s");
+    }
+    if let (Some(e), Some(t)) = (find(Variant::XevThreads2Epoll), find(Variant::TokioMt2)) {
+        println!(
+            "  xev 2 threads on epoll vs tokio mt 2 workers: {:.3}x requests/s, server µs/req {:.2}x",
+            e.per_sec / t.per_sec,
+            e.server_us_per_req / t.server_us_per_req
+        );
     }
 }
 
