@@ -187,30 +187,16 @@ impl Variant {
                 Some(serve) => servers::xev_with(Backend::default(), listener, stop, ready, serve),
                 None => Err("hyper on xev is not built in".into()),
             },
-            Variant::XevThreads2 => servers::xev_pool(
-                Backend::IoUring,
-                2,
-                http_hello::Sharing::ReusePort,
-                listener,
-                stop,
-                ready,
-            ),
-            Variant::XevThreads2Distribute => servers::xev_pool(
-                Backend::IoUring,
-                2,
-                http_hello::Sharing::Distribute,
-                listener,
-                stop,
-                ready,
-            ),
-            Variant::XevThreads2Epoll => servers::xev_pool(
-                Backend::Epoll,
-                2,
-                http_hello::Sharing::ReusePort,
-                listener,
-                stop,
-                ready,
-            ),
+            Variant::XevThreads2 | Variant::XevThreads2Distribute | Variant::XevThreads2Epoll => {
+                let (backend, sharing) = match self {
+                    Variant::XevThreads2Epoll => (Backend::Epoll, http_hello::Sharing::ReusePort),
+                    Variant::XevThreads2Distribute => {
+                        (Backend::IoUring, http_hello::Sharing::Distribute)
+                    }
+                    _ => (Backend::IoUring, http_hello::Sharing::ReusePort),
+                };
+                servers::xev_pool(backend, 2, sharing, listener, stop, ready)
+            }
             Variant::TokioMt2 => servers::tokio_mt(2, listener, stop, ready),
         }
     }
