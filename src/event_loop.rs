@@ -169,10 +169,10 @@ pub(crate) struct Core {
     /// Wake-ups of parked completions from other threads (`park.rs`).
     parked: Arc<ParkInbox>,
     /// Results queued during this tick's callbacks that had already arrived from the
-    /// kernel (a rearmed multishot completion taking its record's next result): the tick
-    /// runs them too, so a batch of CQEs is delivered in one tick, as a hand-written loop
-    /// would, rather than one tick (and every 16th a kernel entry) per result. Bounded by
-    /// what the last wait reaped.
+    /// kernel (a rearmed multishot completion taking its record's next result): for each,
+    /// the tick runs one more entry of the ready queue (in queue order), so a batch of
+    /// CQEs is delivered in one tick, as a hand-written loop would, rather than one tick
+    /// (and every 16th a kernel entry) per result. Bounded by what the last wait reaped.
     pub(crate) arrived: usize,
 }
 
@@ -697,8 +697,9 @@ impl Loop {
         } else {
             self.core.now_stale = true;
         }
-        // What is queued now, plus what the callbacks queue that already arrived (see
-        // `Core::arrived`); anything else they queue waits for the next tick.
+        // What is queued now, plus one more entry per result the callbacks queue that had
+        // already arrived (see `Core::arrived`): the queue is FIFO, so the extra entries
+        // are the oldest ones queued meanwhile; the rest waits for the next tick.
         let mut left = self.core.ready.len();
         self.core.arrived = 0;
         let mut ran = 0;
