@@ -33,6 +33,26 @@ use crate::metadata::Metadata;
 /// `SIGPIPE`, never block.
 pub(crate) const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT;
 
+/// `send(2)` of the `len` bytes at `ptr` on socket `fd` with [`SEND_FLAGS`], once: the
+/// bytes sent, or `-errno` (Linux's twin is a raw system call).
+///
+/// # Safety
+/// `ptr..ptr + len` is readable for the call (a closed `fd` is `-EBADF`).
+pub(crate) unsafe fn send_now(fd: RawFd, ptr: *const u8, len: usize) -> isize {
+    // SAFETY: the caller's contract.
+    super::ret(unsafe { libc::send(fd, ptr.cast(), len, SEND_FLAGS) })
+}
+
+/// `recv(2)` into the `len` bytes at `ptr` from socket `fd` with `MSG_DONTWAIT`, once:
+/// the bytes received, or `-errno`.
+///
+/// # Safety
+/// `ptr..ptr + len` is writable for the call (a closed `fd` is `-EBADF`).
+pub(crate) unsafe fn recv_now(fd: RawFd, ptr: *mut u8, len: usize) -> isize {
+    // SAFETY: the caller's contract.
+    super::ret(unsafe { libc::recv(fd, ptr.cast(), len, libc::MSG_DONTWAIT) })
+}
+
 /// `AT_EMPTY_PATH`: a `Statx` of the directory fd itself (with an empty path).
 #[cfg(target_os = "freebsd")]
 pub(crate) const AT_EMPTY_PATH: libc::c_int = libc::AT_EMPTY_PATH;

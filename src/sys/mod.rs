@@ -351,14 +351,11 @@ pub(crate) unsafe fn perform(inner: *mut Inner, connect_started: bool) -> isize 
                 Op::Pwrite { fd, buf, offset } => {
                     libc::pwrite(*fd, buf.as_ptr().cast(), buf.len(), *offset as libc::off_t)
                 }
-                Op::Send { fd, buf } => libc::send(*fd, buf.as_ptr().cast(), buf.len(), SEND_FLAGS),
                 // The poll backend has no zero-copy send: a plain one.
-                Op::SendZc { fd, buf } => {
-                    libc::send(*fd, buf.as_ptr().cast(), buf.len(), SEND_FLAGS)
+                Op::Send { fd, buf } | Op::SendZc { fd, buf } => {
+                    return socket_io_now(*fd, true, buf.as_ptr(), buf.len())
                 }
-                Op::Recv { fd, buf } => {
-                    libc::recv(*fd, buf.as_ptr().cast(), buf.len(), libc::MSG_DONTWAIT)
-                }
+                Op::Recv { fd, buf } => return socket_io_now(*fd, false, buf.as_ptr(), buf.len()),
                 // One buffer and no control data: sendto/recvfrom do what sendmsg/recvmsg
                 // would, without the kernel copying a msghdr in (~120 ns per datagram).
                 Op::SendMsg { fd, buf, addr } => {
@@ -516,17 +513,18 @@ pub(crate) unsafe fn perform(inner: *mut Inner, connect_started: bool) -> isize 
 ///
 /// # Safety
 /// `ptr..ptr + len` is valid for the call: readable for a send, writable for a receive.
+/// (A closed or invalid `fd` is an error, `-EBADF`, not undefined behaviour.)
 pub(crate) unsafe fn socket_io_now(fd: RawFd, send: bool, ptr: *mut u8, len: usize) -> isize {
     loop {
         // SAFETY: the caller's contract; `MSG_NOSIGNAL` keeps a send to a closed peer an
         // `EPIPE` rather than a signal.
-        let r = ret(unsafe {
+        let r = unsafe {
             if send {
-                libc::send(fd, ptr.cast(), len, SEND_FLAGS)
+                send_now(fd, ptr, len)
             } else {
-                libc::recv(fd, ptr.cast(), len, libc::MSG_DONTWAIT)
+                recv_now(fd, ptr, len)
             }
-        });
+        };
         if r == -(libc::EINTR as isize) {
             continue;
         }
