@@ -815,6 +815,7 @@ impl Loop {
     /// # Safety
     /// `ptr..ptr + len` is valid for the call: readable for a send, writable for a receive.
     #[cfg(unix)]
+    #[inline(always)]
     pub(crate) unsafe fn socket_transfer_or_wait(
         &mut self,
         fd: RawFd,
@@ -835,6 +836,7 @@ impl Loop {
     /// its result, `-EAGAIN` when it would block) given by the caller: the compat
     /// adapters' vectored sends.
     #[cfg(unix)]
+    #[inline(always)]
     pub(crate) fn socket_io_or_wait(
         &mut self,
         fd: RawFd,

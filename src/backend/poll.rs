@@ -433,6 +433,7 @@ impl Driver {
     ///
     /// [`start`]: Self::start
     #[cfg(unix)] // the async runtime calls it on Unix only (`rt::io`)
+    #[inline(always)]
     pub(crate) fn transfer_or_wait(
         &mut self,
         fd: RawFd,

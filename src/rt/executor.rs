@@ -189,6 +189,7 @@ pub(crate) struct Executor {
 const INLINE_BUDGET: u32 = 32;
 
 /// Run `f` with the executor of this thread's `block_on`, if there is one.
+#[inline(always)]
 pub(crate) fn with_current<R>(f: impl FnOnce(&Executor) -> R) -> Option<R> {
     let e = CURRENT.try_with(Cell::get).ok()?;
     // SAFETY: CURRENT is set only while `block_on` (or shutdown) runs on this thread with

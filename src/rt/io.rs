@@ -8,6 +8,7 @@
 use crate::sys::fd::RawFd;
 use std::future::Future;
 use std::io;
+use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -169,7 +170,9 @@ fn direct<'a>(fd: &'a LoopFd, kind: Kind, send: bool, buf: &'a Buffer) -> Direct
         fd,
         on: matches!(kind, Kind::Socket) && cfg!(unix),
         send,
-        buf,
+        ptr: buf.as_ptr(),
+        len: buf.len(),
+        _buf: PhantomData,
         waiting: SocketWait::default(),
     }
 }
@@ -180,7 +183,10 @@ struct Direct<'a> {
     /// A socket on Unix: the path may apply.
     on: bool,
     send: bool,
-    buf: &'a Buffer,
+    /// The buffer's bytes, read once (its memory does not move while it is borrowed).
+    ptr: *mut u8,
+    len: usize,
+    _buf: PhantomData<&'a Buffer>,
     waiting: SocketWait,
 }
 
@@ -192,11 +198,11 @@ impl Future for Direct<'_> {
             return Poll::Ready(None);
         }
         let this = &mut *self;
-        // SAFETY: `buf` is borrowed for this future's life, so it is alive and does not
-        // move during the call; a receive writes at most its length into it.
+        // SAFETY: `ptr..ptr + len` is the buffer borrowed for this future's life, so it
+        // is alive and its memory does not move; a receive writes at most `len` into it.
         unsafe {
             this.waiting
-                .poll_transfer(cx, this.fd, this.send, this.buf.as_ptr(), this.buf.len())
+                .poll_transfer(cx, this.fd, this.send, this.ptr, this.len)
         }
     }
 }
@@ -219,6 +225,7 @@ impl SocketWait {
     /// # Safety
     /// `ptr..ptr + len` is valid for the call (readable for a send, writable for a
     /// receive) and `len > 0`.
+    #[inline(always)]
     pub(crate) unsafe fn poll_transfer(
         &mut self,
         cx: &mut Context<'_>,
@@ -269,6 +276,7 @@ impl SocketWait {
     /// The shared part of the two: `io` asks the loop for the transfer on the fd number
     /// given, under the waiter id given (if still waiting on this loop).
     #[cfg(unix)]
+    #[inline(always)]
     fn poll_io(
         &mut self,
         cx: &mut Context<'_>,
@@ -447,6 +455,8 @@ pub(crate) async fn write_all<B: IoBuf>(
         };
         match res {
             Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+            // All of it at once (the common case): nothing to advance.
+            Ok(n) if n == b.len() => break Ok(()),
             Ok(n) => {
                 kind = advance(kind, n);
                 b.advance(n);

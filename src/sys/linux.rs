@@ -24,6 +24,7 @@ pub(crate) const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL | libc::MSG_DONTWA
 /// # Safety
 /// `ptr..ptr + len` is readable for the call. (`fd` may be closed or invalid: that is
 /// `-EBADF`, as from libc.)
+#[inline]
 pub(crate) unsafe fn send_now(fd: RawFd, ptr: *const u8, len: usize) -> isize {
     if fd < 0 {
         return -(libc::EBADF as isize);
@@ -53,6 +54,7 @@ pub(crate) unsafe fn send_now(fd: RawFd, ptr: *const u8, len: usize) -> isize {
 /// # Safety
 /// `ptr..ptr + len` is writable for the call (it may hold uninitialized bytes). (`fd`
 /// may be closed or invalid: `-EBADF`.)
+#[inline]
 pub(crate) unsafe fn recv_now(fd: RawFd, ptr: *mut u8, len: usize) -> isize {
     if fd < 0 {
         return -(libc::EBADF as isize);

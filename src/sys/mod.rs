@@ -514,6 +514,7 @@ pub(crate) unsafe fn perform(inner: *mut Inner, connect_started: bool) -> isize 
 /// # Safety
 /// `ptr..ptr + len` is valid for the call: readable for a send, writable for a receive.
 /// (A closed or invalid `fd` is an error, `-EBADF`, not undefined behaviour.)
+#[inline]
 pub(crate) unsafe fn socket_io_now(fd: RawFd, send: bool, ptr: *mut u8, len: usize) -> isize {
     loop {
         // SAFETY: the caller's contract; `MSG_NOSIGNAL` keeps a send to a closed peer an

@@ -1,6 +1,7 @@
 //! TCP: [`TcpListener`] (with its [`Incoming`] stream) and [`TcpStream`].
 
 use crate::sys::fd::{AsRawFd, RawFd};
+use std::future::Future;
 use std::io;
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
 use std::rc::Rc;
@@ -253,8 +254,9 @@ impl TcpStream {
     /// [`IoBufMut`](crate::rt::IoBufMut) for how the bytes land in a `Vec`.
     ///
     /// Dropping the future cancels the read.
-    pub async fn read<B: IoBufMut>(&self, buf: B) -> (io::Result<usize>, B) {
-        rio::read(&self.fd, buf, Kind::Socket).await
+    // The read's own future, without an `async fn` layer around it (the hot path).
+    pub fn read<B: IoBufMut>(&self, buf: B) -> impl Future<Output = (io::Result<usize>, B)> + '_ {
+        rio::read(&self.fd, buf, Kind::Socket)
     }
 
     /// Wait for data and return it in a buffer taken from the thread's read pool only
