@@ -702,7 +702,19 @@ impl Driver {
         st.set_ready(wait, true);
         // Tasks waiting without an operation look again when the executor polls them;
         // operations parked in this direction are retried now.
-        self.waiting -= st.waiters(wait).wake_all();
+        let waiters = st.waiters(wait);
+        if !waiters.0.is_empty() {
+            self.waiting -= waiters.wake_all();
+        }
+        let parked = match wait {
+            Wait::Readable => !st.readers.is_empty(),
+            Wait::Writable => !st.writers.is_empty(),
+        };
+        // The common edge (nothing parked: a direction the runtime's tasks use directly,
+        // or a write edge nobody waits for) ends here.
+        if !parked {
+            return;
+        }
         loop {
             let st = &mut self.fds[fd_index(fd)];
             let (head, ready) = match wait {
