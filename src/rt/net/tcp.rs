@@ -316,8 +316,11 @@ impl TcpStream {
     /// Fill `buf` completely, reading as often as needed; end of stream first is an
     /// [`UnexpectedEof`](io::ErrorKind::UnexpectedEof) error (the bytes read so far are
     /// at the start of the returned buffer).
-    pub async fn read_exact<B: IoBufMut>(&self, buf: B) -> (io::Result<()>, B) {
-        rio::read_exact(&self.fd, buf, Kind::Socket).await
+    pub fn read_exact<B: IoBufMut>(
+        &self,
+        buf: B,
+    ) -> impl Future<Output = (io::Result<()>, B)> + '_ {
+        rio::read_exact(&self.fd, buf, Kind::Socket)
     }
 
     /// Write once from the start of `buf` (`send(2)`): the number of bytes written,

@@ -1,6 +1,7 @@
 //! UDP: [`UdpSocket`].
 
 use crate::sys::fd::{AsRawFd, RawFd};
+use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::rc::Rc;
@@ -100,8 +101,8 @@ impl UdpSocket {
     /// (`Ok(0)` for an empty datagram). A datagram longer than `buf` is truncated.
     ///
     /// Dropping the future cancels the receive.
-    pub async fn recv<B: IoBufMut>(&self, buf: B) -> (io::Result<usize>, B) {
-        rio::read(&self.fd, buf, Kind::Socket).await
+    pub fn recv<B: IoBufMut>(&self, buf: B) -> impl Future<Output = (io::Result<usize>, B)> + '_ {
+        rio::read(&self.fd, buf, Kind::Socket)
     }
 
     /// Send several buffers, in order, as one datagram to `addr` (`sendmsg(2)`; the

@@ -9,6 +9,7 @@
 //! file when dropped (as with std): remove it yourself, or use an abstract name.
 
 use crate::sys::fd::{AsRawFd, OwnedFd, RawFd};
+use std::future::Future;
 use std::io;
 use std::net::Shutdown;
 use std::path::Path;
@@ -236,27 +237,30 @@ impl UnixStream {
     /// Read once into `buf`: the number of bytes read, `Ok(0)` at end of stream. A buffer
     /// with no room is an [`InvalidInput`](io::ErrorKind::InvalidInput) error. Dropping
     /// the future cancels the read.
-    pub async fn read<B: IoBufMut>(&self, buf: B) -> (io::Result<usize>, B) {
-        rio::read(&self.fd, buf, Kind::Socket).await
+    pub fn read<B: IoBufMut>(&self, buf: B) -> impl Future<Output = (io::Result<usize>, B)> + '_ {
+        rio::read(&self.fd, buf, Kind::Socket)
     }
 
     /// Fill `buf` completely; end of stream first is
     /// [`UnexpectedEof`](io::ErrorKind::UnexpectedEof) (the bytes read so far are at the
     /// start of the returned buffer).
-    pub async fn read_exact<B: IoBufMut>(&self, buf: B) -> (io::Result<()>, B) {
-        rio::read_exact(&self.fd, buf, Kind::Socket).await
+    pub fn read_exact<B: IoBufMut>(
+        &self,
+        buf: B,
+    ) -> impl Future<Output = (io::Result<()>, B)> + '_ {
+        rio::read_exact(&self.fd, buf, Kind::Socket)
     }
 
     /// Write once from the start of `buf` (`send(2)` with `MSG_NOSIGNAL`): the number of
     /// bytes written, possibly fewer. Writing to a closed peer is
     /// [`BrokenPipe`](io::ErrorKind::BrokenPipe), never a `SIGPIPE`.
-    pub async fn write<B: IoBuf>(&self, buf: B) -> (io::Result<usize>, B) {
-        rio::write(&self.fd, buf, Kind::Socket).await
+    pub fn write<B: IoBuf>(&self, buf: B) -> impl Future<Output = (io::Result<usize>, B)> + '_ {
+        rio::write(&self.fd, buf, Kind::Socket)
     }
 
     /// Write all of `buf`, continuing after partial writes.
-    pub async fn write_all<B: IoBuf>(&self, buf: B) -> (io::Result<()>, B) {
-        rio::write_all(&self.fd, buf, Kind::Socket).await
+    pub fn write_all<B: IoBuf>(&self, buf: B) -> impl Future<Output = (io::Result<()>, B)> + '_ {
+        rio::write_all(&self.fd, buf, Kind::Socket)
     }
 
     /// Shut down the reading side, the writing side or both (`shutdown(2)`);
@@ -431,8 +435,8 @@ impl UnixDatagram {
 
     /// Receive one message from the connected peer: its length (`Ok(0)` for an empty
     /// message). A longer message is truncated.
-    pub async fn recv<B: IoBufMut>(&self, buf: B) -> (io::Result<usize>, B) {
-        rio::read(&self.fd, buf, Kind::Socket).await
+    pub fn recv<B: IoBufMut>(&self, buf: B) -> impl Future<Output = (io::Result<usize>, B)> + '_ {
+        rio::read(&self.fd, buf, Kind::Socket)
     }
 
     /// The address the socket is bound to (unnamed if none).
