@@ -342,3 +342,87 @@ async fn pipes_and_files_never_take_the_direct_path() -> io::Result<()> {
     assert_eq!(direct() - before, 0, "no pipe or file transfer is direct");
     Ok(())
 }
+
+/// Datagrams take the direct path too on the poll backend: `send_to` / `send` with one
+/// `sendto`, `recv_from` / `recv` with one `recvfrom` (the sender's address from it) or a
+/// wait for the socket's edge, each without an operation. An empty datagram is `Ok(0)`
+/// with its sender, a dropped waiting receive loses no datagram, and a receive into an
+/// empty buffer is still `InvalidInput`. io_uring never takes the path.
+#[xev::test(backend = "all")]
+async fn datagrams_skip_the_operation_when_they_cannot_block() -> io::Result<()> {
+    use xev::net::UdpSocket;
+    let poll = backend() != Backend::IoUring;
+    let a = Rc::new(UdpSocket::bind("127.0.0.1:0")?);
+    let b = UdpSocket::bind("127.0.0.1:0")?;
+    let (a_addr, b_addr) = (a.local_addr()?, b.local_addr()?);
+
+    let before = direct();
+    let (r, _) = b.send_to(&b"ping"[..], a_addr).await;
+    assert_eq!(r?, 4);
+    xev::time::sleep(std::time::Duration::from_millis(5)).await;
+    let (r, buf) = a.recv_from(vec![0u8; 16]).await;
+    let (n, from) = r?;
+    assert_eq!((&buf[..n], from), (&b"ping"[..], b_addr));
+    assert_eq!(
+        direct() - before,
+        2 * u64::from(poll),
+        "send_to and recv_from: direct"
+    );
+
+    // Nothing queued: the receive waits for the edge (with no operation on the poll
+    // backend), then takes the datagram with its sender.
+    let waiting = xev::spawn({
+        let a = a.clone();
+        async move { a.recv_from(vec![0u8; 16]).await }
+    });
+    xev::rt::yield_now().await;
+    let active = xev::rt::with_loop(|lp| lp.active());
+    assert_eq!(
+        active,
+        if poll { 0 } else { 1 },
+        "operations of the waiting receive"
+    );
+    let before = direct();
+    b.send_to(&b""[..], a_addr).await.0?;
+    let (r, _) = waiting.await.expect("the waiting receive");
+    assert_eq!(
+        r?,
+        (0, b_addr),
+        "an empty datagram is Ok(0) with its sender"
+    );
+    assert_eq!(direct() - before, 2 * u64::from(poll));
+
+    // A receive dropped while it waits leaves the next datagram to the next receive.
+    let r = xev::time::timeout(
+        std::time::Duration::from_millis(20),
+        a.recv_from(vec![0u8; 16]),
+    )
+    .await;
+    assert!(r.is_err(), "nothing was sent: the receive timed out");
+    b.send_to(&b"kept"[..], a_addr).await.0?;
+    let (r, buf) = xev::time::timeout(
+        std::time::Duration::from_secs(5),
+        a.recv_from(vec![0u8; 16]),
+    )
+    .await
+    .expect("the next receive is not held up by the dropped one");
+    let (n, from) = r?;
+    assert_eq!((&buf[..n], from), (&b"kept"[..], b_addr));
+
+    // Connected: `send` and `recv` name no address and take the same path.
+    b.connect(a_addr)?;
+    let before = direct();
+    b.send(&b"conn"[..]).await.0?;
+    let (r, buf) = a.recv_from(vec![0u8; 16]).await;
+    let (n, from) = r?;
+    assert_eq!((&buf[..n], from), (&b"conn"[..], b_addr));
+    assert!(direct() - before >= 2 * u64::from(poll));
+
+    // Errors come back as from the operation: a datagram too long to send, an empty
+    // buffer to receive into.
+    let (r, _) = b.send(vec![0u8; 70_000]).await;
+    assert!(r.is_err(), "a 70,000-byte datagram: {r:?}");
+    let (r, _) = a.recv_from(Vec::<u8>::new()).await;
+    assert_eq!(r.unwrap_err().kind(), io::ErrorKind::InvalidInput);
+    Ok(())
+}

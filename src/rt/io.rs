@@ -125,6 +125,11 @@ pub(crate) fn mismatch(r: &OpResult) -> io::Error {
     io::Error::other(format!("xev: unexpected result {r:?}"))
 }
 
+/// A datagram whose sender has no IP address (`recv_from` on an IP socket).
+fn non_ip_sender() -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, "datagram from a non-IP address")
+}
+
 pub(crate) fn empty_read() -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidInput,
@@ -271,6 +276,51 @@ impl SocketWait {
             let _ = (cx, fd, bufs, len, self.waiting);
             Poll::Ready(None)
         }
+    }
+
+    /// [`poll_transfer`](Self::poll_transfer) of one datagram received with its
+    /// sender's address (`recvfrom`), written to `addr` / `addrlen`.
+    ///
+    /// # Safety
+    /// As `poll_transfer`'s, for a receive.
+    #[cfg(unix)]
+    pub(crate) unsafe fn poll_recv_from(
+        &mut self,
+        cx: &mut Context<'_>,
+        fd: &LoopFd,
+        ptr: *mut u8,
+        len: usize,
+        addr: &mut libc::sockaddr_in6,
+        addrlen: &mut libc::socklen_t,
+    ) -> Poll<Option<isize>> {
+        self.poll_io(cx, fd, false, |lp, raw, id, waker| {
+            lp.socket_io_or_wait(raw, false, len, id, waker, || {
+                // SAFETY: the caller's contract.
+                unsafe { crate::sys::recvfrom_now(raw, ptr, len, addr, addrlen) }
+            })
+        })
+    }
+
+    /// [`poll_transfer`](Self::poll_transfer) of one datagram sent to `addr` (`None`:
+    /// the connected peer) with `sendto`.
+    ///
+    /// # Safety
+    /// As `poll_transfer`'s, for a send.
+    #[cfg(unix)]
+    pub(crate) unsafe fn poll_send_to(
+        &mut self,
+        cx: &mut Context<'_>,
+        fd: &LoopFd,
+        ptr: *const u8,
+        len: usize,
+        addr: Option<&SocketAddr>,
+    ) -> Poll<Option<isize>> {
+        self.poll_io(cx, fd, true, |lp, raw, id, waker| {
+            lp.socket_io_or_wait(raw, true, len, id, waker, || {
+                // SAFETY: the caller's contract.
+                unsafe { crate::sys::sendto_now(raw, ptr, len, addr) }
+            })
+        })
     }
 
     /// The shared part of the two: `io` asks the loop for the transfer on the fd number
@@ -477,14 +527,39 @@ pub(crate) async fn recv_from<B: IoBufMut>(
     if b.is_empty() {
         return (Err(empty_read()), buf::from_read_buffer(b, prep, 0));
     }
+    // The poll backend's direct path first (see [`direct`]): one `recvfrom`, or a wait
+    // for the socket's next edge, with no operation.
+    #[cfg(unix)]
+    {
+        // SAFETY: an all-zero `sockaddr_in6` is a valid (unspecified) address.
+        let mut addr: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+        let mut addrlen: libc::socklen_t = 0;
+        let (ptr, len) = (b.as_ptr(), b.len());
+        let mut wait = SocketWait::default();
+        let direct = std::future::poll_fn(|cx| {
+            // SAFETY: `b` is owned here and neither moved nor dropped while this future
+            // runs; its memory is `len` bytes at `ptr`.
+            unsafe { wait.poll_recv_from(cx, fd, ptr, len, &mut addr, &mut addrlen) }
+        })
+        .await;
+        drop(wait);
+        if let Some(res) = direct {
+            let res = match read_count(res, 0) {
+                Ok(n) => match crate::sys::from_sockaddr(&addr, addrlen) {
+                    Some(a) => Ok((n, a)),
+                    None => Err(non_ip_sender()),
+                },
+                Err(e) => Err(e.into()),
+            };
+            let filled = res.as_ref().map_or(0, |(n, _)| *n);
+            return (res, buf::from_read_buffer(b, prep, filled));
+        }
+    }
     let (res, b) = run(FdOp::on(fd, |fd| Op::RecvMsg { fd, buf: b })).await;
     let b = b.expect("recvmsg hands its buffer back");
     let res = match res {
         OpResult::RecvMsg(Ok((n, Some(addr)))) => Ok((n, addr)),
-        OpResult::RecvMsg(Ok((_, None))) => Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "datagram from a non-IP address",
-        )),
+        OpResult::RecvMsg(Ok((_, None))) => Err(non_ip_sender()),
         OpResult::RecvMsg(Err(ReadError::Eof)) => Err(io::ErrorKind::UnexpectedEof.into()),
         OpResult::RecvMsg(Err(e)) => Err(e.into()),
         other => Err(mismatch(&other)),
@@ -500,6 +575,22 @@ pub(crate) async fn send_to<B: IoBuf>(
     addr: Option<SocketAddr>,
 ) -> (io::Result<usize>, B) {
     let (buf, saved) = buf::into_buffer(buf);
+    // The direct path first, as for `recv_from`.
+    #[cfg(unix)]
+    {
+        let (ptr, len) = (buf.as_ptr(), buf.len());
+        let mut wait = SocketWait::default();
+        let direct = std::future::poll_fn(|cx| {
+            // SAFETY: `buf` is owned here and neither moved nor dropped while this
+            // future runs; its memory is `len` bytes at `ptr`.
+            unsafe { wait.poll_send_to(cx, fd, ptr, len, addr.as_ref()) }
+        })
+        .await;
+        drop(wait);
+        if let Some(res) = direct {
+            return (count(res).map_err(Into::into), buf::from_buffer(buf, saved));
+        }
+    }
     let (res, b) = run(FdOp::on(fd, |fd| Op::SendMsg { fd, buf, addr })).await;
     let b = b.expect("sendmsg hands its buffer back");
     (write_result(res), buf::from_buffer(b, saved))

@@ -536,6 +536,82 @@ pub(crate) unsafe fn socket_io_now(fd: RawFd, send: bool, ptr: *mut u8, len: usi
     }
 }
 
+/// A receive (`recvfrom`) of one datagram into the `len` bytes at `ptr` on socket `fd`,
+/// now and without waiting, its sender's address written to `addr` (`addrlen` bytes):
+/// the datagram's length, or `-errno` (`-EAGAIN` when none is queued). The async
+/// runtime's direct `recv_from` (see `socket_io_now`).
+///
+/// # Safety
+/// `ptr..ptr + len` is writable for the call.
+pub(crate) unsafe fn recvfrom_now(
+    fd: RawFd,
+    ptr: *mut u8,
+    len: usize,
+    addr: &mut libc::sockaddr_in6,
+    addrlen: &mut libc::socklen_t,
+) -> isize {
+    loop {
+        *addrlen = mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
+        // SAFETY: the caller's contract for the bytes; `addr` is a writable
+        // `sockaddr_in6` (large enough for IPv4 and IPv6) of the length given.
+        let r = ret(unsafe {
+            libc::recvfrom(
+                fd,
+                ptr.cast(),
+                len,
+                libc::MSG_DONTWAIT,
+                (addr as *mut libc::sockaddr_in6).cast(),
+                addrlen,
+            )
+        });
+        if r == -(libc::EINTR as isize) {
+            continue;
+        }
+        if r == -(libc::EWOULDBLOCK as isize) {
+            return -(libc::EAGAIN as isize);
+        }
+        return r;
+    }
+}
+
+/// A send (`sendto`) of the `len` bytes at `ptr` on socket `fd` as one datagram to
+/// `addr` (`None`: the connected peer), now and without waiting: the bytes sent, or
+/// `-errno` (`-EAGAIN` when it would block). The async runtime's direct `send_to`.
+///
+/// # Safety
+/// `ptr..ptr + len` is readable for the call.
+pub(crate) unsafe fn sendto_now(
+    fd: RawFd,
+    ptr: *const u8,
+    len: usize,
+    addr: Option<&SocketAddr>,
+) -> isize {
+    // SAFETY: an all-zero `sockaddr_in6` is a valid (unspecified) address.
+    let mut raw: libc::sockaddr_in6 = unsafe { mem::zeroed() };
+    let (name, namelen) = match addr {
+        Some(a) => {
+            let n = to_sockaddr(a, &mut raw);
+            (
+                (&raw as *const libc::sockaddr_in6).cast::<libc::sockaddr>(),
+                n,
+            )
+        }
+        None => (std::ptr::null(), 0),
+    };
+    loop {
+        // SAFETY: the caller's contract for the bytes; `name` is null or `raw`, alive
+        // for the call, with its length.
+        let r = ret(unsafe { libc::sendto(fd, ptr.cast(), len, SEND_FLAGS, name, namelen) });
+        if r == -(libc::EINTR as isize) {
+            continue;
+        }
+        if r == -(libc::EWOULDBLOCK as isize) {
+            return -(libc::EAGAIN as isize);
+        }
+        return r;
+    }
+}
+
 /// A vectored send (`sendmsg`) of `bufs`, in order, on socket `fd`, now and without
 /// waiting (the async runtime's direct attempt for the compat adapters' vectored writes):
 /// the bytes sent, or `-errno` (`-EAGAIN` when it would block). Past `IOV_MAX` (1024)
