@@ -516,16 +516,25 @@ pub(crate) unsafe fn perform(inner: *mut Inner, connect_started: bool) -> isize 
 /// (A closed or invalid `fd` is an error, `-EBADF`, not undefined behaviour.)
 #[inline]
 pub(crate) unsafe fn socket_io_now(fd: RawFd, send: bool, ptr: *mut u8, len: usize) -> isize {
-    loop {
+    retry_nonblocking(|| {
         // SAFETY: the caller's contract; `MSG_NOSIGNAL` keeps a send to a closed peer an
         // `EPIPE` rather than a signal.
-        let r = unsafe {
+        unsafe {
             if send {
                 send_now(fd, ptr, len)
             } else {
                 recv_now(fd, ptr, len)
             }
-        };
+        }
+    })
+}
+
+/// `attempt` (a non-blocking socket call's result, `-errno` on error) again after
+/// `EINTR`; "would block" as `-EAGAIN` whatever the platform spells it.
+#[inline(always)]
+fn retry_nonblocking(mut attempt: impl FnMut() -> isize) -> isize {
+    loop {
+        let r = attempt();
         if r == -(libc::EINTR as isize) {
             continue;
         }
@@ -550,11 +559,11 @@ pub(crate) unsafe fn recvfrom_now(
     addr: &mut libc::sockaddr_in6,
     addrlen: &mut libc::socklen_t,
 ) -> isize {
-    loop {
+    retry_nonblocking(|| {
         *addrlen = mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
         // SAFETY: the caller's contract for the bytes; `addr` is a writable
         // `sockaddr_in6` (large enough for IPv4 and IPv6) of the length given.
-        let r = ret(unsafe {
+        ret(unsafe {
             libc::recvfrom(
                 fd,
                 ptr.cast(),
@@ -563,15 +572,8 @@ pub(crate) unsafe fn recvfrom_now(
                 (addr as *mut libc::sockaddr_in6).cast(),
                 addrlen,
             )
-        });
-        if r == -(libc::EINTR as isize) {
-            continue;
-        }
-        if r == -(libc::EWOULDBLOCK as isize) {
-            return -(libc::EAGAIN as isize);
-        }
-        return r;
-    }
+        })
+    })
 }
 
 /// A send (`sendto`) of the `len` bytes at `ptr` on socket `fd` as one datagram to
@@ -598,18 +600,11 @@ pub(crate) unsafe fn sendto_now(
         }
         None => (std::ptr::null(), 0),
     };
-    loop {
-        // SAFETY: the caller's contract for the bytes; `name` is null or `raw`, alive
-        // for the call, with its length.
-        let r = ret(unsafe { libc::sendto(fd, ptr.cast(), len, SEND_FLAGS, name, namelen) });
-        if r == -(libc::EINTR as isize) {
-            continue;
-        }
-        if r == -(libc::EWOULDBLOCK as isize) {
-            return -(libc::EAGAIN as isize);
-        }
-        return r;
-    }
+    // SAFETY: the caller's contract for the bytes; `name` is null or `raw`, alive for
+    // the call, with its length.
+    retry_nonblocking(|| {
+        ret(unsafe { libc::sendto(fd, ptr.cast(), len, SEND_FLAGS, name, namelen) })
+    })
 }
 
 /// A vectored send (`sendmsg`) of `bufs`, in order, on socket `fd`, now and without
@@ -624,18 +619,9 @@ pub(crate) fn socket_sendv_now(fd: RawFd, bufs: &[io::IoSlice<'_>]) -> isize {
     // the array (`*mut` is the C declaration's).
     msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
     msg.msg_iovlen = bufs.len().min(1024) as _;
-    loop {
-        // SAFETY: `msg` names `bufs`' iovecs and their memory, borrowed (alive, readable)
-        // for the call; `MSG_NOSIGNAL` keeps a send to a closed peer an `EPIPE`.
-        let r = ret(unsafe { libc::sendmsg(fd, &msg, SEND_FLAGS) });
-        if r == -(libc::EINTR as isize) {
-            continue;
-        }
-        if r == -(libc::EWOULDBLOCK as isize) {
-            return -(libc::EAGAIN as isize);
-        }
-        return r;
-    }
+    // SAFETY: `msg` names `bufs`' iovecs and their memory, borrowed (alive, readable) for
+    // the call; `MSG_NOSIGNAL` keeps a send to a closed peer an `EPIPE`.
+    retry_nonblocking(|| ret(unsafe { libc::sendmsg(fd, &msg, SEND_FLAGS) }))
 }
 
 /// One receive into a free buffer of `group` (the poll backend's multishot receive): the
