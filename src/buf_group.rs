@@ -332,13 +332,26 @@ impl GroupBuf {
         }
     }
 
-    /// The buffer's id in its group.
+    /// An empty datagram that took no buffer (io_uring picks none for 0 bytes): no
+    /// bytes, nothing to give back.
+    pub(crate) fn empty(group: &BufferGroup) -> GroupBuf {
+        GroupBuf {
+            group: group.0.clone(),
+            bid: NO_BUFFER,
+            len: 0,
+        }
+    }
+
+    /// The buffer's id in its group (`u16::MAX` for an empty datagram that took none).
     pub fn id(&self) -> u16 {
         self.bid
     }
 
     /// The received bytes.
     pub fn as_slice(&self) -> &[u8] {
+        if self.bid == NO_BUFFER {
+            return &[];
+        }
         let (p, _) = self.group.buffer(self.bid);
         // SAFETY: the buffer is lent to us alone: no receive or kernel ring holds it
         // until we give it back, and the group's memory lives as long as our `Rc`.
@@ -347,6 +360,9 @@ impl GroupBuf {
 
     /// The received bytes, mutably.
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        if self.bid == NO_BUFFER {
+            return &mut [];
+        }
         let (p, _) = self.group.buffer(self.bid);
         // SAFETY: as in `as_slice`, and `&mut self` makes this the only reference.
         unsafe { std::slice::from_raw_parts_mut(p, self.len as usize) }
@@ -381,9 +397,14 @@ impl DerefMut for GroupBuf {
 
 impl Drop for GroupBuf {
     fn drop(&mut self) {
-        self.group.give_back(self.bid);
+        if self.bid != NO_BUFFER {
+            self.group.give_back(self.bid);
+        }
     }
 }
+
+/// The id of [`GroupBuf::empty`]'s lease: no group has that many buffers (at most 32,768).
+const NO_BUFFER: u16 = u16::MAX;
 
 impl fmt::Debug for GroupBuf {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -369,7 +369,8 @@ pub enum Op {
     /// data that arrived after a Disarm stays in the socket or, if the kernel had already
     /// taken it, is dropped with its buffer (so disarm only to stop reading).
     ///
-    /// A stream's end is `Err(Eof)`. With every buffer of the group lent out the
+    /// A stream's end is `Err(Eof)`; on a datagram socket an empty datagram is an empty
+    /// lease and the receive goes on. With every buffer of the group lent out the
     /// receive fails with `ENOBUFS` and nothing is consumed: drop leases and rearm.
     /// io_uring: one `IORING_RECV_MULTISHOT` SQE over the group's provided-buffer ring;
     /// poll backend: a free buffer is taken only when the socket is readable.

@@ -320,7 +320,7 @@ impl OpResult {
                 unsafe { OwnedFd::from_raw_fd(res as RawFd) }
             })),
             #[cfg(unix)]
-            Op::RecvMulti { group, .. } => OpResult::RecvMulti(recv_multi(group, res)),
+            Op::RecvMulti { fd, group } => OpResult::RecvMulti(recv_multi(*fd, group, res)),
             Op::SendZc { .. } => OpResult::SendZc(count(res)),
         }
     }
@@ -344,15 +344,26 @@ pub(crate) fn close_orphan_fd(op: &Op, res: isize) {
         match op {
             Op::AcceptMulti { .. } => sys::close_fd(res as RawFd),
             // A buffer lent to a result nobody sees goes back to its group.
-            Op::RecvMulti { group, .. } => drop(recv_multi(group, res)),
+            Op::RecvMulti { group, .. } => drop_recv_multi(group, res),
             _ => {}
         }
     }
 }
 
-/// The result of a multishot receive: a lease of the buffer the bytes landed in.
+/// Give the buffer of multishot receive result `res`, which nobody will see, back to
+/// its group.
+#[cfg(unix)]
+pub(crate) fn drop_recv_multi(group: &crate::buf_group::BufferGroup, res: isize) {
+    if let (true, (Some(bid), len)) = (res >= 0, crate::buf_group::decode(res.max(0))) {
+        drop(crate::buf_group::GroupBuf::new(group, bid, len));
+    }
+}
+
+/// The result of a multishot receive on socket `fd`: a lease of the buffer the bytes
+/// landed in.
 #[cfg(unix)]
 pub(crate) fn recv_multi(
+    fd: RawFd,
     group: &crate::buf_group::BufferGroup,
     res: isize,
 ) -> Result<crate::buf_group::GroupBuf, ReadError> {
@@ -361,11 +372,17 @@ pub(crate) fn recv_multi(
     }
     let (bid, len) = crate::buf_group::decode(res);
     let Some(bid) = bid else {
+        // No buffer picked: the end of a stream, or (io_uring) an empty datagram.
+        if !sys::is_stream(fd) {
+            return Ok(crate::buf_group::GroupBuf::empty(group));
+        }
         return Err(ReadError::Eof);
     };
     let buf = crate::buf_group::GroupBuf::new(group, bid, len);
-    if len == 0 {
-        // Nothing landed in it: end of stream.
+    // Nothing landed in it: end of stream on a stream socket; on a datagram socket an
+    // empty datagram, an empty lease like any other (the receive goes on). The socket's
+    // type is asked only then (one `getsockopt`).
+    if len == 0 && sys::is_stream(fd) {
         return Err(ReadError::Eof);
     }
     Ok(buf)

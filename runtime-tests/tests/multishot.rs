@@ -572,3 +572,43 @@ fn loop_drop_with_accept_in_flight() {
         drop(c);
     });
 }
+
+/// UDP: an empty datagram is an empty lease, not the end of the receive (only a stream
+/// ends with 0 bytes); the datagrams after it arrive as usual and every buffer goes back.
+#[test]
+fn an_empty_datagram_is_an_empty_lease() {
+    each_backend(|b| {
+        let mut lp = new_loop(b);
+        let group = lp.register_buffer_group(16, 2048).unwrap();
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_nonblocking(true).unwrap();
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let got: Leases = Rc::default();
+        let mut c = pin!(Completion::new());
+        recv_multi(&mut lp, c.as_mut(), rx.as_raw_fd(), &group, &got);
+        for m in [&b"a"[..], b"", b"b"] {
+            tx.send_to(m, rx.local_addr().unwrap()).unwrap();
+        }
+        let g = got.clone();
+        run_until(&mut lp, || {
+            g.borrow().len() >= 3 || g.borrow().iter().any(|r| r.is_err())
+        });
+        let v: Vec<Vec<u8>> = got
+            .borrow()
+            .iter()
+            .map(|r| r.as_ref().expect("a datagram, not an error").to_vec())
+            .collect();
+        assert_eq!(v, [b"a".to_vec(), Vec::new(), b"b".to_vec()], "{b:?}");
+        got.borrow_mut().clear();
+        assert_eq!(group.available(), 16, "every buffer back ({b:?})");
+        // Still receiving: one more, then disarm through a cancel.
+        tx.send_to(b"c", rx.local_addr().unwrap()).unwrap();
+        let g = got.clone();
+        run_until(&mut lp, || !g.borrow().is_empty());
+        assert_eq!(got.borrow()[0].as_ref().expect("datagram").to_vec(), b"c");
+        let mut cc = pin!(Completion::new());
+        lp.cancel(cc.as_mut(), &c, |_, _, _| CallbackAction::Disarm);
+        lp.run(RunMode::UntilDone).unwrap();
+        assert_eq!(lp.active(), 0);
+    });
+}

@@ -1200,7 +1200,7 @@ fn dispose(kind: &MultiKind, res: isize) {
     }
     match kind {
         MultiKind::Accept => sys::close_fd(res as RawFd),
-        MultiKind::Recv(g) => drop(crate::result::recv_multi(g, res)),
+        MultiKind::Recv(g) => crate::result::drop_recv_multi(g, res),
     }
 }
 

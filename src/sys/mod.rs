@@ -638,6 +638,11 @@ pub(crate) fn recv_into_group(fd: RawFd, group: &crate::buf_group::BufferGroup) 
         if r == -(libc::EINTR as isize) {
             continue;
         }
+        // An empty datagram is a result with its (empty) buffer, as io_uring gives it;
+        // 0 on a stream socket is its end.
+        if r == 0 && !is_stream(fd) {
+            return crate::buf_group::encode(bid, 0);
+        }
         if r <= 0 {
             group.0.give_back(bid);
             if r == -(libc::EWOULDBLOCK as isize) {
