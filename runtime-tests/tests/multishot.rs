@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use runtime_tests::{each_backend, new_loop};
 use xev::{
-    BufferGroup, CallbackAction, Completion, Error, GroupBuf, Loop, Op, OpResult, ReadError,
-    RunMode,
+    Backend, BufferGroup, CallbackAction, Completion, Error, GroupBuf, Loop, Op, OpResult,
+    ReadError, RunMode,
 };
 
 fn listener() -> TcpListener {
@@ -460,15 +460,22 @@ fn exhausted_group_is_enobufs_and_loses_nothing() {
     });
 }
 
+/// A loop on backend `b` with a group of 16 buffers of 2 KiB, a non-blocking UDP
+/// socket to receive on and one to send from.
+fn udp_receiver(b: Backend) -> (Loop, BufferGroup, UdpSocket, UdpSocket) {
+    let mut lp = new_loop(b);
+    let group = lp.register_buffer_group(16, 2048).unwrap();
+    let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+    rx.set_nonblocking(true).unwrap();
+    let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+    (lp, group, rx, tx)
+}
+
 /// UDP: each datagram is one lease holding exactly that datagram.
 #[test]
 fn recv_datagrams() {
     each_backend(|b| {
-        let mut lp = new_loop(b);
-        let group = lp.register_buffer_group(16, 2048).unwrap();
-        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
-        rx.set_nonblocking(true).unwrap();
-        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let (mut lp, group, rx, tx) = udp_receiver(b);
         let got: Leases = Rc::default();
         let mut c = pin!(Completion::new());
         recv_multi(&mut lp, c.as_mut(), rx.as_raw_fd(), &group, &got);
@@ -578,11 +585,7 @@ fn loop_drop_with_accept_in_flight() {
 #[test]
 fn an_empty_datagram_is_an_empty_lease() {
     each_backend(|b| {
-        let mut lp = new_loop(b);
-        let group = lp.register_buffer_group(16, 2048).unwrap();
-        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
-        rx.set_nonblocking(true).unwrap();
-        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let (mut lp, group, rx, tx) = udp_receiver(b);
         let got: Leases = Rc::default();
         let mut c = pin!(Completion::new());
         recv_multi(&mut lp, c.as_mut(), rx.as_raw_fd(), &group, &got);
