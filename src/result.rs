@@ -354,7 +354,10 @@ pub(crate) fn close_orphan_fd(op: &Op, res: isize) {
 /// its group.
 #[cfg(unix)]
 pub(crate) fn drop_recv_multi(group: &crate::buf_group::BufferGroup, res: isize) {
-    if let (true, (Some(bid), len)) = (res >= 0, crate::buf_group::decode(res.max(0))) {
+    if res < 0 {
+        return;
+    }
+    if let (Some(bid), len) = crate::buf_group::decode(res) {
         drop(crate::buf_group::GroupBuf::new(group, bid, len));
     }
 }

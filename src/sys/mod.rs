@@ -919,6 +919,55 @@ mod tests {
         (fdfl & libc::FD_CLOEXEC != 0, fl & libc::O_NONBLOCK != 0)
     }
 
+    /// The direct socket calls on a bad fd (-1, or a number nothing has open) are
+    /// `-EBADF`, never a panic; on an empty non-blocking UDP socket a receive is
+    /// `-EAGAIN` and a datagram comes back with its sender.
+    #[test]
+    fn direct_socket_calls_report_errors_as_errno() {
+        let mut buf = [0u8; 8];
+        let p = buf.as_mut_ptr();
+        // SAFETY: an all-zero `sockaddr_in6` is a valid address.
+        let mut addr: libc::sockaddr_in6 = unsafe { mem::zeroed() };
+        let mut alen = 0;
+        // A number far above any open one (a closed one could be reused meanwhile by a
+        // test on another thread).
+        let never_open = 1 << 30;
+        let ebadf = -(libc::EBADF as isize);
+        for fd in [-1, never_open] {
+            // SAFETY: `buf` is valid for its 8 bytes during each call.
+            unsafe {
+                assert_eq!(socket_io_now(fd, true, p, 8), ebadf);
+                assert_eq!(socket_io_now(fd, false, p, 8), ebadf);
+                assert_eq!(recvfrom_now(fd, p, 8, &mut addr, &mut alen), ebadf);
+                assert_eq!(sendto_now(fd, p, 8, None), ebadf);
+            }
+        }
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_nonblocking(true).unwrap();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = rx.local_addr().unwrap();
+        // SAFETY: as above.
+        unsafe {
+            let eagain = -(libc::EAGAIN as isize);
+            assert_eq!(
+                recvfrom_now(rx.as_raw_fd(), p, 8, &mut addr, &mut alen),
+                eagain
+            );
+            assert_eq!(sendto_now(tx.as_raw_fd(), b"hi".as_ptr(), 2, Some(&to)), 2);
+            let mut n = eagain;
+            for _ in 0..1000 {
+                n = recvfrom_now(rx.as_raw_fd(), p, 8, &mut addr, &mut alen);
+                if n != eagain {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            assert_eq!(n, 2);
+        }
+        assert_eq!(&buf[..2], b"hi");
+        assert_eq!(from_sockaddr(&addr, alen), Some(tx.local_addr().unwrap()));
+    }
+
     #[test]
     fn sockaddr_round_trip() {
         for a in [
