@@ -191,6 +191,7 @@ impl Group {
     }
 
     /// The address and length of buffer `bid`.
+    #[inline]
     pub(crate) fn buffer(&self, bid: u16) -> (*mut u8, usize) {
         assert!(bid < self.count, "buffer id {bid} out of the group");
         // SAFETY: `bid < count`, so the offset stays inside the allocation.
@@ -317,8 +318,11 @@ pub(crate) fn decode(res: isize) -> (Option<u16>, usize) {
 /// free makes [`Op::RecvMulti`](crate::Op::RecvMulti) fail with `ENOBUFS`.
 pub struct GroupBuf {
     group: Rc<Group>,
-    bid: u16,
-    len: u32,
+    /// The buffer's id (a `u16`, or `NO_BUFFER`) and the bytes in it, each a word of its
+    /// own: as narrower fields the lease is stored in parts and read back as a word when
+    /// the result is built, which stalls (no store-to-load forwarding) on every datagram.
+    bid: usize,
+    len: usize,
 }
 
 impl GroupBuf {
@@ -327,8 +331,8 @@ impl GroupBuf {
         group.0.picked();
         GroupBuf {
             group: group.0.clone(),
-            bid,
-            len: len.min(group.0.size as usize) as u32,
+            bid: usize::from(bid),
+            len: len.min(group.0.size as usize),
         }
     }
 
@@ -337,68 +341,74 @@ impl GroupBuf {
     pub(crate) fn empty(group: &BufferGroup) -> GroupBuf {
         GroupBuf {
             group: group.0.clone(),
-            bid: NO_BUFFER,
+            bid: usize::from(NO_BUFFER),
             len: 0,
         }
     }
 
     /// The buffer's id in its group (`u16::MAX` for an empty datagram that took none).
+    #[inline]
     pub fn id(&self) -> u16 {
-        self.bid
+        self.bid as u16
     }
 
     /// The received bytes.
+    #[inline]
     pub fn as_slice(&self) -> &[u8] {
-        if self.bid == NO_BUFFER {
+        if self.bid == usize::from(NO_BUFFER) {
             return &[];
         }
-        let (p, _) = self.group.buffer(self.bid);
+        let (p, _) = self.group.buffer(self.bid as u16);
         // SAFETY: the buffer is lent to us alone: no receive or kernel ring holds it
         // until we give it back, and the group's memory lives as long as our `Rc`.
-        unsafe { std::slice::from_raw_parts(p, self.len as usize) }
+        unsafe { std::slice::from_raw_parts(p, self.len) }
     }
 
     /// The received bytes, mutably.
+    #[inline]
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        if self.bid == NO_BUFFER {
+        if self.bid == usize::from(NO_BUFFER) {
             return &mut [];
         }
-        let (p, _) = self.group.buffer(self.bid);
+        let (p, _) = self.group.buffer(self.bid as u16);
         // SAFETY: as in `as_slice`, and `&mut self` makes this the only reference.
-        unsafe { std::slice::from_raw_parts_mut(p, self.len as usize) }
+        unsafe { std::slice::from_raw_parts_mut(p, self.len) }
     }
 
     /// Keep only the bytes `from..` (`from` past the end keeps none): for a consumer
     /// that used a prefix and keeps the rest for later.
     pub fn advance(&mut self, from: usize) {
-        let from = from.min(self.len as usize);
+        let from = from.min(self.len);
         if from == 0 {
             return;
         }
-        let (p, _) = self.group.buffer(self.bid);
+        let (p, _) = self.group.buffer(self.bid as u16);
         // SAFETY: both ranges lie in our lent buffer; `copy` handles the overlap.
-        unsafe { std::ptr::copy(p.add(from), p, self.len as usize - from) };
-        self.len -= from as u32;
+        unsafe { std::ptr::copy(p.add(from), p, self.len - from) };
+        self.len -= from;
     }
 }
 
 impl Deref for GroupBuf {
     type Target = [u8];
+    #[inline]
     fn deref(&self) -> &[u8] {
         self.as_slice()
     }
 }
 
 impl DerefMut for GroupBuf {
+    #[inline]
     fn deref_mut(&mut self) -> &mut [u8] {
         self.as_mut_slice()
     }
 }
 
 impl Drop for GroupBuf {
+    #[inline]
     fn drop(&mut self) {
-        if self.bid != NO_BUFFER {
-            self.group.give_back(self.bid);
+        if self.bid != usize::from(NO_BUFFER) {
+            self.group.give_back(self.bid as u16);
         }
     }
 }

@@ -4,6 +4,7 @@
 use crate::sys::fd::RawFd;
 use std::fmt;
 use std::io;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -737,13 +738,44 @@ impl Loop {
             let multishot = (*inner).op.is_multishot();
             // The kernel and the pool are done with it; the outcome stays readable.
             Inner::release_scratch(inner, &mut self.core.scratch);
-            let result = OpResult::build(&(*inner).op, res, addr);
+            let mut result = MaybeUninit::uninit();
+            OpResult::build_into(result.as_mut_ptr(), &(*inner).op, res, addr);
             let mut cb = std::mem::replace(&mut (*inner).callback, Callback::empty());
             // If the callback panics, the completion must not stay in `Callback` (whose
             // drop aborts): the loop has already let go of it, so it is Dead.
             let unwind = DeadOnUnwind(c);
-            let action = cb.call(self, Pin::new_unchecked(&mut *c.as_ptr()), result);
+            // `result` is handed over and not used again.
+            let mut action = cb.call_taking(
+                self,
+                Pin::new_unchecked(&mut *c.as_ptr()),
+                result.as_mut_ptr(),
+            );
             std::mem::forget(unwind);
+            // A multishot rearmed as it was, whose record already holds its next result
+            // (the rest of the batch the last wait reaped): the callback takes that result
+            // now, without the round through the registry, the backend and the ready
+            // queue that its rearm would make, in the order they arrived.
+            let mut rec = None;
+            while multishot
+                && action == CallbackAction::Rearm
+                && (*inner).phase == Phase::Callback
+                && (*inner).callback.is_empty()
+            {
+                let Some(res) = self.driver.multishot_next(c, &mut rec) else {
+                    break;
+                };
+                Inner::set_res(inner, res);
+                let mut result = MaybeUninit::uninit();
+                OpResult::build_into(result.as_mut_ptr(), &(*inner).op, res, None);
+                let unwind = DeadOnUnwind(c);
+                // As above.
+                action = cb.call_taking(
+                    self,
+                    Pin::new_unchecked(&mut *c.as_ptr()),
+                    result.as_mut_ptr(),
+                );
+                std::mem::forget(unwind);
+            }
             if (*inner).callback.is_empty() {
                 (*inner).callback = cb;
             } else {

@@ -8,6 +8,7 @@
 use crate::sys::fd::{FromRawFd, OwnedFd, RawFd};
 use std::fmt;
 use std::io;
+use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 
 #[cfg(unix)]
@@ -241,7 +242,26 @@ impl OpResult {
     /// accept/recvmsg. An accepted (or opened) fd becomes owned here, so it is closed if nobody
     /// keeps it.
     pub(crate) fn build(op: &Op, res: isize, addr: Option<SocketAddr>) -> OpResult {
-        match op {
+        let mut out = MaybeUninit::uninit();
+        // SAFETY: `out` is valid for a write; `build_into` initialises it.
+        unsafe {
+            Self::build_into(out.as_mut_ptr(), op, res, addr);
+            out.assume_init()
+        }
+    }
+
+    /// [`build`](Self::build) into `out`: the loop builds a result where its callback
+    /// reads it, without a copy in between (see `callback::CallFn`).
+    ///
+    /// # Safety
+    /// `out` is valid for a write; what it held is overwritten, not dropped.
+    pub(crate) unsafe fn build_into(
+        out: *mut OpResult,
+        op: &Op,
+        res: isize,
+        addr: Option<SocketAddr>,
+    ) {
+        let r = match op {
             Op::Noop => OpResult::Noop,
             Op::Accept { .. } => OpResult::Accept(unit(res).map(|()| Accepted {
                 // SAFETY: a non-negative accept result is a new fd that nothing else owns.
@@ -322,7 +342,9 @@ impl OpResult {
             #[cfg(unix)]
             Op::RecvMulti { fd, group } => OpResult::RecvMulti(recv_multi(*fd, group, res)),
             Op::SendZc { .. } => OpResult::SendZc(count(res)),
-        }
+        };
+        // SAFETY: the caller's contract.
+        unsafe { out.write(r) }
     }
 }
 

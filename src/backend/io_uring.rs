@@ -375,6 +375,38 @@ impl Driver {
             .is_some_and(|m| m.live || !m.pending.is_empty())
     }
 
+    /// The oldest result held for multishot completion `c` (in its callback), if its
+    /// operation is still the one its record serves; see `Driver::multishot_next`.
+    /// `rec` caches the record's key between the calls of one batch.
+    pub(crate) fn multishot_next(
+        &mut self,
+        c: NonNull<Completion>,
+        rec: &mut Option<usize>,
+    ) -> Option<isize> {
+        let key = match *rec {
+            Some(key) => key,
+            None => *rec.insert(*self.attached.get(&(c.as_ptr() as usize))?),
+        };
+        // The record is still `c`'s: nothing detaches it while `c` is in its callback
+        // (that takes a new start of `c`), but the check costs one comparison.
+        let m = self
+            .multis
+            .get_mut(&key)
+            .filter(|m| m.attached == Some(c))?;
+        // SAFETY: `c` is in its callback, so live; loop thread. The op is only read.
+        let same = match unsafe { &(*Completion::raw(c)).op } {
+            Op::AcceptMulti { fd } => m.fd == *fd && matches!(m.kind, MultiKind::Accept),
+            Op::RecvMulti { fd, group } => {
+                m.fd == *fd && matches!(&m.kind, MultiKind::Recv(g) if g.same(group))
+            }
+            _ => false,
+        };
+        if !same {
+            return None;
+        }
+        m.pending.pop_front()
+    }
+
     pub(crate) fn waker(&self) -> Box<dyn Fn() + Send + Sync> {
         let fd = self.wake_fd.clone();
         Box::new(move || super::signal_wake_fd(fd.as_raw_fd()))
@@ -1659,6 +1691,150 @@ pub(crate) mod tests {
         );
         assert_eq!(c.state(), crate::CompletionState::Dead);
         batches
+    }
+
+    /// How the callback of a multishot receive leaves a batch (results its record already
+    /// holds, delivered in the same call of `invoke`) after the first `STOP` results.
+    #[derive(Clone, Copy, Debug)]
+    enum Leave {
+        /// Returns `Disarm`.
+        Disarm,
+        /// Points its op at the second socket (`op_mut`) and returns `Rearm`.
+        OtherSocket,
+        /// Takes its op (`take_op`: `Noop`) and returns `Rearm`.
+        TakeOp,
+        /// Re-prepares itself (`prep`) for the second socket with a new callback.
+        Prep,
+        /// Re-prepares itself with the same operation and a new callback, which takes the
+        /// next result (as `100 +` its first byte).
+        PrepSame,
+    }
+
+    /// A batch ends where the callback stops asking for the same operation: every way of
+    /// leaving it delivers no more of the first socket's results, hands every buffer those
+    /// held back to the group, and (where the callback asked for it) receives from the
+    /// other socket. On io_uring the first results come as one batch; epoll runs them as
+    /// fresh attempts, with the same outcome.
+    #[test]
+    fn a_batch_ends_where_the_callback_changes_its_operation() {
+        for backend in [Backend::IoUring, Backend::Epoll] {
+            if !backend.is_available() {
+                continue;
+            }
+            for leave in [
+                Leave::Disarm,
+                Leave::OtherSocket,
+                Leave::TakeOp,
+                Leave::Prep,
+                Leave::PrepSame,
+            ] {
+                leave_a_batch(backend, leave);
+            }
+        }
+    }
+
+    fn leave_a_batch(backend: Backend, leave: Leave) {
+        use std::os::fd::AsRawFd;
+        const N: usize = 10;
+        const STOP: usize = 3;
+        const BUFFERS: u16 = 16;
+        let mut lp = Loop::new(Options {
+            backend: Some(backend),
+            ..Default::default()
+        })
+        .unwrap();
+        let group = lp.register_buffer_group(BUFFERS, 64).unwrap();
+        let socket = || {
+            let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            rx.set_nonblocking(true).unwrap();
+            let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            tx.connect(rx.local_addr().unwrap()).unwrap();
+            (rx, tx)
+        };
+        let (a, a_tx) = socket();
+        let (b, b_tx) = socket();
+        for i in 0..N {
+            a_tx.send(&[i as u8; 3]).unwrap();
+        }
+        b_tx.send(b"bbb").unwrap();
+        let got = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        let g = got.clone();
+        let (a_fd, b_fd, b_group) = (a.as_raw_fd(), b.as_raw_fd(), group.clone());
+        let mut c = pin!(Completion::new());
+        lp.start(
+            c.as_mut(),
+            Op::RecvMulti {
+                fd: a.as_raw_fd(),
+                group: group.clone(),
+            },
+            move |_, mut c, r| {
+                let OpResult::RecvMulti(Ok(buf)) = r else {
+                    panic!("{r:?}")
+                };
+                g.borrow_mut().push(buf[0]);
+                drop(buf);
+                let n = g.borrow().len();
+                if n < STOP {
+                    return CallbackAction::Rearm;
+                }
+                if n > STOP {
+                    return CallbackAction::Disarm; // the other socket's datagram
+                }
+                let group = b_group.clone();
+                match leave {
+                    Leave::Disarm => return CallbackAction::Disarm,
+                    Leave::OtherSocket => {
+                        *c.as_mut().op_mut().unwrap() = Op::RecvMulti { fd: b_fd, group }
+                    }
+                    Leave::TakeOp => drop(c.as_mut().take_op()),
+                    Leave::Prep | Leave::PrepSame => {
+                        let (fd, add) = match leave {
+                            Leave::Prep => (b_fd, 0),
+                            _ => (a_fd, 100),
+                        };
+                        let g = g.clone();
+                        c.as_mut()
+                            .prep(Op::RecvMulti { fd, group }, move |_, _, r| {
+                                let OpResult::RecvMulti(Ok(buf)) = r else {
+                                    panic!("{r:?}")
+                                };
+                                g.borrow_mut().push(buf[0] + add);
+                                CallbackAction::Disarm
+                            })
+                    }
+                }
+                CallbackAction::Rearm
+            },
+        );
+        // Every first-socket datagram reaches the kernel's receive before the loop looks.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let next = match leave {
+            Leave::OtherSocket | Leave::Prep => Some(b'b'),
+            Leave::PrepSame => Some(100 + STOP as u8),
+            Leave::Disarm | Leave::TakeOp => None,
+        };
+        let want: Vec<u8> = (0..STOP as u8).chain(next).collect();
+        for _ in 0..2000 {
+            if *got.borrow() == want && c.state() == crate::CompletionState::Dead {
+                break;
+            }
+            lp.run(RunMode::NoWait).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert_eq!(*got.borrow(), want, "{backend:?} {leave:?}");
+        for _ in 0..200 {
+            if group.available() == BUFFERS {
+                break;
+            }
+            lp.run(RunMode::NoWait).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert_eq!(
+            group.available(),
+            BUFFERS,
+            "{backend:?} {leave:?}: every buffer back"
+        );
+        drop(lp);
     }
 
     /// On a kernel without the opcodes, the filesystem operations run on the pool and

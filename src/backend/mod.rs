@@ -425,6 +425,27 @@ impl Driver {
         }
     }
 
+    /// The next result already received for multishot completion `c`, which is in its
+    /// callback and still holds the operation its record serves (io_uring; never
+    /// elsewhere, where each result is its own attempt): taken off the record, for the
+    /// callback to run again at once.
+    #[inline]
+    /// `rec` is the backend's cache for one batch: `None` at its start.
+    pub(crate) fn multishot_next(
+        &mut self,
+        c: NonNull<Completion>,
+        rec: &mut Option<usize>,
+    ) -> Option<isize> {
+        match self {
+            #[cfg(target_os = "linux")]
+            Driver::IoUring(d) => d.multishot_next(c, rec),
+            Driver::Poll(_) => {
+                let _ = (c, rec);
+                None
+            }
+        }
+    }
+
     /// Cancel and reap everything this backend holds, abandoning the completions.
     pub(crate) fn shutdown(&mut self, core: &mut Core) {
         match self {
