@@ -66,7 +66,7 @@ pub(crate) struct Driver {
     probe: Option<io_uring::Probe>,
     /// Multishot operations the kernel may still post to, by their record's address
     /// (the SQE's `user_data` without [`MULTI_TAG`]).
-    multis: AddrMap<Box<Multi>>,
+    multis: AddrMap<Record>,
     /// Completion address -> record, for the completion each record serves.
     attached: AddrMap<usize>,
     /// Results of multishot records for their parked completions, finished after a reap.
@@ -186,6 +186,47 @@ struct Multi {
     /// The kernel may still post to this record.
     live: bool,
     cancel_sent: bool,
+}
+
+/// A [`Multi`] owned through the pointer `Box::into_raw` gave (freed on drop). Its
+/// address is the SQE's `user_data`, and the CQE path and a batch (`multishot_next`)
+/// reach the record through it without a map lookup; a `Box` moved around by the map
+/// would claim unique access to the record on every move, invalidating such pointers.
+struct Record(NonNull<Multi>);
+
+impl Record {
+    fn new(m: Multi) -> Record {
+        Record(NonNull::from(Box::leak(Box::new(m))))
+    }
+
+    /// The address the record is known by (its pointer's provenance exposed, for the
+    /// pointer made back from it).
+    fn addr(&self) -> usize {
+        self.0.as_ptr() as usize
+    }
+}
+
+impl std::ops::Deref for Record {
+    type Target = Multi;
+    fn deref(&self) -> &Multi {
+        // SAFETY: the record is live until `self` drops, and the borrow of `self` keeps
+        // any `&mut` made from `self` from coexisting with this one.
+        unsafe { self.0.as_ref() }
+    }
+}
+
+impl std::ops::DerefMut for Record {
+    fn deref_mut(&mut self) -> &mut Multi {
+        // SAFETY: as in `deref`, with `&mut self` exclusive.
+        unsafe { self.0.as_mut() }
+    }
+}
+
+impl Drop for Record {
+    fn drop(&mut self) {
+        // SAFETY: from `Box::leak` in `new`, freed only here.
+        drop(unsafe { Box::from_raw(self.0.as_ptr()) });
+    }
 }
 
 impl Multi {
@@ -377,7 +418,8 @@ impl Driver {
 
     /// The oldest result held for multishot completion `c` (in its callback), if its
     /// operation is still the one its record serves; see `Driver::multishot_next`.
-    /// `rec` caches the record's key between the calls of one batch.
+    /// `rec` caches the record's address between the calls of one batch: the first call
+    /// finds it in the maps, the others use it directly.
     pub(crate) fn multishot_next(
         &mut self,
         c: NonNull<Completion>,
@@ -385,14 +427,22 @@ impl Driver {
     ) -> Option<isize> {
         let key = match *rec {
             Some(key) => key,
-            None => *rec.insert(*self.attached.get(&(c.as_ptr() as usize))?),
+            None => {
+                let key = *self.attached.get(&(c.as_ptr() as usize))?;
+                debug_assert!(self.multis.contains_key(&key));
+                *rec.insert(key)
+            }
         };
-        // The record is still `c`'s: nothing detaches it while `c` is in its callback
-        // (that takes a new start of `c`), but the check costs one comparison.
-        let m = self
-            .multis
-            .get_mut(&key)
-            .filter(|m| m.attached == Some(c))?;
+        debug_assert!(self.attached.get(&(c.as_ptr() as usize)) == Some(&key));
+        // SAFETY: `key` is the address of the record (`Record::addr`) that `attached`
+        // mapped `c` to in this batch; it is owned by `multis` until detached and over. `c` is in its
+        // callback (the loop checks its phase before each call), and nothing detaches
+        // the record of a completion in its callback: `detach(c)` runs only on a new
+        // start of `c` (which ends its `Callback` phase, so the batch), after the
+        // callback (`multishot_after_callback`) or in `shutdown` (the loop's drop, not
+        // possible while a callback borrows it). So the record is live, and only this
+        // thread touches it.
+        let m = unsafe { &mut *(key as *mut Multi) };
         // SAFETY: `c` is in its callback, so live; loop thread. The op is only read.
         let same = match unsafe { &(*Completion::raw(c)).op } {
             Op::AcceptMulti { fd } => m.fd == *fd && matches!(m.kind, MultiKind::Accept),
@@ -1022,7 +1072,7 @@ impl Driver {
         // The usual case, a rearm: the record it is attached to serves the same
         // operation (one lookup of each map; the group was checked when it was made).
         if let Some(rec) = self.attached.get(&key).copied() {
-            let same = |m: &&mut Box<Multi>| {
+            let same = |m: &&mut Record| {
                 m.fd == fd
                     && match (&m.kind, group) {
                         (MultiKind::Accept, None) => true,
@@ -1063,7 +1113,7 @@ impl Driver {
         fd: RawFd,
         group: Option<crate::buf_group::BufferGroup>,
     ) -> usize {
-        let m = Box::new(Multi {
+        let m = Record::new(Multi {
             fd,
             kind: match group {
                 Some(g) => MultiKind::Recv(g),
@@ -1075,7 +1125,7 @@ impl Driver {
             live: false,
             cancel_sent: false,
         });
-        let key = &*m as *const Multi as usize;
+        let key = m.addr();
         self.multis.insert(key, m);
         self.attached.insert(c.as_ptr() as usize, key);
         key
@@ -1113,10 +1163,16 @@ impl Driver {
     /// A CQE for a multishot record.
     fn multi_cqe(&mut self, ud: u64, res: i32, flags: u32) {
         let key = (ud & !7) as usize;
-        let Some(m) = self.multis.get_mut(&key) else {
-            debug_assert!(false, "CQE for an unknown multishot record");
-            return;
-        };
+        debug_assert!(
+            self.multis.contains_key(&key),
+            "CQE for an unknown multishot record"
+        );
+        // SAFETY: `key` is the address of a record in `multis` (its SQE's `user_data`;
+        // `Record::addr`). A record leaves `multis` only when it is not `live`, that is
+        // after the CQE without `F_MORE` that ends its submission (or its readiness
+        // fallback's one CQE), and no SQE names it after that: so every CQE naming it
+        // arrives while it is there. Only this thread touches records.
+        let m = unsafe { &mut *(key as *mut Multi) };
         if let MultiKind::Recv(g) = &m.kind {
             if !g.0.is_ring() {
                 // Readiness (the fallback): receive now into a free buffer; if the data
@@ -1195,7 +1251,7 @@ impl Driver {
         let Some(rec) = self.attached.remove(&c) else {
             return;
         };
-        let m = self.multis.get_mut(&rec).expect("attached record");
+        let m: &mut Multi = self.multis.get_mut(&rec).expect("attached record");
         m.attached = None;
         m.parked = false;
         for res in m.pending.drain(..) {
