@@ -1688,6 +1688,15 @@ pub(crate) mod tests {
         assert!(batches.iter().all(|&n| n == 1), "epoll: {batches:?}");
     }
 
+    /// A non-blocking UDP socket on loopback, and a socket connected to it.
+    fn udp_pair() -> (std::net::UdpSocket, std::net::UdpSocket) {
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_nonblocking(true).unwrap();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        tx.connect(rx.local_addr().unwrap()).unwrap();
+        (rx, tx)
+    }
+
     /// 10 datagrams queued, then a rearming `RecvMulti` run by `NoWait` ticks: how many
     /// results each tick that delivered any delivered (all 10 arrive, in order).
     fn multishot_batches(backend: Backend) -> Vec<usize> {
@@ -1698,10 +1707,7 @@ pub(crate) mod tests {
         })
         .unwrap();
         let group = lp.register_buffer_group(16, 64).unwrap();
-        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        rx.set_nonblocking(true).unwrap();
-        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        tx.connect(rx.local_addr().unwrap()).unwrap();
+        let (rx, tx) = udp_pair();
         const N: usize = 10;
         for i in 0..N {
             tx.send(&[i as u8; 3]).unwrap();
@@ -1800,15 +1806,8 @@ pub(crate) mod tests {
         })
         .unwrap();
         let group = lp.register_buffer_group(BUFFERS, 64).unwrap();
-        let socket = || {
-            let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-            rx.set_nonblocking(true).unwrap();
-            let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-            tx.connect(rx.local_addr().unwrap()).unwrap();
-            (rx, tx)
-        };
-        let (a, a_tx) = socket();
-        let (b, b_tx) = socket();
+        let (a, a_tx) = udp_pair();
+        let (b, b_tx) = udp_pair();
         for i in 0..N {
             a_tx.send(&[i as u8; 3]).unwrap();
         }
