@@ -61,7 +61,7 @@
 //!
 //! `XEV_BENCH_QUICK=1` runs 20,000 timed datagrams per variant once (CI smoke run).
 //! For profiling: `XEV_BENCH_ONLY=epoll,tokio`, `XEV_BENCH_DATAGRAMS=N` (timed datagrams
-//! per run), `XEV_BENCH_ROUNDS=N` (default 3), `XEV_BENCH_FLOW=drain|window`,
+//! per run), `XEV_BENCH_ROUNDS=N` (default 5), `XEV_BENCH_FLOW=drain|window`,
 //! `XEV_BENCH_WINDOW=N`, `XEV_BENCH_SENDER=gso|mmsg`,
 //! `XEV_BENCH_PIN=none|same|split` (default split: sender on CPU 0, receiver on CPU 1).
 //!
@@ -915,8 +915,28 @@ fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>], rounds: us
             if q < 1.2 || capacity < 1.2 {
                 println!("  measured cause: {}", cause(&s, &t, capacity));
             }
+            let rounds = |want: Variant| {
+                let i = variants.iter().position(|&v| v == want)?;
+                Some(samples[i].as_slice())
+            };
+            let t_rounds = rounds(Variant::Common(CommonVariant::Tokio));
+            let paired = |want: Variant| {
+                common::report::round_by_round(
+                    (rounds(want)?, t_rounds?),
+                    |x: &Sample| x.per_sec,
+                    |x: &Sample| x.rx_cpu_ns,
+                    1.2,
+                    "receiver cpu/datagram",
+                )
+            };
+            if let Some(line) = paired(Variant::XevMultishot) {
+                println!("  {line}");
+            }
             if let Some(raw) = find(Variant::RawMultishot) {
                 raw_multishot_ceiling(&s, &raw, &t, 1.2);
+                if let Some(line) = paired(Variant::RawMultishot) {
+                    println!("  the raw multishot loop vs tokio, {line}");
+                }
             }
         }
     }
@@ -1051,7 +1071,9 @@ fn main() {
     let (rounds, mut timed, warmup) = if quick {
         (1, 20_000, 5_000)
     } else {
-        (3, 1_000_000, 50_000)
+        // 5 rounds: the multishot target line prints its spread round by round, and
+        // this VM's slow phases can move a median of 3.
+        (5, 1_000_000, 50_000)
     };
     if let Some(n) = env_u64("XEV_BENCH_DATAGRAMS") {
         timed = n;
