@@ -435,13 +435,13 @@ impl Driver {
         };
         debug_assert!(self.attached.get(&(c.as_ptr() as usize)) == Some(&key));
         // SAFETY: `key` is the address of the record (`Record::addr`) that `attached`
-        // mapped `c` to in this batch; it is owned by `multis` until detached and over. `c` is in its
-        // callback (the loop checks its phase before each call), and nothing detaches
-        // the record of a completion in its callback: `detach(c)` runs only on a new
-        // start of `c` (which ends its `Callback` phase, so the batch), after the
-        // callback (`multishot_after_callback`) or in `shutdown` (the loop's drop, not
-        // possible while a callback borrows it). So the record is live, and only this
-        // thread touches it.
+        // mapped `c` to in this batch; `multis` owns it until it is detached and over.
+        // `c` is in its callback (the loop checks its phase before each call), and
+        // nothing detaches the record of a completion in its callback: `detach(c)` runs
+        // only on a new start of `c` (which ends its `Callback` phase, so the batch),
+        // after the callback (`multishot_after_callback`) or in `shutdown` (the loop's
+        // drop, not possible while a callback borrows it). So the record is live, and
+        // only this thread touches it.
         let m = unsafe { &mut *(key as *mut Multi) };
         // SAFETY: `c` is in its callback, so live; loop thread. The op is only read.
         let same = match unsafe { &(*Completion::raw(c)).op } {
