@@ -16,9 +16,12 @@
 //!    `SO_REUSEPORT` listener (`serve_pool`, `Sharing::ReusePort`);
 //! 8. the same with `--distribute`: worker 0 accepts and hands connections out;
 //! 9. the same as 7 on epoll;
-//! 10. tokio `multi_thread` with 2 workers, the tokio server of 3 with `tokio::spawn`.
+//! 10. the same as 7 with the workers' yield before block turned off
+//!     (`Builder::yield_before_block(false)`; the pool's default is on);
+//! 11. tokio `multi_thread` with 2 workers, the tokio server of 3 with `tokio::spawn`.
 //!
-//! Scaling lines compare 7 with 1 (xev 1 → 2 threads) and 10 with 3 (tokio). For the
+//! Scaling lines compare 7 with 1 (xev 1 → 2 threads) and 11 with 3 (tokio); a line
+//! compares 7 with 10 (what the yield is worth). For the
 //! multi-threaded servers "server µs/req" is the process's CPU time minus the load
 //! thread's (the main and watchdog threads sleep meanwhile). On a 2-CPU machine the
 //! load generator competes with the 2 workers: the requests/s of 7-10 measure sharing
@@ -105,11 +108,12 @@ enum Variant {
     XevThreads2,
     XevThreads2Distribute,
     XevThreads2Epoll,
+    XevThreads2NoYield,
     TokioMt2,
 }
 
 impl Variant {
-    const ALL: [Variant; 10] = [
+    const ALL: [Variant; 11] = [
         Variant::XevIoUring,
         Variant::XevEpoll,
         Variant::TokioCt,
@@ -119,6 +123,7 @@ impl Variant {
         Variant::XevThreads2,
         Variant::XevThreads2Distribute,
         Variant::XevThreads2Epoll,
+        Variant::XevThreads2NoYield,
         Variant::TokioMt2,
     ];
 
@@ -133,6 +138,7 @@ impl Variant {
             Variant::XevThreads2 => "xev http_hello --threads 2 (io_uring)",
             Variant::XevThreads2Distribute => "xev --threads 2 --distribute (io_uring)",
             Variant::XevThreads2Epoll => "xev http_hello --threads 2 (epoll)",
+            Variant::XevThreads2NoYield => "xev --threads 2, no yield before block (io_uring)",
             Variant::TokioMt2 => "tokio multi_thread 2 workers",
         }
     }
@@ -141,7 +147,10 @@ impl Variant {
         // hyper on xev runs on xev's default backend: io_uring where available.
         matches!(
             self,
-            Variant::XevIoUring | Variant::XevThreads2 | Variant::XevThreads2Distribute
+            Variant::XevIoUring
+                | Variant::XevThreads2
+                | Variant::XevThreads2Distribute
+                | Variant::XevThreads2NoYield
         )
     }
 
@@ -152,6 +161,7 @@ impl Variant {
             Variant::XevThreads2
                 | Variant::XevThreads2Distribute
                 | Variant::XevThreads2Epoll
+                | Variant::XevThreads2NoYield
                 | Variant::TokioMt2
         )
     }
@@ -165,6 +175,7 @@ impl Variant {
             | Variant::XevThreads2
             | Variant::XevThreads2Distribute
             | Variant::XevThreads2Epoll
+            | Variant::XevThreads2NoYield
             | Variant::TokioMt2 => Expect::Exact(http_hello::OK),
             Variant::HyperTokio | Variant::HyperXev => Expect::Body(http_hello::BODY),
         }
@@ -187,7 +198,10 @@ impl Variant {
                 Some(serve) => servers::xev_with(Backend::default(), listener, stop, ready, serve),
                 None => Err("hyper on xev is not built in".into()),
             },
-            Variant::XevThreads2 | Variant::XevThreads2Distribute | Variant::XevThreads2Epoll => {
+            Variant::XevThreads2
+            | Variant::XevThreads2Distribute
+            | Variant::XevThreads2Epoll
+            | Variant::XevThreads2NoYield => {
                 let (backend, sharing) = match self {
                     Variant::XevThreads2Epoll => (Backend::Epoll, http_hello::Sharing::ReusePort),
                     Variant::XevThreads2Distribute => {
@@ -195,7 +209,18 @@ impl Variant {
                     }
                     _ => (Backend::IoUring, http_hello::Sharing::ReusePort),
                 };
-                servers::xev_pool(backend, 2, sharing, listener, stop, ready)
+                // The pool's default (a worker yields once before it blocks), except in
+                // the variant that shows what that default is worth here.
+                let yield_before_block = self != Variant::XevThreads2NoYield;
+                servers::xev_pool(
+                    backend,
+                    2,
+                    sharing,
+                    yield_before_block,
+                    listener,
+                    stop,
+                    ready,
+                )
             }
             Variant::TokioMt2 => servers::tokio_mt(2, listener, stop, ready),
         }
@@ -482,6 +507,23 @@ fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>], rounds: us
                 "{label}: requests/s {:.2}x, server µs/req {:.2}x",
                 b.per_sec / a.per_sec,
                 b.server_us_per_req / a.server_us_per_req
+            );
+        }
+    }
+    if let (Some(y), Some(n)) = (
+        find(Variant::XevThreads2),
+        find(Variant::XevThreads2NoYield),
+    ) {
+        println!(
+            "xev 2 threads: yield before block (the pool's default) vs not: requests/s \
+             {:.2}x, server µs/req {:.2}x",
+            y.per_sec / n.per_sec,
+            y.server_us_per_req / n.server_us_per_req
+        );
+        if let Some(t) = find(Variant::TokioMt2) {
+            println!(
+                "  without the yield: {:.3}x tokio mt 2 workers",
+                n.per_sec / t.per_sec
             );
         }
     }

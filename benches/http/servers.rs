@@ -227,13 +227,15 @@ async fn hyper_hello(
     Ok(r)
 }
 
-/// `http_hello` on a `Pool` of `threads` workers on `backend` (`serve_pool`), until
-/// `stop` fires; then the pool is shut down. The listener is closed and its address
+/// `http_hello` on a `Pool` of `threads` workers on `backend` (`serve_pool`), yielding
+/// before they block or not (`Builder::yield_before_block`), until `stop` fires; then
+/// the pool is shut down. The listener is closed and its address
 /// re-bound by the workers (with `SO_REUSEPORT` for `Sharing::ReusePort`).
 pub fn xev_pool(
     backend: xev::Backend,
     threads: usize,
     sharing: http_hello::Sharing,
+    yield_before_block: bool,
     listener: std::net::TcpListener,
     stop: &Stop,
     ready: &Ready,
@@ -246,6 +248,7 @@ pub fn xev_pool(
         .backend(backend)
         .entries(ENTRIES)
         .threads(threads)
+        .yield_before_block(yield_before_block)
         .build_pool()
         .map_err(|e| format!("xev pool: {e}"))?;
     let bound =

@@ -904,3 +904,107 @@ fn http_hello_serves_on_every_worker_with_reuseport_and_with_distribution() {
         }
     });
 }
+
+/// A pool's workers yield before they block unless the builder says otherwise, a
+/// single runtime does not, and with the yield on no wake-up is lost: 2,000 round trips
+/// between the two workers and 2,000 between a plain thread and a worker, each one a
+/// cross-thread wake-up of a worker that may be in its look without blocking, in its
+/// yield or asleep.
+#[test]
+fn workers_yield_before_block_by_default_and_lose_no_wake_up() {
+    const ROUND_TRIPS: u32 = 2_000;
+    each_backend(|b| {
+        let rt = Builder::new().backend(b).build().unwrap();
+        assert!(
+            !rt.block_on(async { xev::rt::with_loop(|lp| lp.yields_before_block()) })
+                || std::env::var_os("XEV_YIELD_BEFORE_BLOCK").is_some_and(|v| v == "1"),
+            "{b:?}: a single runtime yields by default"
+        );
+        for setting in [None, Some(false), Some(true)] {
+            let mut builder = Builder::new().backend(b).threads(2);
+            if let Some(on) = setting {
+                builder = builder.yield_before_block(on);
+            }
+            // Not dropped on a failure: a pool whose wake-ups are lost would hang its
+            // shutdown, and the test must fail, not hang.
+            let pool = std::mem::ManuallyDrop::new(builder.build_pool().unwrap());
+            for w in 0..2 {
+                let h = pool.spawn_on(w, || async {
+                    xev::rt::with_loop(|lp| lp.yields_before_block())
+                });
+                let yields = join_within(h, "the setting's query");
+                assert_eq!(
+                    yields,
+                    setting.unwrap_or(true),
+                    "{b:?} {setting:?} worker {w}"
+                );
+            }
+            // Worker to worker.
+            let (ping_tx, mut ping_rx) = mpsc::unbounded_channel::<u32>();
+            let (pong_tx, mut pong_rx) = mpsc::unbounded_channel::<u32>();
+            let echo = pool.spawn_on(1, move || async move {
+                while let Some(n) = ping_rx.recv().await {
+                    pong_tx.send(n).unwrap();
+                }
+            });
+            let start = std::time::Instant::now();
+            let (done_tx, done_rx) = std::sync::mpsc::channel::<u32>();
+            let pinger = pool.spawn_on(0, move || async move {
+                for n in 0..ROUND_TRIPS {
+                    ping_tx.send(n).unwrap();
+                    assert_eq!(pong_rx.recv().await, Some(n));
+                    done_tx.send(n).unwrap();
+                }
+            });
+            for n in 0..ROUND_TRIPS {
+                let got = done_rx.recv_timeout(Duration::from_secs(10));
+                assert_eq!(
+                    got,
+                    Ok(n),
+                    "{b:?} {setting:?}: worker round trip {n} stalled"
+                );
+            }
+            join_within(pinger, "the pinger");
+            join_within(echo, "the echo task");
+            // A plain thread to a worker and back.
+            let (to_worker, mut from_main) = mpsc::unbounded_channel::<u32>();
+            let (to_main, from_worker) = std::sync::mpsc::channel::<u32>();
+            let echo = pool.spawn_on(0, move || async move {
+                while let Some(n) = from_main.recv().await {
+                    to_main.send(n).unwrap();
+                }
+            });
+            for n in 0..ROUND_TRIPS {
+                to_worker.send(n).unwrap();
+                let got = from_worker.recv_timeout(Duration::from_secs(10));
+                assert_eq!(
+                    got,
+                    Ok(n),
+                    "{b:?} {setting:?}: round trip {n} lost its wake-up"
+                );
+            }
+            drop(to_worker);
+            join_within(echo, "the echo task");
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "{b:?} {setting:?}: {:?} for {} round trips",
+                start.elapsed(),
+                2 * ROUND_TRIPS
+            );
+            std::mem::ManuallyDrop::into_inner(pool).shutdown();
+        }
+    });
+}
+
+/// `h`'s output, or a failure (not a hang) if it takes more than 10 s: the wake-up that
+/// should have ended it was lost.
+fn join_within<T: Send + 'static>(h: xev::rt::PoolJoinHandle<T>, what: &str) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(h.join().map_err(panic_message));
+    });
+    match rx.recv_timeout(Duration::from_secs(10)) {
+        Ok(r) => r.unwrap_or_else(|e| panic!("{what} panicked: {e}")),
+        Err(_) => panic!("{what} did not finish in 10 s: a wake-up was lost"),
+    }
+}

@@ -103,12 +103,13 @@ impl Epoll {
         Box::new(move || super::signal_wake_fd(fd.as_raw_fd()))
     }
 
-    /// Wait at most `timeout` and append what fired to `out`.
+    /// Wait at most `timeout`, append what fired to `out`, and say how many events the
+    /// kernel returned (a wake-up's included).
     pub(crate) fn wait(
         &mut self,
         out: &mut Vec<Readiness>,
         timeout: Option<Duration>,
-    ) -> io::Result<()> {
+    ) -> io::Result<usize> {
         let cap = self.events.capacity() as libc::c_int;
         let ptr = self.events.as_mut_ptr();
         let epfd = self.epfd.as_raw_fd();
@@ -150,7 +151,7 @@ impl Epoll {
             }
             let e = io::Error::last_os_error();
             match e.raw_os_error() {
-                Some(libc::EINTR) => return Ok(()),
+                Some(libc::EINTR) => return Ok(0),
                 Some(libc::ENOSYS) if !NO_PWAIT2.load(Ordering::Relaxed) => {
                     NO_PWAIT2.store(true, Ordering::Relaxed)
                 }
@@ -176,6 +177,30 @@ impl Epoll {
             });
         }
         self.events.clear();
-        Ok(())
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A wake-up is an event this wait counts, once, though it reports no readiness: a
+    /// wait that took it must say so (see `Loop::wait_after_yield`).
+    #[test]
+    fn a_wake_up_counts_as_one_event_once() {
+        let mut src = Epoll::new(8).unwrap();
+        let mut out = Vec::new();
+        assert_eq!(src.wait(&mut out, Some(Duration::ZERO)).unwrap(), 0);
+        let wake = src.waker();
+        wake();
+        assert_eq!(src.wait(&mut out, Some(Duration::ZERO)).unwrap(), 1);
+        assert!(out.is_empty(), "a wake-up is no fd's readiness");
+        assert_eq!(src.wait(&mut out, Some(Duration::ZERO)).unwrap(), 0);
+        // Two wake-ups before a wait are one event.
+        wake();
+        wake();
+        assert_eq!(src.wait(&mut out, Some(Duration::ZERO)).unwrap(), 1);
+        assert_eq!(src.wait(&mut out, Some(Duration::ZERO)).unwrap(), 0);
     }
 }

@@ -870,7 +870,8 @@ impl Driver {
         self.push(&sqe);
     }
 
-    pub(crate) fn wait(&mut self, core: &mut Core, timeout: Option<Duration>) -> io::Result<()> {
+    /// See `Driver::wait`; returns the number of CQEs reaped.
+    pub(crate) fn wait(&mut self, core: &mut Core, timeout: Option<Duration>) -> io::Result<usize> {
         let r = match timeout {
             Some(t) if t.is_zero() => self.ring.submit_and_wait(0),
             Some(t) => {
@@ -889,7 +890,7 @@ impl Driver {
             }
         }
         self.release_timespecs();
-        self.reap(|d, c, res, flags, link| {
+        let reaped = self.reap(|d, c, res, flags, link| {
             // SAFETY: `c` is Active (its CQE just arrived), so live; loop thread.
             let Some(res) = (unsafe { cqe_step(&mut core.links, c, res, flags, link) }) else {
                 return; // another CQE of this operation follows
@@ -913,12 +914,16 @@ impl Driver {
         for (c, res) in self.multi_done.drain(..) {
             core.finish(c, res);
         }
-        Ok(())
+        Ok(reaped)
     }
 
-    /// Take every CQE off the ring, handing user completions to `f`.
+    /// Take every CQE off the ring, handing user completions to `f`, and say how many
+    /// there were (the wake-up's and the ignored ones included).
     /// (`f` also learns whether the CQE is a LINK_TIMEOUT's, for its operation `c`.)
-    fn reap(&mut self, mut f: impl FnMut(&mut Self, NonNull<Completion>, isize, u32, bool)) {
+    fn reap(
+        &mut self,
+        mut f: impl FnMut(&mut Self, NonNull<Completion>, isize, u32, bool),
+    ) -> usize {
         // Copy the CQEs out first (the callback needs `&mut self`); the Vec is reused.
         let mut cqes = std::mem::take(&mut self.cqes);
         cqes.extend(
@@ -946,11 +951,13 @@ impl Driver {
                 }
             }
         }
+        let reaped = cqes.len();
         cqes.clear();
         self.cqes = cqes;
         if !self.wake_armed {
             self.arm_wake();
         }
+        reaped
     }
 
     pub(crate) fn shutdown(&mut self, core: &mut Core) {

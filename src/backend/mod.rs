@@ -335,8 +335,10 @@ impl Driver {
     }
 
     /// Submit pending work and wait at most `timeout` (`None`: until something happens)
-    /// for results, which go to `core.ready`.
-    pub(crate) fn wait(&mut self, core: &mut Core, timeout: Option<Duration>) -> io::Result<()> {
+    /// for results, which go to `core.ready`. Returns how many events it took from the
+    /// kernel (CQEs or readiness events, wake-ups included): 0 means nothing at all came
+    /// in, not even a wake-up (see `Loop::wait_after_yield`).
+    pub(crate) fn wait(&mut self, core: &mut Core, timeout: Option<Duration>) -> io::Result<usize> {
         match self {
             #[cfg(target_os = "linux")]
             Driver::IoUring(d) => d.wait(core, timeout),

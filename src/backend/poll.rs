@@ -91,7 +91,7 @@ impl Source {
     fn waker(&self) -> Box<dyn Fn() + Send + Sync> {
         source!(self, s => s.waker())
     }
-    fn wait(&mut self, out: &mut Vec<Readiness>, timeout: Option<Duration>) -> io::Result<()> {
+    fn wait(&mut self, out: &mut Vec<Readiness>, timeout: Option<Duration>) -> io::Result<usize> {
         source!(self, s => s.wait(out, timeout))
     }
 }
@@ -656,7 +656,9 @@ impl Driver {
         }
     }
 
-    pub(crate) fn wait(&mut self, core: &mut Core, timeout: Option<Duration>) -> io::Result<()> {
+    /// See `Driver::wait`; returns the number of events the source took, its wake-ups
+    /// included.
+    pub(crate) fn wait(&mut self, core: &mut Core, timeout: Option<Duration>) -> io::Result<usize> {
         let mut fired = std::mem::take(&mut self.fired);
         let r = self.source.wait(&mut fired, self.links.cap(timeout));
         for ev in &fired {

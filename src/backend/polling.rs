@@ -6,6 +6,7 @@
 use crate::sys::fd::{BorrowedFd, RawFd};
 use std::io;
 use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +17,9 @@ use super::poll::Readiness;
 pub(crate) struct PollingSource {
     poller: Arc<Poller>,
     events: Events,
+    /// Set by the waker before it notifies: `polling` reports a notification as no
+    /// event, so this is how a wait learns that it consumed one.
+    notified: Arc<AtomicBool>,
 }
 
 impl PollingSource {
@@ -24,6 +28,7 @@ impl PollingSource {
         Ok(PollingSource {
             poller: Arc::new(Poller::new()?),
             events: Events::with_capacity(cap),
+            notified: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -77,19 +82,26 @@ impl PollingSource {
 
     pub(crate) fn waker(&self) -> Box<dyn Fn() + Send + Sync> {
         let p = self.poller.clone();
+        let notified = self.notified.clone();
         Box::new(move || {
+            // Flag first: a wait that consumed the notification then sees the flag.
+            notified.store(true, Ordering::Release);
             let _ = p.notify();
         })
     }
 
-    /// Wait at most `timeout` and append what fired to `out`.
+    /// Wait at most `timeout`, append what fired to `out`, and say how many events came
+    /// in (a notification since the last wait counts as one).
     pub(crate) fn wait(
         &mut self,
         out: &mut Vec<Readiness>,
         timeout: Option<Duration>,
-    ) -> io::Result<()> {
+    ) -> io::Result<usize> {
         self.events.clear();
         self.poller.wait(&mut self.events, timeout)?;
+        // A plain load first: most waits follow no notification.
+        let woke =
+            self.notified.load(Ordering::Acquire) && self.notified.swap(false, Ordering::AcqRel);
         out.extend(self.events.iter().map(|ev| Readiness {
             fd: ev.key as RawFd,
             readable: ev.readable,
@@ -98,7 +110,7 @@ impl PollingSource {
             // hide behind data: never treat a short read as "drained" on this source.
             hup: true,
         }));
-        Ok(())
+        Ok(self.events.len() + usize::from(woke))
     }
 }
 
@@ -107,4 +119,28 @@ impl PollingSource {
 /// macOS and the BSDs. Such an fd is then watched for readability only. Never on Linux.
 fn read_only_fd(e: &io::Error) -> bool {
     cfg!(all(unix, not(target_os = "linux"))) && e.raw_os_error() == Some(libc::EINVAL)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A wake-up is an event this wait counts, once, though it reports no readiness: a
+    /// wait that took it must say so (see `Loop::wait_after_yield`).
+    #[test]
+    fn a_wake_up_counts_as_one_event_once() {
+        let mut src = PollingSource::new(8).unwrap();
+        let mut out = Vec::new();
+        assert_eq!(src.wait(&mut out, Some(Duration::ZERO)).unwrap(), 0);
+        let wake = src.waker();
+        wake();
+        assert_eq!(src.wait(&mut out, Some(Duration::ZERO)).unwrap(), 1);
+        assert!(out.is_empty(), "a wake-up is no fd's readiness");
+        assert_eq!(src.wait(&mut out, Some(Duration::ZERO)).unwrap(), 0);
+        // Two wake-ups before a wait are one event.
+        wake();
+        wake();
+        assert_eq!(src.wait(&mut out, Some(Duration::ZERO)).unwrap(), 1);
+        assert_eq!(src.wait(&mut out, Some(Duration::ZERO)).unwrap(), 0);
+    }
 }
