@@ -86,10 +86,12 @@ pub struct Options {
     /// machine), a loop that runs dry would otherwise sleep and be woken for nearly every
     /// request; after the yield, the work the other threads produced meanwhile is
     /// usually there. On an idle machine the yield returns at once, and the price is
-    /// two syscalls per block. Off by default for a single loop (measured no faster, and
-    /// about 3% more CPU per round trip at one connection), unless the environment
-    /// variable `XEV_YIELD_BEFORE_BLOCK=1` is set; a [`Pool`](crate::rt::Pool) turns it
-    /// on for its workers (see [`Builder::yield_before_block`](crate::rt::Builder::yield_before_block)
+    /// two syscalls per block. It also trades batching for latency: a stream of messages
+    /// between two workers with no back-pressure measured half as fast with it. Off by
+    /// default for a single loop (measured no faster, and about 3% more CPU per round
+    /// trip at one connection), unless the environment variable
+    /// `XEV_YIELD_BEFORE_BLOCK=1` is set; a [`Pool`](crate::rt::Pool) turns it on for its
+    /// workers (see [`Builder::yield_before_block`](crate::rt::Builder::yield_before_block)
     /// and the README's figures).
     pub yield_before_block: bool,
 }

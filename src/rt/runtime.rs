@@ -90,10 +90,17 @@ impl Builder {
 
     /// Before a wait that would block, look once without blocking and, if nothing came
     /// in, yield the CPU once (see [`Options::yield_before_block`]). Default: on for the
-    /// workers of [`build_pool`](Self::build_pool) (a pool of loops with its clients on
-    /// the same CPUs measured 1.17x–1.22x tokio's multi-thread runtime with it and
-    /// 0.76x–0.88x without; see the README), off for [`build`](Self::build) unless
-    /// `XEV_YIELD_BEFORE_BLOCK=1` is set.
+    /// workers of [`build_pool`](Self::build_pool), off for [`build`](Self::build).
+    /// Without this call, the environment variable `XEV_YIELD_BEFORE_BLOCK` sets the
+    /// default of both: `1` on, `0` off.
+    ///
+    /// Measured on 2 cores (see the README): an http server on a 2-worker pool, with its
+    /// clients on the same CPUs, served 1.39x–1.46x the requests with it (1.08x–1.18x
+    /// tokio's multi-thread runtime, against 0.74x–0.85x without). A stream of messages
+    /// from one worker to another over an unbounded channel went half as fast (a
+    /// consumer that looks again before it sleeps takes smaller batches), a bounded one
+    /// faster; a ping-pong between two workers was level. Turn it off for a pool that
+    /// mostly streams between its workers.
     ///
     /// ```
     /// let pool = xev::rt::Builder::new()
@@ -162,9 +169,11 @@ impl Builder {
             std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
         });
         let pinning = std::mem::take(&mut self.pinning);
-        // A pool's workers yield before they block unless told otherwise: each worker's
-        // `build` below then keeps what is set here.
-        self.yield_before_block.get_or_insert(true);
+        // A pool's workers yield before they block unless told otherwise (here, or by
+        // `XEV_YIELD_BEFORE_BLOCK=0`): each worker's `build` below keeps what is set here.
+        self.yield_before_block.get_or_insert_with(|| {
+            std::env::var_os("XEV_YIELD_BEFORE_BLOCK").is_none_or(|v| v != "0")
+        });
         if let Some(m) = self.blocking_threads.take() {
             if m == 0 {
                 return Err(io::Error::new(
