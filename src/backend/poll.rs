@@ -773,3 +773,34 @@ fn attempt(c: NonNull<Completion>) -> isize {
         res
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A wake-up is an event every source's wait counts, once, though it reports no
+    /// readiness: a wait that took it must say so (see `Loop::wait_after_yield`).
+    #[test]
+    fn a_wake_up_counts_as_one_event_once() {
+        let sources = [
+            ("polling", Source::Polling(PollingSource::new(8).unwrap())),
+            #[cfg(target_os = "linux")]
+            ("epoll", Source::Epoll(Epoll::new(8).unwrap())),
+        ];
+        for (name, mut src) in sources {
+            let mut out = Vec::new();
+            let mut look = |src: &mut Source| src.wait(&mut out, Some(Duration::ZERO)).unwrap();
+            assert_eq!(look(&mut src), 0, "{name}");
+            let wake = src.waker();
+            wake();
+            assert_eq!(look(&mut src), 1, "{name}: the wake-up");
+            assert_eq!(look(&mut src), 0, "{name}: counted once");
+            // Two wake-ups before a wait are one event.
+            wake();
+            wake();
+            assert_eq!(look(&mut src), 1, "{name}: two wake-ups");
+            assert_eq!(look(&mut src), 0, "{name}");
+            assert!(out.is_empty(), "{name}: a wake-up is no fd's readiness");
+        }
+    }
+}

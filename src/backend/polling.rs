@@ -120,27 +120,3 @@ impl PollingSource {
 fn read_only_fd(e: &io::Error) -> bool {
     cfg!(all(unix, not(target_os = "linux"))) && e.raw_os_error() == Some(libc::EINVAL)
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A wake-up is an event this wait counts, once, though it reports no readiness: a
-    /// wait that took it must say so (see `Loop::wait_after_yield`).
-    #[test]
-    fn a_wake_up_counts_as_one_event_once() {
-        let mut src = PollingSource::new(8).unwrap();
-        let mut out = Vec::new();
-        assert_eq!(src.wait(&mut out, Some(Duration::ZERO)).unwrap(), 0);
-        let wake = src.waker();
-        wake();
-        assert_eq!(src.wait(&mut out, Some(Duration::ZERO)).unwrap(), 1);
-        assert!(out.is_empty(), "a wake-up is no fd's readiness");
-        assert_eq!(src.wait(&mut out, Some(Duration::ZERO)).unwrap(), 0);
-        // Two wake-ups before a wait are one event.
-        wake();
-        wake();
-        assert_eq!(src.wait(&mut out, Some(Duration::ZERO)).unwrap(), 1);
-        assert_eq!(src.wait(&mut out, Some(Duration::ZERO)).unwrap(), 0);
-    }
-}
