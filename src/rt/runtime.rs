@@ -97,10 +97,9 @@ impl Builder {
     /// Measured on 2 cores (see the README): an http server on a 2-worker pool, with its
     /// clients on the same CPUs, served 1.39x–1.46x the requests with it (1.08x–1.18x
     /// tokio's multi-thread runtime, against 0.74x–0.85x without). A stream of messages
-    /// from one worker to another over an unbounded channel went half as fast (a
-    /// consumer that looks again before it sleeps takes smaller batches), a bounded one
-    /// faster; a ping-pong between two workers was level. Turn it off for a pool that
-    /// mostly streams between its workers.
+    /// from one worker to another over an unbounded channel went half as fast, a
+    /// bounded one faster; a ping-pong between two workers was level. Turn it off for a
+    /// pool that mostly streams between its workers.
     ///
     /// ```
     /// let pool = xev::rt::Builder::new()
