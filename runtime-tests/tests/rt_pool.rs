@@ -908,8 +908,8 @@ fn http_hello_serves_on_every_worker_with_reuseport_and_with_distribution() {
 /// A pool's workers yield before they block unless the builder says otherwise, a
 /// single runtime does not, and with the yield on no wake-up is lost: 2,000 round trips
 /// between the two workers and 2,000 between a plain thread and a worker, each one a
-/// cross-thread wake-up of a worker that may be in its look without blocking, in its
-/// yield or asleep.
+/// cross-thread wake-up of a worker (awaiting I/O, so yielding) that may be in its look
+/// without blocking, in its yield or asleep.
 #[test]
 fn workers_yield_before_block_by_default_and_lose_no_wake_up() {
     const ROUND_TRIPS: u32 = 2_000;
@@ -941,6 +941,17 @@ fn workers_yield_before_block_by_default_and_lose_no_wake_up() {
                     "{b:?} {setting:?} worker {w}"
                 );
             }
+            // Each worker also awaits I/O (a receive that only ends at the shutdown), so
+            // it yields before it blocks when the setting is on: a worker that waits only
+            // for other threads blocks at once.
+            let idle_readers: Vec<_> = (0..2)
+                .map(|w| {
+                    pool.spawn_on(w, || async {
+                        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+                        let _ = s.recv_from(vec![0u8; 16]).await;
+                    })
+                })
+                .collect();
             // Worker to worker.
             let (ping_tx, mut ping_rx) = mpsc::unbounded_channel::<u32>();
             let (pong_tx, mut pong_rx) = mpsc::unbounded_channel::<u32>();
@@ -994,6 +1005,9 @@ fn workers_yield_before_block_by_default_and_lose_no_wake_up() {
                 2 * ROUND_TRIPS
             );
             std::mem::ManuallyDrop::into_inner(pool).shutdown();
+            for h in idle_readers {
+                assert!(h.join().is_err(), "the idle receive ends with the shutdown");
+            }
         }
     });
 }

@@ -88,18 +88,18 @@ impl Builder {
         self
     }
 
-    /// Before a wait that would block, look once without blocking and, if nothing came
-    /// in, yield the CPU once (see [`Options::yield_before_block`]). Default: on for the
+    /// Before a wait that would block while I/O is awaited, look once without blocking
+    /// and, if nothing came in, yield the CPU once (see
+    /// [`Options::yield_before_block`]). Default: on for the
     /// workers of [`build_pool`](Self::build_pool), off for [`build`](Self::build).
     /// Without this call, the environment variable `XEV_YIELD_BEFORE_BLOCK` sets the
     /// default of both: `1` on, `0` off.
     ///
     /// Measured on 2 cores (see the README): an http server on a 2-worker pool, with its
     /// clients on the same CPUs, served 1.39x–1.46x the requests with it (1.08x–1.18x
-    /// tokio's multi-thread runtime, against 0.74x–0.85x without). A stream of messages
-    /// from one worker to another over an unbounded channel went half as fast, a
-    /// bounded one faster; a ping-pong between two workers was level. Turn it off for a
-    /// pool that mostly streams between its workers.
+    /// tokio's multi-thread runtime, against 0.74x–0.85x without). Workers that wait
+    /// only for each other (channels, no I/O) do not yield: when they did, a stream
+    /// from one worker to another over an unbounded channel went half as fast.
     ///
     /// ```
     /// let pool = xev::rt::Builder::new()
