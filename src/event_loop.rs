@@ -79,20 +79,19 @@ pub struct Options {
     /// off unless the environment variable `XEV_URING_FIXED_FILES=1` is set. Without
     /// kernel support (5.19+) it is off. See also [`Loop::register_file`].
     pub fixed_files: bool,
-    /// Before a wait that would block while I/O is awaited (a completion is Active, or
-    /// an async task waits for a socket), look once without blocking and, if nothing at
-    /// all came in (no completion, readiness event or wake-up), give the CPU away once
-    /// ([`std::thread::yield_now`]) before blocking. A loop that waits only for
-    /// wake-ups from other threads blocks at once. Where more threads are busy than
-    /// there are CPUs (a pool of loops plus the clients or other work on the same
-    /// machine), a loop that runs dry would otherwise sleep and be woken for nearly every
-    /// request; after the yield, the work the other threads produced meanwhile is
-    /// usually there. On an idle machine the yield returns at once, and the price is
-    /// two syscalls per block. Between workers that only wake each other (channels, no
-    /// I/O) it is not used: a stream between two workers over an unbounded channel
-    /// measured half as fast when they yielded. Off by
-    /// default for a single loop (measured no faster, and about 3% more CPU per round
-    /// trip at one connection), unless the environment variable
+    /// Before a wait that would block while I/O is awaited (a completion is Active, or an
+    /// async task waits for a socket), look once without blocking and, if nothing at all
+    /// came in (no completion, readiness event or wake-up), give the CPU away once
+    /// ([`std::thread::yield_now`]) before blocking. A loop that waits only for wake-ups
+    /// from other threads blocks at once. Where more threads are busy than there are CPUs
+    /// (a pool of loops plus the clients or other work on the same machine), a loop that
+    /// runs dry would otherwise sleep and be woken for nearly every request; after the
+    /// yield, the work the other threads produced meanwhile is usually there. On an idle
+    /// machine the yield returns at once, and the price is two syscalls per block. Between
+    /// workers that only wake each other (channels, no I/O) it is not used: a stream
+    /// between two workers over an unbounded channel measured half as fast when they
+    /// yielded. Off by default for a single loop (measured no faster, and about 3% more CPU
+    /// per round trip at one connection), unless the environment variable
     /// `XEV_YIELD_BEFORE_BLOCK=1` is set; a [`Pool`](crate::rt::Pool) turns it on for its
     /// workers (see [`Builder::yield_before_block`](crate::rt::Builder::yield_before_block)
     /// and the README's figures).
