@@ -456,6 +456,8 @@ pub struct Loop {
     sigpipe: Option<bool>,
     /// See [`Options::yield_before_block`].
     yield_before_block: bool,
+    /// How many times this loop yielded before blocking (tests check the rule).
+    yields: u64,
 }
 
 impl Loop {
@@ -520,6 +522,7 @@ impl Loop {
             ticks_without_kernel: 0,
             sigpipe: None,
             yield_before_block: opts.yield_before_block,
+            yields: 0,
         })
     }
 
@@ -772,6 +775,7 @@ impl Loop {
             return Ok(());
         }
         std::thread::yield_now();
+        self.yields += 1;
         // The yield may have lasted: the deadline (a timer's, a sleep's) stays where it
         // was.
         let timeout = match deadline {
@@ -1458,6 +1462,48 @@ impl fmt::Debug for Loop {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The yield happens only while I/O is awaited, and only when the look found
+    /// nothing: a loop that waits only for a wake-up from another thread blocks at once;
+    /// with a completion Active and nothing come in, it yields once per block; a look
+    /// that took a wake-up does not yield.
+    #[test]
+    fn with_yield_before_block_a_loop_yields_only_while_io_is_awaited() {
+        for b in Backend::available() {
+            let mut lp = yielding_loop(b);
+            let wake_later = |lp: &Loop| {
+                let wake = lp.remote_waker();
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(20));
+                    wake();
+                })
+            };
+            // Nothing Active: a blocking turn, ended by the wake-up, never yields.
+            let t = wake_later(&lp);
+            lp.turn(true, Some(Duration::from_secs(5))).unwrap();
+            t.join().unwrap();
+            assert_eq!(lp.yields, 0, "{b:?}: yielded with no I/O awaited");
+            // An Active completion (a timer far off): the look finds nothing, so the
+            // tick yields once, then blocks until the wake-up.
+            let mut c = Box::pin(Completion::new());
+            lp.timer(c.as_mut(), 10_000, |_, _, _| CallbackAction::Disarm);
+            lp.tick(false).unwrap(); // submit it
+            let before = lp.yields;
+            let t = wake_later(&lp);
+            lp.tick(true).unwrap();
+            t.join().unwrap();
+            assert_eq!(lp.yields - before, 1, "{b:?}: one yield per block");
+            // A wake-up already there: the look takes it, no yield.
+            let before = lp.yields;
+            (lp.remote_waker())();
+            lp.tick(true).unwrap();
+            assert_eq!(
+                lp.yields, before,
+                "{b:?}: yielded after the look took a wake-up"
+            );
+            lp.shutdown();
+        }
+    }
 
     /// Every available backend, with and without `yield_before_block`.
     fn backends_and_yield() -> impl Iterator<Item = (Backend, bool)> {
