@@ -15,6 +15,12 @@
 //! same kind (rate: higher is better; CPU: lower is better). Median of 3 rounds, variants
 //! interleaved; `XEV_BENCH_QUICK=1`: 1 short round. `XEV_BENCH_ONLY=xev` etc. filters.
 //!
+//! - `stream beside I/O`: the stream again, after each worker got a task that waits on
+//!   an idle UDP socket for the rest of the run: a pool that also serves I/O, whose
+//!   workers may yield before they block (`rt::Builder::yield_before_block`, on by
+//!   default in a pool, applies while I/O is awaited, and not after a round that ran
+//!   only what the other worker woke). Compare with `XEV_YIELD_BEFORE_BLOCK=0`.
+//!
 //! Run with `cargo bench --bench channels`.
 
 #[path = "common/mod.rs"]
@@ -66,6 +72,7 @@ impl Variant {
 enum Workload {
     PingPong,
     Stream,
+    StreamBesideIo,
 }
 
 impl Workload {
@@ -73,13 +80,14 @@ impl Workload {
         match self {
             Workload::PingPong => "ping-pong (round trips)",
             Workload::Stream => "stream (messages)",
+            Workload::StreamBesideIo => "stream beside I/O (messages)",
         }
     }
 
     fn capacity(self) -> usize {
         match self {
             Workload::PingPong => 1,
-            Workload::Stream => 128,
+            Workload::Stream | Workload::StreamBesideIo => 128,
         }
     }
 }
@@ -173,7 +181,7 @@ fn measure(pool: &xev::rt::Pool, v: Variant, w: Workload, n: u64) -> Sample {
             });
             (echo, driver)
         }
-        Workload::Stream => {
+        Workload::Stream | Workload::StreamBesideIo => {
             let sink = pool.spawn_on(1, move || async move {
                 let mut expect = 0;
                 while let Some(x) = rx_a.recv().await {
@@ -221,8 +229,23 @@ fn main() {
     let pool = xev::rt::Pool::new(2).expect("a pool of 2 workers");
     let variants = common::report::select(&Variant::ALL, Variant::name, |_| false);
     let mut failed = false;
-    for w in [Workload::PingPong, Workload::Stream] {
-        let count = if w == Workload::Stream { n * 10 } else { n };
+    let mut stream_rate = None;
+    for w in [
+        Workload::PingPong,
+        Workload::Stream,
+        Workload::StreamBesideIo,
+    ] {
+        if w == Workload::StreamBesideIo {
+            for i in 0..2 {
+                // Detached: the pool's shutdown drops it.
+                drop(pool.spawn_on(i, || async {
+                    let s = xev::net::UdpSocket::bind("127.0.0.1:0").expect("an idle socket");
+                    let (r, _) = s.recv_from(vec![0u8; 64]).await;
+                    panic!("the idle socket received something: {r:?}");
+                }));
+            }
+        }
+        let count = if w == Workload::PingPong { n } else { n * 10 };
         let samples = common::report::interleaved(
             rounds,
             &variants,
@@ -281,6 +304,24 @@ fn main() {
                 .zip(&samples)
                 .map(|(v, s)| (v.name(), s.iter().map(|x| x.per_sec).collect())),
         );
+        match (w, find(Variant::XevUnbounded)) {
+            (Workload::Stream, Some(x)) => stream_rate = Some(x.per_sec),
+            (Workload::StreamBesideIo, Some(x)) => {
+                if let Some(r) = stream_rate {
+                    println!(
+                        "xev::sync::mpsc unbounded stream beside I/O vs without: {:.3}x \
+                         (yield before block: {})",
+                        x.per_sec / r,
+                        if std::env::var_os("XEV_YIELD_BEFORE_BLOCK").is_some_and(|v| v == "0") {
+                            "off"
+                        } else {
+                            "the pool's default, on"
+                        }
+                    );
+                }
+            }
+            _ => {}
+        }
         for (xv, rv) in [
             (Variant::XevBounded, Variant::AcBounded),
             (Variant::XevUnbounded, Variant::AcUnbounded),

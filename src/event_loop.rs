@@ -88,9 +88,10 @@ pub struct Options {
     /// runs dry would otherwise sleep and be woken for nearly every request; after the
     /// yield, the work the other threads produced meanwhile is usually there. On an idle
     /// machine the yield returns at once, and the price is two syscalls per block. Between
-    /// workers that only wake each other (channels, no I/O) it is not used: a stream
-    /// between two workers over an unbounded channel measured half as fast when they
-    /// yielded. Off by default for a single loop (measured no faster, and about 3% more CPU
+    /// workers that only wake each other (channels, no I/O) it is not used, nor by a
+    /// runtime whose last round ran only what other threads woke: a stream between two
+    /// workers over an unbounded channel measured half as fast when they yielded. Off by
+    /// default for a single loop (measured no faster, and about 3% more CPU
     /// per round trip at one connection), unless the environment variable
     /// `XEV_YIELD_BEFORE_BLOCK=1` is set; a [`Pool`](crate::rt::Pool) turns it on for its
     /// workers (see [`Builder::yield_before_block`](crate::rt::Builder::yield_before_block)
@@ -457,7 +458,7 @@ pub struct Loop {
     /// See [`Options::yield_before_block`].
     yield_before_block: bool,
     /// How many times this loop yielded before blocking (tests check the rule).
-    yields: u64,
+    pub(crate) yields: u64,
 }
 
 impl Loop {
@@ -702,12 +703,17 @@ impl Loop {
     /// by those callbacks (rearms, synchronous results) wait for the next tick, so a
     /// callback that always rearms cannot trap the loop in one tick.
     fn tick(&mut self, block: bool) -> io::Result<usize> {
-        self.tick_capped(block, None)
+        self.tick_capped(block, None, true)
     }
 
     /// [`tick`](Self::tick) whose blocking wait also ends after `cap` (the async runtime's
-    /// next sleep deadline).
-    fn tick_capped(&mut self, block: bool, cap: Option<Duration>) -> io::Result<usize> {
+    /// next sleep deadline); `may_yield` false skips the yield before block for this tick.
+    fn tick_capped(
+        &mut self,
+        block: bool,
+        cap: Option<Duration>,
+        may_yield: bool,
+    ) -> io::Result<usize> {
         // Results queued by the previous tick's callbacks (operations that finished at
         // once, rearmed timers) can run without asking the kernel first; it is still asked
         // at least every KERNEL_POLL_INTERVAL ticks, so I/O is never starved.
@@ -724,7 +730,11 @@ impl Loop {
                 Some(Duration::ZERO)
             };
             // Only while I/O is awaited (see `Options::yield_before_block`).
-            if self.yield_before_block && timeout != Some(Duration::ZERO) && self.awaits_io() {
+            if self.yield_before_block
+                && may_yield
+                && timeout != Some(Duration::ZERO)
+                && self.awaits_io()
+            {
                 self.wait_after_yield(timeout)?;
             } else {
                 self.driver.wait(&mut self.core, timeout)?;
@@ -872,13 +882,20 @@ impl Loop {
     /// One tick for the async runtime: like [`run`](Self::run)`(NoWait)` when `block` is
     /// false; when true, wait (at most `cap`) until a completion, a timer or a
     /// [`remote_waker`](Self::remote_waker) call arrives, even if nothing is Active.
-    pub(crate) fn turn(&mut self, block: bool, cap: Option<Duration>) -> Result<usize, RunError> {
+    /// `may_yield` false: block without [`Options::yield_before_block`]'s yield this time
+    /// (the executor's worker fed only by other threads).
+    pub(crate) fn turn(
+        &mut self,
+        block: bool,
+        cap: Option<Duration>,
+        may_yield: bool,
+    ) -> Result<usize, RunError> {
         if self.running {
             return Err(RunError::Nested);
         }
         self.running = true;
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.tick_capped(block, cap)
+            self.tick_capped(block, cap, may_yield)
         }));
         self.running = false;
         match r {
@@ -1480,7 +1497,7 @@ mod tests {
             };
             // Nothing Active: a blocking turn, ended by the wake-up, never yields.
             let t = wake_later(&lp);
-            lp.turn(true, Some(Duration::from_secs(5))).unwrap();
+            lp.turn(true, Some(Duration::from_secs(5)), true).unwrap();
             t.join().unwrap();
             assert_eq!(lp.yields, 0, "{b:?}: yielded with no I/O awaited");
             // An Active completion (a timer far off): the look finds nothing, so the

@@ -46,6 +46,8 @@ pub(crate) struct Remote {
     /// A wake-up of the loop is pending: later remote wakes skip the syscall.
     wake_pending: AtomicBool,
     main_woken: AtomicBool,
+    /// The main future was woken from another thread (see `Executor::fed_remotely`).
+    main_woken_remotely: AtomicBool,
     closed: AtomicBool,
     wake: Box<dyn Fn() + Send + Sync>,
 }
@@ -95,8 +97,12 @@ impl Wake for MainWaker {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        self.0.main_woken.store(true, Ordering::Release);
-        if !self.0.is_current() {
+        if self.0.is_current() {
+            self.0.main_woken.store(true, Ordering::Release);
+        } else {
+            // Before `main_woken`, whose swap makes it visible to the loop.
+            self.0.main_woken_remotely.store(true, Ordering::Relaxed);
+            self.0.main_woken.store(true, Ordering::Release);
             self.0.wake_loop();
         }
     }
@@ -180,6 +186,12 @@ pub(crate) struct Executor {
     /// [`take_inline`](Self::take_inline)); refilled before each poll of a task or of the
     /// main future.
     inline_budget: Cell<u32>,
+    /// The last round that polled anything polled only what other threads woke (tasks
+    /// from the hand-off queue, the main future through a remote wake), nothing woken
+    /// here by the loop's I/O, its timers or other tasks: the worker is fed by other
+    /// threads, and its next block skips the loop's yield (see
+    /// `Options::yield_before_block`).
+    fed_remotely: Cell<bool>,
 }
 
 /// How many operations that finish at submission one poll of a task may take at once
@@ -252,6 +264,7 @@ impl Executor {
             queue: Handoff::new(),
             wake_pending: AtomicBool::new(false),
             main_woken: AtomicBool::new(false),
+            main_woken_remotely: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             wake: lp.remote_waker(),
         });
@@ -268,6 +281,7 @@ impl Executor {
             pool,
             closed: Cell::new(false),
             inline_budget: Cell::new(INLINE_BUDGET),
+            fed_remotely: Cell::new(false),
         })
     }
 
@@ -373,7 +387,13 @@ impl Executor {
         let mut fut = pin!(fut);
         self.remote.main_woken.store(true, Ordering::Release);
         loop {
+            let mut main = None;
             if self.remote.main_woken.swap(false, Ordering::AcqRel) {
+                main = Some(
+                    self.remote
+                        .main_woken_remotely
+                        .swap(false, Ordering::Relaxed),
+                );
                 self.inline_budget.set(INLINE_BUDGET);
                 if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
                     // Closes deferred by the last round's callbacks happen now, not at the
@@ -386,7 +406,11 @@ impl Executor {
                     return v;
                 }
             }
-            self.run_tasks();
+            let tasks = self.run_tasks();
+            if main.is_some() || tasks.is_some() {
+                self.fed_remotely
+                    .set(main.unwrap_or(true) && tasks.unwrap_or(true));
+            }
             let idle =
                 self.queue.borrow().is_empty() && !self.remote.main_woken.load(Ordering::Acquire);
             self.turn(idle);
@@ -394,11 +418,13 @@ impl Executor {
     }
 
     /// Poll every task that is ready now (tasks woken meanwhile wait for the next round,
-    /// after the loop has been polled, so I/O is never starved).
-    fn run_tasks(&self) {
+    /// after the loop has been polled, so I/O is never starved). `Some(true)`: it polled
+    /// tasks, all of them woken from other threads; `None`: none was ready.
+    fn run_tasks(&self) -> Option<bool> {
         // A plain load first: most rounds have no remote wake-up, and a locked swap per
         // round is not free. A wake that sets the flag just after the load is collected
         // next round (it also woke the loop, so the loop does not sleep on it).
+        let local = self.queue.borrow().len();
         if self.remote.wake_pending.load(Ordering::Acquire)
             && self.remote.wake_pending.swap(false, Ordering::AcqRel)
         {
@@ -416,6 +442,7 @@ impl Executor {
                 drop(owned);
             }
         }
+        (n > 0).then_some(local == 0)
     }
 
     fn turn(&self, idle: bool) {
@@ -435,7 +462,10 @@ impl Executor {
         } else {
             None
         };
-        let r = lp.turn(idle, cap);
+        // A worker that only other threads feed blocks without the loop's yield: the
+        // yield would only shorten the batches they hand it (a stream over an unbounded
+        // channel between two workers that also await I/O measured half as fast).
+        let r = lp.turn(idle, cap, !self.fed_remotely.get());
         // A callback may have replaced the loop through its `&mut Loop`.
         self.check_loop(&lp);
         drop(lp);
@@ -474,5 +504,107 @@ impl Executor {
         self.slots.shutdown();
         // Nothing is in flight any more: deferred fds are simply closed.
         self.deferred.borrow_mut().clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::net::UdpSocket;
+    use crate::rt::Builder;
+    use crate::sync::mpsc;
+    use crate::Backend;
+    use std::time::Duration;
+
+    /// With `yield_before_block` and I/O awaited throughout (an idle UDP receive), a
+    /// runtime fed only by another thread (channels whose sender is a plain thread, read
+    /// by the main future and then by a task) blocks without yielding; once I/O is what
+    /// wakes it, it yields before it blocks again.
+    #[test]
+    fn a_worker_fed_only_by_other_threads_blocks_without_yielding() {
+        const N: u64 = 100;
+        // Long enough for the runtime to block before the next message or datagram.
+        const PAUSE: Duration = Duration::from_millis(1);
+        for b in Backend::available() {
+            let rt = Builder::new()
+                .backend(b)
+                .yield_before_block(true)
+                .build()
+                .unwrap();
+            let (to_main, mut main_rx) = mpsc::unbounded_channel::<u64>();
+            let (to_task, mut task_rx) = mpsc::unbounded_channel::<u64>();
+            let (ack, acks) = std::sync::mpsc::channel::<u64>();
+            let data = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let feeder = std::thread::spawn(move || {
+                let recv = |what: &str, i: u64| {
+                    let got = acks.recv_timeout(Duration::from_secs(10));
+                    assert_eq!(got, Ok(i), "{b:?}: {what} {i} lost");
+                };
+                for (tx, who) in [(to_main, "main future"), (to_task, "task")] {
+                    for i in 0..N {
+                        std::thread::sleep(PAUSE);
+                        tx.send(i).unwrap();
+                        recv(who, i);
+                    }
+                }
+                // The reader's port comes as the ack after the channels closed.
+                let port = acks.recv_timeout(Duration::from_secs(10)).unwrap();
+                for i in 0..N {
+                    std::thread::sleep(PAUSE);
+                    data.send_to(&i.to_le_bytes(), ("127.0.0.1", port as u16))
+                        .unwrap();
+                    recv("datagram", i);
+                }
+            });
+            let (main, task, io) = rt.block_on(async move {
+                let idle = UdpSocket::bind("127.0.0.1:0").unwrap();
+                let _idle = crate::spawn(async move {
+                    let _ = idle.recv_from(vec![0u8; 8]).await;
+                });
+                let yields = || crate::rt::with_loop(|lp| lp.yields);
+                let start = yields();
+                for i in 0..N {
+                    assert_eq!(main_rx.recv().await, Some(i));
+                    ack.send(i).unwrap();
+                }
+                let main = yields() - start;
+                let start = yields();
+                let ack2 = ack.clone();
+                crate::spawn(async move {
+                    for i in 0..N {
+                        assert_eq!(task_rx.recv().await, Some(i));
+                        ack2.send(i).unwrap();
+                    }
+                })
+                .await
+                .unwrap();
+                let task = yields() - start;
+                let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+                ack.send(u64::from(s.local_addr().unwrap().port())).unwrap();
+                let start = yields();
+                let mut buf = vec![0u8; 8];
+                for i in 0..N {
+                    let (r, b) = s.recv_from(buf).await;
+                    buf = b;
+                    assert_eq!(r.unwrap().0, 8);
+                    assert_eq!(u64::from_le_bytes(buf[..8].try_into().unwrap()), i);
+                    ack.send(i).unwrap();
+                }
+                (main, task, yields() - start)
+            });
+            feeder.join().unwrap();
+            // The first block of each phase follows a round that was not fed remotely
+            // (the start, the spawn), and may yield.
+            assert!(
+                main <= 1,
+                "{b:?}: {main} yields while another thread fed main"
+            );
+            assert!(
+                task <= 1,
+                "{b:?}: {task} yields while another thread fed a task"
+            );
+            // Each datagram is awaited in a block that yields first (unless the look
+            // already finds it: allow for that on a busy machine).
+            assert!(io >= N / 2, "{b:?}: {io} yields in {N} blocks awaiting I/O");
+        }
     }
 }
