@@ -697,6 +697,7 @@ impl Driver {
 
     /// `fd` became ready in direction `wait`: retry its waiters in order until one would
     /// block again (or a short read says the stream is empty).
+    #[inline(always)]
     fn drain(&mut self, core: &mut Core, fd: RawFd, wait: Wait) {
         let Some(st) = self.fds.get_mut(fd_index(fd)) else {
             return;
@@ -714,9 +715,15 @@ impl Driver {
         };
         // The common edge (nothing parked: a direction the runtime's tasks use directly,
         // or a write edge nobody waits for) ends here.
-        if !parked {
-            return;
+        if parked {
+            self.retry_parked(core, fd, wait);
         }
+    }
+
+    /// [`drain`](Self::drain)'s retries of the operations parked on `fd` in direction
+    /// `wait` (kept out of line: the common edge has none).
+    #[inline(never)]
+    fn retry_parked(&mut self, core: &mut Core, fd: RawFd, wait: Wait) {
         loop {
             let st = &mut self.fds[fd_index(fd)];
             let (head, ready) = match wait {

@@ -383,21 +383,29 @@ impl SocketWait {
 }
 
 impl Drop for SocketWait {
+    #[inline(always)]
     fn drop(&mut self) {
         #[cfg(unix)]
         if let Some((lp_id, raw, send, id)) = self.waiting {
-            // Stop waiting. If the loop is busy (dropped inside a callback) or is another
-            // runtime's, the entry stays until the socket's next edge wakes it: a wake of
-            // a task that no longer waits, nothing more.
-            with_current(|exec| {
-                if exec.loop_id() == lp_id {
-                    if let Ok(mut lp) = exec.lp.try_borrow_mut() {
-                        lp.withdraw(raw, send, id);
-                    }
-                }
-            });
+            withdraw(lp_id, raw, send, id);
         }
     }
+}
+
+/// Stop waiting (see `SocketWait::drop`; out of line: a finished transfer waits no more).
+/// If the loop is busy (dropped inside a callback) or is another runtime's, the entry
+/// stays until the socket's next edge wakes it: a wake of a task that no longer waits,
+/// nothing more.
+#[cfg(unix)]
+#[inline(never)]
+fn withdraw(lp_id: LoopId, raw: RawFd, send: bool, id: u64) {
+    with_current(|exec| {
+        if exec.loop_id() == lp_id {
+            if let Ok(mut lp) = exec.lp.try_borrow_mut() {
+                lp.withdraw(raw, send, id);
+            }
+        }
+    });
 }
 
 /// One read into `buf`.
