@@ -13,7 +13,8 @@
 //! channel of each crate. Figures: the rate, the process CPU time per message (both
 //! workers; the main thread sleeps in `join`), and the ratio to `async-channel` of the
 //! same kind (rate: higher is better; CPU: lower is better). Median of 3 rounds, variants
-//! interleaved; `XEV_BENCH_QUICK=1`: 1 short round. `XEV_BENCH_ONLY=xev` etc. filters.
+//! interleaved; `XEV_BENCH_QUICK=1`: 1 short round. `XEV_BENCH_ONLY=xev` etc. filters the
+//! variants, `XEV_BENCH_WORKLOAD=stream` etc. the workloads (by name).
 //!
 //! - `stream beside I/O`: the stream again, after each worker got a task that waits on
 //!   an idle UDP socket for the rest of the run: a pool that also serves I/O, whose
@@ -234,7 +235,10 @@ fn main() {
         Workload::PingPong,
         Workload::Stream,
         Workload::StreamBesideIo,
-    ] {
+    ]
+    .into_iter()
+    .filter(|w| common::wanted("XEV_BENCH_WORKLOAD", w.name()))
+    {
         if w == Workload::StreamBesideIo {
             for i in 0..2 {
                 // Detached: the pool's shutdown drops it.
