@@ -446,10 +446,10 @@ fn main() {
         format!("pingpong: a measurement exceeded {MEASUREMENT_LIMIT:?}; exiting"),
     );
     // The 100-connection workload's ratios swing more from round to round (and its
-    // rounds are short): it gets more of them. Its rates fall into two levels, about
-    // 205-215 k and 160-180 k round trips/s for every epoll variant, raw loop included
-    // (a 15-round run), as the machine's phases come and go: 7 rounds, so that a median
-    // is less often a matter of which variant drew the slow phase.
+    // rounds are short): it gets more of them. Its rates fall mostly near one of two
+    // levels, about 200-220 k and 158-182 k round trips/s for every epoll variant, raw
+    // loop included (a 15-round run), as the machine's phases come and go: 7 rounds, so
+    // that a median is less often a matter of which variant drew the slow phase.
     let (rounds, rounds_x100, mut timed, warmup) = if quick {
         (1, 1, 2_000, 1_000)
     } else {
