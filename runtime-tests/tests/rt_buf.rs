@@ -49,6 +49,156 @@ fn invalid_input<T: std::fmt::Debug>(r: io::Result<T>) {
     assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
 }
 
+// ---- whole buffers: read, write, write_all ------------------------------------------
+
+/// How many socket transfers the poll backend did without an operation so far (0 on
+/// io_uring).
+fn direct_transfers() -> u64 {
+    xev::rt::with_loop(|lp| lp.poll_direct_transfers())
+}
+
+fn on_poll_backend() -> bool {
+    xev::rt::with_loop(|lp| lp.backend()) != xev::Backend::IoUring
+}
+
+/// One read into each whole-buffer type, as a single read fills it: a `Vec` up to its
+/// capacity (its length grows to what arrived, never shrinks), a `Box<[u8]>` and a
+/// `Buffer` over their length; the same allocation comes back. On the poll backend
+/// these reads go straight into the caller's memory (counted), also after waiting for
+/// the data, which a read started before the write does.
+#[xev::test(backend = "all")]
+async fn a_single_read_fills_each_buffer_type_in_place() -> io::Result<()> {
+    let (client, server) = pair().await?;
+    let before = direct_transfers();
+
+    // Capacity, length 0: the length becomes what arrived.
+    client.write_all(&b"hello"[..]).await.0?;
+    let v = Vec::with_capacity(64);
+    let ptr = v.as_ptr();
+    let (n, v) = server.read(v).await;
+    assert_eq!(
+        (n?, &v[..], v.capacity(), v.as_ptr()),
+        (5, &b"hello"[..], 64, ptr)
+    );
+
+    // Length 2, capacity 64: bytes land from the start, the length grows to 5.
+    client.write_all(&b"world"[..]).await.0?;
+    let mut v = Vec::with_capacity(64);
+    v.extend_from_slice(b"ab");
+    let (n, v) = server.read(v).await;
+    assert_eq!((n?, &v[..]), (5, &b"world"[..]));
+
+    // Length 16: the length stays, the bytes after what arrived are untouched.
+    client.write_all(&b"xyz"[..]).await.0?;
+    let (n, v) = server.read(vec![7u8; 16]).await;
+    assert_eq!(n?, 3);
+    assert_eq!(
+        (&v[..3], &v[3..], v.len()),
+        (&b"xyz"[..], &[7u8; 13][..], 16)
+    );
+
+    client.write_all(&b"boxed"[..]).await.0?;
+    let bx: Box<[u8]> = vec![0u8; 8].into_boxed_slice();
+    let ptr = bx.as_ptr();
+    let (n, bx) = server.read(bx).await;
+    assert_eq!(
+        (n?, &bx[..5], bx.len(), bx.as_ptr()),
+        (5, &b"boxed"[..], 8, ptr)
+    );
+
+    client.write_all(&b"buf"[..]).await.0?;
+    let (n, b) = server.read(xev::Buffer::from(vec![0u8; 8])).await;
+    assert_eq!((n?, &b.as_slice()[..3], b.len()), (3, &b"buf"[..], 8));
+
+    // A read that waits: started before the peer writes.
+    let reader = xev::spawn(async move {
+        let (n, v) = server.read(Vec::with_capacity(32)).await;
+        (n, v, server)
+    });
+    sleep(Duration::from_millis(20)).await;
+    client.write_all(b"late".to_vec()).await.0?;
+    let (n, v, server) = reader.await.unwrap();
+    assert_eq!((n?, &v[..]), (4, &b"late"[..]));
+
+    // End of stream: Ok(0), the Vec unchanged.
+    client.shutdown(std::net::Shutdown::Write).await?;
+    let (n, v) = server.read(vec![9u8; 4]).await;
+    assert_eq!((n?, &v[..]), (0, &[9u8; 4][..]));
+
+    if on_poll_backend() {
+        // 5 reads above, the late one, end of stream, and the client's 6 writes.
+        let direct = direct_transfers() - before;
+        assert!(direct >= 13, "{direct} direct transfers");
+    }
+    Ok(())
+}
+
+/// A read with no room is `InvalidInput` (an `Ok(0)` would look like end of file) and
+/// hands the buffer back; no data is lost: the next read gets it.
+#[xev::test(backend = "all")]
+async fn a_read_with_no_room_is_invalid_input() -> io::Result<()> {
+    let (client, server) = pair().await?;
+    client.write_all(&b"kept"[..]).await.0?;
+    let (r, v) = server.read(Vec::new()).await;
+    invalid_input(r);
+    assert_eq!(v.capacity(), 0);
+    let (r, bx) = server.read(Box::<[u8]>::from(&b""[..])).await;
+    invalid_input(r);
+    assert!(bx.is_empty());
+    let mut full = Vec::with_capacity(4);
+    full.extend_from_slice(b"abcd");
+    let (r, _) = server.read(full.slice_mut(4..)).await;
+    invalid_input(r);
+    assert_eq!(read_n(&server, 4).await?, b"kept");
+    Ok(())
+}
+
+/// `write_all` of a large whole `Vec` that goes partial many times (the peer reads only
+/// after a pause): every byte arrives once, in order, and the same allocation comes
+/// back; `write` of an empty buffer is `Ok(0)`, `write_all` of one `Ok(())`; a write to a
+/// closed peer is an error, not a `SIGPIPE`.
+#[xev::test(backend = "all")]
+async fn write_all_of_a_whole_buffer_continues_after_partial_writes() -> io::Result<()> {
+    let (client, server) = pair().await?;
+    let big: Vec<u8> = (0..8 << 20).map(|i| (i % 253) as u8).collect();
+    let want = big.clone();
+    let ptr = big.as_ptr();
+    let writer = xev::spawn(async move {
+        let r = client.write_all(big).await;
+        (r, client)
+    });
+    sleep(Duration::from_millis(20)).await;
+    let got = read_n(&server, 8 << 20).await?;
+    assert!(got == want, "the peer got every byte in order");
+    let ((r, back), client) = writer.await.unwrap();
+    r?;
+    assert_eq!((back.as_ptr(), back.len()), (ptr, 8 << 20));
+
+    let (n, _) = client.write(Vec::new()).await;
+    assert_eq!(n?, 0);
+    client.write_all(Box::<[u8]>::from(&b""[..])).await.0?;
+    client.write_all(&b"end"[..]).await.0?;
+    assert_eq!(read_n(&server, 3).await?, b"end");
+
+    drop(server);
+    let mut failed = None;
+    for _ in 0..100 {
+        if let (Err(e), _) = client.write_all(vec![1u8; 64 << 10]).await {
+            failed = Some(e);
+            break;
+        }
+    }
+    let kind = failed.expect("writes to a closed peer fail").kind();
+    assert!(
+        matches!(
+            kind,
+            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+        ),
+        "{kind:?}"
+    );
+    Ok(())
+}
+
 // ---- slices -------------------------------------------------------------------------
 
 /// The README's echo loop without a copy: read into one buffer, write back

@@ -198,6 +198,7 @@ impl FdState {
     /// the readiness cache, and so does a short transfer on a stream whose peer has not
     /// hung up (its queue was drained, or its send buffer filled: the next attempt would
     /// only say `EAGAIN`, and what frees it is a new edge).
+    #[inline]
     fn note_transfer(&mut self, wait: Wait, res: isize, len: usize) {
         let drained = res > 0 && (res as usize) < len.min(MAX_RW_COUNT) && self.stream && !self.hup;
         if res == EAGAIN || drained {

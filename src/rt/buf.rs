@@ -55,6 +55,20 @@ mod sealed {
         fn spare_capacity(&self, _: Token) -> usize {
             0
         }
+        /// The memory one read may fill in place, without a conversion: `(start, room)`,
+        /// `room` being [`read_room`](Self::read_room) writable bytes (a `Vec`'s spare
+        /// capacity among them, uninitialised: only a receive may write there, followed
+        /// by [`area_filled`](Self::area_filled)). `None`: the type has no such access;
+        /// convert it with `into_read_buffer`.
+        fn read_area(&mut self, _: Token) -> Option<(*mut u8, usize)> {
+            None
+        }
+        /// After a receive wrote `filled` bytes at the start of `read_area`'s memory:
+        /// they are the buffer's now (a `Vec`'s length grows to cover them).
+        ///
+        /// # Safety
+        /// `filled <= room`, and those bytes were written.
+        unsafe fn area_filled(&mut self, _filled: usize, _: Token) {}
         /// Back from the loop after bytes were read into its start, up to `filled`.
         fn from_read_buffer(b: Buffer, saved: Self::ReadSaved, filled: usize, _: Token) -> Self;
         /// The initialised bytes.
@@ -200,10 +214,12 @@ pub trait IoBuf: sealed::Sealed + 'static {
 /// # Ok::<(), std::io::Error>(())
 /// ```
 ///
-/// The room past a `Vec`'s length is zero-filled before each single read (the kernel's
-/// bytes must land in initialised memory that safe code may later see), so in a hot loop
-/// reuse a buffer whose length is already its capacity (`vec![0; n]`, a `Box<[u8]>`)
-/// and slice `&buf[..n]`.
+/// A single read that an operation carries (io_uring, files, pipes) zero-fills the room
+/// past a `Vec`'s length first (the operation's buffer is initialised memory), so in a
+/// hot loop reuse a buffer whose length is already its capacity (`vec![0; n]`, a
+/// `Box<[u8]>`) and slice `&buf[..n]`. On the poll backend a socket read goes straight
+/// into the `Vec`'s capacity, without that fill; either way the `Vec`'s length only ever
+/// covers initialised bytes.
 pub trait IoBufMut: sealed::SealedMut + 'static {
     /// The bytes `range` of this buffer as room for a read of its own: a read into the
     /// slice fills it from `range.start` on (at most up to `range.end`), leaves the
@@ -310,6 +326,16 @@ impl sealed::SealedMut for Vec<u8> {
     fn spare_capacity(&self, _: Token) -> usize {
         self.capacity() - self.len()
     }
+    fn read_area(&mut self, _: Token) -> Option<(*mut u8, usize)> {
+        Some((self.as_mut_ptr(), self.capacity()))
+    }
+    unsafe fn area_filled(&mut self, filled: usize, _: Token) {
+        if filled > self.len() {
+            // SAFETY: `filled <= capacity`, and the bytes up to it are initialised: the
+            // first `len` were, the receive wrote the rest (the caller's contract).
+            unsafe { self.set_len(filled) };
+        }
+    }
     fn from_read_buffer(b: Buffer, init: usize, filled: usize, _: Token) -> Self {
         let mut v = b.into_vec().expect("a Vec<u8> comes back as a Vec buffer");
         v.truncate(init.max(filled));
@@ -343,6 +369,9 @@ impl sealed::SealedMut for Box<[u8]> {
     type ReadSaved = ();
     fn read_room(&self, _: Token) -> usize {
         self.len()
+    }
+    fn read_area(&mut self, _: Token) -> Option<(*mut u8, usize)> {
+        Some((self.as_mut_ptr(), self.len()))
     }
     fn into_read_buffer(self, _: usize, _: Token) -> (Buffer, ()) {
         (Buffer::from(self), ())
@@ -434,6 +463,10 @@ impl sealed::SealedMut for Buffer {
     type ReadSaved = ();
     fn read_room(&self, _: Token) -> usize {
         self.len()
+    }
+    fn read_area(&mut self, _: Token) -> Option<(*mut u8, usize)> {
+        let s = self.as_mut_slice();
+        Some((s.as_mut_ptr(), s.len()))
     }
     fn into_read_buffer(self, _: usize, _: Token) -> (Buffer, ()) {
         (self, ())

@@ -150,12 +150,12 @@ impl File {
     ///
     /// On a file opened in append mode, Linux appends whatever the offset.
     pub async fn write_at<B: IoBuf>(&self, buf: B, offset: u64) -> (io::Result<usize>, B) {
-        rio::write(&self.fd, buf, Kind::At(offset)).await
+        rio::write(&self.fd, buf, Kind::At(offset), false).await
     }
 
     /// Write all of `buf` at `offset`, continuing after short writes.
     pub async fn write_all_at<B: IoBuf>(&self, buf: B, offset: u64) -> (io::Result<()>, B) {
-        rio::write_all(&self.fd, buf, Kind::At(offset)).await
+        rio::write_all(&self.fd, buf, Kind::At(offset), false).await
     }
 
     /// Flush data and metadata to the device (`fsync(2)`, a loop operation).

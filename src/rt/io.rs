@@ -24,6 +24,10 @@ use crate::iovec::Buffers;
 use crate::op::{Buffer, Op};
 use crate::result::{count, read_count, OpResult, ReadError};
 
+mod transfer;
+
+pub(crate) use transfer::{Read, Write, WriteAll};
+
 /// An operation plus the owner of the fd it names (if it names an owned one), which its
 /// slot keeps until the operation is over.
 pub(crate) struct FdOp {
@@ -116,7 +120,8 @@ pub(crate) fn write_result(r: OpResult) -> io::Result<usize> {
         | OpResult::Pwrite(r)
         | OpResult::SendMsg(r)
         | OpResult::Writev(r)
-        | OpResult::SendMsgV(r) => r.map_err(Into::into),
+        | OpResult::SendMsgV(r)
+        | OpResult::SendZc(r) => r.map_err(Into::into),
         other => Err(mismatch(&other)),
     }
 }
@@ -230,7 +235,10 @@ impl SocketWait {
     /// # Safety
     /// `ptr..ptr + len` is valid for the call (readable for a send, writable for a
     /// receive) and `len > 0`.
-    #[inline(always)]
+    ///
+    /// One out-of-line copy for every buffer type's read and write: the generic futures
+    /// around it stay small.
+    #[inline(never)]
     pub(crate) unsafe fn poll_transfer(
         &mut self,
         cx: &mut Context<'_>,
@@ -408,26 +416,9 @@ fn withdraw(lp_id: LoopId, raw: RawFd, send: bool, id: u64) {
     });
 }
 
-/// One read into `buf`.
-pub(crate) async fn read<B: IoBufMut>(
-    fd: &Rc<LoopFd>,
-    buf: B,
-    kind: Kind,
-) -> (io::Result<usize>, B) {
-    let (b, prep) = buf::into_read_buffer(buf);
-    if b.is_empty() {
-        return (Err(empty_read()), buf::from_read_buffer(b, prep, 0));
-    }
-    if let Some(res) = direct(fd, kind, false, &b).await {
-        let res = direct_read_result(res, b.len());
-        let filled = *res.as_ref().unwrap_or(&0);
-        return (res, buf::from_read_buffer(b, prep, filled));
-    }
-    let (res, b) = start(read_op(fd, b, kind)).await;
-    let res = read_result(res);
-    let filled = *res.as_ref().unwrap_or(&0);
-    let b = b.expect("a read hands its buffer back");
-    (res, buf::from_read_buffer(b, prep, filled))
+/// One read into `buf` (see [`Read`]).
+pub(crate) fn read<B: IoBufMut>(fd: &Rc<LoopFd>, buf: B, kind: Kind) -> Read<'_, B> {
+    Read::new(fd, buf, kind)
 }
 
 /// Fill exactly `buf`'s length (`UnexpectedEof` if the data ends first): for a `Vec`,
@@ -481,49 +472,26 @@ pub(crate) async fn read_exact<B: IoBufMut>(
     (res, buf::from_read_buffer(b, prep, filled))
 }
 
-/// One write of `buf` (possibly partial).
-pub(crate) async fn write<B: IoBuf>(fd: &Rc<LoopFd>, buf: B, kind: Kind) -> (io::Result<usize>, B) {
-    let (b, saved) = buf::into_buffer(buf);
-    if let Some(res) = direct(fd, kind, true, &b).await {
-        return (count(res).map_err(Into::into), buf::from_buffer(b, saved));
-    }
-    let (res, b) = start(write_op(fd, b, kind)).await;
-    let b = b.expect("a write hands its buffer back");
-    (write_result(res), buf::from_buffer(b, saved))
-}
-
-/// Write all of `buf`, continuing after partial writes.
-pub(crate) async fn write_all<B: IoBuf>(
+/// One write of `buf` (possibly partial; see [`Write`]); `zc`: zero-copy sends apply
+/// (a TCP socket's).
+pub(crate) fn write<B: IoBuf>(
     fd: &Rc<LoopFd>,
     buf: B,
-    mut kind: Kind,
-) -> (io::Result<()>, B) {
-    let (mut b, saved) = buf::into_buffer(buf);
-    let res = loop {
-        if b.is_empty() {
-            break Ok(());
-        }
-        let res = match direct(fd, kind, true, &b).await {
-            Some(res) => count(res).map_err(Into::into),
-            None => {
-                let (res, back) = start(write_op(fd, b, kind)).await;
-                b = back.expect("a write hands its buffer back");
-                write_result(res)
-            }
-        };
-        match res {
-            Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
-            // All of it at once (the common case): nothing to advance.
-            Ok(n) if n == b.len() => break Ok(()),
-            Ok(n) => {
-                kind = advance(kind, n);
-                b.advance(n);
-            }
-            Err(e) => break Err(e),
-        }
-    };
-    b.rewind();
-    (res, buf::from_buffer(b, saved))
+    kind: Kind,
+    zc: bool,
+) -> Write<'_, B, false> {
+    Write::new(fd, buf, kind, zc)
+}
+
+/// Write all of `buf`, continuing after partial writes (see [`Write`]); `zc` as for
+/// [`write`].
+pub(crate) fn write_all<B: IoBuf>(
+    fd: &Rc<LoopFd>,
+    buf: B,
+    kind: Kind,
+    zc: bool,
+) -> WriteAll<'_, B> {
+    WriteAll(Write::new(fd, buf, kind, zc))
 }
 
 /// `recvmsg` into `buf`: bytes and the sender's address.

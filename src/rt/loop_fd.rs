@@ -118,6 +118,7 @@ impl LoopFd {
     /// [`raw`](Self::raw) with the current executor `e` at hand (the direct path's
     /// hot case: announced there already, so no thread-local lookup).
     #[cfg(unix)]
+    #[inline]
     pub(crate) fn raw_on(&self, e: &Executor) -> RawFd {
         let home = self
             .home

@@ -84,13 +84,13 @@ impl Sender {
     /// short when the pipe is nearly full (waits while it is full).
     /// [`BrokenPipe`](io::ErrorKind::BrokenPipe) if no reader is left.
     pub async fn write<B: IoBuf>(&self, buf: B) -> (io::Result<usize>, B) {
-        rio::write(&self.fd, buf, Kind::Stream).await
+        rio::write(&self.fd, buf, Kind::Stream, false).await
     }
 
     /// Write all of `buf`, continuing after short writes. On an error, how much was
     /// written is unknown.
     pub async fn write_all<B: IoBuf>(&self, buf: B) -> (io::Result<()>, B) {
-        rio::write_all(&self.fd, buf, Kind::Stream).await
+        rio::write_all(&self.fd, buf, Kind::Stream, false).await
     }
 
     /// Close this end through the loop and report the error of `close(2)`; once no other

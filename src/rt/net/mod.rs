@@ -78,6 +78,10 @@ pub use incoming::{Incoming, Listener};
 #[cfg(unix)]
 pub use pooled::{pooled_free_buffers, PooledBuf, POOLED_READ_SIZE};
 #[cfg(unix)]
+pub(crate) use send_zc::{
+    enabled as send_zc_enabled, send_op as send_zc_op, wants as send_zc_wants,
+};
+#[cfg(unix)]
 pub use send_zc::{send_zerocopy, set_send_zerocopy};
 pub use tcp::{TcpListener, TcpStream};
 pub use udp::UdpSocket;

@@ -6,13 +6,11 @@
 //! pins pages and waits for a second event. It can win on a real NIC for large writes;
 //! measure with `cargo bench --bench send_zc` (`XEV_BENCH_ADDR` for a remote sink).
 
-use std::io;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::op::{Buffer, Op};
-use crate::rt::buf::{self, IoBuf};
-use crate::rt::io::{self as rio, FdOp};
+use crate::rt::io::FdOp;
 use crate::rt::loop_fd::LoopFd;
 
 /// The smallest write sent without copying; `usize::MAX`: never.
@@ -46,45 +44,17 @@ pub(crate) fn enabled() -> bool {
     THRESHOLD.load(Ordering::Relaxed) != usize::MAX
 }
 
-fn send_op(fd: &Rc<LoopFd>, buf: Buffer) -> FdOp {
-    let zc = buf.len() >= THRESHOLD.load(Ordering::Relaxed);
+/// Whether a send of `len` bytes goes out without copying (zero copy is on and `len`
+/// is at least the threshold).
+pub(crate) fn wants(len: usize) -> bool {
+    len >= THRESHOLD.load(Ordering::Relaxed)
+}
+
+/// The send of `buf` on `fd`: zero-copy if [`wants`] says so.
+pub(crate) fn send_op(fd: &Rc<LoopFd>, buf: Buffer) -> FdOp {
+    let zc = wants(buf.len());
     FdOp::on(fd, |fd| match zc {
         true => Op::SendZc { fd, buf },
         false => Op::Send { fd, buf },
     })
-}
-
-fn result(r: crate::OpResult) -> io::Result<usize> {
-    match r {
-        crate::OpResult::SendZc(r) => r.map_err(Into::into),
-        other => rio::write_result(other),
-    }
-}
-
-/// One send of `buf` (possibly partial), zero-copy if it is large enough.
-pub(crate) async fn write<B: IoBuf>(fd: &Rc<LoopFd>, buf: B) -> (io::Result<usize>, B) {
-    let (b, saved) = buf::into_buffer(buf);
-    let (res, b) = rio::run(send_op(fd, b)).await;
-    let b = b.expect("a send hands its buffer back");
-    (result(res), buf::from_buffer(b, saved))
-}
-
-/// Send all of `buf`, continuing after partial sends; each send is zero-copy while
-/// what is left is large enough.
-pub(crate) async fn write_all<B: IoBuf>(fd: &Rc<LoopFd>, buf: B) -> (io::Result<()>, B) {
-    let (mut b, saved) = buf::into_buffer(buf);
-    let res = loop {
-        if b.is_empty() {
-            break Ok(());
-        }
-        let (res, back) = rio::run(send_op(fd, b)).await;
-        b = back.expect("a send hands its buffer back");
-        match result(res) {
-            Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => b.advance(n),
-            Err(e) => break Err(e),
-        }
-    };
-    b.rewind();
-    (res, buf::from_buffer(b, saved))
 }

@@ -326,22 +326,14 @@ impl TcpStream {
     /// Write once from the start of `buf` (`send(2)`): the number of bytes written,
     /// possibly fewer than `buf` holds. Writing to a connection the peer has closed is
     /// an error (`BrokenPipe` or `ConnectionReset`), never a `SIGPIPE`.
-    pub async fn write<B: IoBuf>(&self, buf: B) -> (io::Result<usize>, B) {
-        #[cfg(unix)]
-        if super::send_zc::enabled() {
-            return super::send_zc::write(&self.fd, buf).await;
-        }
-        rio::write(&self.fd, buf, Kind::Socket).await
+    pub fn write<B: IoBuf>(&self, buf: B) -> impl Future<Output = (io::Result<usize>, B)> + '_ {
+        rio::write(&self.fd, buf, Kind::Socket, true)
     }
 
     /// Write all of `buf`, continuing after partial writes. Large writes can go out
     /// without copying: see [`set_send_zerocopy`](crate::net::set_send_zerocopy).
-    pub async fn write_all<B: IoBuf>(&self, buf: B) -> (io::Result<()>, B) {
-        #[cfg(unix)]
-        if super::send_zc::enabled() {
-            return super::send_zc::write_all(&self.fd, buf).await;
-        }
-        rio::write_all(&self.fd, buf, Kind::Socket).await
+    pub fn write_all<B: IoBuf>(&self, buf: B) -> impl Future<Output = (io::Result<()>, B)> + '_ {
+        rio::write_all(&self.fd, buf, Kind::Socket, true)
     }
 
     /// Read once into several buffers (`readv(2)`), filling each before the next: the

@@ -255,12 +255,12 @@ impl UnixStream {
     /// bytes written, possibly fewer. Writing to a closed peer is
     /// [`BrokenPipe`](io::ErrorKind::BrokenPipe), never a `SIGPIPE`.
     pub fn write<B: IoBuf>(&self, buf: B) -> impl Future<Output = (io::Result<usize>, B)> + '_ {
-        rio::write(&self.fd, buf, Kind::Socket)
+        rio::write(&self.fd, buf, Kind::Socket, false)
     }
 
     /// Write all of `buf`, continuing after partial writes.
     pub fn write_all<B: IoBuf>(&self, buf: B) -> impl Future<Output = (io::Result<()>, B)> + '_ {
-        rio::write_all(&self.fd, buf, Kind::Socket)
+        rio::write_all(&self.fd, buf, Kind::Socket, false)
     }
 
     /// Shut down the reading side, the writing side or both (`shutdown(2)`);
