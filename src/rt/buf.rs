@@ -545,6 +545,45 @@ mod tests {
         assert_eq!(v.len(), 5, "a longer initialised Vec keeps its length");
     }
 
+    /// The direct path's in-place access: what a receive writes at `read_area` becomes
+    /// the buffer's after `area_filled`; a `Vec`'s length grows to cover it, never shrinks.
+    #[test]
+    fn read_area_then_area_filled() {
+        fn receive<B: IoBufMut>(b: &mut B, data: &[u8]) -> usize {
+            let (ptr, room) = b.read_area(Token(())).expect("in-place access");
+            let n = data.len().min(room);
+            // SAFETY: `ptr..ptr + room` is writable; `n <= room`.
+            unsafe {
+                std::ptr::copy_nonoverlapping(data.as_ptr(), ptr, n);
+                b.area_filled(n, Token(()));
+            }
+            n
+        }
+        let mut v = Vec::with_capacity(8);
+        assert_eq!(receive(&mut v, b"abc"), 3);
+        assert_eq!((&v[..], v.capacity()), (&b"abc"[..], 8));
+        let mut v = vec![7u8; 5];
+        assert_eq!(receive(&mut v, b"xy"), 2);
+        assert_eq!(v, [b'x', b'y', 7, 7, 7], "a longer Vec keeps its length");
+        let mut v = Vec::with_capacity(4);
+        assert_eq!(receive(&mut v, b"too long"), 4, "at most the capacity");
+        assert_eq!(v, b"too ");
+        let mut bx: Box<[u8]> = vec![0u8; 4].into_boxed_slice();
+        receive(&mut bx, b"box");
+        assert_eq!(&bx[..], b"box\0");
+        let mut b = Buffer::from(vec![0u8; 4]);
+        receive(&mut b, b"buf!");
+        assert_eq!(b.as_slice(), b"buf!");
+        let mut inline = Buffer::copy_from(b"....");
+        receive(&mut inline, b"in");
+        assert_eq!(inline.as_slice(), b"in..");
+        let mut s = vec![0u8; 4].slice_mut(1..);
+        assert!(
+            sealed::SealedMut::read_area(&mut s, Token(())).is_none(),
+            "slices convert instead"
+        );
+    }
+
     #[test]
     fn exact_reads_use_the_length_of_a_vec() {
         let mut v = vec![1u8; 64];
