@@ -8,11 +8,14 @@
 //!   is a cross-thread wake-up of a sleeping worker. Round trips per second.
 //! - `stream`: worker 0 sends values as fast as the channel takes them, worker 1
 //!   receives them (bounded: capacity 128). Messages per second.
+//! - `stream, capacity 1024`: the same with room for 1024 values in the bounded
+//!   channels: the workers then run side by side instead of taking turns.
 //!
 //! Each for a bounded (capacity 1 for ping-pong, 128 for the stream) and an unbounded
 //! channel of each crate. Figures: the rate, the process CPU time per message (both
 //! workers; the main thread sleeps in `join`), and the ratio to `async-channel` of the
-//! same kind (rate: higher is better; CPU: lower is better). Median of 3 rounds, variants
+//! same kind (rate: higher is better; CPU: lower is better), and the context switches of
+//! the process per 1,000 messages (each a worker that blocked and was woken, mostly). Median of 3 rounds, variants
 //! interleaved; `XEV_BENCH_QUICK=1`: 1 short round. `XEV_BENCH_ONLY=xev` etc. filters the
 //! variants, `XEV_BENCH_WORKLOAD=stream` etc. the workloads (by name).
 //!
@@ -73,6 +76,7 @@ impl Variant {
 enum Workload {
     PingPong,
     Stream,
+    StreamLarge,
     StreamBesideIo,
 }
 
@@ -81,6 +85,7 @@ impl Workload {
         match self {
             Workload::PingPong => "ping-pong (round trips)",
             Workload::Stream => "stream (messages)",
+            Workload::StreamLarge => "stream, capacity 1024 (messages)",
             Workload::StreamBesideIo => "stream beside I/O (messages)",
         }
     }
@@ -88,7 +93,11 @@ impl Workload {
     fn capacity(self) -> usize {
         match self {
             Workload::PingPong => 1,
-            Workload::Stream | Workload::StreamBesideIo => 128,
+            // `XEV_BENCH_CAPACITY=<n>`: another capacity for the bounded streams.
+            Workload::Stream | Workload::StreamBesideIo => {
+                common::env_parse("XEV_BENCH_CAPACITY").unwrap_or(128)
+            }
+            Workload::StreamLarge => 1024,
         }
     }
 }
@@ -151,6 +160,8 @@ struct Sample {
     per_sec: f64,
     cpu_us: f64,
     allocs: f64,
+    /// Context switches of the process per 1,000 messages.
+    switches: f64,
 }
 
 /// One measurement: `n` messages (or round trips) after `n / 10` of warm-up.
@@ -158,7 +169,7 @@ fn measure(pool: &xev::rt::Pool, v: Variant, w: Workload, n: u64) -> Sample {
     let (tx_a, mut rx_a) = channel(v, w.capacity());
     let warm = n / 10;
     let total = warm + n;
-    let (start_tx, start_rx) = std::sync::mpsc::channel::<(Instant, std::time::Duration, u64)>();
+    let (start_tx, start_rx) = std::sync::mpsc::channel::<(Instant, common::Usage, u64)>();
     let (b, a) = match w {
         Workload::PingPong => {
             let (tx_b, mut rx_b) = channel(v, 1);
@@ -170,11 +181,8 @@ fn measure(pool: &xev::rt::Pool, v: Variant, w: Workload, n: u64) -> Sample {
             let driver = pool.spawn_on(0, move || async move {
                 for i in 0..total {
                     if i == warm {
-                        let _ = start_tx.send((
-                            Instant::now(),
-                            common::cpu_time(),
-                            common::allocations(),
-                        ));
+                        let _ =
+                            start_tx.send((Instant::now(), common::usage(), common::allocations()));
                     }
                     tx_a.send(i).await;
                     assert_eq!(rx_b.recv().await, Some(i));
@@ -182,7 +190,7 @@ fn measure(pool: &xev::rt::Pool, v: Variant, w: Workload, n: u64) -> Sample {
             });
             (echo, driver)
         }
-        Workload::Stream | Workload::StreamBesideIo => {
+        Workload::Stream | Workload::StreamLarge | Workload::StreamBesideIo => {
             let sink = pool.spawn_on(1, move || async move {
                 let mut expect = 0;
                 while let Some(x) = rx_a.recv().await {
@@ -194,11 +202,8 @@ fn measure(pool: &xev::rt::Pool, v: Variant, w: Workload, n: u64) -> Sample {
             let source = pool.spawn_on(0, move || async move {
                 for i in 0..total {
                     if i == warm {
-                        let _ = start_tx.send((
-                            Instant::now(),
-                            common::cpu_time(),
-                            common::allocations(),
-                        ));
+                        let _ =
+                            start_tx.send((Instant::now(), common::usage(), common::allocations()));
                     }
                     tx_a.send(i).await;
                 }
@@ -208,14 +213,35 @@ fn measure(pool: &xev::rt::Pool, v: Variant, w: Workload, n: u64) -> Sample {
     };
     a.join().unwrap();
     b.join().unwrap();
-    let (end_at, end_cpu, end_allocs) = (Instant::now(), common::cpu_time(), common::allocations());
-    let (at, cpu, allocs) = start_rx.recv().unwrap();
+    let (end_at, end, end_allocs) = (Instant::now(), common::usage(), common::allocations());
+    let (at, start, allocs) = start_rx.recv().unwrap();
     let secs = (end_at - at).as_secs_f64();
+    let cpu = (end.user + end.system) - (start.user + start.system);
     Sample {
         per_sec: n as f64 / secs,
-        cpu_us: (end_cpu - cpu).as_secs_f64() * 1e6 / n as f64,
+        cpu_us: cpu.as_secs_f64() * 1e6 / n as f64,
         allocs: (end_allocs - allocs) as f64 / n as f64,
+        switches: (end.switches - start.switches) as f64 * 1000.0 / n as f64,
     }
+}
+
+/// What was measured where xev's bounded stream trails async-channel's (`x`, `r`: their
+/// medians): the context switches and the CPU per message, and how busy the two workers
+/// were together (CPU per second of wall time).
+fn bounded_stream_cause(x: Sample, r: Sample, capacity: usize) {
+    let busy = |s: Sample| s.cpu_us * s.per_sec / 1e6;
+    println!(
+        "  cause not determined: per 1,000 messages {:.2} vs {:.2} context switches and \
+         {:.0} vs {:.0} µs of CPU, but {:.2} vs {:.2} CPUs busy: the workers hand over the \
+         {capacity}-slot ring with more time in which both are asleep (with room for 1024 \
+         values, the next section, they do not)",
+        x.switches,
+        r.switches,
+        x.cpu_us * 1000.0,
+        r.cpu_us * 1000.0,
+        busy(x),
+        busy(r)
+    );
 }
 
 fn main() {
@@ -234,6 +260,7 @@ fn main() {
     for w in [
         Workload::PingPong,
         Workload::Stream,
+        Workload::StreamLarge,
         Workload::StreamBesideIo,
     ]
     .into_iter()
@@ -266,6 +293,7 @@ fn main() {
                 per_sec: common::median(s.iter().map(|x| x.per_sec).collect()),
                 cpu_us: common::median(s.iter().map(|x| x.cpu_us).collect()),
                 allocs: s.iter().map(|x| x.allocs).fold(0.0, f64::max),
+                switches: common::median(s.iter().map(|x| x.switches).collect()),
             })
         };
         let find = |v: Variant| variants.iter().position(|&x| x == v).and_then(med);
@@ -276,13 +304,14 @@ fn main() {
             w.capacity()
         );
         println!(
-            "{:<28} {:>12} {:>16} {:>12} {:>16} {:>12}",
+            "{:<28} {:>12} {:>16} {:>12} {:>16} {:>12} {:>12}",
             "variant",
             "per second",
             "vs async-channel",
             "CPU µs/msg",
             "vs async-channel",
-            "allocs/msg"
+            "allocs/msg",
+            "switches/1k"
         );
         for (i, v) in variants.iter().enumerate() {
             let Some(s) = med(i) else {
@@ -291,13 +320,14 @@ fn main() {
             };
             let r = find(v.reference());
             println!(
-                "{:<28} {:>12.0} {:>16} {:>12.3} {:>16} {:>12.3}",
+                "{:<28} {:>12.0} {:>16} {:>12.3} {:>16} {:>12.3} {:>12.2}",
                 v.name(),
                 s.per_sec,
                 ratio(s.per_sec, r.map(|r| r.per_sec)),
                 s.cpu_us,
                 ratio(s.cpu_us, r.map(|r| r.cpu_us)),
-                s.allocs
+                s.allocs,
+                s.switches
             );
         }
         per_round_line(
@@ -331,12 +361,16 @@ fn main() {
             (Variant::XevUnbounded, Variant::AcUnbounded),
         ] {
             if let (Some(x), Some(r)) = (find(xv), find(rv)) {
+                let q = x.per_sec / r.per_sec;
                 ratio_target(
                     &format!("{} {}", xv.name(), w.name()),
                     "0.9x async-channel",
-                    x.per_sec / r.per_sec,
+                    q,
                     0.9,
                 );
+                if q < 0.9 && xv == Variant::XevBounded && w != Workload::PingPong {
+                    bounded_stream_cause(x, r, w.capacity());
+                }
             }
         }
     }

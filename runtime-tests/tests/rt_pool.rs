@@ -817,6 +817,57 @@ fn many_senders_on_threads_and_workers_deliver_everything_in_per_sender_order() 
     });
 }
 
+/// The bounded channel's lock-free ring under load: for capacities from 1 up, a sender
+/// fills the channel while worker 1 receives, so the sender and the receiver keep going
+/// to sleep and waking each other across threads: first a sender task on worker 0, then
+/// a sender on a plain thread (its own `block_on`), each alone (a second sender could
+/// wake a stranded one). Every send and receive has a 3 s limit (each run takes well
+/// under a second): a lost wake-up fails the test instead of hanging it. Everything
+/// arrives once, in order, and `len` never exceeds the capacity.
+#[test]
+fn bounded_channels_lose_no_wake_up_under_load() {
+    const N: u32 = 10_000;
+    let limit = Duration::from_secs(3);
+    each_backend(|b| {
+        let pool = pool(b, 2);
+        for cap in [1usize, 2, 5, 64] {
+            for on_thread in [false, true] {
+                let (tx, mut rx) = mpsc::channel::<u32>(cap);
+                let send_all = move || async move {
+                    for i in 0..N {
+                        timeout(limit, tx.send(i))
+                            .await
+                            .unwrap_or_else(|_| panic!("capacity {cap}: the sender was not woken"))
+                            .unwrap();
+                    }
+                };
+                let receiver = pool.spawn_on(1, move || async move {
+                    let mut next = 0;
+                    loop {
+                        match timeout(limit, rx.recv()).await {
+                            Ok(Some(i)) => {
+                                assert_eq!(i, next, "capacity {cap}: order");
+                                next += 1;
+                                assert!(rx.len() <= cap, "{} queued, capacity {cap}", rx.len());
+                            }
+                            Ok(None) => return next,
+                            Err(_) => panic!("capacity {cap}: the receiver was not woken"),
+                        }
+                    }
+                });
+                if on_thread {
+                    thread::spawn(move || xev::block_on(send_all()))
+                        .join()
+                        .unwrap();
+                } else {
+                    pool.spawn_on(0, send_all).join().unwrap();
+                }
+                assert_eq!(receiver.join().unwrap(), N, "capacity {cap}: all arrived");
+            }
+        }
+    });
+}
+
 #[test]
 fn oneshot_across_workers_sender_drop_receiver_drop_and_close() {
     each_backend(|b| {

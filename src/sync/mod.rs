@@ -9,9 +9,13 @@
 //! nothing spins and a busy receiver costs its senders no system call. The ends also
 //! work with any other executor.
 //!
-//! The state of a channel is a `VecDeque` behind a mutex, held for a few moves per call
-//! (no allocation per value once the queue has grown). `cargo bench --bench channels`
-//! compares a cross-worker ping-pong over these channels with the `async-channel` crate.
+//! A bounded channel's values move through a lock-free ring of its capacity
+//! (`concurrent-queue`): a send or receive takes no lock unless the other side waits (the
+//! lock guards only the wakers and the count of senders). An unbounded channel's values
+//! are a `VecDeque` behind the mutex, which the receiver takes whole, one lock for a
+//! batch. No allocation per value once the queue has grown. `cargo bench --bench
+//! channels` compares a cross-worker ping-pong and streams over these channels with the
+//! `async-channel` crate.
 //!
 //! ```
 //! use xev::sync::{mpsc, oneshot};

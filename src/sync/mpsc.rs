@@ -26,10 +26,14 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
+use concurrent_queue::{ConcurrentQueue, PushError};
+
 struct State<T> {
+    /// Unbounded channels' values (bounded ones use `Chan::ring`).
     queue: VecDeque<T>,
     rx_waker: Option<Waker>,
     /// Senders waiting for room (bounded channels), oldest first.
@@ -42,8 +46,20 @@ struct State<T> {
 
 struct Chan<T> {
     state: Mutex<State<T>>,
+    /// Bounded channels: the queued values, in a lock-free ring of `cap` slots, so a
+    /// value moves in and out without the lock; the lock is taken only to sleep and to
+    /// wake (see `Chan::push` and `Chan::room_freed`). `None`: unbounded.
+    ring: Option<ConcurrentQueue<T>>,
     /// Most queued values (`usize::MAX`: unbounded).
     cap: usize,
+    /// Bounded: the receiver registered its waker and may be asleep. A sender reads it
+    /// after each push, the receiver re-checks the ring after setting it; a `SeqCst`
+    /// fence between each side's write and read makes at least one of them see the
+    /// other's (no lost wake-up).
+    rx_waiting: AtomicBool,
+    /// Bounded: `send_waiters.len()`, read without the lock after each receive (with the
+    /// same fence rule against the waiting sender's retry).
+    send_waiting: AtomicUsize,
 }
 
 impl<T> Chan<T> {
@@ -57,7 +73,10 @@ impl<T> Chan<T> {
                 senders: 1,
                 rx_closed: false,
             }),
+            ring: (cap != usize::MAX).then(|| ConcurrentQueue::bounded(cap)),
             cap,
+            rx_waiting: AtomicBool::new(false),
+            send_waiting: AtomicUsize::new(0),
         })
     }
 
@@ -67,21 +86,58 @@ impl<T> Chan<T> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queue `v` if there is room; the receiver's waker to wake (after unlocking).
+    /// Queue `v` if there is room; the receiver's waker to wake (after unlocking, for
+    /// an unbounded channel).
+    fn push(&self, v: T) -> Result<Option<Waker>, TrySendError<T>> {
+        let Some(ring) = &self.ring else {
+            return self.try_push(&mut self.lock(), v);
+        };
+        match ring.push(v) {
+            Ok(()) => {}
+            Err(PushError::Full(v)) => return Err(TrySendError::Full(v)),
+            Err(PushError::Closed(v)) => return Err(TrySendError::Closed(v)),
+        }
+        // Against the receiver's "set rx_waiting, then look at the ring" (see there).
+        fence(Ordering::SeqCst);
+        if !self.rx_waiting.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        let mut st = self.lock();
+        self.rx_waiting.store(false, Ordering::Relaxed);
+        Ok(st.rx_waker.take())
+    }
+
+    /// Unbounded: queue `v` under the lock held as `st`.
     fn try_push(&self, st: &mut State<T>, v: T) -> Result<Option<Waker>, TrySendError<T>> {
         if st.rx_closed {
             return Err(TrySendError::Closed(v));
-        }
-        if st.queue.len() >= self.cap {
-            return Err(TrySendError::Full(v));
         }
         st.queue.push_back(v);
         Ok(st.rx_waker.take())
     }
 
+    /// Bounded: the receiver took a value out of the ring: wake the oldest waiting
+    /// sender, if any.
+    fn room_freed(&self) {
+        // Against the waiting sender's "count myself, then push again" (`SendFut::poll`).
+        fence(Ordering::SeqCst);
+        if self.send_waiting.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let next = {
+            let mut st = self.lock();
+            let next = st.send_waiters.pop_front();
+            self.send_waiting
+                .store(st.send_waiters.len(), Ordering::Relaxed);
+            next
+        };
+        if let Some((_, w)) = next {
+            w.wake();
+        }
+    }
+
     fn try_send(&self, v: T) -> Result<(), TrySendError<T>> {
-        let waker = self.try_push(&mut self.lock(), v)?;
-        if let Some(w) = waker {
+        if let Some(w) = self.push(v)? {
             w.wake();
         }
         Ok(())
@@ -108,6 +164,21 @@ impl<T> Chan<T> {
 
     fn is_closed(&self) -> bool {
         self.lock().rx_closed
+    }
+
+    /// The receiver closed the channel (or is gone): sends fail from now on; the
+    /// waiting senders, to wake so that they fail.
+    fn close(&self) -> VecDeque<(u64, Waker)> {
+        let waiters = {
+            let mut st = self.lock();
+            st.rx_closed = true;
+            self.send_waiting.store(0, Ordering::Relaxed);
+            std::mem::take(&mut st.send_waiters)
+        };
+        if let Some(ring) = &self.ring {
+            ring.close();
+        }
+        waiters
     }
 }
 
@@ -245,53 +316,83 @@ impl<T> Future for SendFut<'_, T> {
             .value
             .take()
             .expect("xev::sync::mpsc::SendFut polled after it completed");
-        let mut st = this.chan.lock();
-        let pos = this
-            .waiter
-            .and_then(|id| st.send_waiters.iter().position(|(w, _)| *w == id));
-        match this.chan.try_push(&mut st, v) {
-            Ok(rx) => {
-                if let Some(i) = pos {
-                    st.send_waiters.remove(i);
-                }
-                this.waiter = None;
+        let v = match this.chan.push(v) {
+            Ok(rx) => return Poll::Ready(this.sent(rx)),
+            Err(TrySendError::Closed(v)) => return Poll::Ready(this.refused(v)),
+            Err(TrySendError::Full(v)) => v,
+        };
+        {
+            let mut st = this.chan.lock();
+            if st.rx_closed {
                 drop(st);
-                if let Some(w) = rx {
-                    w.wake();
-                }
-                Poll::Ready(Ok(()))
+                return Poll::Ready(this.refused(v));
             }
-            Err(TrySendError::Closed(v)) => {
-                if let Some(i) = pos {
-                    st.send_waiters.remove(i);
+            let pos = this
+                .waiter
+                .and_then(|id| st.send_waiters.iter().position(|(w, _)| *w == id));
+            match pos {
+                Some(i) => {
+                    let w = &mut st.send_waiters[i].1;
+                    if !w.will_wake(cx.waker()) {
+                        *w = cx.waker().clone();
+                    }
                 }
-                this.waiter = None;
-                Poll::Ready(Err(SendError(v)))
+                None => {
+                    // Woken (or new): a woken sender that lost its slot to another goes
+                    // back to the front, a new one to the back.
+                    let id = st.next_waiter;
+                    st.next_waiter += 1;
+                    if this.waiter.is_some() {
+                        st.send_waiters.push_front((id, cx.waker().clone()));
+                    } else {
+                        st.send_waiters.push_back((id, cx.waker().clone()));
+                    }
+                    this.waiter = Some(id);
+                    this.chan
+                        .send_waiting
+                        .store(st.send_waiters.len(), Ordering::Relaxed);
+                }
             }
+        }
+        // Counted among the waiting senders; now look again (against the receiver's
+        // "take a value, then look for waiting senders": see `Chan::room_freed`).
+        fence(Ordering::SeqCst);
+        match this.chan.push(v) {
+            Ok(rx) => Poll::Ready(this.sent(rx)),
+            Err(TrySendError::Closed(v)) => Poll::Ready(this.refused(v)),
             Err(TrySendError::Full(v)) => {
                 this.value = Some(v);
-                match pos {
-                    Some(i) => {
-                        let w = &mut st.send_waiters[i].1;
-                        if !w.will_wake(cx.waker()) {
-                            *w = cx.waker().clone();
-                        }
-                    }
-                    None => {
-                        // Woken (or new): a woken sender that lost its slot to another
-                        // goes back to the front, a new one to the back.
-                        let id = st.next_waiter;
-                        st.next_waiter += 1;
-                        if this.waiter.is_some() {
-                            st.send_waiters.push_front((id, cx.waker().clone()));
-                        } else {
-                            st.send_waiters.push_back((id, cx.waker().clone()));
-                        }
-                        this.waiter = Some(id);
-                    }
-                }
                 Poll::Pending
             }
+        }
+    }
+}
+
+impl<T> SendFut<'_, T> {
+    /// The value is queued: leave the waiting senders, wake the receiver.
+    fn sent(&mut self, rx: Option<Waker>) -> Result<(), SendError<T>> {
+        self.leave();
+        if let Some(w) = rx {
+            w.wake();
+        }
+        Ok(())
+    }
+
+    /// The channel is closed: leave the waiting senders, hand `v` back.
+    fn refused(&mut self, v: T) -> Result<(), SendError<T>> {
+        self.leave();
+        Err(SendError(v))
+    }
+
+    /// Leave the waiting senders, if still among them (a woken one no longer is).
+    fn leave(&mut self) {
+        let Some(id) = self.waiter.take() else { return };
+        let mut st = self.chan.lock();
+        if let Some(i) = st.send_waiters.iter().position(|(w, _)| *w == id) {
+            st.send_waiters.remove(i);
+            self.chan
+                .send_waiting
+                .store(st.send_waiters.len(), Ordering::Relaxed);
         }
     }
 }
@@ -301,15 +402,26 @@ impl<T> Drop for SendFut<'_, T> {
         let Some(id) = self.waiter else { return };
         let next = {
             let mut st = self.chan.lock();
-            match st.send_waiters.iter().position(|(w, _)| *w == id) {
+            let next = match st.send_waiters.iter().position(|(w, _)| *w == id) {
                 Some(i) => {
                     st.send_waiters.remove(i);
                     None
                 }
                 // We were woken for a free slot we will not use: pass it on.
-                None if st.queue.len() < self.chan.cap => st.send_waiters.pop_front(),
+                None if self
+                    .chan
+                    .ring
+                    .as_ref()
+                    .is_some_and(|r| r.len() < self.chan.cap) =>
+                {
+                    st.send_waiters.pop_front()
+                }
                 None => None,
-            }
+            };
+            self.chan
+                .send_waiting
+                .store(st.send_waiters.len(), Ordering::Relaxed);
+            next
         };
         if let Some((_, w)) = next {
             w.wake();
@@ -383,45 +495,52 @@ impl<T> Receiver<T> {
 
     /// The next value if one is queued now.
     pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
+        if let Some(ring) = &self.chan.ring {
+            if let Ok(v) = ring.pop() {
+                self.chan.room_freed();
+                return Ok(v);
+            }
+            let ended = {
+                let st = self.chan.lock();
+                st.senders == 0 || st.rx_closed
+            };
+            if !ended {
+                return Err(TryRecvError::Empty);
+            }
+            // Look again: a value sent just before the last sender went is in the ring.
+            return match ring.pop() {
+                Ok(v) => {
+                    self.chan.room_freed();
+                    Ok(v)
+                }
+                Err(_) => Err(TryRecvError::Disconnected),
+            };
+        }
         if let Some(v) = self.local.pop_front() {
             return Ok(v);
         }
-        let (v, waiter) = {
-            let mut st = self.chan.lock();
-            if self.chan.cap == usize::MAX {
-                // Take the whole queue (both deques keep their capacity).
-                std::mem::swap(&mut st.queue, &mut self.local);
-            }
-            let next = match self.local.pop_front() {
-                Some(v) => Some(v),
-                None => st.queue.pop_front(),
-            };
-            match next {
-                Some(v) => (v, st.send_waiters.pop_front()),
-                None if st.senders == 0 || st.rx_closed => return Err(TryRecvError::Disconnected),
-                None => return Err(TryRecvError::Empty),
-            }
-        };
-        if let Some((_, w)) = waiter {
-            w.wake();
+        let mut st = self.chan.lock();
+        // Take the whole queue (both deques keep their capacity).
+        std::mem::swap(&mut st.queue, &mut self.local);
+        match self.local.pop_front() {
+            Some(v) => Ok(v),
+            None if st.senders == 0 || st.rx_closed => Err(TryRecvError::Disconnected),
+            None => Err(TryRecvError::Empty),
         }
-        Ok(v)
     }
 
     /// Close the channel: sends fail from now on (waiting senders are woken to fail),
     /// values already queued can still be received.
     pub fn close(&mut self) {
-        let waiters = {
-            let mut st = self.chan.lock();
-            st.rx_closed = true;
-            std::mem::take(&mut st.send_waiters)
-        };
-        wake_all(waiters);
+        wake_all(self.chan.close());
     }
 
     /// The number of values queued.
     pub fn len(&self) -> usize {
-        self.local.len() + self.chan.lock().queue.len()
+        match &self.chan.ring {
+            Some(ring) => ring.len(),
+            None => self.local.len() + self.chan.lock().queue.len(),
+        }
     }
 
     /// True if no value is queued.
@@ -430,38 +549,56 @@ impl<T> Receiver<T> {
     }
 
     fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
-        match self.try_recv() {
-            Ok(v) => Poll::Ready(Some(v)),
-            Err(TryRecvError::Disconnected) => Poll::Ready(None),
-            Err(TryRecvError::Empty) => {
+        loop {
+            match self.try_recv() {
+                Ok(v) => return Poll::Ready(Some(v)),
+                Err(TryRecvError::Disconnected) => return Poll::Ready(None),
+                Err(TryRecvError::Empty) => {}
+            }
+            {
                 let mut st = self.chan.lock();
                 // Look again under the lock: a send may have come in between.
                 if !st.queue.is_empty() || st.senders == 0 || st.rx_closed {
-                    drop(st);
-                    return self.poll_recv(cx);
+                    continue;
                 }
                 match &st.rx_waker {
                     Some(w) if w.will_wake(cx.waker()) => {}
                     _ => st.rx_waker = Some(cx.waker().clone()),
                 }
-                Poll::Pending
+                if self.chan.ring.is_none() {
+                    // Unbounded: every send takes the lock and sees the waker.
+                    return Poll::Pending;
+                }
+                self.chan.rx_waiting.store(true, Ordering::Relaxed);
             }
+            // Bounded: registered; now look at the ring again (against a sender's "push,
+            // then look for a waiting receiver": see `Chan::push`).
+            fence(Ordering::SeqCst);
+            if self.chan.ring.as_ref().is_some_and(|r| r.is_empty()) {
+                return Poll::Pending;
+            }
+            // A value came in meanwhile: take it. A sender that saw the flag wakes this
+            // task once more at most (harmless).
+            self.chan.rx_waiting.store(false, Ordering::Relaxed);
         }
     }
 }
 
 impl<T> Drop for Receiver<T> {
     fn drop(&mut self) {
-        let (queued, waiters) = {
+        let waiters = self.chan.close();
+        let queued = {
             let mut st = self.chan.lock();
-            st.rx_closed = true;
             st.rx_waker = None;
-            (
-                std::mem::take(&mut st.queue),
-                std::mem::take(&mut st.send_waiters),
-            )
+            self.chan.rx_waiting.store(false, Ordering::Relaxed);
+            std::mem::take(&mut st.queue)
         };
         drop(queued);
+        if let Some(ring) = &self.chan.ring {
+            while let Ok(v) = ring.pop() {
+                drop(v);
+            }
+        }
         wake_all(waiters);
     }
 }
