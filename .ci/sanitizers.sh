@@ -27,6 +27,7 @@
 #   $T -p xev --lib -- thread_pool:: handoff:: park:: event_loop::
 #   $T -p runtime-tests --test rt_notify
 #   $T -p runtime-tests --test watcher_async
+#   $T -p runtime-tests --test rt_pool -- channel sender receiver close_refuses
 #   $T -p runtime-tests --test watcher_file
 #   $T -p runtime-tests --test pool_handoff
 #   $T -p runtime-tests --test rt_tasks -- from_another_thread spawn_blocking many_wakes
@@ -157,6 +158,8 @@ tsan() {
   done
   limited "${t[@]}" -p runtime-tests --test rt_tasks -- \
     from_another_thread spawn_blocking many_wakes
+  # The channels' cross-thread wake-ups (the bounded ring's fences among them).
+  limited "${t[@]}" -p runtime-tests --test rt_pool -- channel sender receiver close_refuses
   unset RUSTFLAGS TSAN_OPTIONS
   echo "== sanitizers: tsan took $((SECONDS - start)) s"
 }
