@@ -22,7 +22,7 @@ use super::op_future::OpFuture;
 use crate::event_loop::LoopId;
 use crate::iovec::Buffers;
 use crate::op::{Buffer, Op};
-use crate::result::{count, read_count, OpResult, ReadError};
+use crate::result::{read_count, OpResult, ReadError};
 
 mod transfer;
 
@@ -564,7 +564,10 @@ pub(crate) async fn send_to<B: IoBuf>(
         .await;
         drop(wait);
         if let Some(res) = direct {
-            return (count(res).map_err(Into::into), buf::from_buffer(buf, saved));
+            return (
+                crate::result::count(res).map_err(Into::into),
+                buf::from_buffer(buf, saved),
+            );
         }
     }
     let (res, b) = run(FdOp::on(fd, |fd| Op::SendMsg { fd, buf, addr })).await;
