@@ -17,7 +17,9 @@
 //! same kind (rate: higher is better; CPU: lower is better), and the context switches of
 //! the process per 1,000 messages (each a worker that blocked and was woken, mostly). Median of 3 rounds, variants
 //! interleaved; `XEV_BENCH_QUICK=1`: 1 short round. `XEV_BENCH_ONLY=xev` etc. filters the
-//! variants, `XEV_BENCH_WORKLOAD=stream` etc. the workloads (by name).
+//! variants, `XEV_BENCH_WORKLOAD=stream` etc. the workloads (by name),
+//! `XEV_BENCH_CAPACITY=<n>` the bounded channels' capacity in `stream` and `stream beside
+//! I/O` (default 128).
 //!
 //! - `stream beside I/O`: the stream again, after each worker got a task that waits on
 //!   an idle UDP socket for the rest of the run: a pool that also serves I/O, whose
