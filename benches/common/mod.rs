@@ -137,10 +137,15 @@ pub fn thread_cpu_time() -> Duration {
 }
 
 /// Profiling filter: with `var` set, keep the names containing one of its
-/// comma-separated words. Unset (or blank): everything.
+/// comma-separated words (a word starting with `=` keeps only the name equal to the
+/// rest: `=xev io_uring` leaves out `xev io_uring multishot`). Unset (or blank):
+/// everything.
 pub fn wanted(var: &str, name: &str) -> bool {
     match std::env::var(var) {
-        Ok(v) if !v.trim().is_empty() => v.split(',').any(|w| name.contains(w.trim())),
+        Ok(v) if !v.trim().is_empty() => v.split(',').any(|w| match w.trim().strip_prefix('=') {
+            Some(exact) => name == exact,
+            None => name.contains(w.trim()),
+        }),
         _ => true,
     }
 }
