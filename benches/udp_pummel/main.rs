@@ -25,7 +25,14 @@
 //! 7. xev io_uring multishot (callback API: one `Op::RecvMulti` over a registered buffer
 //!    group, a provided-buffer ring: one SQE for many datagrams; target >= 1.2x tokio);
 //! 8. a raw io_uring multishot loop on the `io-uring` crate (the multishot reference: the
-//!    same `RecvMulti` over a provided-buffer ring, with no loop or callback around it).
+//!    same `RecvMulti` over a provided-buffer ring, with no loop or callback around it);
+//! 9. a raw epoll loop (the epoll reference: `recvfrom` until `EAGAIN`, then
+//!    `epoll_wait`, as the tokio and xev epoll receivers do).
+//!
+//! A missed single-shot line (an xev receiver under tokio) prints its raw reference's
+//! rate against tokio's (raw io_uring for the io_uring receivers, raw epoll for the epoll
+//! ones): under 1.0x, the kernel's cost of that way of receiving is the cause; xev's own
+//! part is its rate against the raw loop's.
 //!
 //! **What is measured.** UDP on loopback drops datagrams when the receiver's queue is
 //! full, so libxev's shape (the sender writes as fast as it can, the receiver counts what
@@ -71,6 +78,7 @@
 mod common;
 mod drain;
 mod raw;
+mod raw_epoll;
 mod raw_multishot;
 mod sched;
 mod tokio_side;
@@ -127,17 +135,21 @@ enum Variant {
     XevMultishot,
     /// The raw multishot loop (io_uring; the reference for `XevMultishot`).
     RawMultishot,
+    /// The raw epoll loop (the reference for the epoll receivers).
+    RawEpoll,
 }
 
 impl Variant {
     const MULTISHOT: &'static str = "xev io_uring multishot";
     const RAW_MULTISHOT: &'static str = "raw multishot (ref)";
+    const RAW_EPOLL: &'static str = "raw epoll (ref)";
 
     fn name(self) -> &'static str {
         match self {
             Variant::Common(v) => v.name(),
             Variant::XevMultishot => Variant::MULTISHOT,
             Variant::RawMultishot => Variant::RAW_MULTISHOT,
+            Variant::RawEpoll => Variant::RAW_EPOLL,
         }
     }
 
@@ -145,7 +157,20 @@ impl Variant {
         match self {
             Variant::Common(v) => v.is_xev(),
             Variant::XevMultishot => true,
-            Variant::RawMultishot => false,
+            Variant::RawMultishot | Variant::RawEpoll => false,
+        }
+    }
+
+    /// The raw loop that receives as this single-shot xev receiver does.
+    fn single_shot_reference(self) -> Option<Variant> {
+        match self {
+            Variant::Common(CommonVariant::XevIoUring | CommonVariant::XevAsyncIoUring) => {
+                Some(Variant::Common(CommonVariant::RawIoUring))
+            }
+            Variant::Common(CommonVariant::XevEpoll | CommonVariant::XevAsyncEpoll) => {
+                Some(Variant::RawEpoll)
+            }
+            _ => None,
         }
     }
 
@@ -161,6 +186,9 @@ impl Variant {
             && common::wanted("XEV_BENCH_ONLY", Variant::RAW_MULTISHOT)
         {
             v.push(Variant::RawMultishot);
+        }
+        if common::wanted("XEV_BENCH_ONLY", Variant::RAW_EPOLL) {
+            v.push(Variant::RawEpoll);
         }
         v
     }
@@ -705,6 +733,7 @@ fn measure(v: Variant, w: &Workload) -> Result<Sample, String> {
                     xev_multishot_side::receive(Backend::IoUring, rx_sock, &rx)
                 }
                 Variant::RawMultishot => raw_multishot::receive(rx_sock, &rx),
+                Variant::RawEpoll => raw_epoll::receive(rx_sock, &rx),
             }
             // The socket is closed by now; let the sender stop sending markers.
             sh.done.store(true, Ordering::Release);
@@ -893,6 +922,12 @@ fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>], rounds: us
         for (i, v) in variants.iter().enumerate() {
             if let Some(s) = med(i).filter(|_| v.is_xev()) {
                 ratio_target(v.name(), "tokio current_thread", s.per_sec / t.per_sec, 1.0);
+                let reference = v.single_shot_reference();
+                if let Some((r, raw)) = reference.and_then(|r| Some((r, find(r)?))) {
+                    if s.per_sec < t.per_sec {
+                        single_shot_cause(v.name(), &s, r.name(), &raw, &t);
+                    }
+                }
             }
         }
         if let Some(s) = find(Variant::XevMultishot) {
@@ -951,6 +986,32 @@ fn table(w: &Workload, variants: &[Variant], samples: &[Vec<Sample>], rounds: us
                 s.allocs == 0,
             );
         }
+    }
+}
+
+/// Why the single-shot receiver `name` (`s`) is under tokio `t`: its raw reference `raw`
+/// (named `raw_name`: the same system calls per datagram, no loop around them) against
+/// tokio is the kernel's part, `s` against `raw` xev's own.
+fn single_shot_cause(name: &str, s: &Sample, raw_name: &str, raw: &Sample, t: &Sample) {
+    let rate = raw.per_sec / t.per_sec;
+    let own = s.per_sec / raw.per_sec;
+    println!(
+        "  {raw_name}: {rate:.3}x tokio (receiver CPU {:.0} vs {:.0} ns per datagram); {name} \
+         is {own:.3}x the raw loop ({:.0} ns)",
+        raw.rx_cpu_ns, t.rx_cpu_ns, s.rx_cpu_ns
+    );
+    if rate < 1.0 {
+        println!(
+            "  measured cause: the kernel. The raw loop reaches {rate:.3}x tokio: receiving \
+             this way costs more in the kernel than tokio's recvfrom{}",
+            if own < 0.95 {
+                format!("; xev's own part on top: {own:.3}x the raw loop")
+            } else {
+                String::new()
+            }
+        );
+    } else {
+        println!("  xev's own part: the raw loop reaches {rate:.3}x tokio, {name} {own:.3}x of it");
     }
 }
 
