@@ -81,7 +81,7 @@ limited() {
 
 miri() {
   local start=$SECONDS
-  echo "== sanitizers: miri (heap, timer queue, intrusive queue, registry, handoff, callback, op-future slot pool, buffers and slices, iovec arrays, scratch cells, completion words)"
+  echo "== sanitizers: miri (heap, timer queue, intrusive queue, registry, handoff, callback, op-future slot pool, buffers and slices, iovec arrays, scratch cells, completion words, watcher fd lending)"
   if ! $have_miri; then
     echo "SKIPPED: miri: no nightly toolchain with the miri component (see setup above)"
     return 0
@@ -89,7 +89,7 @@ miri() {
   # The registry's test fabricates addresses it never dereferences (integer-to-pointer
   # casts); permissive provenance accepts those without a warning.
   local filters=(heap:: timer_queue:: queue:: registry:: handoff:: callback:: rt::op_future::
-                 rt::buf:: iovec:: scratch:: completion::)
+                 rt::buf:: iovec:: scratch:: completion:: watcher::fd::)
   MIRIFLAGS="-Zmiri-permissive-provenance" limited cargo +nightly miri test -p xev --lib \
     --features bytes -- "${filters[@]}"
   echo "== sanitizers: miri took $((SECONDS - start)) s"
