@@ -112,6 +112,10 @@ struct FdState {
     /// The owner promised to report this fd's close (`fd_closed`), so its registration
     /// can be trusted without a refresh (the async runtime's sockets).
     tracked: bool,
+    /// A tracked fd's kind, once looked up: `Some(true)` for a regular file or block
+    /// device (its I/O goes to the thread pool). Only trusted while `tracked`: an
+    /// untracked number may be closed and reused for another kind of file unseen.
+    blocking_file: Option<bool>,
     /// Async-runtime tasks waiting for this direction's next edge without an operation
     /// (see [`Driver::transfer_or_wait`]), in the order they started waiting.
     read_waiters: Waiters,
@@ -163,6 +167,7 @@ impl Default for FdState {
             stream: false,
             hup: false,
             tracked: false,
+            blocking_file: None,
             read_waiters: Waiters::default(),
             write_waiters: Waiters::default(),
         }
@@ -181,6 +186,7 @@ impl FdState {
         self.stream = false;
         self.hup = false;
         self.tracked = false;
+        self.blocking_file = None;
         self.read_waiters.wake_all() + self.write_waiters.wake_all()
     }
 
@@ -327,6 +333,19 @@ impl Driver {
         Ok(&mut self.fds[idx])
     }
 
+    /// Whether `fd` is a regular file or block device, whose I/O goes to the thread pool
+    /// (`sys::is_blocking_file`, an `fstat`): looked up once for a tracked fd (the async
+    /// runtime's pipes and files), every time for others, whose number may have been
+    /// closed and reused for another kind of file since.
+    fn is_blocking_file(&mut self, fd: RawFd) -> bool {
+        match self.fds.get_mut(fd_index(fd)) {
+            Some(st) if st.tracked => *st
+                .blocking_file
+                .get_or_insert_with(|| sys::is_blocking_file(fd)),
+            _ => sys::is_blocking_file(fd),
+        }
+    }
+
     pub(crate) fn start(&mut self, core: &mut Core, c: NonNull<Completion>, rearm: bool) {
         let inner = Completion::raw(c);
         // SAFETY: `c` is Active and live, and no one else touches it now; loop thread.
@@ -345,7 +364,7 @@ impl Driver {
                 | Op::Fsync { .. }
                 | Op::Fallocate { .. }
                 | Op::Ftruncate { .. } => true,
-                Op::Read { fd, .. } | Op::Write { fd, .. } => sys::is_blocking_file(*fd),
+                Op::Read { fd, .. } | Op::Write { fd, .. } => self.is_blocking_file(*fd),
                 Op::Close { fd: Some(f) } => {
                     let raw = f.as_raw_fd();
                     self.forget(core, raw);
@@ -357,7 +376,7 @@ impl Driver {
                 | Op::Writev {
                     offset: Some(_), ..
                 } => true,
-                Op::Readv { fd, .. } | Op::Writev { fd, .. } => sys::is_blocking_file(*fd),
+                Op::Readv { fd, .. } | Op::Writev { fd, .. } => self.is_blocking_file(*fd),
                 _ => false,
             }
         };
@@ -810,5 +829,56 @@ mod tests {
             assert_eq!(look(&mut src), 0, "{name}");
             assert!(out.is_empty(), "{name}: a wake-up is no fd's readiness");
         }
+    }
+
+    /// A tracked fd's kind (regular file or not) is looked up once, until its owner
+    /// announces a new file under the number; an untracked fd's every time, since its
+    /// number may name another kind of file by now.
+    #[cfg(unix)]
+    #[test]
+    fn a_tracked_fds_kind_is_looked_up_once_and_forgotten_with_it() {
+        use std::os::fd::AsRawFd;
+        let path = std::env::temp_dir().join(format!("xev-kind-{}", std::process::id()));
+        let file = std::fs::File::create(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let (rd, _wr) = sys::pipe_cloexec_nonblocking().unwrap();
+        let fd = rd.as_raw_fd();
+        // Point `fd` at the file or at a fresh pipe, behind the driver's back.
+        let become_file = || {
+            // SAFETY: `fd` is ours (the pipe's read end) and `file` stays open.
+            assert_eq!(unsafe { libc::dup2(file.as_raw_fd(), fd) }, fd);
+        };
+        let become_pipe = || {
+            let (p, _w) = sys::pipe_cloexec_nonblocking().unwrap();
+            // SAFETY: as above.
+            assert_eq!(unsafe { libc::dup2(p.as_raw_fd(), fd) }, fd);
+        };
+        let mut d = Driver::new(8).unwrap();
+
+        // Untracked: looked up every time.
+        assert!(!d.is_blocking_file(fd));
+        become_file();
+        assert!(
+            d.is_blocking_file(fd),
+            "an untracked number is looked up again"
+        );
+
+        // Tracked: looked up once; the owner reports any new file under the number.
+        d.fd_opened(fd);
+        assert!(d.is_blocking_file(fd));
+        assert_eq!(d.fds[fd_index(fd)].blocking_file, Some(true));
+        become_pipe();
+        assert!(d.is_blocking_file(fd), "trusted until the owner announces");
+        d.fd_opened(fd);
+        assert!(
+            !d.is_blocking_file(fd),
+            "a new file under the number: looked up"
+        );
+        assert_eq!(d.fds[fd_index(fd)].blocking_file, Some(false));
+
+        // Released (moved to another loop): no longer trusted.
+        d.fd_released(fd);
+        become_file();
+        assert!(d.is_blocking_file(fd));
     }
 }

@@ -358,33 +358,22 @@ pub(crate) unsafe fn perform(inner: *mut Inner, connect_started: bool) -> isize 
                 Op::Recv { fd, buf } => return socket_io_now(*fd, false, buf.as_ptr(), buf.len()),
                 // One buffer and no control data: sendto/recvfrom do what sendmsg/recvmsg
                 // would, without the kernel copying a msghdr in (~120 ns per datagram).
+                // Raw system calls (Linux) returning `-errno` themselves: retried as the
+                // libc calls below are.
                 Op::SendMsg { fd, buf, addr } => {
-                    let sc = scratch!();
-                    let (name, len) = match addr {
-                        Some(a) => {
-                            sc.addrlen = to_sockaddr(a, &mut sc.addr);
-                            ((&sc.addr as *const libc::sockaddr_in6).cast(), sc.addrlen)
-                        }
-                        None => (std::ptr::null(), 0),
-                    };
-                    let flags = SEND_FLAGS;
-                    libc::sendto(*fd, buf.as_ptr().cast(), buf.len(), flags, name, len)
+                    return retry_nonblocking(|| {
+                        sendto_once(*fd, buf.as_ptr(), buf.len(), addr.as_ref())
+                    })
                 }
                 Op::RecvMsg { fd, buf } => {
                     let sc = scratch!();
-                    sc.addrlen = mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
-                    let r = libc::recvfrom(
-                        *fd,
-                        buf.as_ptr().cast(),
-                        buf.len(),
-                        libc::MSG_DONTWAIT,
-                        (&mut sc.addr as *mut libc::sockaddr_in6).cast(),
-                        &mut sc.addrlen,
-                    );
+                    let r = retry_nonblocking(|| {
+                        recvfrom_once(*fd, buf.as_ptr(), buf.len(), &mut sc.addr, &mut sc.addrlen)
+                    });
                     // `Loop::invoke` takes the length from the msghdr (io_uring's recvmsg
                     // writes it there).
                     sc.msg.msg_namelen = sc.addrlen;
-                    r
+                    return r;
                 }
                 Op::Close { fd } => match fd.take() {
                     Some(owned) => {
@@ -559,21 +548,8 @@ pub(crate) unsafe fn recvfrom_now(
     addr: &mut libc::sockaddr_in6,
     addrlen: &mut libc::socklen_t,
 ) -> isize {
-    retry_nonblocking(|| {
-        *addrlen = mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
-        // SAFETY: the caller's contract for the bytes; `addr` is a writable
-        // `sockaddr_in6` (large enough for IPv4 and IPv6) of the length given.
-        ret(unsafe {
-            libc::recvfrom(
-                fd,
-                ptr.cast(),
-                len,
-                libc::MSG_DONTWAIT,
-                (addr as *mut libc::sockaddr_in6).cast(),
-                addrlen,
-            )
-        })
-    })
+    // SAFETY: the caller's contract.
+    retry_nonblocking(|| unsafe { recvfrom_once(fd, ptr, len, addr, addrlen) })
 }
 
 /// A send (`sendto`) of the `len` bytes at `ptr` on socket `fd` as one datagram to
@@ -588,23 +564,8 @@ pub(crate) unsafe fn sendto_now(
     len: usize,
     addr: Option<&SocketAddr>,
 ) -> isize {
-    // SAFETY: an all-zero `sockaddr_in6` is a valid (unspecified) address.
-    let mut raw: libc::sockaddr_in6 = unsafe { mem::zeroed() };
-    let (name, namelen) = match addr {
-        Some(a) => {
-            let n = to_sockaddr(a, &mut raw);
-            (
-                (&raw as *const libc::sockaddr_in6).cast::<libc::sockaddr>(),
-                n,
-            )
-        }
-        None => (std::ptr::null(), 0),
-    };
-    // SAFETY: the caller's contract for the bytes; `name` is null or `raw`, alive for
-    // the call, with its length.
-    retry_nonblocking(|| {
-        ret(unsafe { libc::sendto(fd, ptr.cast(), len, SEND_FLAGS, name, namelen) })
-    })
+    // SAFETY: the caller's contract.
+    retry_nonblocking(|| unsafe { sendto_once(fd, ptr, len, addr) })
 }
 
 /// A vectored send (`sendmsg`) of `bufs`, in order, on socket `fd`, now and without
