@@ -53,60 +53,34 @@ pub(crate) unsafe fn recv_now(fd: RawFd, ptr: *mut u8, len: usize) -> isize {
     super::ret(unsafe { libc::recv(fd, ptr.cast(), len, libc::MSG_DONTWAIT) })
 }
 
-/// `recvfrom(2)` of one datagram into the `len` bytes at `ptr` from socket `fd` with
-/// `MSG_DONTWAIT`, once, its sender's address written to `addr` / `addrlen`: the bytes
-/// received, or `-errno`.
+/// The `recvfrom(2)` call with `MSG_DONTWAIT` (Linux's twin is a plain system call).
 ///
 /// # Safety
-/// `ptr..ptr + len` is writable for the call (a closed `fd` is `-EBADF`).
-pub(crate) unsafe fn recvfrom_once(
+/// As `recvfrom(2)`'s: `ptr..ptr + len` writable, `name` writable for `*namelen` bytes.
+pub(crate) unsafe fn recvfrom_raw(
     fd: RawFd,
     ptr: *mut u8,
     len: usize,
-    addr: &mut libc::sockaddr_in6,
-    addrlen: &mut libc::socklen_t,
+    name: *mut libc::sockaddr,
+    namelen: *mut libc::socklen_t,
 ) -> isize {
-    *addrlen = std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
-    // SAFETY: the caller's contract for the bytes; `addr` is a writable `sockaddr_in6`
-    // (large enough for IPv4 and IPv6) of the length given.
-    super::ret(unsafe {
-        libc::recvfrom(
-            fd,
-            ptr.cast(),
-            len,
-            libc::MSG_DONTWAIT,
-            (addr as *mut libc::sockaddr_in6).cast(),
-            addrlen,
-        )
-    })
+    // SAFETY: the caller's contract.
+    unsafe { libc::recvfrom(fd, ptr.cast(), len, libc::MSG_DONTWAIT, name, namelen) }
 }
 
-/// `sendto(2)` of the `len` bytes at `ptr` on socket `fd` as one datagram to `addr`
-/// (`None`: the connected peer) with [`SEND_FLAGS`], once: the bytes sent, or `-errno`.
+/// The `sendto(2)` call with [`SEND_FLAGS`].
 ///
 /// # Safety
-/// `ptr..ptr + len` is readable for the call (a closed `fd` is `-EBADF`).
-pub(crate) unsafe fn sendto_once(
+/// As `sendto(2)`'s: `ptr..ptr + len` readable, `name` null or readable for `namelen`.
+pub(crate) unsafe fn sendto_raw(
     fd: RawFd,
     ptr: *const u8,
     len: usize,
-    addr: Option<&std::net::SocketAddr>,
+    name: *const libc::sockaddr,
+    namelen: libc::socklen_t,
 ) -> isize {
-    // SAFETY: an all-zero `sockaddr_in6` is a valid (unspecified) address.
-    let mut raw: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
-    let (name, namelen) = match addr {
-        Some(a) => {
-            let n = super::to_sockaddr(a, &mut raw);
-            (
-                (&raw as *const libc::sockaddr_in6).cast::<libc::sockaddr>(),
-                n,
-            )
-        }
-        None => (std::ptr::null(), 0),
-    };
-    // SAFETY: the caller's contract for the bytes; `name` is null or `raw`, alive for the
-    // call, with its length.
-    super::ret(unsafe { libc::sendto(fd, ptr.cast(), len, SEND_FLAGS, name, namelen) })
+    // SAFETY: the caller's contract.
+    unsafe { libc::sendto(fd, ptr.cast(), len, SEND_FLAGS, name, namelen) }
 }
 
 /// `AT_EMPTY_PATH`: a `Statx` of the directory fd itself (with an empty path).

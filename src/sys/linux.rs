@@ -73,70 +73,54 @@ pub(crate) unsafe fn recv_now(fd: RawFd, ptr: *mut u8, len: usize) -> isize {
     }
 }
 
-/// `recvfrom(2)` of one datagram into the `len` bytes at `ptr` from socket `fd` with
-/// `MSG_DONTWAIT`, once, its sender's address written to `addr` / `addrlen`: the bytes
-/// received, or `-errno`. Through glibc's plain `syscall` wrapper, without the
-/// cancellation-point hooks of its `recvfrom` (about 30 instructions per datagram on the
-/// UDP receivers' hottest call); rustix's `recvfrom` hands the address back as a
+/// The `recvfrom(2)` system call, through glibc's plain `syscall` wrapper: without the
+/// cancellation-point hooks of glibc's `recvfrom` (about 30 instructions per datagram on
+/// the UDP receivers' hottest call). rustix's `recvfrom` hands the address back as a
 /// 128-byte `SocketAddrAny` to copy, which measured more than glibc's wrapper (callgrind,
-/// udp_pummel's epoll receiver: 144 against 139 instructions per `perform`).
+/// udp_pummel's epoll receiver: 144 against 139 instructions per `perform`; 89 this way).
+/// The result and `errno` as from libc.
 ///
 /// # Safety
-/// `ptr..ptr + len` is writable for the call. (`fd` may be closed or invalid: `-EBADF`.)
+/// As `recvfrom(2)`'s: `ptr..ptr + len` writable, `name` writable for `*namelen` bytes.
 #[inline]
-pub(crate) unsafe fn recvfrom_once(
+pub(crate) unsafe fn recvfrom_raw(
     fd: RawFd,
     ptr: *mut u8,
     len: usize,
-    addr: &mut libc::sockaddr_in6,
-    addrlen: &mut libc::socklen_t,
+    name: *mut libc::sockaddr,
+    namelen: *mut libc::socklen_t,
 ) -> isize {
-    *addrlen = std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
-    // SAFETY: the caller's contract for the bytes; `addr` is a writable `sockaddr_in6`
-    // (large enough for IPv4 and IPv6) of the length given. A closed or reused number
-    // is the kernel's to refuse (`EBADF`), as for any call naming it.
-    super::ret(unsafe {
+    // SAFETY: the caller's contract.
+    let r = unsafe {
         libc::syscall(
             libc::SYS_recvfrom,
             fd,
             ptr,
             len,
             libc::MSG_DONTWAIT,
-            (addr as *mut libc::sockaddr_in6).cast::<libc::sockaddr>(),
-            addrlen as *mut libc::socklen_t,
+            name,
+            namelen,
         )
-    } as isize)
+    };
+    r as isize
 }
 
-/// `sendto(2)` of the `len` bytes at `ptr` on socket `fd` as one datagram to `addr`
-/// (`None`: the connected peer) with [`SEND_FLAGS`], once: the bytes sent, or `-errno`.
-/// Through glibc's plain `syscall` wrapper, as [`recvfrom_once`].
+/// The `sendto(2)` system call with [`SEND_FLAGS`], through glibc's plain `syscall`
+/// wrapper, as [`recvfrom_raw`]. The result and `errno` as from libc.
 ///
 /// # Safety
-/// `ptr..ptr + len` is readable for the call. (`fd` may be closed or invalid: `-EBADF`.)
+/// As `sendto(2)`'s: `ptr..ptr + len` readable, `name` null or readable for `namelen`.
 #[inline]
-pub(crate) unsafe fn sendto_once(
+pub(crate) unsafe fn sendto_raw(
     fd: RawFd,
     ptr: *const u8,
     len: usize,
-    addr: Option<&std::net::SocketAddr>,
+    name: *const libc::sockaddr,
+    namelen: libc::socklen_t,
 ) -> isize {
-    // SAFETY: an all-zero `sockaddr_in6` is a valid (unspecified) address.
-    let mut raw: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
-    let (name, namelen) = match addr {
-        Some(a) => {
-            let n = super::to_sockaddr(a, &mut raw);
-            (
-                (&raw as *const libc::sockaddr_in6).cast::<libc::sockaddr>(),
-                n,
-            )
-        }
-        None => (std::ptr::null(), 0),
-    };
-    // SAFETY: the caller's contract for the bytes; `name` is null or `raw`, alive for
-    // the call, with its length.
+    // SAFETY: the caller's contract.
     let r = unsafe { libc::syscall(libc::SYS_sendto, fd, ptr, len, SEND_FLAGS, name, namelen) };
-    super::ret(r as isize)
+    r as isize
 }
 
 /// `ptr`, or a dangling one for an empty buffer whose pointer is null (a slice's

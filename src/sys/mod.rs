@@ -358,18 +358,14 @@ pub(crate) unsafe fn perform(inner: *mut Inner, connect_started: bool) -> isize 
                 Op::Recv { fd, buf } => return socket_io_now(*fd, false, buf.as_ptr(), buf.len()),
                 // One buffer and no control data: sendto/recvfrom do what sendmsg/recvmsg
                 // would, without the kernel copying a msghdr in (~120 ns per datagram).
-                // Raw system calls (Linux) returning `-errno` themselves: retried as the
-                // libc calls below are.
+                // Plain system calls on Linux (see `recvfrom_raw`).
                 Op::SendMsg { fd, buf, addr } => {
-                    return retry_nonblocking(|| {
-                        sendto_once(*fd, buf.as_ptr(), buf.len(), addr.as_ref())
-                    })
+                    return sendto_now(*fd, buf.as_ptr(), buf.len(), addr.as_ref())
                 }
                 Op::RecvMsg { fd, buf } => {
                     let sc = scratch!();
-                    let r = retry_nonblocking(|| {
-                        recvfrom_once(*fd, buf.as_ptr(), buf.len(), &mut sc.addr, &mut sc.addrlen)
-                    });
+                    let r =
+                        recvfrom_now(*fd, buf.as_ptr(), buf.len(), &mut sc.addr, &mut sc.addrlen);
                     // `Loop::invoke` takes the length from the msghdr (io_uring's recvmsg
                     // writes it there).
                     sc.msg.msg_namelen = sc.addrlen;
@@ -537,10 +533,11 @@ fn retry_nonblocking(mut attempt: impl FnMut() -> isize) -> isize {
 /// A receive (`recvfrom`) of one datagram into the `len` bytes at `ptr` on socket `fd`,
 /// now and without waiting, its sender's address written to `addr` (`addrlen` bytes):
 /// the datagram's length, or `-errno` (`-EAGAIN` when none is queued). The async
-/// runtime's direct `recv_from` (see `socket_io_now`).
+/// runtime's direct `recv_from` (see `socket_io_now`) and the poll backend's `RecvMsg`.
 ///
 /// # Safety
 /// `ptr..ptr + len` is writable for the call.
+#[inline]
 pub(crate) unsafe fn recvfrom_now(
     fd: RawFd,
     ptr: *mut u8,
@@ -548,24 +545,44 @@ pub(crate) unsafe fn recvfrom_now(
     addr: &mut libc::sockaddr_in6,
     addrlen: &mut libc::socklen_t,
 ) -> isize {
-    // SAFETY: the caller's contract.
-    retry_nonblocking(|| unsafe { recvfrom_once(fd, ptr, len, addr, addrlen) })
+    let name = (addr as *mut libc::sockaddr_in6).cast::<libc::sockaddr>();
+    retry_nonblocking(|| {
+        *addrlen = mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
+        // SAFETY: the caller's contract for the bytes; `addr` is a writable
+        // `sockaddr_in6` (large enough for IPv4 and IPv6) of the length given.
+        ret(unsafe { recvfrom_raw(fd, ptr, len, name, addrlen) })
+    })
 }
 
 /// A send (`sendto`) of the `len` bytes at `ptr` on socket `fd` as one datagram to
 /// `addr` (`None`: the connected peer), now and without waiting: the bytes sent, or
-/// `-errno` (`-EAGAIN` when it would block). The async runtime's direct `send_to`.
+/// `-errno` (`-EAGAIN` when it would block). The async runtime's direct `send_to` and
+/// the poll backend's `SendMsg`.
 ///
 /// # Safety
 /// `ptr..ptr + len` is readable for the call.
+#[inline]
 pub(crate) unsafe fn sendto_now(
     fd: RawFd,
     ptr: *const u8,
     len: usize,
     addr: Option<&SocketAddr>,
 ) -> isize {
-    // SAFETY: the caller's contract.
-    retry_nonblocking(|| unsafe { sendto_once(fd, ptr, len, addr) })
+    // SAFETY: an all-zero `sockaddr_in6` is a valid (unspecified) address.
+    let mut raw: libc::sockaddr_in6 = unsafe { mem::zeroed() };
+    let (name, namelen) = match addr {
+        Some(a) => {
+            let n = to_sockaddr(a, &mut raw);
+            (
+                (&raw as *const libc::sockaddr_in6).cast::<libc::sockaddr>(),
+                n,
+            )
+        }
+        None => (std::ptr::null(), 0),
+    };
+    // SAFETY: the caller's contract for the bytes; `name` is null or `raw`, alive for
+    // the call, with its length.
+    retry_nonblocking(|| ret(unsafe { sendto_raw(fd, ptr, len, name, namelen) }))
 }
 
 /// A vectored send (`sendmsg`) of `bufs`, in order, on socket `fd`, now and without
