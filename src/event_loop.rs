@@ -451,6 +451,9 @@ pub struct Loop {
     backend: Backend,
     running: bool,
     stopped: bool,
+    /// A callback called [`shutdown`](Loop::shutdown): it runs when that callback
+    /// returns (see there).
+    shutdown_deferred: bool,
     ticks_without_kernel: u32,
     /// Whether this loop has asked for `SIGPIPE` to be blocked in its thread (on its
     /// first `Op::Write` or `Op::Writev`; see `sigpipe.rs`): `None` until then.
@@ -520,6 +523,7 @@ impl Loop {
             backend,
             running: false,
             stopped: false,
+            shutdown_deferred: false,
             ticks_without_kernel: 0,
             sigpipe: None,
             yield_before_block: opts.yield_before_block,
@@ -647,7 +651,7 @@ impl Loop {
 
     /// Whether only a wait for readiness can finish something here: a completion is
     /// Active, or an async task waits for a socket's edge without one (the poll
-    /// backend's direct path, see `socket_transfer_or_wait`).
+    /// backend's direct path, see `fd_transfer_or_wait`).
     pub(crate) fn awaits_io(&self) -> bool {
         self.active() > 0
             || match &self.driver {
@@ -672,6 +676,7 @@ impl Loop {
         // every later `run` would report `Nested`.
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run_inner(mode)));
         self.running = false;
+        self.deferred_shutdown();
         match r {
             Ok(r) => r.map_err(RunError::Io),
             Err(panic) => std::panic::resume_unwind(panic),
@@ -839,6 +844,7 @@ impl Loop {
                 && action == CallbackAction::Rearm
                 && (*inner).phase == Phase::Callback
                 && (*inner).callback.is_empty()
+                && !self.shutdown_deferred
             {
                 let Some(res) = self.driver.multishot_next(c, &mut rec) else {
                     break;
@@ -877,6 +883,16 @@ impl Loop {
                 self.driver.multishot_after_callback(&mut self.core, c);
             }
         }
+        // The callback asked for a shutdown: now that the loop holds nothing of this
+        // completion's (its batch record, its result), before any other callback.
+        self.deferred_shutdown();
+    }
+
+    /// Run the [`shutdown`](Self::shutdown) a callback asked for, if any.
+    fn deferred_shutdown(&mut self) {
+        if std::mem::take(&mut self.shutdown_deferred) {
+            self.shutdown_now();
+        }
     }
 
     /// One tick for the async runtime: like [`run`](Self::run)`(NoWait)` when `block` is
@@ -898,6 +914,7 @@ impl Loop {
             self.tick_capped(block, cap, may_yield)
         }));
         self.running = false;
+        self.deferred_shutdown();
         match r {
             Ok(r) => r.map_err(RunError::Io),
             Err(panic) => std::panic::resume_unwind(panic),
@@ -921,35 +938,65 @@ impl Loop {
         true
     }
 
-    /// The async runtime's direct path for a socket it owns (announced with
-    /// [`fd_opened`](Self::fd_opened)): on the poll backend, a send (`send`) or receive
-    /// of the `len` bytes at `ptr` done now, without a completion, if the backend would
-    /// try it first anyway; if it would block, the task waits for the socket's next edge
-    /// with `waker` (under the id returned, which `waiting` passes back on the next call
-    /// and [`withdraw`](Self::withdraw) cancels). See `poll::Driver::transfer_or_wait`.
-    /// `Declined` (io_uring, operations queued ahead, an fd not announced): start the
-    /// operation as usual.
+    /// The async runtime's direct path for a socket, pipe or other stream it owns
+    /// (announced with [`fd_opened`](Self::fd_opened)): on the poll backend, a send
+    /// (`send`) or receive of the `len` bytes at `ptr` done now, without a completion, if
+    /// the backend would try it first anyway; if it would block, the task waits for the
+    /// fd's next edge with `waker` (under the id returned, which `waiting` passes back on
+    /// the next call and [`withdraw`](Self::withdraw) cancels). See
+    /// `poll::Driver::transfer_or_wait`. `stream`: `read(2)` / `write(2)` (a pipe, FIFO,
+    /// terminal, ...) rather than `recv(2)` / `send(2)`; a regular file is declined (its
+    /// I/O goes to the thread pool), and a write first makes sure `SIGPIPE` is held off
+    /// this thread, as for an `Op::Write`. `Declined` (io_uring, operations queued ahead,
+    /// an fd not announced, a regular file): start the operation as usual.
     ///
     /// # Safety
     /// `ptr..ptr + len` is valid for the call: readable for a send, writable for a receive.
     #[cfg(unix)]
     #[inline(always)]
-    pub(crate) unsafe fn socket_transfer_or_wait(
+    #[allow(clippy::too_many_arguments)] // the hot path's arguments, passed through
+    pub(crate) unsafe fn fd_transfer_or_wait(
         &mut self,
         fd: RawFd,
         send: bool,
+        stream: bool,
         ptr: *mut u8,
         len: usize,
         waiting: Option<u64>,
         waker: &std::task::Waker,
     ) -> crate::backend::poll::Direct {
-        // SAFETY: the caller's contract.
-        self.socket_io_or_wait(fd, send, len, waiting, waker, || unsafe {
-            crate::sys::socket_io_now(fd, send, ptr, len)
-        })
+        if !stream {
+            // SAFETY: the caller's contract.
+            return self.socket_io_or_wait(fd, send, len, waiting, waker, || unsafe {
+                crate::sys::socket_io_now(fd, send, ptr, len)
+            });
+        }
+        if send && self.sigpipe.is_none() {
+            // A write to a pipe with no reader must be `EPIPE`, never a signal (held
+            // before the fd's kind is known: an `Op::Write` would hold it too).
+            self.sigpipe = Some(crate::sigpipe::hold());
+        }
+        match &mut self.driver {
+            Driver::Poll(d) => {
+                if d.is_tracked_blocking_file(fd) {
+                    return crate::backend::poll::Direct::Declined;
+                }
+                let wait = if send {
+                    crate::sys::Wait::Writable
+                } else {
+                    crate::sys::Wait::Readable
+                };
+                // SAFETY: the caller's contract.
+                d.transfer_or_wait(fd, wait, len, waiting, waker, || unsafe {
+                    crate::sys::stream_io_now(fd, send, ptr, len)
+                })
+            }
+            #[cfg(target_os = "linux")]
+            Driver::IoUring(_) => crate::backend::poll::Direct::Declined,
+        }
     }
 
-    /// [`socket_transfer_or_wait`](Self::socket_transfer_or_wait) with the transfer
+    /// [`fd_transfer_or_wait`](Self::fd_transfer_or_wait) on a socket, with the transfer
     /// `io` (a send, `send`, or a receive of at most `len` bytes on `fd`, without waiting:
     /// its result, `-EAGAIN` when it would block) given by the caller: the compat
     /// adapters' vectored sends.
@@ -1383,7 +1430,23 @@ impl Loop {
 
     /// Cancel and drain every Active completion without calling back (see the type docs).
     /// The loop stays usable afterwards.
+    ///
+    /// Called from a callback, it takes effect when that callback returns, before any
+    /// other callback runs: the calling callback is not called again (not even for the
+    /// rest of a multishot batch), and its own completion, if it rearmed, is cancelled
+    /// with the others. (Right away, it would free what the loop still holds for the
+    /// running callback, and drop the callbacks of other completions while that one may
+    /// be owned by one of them.)
     pub fn shutdown(&mut self) {
+        if self.running {
+            // Only a callback can call this while the loop runs.
+            self.shutdown_deferred = true;
+            return;
+        }
+        self.shutdown_now();
+    }
+
+    fn shutdown_now(&mut self) {
         // Results already waiting.
         while let Some(c) = self.core.ready.pop() {
             // SAFETY: queued, so Active and live.
@@ -1458,7 +1521,8 @@ impl Drop for DeadOnUnwind {
 
 impl Drop for Loop {
     fn drop(&mut self) {
-        self.shutdown();
+        // Never inside a callback (they borrow the loop).
+        self.shutdown_now();
         if self.sigpipe == Some(true) {
             crate::sigpipe::release();
         }

@@ -317,17 +317,33 @@ async fn always_ready_tasks_do_not_starve_a_waiting_read() -> io::Result<()> {
     Ok(())
 }
 
-/// The direct path is for sockets only: pipe and file reads and writes always go through
-/// an operation (a pipe's `read(2)` on an fd the loop did not make non-blocking, a
-/// file's positioned I/O on the thread pool or the page-cache fast path).
+/// Pipes take the direct path too on the poll backend (`read(2)` / `write(2)` on their
+/// non-blocking fds, or a wait for the edge); a file's positioned I/O never does (the
+/// thread pool or the page-cache fast path), nor a regular file wrapped as a pipe end,
+/// whose transfers go to the pool as operations and still arrive.
 #[cfg(unix)]
 #[xev::test(backend = "all")]
-async fn pipes_and_files_never_take_the_direct_path() -> io::Result<()> {
+async fn pipes_take_the_direct_path_and_files_never_do() -> io::Result<()> {
+    let poll = backend() != Backend::IoUring;
     let before = direct();
     let (tx, rx) = xev::pipe::pipe()?;
     tx.write_all(&b"through a pipe"[..]).await.0?;
     let (r, buf) = rx.read(vec![0u8; 64]).await;
     assert_eq!(&buf[..r?], b"through a pipe");
+    assert_eq!(
+        direct() - before,
+        2 * u64::from(poll),
+        "the pipe's write and read: direct"
+    );
+    // A read that must wait for the edge, then gets the data.
+    let reader = xev::spawn(async move { rx.read(vec![0u8; 64]).await });
+    xev::time::sleep(std::time::Duration::from_millis(20)).await;
+    tx.write_all(&b"later"[..]).await.0?;
+    let (r, buf) = reader.await.expect("reader");
+    assert_eq!(&buf[..r?], b"later");
+    assert_eq!(direct() - before, 4 * u64::from(poll));
+
+    let before = direct();
     let dir = std::env::temp_dir().join(format!("xev-direct-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let path = dir.join(format!("f-{:?}", backend()));
@@ -338,8 +354,15 @@ async fn pipes_and_files_never_take_the_direct_path() -> io::Result<()> {
     let (r, buf) = f.read_at(vec![0u8; 64], 0).await;
     assert_eq!(&buf[..r?], b"in a file");
     drop(f);
+    // A regular file as a pipe end: `read(2)` through the pool, never direct.
+    let file_as_pipe =
+        xev::pipe::Receiver::from(std::os::fd::OwnedFd::from(std::fs::File::open(&path)?));
+    let (r, buf) = file_as_pipe.read(vec![0u8; 64]).await;
+    assert_eq!(&buf[..r?], b"in a file");
+    let (r, _) = file_as_pipe.read(vec![0u8; 64]).await;
+    assert_eq!(r?, 0, "then end of file");
     std::fs::remove_dir_all(&dir)?;
-    assert_eq!(direct() - before, 0, "no pipe or file transfer is direct");
+    assert_eq!(direct() - before, 0, "no file transfer is direct");
     Ok(())
 }
 

@@ -326,3 +326,92 @@ fn repeated_loops_leak_no_fds() {
         assert_eq!(open_fds(), before, "fds leaked across loops");
     });
 }
+
+/// `shutdown` from a callback takes effect when that callback returns: on io_uring the
+/// callback was running the rest of a multishot accept's batch, whose record a shutdown
+/// right away freed under the loop (a use-after-free found by review, confirmed under
+/// AddressSanitizer). Now the callback is not called again, its rearm is cancelled with
+/// the rest, the connections of the batch nobody received are closed, and the loop runs
+/// on.
+#[test]
+fn shutdown_inside_a_multishot_batch_takes_effect_when_the_callback_returns() {
+    let _g = serial();
+    each_backend(|b| {
+        let mut lp = new_loop(b);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let fds_before = open_fds();
+        // Connected before the loop runs: one multishot accept takes them as one batch.
+        let clients: Vec<TcpStream> = (0..8).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        let calls = Rc::new(Cell::new(0u32));
+        let n = calls.clone();
+        let mut c = pin!(Completion::new());
+        let op = Op::AcceptMulti {
+            fd: listener.as_raw_fd(),
+        };
+        lp.start(c.as_mut(), op, move |lp, _, r| {
+            assert!(matches!(r, OpResult::AcceptMulti(Ok(_))), "{r:?}");
+            n.set(n.get() + 1);
+            if n.get() == 2 {
+                lp.shutdown();
+                assert_eq!(lp.active(), 0, "{b:?}: nothing else was Active");
+            }
+            CallbackAction::Rearm
+        });
+        lp.run(RunMode::Once).unwrap();
+        lp.run(RunMode::NoWait).unwrap();
+        assert_eq!(calls.get(), 2, "{b:?}: no callback after the shutdown");
+        assert_eq!(lp.active(), 0, "{b:?}: the rearm was cancelled");
+        assert_eq!(c.state(), CompletionState::Dead, "{b:?}");
+        drop(clients);
+        assert_eq!(
+            open_fds(),
+            fds_before,
+            "{b:?}: the batch's connections nobody received were closed"
+        );
+        // The loop runs on.
+        let fired = Rc::new(Cell::new(0));
+        let mut t = pin!(Completion::new());
+        lp.timer(t.as_mut(), 1, counter(&fired));
+        lp.run(RunMode::UntilDone).unwrap();
+        assert_eq!(fired.get(), 1, "{b:?}");
+    });
+}
+
+/// A callback that calls `shutdown` may belong to a completion that another completion's
+/// callback owns: the shutdown drops that other callback, and with it the completion
+/// whose callback is running, which would abort ("dropped inside its own callback") if
+/// the shutdown did not wait for the callback to return.
+#[test]
+fn shutdown_from_a_callback_whose_completion_another_callback_owns() {
+    let _g = serial();
+    each_backend(|b| {
+        let mut lp = new_loop(b);
+        let mut owned = Box::pin(Completion::new());
+        let calls = Rc::new(Cell::new(0u32));
+        let n = calls.clone();
+        lp.timer(owned.as_mut(), 1, move |lp, _, _| {
+            n.set(n.get() + 1);
+            lp.shutdown();
+            CallbackAction::Disarm
+        });
+        let mut owner = pin!(Completion::new());
+        let never = Rc::new(Cell::new(0u32));
+        let m = never.clone();
+        lp.timer(owner.as_mut(), 60_000, move |_, _, _| {
+            let _keep = &owned;
+            m.set(m.get() + 1);
+            CallbackAction::Disarm
+        });
+        lp.run(RunMode::UntilDone).unwrap();
+        assert_eq!(calls.get(), 1, "{b:?}");
+        assert_eq!(
+            never.get(),
+            0,
+            "{b:?}: the owner was cancelled without a call"
+        );
+        assert_eq!(owner.state(), CompletionState::Dead, "{b:?}");
+        assert_eq!(lp.active(), 0, "{b:?}");
+    });
+}

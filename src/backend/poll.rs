@@ -346,6 +346,19 @@ impl Driver {
         }
     }
 
+    /// Whether `fd` is tracked and a regular file or block device (see
+    /// [`is_blocking_file`](Self::is_blocking_file)): the direct path declines those.
+    /// An untracked fd says false here; the direct path declines it anyway.
+    #[cfg(unix)]
+    pub(crate) fn is_tracked_blocking_file(&mut self, fd: RawFd) -> bool {
+        match self.fds.get_mut(fd_index(fd)) {
+            Some(st) if st.tracked => *st
+                .blocking_file
+                .get_or_insert_with(|| sys::is_blocking_file(fd)),
+            _ => false,
+        }
+    }
+
     pub(crate) fn start(&mut self, core: &mut Core, c: NonNull<Completion>, rearm: bool) {
         let inner = Completion::raw(c);
         // SAFETY: `c` is Active and live, and no one else touches it now; loop thread.

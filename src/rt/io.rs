@@ -81,6 +81,12 @@ fn write_op(fd: &Rc<LoopFd>, buf: Buffer, kind: Kind) -> FdOp {
     })
 }
 
+/// Whether `kind` may take the direct path: a socket or a pipe (or other stream), on
+/// Unix; never an offset transfer (a file's, which the pool runs on the poll backend).
+pub(crate) fn direct_kind(kind: Kind) -> bool {
+    matches!(kind, Kind::Socket | Kind::Stream) && cfg!(unix)
+}
+
 fn advance(kind: Kind, n: usize) -> Kind {
     match kind {
         Kind::At(offset) => Kind::At(offset + n as u64),
@@ -168,8 +174,8 @@ impl Future for Started {
     }
 }
 
-/// A socket send (`send`) or receive of all of `buf` on the poll backend without an
-/// operation (tokio's way: see `Loop::socket_transfer_or_wait`): done at once when the
+/// A socket or pipe send (`send`) or receive of all of `buf` on the poll backend without
+/// an operation (tokio's way: see `Loop::fd_transfer_or_wait`): done at once when the
 /// readiness cache says it may not block; when it would block, the task waits for the
 /// socket's next edge and tries again. The outcome (`-errno` on error), or `None`: start
 /// the operation as usual (io_uring, another kind of fd, operations queued ahead, inside
@@ -178,7 +184,8 @@ impl Future for Started {
 fn direct<'a>(fd: &'a LoopFd, kind: Kind, send: bool, buf: &'a Buffer) -> Direct<'a> {
     Direct {
         fd,
-        on: matches!(kind, Kind::Socket) && cfg!(unix),
+        on: direct_kind(kind),
+        stream: matches!(kind, Kind::Stream),
         send,
         ptr: buf.as_ptr(),
         len: buf.len(),
@@ -190,8 +197,10 @@ fn direct<'a>(fd: &'a LoopFd, kind: Kind, send: bool, buf: &'a Buffer) -> Direct
 /// See [`direct`].
 struct Direct<'a> {
     fd: &'a LoopFd,
-    /// A socket on Unix: the path may apply.
+    /// A socket or stream on Unix: the path may apply.
     on: bool,
+    /// A pipe or other stream (`read` / `write`), not a socket.
+    stream: bool,
     send: bool,
     /// The buffer's bytes, read once (its memory does not move while it is borrowed).
     ptr: *mut u8,
@@ -212,7 +221,7 @@ impl Future for Direct<'_> {
         // is alive and its memory does not move; a receive writes at most `len` into it.
         unsafe {
             this.waiting
-                .poll_transfer(cx, this.fd, this.send, this.ptr, this.len)
+                .poll_transfer(cx, this.fd, this.send, this.stream, this.ptr, this.len)
         }
     }
 }
@@ -228,13 +237,15 @@ pub(crate) struct SocketWait {
 
 impl SocketWait {
     /// Transfer (`send`: from, else into) the `len` bytes at `ptr` on the socket `fd`
-    /// now, or wait for its next edge: `Ready(Some(res))` is the outcome (`-errno` on
+    /// (`stream`: the pipe or other stream, with `read` / `write`) now, or wait for its
+    /// next edge: `Ready(Some(res))` is the outcome (`-errno` on
     /// error), `Ready(None)` means start an operation instead (not the poll backend,
     /// operations queued ahead, inside a loop callback, inline budget spent).
     ///
     /// # Safety
     /// `ptr..ptr + len` is valid for the call (readable for a send, writable for a
-    /// receive) and `len > 0`.
+    /// receive). A receive has `len > 0` (the kernel would wait for data to put in no
+    /// room, or take a datagram); a send of 0 bytes is allowed and finishes with 0.
     ///
     /// One out-of-line copy for every buffer type's read and write: the generic futures
     /// around it stay small.
@@ -244,6 +255,7 @@ impl SocketWait {
         cx: &mut Context<'_>,
         fd: &LoopFd,
         send: bool,
+        stream: bool,
         ptr: *mut u8,
         len: usize,
     ) -> Poll<Option<isize>> {
@@ -251,12 +263,12 @@ impl SocketWait {
         {
             self.poll_io(cx, fd, send, |lp, raw, id, waker| {
                 // SAFETY: the caller's contract.
-                unsafe { lp.socket_transfer_or_wait(raw, send, ptr, len, id, waker) }
+                unsafe { lp.fd_transfer_or_wait(raw, send, stream, ptr, len, id, waker) }
             })
         }
         #[cfg(not(unix))]
         {
-            let _ = (cx, fd, send, ptr, len, self.waiting);
+            let _ = (cx, fd, send, stream, ptr, len, self.waiting);
             Poll::Ready(None)
         }
     }

@@ -53,6 +53,26 @@ pub(crate) unsafe fn recv_now(fd: RawFd, ptr: *mut u8, len: usize) -> isize {
     super::ret(unsafe { libc::recv(fd, ptr.cast(), len, libc::MSG_DONTWAIT) })
 }
 
+/// `read(2)` into the `len` bytes at `ptr` from `fd` (a pipe or other non-socket
+/// stream, non-blocking), once: the bytes read, or `-errno`.
+///
+/// # Safety
+/// `ptr..ptr + len` is writable for the call (a closed `fd` is `-EBADF`).
+pub(crate) unsafe fn read_now(fd: RawFd, ptr: *mut u8, len: usize) -> isize {
+    // SAFETY: the caller's contract.
+    super::ret(unsafe { libc::read(fd, ptr.cast(), len) })
+}
+
+/// `write(2)` of the `len` bytes at `ptr` on `fd` (a pipe or other non-socket stream,
+/// non-blocking), once: the bytes written, or `-errno`.
+///
+/// # Safety
+/// `ptr..ptr + len` is readable for the call (a closed `fd` is `-EBADF`).
+pub(crate) unsafe fn write_now(fd: RawFd, ptr: *const u8, len: usize) -> isize {
+    // SAFETY: the caller's contract.
+    super::ret(unsafe { libc::write(fd, ptr.cast(), len) })
+}
+
 /// The `recvfrom(2)` call with `MSG_DONTWAIT` (Linux's twin is a plain system call).
 ///
 /// # Safety

@@ -73,6 +73,56 @@ pub(crate) unsafe fn recv_now(fd: RawFd, ptr: *mut u8, len: usize) -> isize {
     }
 }
 
+/// `read(2)` into the `len` bytes at `ptr` from `fd` (a pipe or other non-socket
+/// stream, non-blocking), once: the bytes read, or `-errno`. A raw system call, as
+/// [`send_now`].
+///
+/// # Safety
+/// `ptr..ptr + len` is writable for the call (it may hold uninitialized bytes). (`fd`
+/// may be closed or invalid: `-EBADF`.)
+#[inline]
+pub(crate) unsafe fn read_now(fd: RawFd, ptr: *mut u8, len: usize) -> isize {
+    if fd < 0 {
+        return -(libc::EBADF as isize);
+    }
+    // SAFETY: as in `recv_now`.
+    let (fd, buf) = unsafe {
+        (
+            std::os::fd::BorrowedFd::borrow_raw(fd),
+            std::slice::from_raw_parts_mut(nonnull(ptr).cast::<std::mem::MaybeUninit<u8>>(), len),
+        )
+    };
+    match rustix::io::read(fd, buf) {
+        Ok((filled, _)) => filled.len() as isize,
+        Err(e) => -(e.raw_os_error() as isize),
+    }
+}
+
+/// `write(2)` of the `len` bytes at `ptr` on `fd` (a pipe or other non-socket stream,
+/// non-blocking), once: the bytes written, or `-errno`. A raw system call, as
+/// [`send_now`]; a pipe with no reader is `-EPIPE` only while the calling thread holds
+/// `SIGPIPE` off (see `sigpipe.rs`).
+///
+/// # Safety
+/// `ptr..ptr + len` is readable for the call. (`fd` may be closed or invalid: `-EBADF`.)
+#[inline]
+pub(crate) unsafe fn write_now(fd: RawFd, ptr: *const u8, len: usize) -> isize {
+    if fd < 0 {
+        return -(libc::EBADF as isize);
+    }
+    // SAFETY: as in `send_now`.
+    let (fd, buf) = unsafe {
+        (
+            std::os::fd::BorrowedFd::borrow_raw(fd),
+            std::slice::from_raw_parts(nonnull(ptr.cast_mut()), len),
+        )
+    };
+    match rustix::io::write(fd, buf) {
+        Ok(n) => n as isize,
+        Err(e) => -(e.raw_os_error() as isize),
+    }
+}
+
 /// The `recvfrom(2)` system call, through glibc's plain `syscall` wrapper: without the
 /// cancellation-point hooks of glibc's `recvfrom` (about 30 instructions per datagram on
 /// the UDP receivers' hottest call). rustix's `recvfrom` hands the address back as a

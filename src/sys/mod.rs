@@ -514,6 +514,27 @@ pub(crate) unsafe fn socket_io_now(fd: RawFd, send: bool, ptr: *mut u8, len: usi
     })
 }
 
+/// A `write` (`send`) or `read` of the `len` bytes at `ptr` on `fd`, a pipe or other
+/// non-socket stream in non-blocking mode, now and without waiting (the async runtime's
+/// direct attempt for pipes): the bytes moved, or `-errno` (`-EAGAIN` when it would
+/// block).
+///
+/// # Safety
+/// As [`socket_io_now`]'s.
+#[inline]
+pub(crate) unsafe fn stream_io_now(fd: RawFd, send: bool, ptr: *mut u8, len: usize) -> isize {
+    retry_nonblocking(|| {
+        // SAFETY: the caller's contract.
+        unsafe {
+            if send {
+                write_now(fd, ptr, len)
+            } else {
+                read_now(fd, ptr, len)
+            }
+        }
+    })
+}
+
 /// `attempt` (a non-blocking socket call's result, `-errno` on error) again after
 /// `EINTR`; "would block" as `-EAGAIN` whatever the platform spells it.
 #[inline(always)]

@@ -21,17 +21,18 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 
 use super::{
-    advance, direct_read_result, empty_read, read_op, read_result, start, write_op, write_result,
-    Kind, SocketWait, Started,
+    advance, direct_kind, direct_read_result, empty_read, read_op, read_result, start, write_op,
+    write_result, Kind, SocketWait, Started,
 };
 use crate::op::Buffer;
 use crate::result::count;
 use crate::rt::buf::{self, IoBuf, IoBufMut, ReadSaved, Saved, Token};
 use crate::rt::loop_fd::LoopFd;
 
-/// Whether `kind` may take the direct path (a socket, on Unix).
-fn direct_kind(kind: Kind) -> bool {
-    matches!(kind, Kind::Socket) && cfg!(unix)
+/// Whether `kind`'s direct transfers are `read` / `write` (a pipe or other stream), not
+/// `recv` / `send`.
+fn stream(kind: Kind) -> bool {
+    matches!(kind, Kind::Stream)
 }
 
 /// Whether zero-copy sends are on (`set_send_zerocopy`, Unix only).
@@ -130,7 +131,10 @@ impl<'a, B: IoBufMut> Read<'a, B> {
                         let (ptr, len) = (b.as_ptr(), b.len());
                         // SAFETY: `ptr..ptr + len` is the loop buffer's memory, owned
                         // here and neither moved nor dropped during the call.
-                        let r = unsafe { self.wait.poll_transfer(cx, self.fd, false, ptr, len) };
+                        let r = unsafe {
+                            self.wait
+                                .poll_transfer(cx, self.fd, false, stream(self.kind), ptr, len)
+                        };
                         match r {
                             Poll::Pending => return Poll::Pending,
                             Poll::Ready(Some(res)) => {
@@ -176,7 +180,10 @@ impl<B: IoBufMut> Future for Read<'_, B> {
                     // SAFETY: `ptr..ptr + room` is the buffer's room for one read,
                     // writable; the buffer is owned here and neither moved nor dropped
                     // during the call.
-                    match unsafe { this.wait.poll_transfer(cx, this.fd, false, ptr, room) } {
+                    match unsafe {
+                        this.wait
+                            .poll_transfer(cx, this.fd, false, stream(this.kind), ptr, room)
+                    } {
                         Poll::Pending => return Poll::Pending,
                         Poll::Ready(Some(res)) => {
                             let res = direct_read_result(res, room);
@@ -305,7 +312,10 @@ impl<B: IoBuf, const ALL: bool> Future for Write<'_, B, ALL> {
                     // SAFETY: `ptr..ptr + left` is the unwritten part of the buffer's
                     // bytes, owned here and neither moved nor dropped during the call; a
                     // send only reads it.
-                    match unsafe { this.wait.poll_transfer(cx, this.fd, true, ptr, left) } {
+                    match unsafe {
+                        this.wait
+                            .poll_transfer(cx, this.fd, true, stream(this.kind), ptr, left)
+                    } {
                         Poll::Pending => return Poll::Pending,
                         Poll::Ready(Some(res)) => match count(res) {
                             Ok(n) => match this.wrote(n) {
