@@ -651,7 +651,7 @@ impl Loop {
 
     /// Whether only a wait for readiness can finish something here: a completion is
     /// Active, or an async task waits for a socket's edge without one (the poll
-    /// backend's direct path, see `fd_transfer_or_wait`).
+    /// backend's direct path, see `socket_transfer_or_wait`).
     pub(crate) fn awaits_io(&self) -> bool {
         self.active() > 0
             || match &self.driver {
@@ -938,39 +938,52 @@ impl Loop {
         true
     }
 
-    /// The async runtime's direct path for a socket, pipe or other stream it owns
-    /// (announced with [`fd_opened`](Self::fd_opened)): on the poll backend, a send
-    /// (`send`) or receive of the `len` bytes at `ptr` done now, without a completion, if
-    /// the backend would try it first anyway; if it would block, the task waits for the
-    /// fd's next edge with `waker` (under the id returned, which `waiting` passes back on
-    /// the next call and [`withdraw`](Self::withdraw) cancels). See
-    /// `poll::Driver::transfer_or_wait`. `stream`: `read(2)` / `write(2)` (a pipe, FIFO,
-    /// terminal, ...) rather than `recv(2)` / `send(2)`; a regular file is declined (its
-    /// I/O goes to the thread pool), and a write first makes sure `SIGPIPE` is held off
-    /// this thread, as for an `Op::Write`. `Declined` (io_uring, operations queued ahead,
-    /// an fd not announced, a regular file): start the operation as usual.
+    /// The async runtime's direct path for a socket it owns (announced with
+    /// [`fd_opened`](Self::fd_opened)): on the poll backend, a send (`send`) or receive
+    /// of the `len` bytes at `ptr` done now, without a completion, if the backend would
+    /// try it first anyway; if it would block, the task waits for the socket's next edge
+    /// with `waker` (under the id returned, which `waiting` passes back on the next call
+    /// and [`withdraw`](Self::withdraw) cancels). See `poll::Driver::transfer_or_wait`.
+    /// `Declined` (io_uring, operations queued ahead, an fd not announced): start the
+    /// operation as usual.
     ///
     /// # Safety
     /// `ptr..ptr + len` is valid for the call: readable for a send, writable for a receive.
     #[cfg(unix)]
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)] // the hot path's arguments, passed through
-    pub(crate) unsafe fn fd_transfer_or_wait(
+    pub(crate) unsafe fn socket_transfer_or_wait(
         &mut self,
         fd: RawFd,
         send: bool,
-        stream: bool,
         ptr: *mut u8,
         len: usize,
         waiting: Option<u64>,
         waker: &std::task::Waker,
     ) -> crate::backend::poll::Direct {
-        if !stream {
-            // SAFETY: the caller's contract.
-            return self.socket_io_or_wait(fd, send, len, waiting, waker, || unsafe {
-                crate::sys::socket_io_now(fd, send, ptr, len)
-            });
-        }
+        // SAFETY: the caller's contract.
+        self.socket_io_or_wait(fd, send, len, waiting, waker, || unsafe {
+            crate::sys::socket_io_now(fd, send, ptr, len)
+        })
+    }
+
+    /// [`socket_transfer_or_wait`](Self::socket_transfer_or_wait) for a pipe or other
+    /// non-socket stream the runtime owns: `read(2)` / `write(2)` on its non-blocking fd.
+    /// A regular file or block device is declined (its I/O goes to the thread pool), and
+    /// a write first makes sure `SIGPIPE` is held off this thread, as for an `Op::Write`.
+    ///
+    /// # Safety
+    /// As `socket_transfer_or_wait`'s.
+    #[cfg(unix)]
+    #[inline(always)]
+    pub(crate) unsafe fn stream_transfer_or_wait(
+        &mut self,
+        fd: RawFd,
+        send: bool,
+        ptr: *mut u8,
+        len: usize,
+        waiting: Option<u64>,
+        waker: &std::task::Waker,
+    ) -> crate::backend::poll::Direct {
         if send && self.sigpipe.is_none() {
             // A write to a pipe with no reader must be `EPIPE`, never a signal (held
             // before the fd's kind is known: an `Op::Write` would hold it too).
@@ -996,7 +1009,7 @@ impl Loop {
         }
     }
 
-    /// [`fd_transfer_or_wait`](Self::fd_transfer_or_wait) on a socket, with the transfer
+    /// [`socket_transfer_or_wait`](Self::socket_transfer_or_wait) with the transfer
     /// `io` (a send, `send`, or a receive of at most `len` bytes on `fd`, without waiting:
     /// its result, `-EAGAIN` when it would block) given by the caller: the compat
     /// adapters' vectored sends.

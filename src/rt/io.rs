@@ -175,7 +175,7 @@ impl Future for Started {
 }
 
 /// A socket or pipe send (`send`) or receive of all of `buf` on the poll backend without
-/// an operation (tokio's way: see `Loop::fd_transfer_or_wait`): done at once when the
+/// an operation (tokio's way: see `Loop::socket_transfer_or_wait`): done at once when the
 /// readiness cache says it may not block; when it would block, the task waits for the
 /// socket's next edge and tries again. The outcome (`-errno` on error), or `None`: start
 /// the operation as usual (io_uring, another kind of fd, operations queued ahead, inside
@@ -185,7 +185,7 @@ fn direct<'a>(fd: &'a LoopFd, kind: Kind, send: bool, buf: &'a Buffer) -> Direct
     Direct {
         fd,
         on: direct_kind(kind),
-        stream: matches!(kind, Kind::Stream),
+        kind,
         send,
         ptr: buf.as_ptr(),
         len: buf.len(),
@@ -199,8 +199,8 @@ struct Direct<'a> {
     fd: &'a LoopFd,
     /// A socket or stream on Unix: the path may apply.
     on: bool,
-    /// A pipe or other stream (`read` / `write`), not a socket.
-    stream: bool,
+    /// A socket or a stream (see `SocketWait::poll_kind_transfer`).
+    kind: Kind,
     send: bool,
     /// The buffer's bytes, read once (its memory does not move while it is borrowed).
     ptr: *mut u8,
@@ -221,7 +221,7 @@ impl Future for Direct<'_> {
         // is alive and its memory does not move; a receive writes at most `len` into it.
         unsafe {
             this.waiting
-                .poll_transfer(cx, this.fd, this.send, this.stream, this.ptr, this.len)
+                .poll_kind_transfer(cx, this.fd, this.kind, this.send, this.ptr, this.len)
         }
     }
 }
@@ -237,8 +237,7 @@ pub(crate) struct SocketWait {
 
 impl SocketWait {
     /// Transfer (`send`: from, else into) the `len` bytes at `ptr` on the socket `fd`
-    /// (`stream`: the pipe or other stream, with `read` / `write`) now, or wait for its
-    /// next edge: `Ready(Some(res))` is the outcome (`-errno` on
+    /// now, or wait for its next edge: `Ready(Some(res))` is the outcome (`-errno` on
     /// error), `Ready(None)` means start an operation instead (not the poll backend,
     /// operations queued ahead, inside a loop callback, inline budget spent).
     ///
@@ -255,7 +254,6 @@ impl SocketWait {
         cx: &mut Context<'_>,
         fd: &LoopFd,
         send: bool,
-        stream: bool,
         ptr: *mut u8,
         len: usize,
     ) -> Poll<Option<isize>> {
@@ -263,13 +261,67 @@ impl SocketWait {
         {
             self.poll_io(cx, fd, send, |lp, raw, id, waker| {
                 // SAFETY: the caller's contract.
-                unsafe { lp.fd_transfer_or_wait(raw, send, stream, ptr, len, id, waker) }
+                unsafe { lp.socket_transfer_or_wait(raw, send, ptr, len, id, waker) }
             })
         }
         #[cfg(not(unix))]
         {
-            let _ = (cx, fd, send, stream, ptr, len, self.waiting);
+            let _ = (cx, fd, send, ptr, len, self.waiting);
             Poll::Ready(None)
+        }
+    }
+
+    /// [`poll_transfer`](Self::poll_transfer) on a pipe or other non-socket stream
+    /// (`read(2)` / `write(2)`; a regular file is declined): a copy of its own, so that
+    /// the sockets' path stays as it was.
+    ///
+    /// # Safety
+    /// As `poll_transfer`'s.
+    #[inline(never)]
+    pub(crate) unsafe fn poll_stream_transfer(
+        &mut self,
+        cx: &mut Context<'_>,
+        fd: &LoopFd,
+        send: bool,
+        ptr: *mut u8,
+        len: usize,
+    ) -> Poll<Option<isize>> {
+        #[cfg(unix)]
+        {
+            self.poll_io(cx, fd, send, |lp, raw, id, waker| {
+                // SAFETY: the caller's contract.
+                unsafe { lp.stream_transfer_or_wait(raw, send, ptr, len, id, waker) }
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = (cx, fd, send, ptr, len, self.waiting);
+            Poll::Ready(None)
+        }
+    }
+
+    /// [`poll_transfer`](Self::poll_transfer) or
+    /// [`poll_stream_transfer`](Self::poll_stream_transfer), as `kind` says (a socket or
+    /// a stream: see `direct_kind`).
+    ///
+    /// # Safety
+    /// As `poll_transfer`'s.
+    #[inline(always)]
+    pub(crate) unsafe fn poll_kind_transfer(
+        &mut self,
+        cx: &mut Context<'_>,
+        fd: &LoopFd,
+        kind: Kind,
+        send: bool,
+        ptr: *mut u8,
+        len: usize,
+    ) -> Poll<Option<isize>> {
+        // SAFETY: the caller's contract.
+        unsafe {
+            match kind {
+                Kind::Stream => self.poll_stream_transfer(cx, fd, send, ptr, len),
+                _ => self.poll_transfer(cx, fd, send, ptr, len),
+            }
         }
     }
 

@@ -114,7 +114,7 @@ impl Reader {
         // elsewhere during the call.
         let res = ready!(unsafe {
             self.direct
-                .poll_transfer(cx, &self.fd, false, false, self.buf.as_mut_ptr(), self.cap)
+                .poll_transfer(cx, &self.fd, false, self.buf.as_mut_ptr(), self.cap)
         });
         Poll::Ready(res.map(|res| direct_read_result(res, self.cap)))
     }
@@ -301,7 +301,7 @@ impl Writer {
             // send only reads it.
             unsafe {
                 self.direct
-                    .poll_transfer(cx, &self.fd, true, false, first.as_ptr().cast_mut(), len)
+                    .poll_transfer(cx, &self.fd, true, first.as_ptr().cast_mut(), len)
             }
         } else {
             self.direct.poll_send_vectored(cx, &self.fd, bufs, len)

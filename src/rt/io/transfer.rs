@@ -29,12 +29,6 @@ use crate::result::count;
 use crate::rt::buf::{self, IoBuf, IoBufMut, ReadSaved, Saved, Token};
 use crate::rt::loop_fd::LoopFd;
 
-/// Whether `kind`'s direct transfers are `read` / `write` (a pipe or other stream), not
-/// `recv` / `send`.
-fn stream(kind: Kind) -> bool {
-    matches!(kind, Kind::Stream)
-}
-
 /// Whether zero-copy sends are on (`set_send_zerocopy`, Unix only).
 fn zero_copy_on() -> bool {
     #[cfg(unix)]
@@ -133,7 +127,7 @@ impl<'a, B: IoBufMut> Read<'a, B> {
                         // here and neither moved nor dropped during the call.
                         let r = unsafe {
                             self.wait
-                                .poll_transfer(cx, self.fd, false, stream(self.kind), ptr, len)
+                                .poll_kind_transfer(cx, self.fd, self.kind, false, ptr, len)
                         };
                         match r {
                             Poll::Pending => return Poll::Pending,
@@ -182,7 +176,7 @@ impl<B: IoBufMut> Future for Read<'_, B> {
                     // during the call.
                     match unsafe {
                         this.wait
-                            .poll_transfer(cx, this.fd, false, stream(this.kind), ptr, room)
+                            .poll_kind_transfer(cx, this.fd, this.kind, false, ptr, room)
                     } {
                         Poll::Pending => return Poll::Pending,
                         Poll::Ready(Some(res)) => {
@@ -314,7 +308,7 @@ impl<B: IoBuf, const ALL: bool> Future for Write<'_, B, ALL> {
                     // send only reads it.
                     match unsafe {
                         this.wait
-                            .poll_transfer(cx, this.fd, true, stream(this.kind), ptr, left)
+                            .poll_kind_transfer(cx, this.fd, this.kind, true, ptr, left)
                     } {
                         Poll::Pending => return Poll::Pending,
                         Poll::Ready(Some(res)) => match count(res) {
