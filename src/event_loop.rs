@@ -651,7 +651,7 @@ impl Loop {
 
     /// Whether only a wait for readiness can finish something here: a completion is
     /// Active, or an async task waits for a socket's edge without one (the poll
-    /// backend's direct path, see `socket_transfer_or_wait`).
+    /// backend's direct path, see `fd_transfer_or_wait`).
     pub(crate) fn awaits_io(&self) -> bool {
         self.active() > 0
             || match &self.driver {
@@ -947,11 +947,16 @@ impl Loop {
     /// `Declined` (io_uring, operations queued ahead, an fd not announced): start the
     /// operation as usual.
     ///
+    /// `STREAM`: a pipe or other non-socket stream instead, with `read(2)` / `write(2)` on
+    /// its non-blocking fd; a regular file or block device is declined (its I/O goes to
+    /// the thread pool), and a write first makes sure `SIGPIPE` is held off this thread,
+    /// as for an `Op::Write`. (A constant: the sockets' path has no branch for it.)
+    ///
     /// # Safety
     /// `ptr..ptr + len` is valid for the call: readable for a send, writable for a receive.
     #[cfg(unix)]
     #[inline(always)]
-    pub(crate) unsafe fn socket_transfer_or_wait(
+    pub(crate) unsafe fn fd_transfer_or_wait<const STREAM: bool>(
         &mut self,
         fd: RawFd,
         send: bool,
@@ -960,30 +965,12 @@ impl Loop {
         waiting: Option<u64>,
         waker: &std::task::Waker,
     ) -> crate::backend::poll::Direct {
-        // SAFETY: the caller's contract.
-        self.socket_io_or_wait(fd, send, len, waiting, waker, || unsafe {
-            crate::sys::socket_io_now(fd, send, ptr, len)
-        })
-    }
-
-    /// [`socket_transfer_or_wait`](Self::socket_transfer_or_wait) for a pipe or other
-    /// non-socket stream the runtime owns: `read(2)` / `write(2)` on its non-blocking fd.
-    /// A regular file or block device is declined (its I/O goes to the thread pool), and
-    /// a write first makes sure `SIGPIPE` is held off this thread, as for an `Op::Write`.
-    ///
-    /// # Safety
-    /// As `socket_transfer_or_wait`'s.
-    #[cfg(unix)]
-    #[inline(always)]
-    pub(crate) unsafe fn stream_transfer_or_wait(
-        &mut self,
-        fd: RawFd,
-        send: bool,
-        ptr: *mut u8,
-        len: usize,
-        waiting: Option<u64>,
-        waker: &std::task::Waker,
-    ) -> crate::backend::poll::Direct {
+        if !STREAM {
+            // SAFETY: the caller's contract.
+            return self.socket_io_or_wait(fd, send, len, waiting, waker, || unsafe {
+                crate::sys::socket_io_now(fd, send, ptr, len)
+            });
+        }
         if send && self.sigpipe.is_none() {
             // A write to a pipe with no reader must be `EPIPE`, never a signal (held
             // before the fd's kind is known: an `Op::Write` would hold it too).
@@ -1009,7 +996,7 @@ impl Loop {
         }
     }
 
-    /// [`socket_transfer_or_wait`](Self::socket_transfer_or_wait) with the transfer
+    /// [`fd_transfer_or_wait`](Self::fd_transfer_or_wait) on a socket, with the transfer
     /// `io` (a send, `send`, or a receive of at most `len` bytes on `fd`, without waiting:
     /// its result, `-EAGAIN` when it would block) given by the caller: the compat
     /// adapters' vectored sends.
@@ -1038,9 +1025,9 @@ impl Loop {
         }
     }
 
-    /// The task that waits under `id` in [`socket_transfer_or_wait`] no longer does.
+    /// The task that waits under `id` in [`fd_transfer_or_wait`] no longer does.
     ///
-    /// [`socket_transfer_or_wait`]: Self::socket_transfer_or_wait
+    /// [`fd_transfer_or_wait`]: Self::fd_transfer_or_wait
     #[cfg(unix)]
     pub(crate) fn withdraw(&mut self, fd: RawFd, send: bool, id: u64) {
         let wait = if send {

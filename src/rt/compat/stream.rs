@@ -114,7 +114,7 @@ impl Reader {
         // elsewhere during the call.
         let res = ready!(unsafe {
             self.direct
-                .poll_transfer(cx, &self.fd, false, self.buf.as_mut_ptr(), self.cap)
+                .poll_transfer::<false>(cx, &self.fd, false, self.buf.as_mut_ptr(), self.cap)
         });
         Poll::Ready(res.map(|res| direct_read_result(res, self.cap)))
     }
@@ -300,8 +300,13 @@ impl Writer {
             // SAFETY: `first` is borrowed for the call, `len` (> 0) bytes long, and a
             // send only reads it.
             unsafe {
-                self.direct
-                    .poll_transfer(cx, &self.fd, true, first.as_ptr().cast_mut(), len)
+                self.direct.poll_transfer::<false>(
+                    cx,
+                    &self.fd,
+                    true,
+                    first.as_ptr().cast_mut(),
+                    len,
+                )
             }
         } else {
             self.direct.poll_send_vectored(cx, &self.fd, bufs, len)
