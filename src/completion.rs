@@ -63,10 +63,26 @@ pub(crate) enum Phase {
 pub(crate) enum WordKind {
     /// `res`: the outcome of an operation without scratch space.
     Res,
-    /// `deadline`: a timer (its outcome is [`Inner::timer_canceled`]).
-    Deadline,
+    /// `deadline`: a timer; its outcome rides along: cancelled (`true`) or expired.
+    Deadline(bool),
     /// `cell`: a scratch-using operation's lent cell, which also holds its outcome.
     Scratch,
+}
+
+/// What the descriptor of a completion's `Read`/`Write`/`Readv`/`Writev` is, as its
+/// starter knew it: a watcher whose descriptor stays open while the operation is in flight
+/// knows its kind once and for all (`watcher::fd::SharedFd::kind`), so the poll backend
+/// skips the `fstat` it would otherwise make per operation to tell a regular file (thread
+/// pool) from anything it can wait on. A rearm keeps it (the same operation on the same
+/// descriptor); anything that may point the operation elsewhere resets it to `Unknown`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FdKind {
+    /// Not known: the poll backend asks the kernel.
+    Unknown,
+    /// Something readiness can wait on: a pipe, tty, socket or character device.
+    Readiness,
+    /// A regular file or block device, which never reports "would block".
+    Blocking,
 }
 
 /// One word that holds, depending on the operation, its outcome, its timer deadline, or
@@ -106,8 +122,9 @@ pub(crate) struct Inner {
     /// socket empty, so its next one (a rearm) polls first (`IORING_RECVSEND_POLL_FIRST`).
     /// Cleared by [`Completion::prep`].
     pub(crate) connecting: bool,
-    /// A timer's outcome: cancelled (else it expired).
-    timer_canceled: bool,
+    /// What the descriptor of a read or write is, when its starter knew (see
+    /// [`FdKind`]); `Unknown` after [`Completion::prep`] and [`Completion::op_mut`].
+    pub(crate) fd_kind: FdKind,
 }
 
 impl Inner {
@@ -122,7 +139,7 @@ impl Inner {
         unsafe {
             match (*this).kind {
                 WordKind::Res => (*this).word.res = res,
-                WordKind::Deadline => (*this).timer_canceled = res < 0,
+                WordKind::Deadline(_) => (*this).kind = WordKind::Deadline(res < 0),
                 WordKind::Scratch => (*(*this).word.cell).res = res,
             }
         }
@@ -138,8 +155,8 @@ impl Inner {
         unsafe {
             match (*this).kind {
                 WordKind::Res => (*this).word.res,
-                WordKind::Deadline if (*this).timer_canceled => -(libc::ECANCELED as isize),
-                WordKind::Deadline => 0,
+                WordKind::Deadline(true) => -(libc::ECANCELED as isize),
+                WordKind::Deadline(false) => 0,
                 WordKind::Scratch => (*(*this).word.cell).res,
             }
         }
@@ -183,11 +200,10 @@ impl Inner {
             );
             match (*this).op {
                 Op::Timer { ms } => {
-                    if !rearm || (*this).kind != WordKind::Deadline {
+                    if !rearm || !matches!((*this).kind, WordKind::Deadline(_)) {
                         (*this).word.deadline = deadline(ms);
                     }
-                    (*this).kind = WordKind::Deadline;
-                    (*this).timer_canceled = false;
+                    (*this).kind = WordKind::Deadline(false);
                 }
                 ref op if needs_scratch(op) => {
                     (*this).word.cell = pool.lend();
@@ -226,7 +242,7 @@ impl Inner {
     pub(crate) unsafe fn deadline(this: *const Inner) -> u64 {
         // SAFETY: the caller's contract.
         unsafe {
-            debug_assert_eq!((*this).kind, WordKind::Deadline);
+            debug_assert!(matches!((*this).kind, WordKind::Deadline(_)));
             (*this).word.deadline
         }
     }
@@ -238,7 +254,7 @@ impl Inner {
     pub(crate) unsafe fn set_deadline(this: *mut Inner, deadline: u64) {
         // SAFETY: the caller's contract.
         unsafe {
-            debug_assert_eq!((*this).kind, WordKind::Deadline);
+            debug_assert!(matches!((*this).kind, WordKind::Deadline(_)));
             (*this).word.deadline = deadline;
         }
     }
@@ -308,7 +324,7 @@ impl Completion {
                 phase: Phase::Dead,
                 kind: WordKind::Res,
                 connecting: false,
-                timer_canceled: false,
+                fd_kind: FdKind::Unknown,
             }),
             _pin: PhantomPinned,
         }
@@ -348,10 +364,27 @@ impl Completion {
     /// The operation, mutably, while Dead.
     pub fn op_mut(self: Pin<&mut Self>) -> Option<&mut Op> {
         match self.state() {
-            // SAFETY: Dead, and `self` is exclusive; the op is not structurally pinned.
-            CompletionState::Dead => Some(unsafe { &mut (*self.inner.get()).op }),
+            CompletionState::Dead => {
+                let inner = self.inner.get();
+                // SAFETY: Dead, and `self` is exclusive; the op is not structurally
+                // pinned. Fields are accessed as places: inside its own callback the
+                // completion's callback field is borrowed by the running call.
+                unsafe {
+                    // The caller may point the operation at another descriptor.
+                    (*inner).fd_kind = FdKind::Unknown;
+                    Some(&mut (*inner).op)
+                }
+            }
             CompletionState::Active => None,
         }
+    }
+
+    /// Record what the descriptor of this Dead completion's operation is (see
+    /// [`FdKind`]), after [`prep`](Self::prep), before it starts.
+    pub(crate) fn set_fd_kind(self: Pin<&mut Self>, kind: FdKind) {
+        debug_assert!(self.state() == CompletionState::Dead);
+        // SAFETY: Dead and exclusive; one plain field written as a place.
+        unsafe { (*self.inner.get()).fd_kind = kind }
     }
 
     /// The buffer of the operation, while Dead (e.g. the bytes a read just produced).
@@ -385,6 +418,7 @@ impl Completion {
         inner.op = op;
         inner.callback = Callback::new(callback);
         inner.connecting = false;
+        inner.fd_kind = FdKind::Unknown;
     }
 
     /// The owning loop and registry ticket while Active.
@@ -566,7 +600,7 @@ mod tests {
             ("phase", size_of::<super::Phase>()),
             ("word kind", size_of::<super::WordKind>()),
             ("connecting", size_of::<bool>()),
-            ("timer_canceled", size_of::<bool>()),
+            ("fd kind", size_of::<super::FdKind>()),
         ];
         let total = size_of::<super::Completion>();
         eprintln!("size_of::<Completion>() = {total} bytes:");

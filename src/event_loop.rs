@@ -644,6 +644,18 @@ impl Loop {
         }
     }
 
+    /// How many times the poll backend has asked the kernel (`fstat`) whether a read's or
+    /// write's descriptor is a regular file (thread pool) or one it can wait on; always 0
+    /// on io_uring. For tests and profiling, not a stable API.
+    #[doc(hidden)]
+    pub fn poll_kind_lookups(&self) -> u64 {
+        match &self.driver {
+            #[cfg(target_os = "linux")]
+            Driver::IoUring(_) => 0,
+            Driver::Poll(d) => d.kind_lookups(),
+        }
+    }
+
     /// Number of Active completions.
     pub fn active(&self) -> usize {
         self.core.registry.len()
@@ -1227,6 +1239,33 @@ impl Loop {
     {
         c.as_mut().prep(op, callback);
         self.add(c);
+    }
+
+    /// [`start`](Self::start) of an operation on a descriptor that stays open, and the
+    /// same file, for as long as the operation is in flight (a watcher's), whose kind
+    /// `kind` tells: asked only on the poll backend, which then skips its own per-operation
+    /// `fstat` (see [`FdKind`](crate::completion::FdKind)).
+    pub(crate) fn start_on_kind<F>(
+        &mut self,
+        mut c: Pin<&mut Completion>,
+        op: Op,
+        kind: impl FnOnce() -> crate::completion::FdKind,
+        callback: F,
+    ) where
+        F: FnMut(&mut Loop, Pin<&mut Completion>, OpResult) -> CallbackAction + 'static,
+    {
+        c.as_mut().prep(op, callback);
+        if self.asks_fd_kind() {
+            c.as_mut().set_fd_kind(kind());
+        }
+        self.add(c);
+    }
+
+    /// Whether the backend asks what a read's or write's descriptor is (the poll backend,
+    /// which sends regular files to the thread pool); see
+    /// [`start_on_kind`](Self::start_on_kind).
+    pub(crate) fn asks_fd_kind(&self) -> bool {
+        matches!(self.driver, Driver::Poll(_))
     }
 
     /// Start a timer on `c` that fires `ms` milliseconds from now (never earlier); 0 fires

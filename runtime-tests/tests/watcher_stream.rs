@@ -524,3 +524,177 @@ fn write_queue_outlives_a_shut_down_loop() {
         );
     });
 }
+
+/// Run `lp` until `done` says so (at most 5 s).
+fn run_until(lp: &mut Loop, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out");
+        lp.run(RunMode::Once).unwrap();
+    }
+}
+
+#[test]
+fn a_watchers_descriptor_kind_is_asked_once_not_per_operation() {
+    // The poll backend sends regular files to the thread pool, so it must know what a
+    // read's or write's descriptor is. A watcher's descriptor stays the same file while
+    // its operations are in flight: the watcher asks once (`fstat`), and neither its
+    // rearmed reads, its single writes, nor its queued writes (partial ones continued)
+    // make the backend ask per operation (`poll_kind_lookups`, always 0 on io_uring).
+    each_backend(|b| {
+        let mut lp = new_loop(b);
+        let (rx, tx) = Stream::pipe().unwrap();
+        let got: Log<u8> = log();
+        let (mut r, mut w) = (pin!(Completion::new()), pin!(Completion::new()));
+        read_to_eof(&mut lp, r.as_mut(), &rx, &got);
+        // 50 single writes of 3 bytes, the write rearmed from its callback.
+        let writes = Rc::new(RefCell::new(0));
+        let n = writes.clone();
+        tx.write(
+            &mut lp,
+            w.as_mut(),
+            Buffer::copy_from(b"abc"),
+            (),
+            move |_, _, _, res| {
+                assert_eq!(res.expect("write"), 3);
+                *n.borrow_mut() += 1;
+                if *n.borrow() < 50 {
+                    CallbackAction::Rearm
+                } else {
+                    CallbackAction::Disarm
+                }
+            },
+        );
+        run_until(&mut lp, || got.borrow().len() == 150);
+        // Queued writes: 200 KiB into a 64 KiB pipe is many partial writes.
+        let q = WriteQueue::new();
+        let big: Vec<u8> = (0..200 * 1024).map(|i| (i % 251) as u8).collect();
+        let done = Rc::new(RefCell::new(0));
+        for _ in 0..2 {
+            let d = done.clone();
+            tx.queue_write(
+                &mut lp,
+                &q,
+                Buffer::from(big.clone()),
+                (),
+                move |_, _, _, r| {
+                    assert_eq!(r.expect("queued write"), 200 * 1024);
+                    *d.borrow_mut() += 1;
+                    CallbackAction::Disarm
+                },
+            );
+        }
+        run_until(&mut lp, || *done.borrow() == 2);
+        drop(tx);
+        lp.run(RunMode::UntilDone).unwrap();
+        let got = got.borrow();
+        assert_eq!(got.len(), 150 + 2 * big.len());
+        assert!(got[150..].chunks(big.len()).all(|c| c == big));
+        assert_eq!(
+            lp.poll_kind_lookups(),
+            0,
+            "{b:?}: the backend asked what a watcher's pipe is"
+        );
+    });
+}
+
+#[test]
+fn a_stream_on_a_file_and_a_file_on_a_pipe_each_go_their_own_way() {
+    // The kind a watcher records is its descriptor's, whatever the watcher type: a
+    // `Stream` over a regular file reads it (through the pool on the poll backend) up to
+    // EOF; a `File` over a pipe waits for the writer.
+    each_backend(|b| {
+        let mut lp = new_loop(b);
+        let dir = std::env::temp_dir().join(format!("xev-kind-{}-{b:?}", std::process::id()));
+        std::fs::write(&dir, b"file bytes").unwrap();
+        let file = std::fs::File::open(&dir).unwrap();
+        std::fs::remove_file(&dir).unwrap();
+        let on_file = Stream::from(OwnedFd::from(file));
+        let from_file: Log<u8> = log();
+        let mut r = pin!(Completion::new());
+        read_to_eof(&mut lp, r.as_mut(), &on_file, &from_file);
+        lp.run(RunMode::UntilDone).unwrap();
+        assert_eq!(*from_file.borrow(), b"file bytes");
+
+        let (prx, ptx) = Stream::pipe().unwrap();
+        let (prx, ptx) = (OwnedFd::from(prx), OwnedFd::from(ptx));
+        let on_pipe = xev::watcher::file::File::from(std::fs::File::from(prx));
+        let from_pipe: Log<u8> = log();
+        let mut f = pin!(Completion::new());
+        let fp = from_pipe.clone();
+        on_pipe.read(
+            &mut lp,
+            f.as_mut(),
+            Buffer::from(vec![0; 64]),
+            (),
+            move |_, _, c, res| {
+                let n = res.expect("read of the pipe");
+                fp.borrow_mut()
+                    .extend_from_slice(&c.buffer().unwrap().as_slice()[..n]);
+                CallbackAction::Disarm
+            },
+        );
+        lp.run(RunMode::NoWait).unwrap();
+        assert!(from_pipe.borrow().is_empty(), "nothing written yet");
+        std::fs::File::from(ptx).write_all(b"late").unwrap();
+        run_until(&mut lp, || !from_pipe.borrow().is_empty());
+        assert_eq!(*from_pipe.borrow(), b"late");
+        assert_eq!(lp.poll_kind_lookups(), 0, "{b:?}");
+    });
+}
+
+#[test]
+fn a_read_pointed_at_another_descriptor_in_its_callback_forgets_the_old_kind() {
+    // `op_mut` may point a rearmed operation at another descriptor: the kind the watcher
+    // recorded (here: a regular file, thread pool) must not follow it to a pipe, whose
+    // empty non-blocking read would then fail with `EAGAIN` instead of waiting.
+    each_backend(|b| {
+        let mut lp = new_loop(b);
+        let path = std::env::temp_dir().join(format!("xev-repoint-{}-{b:?}", std::process::id()));
+        std::fs::write(&path, b"from the file").unwrap();
+        let file = xev::watcher::file::File::open(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let (prx, ptx) = Stream::pipe().unwrap();
+        let (prx, ptx) = (OwnedFd::from(prx), OwnedFd::from(ptx));
+        let pipe_fd = std::os::fd::AsRawFd::as_raw_fd(&prx);
+        let seen: Log<String> = log();
+        let s = seen.clone();
+        let mut c = pin!(Completion::new());
+        file.read(
+            &mut lp,
+            c.as_mut(),
+            Buffer::from(vec![0; 64]),
+            (),
+            move |_, _, mut c, res| {
+                let text = match res {
+                    Ok(n) => String::from_utf8_lossy(&c.buffer().unwrap().as_slice()[..n]).into(),
+                    Err(e) => format!("error: {e}"),
+                };
+                let first = s.borrow().is_empty();
+                s.borrow_mut().push(text);
+                if !first {
+                    return CallbackAction::Disarm;
+                }
+                match c.as_mut().op_mut() {
+                    Some(xev::Op::Read { fd, .. }) => *fd = pipe_fd,
+                    _ => panic!("not a read"),
+                }
+                CallbackAction::Rearm
+            },
+        );
+        run_until(&mut lp, || !seen.borrow().is_empty());
+        // The rearmed read is on the empty pipe now; give it a turn to (wrongly) finish.
+        for _ in 0..3 {
+            lp.run(RunMode::NoWait).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        lp.run(RunMode::NoWait).unwrap();
+        assert_eq!(seen.borrow().len(), 1, "{b:?}: {:?}", seen.borrow());
+        std::fs::File::from(ptx)
+            .write_all(b"from the pipe")
+            .unwrap();
+        run_until(&mut lp, || seen.borrow().len() == 2);
+        assert_eq!(*seen.borrow(), ["from the file", "from the pipe"], "{b:?}");
+        drop(prx);
+    });
+}

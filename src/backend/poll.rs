@@ -31,7 +31,7 @@ use std::time::Duration;
 #[cfg(target_os = "linux")]
 use super::epoll::Epoll;
 use super::polling::PollingSource;
-use crate::completion::{Completion, Phase};
+use crate::completion::{Completion, FdKind, Phase};
 use crate::event_loop::Core;
 use crate::op::Op;
 use crate::queue::Intrusive;
@@ -251,6 +251,9 @@ pub(crate) struct Driver {
     /// Transfers done by [`transfer_or_wait`](Self::transfer_or_wait), without a
     /// completion.
     direct: u64,
+    /// `fstat`s asked to tell a read's or write's regular file from a pollable fd (see
+    /// [`is_blocking_file`](Self::is_blocking_file)).
+    kind_lookups: u64,
     /// The id of the next task to wait in `transfer_or_wait`.
     #[cfg(unix)]
     next_waiter: u64,
@@ -275,6 +278,7 @@ impl Driver {
             fds: Vec::new(),
             eagain: 0,
             direct: 0,
+            kind_lookups: 0,
             #[cfg(unix)]
             next_waiter: 0,
             waiting: 0,
@@ -305,6 +309,10 @@ impl Driver {
 
     pub(crate) fn direct_transfers(&self) -> u64 {
         self.direct
+    }
+
+    pub(crate) fn kind_lookups(&self) -> u64 {
+        self.kind_lookups
     }
 
     /// Whether a task waits for an fd's edge without an operation (see
@@ -338,11 +346,24 @@ impl Driver {
     /// runtime's pipes and files), every time for others, whose number may have been
     /// closed and reused for another kind of file since.
     fn is_blocking_file(&mut self, fd: RawFd) -> bool {
+        let lookups = &mut self.kind_lookups;
+        let mut ask = || {
+            *lookups += 1;
+            sys::is_blocking_file(fd)
+        };
         match self.fds.get_mut(fd_index(fd)) {
-            Some(st) if st.tracked => *st
-                .blocking_file
-                .get_or_insert_with(|| sys::is_blocking_file(fd)),
-            _ => sys::is_blocking_file(fd),
+            Some(st) if st.tracked => *st.blocking_file.get_or_insert_with(ask),
+            _ => ask(),
+        }
+    }
+
+    /// [`is_blocking_file`](Self::is_blocking_file), unless the operation's starter
+    /// said what `fd` is (a watcher's descriptor, see `FdKind`).
+    fn is_kind_blocking(&mut self, kind: FdKind, fd: RawFd) -> bool {
+        match kind {
+            FdKind::Readiness => false,
+            FdKind::Blocking => true,
+            FdKind::Unknown => self.is_blocking_file(fd),
         }
     }
 
@@ -351,10 +372,12 @@ impl Driver {
     /// An untracked fd says false here; the direct path declines it anyway.
     #[cfg(unix)]
     pub(crate) fn is_tracked_blocking_file(&mut self, fd: RawFd) -> bool {
+        let lookups = &mut self.kind_lookups;
         match self.fds.get_mut(fd_index(fd)) {
-            Some(st) if st.tracked => *st
-                .blocking_file
-                .get_or_insert_with(|| sys::is_blocking_file(fd)),
+            Some(st) if st.tracked => *st.blocking_file.get_or_insert_with(|| {
+                *lookups += 1;
+                sys::is_blocking_file(fd)
+            }),
             _ => false,
         }
     }
@@ -377,7 +400,9 @@ impl Driver {
                 | Op::Fsync { .. }
                 | Op::Fallocate { .. }
                 | Op::Ftruncate { .. } => true,
-                Op::Read { fd, .. } | Op::Write { fd, .. } => self.is_blocking_file(*fd),
+                Op::Read { fd, .. } | Op::Write { fd, .. } => {
+                    self.is_kind_blocking((*inner).fd_kind, *fd)
+                }
                 Op::Close { fd: Some(f) } => {
                     let raw = f.as_raw_fd();
                     self.forget(core, raw);
@@ -389,7 +414,9 @@ impl Driver {
                 | Op::Writev {
                     offset: Some(_), ..
                 } => true,
-                Op::Readv { fd, .. } | Op::Writev { fd, .. } => self.is_blocking_file(*fd),
+                Op::Readv { fd, .. } | Op::Writev { fd, .. } => {
+                    self.is_kind_blocking((*inner).fd_kind, *fd)
+                }
                 _ => false,
             }
         };

@@ -343,11 +343,13 @@ pub(crate) unsafe fn perform(inner: *mut Inner, connect_started: bool) -> isize 
                     }
                     0
                 }
-                Op::Read { fd, buf } => libc::read(*fd, buf.as_ptr().cast(), buf.len()),
+                // Plain system calls on Linux, without glibc's cancellation hooks (see
+                // `read_now`): ~60 instructions less per read or write.
+                Op::Read { fd, buf } => return stream_io_now(*fd, false, buf.as_ptr(), buf.len()),
                 Op::Pread { fd, buf, offset } => {
                     libc::pread(*fd, buf.as_ptr().cast(), buf.len(), *offset as libc::off_t)
                 }
-                Op::Write { fd, buf } => libc::write(*fd, buf.as_ptr().cast(), buf.len()),
+                Op::Write { fd, buf } => return stream_io_now(*fd, true, buf.as_ptr(), buf.len()),
                 Op::Pwrite { fd, buf, offset } => {
                     libc::pwrite(*fd, buf.as_ptr().cast(), buf.len(), *offset as libc::off_t)
                 }

@@ -21,10 +21,10 @@ use std::cell::Cell;
 use std::io;
 use std::pin::Pin;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 
-use crate::completion::{CallbackAction, Completion};
+use crate::completion::{CallbackAction, Completion, FdKind};
 use crate::event_loop::Loop;
 use crate::op::Op;
 
@@ -34,7 +34,13 @@ pub(crate) struct SharedFd {
     fd: OwnedFd,
     /// Set when the watcher was closed while others still held the descriptor.
     closed: AtomicBool,
+    /// What the file is, once asked (see [`kind`](Self::kind)): `KIND_UNKNOWN` until then.
+    kind: AtomicU8,
 }
+
+const KIND_UNKNOWN: u8 = 0;
+const KIND_READINESS: u8 = 1;
+const KIND_BLOCKING: u8 = 2;
 
 impl SharedFd {
     /// Share `fd`.
@@ -42,7 +48,29 @@ impl SharedFd {
         Arc::new(SharedFd {
             fd,
             closed: AtomicBool::new(false),
+            kind: AtomicU8::new(KIND_UNKNOWN),
         })
+    }
+
+    /// Whether the file is one readiness can wait on or a regular file / block device
+    /// (the poll backend's thread-pool work): asked of the kernel (`fstat`) the first
+    /// time only. The descriptor is owned and open as long as `self` lives, so its number
+    /// names the same file all along (the poll backend asks per operation for a raw fd).
+    pub(crate) fn kind(&self) -> FdKind {
+        match self.kind.load(Ordering::Relaxed) {
+            KIND_READINESS => FdKind::Readiness,
+            KIND_BLOCKING => FdKind::Blocking,
+            _ => {
+                let blocking = crate::sys::is_blocking_file(self.raw());
+                let (k, kind) = if blocking {
+                    (KIND_BLOCKING, FdKind::Blocking)
+                } else {
+                    (KIND_READINESS, FdKind::Readiness)
+                };
+                self.kind.store(k, Ordering::Relaxed);
+                kind
+            }
+        }
     }
 
     /// The descriptor number (open as long as `self` lives).

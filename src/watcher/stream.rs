@@ -234,7 +234,8 @@ pub(crate) fn start_on<U, T, M, F>(
 {
     let (mut ud, mut cb) = (ud, cb);
     let mut keep = Some(Arc::clone(fd));
-    lp.start(c, op, move |lp, mut c, r| {
+    let kind = || fd.kind();
+    lp.start_on_kind(c, op, kind, move |lp, mut c, r| {
         let r = map(r);
         let had = keep.is_some();
         let action = fd::lending(&mut keep, || cb(&mut ud, lp, c.as_mut(), r));
@@ -625,12 +626,11 @@ impl WriteQueue {
         st.running = true;
         let op = begin(&mut st, req);
         drop(st);
-        self.0
-            .completion
-            .borrow_mut()
-            .as_mut()
-            .prep(op, on_write(Some(self.0.clone())));
-        lp.add(self.0.completion.borrow_mut().as_mut());
+        let mut c = self.0.completion.borrow_mut();
+        c.as_mut().prep(op, on_write(Some(self.0.clone())));
+        note_fd_kind(&self.0, lp, c.as_mut());
+        lp.add(c.as_mut());
+        drop(c);
         drop(lost); // user drop code runs with no borrow held
     }
 }
@@ -705,9 +705,15 @@ fn on_write(
             step(&shared, lp, c.as_mut(), write_result(r))
         };
         match action {
-            Step::Continue => CallbackAction::Rearm,
+            Step::Continue => {
+                // `step` changed the operation (`op_mut`), which forgot the kind.
+                note_fd_kind(&shared, lp, c);
+                CallbackAction::Rearm
+            }
             Step::Start(op) => {
-                lp.start(c, op, on_write(keep.0.take()));
+                c.as_mut().prep(op, on_write(keep.0.take()));
+                note_fd_kind(&shared, lp, c.as_mut());
+                lp.add(c);
                 CallbackAction::Disarm
             }
             Step::Idle => {
@@ -721,6 +727,16 @@ fn on_write(
                 }
                 CallbackAction::Disarm
             }
+        }
+    }
+}
+
+/// Tell the queue's completion `c`, about to start (or rearm) the current request, what
+/// that request's descriptor is (see `FdKind`): the poll backend then skips its `fstat`.
+fn note_fd_kind(shared: &Shared, lp: &Loop, c: Pin<&mut Completion>) {
+    if lp.asks_fd_kind() {
+        if let Some(fd) = &shared.state.borrow().current_fd {
+            c.set_fd_kind(fd.kind());
         }
     }
 }
