@@ -15,8 +15,13 @@ pub(crate) struct Handoff<T> {
 
 impl<T> Handoff<T> {
     pub(crate) fn new() -> Handoff<T> {
+        Handoff::with_capacity(0)
+    }
+
+    /// A queue that holds `n` items before its first allocation after this one.
+    pub(crate) fn with_capacity(n: usize) -> Handoff<T> {
         Handoff {
-            items: Mutex::new(VecDeque::new()),
+            items: Mutex::new(VecDeque::with_capacity(n)),
         }
     }
 

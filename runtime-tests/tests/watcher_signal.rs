@@ -156,6 +156,9 @@ fn realtime_signals_queue_one_callback_each() {
         lp.run(RunMode::UntilDone).unwrap();
         let got: Vec<i32> = log.borrow().iter().map(|r| *r.as_ref().unwrap()).collect();
         assert_eq!(got, [rt, rt, rt]);
+        // The watcher tells the backend its signalfd is no regular file: the poll backend
+        // never asks the kernel, neither at the start nor at the two rearms.
+        assert_eq!(lp.poll_kind_lookups(), 0, "{b:?}");
     });
 }
 

@@ -108,7 +108,14 @@ impl Wake for MainWaker {
     }
 }
 
+/// The remote queue's first capacity: a runtime's first wake-ups from another thread
+/// allocate nothing.
+const REMOTE_QUEUE_START: usize = 16;
+
 /// Every unfinished task, so shutdown can drop their futures on this thread.
+///
+/// `free` always has room for every slot, so a task's end never allocates: the growth
+/// is paid by the spawn that added the slot (which allocates its task anyway).
 #[derive(Default)]
 struct TaskSet {
     tasks: Vec<Option<TaskRef>>,
@@ -119,6 +126,8 @@ impl TaskSet {
     fn insert(&mut self, t: TaskRef) {
         let i = self.free.pop().unwrap_or_else(|| {
             self.tasks.push(None);
+            // Amortised, as `tasks` grows.
+            self.free.reserve(self.tasks.len() - self.free.len());
             self.tasks.len() - 1
         });
         // SAFETY: executor thread; only the executor touches `set_index`.
@@ -261,7 +270,9 @@ impl Executor {
     pub(crate) fn new(mut lp: Loop) -> Rc<Executor> {
         let pool = lp.thread_pool().clone();
         let remote = Arc::new(Remote {
-            queue: Handoff::new(),
+            // Room for a burst of tasks woken from other threads before the first one
+            // (the deque keeps what it grows to).
+            queue: Handoff::with_capacity(REMOTE_QUEUE_START),
             wake_pending: AtomicBool::new(false),
             main_woken: AtomicBool::new(false),
             main_woken_remotely: AtomicBool::new(false),
@@ -509,11 +520,56 @@ impl Executor {
 
 #[cfg(test)]
 mod tests {
+    use super::TaskSet;
     use crate::net::UdpSocket;
     use crate::rt::Builder;
     use crate::sync::mpsc;
     use crate::Backend;
     use std::time::Duration;
+
+    /// `free` of this thread's executor has room for every slot (so a task's end cannot
+    /// allocate); returns (slots, free slots).
+    fn task_set_room() -> (usize, usize) {
+        super::with_current(|e| {
+            let set = e.tasks.borrow();
+            let (slots, free): (&TaskSet, _) = (&set, set.free.capacity());
+            assert!(
+                free >= slots.tasks.len(),
+                "free list capacity {free} < {} slots",
+                slots.tasks.len()
+            );
+            (slots.tasks.len(), slots.free.len())
+        })
+        .unwrap()
+    }
+
+    /// A task's end never allocates: the slot it frees goes to a free list that already
+    /// has room for every slot, whatever order tasks are spawned and end in.
+    #[test]
+    fn a_tasks_end_never_grows_the_free_list() {
+        let rt = Builder::new().build().unwrap();
+        rt.block_on(async {
+            let mut kept = Vec::new();
+            for round in 1..=4 {
+                let handles: Vec<_> = (0..37 * round).map(|_| crate::spawn(async {})).collect();
+                // One of each batch stays until the end, so slots are reused out of order.
+                kept.push(crate::spawn(async {
+                    crate::time::sleep(Duration::from_millis(20)).await
+                }));
+                task_set_room();
+                for h in handles {
+                    h.await.unwrap();
+                }
+                let (slots, free) = task_set_room();
+                assert_eq!(free, slots - round, "round {round}");
+            }
+            for h in kept {
+                h.await.unwrap();
+            }
+            let (slots, free) = task_set_room();
+            assert_eq!(free, slots);
+        });
+    }
 
     /// With `yield_before_block` and I/O awaited throughout (an idle UDP receive), a
     /// runtime fed only by another thread (channels whose sender is a plain thread, read

@@ -55,6 +55,10 @@ use std::task::{Context, Poll, Waker};
 /// must be polled again (or dropped) for the permit to move on; combinators such as
 /// `select` and [`timeout`](crate::time::timeout) do that.
 ///
+/// Allocations: `new` allocates the shared state; the waiter queue allocates when a task
+/// first waits, and keeps that room, so later waits allocate nothing unless more tasks
+/// wait at once than ever before.
+///
 /// Memory effects: whatever a thread wrote before `notify` is visible to the task once
 /// its `notified().await` has consumed the permit.
 #[derive(Clone, Default)]

@@ -31,7 +31,7 @@ use std::task::{Context, Poll, Waker};
 
 use super::executor::{current, Deferred, Executor};
 use super::loop_fd::LoopFd;
-use crate::completion::{CallbackAction, Completion, CompletionState};
+use crate::completion::{CallbackAction, Completion, CompletionState, FdKind};
 use crate::op::{CancelTarget, Op};
 use crate::result::OpResult;
 use crate::Loop;
@@ -57,6 +57,7 @@ pub(crate) enum FdKeeper {
     /// An async socket or file: the last reference announces the close to its loop.
     Loop(Rc<LoopFd>),
     /// An fd the callback-API watchers share (signalfd, pidfd): closed with the last `Arc`.
+    /// Never a regular file, so its operations tell the poll backend so (`FdKind`).
     Shared(Arc<OwnedFd>),
 }
 
@@ -176,6 +177,7 @@ impl SlotPool {
         let pool: *const SlotPool = self;
         // SAFETY: live slot; Free, so nothing references its completion.
         let s = unsafe { slot.as_ref() };
+        let readiness = matches!(fd, Some(FdKeeper::Shared(_)));
         s.state.set(state);
         s.fd.set(fd);
         // SAFETY: as above.
@@ -187,6 +189,10 @@ impl SlotPool {
             unsafe { on_complete(&*pool, slot, Some(lp), c, res) };
             CallbackAction::Disarm
         });
+        if readiness && lp.asks_fd_kind() {
+            // A signalfd's read: no `fstat` per signal on the poll backend.
+            c.as_mut().set_fd_kind(FdKind::Readiness);
+        }
         match timeout {
             None => lp.add(c),
             Some(t) => lp.add_with_timeout(c, t),

@@ -48,7 +48,7 @@ use std::mem;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use crate::completion::{CallbackAction, Completion};
+use crate::completion::{CallbackAction, Completion, FdKind};
 use crate::event_loop::Loop;
 use crate::op::{Buffer, Op};
 use crate::result::{Error, OpResult, ReadError};
@@ -186,21 +186,29 @@ impl Signal {
             buf: Buffer::from(vec![0u8; SIGINFO_SIZE]),
         };
         let (mut ud, mut cb) = (userdata, cb);
-        lp.start(c, op, move |lp, c, r| {
-            // Keeps the signalfd open while the read is in flight.
-            let _fd = &fd;
-            let r = match r {
-                OpResult::Read(Ok(n)) => signo(c.buffer().map(Buffer::as_slice), n),
-                OpResult::Read(Err(ReadError::Canceled)) => Err(Error::Canceled),
-                OpResult::Read(Err(ReadError::Io(e))) => Err(Error::Io(e)),
-                OpResult::Read(Err(ReadError::Eof)) => Err(Error::Io(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "signalfd read returned no data",
-                ))),
-                _ => Err(mismatch()),
-            };
-            cb(&mut ud, lp, c, r)
-        });
+        // A signalfd is never a regular file, and it stays open (this callback holds it),
+        // so the poll backend need not ask the kernel what it is, at the start nor at a
+        // rearm.
+        lp.start_on_kind(
+            c,
+            op,
+            || FdKind::Readiness,
+            move |lp, c, r| {
+                // Keeps the signalfd open while the read is in flight.
+                let _fd = &fd;
+                let r = match r {
+                    OpResult::Read(Ok(n)) => signo(c.buffer().map(Buffer::as_slice), n),
+                    OpResult::Read(Err(ReadError::Canceled)) => Err(Error::Canceled),
+                    OpResult::Read(Err(ReadError::Io(e))) => Err(Error::Io(e)),
+                    OpResult::Read(Err(ReadError::Eof)) => Err(Error::Io(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "signalfd read returned no data",
+                    ))),
+                    _ => Err(mismatch()),
+                };
+                cb(&mut ud, lp, c, r)
+            },
+        );
     }
 }
 
