@@ -124,7 +124,61 @@ pub(crate) struct Inner {
     pub(crate) connecting: bool,
     /// What the descriptor of a read or write is, when its starter knew (see
     /// [`FdKind`]); `Unknown` after [`Completion::prep`] and [`Completion::op_mut`].
-    pub(crate) fd_kind: FdKind,
+    /// With it (one byte: the completion is full), poll backend only: since its last
+    /// fresh start (not a rearm) this completion parked with its fd's registration made
+    /// or refreshed, so a rearm on the same fd may trust the registration; and whether
+    /// [`Completion::op_mut`] was called during the current callback. See [`FdNotes`].
+    pub(crate) fd: FdNotes,
+}
+
+/// A completion's notes on its operation's descriptor, in one byte: its [`FdKind`],
+/// whether the poll backend checked its registration since the completion's last fresh
+/// start ("checked"), and whether the operation was handed out mutably (`op_mut`) during
+/// the current callback ("edited": the callback may have pointed it at another fd, so
+/// its rearm is a fresh start).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FdNotes(u8);
+
+impl FdNotes {
+    const KIND: u8 = 0b011;
+    const CHECKED: u8 = 0b100;
+    const EDITED: u8 = 0b1000;
+
+    /// Nothing known.
+    pub(crate) const NONE: FdNotes = FdNotes(0);
+
+    pub(crate) fn kind(self) -> FdKind {
+        match self.0 & Self::KIND {
+            1 => FdKind::Readiness,
+            2 => FdKind::Blocking,
+            _ => FdKind::Unknown,
+        }
+    }
+
+    pub(crate) fn set_kind(&mut self, kind: FdKind) {
+        let k = match kind {
+            FdKind::Unknown => 0,
+            FdKind::Readiness => 1,
+            FdKind::Blocking => 2,
+        };
+        self.0 = (self.0 & !Self::KIND) | k;
+    }
+
+    pub(crate) fn checked(self) -> bool {
+        self.0 & Self::CHECKED != 0
+    }
+
+    pub(crate) fn set_checked(&mut self, checked: bool) {
+        self.0 = (self.0 & !Self::CHECKED) | if checked { Self::CHECKED } else { 0 };
+    }
+
+    pub(crate) fn edited(self) -> bool {
+        self.0 & Self::EDITED != 0
+    }
+
+    pub(crate) fn set_edited(&mut self, edited: bool) {
+        self.0 = (self.0 & !Self::EDITED) | if edited { Self::EDITED } else { 0 };
+    }
 }
 
 impl Inner {
@@ -324,7 +378,7 @@ impl Completion {
                 phase: Phase::Dead,
                 kind: WordKind::Res,
                 connecting: false,
-                fd_kind: FdKind::Unknown,
+                fd: FdNotes::NONE,
             }),
             _pin: PhantomPinned,
         }
@@ -361,17 +415,24 @@ impl Completion {
         }
     }
 
-    /// The operation, mutably, while Dead.
+    /// The operation, mutably, while Dead. Inside the completion's callback this changes
+    /// what `Rearm` repeats, and the rearm is then started as a fresh operation, as by
+    /// [`Loop::add`](crate::Loop::add): the backend checks its fd again (the callback may
+    /// have pointed it at another one), and a timer's deadline is counted from now.
     pub fn op_mut(self: Pin<&mut Self>) -> Option<&mut Op> {
         match self.state() {
             CompletionState::Dead => {
                 let inner = self.inner.get();
                 // SAFETY: Dead, and `self` is exclusive; the op is not structurally
-                // pinned. Fields are accessed as places: inside its own callback the
-                // completion's callback field is borrowed by the running call.
+                // pinned. (Inside its own callback, the loop has moved the callback out
+                // of the completion and holds it elsewhere; fields are accessed as
+                // places anyway.)
                 unsafe {
-                    // The caller may point the operation at another descriptor.
-                    (*inner).fd_kind = FdKind::Unknown;
+                    // The caller may point the operation at another descriptor: its kind
+                    // is forgotten, and a rearm from this callback is a fresh start (see
+                    // `Loop::invoke`).
+                    (*inner).fd.set_kind(FdKind::Unknown);
+                    (*inner).fd.set_edited(true);
                     Some(&mut (*inner).op)
                 }
             }
@@ -384,7 +445,7 @@ impl Completion {
     pub(crate) fn set_fd_kind(self: Pin<&mut Self>, kind: FdKind) {
         debug_assert!(self.state() == CompletionState::Dead);
         // SAFETY: Dead and exclusive; one plain field written as a place.
-        unsafe { (*self.inner.get()).fd_kind = kind }
+        unsafe { (*self.inner.get()).fd.set_kind(kind) }
     }
 
     /// The buffer of the operation, while Dead (e.g. the bytes a read just produced).
@@ -418,7 +479,7 @@ impl Completion {
         inner.op = op;
         inner.callback = Callback::new(callback);
         inner.connecting = false;
-        inner.fd_kind = FdKind::Unknown;
+        inner.fd = FdNotes::NONE;
     }
 
     /// The owning loop and registry ticket while Active.
@@ -426,12 +487,21 @@ impl Completion {
         match self.state() {
             CompletionState::Active => {
                 // SAFETY: loop thread; `owner` and `ticket` are only written by the loop
-                // thread.
-                let inner = unsafe { &*self.inner.get() };
-                Some((inner.owner, inner.ticket))
+                // thread. Read as places: a pool worker may be writing the op (and the
+                // result word) right now, so no reference to the whole `Inner` is made.
+                let inner = self.inner.get();
+                Some(unsafe { ((*inner).owner, (*inner).ticket) })
             }
             CompletionState::Dead => None,
         }
+    }
+
+    /// The loop whose `invoke` is running this completion's callback right now, if any.
+    pub(crate) fn in_callback_of(&self) -> Option<LoopId> {
+        // SAFETY: loop thread; `phase` and `owner` are plain fields only the loop thread
+        // writes, read by value.
+        let (phase, owner) = unsafe { ((*self.inner.get()).phase, (*self.inner.get()).owner) };
+        (phase == Phase::Callback).then_some(owner)
     }
 
     /// The loop this completion is Active in, if it is Active.
@@ -600,7 +670,7 @@ mod tests {
             ("phase", size_of::<super::Phase>()),
             ("word kind", size_of::<super::WordKind>()),
             ("connecting", size_of::<bool>()),
-            ("fd kind", size_of::<super::FdKind>()),
+            ("fd kind + checked", size_of::<super::FdNotes>()),
         ];
         let total = size_of::<super::Completion>();
         eprintln!("size_of::<Completion>() = {total} bytes:");

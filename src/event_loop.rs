@@ -454,6 +454,9 @@ pub struct Loop {
     /// A callback called [`shutdown`](Loop::shutdown): it runs when that callback
     /// returns (see there).
     shutdown_deferred: bool,
+    /// How many times the loop was shut down (the async runtime notices a shutdown made
+    /// through `xev::rt::with_loop` and fails the operations of its futures).
+    shutdowns: u64,
     ticks_without_kernel: u32,
     /// Whether this loop has asked for `SIGPIPE` to be blocked in its thread (on its
     /// first `Op::Write` or `Op::Writev`; see `sigpipe.rs`): `None` until then.
@@ -524,6 +527,7 @@ impl Loop {
             running: false,
             stopped: false,
             shutdown_deferred: false,
+            shutdowns: 0,
             ticks_without_kernel: 0,
             sigpipe: None,
             yield_before_block: opts.yield_before_block,
@@ -816,8 +820,11 @@ impl Loop {
         let inner = Completion::raw(c);
         // SAFETY: `c` came off the ready queue, so it is Active and live, and neither the
         // kernel nor the pool references it any more. It is marked `Callback`, which makes
-        // dropping it abort, so it stays live until this function returns even if the
-        // callback reaches it through the user's own handles.
+        // dropping it abort, and no other loop takes it while it is
+        // (`assert_not_in_other_callback`), so only this loop could make it Dead before
+        // the callback returns, which it does not do (a `shutdown` waits): it stays live
+        // until this function returns even if the callback reaches it through the user's
+        // own handles.
         unsafe {
             self.core.registry.remove((*inner).ticket);
             (*inner).phase = Phase::Callback;
@@ -832,11 +839,19 @@ impl Loop {
                 _ => None,
             };
             let multishot = (*inner).op.is_multishot();
+            // A rearm trusts what the backend knows of the fd (the poll backend: its
+            // registration); a callback that may have pointed the operation at another
+            // fd (`op_mut`, which marks it edited) starts it afresh (see below).
+            (*inner).fd.set_edited(false);
             // The kernel and the pool are done with it; the outcome stays readable.
             Inner::release_scratch(inner, &mut self.core.scratch);
             let mut result = MaybeUninit::uninit();
             OpResult::build_into(result.as_mut_ptr(), &(*inner).op, res, addr);
             let mut cb = std::mem::replace(&mut (*inner).callback, Callback::empty());
+            // The callback's `&mut Loop` may be swapped with another loop (safe code can
+            // `std::mem::swap` or `replace` it, and drop this one): checked after every
+            // call, before anything of this loop's is used again.
+            let id = self.core.id;
             // If the callback panics, the completion must not stay in `Callback` (whose
             // drop aborts): the loop has already let go of it, so it is Dead.
             let unwind = DeadOnUnwind(c);
@@ -847,6 +862,9 @@ impl Loop {
                 result.as_mut_ptr(),
             );
             std::mem::forget(unwind);
+            if self.core.id != id {
+                Self::replaced_in_callback(inner, cb);
+            }
             // A multishot rearmed as it was, whose record already holds its next result
             // (the rest of the batch the last wait reaped): the callback takes that result
             // now, without the round through the registry, the backend and the ready
@@ -872,6 +890,11 @@ impl Loop {
                     result.as_mut_ptr(),
                 );
                 std::mem::forget(unwind);
+                if self.core.id != id {
+                    // `rec` is the old loop's record, possibly freed with it
+                    // (`reentry_and_fd_reuse.rs::a_loop_replaced_inside_a_multishot_callback_...`).
+                    Self::replaced_in_callback(inner, cb);
+                }
             }
             if (*inner).callback.is_empty() {
                 (*inner).callback = cb;
@@ -882,7 +905,17 @@ impl Loop {
             if (*inner).phase == Phase::Callback {
                 (*inner).phase = Phase::Dead;
                 if action == CallbackAction::Rearm {
-                    self.submit(c, true);
+                    // Only the operation as it was is a rearm: another fd (a number
+                    // closed outside the loop and reused) lost its registration, which
+                    // only a fresh start refreshes (`reentry_and_fd_reuse.rs::
+                    // a_rearm_after_op_mut_moved_the_fd_...`: parked forever). A flag,
+                    // not a comparison of fds: this runs for every callback.
+                    let as_it_was = !(*inner).fd.edited();
+                    if !as_it_was {
+                        // Nor is io_uring's poll-first hint about this operation's socket.
+                        (*inner).connecting = false;
+                    }
+                    self.submit(c, as_it_was);
                     // Still multishot, it went to the backend's start, which kept or
                     // replaced its record (a rearm's usual case: nothing left to check).
                     settled = (*inner).op.is_multishot();
@@ -898,6 +931,36 @@ impl Loop {
         // The callback asked for a shutdown: now that the loop holds nothing of this
         // completion's (its batch record, its result), before any other callback.
         self.deferred_shutdown();
+    }
+
+    /// The callback of completion `inner` (moved out of it as `cb`) replaced the loop
+    /// that ran it (`std::mem::swap`/`replace` through its `&mut Loop`): that loop's
+    /// queues, driver and the multishot record of a batch are no longer behind `self`
+    /// (and may be freed). Leave the completion Dead with its callback, touch nothing
+    /// else, and panic.
+    ///
+    /// # Safety
+    /// `inner` is the completion whose callback just returned (live: see `invoke`).
+    #[cold]
+    #[inline(never)]
+    unsafe fn replaced_in_callback(inner: *mut Inner, cb: Callback) -> ! {
+        // SAFETY: the caller's contract; loop thread. The completion is not touched after
+        // `cb` is dropped (its drop may free the completion, Dead by then).
+        unsafe {
+            if (*inner).phase == Phase::Callback {
+                (*inner).phase = Phase::Dead;
+            }
+            if (*inner).callback.is_empty() {
+                (*inner).callback = cb;
+            } else {
+                drop(cb);
+            }
+        }
+        panic!(
+            "xev: the Loop was replaced (std::mem::swap / std::mem::replace of the callback's \
+             &mut Loop) inside a callback; a callback may use its loop but not put another \
+             one in its place"
+        );
     }
 
     /// Run the [`shutdown`](Self::shutdown) a callback asked for, if any.
@@ -1163,6 +1226,7 @@ impl Loop {
             };
             panic!("Loop::add: the completion is already Active (in {whose} loop)");
         }
+        self.assert_not_in_other_callback(&c, "Loop::add");
         // SAFETY: we never move out of the pinned completion; the loop keeps its address
         // and it cannot be freed while Active (its Drop aborts).
         let ptr = NonNull::from(unsafe { c.get_unchecked_mut() });
@@ -1207,6 +1271,7 @@ impl Loop {
             self.assert_owns(owner, "Loop::add_with_timeout");
             panic!("Loop::add_with_timeout: the completion is already Active");
         }
+        self.assert_not_in_other_callback(&c, "Loop::add_with_timeout");
         // SAFETY: as in `add`.
         let ptr = NonNull::from(unsafe { c.get_unchecked_mut() });
         self.core.links.set(ptr, timeout);
@@ -1354,6 +1419,21 @@ impl Loop {
         );
     }
 
+    /// Panic if `c` is inside its callback run by another loop. That loop's `invoke`
+    /// reads the completion again when the callback returns, trusting that it cannot be
+    /// freed meanwhile (its drop aborts in `Callback`); run here to the end it would be
+    /// Dead, and its owner could free it inside the callback (a use-after-free:
+    /// `reentry_and_fd_reuse.rs::a_completion_freed_in_its_callback_after_another_loop_ran_it`).
+    fn assert_not_in_other_callback(&self, c: &Completion, what: &str) {
+        if let Some(owner) = c.in_callback_of() {
+            assert!(
+                owner == self.core.id,
+                "{what}: the completion is inside its callback on another Loop; only that \
+                 loop may start it again from there"
+            );
+        }
+    }
+
     /// Start (or restart, for `rearm`) an Active-to-be completion.
     fn submit(&mut self, c: NonNull<Completion>, rearm: bool) {
         let inner = Completion::raw(c);
@@ -1485,7 +1565,13 @@ impl Loop {
         self.shutdown_now();
     }
 
+    /// How many times the loop was shut down (see [`shutdown`](Self::shutdown)).
+    pub(crate) fn shutdowns(&self) -> u64 {
+        self.shutdowns
+    }
+
     fn shutdown_now(&mut self) {
+        self.shutdowns += 1;
         // Results already waiting.
         while let Some(c) = self.core.ready.pop() {
             // SAFETY: queued, so Active and live.
@@ -1547,9 +1633,10 @@ impl Drop for DeadOnUnwind {
         let inner = Completion::raw(self.0);
         // SAFETY: only dropped while a callback of this completion unwinds out of
         // `invoke`; the completion cannot be freed during its callback (its drop aborts in
-        // `Callback`), and the loop no longer references it (unregistered, in no queue),
-        // so it is live and only this thread touches it. If the callback re-added it, its
-        // phase is no longer `Callback` and it is left alone.
+        // `Callback`, and no other loop may take it then: see `invoke`), and the loop no
+        // longer references it (unregistered, in no queue), so it is live and only this
+        // thread touches it. If the callback re-added it, its phase is no longer
+        // `Callback` and it is left alone.
         unsafe {
             if (*inner).phase == Phase::Callback {
                 (*inner).phase = Phase::Dead;

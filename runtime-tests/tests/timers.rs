@@ -406,6 +406,47 @@ fn rearmed_timer_keeps_its_deadline_and_fires_next_tick() {
     });
 }
 
+/// A callback that changes its timer (`op_mut`) before it rearms starts a new timer:
+/// the new timeout counts from the callback, not from the old deadline. Left as it was,
+/// the rearm keeps the old deadline (above).
+#[test]
+fn a_timer_changed_by_its_callback_counts_its_new_timeout_from_then() {
+    each_backend(|b| {
+        let fired = log();
+        let mut t = pin!(Completion::new());
+        let mut lp = new_loop(b);
+        let l = fired.clone();
+        lp.timer(t.as_mut(), 5, move |_, c, r| {
+            l.borrow_mut().push((r, Instant::now()));
+            if l.borrow().len() > 1 {
+                return CallbackAction::Disarm;
+            }
+            match c.op_mut() {
+                Some(Op::Timer { ms }) => *ms = 40,
+                other => panic!("a timer's op is {other:?}"),
+            }
+            CallbackAction::Rearm
+        });
+        lp.run(RunMode::Once).unwrap();
+        assert_eq!(fired.borrow().len(), 1);
+        // Not on the next tick: the new timer has 40 ms to go.
+        lp.run(RunMode::NoWait).unwrap();
+        assert_eq!(
+            fired.borrow().len(),
+            1,
+            "the changed timer fired at the old deadline"
+        );
+        lp.run(RunMode::UntilDone).unwrap();
+        assert_eq!(triggers(&fired), vec![TimerTrigger::Expiration; 2]);
+        let f = fired.borrow();
+        let gap = f[1].1 - f[0].1;
+        assert!(
+            gap >= ms(40),
+            "the new timeout ran {gap:?}, asked for 40 ms"
+        );
+    });
+}
+
 #[test]
 fn always_rearming_timer_does_not_trap_the_loop() {
     each_backend(|b| {

@@ -83,11 +83,14 @@ impl Epoll {
     }
 
     /// Re-register `fd`: re-reports its current readiness, and re-adds it if the kernel
-    /// dropped it (the fd was closed and its number reused).
-    pub(crate) fn refresh(&self, fd: RawFd) -> io::Result<()> {
+    /// dropped it (the fd was closed and its number reused). `Ok(true)`: re-added, so the
+    /// number names another file than the one registered.
+    pub(crate) fn refresh(&self, fd: RawFd) -> io::Result<bool> {
         match self.ctl(libc::EPOLL_CTL_MOD, fd) {
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => self.ctl(libc::EPOLL_CTL_ADD, fd),
-            r => r,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                self.ctl(libc::EPOLL_CTL_ADD, fd).map(|()| true)
+            }
+            r => r.map(|()| false),
         }
     }
 

@@ -453,9 +453,11 @@ impl Driver {
         // `c` is in its callback (the loop checks its phase before each call), and
         // nothing detaches the record of a completion in its callback: `detach(c)` runs
         // only on a new start of `c` (which ends its `Callback` phase, so the batch),
-        // after the callback (`multishot_after_callback`) or in `shutdown` (the loop's
-        // drop, not possible while a callback borrows it). So the record is live, and
-        // only this thread touches it.
+        // after the callback (`multishot_after_callback`) or in `shutdown` (deferred by
+        // a callback until it returns, and before the next batch call: `invoke` checks
+        // `shutdown_deferred`). A callback that swapped this loop out (and maybe dropped
+        // it) is caught by `invoke`'s loop-id check before this is called again. So the
+        // record is live, and only this thread touches it.
         let m = unsafe { &mut *(key as *mut Multi) };
         // SAFETY: `c` is in its callback, so live; loop thread. The op is only read.
         let same = match unsafe { &(*Completion::raw(c)).op } {

@@ -15,9 +15,10 @@
 //!
 //! **fd reuse.** An fd closed outside the loop loses its kernel registration with the file.
 //! So before parking a freshly added operation, the registration is refreshed (one
-//! `epoll_ctl`), which also re-reports current readiness; a *rearmed* operation (the same
-//! operation on the same fd, right after its callback) trusts the cache and costs no
-//! syscall. Fds closed with [`Op::Close`] (which first cancels the operations parked on
+//! `epoll_ctl`), which also re-reports current readiness (and, if the kernel had dropped
+//! the registration, forgets what was learnt of the old file); a *rearmed* operation (the
+//! same operation on the same fd, right after its callback) whose completion has parked
+//! since its fresh start trusts the cache and costs no syscall. Fds closed with [`Op::Close`] (which first cancels the operations parked on
 //! them) and fds produced by accept reset their state. The async runtime's sockets report
 //! when a loop first sees them and when they close (`fd_opened` / `fd_closed`), so their
 //! registration is trusted and their operations park without a syscall.
@@ -82,7 +83,7 @@ impl Source {
     fn add(&self, fd: RawFd) -> io::Result<()> {
         source!(self, s => s.add(fd))
     }
-    fn refresh(&self, fd: RawFd) -> io::Result<()> {
+    fn refresh(&self, fd: RawFd) -> io::Result<bool> {
         source!(self, s => s.refresh(fd))
     }
     fn delete(&self, fd: RawFd) {
@@ -387,6 +388,14 @@ impl Driver {
         // SAFETY: `c` is Active and live, and no one else touches it now; loop thread.
         let blocking_file = unsafe {
             (*inner).connecting = false;
+            // A rearm trusts the fd's registration only if this completion has seen it
+            // refreshed (or made) since its fresh start: a fresh start that finished
+            // without parking checked nothing, and its number may have been closed and
+            // reused since the registration was made
+            // (`reentry_and_fd_reuse.rs::a_rearm_on_a_reused_number_whose_first_attempt_did_not_park_...`).
+            if !rearm {
+                (*inner).fd.set_checked(false);
+            }
             match &(*inner).op {
                 Op::Pread { .. } | Op::Pwrite { .. } => true,
                 #[cfg(unix)]
@@ -401,7 +410,7 @@ impl Driver {
                 | Op::Fallocate { .. }
                 | Op::Ftruncate { .. } => true,
                 Op::Read { fd, .. } | Op::Write { fd, .. } => {
-                    self.is_kind_blocking((*inner).fd_kind, *fd)
+                    self.is_kind_blocking((*inner).fd.kind(), *fd)
                 }
                 Op::Close { fd: Some(f) } => {
                     let raw = f.as_raw_fd();
@@ -415,7 +424,7 @@ impl Driver {
                     offset: Some(_), ..
                 } => true,
                 Op::Readv { fd, .. } | Op::Writev { fd, .. } => {
-                    self.is_kind_blocking((*inner).fd_kind, *fd)
+                    self.is_kind_blocking((*inner).fd.kind(), *fd)
                 }
                 _ => false,
             }
@@ -472,7 +481,9 @@ impl Driver {
                 st.set_ready(wait, false);
             }
         }
-        self.park(core, c, fd, wait, rearm);
+        // SAFETY: as above.
+        let trusted = rearm && unsafe { (*inner).fd.checked() };
+        self.park(core, c, fd, wait, trusted);
         self.links.arm(core, c);
     }
 
@@ -567,13 +578,16 @@ impl Driver {
         }
     }
 
+    /// Park `c` on `fd` in direction `wait`, registering the fd if needed. `trusted`: a
+    /// rearm of a completion that saw the registration made or refreshed since its fresh
+    /// start, so no refresh is needed.
     fn park(
         &mut self,
         core: &mut Core,
         c: NonNull<Completion>,
         fd: RawFd,
         wait: Wait,
-        rearm: bool,
+        trusted: bool,
     ) {
         let st = match self.state(fd) {
             Ok(st) => st,
@@ -594,11 +608,24 @@ impl Driver {
                 st.registered = true;
                 st.stream = sys::is_stream(fd);
             })
-        } else if !rearm && !st.tracked {
-            self.source.refresh(fd)
+        } else if !trusted && !st.tracked {
+            self.source.refresh(fd).map(|readded| {
+                if readded {
+                    // Another file has the number now: what was learnt of the old one
+                    // (stream or datagram, hung up) does not hold (`reentry_and_fd_reuse.rs::
+                    // a_number_reused_by_a_datagram_socket_is_not_taken_for_a_stream`).
+                    let st = &mut self.fds[fd_index(fd)];
+                    st.stream = sys::is_stream(fd);
+                    st.hup = false;
+                }
+            })
         } else {
             Ok(())
         };
+        if r.is_ok() {
+            // SAFETY: `c` is live (parked just now); loop thread.
+            unsafe { (*Completion::raw(c)).fd.set_checked(true) };
+        }
         if let Err(e) = r {
             // Cannot watch this fd: fail its waiters rather than hang them.
             let err = -(e.raw_os_error().unwrap_or(libc::EIO) as isize);
@@ -815,9 +842,12 @@ impl Driver {
             while let Some(c) = st.readers.pop().or_else(|| st.writers.pop()) {
                 core.abandon(c, None);
             }
-            // Their tasks will not be polled again (the runtime is closing).
-            st.read_waiters.0.clear();
-            st.write_waiters.0.clear();
+            // Woken, not forgotten: a shutdown through `xev::rt::with_loop` leaves the
+            // runtime running, and its tasks look again (and start an operation: the fd
+            // is no longer tracked). A closing runtime completed its tasks first, so
+            // their wakers do nothing then.
+            st.read_waiters.wake_all();
+            st.write_waiters.wake_all();
             if st.registered {
                 self.source.delete(fd_from_index(fd));
                 let _ = st.reset();

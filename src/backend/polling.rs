@@ -66,11 +66,12 @@ impl PollingSource {
     }
 
     /// Re-register `fd` (see the raw epoll source).
-    pub(crate) fn refresh(&self, fd: RawFd) -> io::Result<()> {
+    /// `Ok(true)`: re-added (the number names another file than the one registered).
+    pub(crate) fn refresh(&self, fd: RawFd) -> io::Result<bool> {
         match self.modify(fd) {
             // ENOENT from epoll; NotFound without an errno from `polling`'s kqueue.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => self.add(fd),
-            r => r,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => self.add(fd).map(|()| true),
+            r => r.map(|()| false),
         }
     }
 

@@ -176,6 +176,8 @@ pub(crate) struct Executor {
     pub(crate) lp: RefCell<Loop>,
     /// The id of the loop `lp` must hold.
     loop_id: LoopId,
+    /// The loop's shutdown count when last checked (`check_loop`).
+    loop_shutdowns: Cell<u64>,
     /// The loop is on the poll backend, where async socket transfers take the direct
     /// path (`rt::io::SocketWait`); fixed with the loop (`check_loop`). Always false off
     /// Unix, where only the compat adapters (features) ask.
@@ -282,6 +284,7 @@ impl Executor {
         Rc::new(Executor {
             direct_io: cfg!(unix) && lp.backend() != crate::Backend::IoUring,
             loop_id: lp.id(),
+            loop_shutdowns: Cell::new(lp.shutdowns()),
             lp: RefCell::new(lp),
             deferred: RefCell::default(),
             queue: RefCell::new(VecDeque::new()),
@@ -366,6 +369,14 @@ impl Executor {
              `&mut Loop` of xev::rt::with_loop or of a callback on the runtime's loop); the \
              operations pending on the old loop are lost, so the runtime cannot go on"
         );
+        if lp.shutdowns() != self.loop_shutdowns.get() {
+            // Shut down through `with_loop` (or a callback on the loop): no callback will
+            // come for the operations that were in flight, so their futures get
+            // `Canceled` now instead of waiting forever (`reentry_and_fd_reuse.rs::
+            // shutting_down_the_runtimes_loop_fails_its_pending_operations`).
+            self.loop_shutdowns.set(lp.shutdowns());
+            self.slots.shutdown();
+        }
     }
 
     /// Start `fut` as a task; it first runs on the next round.

@@ -283,14 +283,18 @@ pub(crate) fn wait_kind(op: &Op) -> Wait {
 /// `connect_started` says whether a non-blocking connect is already in progress.
 ///
 /// # Safety
-/// `inner` must be valid and not accessed by anyone else during the call, and its buffer
-/// must be valid memory (guaranteed by `Buffer`'s constructors).
+/// `inner` must be valid, its operation and lent scratch not accessed by anyone else
+/// during the call, and its buffer valid memory (guaranteed by `Buffer`'s constructors).
+/// Its other fields may be read meanwhile: on a pool worker, the loop thread still reads
+/// the completion's phase (`Completion::state`, a cancel, `shutdown`), so only the op is
+/// borrowed here, never the whole `Inner`.
 pub(crate) unsafe fn perform(inner: *mut Inner, connect_started: bool) -> isize {
-    // SAFETY: exclusive access per the contract; the loop lent scratch space to every
-    // operation that uses it (see `scratch::needs_scratch`).
+    // SAFETY: exclusive access to the scratch per the contract; the loop lent scratch
+    // space to every operation that uses it (see `scratch::needs_scratch`).
     let mut lent = unsafe { Inner::scratch(inner) };
-    // SAFETY: exclusive access per the contract.
-    let inner = unsafe { &mut *inner };
+    // SAFETY: exclusive access to the op per the contract; a place, not a reference to
+    // the whole `Inner`.
+    let op = unsafe { &mut (*inner).op };
     /// The lent scratch space (`EINVAL` if an operation that needs it has none, which
     /// the loop never lets happen).
     macro_rules! scratch {
@@ -305,7 +309,7 @@ pub(crate) unsafe fn perform(inner: *mut Inner, connect_started: bool) -> isize 
         // SAFETY: (all calls below) pointers come from owned buffers and scratch fields
         // that outlive the call; lengths match their allocations.
         let r = unsafe {
-            match &mut inner.op {
+            match op {
                 Op::Accept { fd } => {
                     let sc = scratch!();
                     sc.addrlen = mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
@@ -450,7 +454,7 @@ pub(crate) unsafe fn perform(inner: *mut Inner, connect_started: bool) -> isize 
                 | Op::SymlinkAt { .. }
                 | Op::Fsync { .. }
                 | Op::Fallocate { .. }
-                | Op::Ftruncate { .. } => match perform_fs(&mut inner.op) {
+                | Op::Ftruncate { .. } => match perform_fs(op) {
                     Some(r) => r,
                     // A path with an interior NUL never reaches the kernel.
                     None => return -(libc::EINVAL as isize),
