@@ -67,6 +67,49 @@ fn a_completion_freed_in_its_callback_after_another_loop_ran_it() {
     });
 }
 
+/// Number N (the first free from `base`) registered with the loop `lp` by a receive on
+/// `c` into `buf` bytes that parked and then got one byte (`buf` 1: the readiness cache
+/// still says readable; more: a short read, so "drained"); then closed outside the loop
+/// (nothing names it any more: the Dead completion let go of its op) and reused by
+/// another connected stream socket. Returns N's new owner and its peer.
+fn a_registered_number_reused(
+    lp: &mut Loop,
+    mut c: Pin<&mut Completion>,
+    base: i32,
+    buf: usize,
+) -> (std::os::fd::OwnedFd, std::os::unix::net::UnixStream) {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixStream;
+    let (a1, mut b1) = UnixStream::pair().unwrap();
+    a1.set_nonblocking(true).unwrap();
+    let n1 = runtime_tests::dup_high(a1.as_raw_fd(), base);
+    drop(a1);
+    let n = n1.as_raw_fd();
+    let first = runtime_tests::results();
+    lp.start(
+        c.as_mut(),
+        Op::Recv {
+            fd: n,
+            buf: Buffer::inline(buf),
+        },
+        runtime_tests::record(&first),
+    );
+    lp.run(RunMode::NoWait).unwrap();
+    b1.write_all(b"x").unwrap();
+    lp.run(RunMode::UntilDone).unwrap();
+    assert!(matches!(runtime_tests::only(&first), OpResult::Recv(Ok(1))));
+    drop(c.as_mut().take_op());
+    drop(n1);
+    drop(b1);
+    let (a2, b2) = UnixStream::pair().unwrap();
+    a2.set_nonblocking(true).unwrap();
+    let n2 = runtime_tests::dup_high(a2.as_raw_fd(), base);
+    drop(a2);
+    assert_eq!(n2.as_raw_fd(), n, "the number is reused");
+    (n2, b2)
+}
+
 /// A callback points its operation at another (open) socket with `op_mut` and rearms.
 /// The poll backend treated that as "the same operation on the same fd" and trusted its
 /// registration for the new number: a number closed outside the loop and reused has lost
@@ -79,39 +122,13 @@ fn a_rearm_after_op_mut_moved_the_fd_does_not_trust_the_old_registration() {
     use std::time::{Duration, Instant};
     each_backend(|b| {
         let mut lp = new_loop(b);
-        const BASE: i32 = 3100;
-        // 1. A receive on number N parks, then gets its data: N is registered.
-        let (a1, mut b1) = UnixStream::pair().unwrap();
-        a1.set_nonblocking(true).unwrap();
-        let n1 = runtime_tests::dup_high(a1.as_raw_fd(), BASE);
-        drop(a1);
-        let n = n1.as_raw_fd();
+        // 1. Number N registered, then closed outside the loop and reused by another
+        //    socket with data waiting.
         let mut c = Box::pin(Completion::new());
-        let first = runtime_tests::results();
-        lp.start(
-            c.as_mut(),
-            Op::Recv {
-                fd: n,
-                buf: Buffer::inline(16),
-            },
-            runtime_tests::record(&first),
-        );
-        lp.run(RunMode::NoWait).unwrap();
-        b1.write_all(b"x").unwrap();
-        lp.run(RunMode::UntilDone).unwrap();
-        assert!(matches!(runtime_tests::only(&first), OpResult::Recv(Ok(1))));
-        // Nothing names N any more when it closes (the Dead completion lets go of its op).
-        drop(c.as_mut().take_op());
-        // 2. N is closed outside the loop and reused by another socket with data waiting.
-        drop(n1);
-        drop(b1);
-        let (a2, mut b2) = UnixStream::pair().unwrap();
-        a2.set_nonblocking(true).unwrap();
-        let n2 = runtime_tests::dup_high(a2.as_raw_fd(), BASE);
-        drop(a2);
-        assert_eq!(n2.as_raw_fd(), n, "the number is reused");
+        let (n2, mut b2) = a_registered_number_reused(&mut lp, c.as_mut(), 3100, 16);
+        let n = n2.as_raw_fd();
         b2.write_all(b"y").unwrap();
-        // 3. A receive on a third socket parks (so its completion has seen a registration
+        // 2. A receive on a third socket parks (so its completion has seen a registration
         // checked: a rearm of the same operation would trust it), then gets its data; its
         // callback moves the op to N and rearms.
         let (a3, mut b3) = UnixStream::pair().unwrap();
@@ -316,44 +333,17 @@ fn a_number_reused_by_a_datagram_socket_is_not_taken_for_a_stream() {
 fn a_rearm_on_a_reused_number_whose_first_attempt_did_not_park_is_woken() {
     use std::io::Write;
     use std::os::fd::AsRawFd;
-    use std::os::unix::net::UnixStream;
     use std::time::{Duration, Instant};
     each_backend(|b| {
         let mut lp = new_loop(b);
-        const BASE: i32 = 3300;
         // 1. Number N registered (a receive parks), then read to the last byte (the
-        //    cache still says readable).
-        let (a1, mut b1) = UnixStream::pair().unwrap();
-        a1.set_nonblocking(true).unwrap();
-        let n1 = runtime_tests::dup_high(a1.as_raw_fd(), BASE);
-        drop(a1);
-        let n = n1.as_raw_fd();
+        //    cache still says readable); closed outside the loop, reused by another
+        //    stream socket with data.
         let mut c = Box::pin(Completion::new());
-        let first = runtime_tests::results();
-        lp.start(
-            c.as_mut(),
-            Op::Recv {
-                fd: n,
-                buf: Buffer::inline(1),
-            },
-            runtime_tests::record(&first),
-        );
-        lp.run(RunMode::NoWait).unwrap();
-        b1.write_all(b"x").unwrap();
-        lp.run(RunMode::UntilDone).unwrap();
-        assert!(matches!(runtime_tests::only(&first), OpResult::Recv(Ok(1))));
-        // Nothing names N any more when it closes (the Dead completion lets go of its op).
-        drop(c.as_mut().take_op());
-        // 2. N closed outside the loop, reused by another stream socket with data.
-        drop(n1);
-        drop(b1);
-        let (a2, mut b2) = UnixStream::pair().unwrap();
-        a2.set_nonblocking(true).unwrap();
-        let n2 = runtime_tests::dup_high(a2.as_raw_fd(), BASE);
-        drop(a2);
-        assert_eq!(n2.as_raw_fd(), n, "the number is reused");
+        let (n2, mut b2) = a_registered_number_reused(&mut lp, c.as_mut(), 3300, 1);
+        let n = n2.as_raw_fd();
         b2.write_all(b"y").unwrap();
-        // 3. A receive that finishes at once, then rearms; more data comes later.
+        // 2. A receive that finishes at once, then rearms; more data comes later.
         let got = Rc::new(RefCell::new(Vec::new()));
         let g = got.clone();
         lp.start(
@@ -388,6 +378,79 @@ fn a_rearm_on_a_reused_number_whose_first_attempt_did_not_park_is_woken() {
             n_got,
             2,
             "the rearmed receive was never woken: {:?}",
+            got.borrow()
+        );
+        drop(n2);
+    });
+}
+
+/// The registration check a completion saw belongs to the fd it parked on: a completion
+/// that parked on one socket, then had its operation moved to a reused number with
+/// `op_mut` and was added again (a fresh start, no `prep`) that finished at once, must
+/// not let its rearm trust the check made for the other socket.
+#[test]
+fn a_completion_moved_and_added_again_does_not_trust_a_check_made_for_another_fd() {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixStream;
+    use std::time::{Duration, Instant};
+    each_backend(|b| {
+        let mut lp = new_loop(b);
+        let mut c = Box::pin(Completion::new());
+        let (n2, mut b2) = a_registered_number_reused(&mut lp, c.as_mut(), 3400, 1);
+        let n = n2.as_raw_fd();
+        b2.write_all(b"y").unwrap();
+        // 1. A receive on another socket parks (its registration checked), gets its data
+        //    and disarms.
+        let (a3, mut b3) = UnixStream::pair().unwrap();
+        a3.set_nonblocking(true).unwrap();
+        let got = Rc::new(RefCell::new(Vec::new()));
+        let g = got.clone();
+        lp.start(
+            c.as_mut(),
+            Op::Recv {
+                fd: a3.as_raw_fd(),
+                buf: Buffer::inline(16),
+            },
+            move |_, _, r| {
+                g.borrow_mut().push(r);
+                // The receive on N that finished at once rearms; the others disarm.
+                if g.borrow().len() == 2 {
+                    CallbackAction::Rearm
+                } else {
+                    CallbackAction::Disarm
+                }
+            },
+        );
+        lp.run(RunMode::NoWait).unwrap();
+        assert!(got.borrow().is_empty(), "parked: no data yet");
+        b3.write_all(b"z").unwrap();
+        lp.run(RunMode::UntilDone).unwrap();
+        assert_eq!(got.borrow().len(), 1);
+        // 2. Moved to N and added again: N has data, so it finishes without parking, and
+        //    its callback rearms; more data comes later.
+        *c.as_mut().op_mut().unwrap() = Op::Recv {
+            fd: n,
+            buf: Buffer::inline(16),
+        };
+        lp.add(c.as_mut());
+        lp.run(RunMode::NoWait).unwrap();
+        lp.run(RunMode::NoWait).unwrap();
+        assert_eq!(got.borrow().len(), 2, "the receive on N finished at once");
+        b2.write_all(b"w").unwrap();
+        let start = Instant::now();
+        while got.borrow().len() < 3 && start.elapsed() < Duration::from_secs(2) {
+            lp.run(RunMode::NoWait).unwrap();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let n_got = got.borrow().len();
+        if n_got < 3 {
+            lp.shutdown();
+        }
+        assert_eq!(
+            n_got,
+            3,
+            "the rearmed receive on N was never woken: {:?}",
             got.borrow()
         );
         drop(n2);
