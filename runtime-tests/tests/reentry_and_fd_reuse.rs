@@ -67,6 +67,22 @@ fn a_completion_freed_in_its_callback_after_another_loop_ran_it() {
     });
 }
 
+/// Run `lp` without blocking until `got` holds `n` results or 2 s have passed; the
+/// count. Short of `n`, the loop is shut down first, so that the parked receive lets go
+/// before its completion drops (the caller's assertion then fails).
+fn results_within_2s<T>(lp: &mut Loop, got: &RefCell<Vec<T>>, n: usize) -> usize {
+    let start = std::time::Instant::now();
+    while got.borrow().len() < n && start.elapsed() < std::time::Duration::from_secs(2) {
+        lp.run(RunMode::NoWait).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let count = got.borrow().len();
+    if count < n {
+        lp.shutdown();
+    }
+    count
+}
+
 /// Number N (the first free from `base`) registered with the loop `lp` by a receive on
 /// `c` into `buf` bytes that parked and then got one byte (`buf` 1: the readiness cache
 /// still says readable; more: a short read, so "drained"); then closed outside the loop
@@ -119,7 +135,6 @@ fn a_rearm_after_op_mut_moved_the_fd_does_not_trust_the_old_registration() {
     use std::io::Write;
     use std::os::fd::AsRawFd;
     use std::os::unix::net::UnixStream;
-    use std::time::{Duration, Instant};
     each_backend(|b| {
         let mut lp = new_loop(b);
         // 1. Number N registered, then closed outside the loop and reused by another
@@ -156,16 +171,7 @@ fn a_rearm_after_op_mut_moved_the_fd_does_not_trust_the_old_registration() {
         lp.run(RunMode::NoWait).unwrap();
         assert!(got.borrow().is_empty(), "parked: no data yet");
         b3.write_all(b"z").unwrap();
-        let start = Instant::now();
-        while got.borrow().len() < 2 && start.elapsed() < Duration::from_secs(2) {
-            lp.run(RunMode::NoWait).unwrap();
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        let n_got = got.borrow().len();
-        if n_got < 2 {
-            // Let go of the parked receive before the completion drops.
-            lp.shutdown();
-        }
+        let n_got = results_within_2s(&mut lp, &got, 2);
         assert_eq!(
             n_got, 2,
             "the rearmed receive on the reused number never finished"
@@ -242,7 +248,6 @@ fn a_number_reused_by_a_datagram_socket_is_not_taken_for_a_stream() {
     use std::net::UdpSocket;
     use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
     use std::os::unix::net::UnixStream;
-    use std::time::{Duration, Instant};
     each_backend(|b| {
         let mut lp = new_loop(b);
         const BASE: i32 = 3200;
@@ -306,15 +311,7 @@ fn a_number_reused_by_a_datagram_socket_is_not_taken_for_a_stream() {
                 }
             },
         );
-        let start = Instant::now();
-        while got.borrow().len() < 2 && start.elapsed() < Duration::from_secs(2) {
-            lp.run(RunMode::NoWait).unwrap();
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        let n_got = got.borrow().len();
-        if n_got < 2 {
-            lp.shutdown();
-        }
+        let n_got = results_within_2s(&mut lp, &got, 2);
         assert_eq!(
             n_got,
             2,
@@ -333,7 +330,6 @@ fn a_number_reused_by_a_datagram_socket_is_not_taken_for_a_stream() {
 fn a_rearm_on_a_reused_number_whose_first_attempt_did_not_park_is_woken() {
     use std::io::Write;
     use std::os::fd::AsRawFd;
-    use std::time::{Duration, Instant};
     each_backend(|b| {
         let mut lp = new_loop(b);
         // 1. Number N registered (a receive parks), then read to the last byte (the
@@ -365,15 +361,7 @@ fn a_rearm_on_a_reused_number_whose_first_attempt_did_not_park_is_woken() {
         lp.run(RunMode::NoWait).unwrap();
         assert_eq!(got.borrow().len(), 1, "the first receive finished at once");
         b2.write_all(b"z").unwrap();
-        let start = Instant::now();
-        while got.borrow().len() < 2 && start.elapsed() < Duration::from_secs(2) {
-            lp.run(RunMode::NoWait).unwrap();
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        let n_got = got.borrow().len();
-        if n_got < 2 {
-            lp.shutdown();
-        }
+        let n_got = results_within_2s(&mut lp, &got, 2);
         assert_eq!(
             n_got,
             2,
@@ -393,7 +381,6 @@ fn a_completion_moved_and_added_again_does_not_trust_a_check_made_for_another_fd
     use std::io::Write;
     use std::os::fd::AsRawFd;
     use std::os::unix::net::UnixStream;
-    use std::time::{Duration, Instant};
     each_backend(|b| {
         let mut lp = new_loop(b);
         let mut c = Box::pin(Completion::new());
@@ -438,15 +425,7 @@ fn a_completion_moved_and_added_again_does_not_trust_a_check_made_for_another_fd
         lp.run(RunMode::NoWait).unwrap();
         assert_eq!(got.borrow().len(), 2, "the receive on N finished at once");
         b2.write_all(b"w").unwrap();
-        let start = Instant::now();
-        while got.borrow().len() < 3 && start.elapsed() < Duration::from_secs(2) {
-            lp.run(RunMode::NoWait).unwrap();
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        let n_got = got.borrow().len();
-        if n_got < 3 {
-            lp.shutdown();
-        }
+        let n_got = results_within_2s(&mut lp, &got, 3);
         assert_eq!(
             n_got,
             3,
