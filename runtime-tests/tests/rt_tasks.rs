@@ -71,6 +71,46 @@ async fn join_handle_reports_output_panic_and_finish() {
     assert_eq!(h.await.unwrap(), 5);
 }
 
+/// A future that panics when dropped after it returned `Ready` (a hand-written future:
+/// an async block drops what it captured inside its last `poll`): the panic is the
+/// task's error (as tokio reports it), never an unwind out of the runtime, and the
+/// runtime goes on. (A future that panics in `poll` and again in a drop during that
+/// unwind aborts the process, as any panic while panicking does.)
+#[xev::test(backend = "all")]
+async fn a_task_whose_future_panics_when_dropped_reports_the_panic() {
+    /// Ready with 7 at its `polls`-th poll; panics when dropped.
+    struct ReadyThenPanicOnDrop {
+        polls: u32,
+    }
+    impl Future for ReadyThenPanicOnDrop {
+        type Output = u32;
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<u32> {
+            self.polls -= 1;
+            if self.polls == 0 {
+                return Poll::Ready(7);
+            }
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    }
+    impl Drop for ReadyThenPanicOnDrop {
+        fn drop(&mut self) {
+            panic!("dropped badly");
+        }
+    }
+    // Ready at once, and after waiting once (dropped on a later round).
+    for polls in [1, 2] {
+        let h = xev::spawn(ReadyThenPanicOnDrop { polls });
+        let err = h.await.unwrap_err();
+        assert!(
+            err.is_panic() && err.to_string().contains("dropped badly"),
+            "{err}"
+        );
+    }
+    // The runtime keeps working.
+    assert_eq!(xev::spawn(async { 5 }).await.unwrap(), 5);
+}
+
 #[xev::test(backend = "all")]
 async fn abort_cancels_a_sleeping_task_and_drops_its_future() {
     struct DropFlag(Rc<Cell<bool>>);

@@ -102,17 +102,40 @@ impl<F: Future + 'static> Cell<F> {
         // SAFETY: the future lives inside the task allocation and is never moved out of
         // it until it is dropped in place.
         let fut = unsafe { Pin::new_unchecked(fut) };
-        match catch_unwind(AssertUnwindSafe(|| fut.poll(&mut cx))) {
-            Ok(Poll::Pending) => false,
-            Ok(Poll::Ready(v)) => {
-                *stage = Stage::Finished(Ok(v));
-                true
-            }
+        let polled = catch_unwind(AssertUnwindSafe(|| fut.poll(&mut cx)));
+        let r = match polled {
+            Ok(Poll::Pending) => return false,
+            Ok(Poll::Ready(v)) => Ok(v),
+            Err(payload) => Err(JoinError::Panic(payload)),
+        };
+        // SAFETY: `stage` holds the live `Running` future that just finished.
+        unsafe { Self::finish(stage, r) };
+        true
+    }
+
+    /// Drop the finished future in `stage` (in place: it is pinned) and store `r`. A panic
+    /// in that drop (user code) becomes the task's error, as in `cancel`, instead of
+    /// unwinding through the executor; the output it replaces is dropped (and a panic
+    /// there too is swallowed: the task's result is already that panic).
+    ///
+    /// # Safety
+    /// `stage` holds a live `Running` future that nothing else references now.
+    unsafe fn finish(stage: &mut Stage<F>, r: Result<F::Output, JoinError>) {
+        let stage: *mut Stage<F> = stage;
+        // SAFETY: the caller's contract; after `drop_in_place` (even one that unwinds) the
+        // future counts as dropped and is overwritten below without being dropped again.
+        let dropped = catch_unwind(AssertUnwindSafe(|| unsafe {
+            std::ptr::drop_in_place(stage)
+        }));
+        let r = match dropped {
+            Ok(()) => r,
             Err(payload) => {
-                *stage = Stage::Finished(Err(JoinError::Panic(payload)));
-                true
+                let _ = catch_unwind(AssertUnwindSafe(move || drop(r)));
+                Err(JoinError::Panic(payload))
             }
-        }
+        };
+        // SAFETY: the old value was dropped in place above; write without dropping it.
+        unsafe { std::ptr::write(stage, Stage::Finished(r)) };
     }
 
     unsafe fn cancel(h: NonNull<Header>) {
