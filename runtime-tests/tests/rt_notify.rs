@@ -292,3 +292,57 @@ fn waiters_on_several_runtimes_share_one_notify() {
         consumed.load(Ordering::Acquire)
     );
 }
+
+/// A waker whose drop notifies the `Notify` it waits on (its drop is user code, as any
+/// waker's). A `Notified` replaced that waker, or unregistered with it, while holding the
+/// waiter list's lock, and the notify in its drop took the same lock: the thread
+/// deadlocked on itself. Wakers are dropped after the lock now.
+#[test]
+fn a_waker_that_notifies_when_dropped_does_not_deadlock_the_notify() {
+    use std::task::{Context, Wake, Waker};
+    struct NotifyOnDrop(Notify);
+    impl Wake for NotifyOnDrop {
+        fn wake(self: Arc<Self>) {}
+    }
+    impl Drop for NotifyOnDrop {
+        fn drop(&mut self) {
+            self.0.notify();
+        }
+    }
+    let (done, finished) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let n = Notify::new();
+        // Replaced by a second poll with another waker.
+        {
+            let mut fut = pin!(n.notified());
+            let w = Waker::from(Arc::new(NotifyOnDrop(n.clone())));
+            assert!(fut.as_mut().poll(&mut Context::from_waker(&w)).is_pending());
+            drop(w); // the waiter list holds the last reference
+            let other = Waker::from(Arc::new(NotifyOnDrop(Notify::new())));
+            // The replaced waker's drop stored the permit: this poll takes it.
+            assert!(fut
+                .as_mut()
+                .poll(&mut Context::from_waker(&other))
+                .is_ready());
+        }
+        // Dropped while waiting (unregisters with the waker's last reference).
+        {
+            let mut fut = Box::pin(n.notified());
+            let w = Waker::from(Arc::new(NotifyOnDrop(n.clone())));
+            assert!(fut.as_mut().poll(&mut Context::from_waker(&w)).is_pending());
+            drop(w);
+            drop(fut);
+        }
+        // The permit that drop stored is there for the next waiter.
+        let mut fut = pin!(n.notified());
+        assert!(fut
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()))
+            .is_ready());
+        done.send(()).unwrap();
+    });
+    assert!(
+        finished.recv_timeout(Duration::from_secs(5)).is_ok(),
+        "the thread deadlocked (or panicked) in the Notify"
+    );
+}

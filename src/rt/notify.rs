@@ -172,7 +172,9 @@ impl Notified<'_> {
             return;
         };
         let inner = &*self.notify.inner;
-        let handoff = {
+        // Our entry leaves the lock with it: its waker is dropped after the guard, since a
+        // waker's drop is user code (it may notify this very `Notify`).
+        let (_ours, handoff) = {
             let mut ws = inner.lock();
             let Some(i) = ws.position(id) else {
                 return;
@@ -184,11 +186,12 @@ impl Notified<'_> {
             // notifies see the permit stored and do nothing), so wake the next waiter.
             // (At worst, when the permit is not really ours to pass on, this is one
             // spurious wake-up: the waiter finds no permit and waits again.)
-            if w.woken && inner.permit.load(Ordering::Acquire) {
+            let next = if w.woken && inner.permit.load(Ordering::Acquire) {
                 ws.pick()
             } else {
                 None
-            }
+            };
+            (w, next)
         };
         if let Some(w) = handoff {
             w.wake();
@@ -205,6 +208,9 @@ impl Future for Notified<'_> {
             self.unregister();
             return Poll::Ready(());
         }
+        // A waker this poll replaces, dropped after the guard (a waker's drop is user
+        // code, which may notify this very `Notify`).
+        let mut replaced = None;
         {
             let mut ws = inner.lock();
             let existing = self.id.and_then(|id| ws.position(id));
@@ -216,7 +222,7 @@ impl Future for Notified<'_> {
                     w.woken = false;
                     match &w.waker {
                         Some(old) if old.will_wake(cx.waker()) => {}
-                        _ => w.waker = Some(cx.waker().clone()),
+                        _ => replaced = w.waker.replace(cx.waker().clone()),
                     }
                 }
                 None => {
@@ -232,8 +238,10 @@ impl Future for Notified<'_> {
                 }
             }
         }
+        drop(replaced);
         // A notify that stored the permit before we registered found nobody to wake (or
-        // skipped us): check again now that we are in the list.
+        // skipped us; or it came from the replaced waker's drop): check again now that we
+        // are in the list.
         if inner.take_permit() {
             self.unregister();
             return Poll::Ready(());
