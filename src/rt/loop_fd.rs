@@ -58,6 +58,9 @@ pub(crate) struct LoopFd {
     /// Listeners: connections that an accept whose future was dropped received anyway
     /// (its result raced the cancellation), in arrival order, for the next accept.
     stashed: RefCell<VecDeque<Accepted>>,
+    /// Listeners: the task of an accept waiting in the kernel, woken when a connection
+    /// is stashed meanwhile (see [`watch_stash`](Self::watch_stash)).
+    stash_watcher: Cell<Option<Waker>>,
 }
 
 impl LoopFd {
@@ -69,6 +72,7 @@ impl LoopFd {
             home: RefCell::new(None),
             sole: Cell::new(None),
             stashed: RefCell::new(VecDeque::new()),
+            stash_watcher: Cell::new(None),
         })
     }
 
@@ -77,6 +81,27 @@ impl LoopFd {
     /// connection to the race.
     pub(crate) fn stash(&self, a: Accepted) {
         self.stashed.borrow_mut().push_back(a);
+        // An accept started before this connection arrived here (it found the stash
+        // empty) waits in the kernel for another client: let it take this one.
+        if let Some(w) = self.stash_watcher.take() {
+            w.wake();
+        }
+    }
+
+    /// For an accept on this listener that is waiting: whether a connection is stashed
+    /// (take it instead, dropping the accept: its own connection, if it gets one, is
+    /// stashed after); if not, `waker` is woken by the next [`stash`](Self::stash).
+    /// One watcher at a time (the last to ask).
+    pub(crate) fn watch_stash(&self, waker: &Waker) -> bool {
+        if !self.stashed.borrow().is_empty() {
+            return true;
+        }
+        let w = self.stash_watcher.take();
+        self.stash_watcher.set(match w {
+            Some(w) if w.will_wake(waker) => Some(w),
+            _ => Some(waker.clone()),
+        });
+        false
     }
 
     /// The oldest stashed connection, if any (see [`stash`](Self::stash)).

@@ -355,6 +355,12 @@ impl OpFuture {
 }
 
 impl OpFuture {
+    /// Whether the runtime this operation was started on has shut down: its result (if
+    /// it had not arrived, `Canceled`) is final, and nothing of that runtime runs again.
+    pub(crate) fn runtime_closed(&self) -> bool {
+        self.exec.is_closed()
+    }
+
     /// Ask the loop to cancel the operation while this future keeps waiting for its
     /// result (`Canceled`, or the real result if it finished first) and its buffer.
     /// Nothing happens if the result is already in.

@@ -81,8 +81,10 @@ impl<T> Chan<T> {
     }
 
     fn lock(&self) -> MutexGuard<'_, State<T>> {
-        // Nothing that can panic runs under the lock (values are dropped and wakers woken
-        // after unlocking), so a poisoned state is still consistent.
+        // Nothing that can panic runs under the lock (values and wakers are dropped, and
+        // wakers woken, after unlocking: a destructor may do anything, such as drop a
+        // sender of this channel, which takes the lock), so a poisoned state is still
+        // consistent.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -321,7 +323,7 @@ impl<T> Future for SendFut<'_, T> {
             Err(TrySendError::Closed(v)) => return Poll::Ready(this.refused(v)),
             Err(TrySendError::Full(v)) => v,
         };
-        {
+        let old = {
             let mut st = this.chan.lock();
             if st.rx_closed {
                 drop(st);
@@ -333,8 +335,10 @@ impl<T> Future for SendFut<'_, T> {
             match pos {
                 Some(i) => {
                     let w = &mut st.send_waiters[i].1;
-                    if !w.will_wake(cx.waker()) {
-                        *w = cx.waker().clone();
+                    if w.will_wake(cx.waker()) {
+                        None
+                    } else {
+                        Some(std::mem::replace(w, cx.waker().clone()))
                     }
                 }
                 None => {
@@ -351,11 +355,13 @@ impl<T> Future for SendFut<'_, T> {
                     this.chan
                         .send_waiting
                         .store(st.send_waiters.len(), Ordering::Relaxed);
+                    None
                 }
             }
-        }
-        // Counted among the waiting senders; now look again (against the receiver's
-        // "take a value, then look for waiting senders": see `Chan::room_freed`).
+        };
+        drop(old); // unlocked (see `Chan::lock`)
+                   // Counted among the waiting senders; now look again (against the receiver's
+                   // "take a value, then look for waiting senders": see `Chan::room_freed`).
         fence(Ordering::SeqCst);
         match this.chan.push(v) {
             Ok(rx) => Poll::Ready(this.sent(rx)),
@@ -388,25 +394,25 @@ impl<T> SendFut<'_, T> {
     fn leave(&mut self) {
         let Some(id) = self.waiter.take() else { return };
         let mut st = self.chan.lock();
-        if let Some(i) = st.send_waiters.iter().position(|(w, _)| *w == id) {
-            st.send_waiters.remove(i);
-            self.chan
-                .send_waiting
-                .store(st.send_waiters.len(), Ordering::Relaxed);
-        }
+        let Some(i) = st.send_waiters.iter().position(|(w, _)| *w == id) else {
+            return;
+        };
+        let ours = st.send_waiters.remove(i);
+        self.chan
+            .send_waiting
+            .store(st.send_waiters.len(), Ordering::Relaxed);
+        drop(st);
+        drop(ours); // unlocked (see `Chan::lock`)
     }
 }
 
 impl<T> Drop for SendFut<'_, T> {
     fn drop(&mut self) {
         let Some(id) = self.waiter else { return };
-        let next = {
+        let (ours, next) = {
             let mut st = self.chan.lock();
-            let next = match st.send_waiters.iter().position(|(w, _)| *w == id) {
-                Some(i) => {
-                    st.send_waiters.remove(i);
-                    None
-                }
+            let (ours, next) = match st.send_waiters.iter().position(|(w, _)| *w == id) {
+                Some(i) => (st.send_waiters.remove(i), None),
                 // We were woken for a free slot we will not use: pass it on.
                 None if self
                     .chan
@@ -414,15 +420,16 @@ impl<T> Drop for SendFut<'_, T> {
                     .as_ref()
                     .is_some_and(|r| r.len() < self.chan.cap) =>
                 {
-                    st.send_waiters.pop_front()
+                    (None, st.send_waiters.pop_front())
                 }
-                None => None,
+                None => (None, None),
             };
             self.chan
                 .send_waiting
                 .store(st.send_waiters.len(), Ordering::Relaxed);
-            next
+            (ours, next)
         };
+        drop(ours); // unlocked (see `Chan::lock`)
         if let Some((_, w)) = next {
             w.wake();
         }
@@ -555,24 +562,28 @@ impl<T> Receiver<T> {
                 Err(TryRecvError::Disconnected) => return Poll::Ready(None),
                 Err(TryRecvError::Empty) => {}
             }
-            {
+            let old = {
                 let mut st = self.chan.lock();
                 // Look again under the lock: a send may have come in between.
                 if !st.queue.is_empty() || st.senders == 0 || st.rx_closed {
                     continue;
                 }
-                match &st.rx_waker {
-                    Some(w) if w.will_wake(cx.waker()) => {}
-                    _ => st.rx_waker = Some(cx.waker().clone()),
-                }
+                let old = match &st.rx_waker {
+                    Some(w) if w.will_wake(cx.waker()) => None,
+                    _ => st.rx_waker.replace(cx.waker().clone()),
+                };
                 if self.chan.ring.is_none() {
                     // Unbounded: every send takes the lock and sees the waker.
+                    drop(st);
+                    drop(old); // unlocked (see `Chan::lock`)
                     return Poll::Pending;
                 }
                 self.chan.rx_waiting.store(true, Ordering::Relaxed);
-            }
-            // Bounded: registered; now look at the ring again (against a sender's "push,
-            // then look for a waiting receiver": see `Chan::push`).
+                old
+            };
+            drop(old); // unlocked (see `Chan::lock`)
+                       // Bounded: registered; now look at the ring again (against a sender's "push,
+                       // then look for a waiting receiver": see `Chan::push`).
             fence(Ordering::SeqCst);
             if self.chan.ring.as_ref().is_some_and(|r| r.is_empty()) {
                 return Poll::Pending;
@@ -587,13 +598,14 @@ impl<T> Receiver<T> {
 impl<T> Drop for Receiver<T> {
     fn drop(&mut self) {
         let waiters = self.chan.close();
-        let queued = {
+        let (queued, waker) = {
             let mut st = self.chan.lock();
-            st.rx_waker = None;
             self.chan.rx_waiting.store(false, Ordering::Relaxed);
-            std::mem::take(&mut st.queue)
+            (std::mem::take(&mut st.queue), st.rx_waker.take())
         };
+        // Unlocked (see `Chan::lock`).
         drop(queued);
+        drop(waker);
         if let Some(ring) = &self.chan.ring {
             while let Ok(v) = ring.pop() {
                 drop(v);

@@ -39,7 +39,8 @@ struct Shared<T> {
 
 impl<T> Shared<T> {
     fn lock(&self) -> MutexGuard<'_, State<T>> {
-        // No user code runs under the lock: a poisoned state is still consistent.
+        // No user code runs under the lock (values and wakers are dropped, and wakers
+        // woken, after unlocking): a poisoned state is still consistent.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -167,23 +168,27 @@ impl<T> Future for Receiver<T> {
             self.done = true;
             return Poll::Ready(Err(RecvError));
         }
-        match &st.rx_waker {
-            Some(w) if w.will_wake(cx.waker()) => {}
-            _ => st.rx_waker = Some(cx.waker().clone()),
-        }
+        let old = match &st.rx_waker {
+            Some(w) if w.will_wake(cx.waker()) => None,
+            _ => st.rx_waker.replace(cx.waker().clone()),
+        };
+        drop(st);
+        drop(old); // unlocked: a waker's destructor may do anything (drop our sender)
         Poll::Pending
     }
 }
 
 impl<T> Drop for Receiver<T> {
     fn drop(&mut self) {
-        let value = {
+        let (value, waker) = {
             let mut st = self.shared.lock();
             st.rx_closed = true;
-            st.rx_waker = None;
-            st.value.take()
+            (st.value.take(), st.rx_waker.take())
         };
-        drop(value); // outside the lock: its destructor may do anything
+        // Outside the lock: their destructors may do anything (a waker may own the
+        // sender, whose drop takes the lock).
+        drop(value);
+        drop(waker);
     }
 }
 

@@ -76,6 +76,8 @@ struct Shared {
 pub struct HyperSleep {
     deadline: Instant,
     shared: Option<Arc<Shared>>,
+    /// The loop of the runtime whose timer task times `shared` (while registered).
+    timed_on: Option<LoopId>,
 }
 
 impl HyperSleep {
@@ -84,6 +86,7 @@ impl HyperSleep {
         HyperSleep {
             deadline,
             shared: None,
+            timed_on: None,
         }
     }
 
@@ -110,11 +113,26 @@ impl Future for HyperSleep {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
+        if let Some(shared) = &this.shared {
+            if shared.fired.load(Ordering::Acquire) {
+                return Poll::Ready(());
+            }
+            // Polled in another runtime than the one whose timer task times it (the
+            // sleep was carried there): that task may never run again (its runtime was
+            // dropped, which drops the task and its entries, or is idle). Time it here
+            // instead, as an xev `Sleep` moves to the runtime that polls it.
+            let here = crate::rt::executor::with_current(|ex| ex.loop_id());
+            if here.is_some() && here != this.timed_on {
+                this.abandon();
+            }
+        }
         if this.shared.is_none() {
             if Instant::now() >= this.deadline {
                 return Poll::Ready(());
             }
-            this.shared = Some(Driver::current().register(this.deadline));
+            let driver = Driver::current();
+            this.shared = Some(driver.register(this.deadline));
+            this.timed_on = Some(driver.loop_id);
         }
         let shared = this.shared.as_ref().expect("registered just above");
         shared.waiter.register(cx.waker());

@@ -255,10 +255,27 @@ impl AcceptQueue {
         }
         match self.state.get() {
             State::Idle => {
-                // Dead: drop the callback (and its reference to us) now.
-                // SAFETY: Dead, and no other reference to the completion exists.
-                let c = unsafe { self.completion() };
-                if c.state() == CompletionState::Dead {
+                // SAFETY: a shared reference to look at the phase; the loop reaches the
+                // completion only through its cell.
+                let c = unsafe { &*self.c.get() };
+                if c.in_callback_of().is_some() {
+                    // Inside the operation's last callback (`finished` woke the consumer,
+                    // and its waker dropped the stream there): `state()` says Dead, but
+                    // `invoke` still uses the completion and holds its callback, which
+                    // holds a reference to us. Re-preparing now would make `invoke` drop
+                    // that callback, maybe our last reference, and so free the completion
+                    // inside its own callback (an abort, and a read of freed memory right
+                    // after). Free the record once the callback has returned, as
+                    // `finished` does when the consumer went first.
+                    if !self.exec.is_closed() {
+                        let reaper = Reaper(self.clone());
+                        drop(self.exec.spawn(async move { drop(reaper) }));
+                    }
+                } else if c.state() == CompletionState::Dead {
+                    // Dead: drop the callback (and its reference to us) now.
+                    // SAFETY: Dead and not in its callback, so neither the loop nor
+                    // anyone else references the completion.
+                    let c = unsafe { self.completion() };
                     c.prep(Op::Noop, |_, _, _| CallbackAction::Disarm);
                 }
             }
@@ -284,6 +301,14 @@ impl AcceptQueue {
             }
             State::Stopping => {}
         }
+    }
+
+    /// Whether the runtime this queue accepts on has shut down. Its shutdown abandoned
+    /// the multishot without a last callback (the state may still say `Armed`), and
+    /// nothing would ever arm it again there: the consumer closes this queue and makes
+    /// a new one on the runtime that polls it.
+    pub(super) fn runtime_closed(&self) -> bool {
+        self.exec.is_closed()
     }
 
     /// Whether the multishot is in flight (for `Debug`).
@@ -314,11 +339,15 @@ struct Reaper(Rc<AcceptQueue>);
 
 impl Drop for Reaper {
     fn drop(&mut self) {
-        // SAFETY: the last callback has returned Disarm and nothing re-adds a record whose
-        // consumer is gone, so the completion is Dead and unreferenced.
-        let c = unsafe { self.0.completion() };
-        if c.state() == CompletionState::Dead {
-            c.prep(Op::Noop, |_, _, _| CallbackAction::Disarm);
+        // SAFETY: a shared reference to look at the phase, as in `close`.
+        let c = unsafe { &*self.0.c.get() };
+        if c.in_callback_of().is_some() || c.state() != CompletionState::Dead {
+            return; // never expected: a task runs (and is dropped) outside loop callbacks
         }
+        // SAFETY: the last callback has returned Disarm (the completion is Dead and not
+        // in its callback) and nothing re-adds a record whose consumer is gone, so
+        // nothing references the completion.
+        let c = unsafe { self.0.completion() };
+        c.prep(Op::Noop, |_, _, _| CallbackAction::Disarm);
     }
 }

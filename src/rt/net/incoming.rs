@@ -108,6 +108,20 @@ impl<L: Listener> futures_core::Stream for Incoming<'_, L> {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
         let fd = this.listener.loop_fd();
+        // Polled again after the runtime that started our accept shut down (a stream
+        // carried from one runtime to the next on this thread): that runtime runs
+        // nothing any more. Its accept's result, a connection if it had arrived, goes to
+        // the listener's stash (so does a queue's), and accepting starts over here.
+        if this.accept.as_ref().is_some_and(OpFuture::runtime_closed) {
+            this.accept = None;
+        }
+        #[cfg(unix)]
+        if this.multi.as_ref().is_some_and(|q| q.runtime_closed()) {
+            if let Some(q) = this.multi.take() {
+                q.close();
+            }
+            this.decided = false;
+        }
         if this.accept.is_none() {
             if let Some(a) = fd.take_stashed() {
                 return Poll::Ready(Some(L::stream_from(OpResult::Accept(Ok(a)))));
@@ -122,12 +136,29 @@ impl<L: Listener> futures_core::Stream for Incoming<'_, L> {
         }
         #[cfg(unix)]
         if let Some(q) = &this.multi {
-            return q.poll_next(cx).map(|r| Some(r.map(L::stream_from_fd)));
+            return match q.poll_next(cx) {
+                Poll::Ready(r) => Poll::Ready(Some(r.map(L::stream_from_fd))),
+                // A connection stashed while we wait (an orphaned accept's, so an
+                // earlier one) goes first; else the next stash wakes us.
+                Poll::Pending => match fd.watch_stash(cx.waker()).then(|| fd.take_stashed()) {
+                    Some(Some(a)) => Poll::Ready(Some(L::stream_from(OpResult::Accept(Ok(a))))),
+                    _ => Poll::Pending,
+                },
+            };
         }
         let accept = this.accept.get_or_insert_with(|| {
             OpFuture::with_fd(Op::Accept { fd: fd.raw() }, Some(fd.clone()))
         });
         let Poll::Ready((res, _op)) = Pin::new(accept).poll(cx) else {
+            if fd.watch_stash(cx.waker()) {
+                // As in `accept_or_stashed`: the stashed connection came first; our
+                // accept is dropped (a connection it gets anyway is stashed in turn).
+                this.accept = None;
+                if let Some(a) = fd.take_stashed() {
+                    return Poll::Ready(Some(L::stream_from(OpResult::Accept(Ok(a)))));
+                }
+                cx.waker().wake_by_ref(); // (never: it was just seen) poll again
+            }
             return Poll::Pending;
         };
         this.accept = None;

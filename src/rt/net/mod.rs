@@ -112,6 +112,42 @@ fn each_addr<T>(
     Err(last.unwrap_or_else(no_addresses))
 }
 
+/// One accept on listener `fd`: a stashed connection (see `LoopFd::stash`) if there is
+/// one, else `accept(limit)`'s result (`limit`: what is left of `within`, if given). A
+/// connection stashed while the accept waits (one an orphaned accept received, so one
+/// that connected earlier) ends the wait: the accept is dropped (a connection it gets
+/// anyway is stashed in turn) and the stashed one is returned. Otherwise the accept
+/// would wait in the kernel for another client while the connected one sat in the
+/// stash.
+pub(crate) async fn accept_or_stashed<F, Fut>(
+    fd: &std::rc::Rc<crate::rt::loop_fd::LoopFd>,
+    within: Option<std::time::Duration>,
+    mut accept: F,
+) -> crate::result::OpResult
+where
+    F: FnMut(Option<std::time::Duration>) -> Fut,
+    Fut: std::future::Future<Output = crate::result::OpResult>,
+{
+    use std::task::Poll;
+    let deadline = within.map(|d| crate::rt::time::saturating_add(std::time::Instant::now(), d));
+    loop {
+        if let Some(a) = fd.take_stashed() {
+            return crate::result::OpResult::Accept(Ok(a));
+        }
+        let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+        let mut op = std::pin::pin!(accept(left));
+        let done = std::future::poll_fn(|cx| match op.as_mut().poll(cx) {
+            Poll::Ready(r) => Poll::Ready(Some(r)),
+            Poll::Pending if fd.watch_stash(cx.waker()) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        })
+        .await;
+        if let Some(r) = done {
+            return r;
+        }
+    }
+}
+
 /// The fd conversions of a socket type holding a `LoopFd` in a field named `fd`, and
 /// `From` its std counterpart (made non-blocking).
 macro_rules! socket_fd {

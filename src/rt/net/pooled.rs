@@ -60,7 +60,7 @@ pub struct PooledBuf {
 impl PooledBuf {
     /// Drop the first `n` bytes (all of them if `n` is larger), keeping the rest.
     pub fn advance(&mut self, n: usize) {
-        self.start = (self.start + n).min(self.end);
+        self.start = self.start.saturating_add(n).min(self.end);
     }
 
     /// Copy the bytes out, and return the buffer to the pool at once.

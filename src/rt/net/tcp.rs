@@ -76,10 +76,13 @@ impl TcpListener {
     /// (`ECONNABORTED`, ...) concern one connection: log them and go on.
     /// `examples/echo.rs` does this.
     pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        if let Some(a) = self.fd.take_stashed() {
-            return accepted(OpResult::Accept(Ok(a)));
-        }
-        accepted(rio::run(FdOp::on(&self.fd, |fd| Op::Accept { fd })).await.0)
+        let fd = &self.fd;
+        accepted(
+            super::accept_or_stashed(fd, None, |_| async {
+                rio::run(FdOp::on(fd, |fd| Op::Accept { fd })).await.0
+            })
+            .await,
+        )
     }
 
     /// [`accept`](Self::accept), failing with [`TimedOut`](io::ErrorKind::TimedOut) if
@@ -102,10 +105,13 @@ impl TcpListener {
         &self,
         limit: std::time::Duration,
     ) -> io::Result<(TcpStream, SocketAddr)> {
-        if let Some(a) = self.fd.take_stashed() {
-            return accepted(OpResult::Accept(Ok(a)));
-        }
-        accepted(crate::rt::timed::accept(&self.fd, limit).await)
+        let fd = &self.fd;
+        accepted(
+            super::accept_or_stashed(fd, Some(limit), |left| {
+                crate::rt::timed::accept(fd, left.unwrap_or(limit))
+            })
+            .await,
+        )
     }
 
     /// The connections, as a [`Stream`](futures_core::Stream); see [`Incoming`]. On

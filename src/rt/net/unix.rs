@@ -114,13 +114,16 @@ impl UnixListener {
     /// [`TcpListener::accept`](super::TcpListener::accept), whose notes on running out
     /// of descriptors apply here too).
     pub async fn accept(&self) -> io::Result<(UnixStream, UnixAddr)> {
-        if let Some(a) = self.fd.take_stashed() {
-            return accepted(OpResult::Accept(Ok(a)));
-        }
         // `Op::Accept`, not `Op::AcceptUnix`: a connection that raced a dropped future's
         // cancel is then kept by the listener (the runtime stashes `Accept` results);
         // the peer's address comes from getpeername(2), which reports what accept would.
-        accepted(rio::run(FdOp::on(&self.fd, |fd| Op::Accept { fd })).await.0)
+        let fd = &self.fd;
+        accepted(
+            super::accept_or_stashed(fd, None, |_| async {
+                rio::run(FdOp::on(fd, |fd| Op::Accept { fd })).await.0
+            })
+            .await,
+        )
     }
 
     /// The connections, as a [`Stream`](futures_core::Stream); see [`UnixIncoming`].

@@ -46,8 +46,8 @@ impl<T> JoinShared<T> {
     }
 
     fn lock(&self) -> MutexGuard<'_, State<T>> {
-        // No code that can panic runs under the lock (wakers are woken after unlocking),
-        // and the state stays consistent anyway.
+        // No code that can panic runs under the lock (wakers are dropped and woken after
+        // unlocking), and the state stays consistent anyway.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -63,16 +63,17 @@ impl<T> Completer<T> {
     }
 
     fn finish(&self, r: Result<T, JoinError>) {
-        let waker = {
+        let (waker, task_waker) = {
             let mut st = self.shared.lock();
             if st.done {
                 return;
             }
             st.done = true;
             st.result = Some(r);
-            st.task_waker = None;
-            st.join_waker.take()
+            (st.join_waker.take(), st.task_waker.take())
         };
+        // Unlocked: a waker's destructor may do anything.
+        drop(task_waker);
         if let Some(w) = waker {
             w.wake();
         }
@@ -89,7 +90,7 @@ impl<T> Completer<T> {
         }
         match catch_unwind(AssertUnwindSafe(f)) {
             Ok(fut) => Some(PoolTask {
-                fut,
+                fut: Some(fut),
                 completer: self,
                 registered: false,
             }),
@@ -110,18 +111,38 @@ impl<T> Drop for Completer<T> {
 /// The future a worker runs as a local task: the user's future, plus the hand-over of
 /// its output (or panic) to the [`PoolJoinHandle`], plus abort.
 pub(super) struct PoolTask<Fut, T> {
-    fut: Fut,
+    /// `None` once dropped: a finished or aborted task drops its future itself, catching
+    /// a panic of its destructor (the task set would drop it outside any `catch_unwind`,
+    /// and the panic would unwind through the worker's `block_on` and kill the worker).
+    fut: Option<Fut>,
     completer: Completer<T>,
     /// Our waker is stored in the shared state (done once: a task's waker never changes).
     registered: bool,
+}
+
+impl<Fut, T> PoolTask<Fut, T> {
+    /// Drop the future in place (it is pinned), catching a panic of its destructor: the
+    /// handle's result is already stored (or is `Cancelled`, by the completer), and the
+    /// panic hook has reported the panic.
+    fn drop_fut(fut: &mut Option<Fut>) {
+        let p: *mut Option<Fut> = fut;
+        // SAFETY: `p` points to the live, pinned `Option` (borrowed mutably here, so
+        // nothing else references it); after `drop_in_place`, even one that unwinds, its
+        // contents count as dropped, and the write below overwrites them without dropping
+        // them again. The future is dropped where it is, never moved.
+        let _ = catch_unwind(AssertUnwindSafe(|| unsafe { std::ptr::drop_in_place(p) }));
+        // SAFETY: as above: `p` is valid for writes and its old value is dropped.
+        unsafe { std::ptr::write(p, None) };
+    }
 }
 
 impl<Fut: Future<Output = T>, T> Future for PoolTask<Fut, T> {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        // SAFETY: `fut` is structurally pinned: it is never moved out of `self`, and
-        // `PoolTask` has no Drop impl that could move it; the other fields are not pinned.
+        // SAFETY: `fut` is structurally pinned: it is never moved out of `self` (only
+        // dropped in place, by `drop_fut`), and `PoolTask` has no Drop impl that could
+        // move it; the other fields are not pinned.
         let this = unsafe { self.get_unchecked_mut() };
         let shared = &this.completer.shared;
         if !this.registered {
@@ -129,21 +150,23 @@ impl<Fut: Future<Output = T>, T> Future for PoolTask<Fut, T> {
             shared.lock().task_waker = Some(cx.waker().clone());
         }
         if shared.aborted.load(Ordering::Acquire) {
-            return Poll::Ready(()); // the future is dropped with the task: Cancelled
+            // Cancelled: the completer stores it when the task drops it.
+            Self::drop_fut(&mut this.fut);
+            return Poll::Ready(());
         }
+        let Some(fut) = this.fut.as_mut() else {
+            return Poll::Ready(()); // already finished (never polled again)
+        };
         // SAFETY: see above.
-        let fut = unsafe { Pin::new_unchecked(&mut this.fut) };
-        match catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
-            Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(v)) => {
-                this.completer.finish(Ok(v));
-                Poll::Ready(())
-            }
-            Err(payload) => {
-                this.completer.finish(Err(JoinError::Panic(payload)));
-                Poll::Ready(())
-            }
-        }
+        let fut = unsafe { Pin::new_unchecked(fut) };
+        let r = match catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(v)) => Ok(v),
+            Err(payload) => Err(JoinError::Panic(payload)),
+        };
+        this.completer.finish(r);
+        Self::drop_fut(&mut this.fut);
+        Poll::Ready(())
     }
 }
 
@@ -210,14 +233,15 @@ impl<T> PoolJoinHandle<T> {
         }
         let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
         loop {
-            {
+            let old = {
                 let mut st = self.shared.lock();
                 if let Some(r) = st.result.take() {
                     return r;
                 }
                 assert!(!st.done, "PoolJoinHandle::join after the result was taken");
-                st.join_waker = Some(waker.clone());
-            }
+                st.join_waker.replace(waker.clone())
+            };
+            drop(old); // unlocked (an earlier poll's waker: its destructor may do anything)
             std::thread::park();
         }
     }
@@ -247,10 +271,12 @@ impl<T> Future for PoolJoinHandle<T> {
             return Poll::Ready(r);
         }
         assert!(!st.done, "PoolJoinHandle polled after it completed");
-        match &st.join_waker {
-            Some(w) if w.will_wake(cx.waker()) => {}
-            _ => st.join_waker = Some(cx.waker().clone()),
-        }
+        let old = match &st.join_waker {
+            Some(w) if w.will_wake(cx.waker()) => None,
+            _ => st.join_waker.replace(cx.waker().clone()),
+        };
+        drop(st);
+        drop(old); // unlocked: a waker's destructor may do anything
         Poll::Pending
     }
 }

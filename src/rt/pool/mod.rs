@@ -65,6 +65,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::future::{poll_fn, Future};
 use std::io;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
@@ -164,13 +165,27 @@ impl Worker {
             inbox.closed
         };
         if closed {
-            batch.clear();
+            drop_jobs(std::mem::take(batch));
             return Poll::Ready(());
         }
         while let Some(job) = batch.pop_front() {
-            job();
+            // A panic of a job (a panicking destructor of what an aborted job's closure
+            // captured: `Completer::build` drops it unrun) must not unwind through the
+            // worker's main future: that would end the worker, and every task sent to
+            // it later would wait forever. The job's handle resolves anyway (its
+            // completer, dropped by the unwinding, stores `Cancelled`).
+            let _ = catch_unwind(AssertUnwindSafe(job));
         }
         Poll::Pending
+    }
+}
+
+/// Drop jobs that never ran (their handles resolve to `Cancelled`), each on its own: a
+/// panicking destructor of one closure's captures neither stops the others being dropped
+/// nor unwinds into the pool's shutdown (which must still close and join every worker).
+fn drop_jobs(jobs: VecDeque<Job>) {
+    for job in jobs {
+        let _ = catch_unwind(AssertUnwindSafe(move || drop(job)));
     }
 }
 
@@ -428,7 +443,7 @@ impl Pool {
 
     fn stop(&mut self) {
         for w in self.handle.shared.workers.iter() {
-            drop(w.close()); // jobs never started: their handles resolve to Cancelled
+            drop_jobs(w.close()); // jobs never started: their handles resolve to Cancelled
         }
         let me = current_worker_of(self.handle.shared.id);
         for (i, t) in self.threads.drain(..).enumerate() {
