@@ -31,6 +31,8 @@
 #   $T -p runtime-tests --test watcher_file
 #   $T -p runtime-tests --test pool_handoff
 #   $T -p runtime-tests --test rt_tasks -- from_another_thread spawn_blocking many_wakes
+#   $T -p runtime-tests --test rt_user_code_and_runtime_moves -- \
+#     waker_drops_under_the_lock a_pool_task an_aborted_job
 #
 # RUST_BACKTRACE=0: symbolising a backtrace of a sanitized binary takes seconds, enough
 # to push tests that panic on purpose (thread_pool's panicking job) past their timeouts.
@@ -143,7 +145,7 @@ asan() {
 
 tsan() {
   local start=$SECONDS
-  echo "== sanitizers: ThreadSanitizer (pool, handoff, notify, cross-thread wakes)"
+  echo "== sanitizers: ThreadSanitizer (pool, handoff, notify, cross-thread wakes, wakers dropped after locks)"
   if ! $have_nightly || ! $have_src; then
     echo "SKIPPED: tsan: needs the nightly toolchain with rust-src for -Zbuild-std (see setup above)"
     return 0
@@ -160,6 +162,10 @@ tsan() {
     from_another_thread spawn_blocking many_wakes
   # The channels' cross-thread wake-ups (the bounded ring's fences among them).
   limited "${t[@]}" -p runtime-tests --test rt_pool -- channel sender receiver close_refuses
+  # Pool workers surviving panicking destructors, wakers dropped after the channels'
+  # locks (with backtraces on, the first two time out: see RUST_BACKTRACE above).
+  limited "${t[@]}" -p runtime-tests --test rt_user_code_and_runtime_moves -- \
+    waker_drops_under_the_lock a_pool_task an_aborted_job
   unset RUSTFLAGS TSAN_OPTIONS
   echo "== sanitizers: tsan took $((SECONDS - start)) s"
 }
