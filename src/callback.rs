@@ -15,6 +15,7 @@
 
 use std::alloc::{self as heap, Layout};
 use std::cell::Cell;
+use std::marker::PhantomData;
 use std::mem::{self, MaybeUninit};
 use std::pin::Pin;
 use std::ptr;
@@ -158,6 +159,11 @@ where
 pub(crate) struct Callback {
     data: MaybeUninit<[usize; WORDS]>,
     vtable: Option<&'static VTable>,
+    /// The stored closure need not be `Send` or `Sync` (it may capture an `Rc`), but
+    /// `MaybeUninit<[usize; 2]>` and a `&'static VTable` are both: without this marker a
+    /// `Callback` would be `Send + Sync` automatically, and a type holding one (and
+    /// nothing else that is `!Send`) could carry an `Rc` to another thread.
+    _not_send: PhantomData<*mut ()>,
 }
 
 unsafe fn call_impl<T>(
@@ -211,6 +217,7 @@ impl Callback {
         Callback {
             data: MaybeUninit::uninit(),
             vtable: None,
+            _not_send: PhantomData,
         }
     }
 
@@ -254,6 +261,7 @@ impl Callback {
         Callback {
             data,
             vtable: Some(&VTableOf::<T>::IN_BLOCK),
+            _not_send: PhantomData,
         }
     }
 
@@ -268,6 +276,7 @@ impl Callback {
         Callback {
             data,
             vtable: Some(&VTableOf::<T>::VTABLE),
+            _not_send: PhantomData,
         }
     }
 

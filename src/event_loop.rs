@@ -896,11 +896,18 @@ impl Loop {
                     Self::replaced_in_callback(inner, cb);
                 }
             }
-            if (*inner).callback.is_empty() {
+            // A callback replaced from inside itself (`prep` in the callback) is dropped
+            // only at the end, once the completion has left `Callback` and the loop is
+            // done with it: its drop is user code, and may free the completion (the old
+            // closure may own it), which aborted in `Callback`, or panic, which
+            // unwound with the completion still in `Callback` (as `replaced_in_callback`
+            // and a shutdown's abandoned callbacks do it).
+            let replaced = if (*inner).callback.is_empty() {
                 (*inner).callback = cb;
+                None
             } else {
-                drop(cb);
-            }
+                Some(cb)
+            };
             let mut settled = false;
             if (*inner).phase == Phase::Callback {
                 (*inner).phase = Phase::Dead;
@@ -927,6 +934,8 @@ impl Loop {
             if multishot && !settled {
                 self.driver.multishot_after_callback(&mut self.core, c);
             }
+            // `c` is not touched after this (it may be freed now).
+            drop(replaced);
         }
         // The callback asked for a shutdown: now that the loop holds nothing of this
         // completion's (its batch record, its result), before any other callback.
@@ -1370,7 +1379,7 @@ impl Loop {
         let inner = Completion::raw(ptr);
         // SAFETY: Active in this loop (checked above), so live and in one of this loop's
         // queues; loop thread; a timer is never in the kernel or pool.
-        unsafe {
+        let old = unsafe {
             assert!(
                 matches!((*inner).op, Op::Timer { .. }),
                 "Loop::timer_reset on an Active non-timer completion"
@@ -1387,10 +1396,15 @@ impl Loop {
             // A new arming, with a new ticket (`add_timer`).
             self.core.registry.remove((*inner).ticket);
             (*inner).op = Op::Timer { ms };
-            (*inner).callback = Callback::new(callback);
             Inner::set_deadline(inner, deadline_after(self.core.epoch, ms));
-        }
+            std::mem::replace(&mut (*inner).callback, Callback::new(callback))
+        };
         self.core.add_timer(ptr);
+        // The old callback is dropped last, once the timer is queued again: its drop is
+        // user code (its captures), and a panic in it used to unwind between the removal
+        // and the re-queueing, leaving the completion Active in no queue (the reset timer
+        // never fired, and dropping the completion aborted the process).
+        drop(old);
     }
 
     /// Cancel `target`'s operation using `c`. The target's callback receives `Canceled`

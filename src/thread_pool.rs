@@ -254,9 +254,28 @@ fn run(job: Job) {
         Job::Raw(j) => unsafe { (j.run)(j.data, j.ctx, j.fd) },
         Job::Boxed(f) => {
             // A panicking boxed job must not kill the worker while it is counted.
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+            if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+                drop_payload(payload);
+            }
         }
     }
+}
+
+/// Drop a job's panic payload without letting a panic in its destructor (a payload
+/// type whose `Drop` panics, `std::panic::panic_any(..)`) unwind out of the worker: the
+/// worker would die still counted in `threads`, and with every worker gone that way the
+/// jobs queued after it would never run. The payload of that second panic is dropped the
+/// same way, and so on; a payload still panicking after a few rounds is forgotten (a leak
+/// rather than an endless chain of panicking destructors).
+fn drop_payload(payload: Box<dyn std::any::Any + Send>) {
+    let mut payload = payload;
+    for _ in 0..8 {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(payload))) {
+            Ok(()) => return,
+            Err(p) => payload = p,
+        }
+    }
+    std::mem::forget(payload);
 }
 
 fn worker(shared: Arc<Shared>) {
