@@ -29,6 +29,35 @@ pub fn each_backend(body: impl Fn(xev::Backend)) {
     assert!(failed.is_empty(), "failed on: {}", failed.join("; "));
 }
 
+/// [`each_backend`], each run on a fresh thread, so that a hang is a failure after
+/// `limit` rather than a stuck test run.
+pub fn each_backend_within(limit: std::time::Duration, body: fn(xev::Backend)) {
+    each_backend(|b| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let t = std::thread::spawn(move || {
+            let r = catch_unwind(move || body(b));
+            let _ = tx.send(r.is_ok());
+        });
+        match rx.recv_timeout(limit) {
+            Ok(true) => t.join().unwrap(),
+            Ok(false) => panic!("failed (see the panic above)"),
+            Err(_) => panic!("hung for {limit:?}"),
+        }
+    });
+}
+
+/// A value that panics when dropped (outside a panic already unwinding): user code
+/// running at a moment the runtime may not expect.
+pub struct PanicOnDrop;
+
+impl Drop for PanicOnDrop {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            panic!("PanicOnDrop dropped");
+        }
+    }
+}
+
 /// A loop pinned to `backend`.
 pub fn new_loop(backend: xev::Backend) -> xev::Loop {
     xev::Loop::new(xev::Options {

@@ -4,36 +4,9 @@
 use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
 
+use runtime_tests::{each_backend_within, PanicOnDrop};
 use xev::rt::Builder;
-use xev::{Backend, ThreadPool, ThreadPoolOptions};
-
-/// Run `body` once per available backend (each on a fresh thread, so a hang is a
-/// failure after `limit` rather than a stuck test run).
-fn each_backend_within(limit: Duration, body: fn(Backend)) {
-    runtime_tests::each_backend(|b| {
-        let (tx, rx) = std_mpsc::channel();
-        let t = std::thread::spawn(move || {
-            let r = std::panic::catch_unwind(move || body(b));
-            let _ = tx.send(r.is_ok());
-        });
-        match rx.recv_timeout(limit) {
-            Ok(true) => t.join().unwrap(),
-            Ok(false) => panic!("failed (see the panic above)"),
-            Err(_) => panic!("hung for {limit:?}"),
-        }
-    });
-}
-
-/// Panics when dropped (outside a panic already unwinding).
-struct PanicOnDrop;
-
-impl Drop for PanicOnDrop {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            panic!("PanicOnDrop dropped");
-        }
-    }
-}
+use xev::{ThreadPool, ThreadPoolOptions};
 
 // ---------------------------------------------------------------------------------------
 // ThreadPool: a job whose panic payload panics when dropped must not lose the worker.

@@ -10,40 +10,13 @@ use std::sync::mpsc as std_mpsc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use runtime_tests::{each_backend_within, PanicOnDrop};
 use xev::rt::{Builder, Pool};
 use xev::Backend;
-
-/// Run `body` once per available backend (each on a fresh thread, so a hang is a
-/// failure after `limit` rather than a stuck test run).
-fn each_backend_within(limit: Duration, body: fn(Backend)) {
-    runtime_tests::each_backend(|b| {
-        let (tx, rx) = std_mpsc::channel();
-        let t = std::thread::spawn(move || {
-            let r = std::panic::catch_unwind(move || body(b));
-            let _ = tx.send(r.is_ok());
-        });
-        match rx.recv_timeout(limit) {
-            Ok(true) => t.join().unwrap(),
-            Ok(false) => panic!("failed (see the panic above)"),
-            Err(_) => panic!("hung for {limit:?}"),
-        }
-    });
-}
 
 // ---------------------------------------------------------------------------------------
 // Pool: a panicking destructor must not kill the worker.
 // ---------------------------------------------------------------------------------------
-
-/// Panics when dropped (outside a panic already unwinding).
-struct PanicOnDrop;
-
-impl Drop for PanicOnDrop {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            panic!("PanicOnDrop dropped");
-        }
-    }
-}
 
 /// A future that is ready at once and panics when it is dropped afterwards.
 struct ReadyThenPanicOnDrop(PanicOnDrop);
