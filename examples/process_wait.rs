@@ -70,8 +70,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(ExitStatus::Exited(code)) => {
             println!("exited with code {code} after {:.1?}", started.elapsed())
         }
-        Some(ExitStatus::Signaled(sig)) => {
-            println!("killed by signal {sig} after {:.1?}", started.elapsed())
+        Some(s @ (ExitStatus::Signaled(_) | ExitStatus::CoreDumped(_))) => {
+            println!("{s} after {:.1?}", started.elapsed())
         }
         None => return Err("no exit status".into()),
     }

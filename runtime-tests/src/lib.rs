@@ -148,3 +148,49 @@ pub fn os_error(r: &OpResult) -> Option<i32> {
     };
     e.raw_os_error()
 }
+
+/// A child that kills itself with `SIGSEGV`, for the core-dump tests: `sh` in its own
+/// fresh directory under the temp dir (where a `core_pattern` of `core` writes the
+/// file), with core files allowed (`ulimit -c unlimited`) when `dump`, else forbidden.
+/// [`CoreChild::std_dumped`] runs the same child reaped by std: whether this machine
+/// dumps core for it (the kernel's `core_pattern` and the hard limit decide), the truth
+/// xev's status must agree with.
+pub struct CoreChild {
+    dir: std::path::PathBuf,
+    script: &'static str,
+}
+
+impl CoreChild {
+    /// A fresh directory named after `tag`.
+    pub fn new(tag: &str, dump: bool) -> CoreChild {
+        let dir = std::env::temp_dir().join(format!("xev-core-{}-{tag}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let script = if dump {
+            "ulimit -c unlimited 2>/dev/null; kill -SEGV $$"
+        } else {
+            "ulimit -c 0; kill -SEGV $$"
+        };
+        CoreChild { dir, script }
+    }
+
+    /// The command that runs the child.
+    pub fn command(&self) -> std::process::Command {
+        let mut cmd = std::process::Command::new("sh");
+        cmd.args(["-c", self.script]).current_dir(&self.dir);
+        cmd
+    }
+
+    /// Whether the same child, reaped by `std`, dumped core (and it did die of SIGSEGV).
+    pub fn std_dumped(&self) -> bool {
+        use std::os::unix::process::ExitStatusExt;
+        let st = self.command().status().unwrap();
+        assert_eq!(st.signal(), Some(libc::SIGSEGV), "{st:?}");
+        st.core_dumped()
+    }
+}
+
+impl Drop for CoreChild {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

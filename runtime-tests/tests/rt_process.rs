@@ -53,6 +53,22 @@ async fn killed_child_reports_signal_9() -> io::Result<()> {
     Ok(())
 }
 
+/// `Child::wait`'s std status keeps the core flag: `core_dumped()` as std's own wait of
+/// the same child says, with core files allowed and forbidden.
+#[xev::test(backend = "all")]
+async fn a_child_that_dumps_core_keeps_the_core_flag() -> io::Result<()> {
+    for dump in [true, false] {
+        let tag = format!("rt-{:?}-{dump}", xev::rt::with_loop(|lp| lp.backend()));
+        let child = runtime_tests::CoreChild::new(&tag, dump);
+        let truth = child.std_dumped();
+        let st = process::spawn(&mut child.command())?.wait().await?;
+        assert_eq!(st.signal(), Some(libc::SIGSEGV));
+        assert_eq!(st.core_dumped(), truth, "dump allowed: {dump}");
+        assert_eq!(st, child.command().status()?, "the same word as std's");
+    }
+    Ok(())
+}
+
 #[xev::test(backend = "all")]
 async fn spawning_a_missing_program_fails() {
     let e = process::spawn(&mut Command::new("/nonexistent/xev-no-such-program")).unwrap_err();

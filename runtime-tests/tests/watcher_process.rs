@@ -98,6 +98,39 @@ fn killed_by_sigkill_is_reported_as_signaled() {
     });
 }
 
+/// A child killed by a signal that dumps core is `CoreDumped` (with the signal), exactly
+/// when the same child reaped by std says it dumped core; with core files forbidden it is
+/// `Signaled`. Both agree with std's status word through `From`.
+#[test]
+fn a_child_that_dumps_core_is_reported_as_core_dumped() {
+    use std::os::unix::process::ExitStatusExt;
+    each_backend(|b| {
+        for dump in [true, false] {
+            let child = runtime_tests::CoreChild::new(&format!("watcher-{b:?}-{dump}"), dump);
+            let truth = child.std_dumped();
+            if dump && !truth {
+                eprintln!("this machine writes no core files: CoreDumped not exercised");
+            }
+            let spawned = child.command().spawn().unwrap();
+            let p = Process::from_child(&spawned).unwrap();
+            let st = wait_once(b, &p).unwrap();
+            let want = if truth {
+                ExitStatus::CoreDumped(libc::SIGSEGV)
+            } else {
+                ExitStatus::Signaled(libc::SIGSEGV)
+            };
+            assert_eq!(st, want, "dump allowed: {dump}");
+            assert_eq!(st.signal(), Some(libc::SIGSEGV));
+            assert_eq!(st.code(), None);
+            assert_eq!(st.core_dumped(), truth);
+            let std_status: std::process::ExitStatus = st.into();
+            assert_eq!(std_status.signal(), Some(libc::SIGSEGV));
+            assert_eq!(std_status.core_dumped(), truth);
+            assert_eq!(st.to_string().ends_with("(core dumped)"), truth, "{st}");
+        }
+    });
+}
+
 #[test]
 fn killed_while_the_wait_is_queued() {
     each_backend(|b| {

@@ -26,6 +26,7 @@ use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
 use socket2::{Domain, Socket, Type};
 
+use super::ChildEnd;
 use crate::completion::Inner;
 use crate::metadata::Metadata;
 
@@ -595,10 +596,9 @@ pub(crate) fn open_child_exit_fd(pid: libc::pid_t) -> io::Result<OwnedFd> {
     Ok(kq)
 }
 
-/// Reap the child `pid` if it has exited (`waitpid(pid, WNOHANG)`): `Some(Ok(code))` for
-/// an exit, `Some(Err(signal))` for a death by signal, `None` while it runs. The fd from
-/// [`open_child_exit_fd`] is not needed here.
-pub(crate) fn reap_child(_fd: RawFd, pid: libc::pid_t) -> io::Result<Option<Result<i32, i32>>> {
+/// Reap the child `pid` if it has exited (`waitpid(pid, WNOHANG)`): how it ended, `None`
+/// while it runs. The fd from [`open_child_exit_fd`] is not needed here.
+pub(crate) fn reap_child(_fd: RawFd, pid: libc::pid_t) -> io::Result<Option<ChildEnd>> {
     let mut status: libc::c_int = 0;
     loop {
         // SAFETY: waitpid writes the status into the int we own.
@@ -615,9 +615,12 @@ pub(crate) fn reap_child(_fd: RawFd, pid: libc::pid_t) -> io::Result<Option<Resu
         }
     }
     if libc::WIFEXITED(status) {
-        Ok(Some(Ok(libc::WEXITSTATUS(status))))
+        Ok(Some(ChildEnd::Exited(libc::WEXITSTATUS(status))))
     } else if libc::WIFSIGNALED(status) {
-        Ok(Some(Err(libc::WTERMSIG(status))))
+        Ok(Some(ChildEnd::Signaled(
+            libc::WTERMSIG(status),
+            libc::WCOREDUMP(status),
+        )))
     } else {
         Err(io::Error::new(
             io::ErrorKind::InvalidData,

@@ -7,7 +7,7 @@ use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
 use socket2::{Domain, Socket, Type};
 
-use super::neg_errno;
+use super::{neg_errno, ChildEnd};
 use crate::completion::Inner;
 use crate::metadata::Metadata;
 use crate::op::Op;
@@ -413,10 +413,9 @@ pub(crate) fn open_child_exit_fd(pid: libc::pid_t) -> io::Result<OwnedFd> {
     }
 }
 
-/// `waitid(P_PIDFD, fd, WEXITED | WNOHANG)`: `Some(Ok(code))` for an exit,
-/// `Some(Err(signal))` for a death by signal (the child is reaped then), `None` while it
-/// runs.
-pub(crate) fn reap_child(fd: RawFd, _pid: libc::pid_t) -> io::Result<Option<Result<i32, i32>>> {
+/// `waitid(P_PIDFD, fd, WEXITED | WNOHANG)`: how the child ended (it is reaped then),
+/// `None` while it runs.
+pub(crate) fn reap_child(fd: RawFd, _pid: libc::pid_t) -> io::Result<Option<ChildEnd>> {
     // SAFETY: siginfo_t is plain data for which all-zero is valid.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
     loop {
@@ -444,8 +443,9 @@ pub(crate) fn reap_child(fd: RawFd, _pid: libc::pid_t) -> io::Result<Option<Resu
         return Ok(None);
     }
     match info.si_code {
-        libc::CLD_EXITED => Ok(Some(Ok(status))),
-        libc::CLD_KILLED | libc::CLD_DUMPED => Ok(Some(Err(status))),
+        libc::CLD_EXITED => Ok(Some(ChildEnd::Exited(status))),
+        libc::CLD_KILLED => Ok(Some(ChildEnd::Signaled(status, false))),
+        libc::CLD_DUMPED => Ok(Some(ChildEnd::Signaled(status, true))),
         code => Err(io::Error::new(
             io::ErrorKind::InvalidData,
             format!("waitid reported si_code {code} for pid {pid}"),

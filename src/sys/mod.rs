@@ -32,6 +32,15 @@ pub(crate) use bsd::*;
 #[cfg(target_os = "linux")]
 pub(crate) use linux::*;
 
+/// How a reaped child ended (see `reap_child`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ChildEnd {
+    /// `exit` with this code.
+    Exited(i32),
+    /// Killed by this signal; `true` if it dumped core.
+    Signaled(i32, bool),
+}
+
 use crate::sys::fd::{IntoRawFd, RawFd};
 use std::io;
 use std::mem;

@@ -54,13 +54,19 @@ use super::mismatch;
 /// assert_eq!(ExitStatus::Exited(42).code(), Some(42));
 /// assert_eq!(ExitStatus::Signaled(libc::SIGKILL).signal(), Some(libc::SIGKILL));
 /// assert_eq!(ExitStatus::Signaled(libc::SIGKILL).code(), None);
+/// assert_eq!(ExitStatus::CoreDumped(libc::SIGSEGV).signal(), Some(libc::SIGSEGV));
+/// assert!(ExitStatus::CoreDumped(libc::SIGSEGV).core_dumped());
+/// assert!(!ExitStatus::Signaled(libc::SIGSEGV).core_dumped());
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ExitStatus {
     /// The process called `exit` (or returned from `main`) with this code (0..=255).
     Exited(i32),
-    /// The process was terminated by this signal (whether or not it dumped core).
+    /// The process was terminated by this signal and did not dump core.
     Signaled(i32),
+    /// The process was terminated by this signal and dumped core (`WCOREDUMP`: the
+    /// signal's default action writes a core file and the child's limits let it).
+    CoreDumped(i32),
 }
 
 impl ExitStatus {
@@ -73,16 +79,22 @@ impl ExitStatus {
     pub fn code(self) -> Option<i32> {
         match self {
             ExitStatus::Exited(c) => Some(c),
-            ExitStatus::Signaled(_) => None,
+            ExitStatus::Signaled(_) | ExitStatus::CoreDumped(_) => None,
         }
     }
 
-    /// The terminating signal, if a signal killed the process.
+    /// The terminating signal, if a signal killed the process (with or without a core).
     pub fn signal(self) -> Option<i32> {
         match self {
             ExitStatus::Exited(_) => None,
-            ExitStatus::Signaled(s) => Some(s),
+            ExitStatus::Signaled(s) | ExitStatus::CoreDumped(s) => Some(s),
         }
+    }
+
+    /// Whether a signal killed the process and it dumped core (std's
+    /// `ExitStatusExt::core_dumped`).
+    pub fn core_dumped(self) -> bool {
+        matches!(self, ExitStatus::CoreDumped(_))
     }
 }
 
@@ -94,12 +106,20 @@ impl From<ExitStatus> for std::process::ExitStatus {
     /// use xev::watcher::process::ExitStatus;
     /// let std_status: std::process::ExitStatus = ExitStatus::Exited(3).into();
     /// assert_eq!(std_status.code(), Some(3));
+    ///
+    /// use std::os::unix::process::ExitStatusExt;
+    /// let std_status: std::process::ExitStatus = ExitStatus::CoreDumped(libc::SIGABRT).into();
+    /// assert_eq!(std_status.signal(), Some(libc::SIGABRT));
+    /// assert!(std_status.core_dumped());
     /// ```
     fn from(s: ExitStatus) -> std::process::ExitStatus {
         use std::os::unix::process::ExitStatusExt;
+        // The `wait(2)` status word: the code in bits 8-15, else the signal in bits 0-6
+        // and the core flag in bit 7 (`WCOREFLAG`, the same on Linux and the BSDs).
         match s {
             ExitStatus::Exited(c) => std::process::ExitStatus::from_raw((c & 0xff) << 8),
             ExitStatus::Signaled(sig) => std::process::ExitStatus::from_raw(sig & 0x7f),
+            ExitStatus::CoreDumped(sig) => std::process::ExitStatus::from_raw(sig & 0x7f | 0x80),
         }
     }
 }
@@ -109,6 +129,7 @@ impl fmt::Display for ExitStatus {
         match self {
             ExitStatus::Exited(c) => write!(f, "exit status: {c}"),
             ExitStatus::Signaled(s) => write!(f, "killed by signal {s}"),
+            ExitStatus::CoreDumped(s) => write!(f, "killed by signal {s} (core dumped)"),
         }
     }
 }
@@ -243,9 +264,10 @@ fn open_child_pidfd(pid: u32) -> io::Result<OwnedFd> {
 /// is reaped), `None` while it is still running.
 pub(crate) fn reap(fd: RawFd, pid: u32) -> io::Result<Option<ExitStatus>> {
     Ok(
-        crate::sys::reap_child(fd, pid as libc::pid_t)?.map(|r| match r {
-            Ok(code) => ExitStatus::Exited(code),
-            Err(sig) => ExitStatus::Signaled(sig),
+        crate::sys::reap_child(fd, pid as libc::pid_t)?.map(|end| match end {
+            crate::sys::ChildEnd::Exited(code) => ExitStatus::Exited(code),
+            crate::sys::ChildEnd::Signaled(sig, false) => ExitStatus::Signaled(sig),
+            crate::sys::ChildEnd::Signaled(sig, true) => ExitStatus::CoreDumped(sig),
         }),
     )
 }
@@ -267,7 +289,7 @@ impl From<ExitStatus> for std::process::ExitStatus {
     fn from(s: ExitStatus) -> std::process::ExitStatus {
         use std::os::windows::process::ExitStatusExt;
         match s {
-            ExitStatus::Exited(c) | ExitStatus::Signaled(c) => {
+            ExitStatus::Exited(c) | ExitStatus::Signaled(c) | ExitStatus::CoreDumped(c) => {
                 std::process::ExitStatus::from_raw(c as u32)
             }
         }
