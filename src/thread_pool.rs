@@ -74,6 +74,11 @@ struct Shared {
 /// never delivered to them: it goes to a thread that does not block it, or stays pending
 /// for a signalfd (`xev::signal::Signals`). Jobs run with that mask.
 ///
+/// If the system refuses a new thread while no worker is alive (thread limits, memory),
+/// queued jobs run on the thread that queues one, before `execute` (or the operation
+/// that needed the pool) returns: slower, and a job that waits for that thread's loop
+/// would wait forever, but no job is lost.
+///
 /// ```
 /// let pool = xev::ThreadPool::new(xev::ThreadPoolOptions::default());
 /// let (tx, rx) = std::sync::mpsc::channel();

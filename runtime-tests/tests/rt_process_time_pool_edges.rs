@@ -26,6 +26,68 @@ fn a_pool_job_whose_panic_payload_panics_when_dropped_does_not_lose_the_worker()
     });
 }
 
+/// A pool that cannot start a thread (here: a worker stack larger than the address
+/// space) loses no job: each runs on the thread that queued it, and the loop's file
+/// reads (pool jobs on epoll), `spawn_blocking` and a file read through the callback API
+/// all finish with the right result.
+#[test]
+fn a_pool_that_cannot_start_a_thread_runs_its_jobs_on_the_caller() {
+    fn unstartable() -> ThreadPool {
+        ThreadPool::new(ThreadPoolOptions {
+            stack_size: 1 << 50,
+            ..Default::default()
+        })
+    }
+    let pool = unstartable();
+    let (tx, rx) = std_mpsc::channel();
+    pool.execute(move || tx.send(std::thread::current().id()).unwrap());
+    assert_eq!(
+        rx.try_recv(),
+        Ok(std::thread::current().id()),
+        "ran at once, here"
+    );
+    assert_eq!(pool.threads(), 0);
+
+    let path = std::env::temp_dir().join(format!("xev-unstartable-{}", std::process::id()));
+    std::fs::write(&path, b"read on the caller").unwrap();
+    each_backend_within(Duration::from_secs(10), |b| {
+        let path = std::env::temp_dir().join(format!("xev-unstartable-{}", std::process::id()));
+        let rt = Builder::new()
+            .backend(b)
+            .thread_pool(unstartable())
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            assert_eq!(xev::fs::read(&path).await.unwrap(), b"read on the caller");
+            let here = std::thread::current().id();
+            let there = xev::spawn_blocking(|| std::thread::current().id()).await;
+            assert_eq!(there.unwrap(), here);
+        });
+
+        // The callback API: a read of a regular file (a pool job on epoll).
+        let file = std::fs::File::open(&path).unwrap();
+        let mut lp = xev::Loop::new(xev::Options {
+            backend: Some(b),
+            thread_pool: Some(unstartable()),
+            ..Default::default()
+        })
+        .unwrap();
+        let mut c = std::pin::pin!(xev::Completion::new());
+        let res = runtime_tests::results();
+        use std::os::fd::AsRawFd;
+        let op = xev::Op::Read {
+            fd: file.as_raw_fd(),
+            buf: xev::Buffer::from(vec![0u8; 64]),
+        };
+        lp.start(c.as_mut(), op, runtime_tests::record(&res));
+        lp.run(xev::RunMode::UntilDone).unwrap();
+        let r = runtime_tests::only(&res);
+        assert!(matches!(r, xev::OpResult::Read(Ok(18))), "{r:?}");
+        assert_eq!(&c.buffer().unwrap().as_slice()[..18], b"read on the caller");
+    });
+    let _ = std::fs::remove_file(&path);
+}
+
 // ---------------------------------------------------------------------------------------
 // Time: sleeps carried between runtimes, extreme durations.
 // ---------------------------------------------------------------------------------------
