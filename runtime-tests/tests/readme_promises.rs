@@ -925,3 +925,83 @@ fn http_hello_makes_no_allocation_per_request() {
         );
     });
 }
+
+/// Poll `fut` once; it must not be ready yet.
+async fn poll_once_pending<F: std::future::Future + Unpin>(fut: &mut F) {
+    std::future::poll_fn(|cx| {
+        assert!(
+            std::pin::Pin::new(&mut *fut).poll(cx).is_pending(),
+            "ready too early"
+        );
+        std::task::Poll::Ready(())
+    })
+    .await
+}
+
+/// The next connection of `incoming` within 3 s, skipping at most one error item (the
+/// cancelled accept of an ended runtime).
+async fn next_connection(incoming: &mut xev::net::Incoming<'_>) -> TcpStream {
+    use futures_util::StreamExt;
+    timeout(Duration::from_secs(3), async {
+        let mut errors = 0;
+        loop {
+            match incoming.next().await {
+                Some(Ok(s)) => return s,
+                Some(Err(e)) => {
+                    errors += 1;
+                    assert!(errors <= 1, "a second error item: {e}");
+                }
+                None => panic!("an Incoming never ends"),
+            }
+        }
+    })
+    .await
+    .expect("the Incoming did not yield the connection")
+}
+
+/// README "Async" table: "An `Incoming` polled in one `block_on`, then in a later one |
+/// its accept of the ended runtime is dropped (a connection it got is kept for the next
+/// accept) and accepting starts over on the new one." A client that connects while the
+/// first runtime still runs (its accept may take the connection then) is yielded by the
+/// second runtime, as the same connection (its peer address and its bytes), and a
+/// later client after it. (`rt_user_code_and_runtime_moves.rs` only connects a client
+/// after the first runtime is gone.)
+#[test]
+fn an_incoming_keeps_a_connection_its_ended_runtime_accepted() {
+    each_backend(|b| {
+        let listener = Builder::new()
+            .backend(b)
+            .build()
+            .unwrap()
+            .block_on(async { TcpListener::bind("127.0.0.1:0") })
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut incoming = listener.incoming();
+        let first = Builder::new().backend(b).build().unwrap();
+        let mut client1 = first.block_on(async {
+            use futures_util::StreamExt;
+            poll_once_pending(&mut incoming.next()).await;
+            let c = std::net::TcpStream::connect(addr).unwrap();
+            // The first runtime keeps running a while: its accept completes meanwhile.
+            sleep(Duration::from_millis(30)).await;
+            c
+        });
+        drop(first);
+        client1.write_all(b"one").unwrap();
+        let second = Builder::new().backend(b).build().unwrap();
+        second.block_on(async {
+            let s = next_connection(&mut incoming).await;
+            assert_eq!(
+                s.peer_addr().unwrap(),
+                client1.local_addr().unwrap(),
+                "{b:?}: not the connection of the first runtime's time"
+            );
+            let (r, buf) = s.read_exact(vec![0u8; 3]).await;
+            r.unwrap();
+            assert_eq!(&buf[..], b"one", "{b:?}");
+            let client2 = std::net::TcpStream::connect(addr).unwrap();
+            let s2 = next_connection(&mut incoming).await;
+            assert_eq!(s2.peer_addr().unwrap(), client2.local_addr().unwrap());
+        });
+    });
+}
