@@ -52,8 +52,13 @@ fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
 /// Run case `case` in a child process with `env` set (`None`: removed); panics with the
 /// child's output unless it passed.
 fn run_child(case: &str, env: &[(&str, Option<&str>)]) {
+    run_child_test("child_entry", case, env);
+}
+
+/// [`run_child`] of test `test` (which must print `CHILD-CASE-PASSED`); its stdout.
+fn run_child_test(test: &str, case: &str, env: &[(&str, Option<&str>)]) -> String {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
+    cmd.args(["--exact", test, "--nocapture", "--test-threads=1"])
         .env(CHILD, case);
     for (k, v) in env {
         match v {
@@ -68,6 +73,7 @@ fn run_child(case: &str, env: &[(&str, Option<&str>)]) {
         "child case {case} failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    stdout.into_owned()
 }
 
 /// In a child process: run the case [`CHILD`] names (nothing in the parent).
@@ -1004,4 +1010,37 @@ fn an_incoming_keeps_a_connection_its_ended_runtime_accepted() {
             assert_eq!(s2.peer_addr().unwrap(), client2.local_addr().unwrap());
         });
     });
+}
+
+// --- Async: the test attribute ------------------------------------------------------------
+
+/// The body [`xev_test_backend_all_runs_once_per_available_backend`] runs in a child: it
+/// reports the backend of each run.
+#[xev::test(backend = "all")]
+async fn backend_all_probe() {
+    if std::env::var_os(CHILD).is_some_and(|c| c == "probe") {
+        let b = xev::rt::with_loop(|lp| lp.backend());
+        println!("PROBE-RAN {}", b.name());
+        if b == *Backend::available().collect::<Vec<_>>().last().unwrap() {
+            println!("CHILD-CASE-PASSED");
+        }
+    }
+}
+
+/// README "Async": "`#[xev::test(backend = \"all\")]` runs the test once per available
+/// backend": the probe's runs are exactly `Backend::available()`, in order, each on a
+/// runtime of that backend (whatever `XEV_BACKEND` says).
+#[test]
+fn xev_test_backend_all_runs_once_per_available_backend() {
+    let want: Vec<String> = Backend::available()
+        .map(|b| format!("PROBE-RAN {}", b.name()))
+        .collect();
+    for env in [None, Some("epoll")] {
+        let out = run_child_test("backend_all_probe", "probe", &[("XEV_BACKEND", env)]);
+        let got: Vec<&str> = out
+            .lines()
+            .filter_map(|l| l.find("PROBE-RAN ").map(|i| &l[i..]))
+            .collect();
+        assert_eq!(got, want, "XEV_BACKEND={env:?}:\n{out}");
+    }
 }
