@@ -1044,3 +1044,85 @@ fn xev_test_backend_all_runs_once_per_available_backend() {
         assert_eq!(got, want, "XEV_BACKEND={env:?}:\n{out}");
     }
 }
+
+/// The write end of FIFO `path` if a reader has it open (or is opening it) within
+/// `limit`; `None` if no reader came.
+fn try_open_fifo_writer(path: &std::path::Path, limit: Duration) -> Option<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let start = Instant::now();
+    loop {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+        {
+            Ok(f) => return Some(f),
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+                if start.elapsed() > limit {
+                    return None;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => panic!("open the FIFO for writing: {e}"),
+        }
+    }
+}
+
+/// README "Async" table: "Future dropped while its operation is in flight | the
+/// operation is cancelled; drop never blocks ..." and "Open finishes for a future that
+/// was dropped | the new fd is closed, never leaked". An `fs::File::open` of a FIFO
+/// blocks (in the pool's worker on epoll, in the kernel's worker on io_uring) until a
+/// writer comes: dropping its future returns at once; then either the open was
+/// interrupted (no reader remains) or it finished for nobody and its fd was closed (the
+/// writer's write fails with `EPIPE`).
+#[test]
+fn dropping_a_blocked_open_never_blocks_and_its_late_fd_is_closed() {
+    each_backend(|b| {
+        let fifo = Fifo::new(&format!("dropopen-{}", b.name()));
+        let rt = Builder::new().backend(b).build().unwrap();
+        let path = fifo.0.clone();
+        let outcome = rt.block_on(async move {
+            let mut open = Box::pin(xev::fs::File::open(path.clone()));
+            poll_once_pending(&mut open).await;
+            // Let the open reach its blocking point.
+            sleep(Duration::from_millis(50)).await;
+            // Were the drop to wait for the open, this writer would end the wait after
+            // 1 s (and the assertion below fail) rather than let the test hang.
+            let valve = path.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_secs(1));
+                use std::os::unix::fs::OpenOptionsExt;
+                // Errors (no reader, the FIFO already gone) are the normal case.
+                let _ = std::fs::OpenOptions::new()
+                    .write(true)
+                    .custom_flags(libc::O_NONBLOCK)
+                    .open(&valve);
+            });
+            let t0 = Instant::now();
+            drop(open);
+            let took = t0.elapsed();
+            assert!(
+                took < Duration::from_millis(500),
+                "{b:?}: dropping the open future blocked for {took:?}"
+            );
+            let Some(mut w) = try_open_fifo_writer(&path, Duration::from_millis(200)) else {
+                return "interrupted";
+            };
+            // The open finished for nobody: the runtime closes its fd.
+            let start = Instant::now();
+            loop {
+                sleep(Duration::from_millis(5)).await;
+                match w.write(b"x") {
+                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                        return "finished, closed"
+                    }
+                    Ok(_) | Err(_) => assert!(
+                        start.elapsed() < Duration::from_secs(5),
+                        "{b:?}: the fd of the dropped open was never closed"
+                    ),
+                }
+            }
+        });
+        eprintln!("{b:?}: the dropped open was {outcome}");
+    });
+}
