@@ -1126,3 +1126,118 @@ fn dropping_a_blocked_open_never_blocks_and_its_late_fd_is_closed() {
         eprintln!("{b:?}: the dropped open was {outcome}");
     });
 }
+
+/// README "Watchers": "Userdata plus callback are stored in the completion when they fit
+/// in two words (one for `Tcp`, `Udp`, `File` and `Stream`, whose callback also holds the
+/// descriptor; an `Rc` and a closure that captures nothing else fit either way). Up to 64
+/// bytes they go in a block from a per-thread cache that the next operation reuses ...;
+/// larger ones are boxed once." On a fresh thread (an empty block cache), after a
+/// warm-up of the loop: a timer with two words of userdata and a `Tcp` read with an `Rc`
+/// allocate nothing at their start; a `Tcp` read with two words takes a block, and once
+/// warmed up (two starts) such reads allocate nothing; 128 bytes of userdata are boxed, once per start, and a
+/// rearm reuses the box.
+#[test]
+fn callbacks_are_stored_inline_in_a_cached_block_or_boxed_as_promised() {
+    use runtime_tests::alloc_count::allocs_in;
+    use std::cell::Cell;
+    use xev::watcher::{tcp::Tcp, Timer};
+    fn timer_cb<U>(
+        _: &mut U,
+        _: &mut Loop,
+        _: std::pin::Pin<&mut Completion>,
+        r: Result<(), xev::Error>,
+    ) -> CallbackAction {
+        r.unwrap();
+        CallbackAction::Disarm
+    }
+    fn read_cb<U>(
+        _: &mut U,
+        _: &mut Loop,
+        _: std::pin::Pin<&mut Completion>,
+        r: Result<usize, xev::ReadError>,
+    ) -> CallbackAction {
+        r.unwrap();
+        CallbackAction::Disarm
+    }
+    for b in Backend::available() {
+        std::thread::spawn(move || {
+            let mut lp = new_loop(b);
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let mut peer = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+            let (s, _) = l.accept().unwrap();
+            s.set_nonblocking(true).unwrap();
+            let conn = Tcp::from(OwnedFd::from(s));
+            let mut c = Box::pin(Completion::new());
+            // Warm-up: the loop's queues and the socket's registration, with userdata of
+            // no size (stored inline, so no block enters the cache).
+            Timer::new().run(&mut lp, c.as_mut(), 0, (), timer_cb);
+            lp.run(RunMode::UntilDone).unwrap();
+            peer.write_all(b"w").unwrap();
+            let buf = xev::Buffer::from(vec![0u8; 8]);
+            conn.read(&mut lp, c.as_mut(), buf, (), read_cb);
+            lp.run(RunMode::UntilDone).unwrap();
+
+            let two_words = (Rc::new(Cell::new(0u32)), 7usize);
+            let n = allocs_in(|| Timer::new().run(&mut lp, c.as_mut(), 0, two_words, timer_cb));
+            assert_eq!(n, 0, "{b:?}: timer with two words of userdata");
+            lp.run(RunMode::UntilDone).unwrap();
+
+            let mut read_with = |ud_words: usize| -> u64 {
+                peer.write_all(b"r").unwrap();
+                let buf = xev::Buffer::from(vec![0u8; 8]);
+                let rc = Rc::new(Cell::new(0u32));
+                let n = if ud_words == 1 {
+                    allocs_in(|| conn.read(&mut lp, c.as_mut(), buf, rc, read_cb))
+                } else {
+                    allocs_in(|| conn.read(&mut lp, c.as_mut(), buf, (rc, 1usize), read_cb))
+                };
+                lp.run(RunMode::UntilDone).unwrap();
+                n
+            };
+            assert_eq!(read_with(1), 0, "{b:?}: Tcp read with an Rc");
+            assert_eq!(read_with(2), 1, "{b:?}: Tcp read with two words: one block");
+            // The old callback is dropped (its block cached) once the next one is set, so
+            // the second start may take one more block; from then on none.
+            assert!(read_with(2) <= 1, "{b:?}: second Tcp read with two words");
+            for i in 0..3 {
+                assert_eq!(
+                    read_with(2),
+                    0,
+                    "{b:?}: read {i} after warm-up reuses a block"
+                );
+            }
+
+            let big = [7u64; 16];
+            for _ in 0..2 {
+                let n = allocs_in(|| Timer::new().run(&mut lp, c.as_mut(), 0, big, timer_cb));
+                assert_eq!(n, 1, "{b:?}: 128 bytes of userdata: boxed");
+                lp.run(RunMode::UntilDone).unwrap();
+            }
+            // A rearm reuses the box: 3 firings of one start, one allocation.
+            let fired = Rc::new(Cell::new(0u32));
+            let f2 = fired.clone();
+            let n = allocs_in(|| {
+                Timer::new().run(
+                    &mut lp,
+                    c.as_mut(),
+                    0,
+                    (big, f2),
+                    |(_, f): &mut ([u64; 16], Rc<Cell<u32>>), _: &mut Loop, _, r| {
+                        r.unwrap();
+                        f.set(f.get() + 1);
+                        if f.get() < 3 {
+                            CallbackAction::Rearm
+                        } else {
+                            CallbackAction::Disarm
+                        }
+                    },
+                );
+                lp.run(RunMode::UntilDone).unwrap();
+            });
+            assert_eq!(fired.get(), 3);
+            assert_eq!(n, 1, "{b:?}: a rearmed boxed callback");
+        })
+        .join()
+        .unwrap_or_else(|_| panic!("{b:?} failed (see above)"));
+    }
+}
