@@ -112,33 +112,28 @@ fn tcp_watcher_bind_sets_so_reuseaddr() {
     use xev::watcher::tcp::Tcp;
     let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
     let l = Tcp::new(any).unwrap();
-    let mut on: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into `on`.
-    let r = unsafe {
-        libc::getsockopt(
-            l.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_REUSEADDR,
-            (&mut on as *mut libc::c_int).cast(),
-            &mut len,
-        )
+    let reuseaddr = |fd: std::os::fd::RawFd| {
+        let mut on: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: getsockopt writes at most `len` bytes into `on`.
+        let r = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_REUSEADDR,
+                (&mut on as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
+        on != 0
     };
-    assert_eq!(r, 0);
-    assert_eq!(on, 0, "a fresh socket has no SO_REUSEADDR");
+    assert!(
+        !reuseaddr(l.as_raw_fd()),
+        "a fresh socket has no SO_REUSEADDR"
+    );
     l.bind(any).unwrap();
-    // SAFETY: as above.
-    let r = unsafe {
-        libc::getsockopt(
-            l.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_REUSEADDR,
-            (&mut on as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    assert_eq!(r, 0);
-    assert_ne!(on, 0, "bind sets SO_REUSEADDR");
+    assert!(reuseaddr(l.as_raw_fd()), "bind sets SO_REUSEADDR");
 
     // What it is for: the server side closes first, so its end is in TIME_WAIT.
     l.listen(8).unwrap();

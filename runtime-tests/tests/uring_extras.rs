@@ -979,7 +979,8 @@ fn poll_first_recv_cancel() {
     });
 }
 
-/// A datagram receive (`Op::RecvMsg`, which also polls first): a datagram queued before
+/// A datagram receive (`Op::RecvMsg`, which polls first only with `XEV_URING_POLL_FIRST=1`;
+/// this checks its results either way): a datagram queued before
 /// it, then one sent while it waits, each with its sender's address.
 #[test]
 fn poll_first_recvmsg_datagrams() {
