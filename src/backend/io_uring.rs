@@ -13,7 +13,11 @@
 //! kernel, later accepts on it wait here (in order) and are issued when it completes;
 //! issued after the earlier one is reaped, each tries the backlog first and finds
 //! whatever the cancelled one let through. (Loops on other threads that share the
-//! listener are not covered: each serialises only its own accepts.)
+//! listener are not covered: each serialises only its own accepts.) A waiting accept's
+//! time limit (`add_with_timeout`) runs from its `add`, as on the poll backend: while it
+//! waits here the driver keeps its deadline (the kernel's wait is cut short for it, and
+//! it fails with `ETIMEDOUT` here once it passes); issued, it gets a LINK_TIMEOUT of
+//! what is left.
 //!
 //! **Multishot operations** (`Op::AcceptMulti`, `Op::RecvMulti`) post to a record the
 //! driver owns ([`Multi`]; its address, tagged, is the SQE's `user_data`), not to their
@@ -31,7 +35,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use io_uring::{opcode, squeue, types, IoUring};
 
@@ -60,6 +64,9 @@ pub(crate) struct Driver {
     /// Listeners with an accept in the kernel, and the accepts waiting for it to finish
     /// (see the module docs). A handful of entries: one per busy listener.
     accepts: Vec<Accepting>,
+    /// Some accept waiting in `accepts` has a time limit (its deadline is checked on
+    /// each wait; see the module docs).
+    queued_limits: bool,
     /// The opcodes this kernel supports (`None` if it cannot say): a filesystem operation
     /// whose opcode is missing (FTRUNCATE before 6.9, MKDIRAT/LINKAT/SYMLINKAT before
     /// 5.15) runs on the thread pool instead, as on the poll backend.
@@ -280,7 +287,8 @@ const LINK_TAG: u64 = 1;
 struct Accepting {
     fd: RawFd,
     current: NonNull<Completion>,
-    waiting: VecDeque<NonNull<Completion>>,
+    /// Each with the deadline of its time limit, if it has one.
+    waiting: VecDeque<(NonNull<Completion>, Option<Instant>)>,
 }
 
 impl Driver {
@@ -350,6 +358,7 @@ impl Driver {
             wake_armed: false,
             cqes: Vec::with_capacity(entries as usize * 2),
             accepts: Vec::new(),
+            queued_limits: false,
             multis: AddrMap::default(),
             attached: AddrMap::default(),
             multi_done: Vec::new(),
@@ -520,10 +529,15 @@ impl Driver {
         {
             let fd = *fd;
             if let Some(a) = self.accepts.iter_mut().find(|a| a.fd == fd) {
-                // Another accept on this listener is in the kernel: wait behind it.
+                // Another accept on this listener is in the kernel: wait behind it. Its
+                // time limit runs from now (see the module docs).
+                // SAFETY: as above.
+                let deadline = unsafe { core.links.of(c) }
+                    .and_then(|l| Instant::now().checked_add(Duration::from_nanos(l.ns)));
+                self.queued_limits |= deadline.is_some();
                 // SAFETY: as above.
                 unsafe { (*Completion::raw(c)).phase = Phase::Kernel };
-                a.waiting.push_back(c);
+                a.waiting.push_back((c, deadline));
                 return;
             }
             self.accepts.push(Accepting {
@@ -542,9 +556,9 @@ impl Driver {
             return;
         };
         match self.accepts[i].waiting.pop_front() {
-            Some(next) => {
+            Some((next, deadline)) => {
                 self.accepts[i].current = next;
-                self.issue(core, next);
+                self.issue_within(core, next, deadline);
             }
             None => {
                 self.accepts.swap_remove(i);
@@ -560,14 +574,57 @@ impl Driver {
             if a.waiting.is_empty() || (a.fd != fd && !same_file(a.fd, fd)) {
                 continue;
             }
-            for w in a.waiting.drain(..) {
+            for (w, _) in a.waiting.drain(..) {
                 core.finish(w, -(libc::ECANCELED as isize));
             }
         }
     }
 
+    /// `timeout` cut short to the nearest deadline of a waiting accept.
+    fn cap_by_queued_limits(&self, timeout: Option<Duration>) -> Option<Duration> {
+        let now = Instant::now();
+        let nearest = self
+            .accepts
+            .iter()
+            .flat_map(|a| a.waiting.iter().filter_map(|&(_, d)| d))
+            .min();
+        match nearest.map(|d| d.saturating_duration_since(now)) {
+            Some(left) => Some(timeout.map_or(left, |t| t.min(left))),
+            None => timeout,
+        }
+    }
+
+    /// Fail the waiting accepts whose time limit has passed with `ETIMEDOUT`.
+    fn expire_queued_accepts(&mut self, core: &mut Core) {
+        let now = Instant::now();
+        let (mut expired, mut more) = (Vec::new(), false);
+        for a in &mut self.accepts {
+            a.waiting.retain(|&(w, d)| match d {
+                Some(d) if d <= now => {
+                    expired.push(w);
+                    false
+                }
+                Some(_) => {
+                    more = true;
+                    true
+                }
+                None => true,
+            });
+        }
+        self.queued_limits = more;
+        for w in expired {
+            core.finish(w, -(libc::ETIMEDOUT as isize));
+        }
+    }
+
     /// Build and push the SQE of `c`.
     fn issue(&mut self, core: &mut Core, c: NonNull<Completion>) {
+        self.issue_within(core, c, None)
+    }
+
+    /// [`issue`](Self::issue), with its time limit (if any) ending at `deadline` at the
+    /// latest (an accept that waited behind another: its limit runs from its `add`).
+    fn issue_within(&mut self, core: &mut Core, c: NonNull<Completion>, deadline: Option<Instant>) {
         let inner = Completion::raw(c);
         let ud = c.as_ptr() as u64;
         // SAFETY: `c` is Active and live and only the loop touches it; loop thread.
@@ -796,7 +853,14 @@ impl Driver {
             return self.push(&sqe.user_data(ud));
         };
         link.wait = LinkWait::Both;
-        let ns = link.ns;
+        let ns = match deadline {
+            // What is left of the limit (at least 1 ns: it then expires at once).
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now()).as_nanos();
+                link.ns.min(left.clamp(1, u64::MAX as u128) as u64)
+            }
+            None => link.ns,
+        };
         self.push_linked(sqe.user_data(ud), ns, ud | LINK_TAG);
     }
 
@@ -866,7 +930,7 @@ impl Driver {
         }
         // An accept still waiting for its turn is not in the kernel: fail it here.
         for a in &mut self.accepts {
-            if let Some(i) = a.waiting.iter().position(|&w| w == target) {
+            if let Some(i) = a.waiting.iter().position(|&(w, _)| w == target) {
                 a.waiting.remove(i);
                 core.finish(target, -(libc::ECANCELED as isize));
                 return core.finish(c, 0);
@@ -888,6 +952,10 @@ impl Driver {
 
     /// See `Driver::wait`; returns the number of CQEs reaped.
     pub(crate) fn wait(&mut self, core: &mut Core, timeout: Option<Duration>) -> io::Result<usize> {
+        let timeout = match self.queued_limits {
+            true => self.cap_by_queued_limits(timeout),
+            false => timeout,
+        };
         let r = match timeout {
             Some(t) if t.is_zero() => self.ring.submit_and_wait(0),
             Some(t) => {
@@ -928,6 +996,9 @@ impl Driver {
         });
         for (c, res) in self.multi_done.drain(..) {
             core.finish(c, res);
+        }
+        if self.queued_limits {
+            self.expire_queued_accepts(core);
         }
         Ok(reaped)
     }
@@ -992,7 +1063,7 @@ impl Driver {
         }
         // Accepts waiting for their turn were never issued: nothing to reap.
         for a in std::mem::take(&mut self.accepts) {
-            for w in a.waiting {
+            for (w, _) in a.waiting {
                 core.abandon(w, None);
             }
         }
