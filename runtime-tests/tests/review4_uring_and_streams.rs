@@ -64,3 +64,76 @@ fn an_accept_queued_behind_another_still_times_out() {
         let _ = Cell::new(0);
     });
 }
+
+/// Read what is in non-blocking pipe end `fd` now.
+fn drain(fd: std::os::fd::RawFd) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 256];
+    loop {
+        // SAFETY: `buf` is writable for its length.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n <= 0 {
+            return out;
+        }
+        out.extend_from_slice(&buf[..n as usize]);
+    }
+}
+
+/// A write queue whose completion was left Dead with its callback by a panic (here the
+/// loop check after a request callback swapped the loop) is started again by the next
+/// `queue_write`: the old callback, dropped then, took the new request's callback and
+/// descriptor with it (the descriptor closed while its write was in flight, the
+/// callback never run, the queue marked idle with a write in flight).
+#[test]
+fn a_write_queue_left_mid_request_by_a_panic_starts_the_next_request_whole() {
+    use xev::watcher::stream::{Stream, WriteQueue};
+    use xev::Buffer;
+    each_backend_within(Duration::from_secs(10), |b| {
+        let mut lp = new_loop(b);
+        let other = Rc::new(RefCell::new(Some(new_loop(b))));
+        let q = WriteQueue::new();
+        let (r1, w1) = Stream::pipe().unwrap();
+        let o = other.clone();
+        w1.queue_write(
+            &mut lp,
+            &q,
+            Buffer::copy_from(b"a"),
+            (),
+            move |_, lp, _, r| {
+                r.unwrap();
+                // Swap the running loop: the loop panics once this callback returns.
+                std::mem::swap(lp, o.borrow_mut().as_mut().unwrap());
+                CallbackAction::Disarm
+            },
+        );
+        w1.queue_write(&mut lp, &q, Buffer::copy_from(b"b"), (), |_, _, _, _| {
+            CallbackAction::Disarm
+        });
+        let panicked =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| lp.run(RunMode::UntilDone)));
+        assert!(panicked.is_err(), "{b:?}: the swap was not caught");
+        drop((lp, other)); // both loops (swapped) go
+
+        let mut lp = new_loop(b);
+        let (r2, w2) = Stream::pipe().unwrap();
+        let r2 = std::os::fd::OwnedFd::from(r2);
+        let got = Rc::new(RefCell::new(Vec::new()));
+        let g = got.clone();
+        w2.queue_write(
+            &mut lp,
+            &q,
+            Buffer::copy_from(b"c"),
+            (),
+            move |_, _, _, r| {
+                g.borrow_mut().push(r.map_err(|e| e.to_string()));
+                CallbackAction::Disarm
+            },
+        );
+        drop(w2); // the request alone keeps the descriptor open
+        lp.run(RunMode::UntilDone).unwrap();
+        assert_eq!(*got.borrow(), [Ok(1)], "{b:?}");
+        assert_eq!(drain(r2.as_raw_fd()), b"c", "{b:?}");
+        assert!(q.is_empty(), "{b:?}: {q:?}");
+        drop(r1);
+    });
+}

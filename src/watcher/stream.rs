@@ -502,6 +502,10 @@ struct State {
     running: bool,
     /// The completion's callback is running.
     in_callback: bool,
+    /// `push` is starting over on a completion whose old callback (left there by a panic,
+    /// with its handle on the queue) it is about to drop: that drop must not take the
+    /// new request as the lost one (see [`SelfHandle`]).
+    restarting: bool,
 }
 
 /// A queued write: its operation (fd number, buffer, offset), its watcher's descriptor
@@ -620,14 +624,22 @@ impl WriteQueue {
             return; // the running request's callback starts the next one
         }
         // Idle (or, defensively, marked running while nothing is in flight and no
-        // callback runs: that write can never report; start over on this loop).
+        // callback runs: that write can never report; start over on this loop). In that
+        // case the completion may still hold the callback of the lost write (a panic
+        // left it there, e.g. the loop check after a callback swapped the loop), which
+        // `prep` drops: its handle must leave the new request alone.
+        let restart = st.running;
         let lost = (st.current.take(), st.current_fd.take());
         let req = st.pending.pop_front().expect("just pushed");
         st.running = true;
+        st.restarting = restart;
         let op = begin(&mut st, req);
         drop(st);
         let mut c = self.0.completion.borrow_mut();
         c.as_mut().prep(op, on_write(Some(self.0.clone())));
+        if restart {
+            self.0.state.borrow_mut().restarting = false;
+        }
         note_fd_kind(&self.0, lp, c.as_mut());
         lp.add(c.as_mut());
         drop(c);
@@ -743,14 +755,16 @@ fn note_fd_kind(shared: &Shared, lp: &Loop, c: Pin<&mut Completion>) {
 
 /// The queue's handle on itself, held by its completion's callback while a write is in
 /// flight. If the callback is dropped with it (the loop was shut down or dropped with
-/// the write in flight: it will never report), the lost request is released too.
+/// the write in flight: it will never report), the lost request is released too; not
+/// when `push` drops it to start a new request (`restarting`: a panic left the callback
+/// in the completion, and the request now current is the new one).
 struct SelfHandle(Option<Rc<Shared>>);
 
 impl Drop for SelfHandle {
     fn drop(&mut self) {
         let Some(me) = self.0.take() else { return };
         let lost = match me.state.try_borrow_mut() {
-            Ok(mut st) if st.running && !st.in_callback => {
+            Ok(mut st) if st.running && !st.in_callback && !st.restarting => {
                 st.running = false;
                 Some((st.current.take(), st.current_fd.take()))
             }
