@@ -8,7 +8,9 @@
 //! `is_empty()` check. An entry is made by `add_with_timeout`, kept across a rearm,
 //! removed by `Loop::add`, when the callback disarms, and when the completion is
 //! abandoned by a shutdown. io_uring links a LINK_TIMEOUT SQE to the operation (the
-//! entry also tracks which of its two CQEs arrived); the poll backend keeps a timer entry
+//! entry also tracks which of its two CQEs arrived), and keeps the deadline itself while
+//! the operation waits in the driver (an accept queued behind another on its listener, a
+//! multishot completion parked on its record); the poll backend keeps a timer entry
 //! while the operation is parked on readiness. Either way the operation then fails with
 //! `ETIMEDOUT` (`io::ErrorKind::TimedOut`).
 

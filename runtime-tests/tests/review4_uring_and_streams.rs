@@ -137,3 +137,53 @@ fn a_write_queue_left_mid_request_by_a_panic_starts_the_next_request_whole() {
         drop(r1);
     });
 }
+
+/// A time limit on a multishot operation waiting for its next result holds on every
+/// backend: io_uring parked the completion on its record, where no limit was kept, so it
+/// waited forever (the poll backend times it out).
+#[test]
+fn a_multishot_wait_with_a_time_limit_times_out() {
+    each_backend_within(Duration::from_secs(10), |b| {
+        for accept in [false, true] {
+            let mut c = pin!(Completion::new()); // outlives the loop
+            let mut lp = new_loop(b);
+            let group = lp.register_buffer_group(4, 64).unwrap();
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.set_nonblocking(true).unwrap();
+            let a = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+            let (peer, _) = l.accept().unwrap();
+            a.set_nonblocking(true).unwrap();
+            let op = match accept {
+                true => Op::AcceptMulti { fd: l.as_raw_fd() },
+                false => Op::RecvMulti {
+                    fd: a.as_raw_fd(),
+                    group: group.clone(),
+                },
+            };
+            let got: Rc<RefCell<Vec<Option<i32>>>> = Rc::default();
+            let g = got.clone();
+            c.as_mut().prep(op, move |_, _, r| {
+                g.borrow_mut().push(match r {
+                    OpResult::AcceptMulti(Err(xev::Error::Io(e)))
+                    | OpResult::RecvMulti(Err(xev::ReadError::Io(e))) => e.raw_os_error(),
+                    OpResult::AcceptMulti(Err(_)) | OpResult::RecvMulti(Err(_)) => Some(-1),
+                    _ => None,
+                });
+                CallbackAction::Disarm
+            });
+            lp.add_with_timeout(c.as_mut(), Duration::from_millis(20));
+            let start = Instant::now();
+            while got.borrow().is_empty() && start.elapsed() < Duration::from_secs(3) {
+                lp.run(RunMode::NoWait).unwrap();
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let what = if accept { "AcceptMulti" } else { "RecvMulti" };
+            match got.borrow().first() {
+                Some(Some(e)) => assert_eq!(*e, libc::ETIMEDOUT, "{b:?} {what}"),
+                other => panic!("{b:?} {what}: {other:?} after 3 s"),
+            }
+            lp.run(RunMode::UntilDone).unwrap();
+            drop(peer);
+        }
+    });
+}

@@ -13,11 +13,15 @@
 //! kernel, later accepts on it wait here (in order) and are issued when it completes;
 //! issued after the earlier one is reaped, each tries the backlog first and finds
 //! whatever the cancelled one let through. (Loops on other threads that share the
-//! listener are not covered: each serialises only its own accepts.) A waiting accept's
-//! time limit (`add_with_timeout`) runs from its `add`, as on the poll backend: while it
-//! waits here the driver keeps its deadline (the kernel's wait is cut short for it, and
-//! it fails with `ETIMEDOUT` here once it passes); issued, it gets a LINK_TIMEOUT of
-//! what is left.
+//! listener are not covered: each serialises only its own accepts.)
+//!
+//! **Time limits of completions that wait here, not in the kernel** (`add_with_timeout`):
+//! an accept waiting for its turn, and a multishot completion parked on its record. The
+//! driver keeps their deadlines (a limit runs from the `add` or rearm, as on the poll
+//! backend): the kernel's wait is cut short for the nearest one, and a completion whose
+//! deadline has passed fails with `ETIMEDOUT` (a multishot one is detached from its
+//! record, as by a cancel). An accept issued after waiting gets a LINK_TIMEOUT of what is
+//! left of its limit.
 //!
 //! **Multishot operations** (`Op::AcceptMulti`, `Op::RecvMulti`) post to a record the
 //! driver owns ([`Multi`]; its address, tagged, is the SQE's `user_data`), not to their
@@ -64,9 +68,10 @@ pub(crate) struct Driver {
     /// Listeners with an accept in the kernel, and the accepts waiting for it to finish
     /// (see the module docs). A handful of entries: one per busy listener.
     accepts: Vec<Accepting>,
-    /// Some accept waiting in `accepts` has a time limit (its deadline is checked on
-    /// each wait; see the module docs).
-    queued_limits: bool,
+    /// Some accept waiting in `accepts`, or some multishot completion parked on its
+    /// record, may have a time limit (deadlines are checked on each wait while set; see
+    /// the module docs).
+    limits: bool,
     /// The opcodes this kernel supports (`None` if it cannot say): a filesystem operation
     /// whose opcode is missing (FTRUNCATE before 6.9, MKDIRAT/LINKAT/SYMLINKAT before
     /// 5.15) runs on the thread pool instead, as on the poll backend.
@@ -204,6 +209,8 @@ struct Multi {
     parked: bool,
     /// Results that arrived while the completion was not parked (in order).
     pending: VecDeque<isize>,
+    /// When the parked completion's time limit (if any) expires.
+    deadline: Option<Instant>,
     /// The kernel may still post to this record.
     live: bool,
     cancel_sent: bool,
@@ -358,7 +365,7 @@ impl Driver {
             wake_armed: false,
             cqes: Vec::with_capacity(entries as usize * 2),
             accepts: Vec::new(),
-            queued_limits: false,
+            limits: false,
             multis: AddrMap::default(),
             attached: AddrMap::default(),
             multi_done: Vec::new(),
@@ -534,7 +541,7 @@ impl Driver {
                 // SAFETY: as above.
                 let deadline = unsafe { core.links.of(c) }
                     .and_then(|l| Instant::now().checked_add(Duration::from_nanos(l.ns)));
-                self.queued_limits |= deadline.is_some();
+                self.limits |= deadline.is_some();
                 // SAFETY: as above.
                 unsafe { (*Completion::raw(c)).phase = Phase::Kernel };
                 a.waiting.push_back((c, deadline));
@@ -580,22 +587,28 @@ impl Driver {
         }
     }
 
-    /// `timeout` cut short to the nearest deadline of a waiting accept.
-    fn cap_by_queued_limits(&self, timeout: Option<Duration>) -> Option<Duration> {
+    /// `timeout` cut short to the nearest deadline of a waiting accept or a parked
+    /// multishot completion.
+    fn cap_by_limits(&self, timeout: Option<Duration>) -> Option<Duration> {
         let now = Instant::now();
-        let nearest = self
+        let accepts = self
             .accepts
             .iter()
-            .flat_map(|a| a.waiting.iter().filter_map(|&(_, d)| d))
-            .min();
+            .flat_map(|a| a.waiting.iter().filter_map(|&(_, d)| d));
+        let parked = self.multis.values().filter_map(|m| match m.parked {
+            true => m.deadline,
+            false => None,
+        });
+        let nearest = accepts.chain(parked).min();
         match nearest.map(|d| d.saturating_duration_since(now)) {
             Some(left) => Some(timeout.map_or(left, |t| t.min(left))),
             None => timeout,
         }
     }
 
-    /// Fail the waiting accepts whose time limit has passed with `ETIMEDOUT`.
-    fn expire_queued_accepts(&mut self, core: &mut Core) {
+    /// Fail the waiting accepts and parked multishot completions whose time limit has
+    /// passed with `ETIMEDOUT`.
+    fn expire_limits(&mut self, core: &mut Core) {
         let now = Instant::now();
         let (mut expired, mut more) = (Vec::new(), false);
         for a in &mut self.accepts {
@@ -611,8 +624,18 @@ impl Driver {
                 None => true,
             });
         }
-        self.queued_limits = more;
+        for m in self.multis.values() {
+            match (m.attached, m.parked, m.deadline) {
+                (Some(c), true, Some(d)) if d <= now => expired.push(c),
+                (Some(_), true, Some(_)) => more = true,
+                _ => {}
+            }
+        }
+        self.limits = more;
         for w in expired {
+            // A parked multishot completion stops as if cancelled (its record is
+            // cancelled in the kernel); a waiting accept has left its queue above.
+            self.detach(w.as_ptr() as usize);
             core.finish(w, -(libc::ETIMEDOUT as isize));
         }
     }
@@ -952,8 +975,8 @@ impl Driver {
 
     /// See `Driver::wait`; returns the number of CQEs reaped.
     pub(crate) fn wait(&mut self, core: &mut Core, timeout: Option<Duration>) -> io::Result<usize> {
-        let timeout = match self.queued_limits {
-            true => self.cap_by_queued_limits(timeout),
+        let timeout = match self.limits {
+            true => self.cap_by_limits(timeout),
             false => timeout,
         };
         let r = match timeout {
@@ -997,8 +1020,8 @@ impl Driver {
         for (c, res) in self.multi_done.drain(..) {
             core.finish(c, res);
         }
-        if self.queued_limits {
-            self.expire_queued_accepts(core);
+        if self.limits {
+            self.expire_limits(core);
         }
         Ok(reaped)
     }
@@ -1180,8 +1203,13 @@ impl Driver {
                         core.arrived += 1;
                         core.finish(c, res)
                     }
-                    None if !m.live => self.issue_multi(rec),
-                    None => {}
+                    None => {
+                        m.deadline = parked_deadline(core, c);
+                        self.limits |= m.deadline.is_some();
+                        if !m.live {
+                            self.issue_multi(rec);
+                        }
+                    }
                 };
             }
             self.detach(key);
@@ -1197,6 +1225,8 @@ impl Driver {
         if let Some(res) = Multi::take_or_park(m, c) {
             return core.finish(c, res);
         }
+        m.deadline = parked_deadline(core, c);
+        self.limits |= m.deadline.is_some();
         self.issue_multi(rec);
     }
 
@@ -1215,6 +1245,7 @@ impl Driver {
             attached: Some(c),
             parked: false,
             pending: VecDeque::new(),
+            deadline: None,
             live: false,
             cancel_sent: false,
         });
@@ -1372,6 +1403,18 @@ impl Drop for Driver {
             g.0.set_dead();
         }
     }
+}
+
+/// The deadline of multishot completion `c`, parked on its record now: its time limit
+/// (if any) starts now. One `is_empty` check when no completion has a limit.
+#[inline]
+fn parked_deadline(core: &mut Core, c: NonNull<Completion>) -> Option<Instant> {
+    if core.links.is_empty() {
+        return None;
+    }
+    // SAFETY: `c` is Active and live (just parked); loop thread.
+    let ns = unsafe { core.links.of(c) }?.ns;
+    Instant::now().checked_add(Duration::from_nanos(ns))
 }
 
 /// Dispose of a multishot result nobody will receive.
