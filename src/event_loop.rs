@@ -189,6 +189,11 @@ pub(crate) struct Core {
     pub(crate) links: crate::link_timeout::Links,
     /// Wake-ups of parked completions from other threads (`park.rs`).
     parked: Arc<ParkInbox>,
+    /// The submission in progress is [`Loop::add_parked`]'s: a parked operation parks.
+    /// Any other submission of one (a plain `add` or a rearm of a completion whose wait
+    /// finished) is a spurious wake-up at once, since nothing recorded it where a
+    /// wake-up would find it (see `park.rs`).
+    parking: bool,
     /// Results queued during this tick's callbacks that had already arrived from the
     /// kernel (a rearmed multishot completion taking its record's next result): for each,
     /// the tick runs one more entry of the ready queue (in queue order), so a batch of
@@ -518,6 +523,7 @@ impl Loop {
             abandoned: Vec::new(),
             arrived: 0,
             parked,
+            parking: false,
         };
         core.update_now();
         Ok(Loop {
@@ -1137,6 +1143,15 @@ impl Loop {
         &self.core.parked
     }
 
+    /// [`add`](Self::add) of `c`, whose operation is a parked one (see `park.rs`), by the
+    /// watcher that records it where wake-ups find it: it parks. (Added any other way, a
+    /// parked operation is woken at once.)
+    pub(crate) fn add_parked(&mut self, c: Pin<&mut Completion>) {
+        self.core.parking = true;
+        self.add(c);
+        self.core.parking = false;
+    }
+
     /// The ticket of `c` if it is parked in this loop (see `park.rs`).
     pub(crate) fn parked_ticket(&self, c: &Completion) -> Option<Ticket> {
         let (owner, ticket) = c.owner_ticket()?;
@@ -1471,8 +1486,14 @@ impl Loop {
                 Op::Timer { .. } => self.core.add_timer(c),
                 Op::Cancel { target } => self.start_cancel(c, target),
                 // Parked: no backend; finished by a wake-up naming its ticket (park.rs).
+                // Not added by its watcher, nobody would name it: a spurious wake-up now
+                // (the watcher's callback then parks it again, recorded).
                 Op::Poll { events, .. } if events.bits() & POLL_PARK != 0 => {
-                    (*inner).phase = Phase::Waiting
+                    if self.core.parking {
+                        (*inner).phase = Phase::Waiting
+                    } else {
+                        self.core.finish(c, PollEvents::IN.bits() as isize)
+                    }
                 }
                 Op::Poll { events, .. } if !events.intersects(PollEvents::IN | PollEvents::OUT) => {
                     // Nothing to wait for: refuse rather than watch an fd for no event.
@@ -1949,7 +1970,7 @@ mod tests {
                 h.set(h.get() + 1);
                 CallbackAction::Disarm
             });
-            lp.add(c.as_mut());
+            lp.add_parked(c.as_mut());
             lp.run(RunMode::NoWait).unwrap();
             let t1 = lp.parked_ticket(&c).expect("parked");
             assert_eq!((hits.get(), lp.active()), (0, 1), "{b:?}");
@@ -1970,7 +1991,7 @@ mod tests {
             );
             assert_eq!((hits.get(), lp.active()), (1, 0), "{b:?}");
             // Parked again: the old ticket no longer names it.
-            lp.add(c.as_mut());
+            lp.add_parked(c.as_mut());
             let t2 = lp.parked_ticket(&c).expect("parked");
             assert_ne!(t1, t2);
             lp.park_inbox().unpark(t1);
@@ -1990,7 +2011,7 @@ mod tests {
                 h.set(h.get() + 10);
                 CallbackAction::Disarm
             });
-            lp.add(c.as_mut());
+            lp.add_parked(c.as_mut());
             let t3 = lp.parked_ticket(&c).expect("parked");
             let mut cancel = Box::pin(Completion::new());
             lp.cancel(cancel.as_mut(), &c, |_, _, r| {
@@ -2002,11 +2023,23 @@ mod tests {
             lp.park_inbox().unpark(t3);
             lp.run(RunMode::NoWait).unwrap();
             assert_eq!(hits.get(), 12, "{b:?}");
+            // Added by anything but its watcher, a parked operation is woken at once
+            // (nothing records it where a wake-up would find it).
+            let h = hits.clone();
+            c.as_mut().prep(parked(), move |_, _, r| {
+                assert!(matches!(r, OpResult::Poll(Ok(e)) if e == PollEvents::IN));
+                h.set(h.get() + 100);
+                CallbackAction::Disarm
+            });
+            lp.add(c.as_mut());
+            assert!(lp.parked_ticket(&c).is_none(), "{b:?}");
+            lp.run(RunMode::NoWait).unwrap();
+            assert_eq!((hits.get(), lp.active()), (112, 0), "{b:?}");
             // Shutdown abandons a parked completion (its callback is dropped, not run).
             c.as_mut().prep(parked(), |_, _, _| {
                 panic!("an abandoned completion is not called")
             });
-            lp.add(c.as_mut());
+            lp.add_parked(c.as_mut());
             lp.unpark_now(lp.parked_ticket(&c).unwrap());
             lp.shutdown();
             assert_eq!(lp.active(), 0);

@@ -2,8 +2,12 @@
 //! to the loop from any thread (the [`Async`](crate::Async) watcher's wait).
 //!
 //! A parked completion is an [`Op::Poll`](crate::Op::Poll) whose events carry the
-//! crate-internal [`POLL_PARK`] bit. The loop registers it like any operation, marks it
-//! `Waiting` and gives it to no backend. It ends in one of three ways:
+//! crate-internal [`POLL_PARK`] bit. Added by its watcher (`Loop::add_parked`), which
+//! then records its ticket where wake-ups find it, the loop registers it like any
+//! operation, marks it `Waiting` and gives it to no backend. (Added any other way, e.g.
+//! the user's `Loop::add` of a wait that finished, nothing would ever name it: it is
+//! finished at once with `POLLIN`, a spurious wake-up, and the watcher's callback parks
+//! it again properly; it used to wait forever.) A parked one ends in one of three ways:
 //!
 //! - a thread calls [`ParkInbox::unpark`] with its [`Ticket`]: the ticket is queued in the
 //!   loop's inbox and the loop's own wake-up fd is written (only if no inbox wake-up is

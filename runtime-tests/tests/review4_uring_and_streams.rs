@@ -187,3 +187,43 @@ fn a_multishot_wait_with_a_time_limit_times_out() {
         }
     });
 }
+
+/// An `Async` wait's completion re-added with `Loop::add` after its callback disarmed
+/// (as a finished watcher operation may be) waits again and hears notifies, the one made
+/// before the re-add included: it used to park without recording itself with the
+/// `Async`, so no notify ever reached it and the loop waited forever.
+#[test]
+fn an_async_wait_re_added_with_add_hears_notifies() {
+    use xev::watcher::r#async::Async;
+    each_backend_within(Duration::from_secs(10), |b| {
+        let hits = Rc::new(Cell::new(0));
+        let mut c = pin!(Completion::new());
+        let mut lp = new_loop(b);
+        let a = Async::new().unwrap();
+        a.wait(&mut lp, c.as_mut(), hits.clone(), |n, _, _, r| {
+            r.unwrap();
+            n.set(n.get() + 1);
+            CallbackAction::Disarm
+        });
+        a.notify().unwrap();
+        lp.run(RunMode::UntilDone).unwrap();
+        assert_eq!(hits.get(), 1, "{b:?}");
+
+        // Notified before the re-add.
+        a.notify().unwrap();
+        lp.add(c.as_mut());
+        lp.run(RunMode::UntilDone).unwrap();
+        assert_eq!(hits.get(), 2, "{b:?}");
+
+        // Notified from another thread after it.
+        lp.add(c.as_mut());
+        let n = a.clone();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            n.notify().unwrap();
+        });
+        lp.run(RunMode::UntilDone).unwrap();
+        t.join().unwrap();
+        assert_eq!(hits.get(), 3, "{b:?}");
+    });
+}

@@ -256,6 +256,9 @@ impl Async {
     /// The completion is parked in the loop (no system call, no kernel operation) and the
     /// watcher clears the pending flag before `cb` runs; a wake-up that finds no notify
     /// pending parks the wait again without calling `cb` (see the [module docs](self)).
+    /// Once `cb` has disarmed, the completion may also be re-added with
+    /// [`Loop::add`]: it waits again, as after a rearm (the loop wakes it at once, and
+    /// the watcher parks it again, recorded, unless a notify is pending).
     pub fn wait<U, F>(&self, lp: &mut Loop, mut c: Pin<&mut Completion>, userdata: U, cb: F)
     where
         U: 'static,
@@ -264,7 +267,7 @@ impl Async {
     {
         let shared = Arc::clone(&self.shared);
         let (mut ud, mut cb) = (userdata, cb);
-        lp.start(c.as_mut(), parked_op(), move |lp, mut c, r| {
+        c.as_mut().prep(parked_op(), move |lp, mut c, r| {
             let r = match r {
                 OpResult::Poll(Ok(_)) => {
                     if !shared.pending.swap(false, Ordering::AcqRel) {
@@ -284,6 +287,7 @@ impl Async {
             }
             action
         });
+        lp.add_parked(c.as_mut());
         self.shared.park(lp, &c);
     }
 
@@ -308,7 +312,7 @@ impl Async {
 /// Park wait `c` again from inside its callback (a rearm, or a duplicate hand-off): the
 /// loop ignores the returned action once `c` is Active again.
 fn repark(shared: &Shared, lp: &mut Loop, mut c: Pin<&mut Completion>) -> CallbackAction {
-    lp.add(c.as_mut());
+    lp.add_parked(c.as_mut());
     shared.park(lp, &c);
     CallbackAction::Disarm
 }
