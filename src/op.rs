@@ -385,10 +385,14 @@ pub enum Op {
     /// once the kernel no longer reads the buffer, a notification: the callback runs
     /// only after both, so `buf` is never reusable while the kernel may still read it.
     /// Where zero copy is not available (the poll backend, a kernel without the opcode)
-    /// it is a plain [`Op::Send`]. Zero copy pins pages and waits for the notification:
-    /// it can pay off only for large buffers on a real NIC (over loopback it measured
-    /// 0.2-0.8x of `Send` from 4 KiB to 64 KiB and no steady win above; see
-    /// `benches/send_zc.rs`).
+    /// it is a plain [`Op::Send`], and so is a send from an inline buffer. The
+    /// notification comes only once the data has left the socket: a loop shut down (or
+    /// dropped) while a send still waits for it does not wait (the peer might never
+    /// read); it leaks the buffer to the kernel instead, and the completion's next
+    /// zero-copy send before that notification arrives is a plain send. Zero copy pins
+    /// pages and waits for the notification: it can pay off only for large buffers on a
+    /// real NIC (over loopback it measured 0.2-0.8x of `Send` from 4 KiB to 64 KiB and
+    /// no steady win above; see `benches/send_zc.rs`).
     SendZc {
         /// The socket (TCP or UDP; others report `EOPNOTSUPP` on io_uring).
         fd: RawFd,
@@ -690,6 +694,12 @@ impl Buffer {
                 base: ptr,
             },
         }
+    }
+
+    /// Whether the bytes are stored inside the `Buffer` value itself (so inside the
+    /// completion whose operation holds it).
+    pub(crate) fn is_inline(&self) -> bool {
+        matches!(self.inner, Inner::Inline { .. })
     }
 
     /// Number of bytes the operation may use (after any [`advance`](Self::advance)).

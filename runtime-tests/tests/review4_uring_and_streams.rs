@@ -227,3 +227,101 @@ fn an_async_wait_re_added_with_add_hears_notifies() {
         assert_eq!(hits.get(), 3, "{b:?}");
     });
 }
+
+/// A connected TCP pair whose accepted end is returned unread.
+fn tcp_pair() -> (std::net::TcpStream, std::net::TcpStream) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let a = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    let (peer, _) = l.accept().unwrap();
+    a.set_nonblocking(true).unwrap();
+    (a, peer)
+}
+
+/// Run `lp` without blocking until `c` has been in flight for a while: a zero-copy send
+/// to a peer that does not read sends part of its buffer (the kernel posts the count),
+/// and its notification waits until the peer reads or the socket goes away.
+fn settle_send(lp: &mut xev::Loop) {
+    for _ in 0..20 {
+        lp.run(RunMode::NoWait).unwrap();
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// `Loop::shutdown` and `Loop::drop` with a zero-copy send whose notification cannot come
+/// (the peer does not read, and the socket stays open) return: they waited for it
+/// forever. The send's buffer is leaked to the kernel instead (it may still read it), the
+/// completion is Dead, and a later notification for its address is not taken for another
+/// operation of the same completion.
+#[test]
+fn shutdown_and_drop_do_not_wait_forever_for_a_zero_copy_notification() {
+    each_backend_within(Duration::from_secs(10), |b| {
+        for drop_it in [false, true] {
+            let mut c = pin!(Completion::new());
+            let (a, peer) = tcp_pair();
+            let mut lp = new_loop(b);
+            let calls = Rc::new(Cell::new(0));
+            let n = calls.clone();
+            let buf = xev::Buffer::from(vec![7u8; 8 << 20]);
+            c.as_mut().prep(
+                Op::SendZc {
+                    fd: a.as_raw_fd(),
+                    buf,
+                },
+                move |_, _, _| {
+                    n.set(n.get() + 1);
+                    CallbackAction::Disarm
+                },
+            );
+            lp.add(c.as_mut());
+            settle_send(&mut lp);
+            if drop_it {
+                drop(lp);
+                assert_eq!(c.state(), xev::CompletionState::Dead, "{b:?}");
+                drop((a, peer));
+                continue;
+            }
+            lp.shutdown();
+            assert_eq!(c.state(), xev::CompletionState::Dead, "{b:?}");
+            // The same completion sends again, on a pair whose peer reads: it is called
+            // back once, after the whole count, even when the first send's notification
+            // arrives meanwhile (the peer of the first pair reads now).
+            let (a2, mut peer2) = tcp_pair();
+            let got = Rc::new(RefCell::new(Vec::new()));
+            let g = got.clone();
+            let msg = vec![9u8; 64 << 10];
+            c.as_mut().prep(
+                Op::SendZc {
+                    fd: a2.as_raw_fd(),
+                    buf: xev::Buffer::from(msg.clone()),
+                },
+                move |_, _, r| {
+                    g.borrow_mut().push(format!("{r:?}"));
+                    CallbackAction::Disarm
+                },
+            );
+            lp.add(c.as_mut());
+            let reader = std::thread::spawn(move || {
+                let mut sink = Vec::new();
+                let mut peer = peer;
+                peer.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                let _ = std::io::Read::read_to_end(&mut peer, &mut sink);
+            });
+            let mut back = vec![0u8; msg.len()];
+            peer2
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            lp.run(RunMode::UntilDone).unwrap();
+            std::io::Read::read_exact(&mut peer2, &mut back).unwrap();
+            assert_eq!(back, msg, "{b:?}");
+            assert_eq!(
+                *got.borrow(),
+                [format!("SendZc(Ok({}))", msg.len())],
+                "{b:?}"
+            );
+            drop(a);
+            reader.join().unwrap();
+            lp.run(RunMode::NoWait).unwrap();
+            drop((lp, a2));
+        }
+    });
+}

@@ -100,6 +100,15 @@ pub(crate) struct Driver {
     fixed: Option<super::uring_fixed::FixedFiles>,
     /// When receives ask the kernel to wait for data before trying (see [`PollFirst`]).
     poll_first: PollFirst,
+    /// SEND_ZC completions whose count arrived and whose notification has not (see
+    /// `zc_step`): the notification waits until the data has left the socket, which may
+    /// be never (a peer that does not read, a socket nobody closes).
+    zc_waiting: AddrMap<NonNull<Completion>>,
+    /// Addresses of SEND_ZC completions a shutdown abandoned before their notification
+    /// (their buffers leaked to the kernel): that CQE, when it comes, is dropped, and a
+    /// zero-copy send on the same address is sent as a plain send meanwhile, so that no
+    /// notification can be taken for another's.
+    stray_notifs: Vec<usize>,
 }
 
 /// `IORING_RECVSEND_POLL_FIRST` (in the SQE's `ioprio`; kernel 5.19+).
@@ -375,6 +384,8 @@ impl Driver {
             link_ts: Vec::new(),
             spare_ts: Vec::new(),
             poll_first: PollFirst::Off,
+            zc_waiting: AddrMap::default(),
+            stray_notifs: Vec::new(),
         };
         // POLL_FIRST came with 5.19, as did the SOCKET opcode.
         d.poll_first = PollFirst::choose(
@@ -828,11 +839,17 @@ impl Driver {
                 }
                 // Zero copy where the kernel has it (6.0+), else a plain send; the
                 // buffer is the op's until the notification (see `zc_step`).
+                // An inline buffer lives in the completion, which a shutdown abandoning the
+                // send may let the user free: it is sent as a plain send, as is a send on
+                // a completion whose earlier notification is still to come.
                 Op::SendZc { fd, buf } => {
                     let zc = self
                         .probe
                         .as_ref()
-                        .is_some_and(|p| p.is_supported(opcode::SendZc::CODE));
+                        .is_some_and(|p| p.is_supported(opcode::SendZc::CODE))
+                        && !buf.is_inline()
+                        && (self.stray_notifs.is_empty()
+                            || !self.stray_notifs.contains(&(c.as_ptr() as usize)));
                     if zc {
                         opcode::SendZc::new(types::Fd(*fd), buf.as_ptr(), clamp(buf.len()))
                             .flags(libc::MSG_NOSIGNAL)
@@ -999,7 +1016,8 @@ impl Driver {
         self.release_timespecs();
         let reaped = self.reap(|d, c, res, flags, link| {
             // SAFETY: `c` is Active (its CQE just arrived), so live; loop thread.
-            let Some(res) = (unsafe { cqe_step(&mut core.links, c, res, flags, link) }) else {
+            let step = unsafe { cqe_step(&mut core.links, &mut d.zc_waiting, c, res, flags, link) };
+            let Some(res) = step else {
                 return; // another CQE of this operation follows
             };
             d.in_kernel -= 1;
@@ -1052,6 +1070,8 @@ impl Driver {
                     }
                 }
                 ud if ud & 7 == MULTI_TAG => self.multi_cqe(ud, res, flags),
+                // The notification of a send a shutdown abandoned (see `stray_notifs`).
+                ptr if io_uring::cqueue::notif(flags) && self.take_stray(ptr) => {}
                 ptr => {
                     let link = ptr & LINK_TAG != 0;
                     let c = NonNull::new((ptr & !LINK_TAG) as *mut Completion)
@@ -1110,7 +1130,9 @@ impl Driver {
                 .user_data(IGNORE);
             self.push(&sqe);
         }
-        while self.in_kernel > 0 {
+        // Every operation ends (the cancels above), but a SEND_ZC's notification comes
+        // only once its data has left the socket, maybe never: those are let go below.
+        while self.in_kernel > self.zc_waiting.len() {
             if let Err(e) = self.ring.submit_and_wait(1) {
                 if !matches!(
                     e.raw_os_error(),
@@ -1125,12 +1147,41 @@ impl Driver {
             self.release_timespecs();
             self.reap(|d, c, res, flags, link| {
                 // SAFETY: `c` is Active (its CQE just arrived), so live; loop thread.
-                let Some(res) = (unsafe { cqe_step(&mut core.links, c, res, flags, link) }) else {
+                let step =
+                    unsafe { cqe_step(&mut core.links, &mut d.zc_waiting, c, res, flags, link) };
+                let Some(res) = step else {
                     return; // another CQE of this operation follows
                 };
                 d.in_kernel -= 1;
                 core.abandon(c, Some(res));
             });
+        }
+        // Sends waiting only for their notification: the kernel may still read their
+        // buffers, so each buffer is leaked to it, and its late CQE will be dropped.
+        for (_, c) in std::mem::take(&mut self.zc_waiting) {
+            // SAFETY: `c` is Active (in the kernel), so live; loop thread. The buffer is
+            // moved out and never freed, so its memory stays valid for the kernel (a
+            // zero-copy send never has an inline buffer, which would live in `c`).
+            unsafe {
+                if let Op::SendZc { buf, .. } = &mut (*Completion::raw(c)).op {
+                    leak_to_kernel(std::mem::replace(buf, crate::op::Buffer::inline(0)));
+                }
+            }
+            self.in_kernel -= 1;
+            self.stray_notifs.push(c.as_ptr() as usize);
+            core.abandon(c, None);
+        }
+    }
+
+    /// Whether `ud` is the address of a send whose notification a shutdown left behind
+    /// (then it is not any more).
+    fn take_stray(&mut self, ud: u64) -> bool {
+        match self.stray_notifs.iter().position(|&a| a as u64 == ud) {
+            Some(i) => {
+                self.stray_notifs.swap_remove(i);
+                true
+            }
+            None => false,
         }
     }
 }
@@ -1417,6 +1468,15 @@ fn parked_deadline(core: &mut Core, c: NonNull<Completion>) -> Option<Instant> {
     Instant::now().checked_add(Duration::from_nanos(ns))
 }
 
+/// Never free `buf`: the kernel may read it at any time (a zero-copy send a shutdown
+/// let go of). Its address is kept in a process-wide list, only so that leak checkers
+/// (LeakSanitizer) see it as reachable; it is never read back.
+fn leak_to_kernel(buf: crate::op::Buffer) {
+    static HELD: std::sync::Mutex<Vec<usize>> = std::sync::Mutex::new(Vec::new());
+    let addr = Box::into_raw(Box::new(buf)) as usize;
+    HELD.lock().unwrap_or_else(|e| e.into_inner()).push(addr);
+}
+
 /// Dispose of a multishot result nobody will receive.
 fn dispose(kind: &MultiKind, res: isize) {
     if res < 0 {
@@ -1466,6 +1526,7 @@ fn fixable_fd(op: &Op) -> Option<RawFd> {
 /// `c` is Active and live; loop thread.
 unsafe fn cqe_step(
     links: &mut Links,
+    zc_waiting: &mut AddrMap<NonNull<Completion>>,
     c: NonNull<Completion>,
     res: isize,
     flags: u32,
@@ -1504,7 +1565,7 @@ unsafe fn cqe_step(
             }
         },
         // SAFETY: the caller's promise.
-        _ => unsafe { zc_step(c, res, flags) },
+        _ => unsafe { zc_step(zc_waiting, c, res, flags) },
     }
 }
 
@@ -1513,11 +1574,17 @@ unsafe fn cqe_step(
 /// A SEND_ZC posts the byte count with `IORING_CQE_F_MORE` set, then a notification
 /// (`IORING_CQE_F_NOTIF`) once the kernel no longer reads the buffer; the count waits in
 /// the completion's `res` until then, so the callback (and whoever gets the buffer back)
-/// runs only after the notification. A failed SEND_ZC posts a single CQE.
+/// runs only after the notification. A failed SEND_ZC posts a single CQE. Between the
+/// two, `c` is in `waiting` (see `Driver::zc_waiting`).
 ///
 /// # Safety
 /// `c` is Active and live; loop thread.
-unsafe fn zc_step(c: NonNull<Completion>, res: isize, flags: u32) -> Option<isize> {
+unsafe fn zc_step(
+    waiting: &mut AddrMap<NonNull<Completion>>,
+    c: NonNull<Completion>,
+    res: isize,
+    flags: u32,
+) -> Option<isize> {
     let inner = Completion::raw(c);
     // SAFETY: the caller's promise.
     unsafe {
@@ -1525,10 +1592,12 @@ unsafe fn zc_step(c: NonNull<Completion>, res: isize, flags: u32) -> Option<isiz
             return Some(res);
         }
         if io_uring::cqueue::notif(flags) {
+            waiting.remove(&(c.as_ptr() as usize));
             return Some(Inner::res(inner));
         }
         if io_uring::cqueue::more(flags) {
             Inner::set_res(inner, res);
+            waiting.insert(c.as_ptr() as usize, c);
             return None;
         }
     }
