@@ -449,7 +449,10 @@ fn deadline_after(epoch: Instant, ms: u64) -> u64 {
 /// every operation still in flight, waits until the kernel and the thread pool have let
 /// go of them, closes any fd they produced that nobody received, and leaves every
 /// completion Dead without calling its callback. So a program may stop the loop and drop
-/// it before its completions; dropping a completion while it is still Active aborts.
+/// it before its completions; dropping a completion while it is still Active aborts. (One
+/// exception to the waiting: an io_uring zero-copy send whose only outstanding event is
+/// its notification, which may never come; its buffer is leaked to the kernel instead,
+/// see [`Op::SendZc`].)
 pub struct Loop {
     core: Core,
     driver: Driver,
