@@ -698,6 +698,7 @@ impl Buffer {
 
     /// Whether the bytes are stored inside the `Buffer` value itself (so inside the
     /// completion whose operation holds it).
+    #[cfg(target_os = "linux")] // io_uring's zero-copy sends only
     pub(crate) fn is_inline(&self) -> bool {
         matches!(self.inner, Inner::Inline { .. })
     }
