@@ -415,22 +415,42 @@ impl Drop for Fifo {
     }
 }
 
-/// Wait until some thread of this process is blocked in `openat(2)` (the pool's worker
-/// opening the FIFO), so the job is known to be running, not queued.
-fn wait_for_a_thread_in_openat() {
+/// The tests that block a pool worker in `open(2)` of a FIFO run one at a time, so that
+/// one's worker is never taken for another's.
+static POOL_OPENS: Mutex<()> = Mutex::new(());
+
+/// The threads of this process now.
+fn threads_now() -> std::collections::HashSet<std::ffi::OsString> {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .flatten()
+        .map(|t| t.file_name())
+        .collect()
+}
+
+/// Wait until a pool worker started after `before` (this test's own pool) is blocked in
+/// `openat(2)` (opening the FIFO), so the job is known to be running, not queued.
+/// Threads of other tests running meanwhile are not taken for it: they were there
+/// before, or are not pool workers, or (other FIFO tests) wait for `POOL_OPENS`.
+fn wait_for_a_thread_in_openat(before: &std::collections::HashSet<std::ffi::OsString>) {
     let want = format!("{} ", libc::SYS_openat);
     let start = Instant::now();
     loop {
         for t in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+            if before.contains(&t.file_name()) {
+                continue;
+            }
+            let pool = std::fs::read_to_string(t.path().join("comm"))
+                .is_ok_and(|c| c.trim_end() == "xev-pool");
             if let Ok(sc) = std::fs::read_to_string(t.path().join("syscall")) {
-                if sc.starts_with(&want) {
+                if pool && sc.starts_with(&want) {
                     return;
                 }
             }
         }
         assert!(
             start.elapsed() < Duration::from_secs(10),
-            "no thread blocked in openat"
+            "no pool worker of this test blocked in openat"
         );
         std::thread::sleep(Duration::from_millis(2));
     }
@@ -458,6 +478,8 @@ fn epoll_loop_with_one_pool_thread() -> (Loop, ThreadPool) {
 /// wrote. (`cancel.rs` accepts any cancel error; `files.rs` covers the queued case.)
 #[test]
 fn cancel_of_a_running_pool_job_is_ealready_and_the_job_completes() {
+    let _serial = POOL_OPENS.lock().unwrap_or_else(|e| e.into_inner());
+    let before = threads_now();
     let fifo = Fifo::new("ealready");
     let (mut lp, _pool) = epoll_loop_with_one_pool_thread();
     let (open_r, cancel_r) = (results(), results());
@@ -475,7 +497,7 @@ fn cancel_of_a_running_pool_job_is_ealready_and_the_job_completes() {
     );
     lp.run(RunMode::NoWait).unwrap();
     // The worker takes the job and blocks in open(2).
-    wait_for_a_thread_in_openat();
+    wait_for_a_thread_in_openat(&before);
     lp.cancel(cancel.as_mut(), &open, record(&cancel_r));
     lp.run(RunMode::NoWait).unwrap();
     assert!(open_r.borrow().is_empty(), "the open cannot finish yet");
@@ -504,6 +526,8 @@ fn cancel_of_a_running_pool_job_is_ealready_and_the_job_completes() {
 /// produced, which nobody receives, is closed (the FIFO's writer then gets `EPIPE`).
 #[test]
 fn a_loop_dropped_with_a_running_pool_job_waits_for_it_and_closes_its_fd() {
+    let _serial = POOL_OPENS.lock().unwrap_or_else(|e| e.into_inner());
+    let before = threads_now();
     let fifo = Fifo::new("dropwait");
     let (mut lp, _pool) = epoll_loop_with_one_pool_thread();
     let called = Rc::new(std::cell::Cell::new(false));
@@ -523,7 +547,7 @@ fn a_loop_dropped_with_a_running_pool_job_waits_for_it_and_closes_its_fd() {
         },
     );
     lp.run(RunMode::NoWait).unwrap();
-    wait_for_a_thread_in_openat();
+    wait_for_a_thread_in_openat(&before);
     let path = fifo.0.clone();
     let writer = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(300));
@@ -1072,6 +1096,7 @@ fn try_open_fifo_writer(path: &std::path::Path, limit: Duration) -> Option<std::
 /// writer's write fails with `EPIPE`).
 #[test]
 fn dropping_a_blocked_open_never_blocks_and_its_late_fd_is_closed() {
+    let _serial = POOL_OPENS.lock().unwrap_or_else(|e| e.into_inner());
     each_backend(|b| {
         let fifo = Fifo::new(&format!("dropopen-{}", b.name()));
         let rt = Builder::new().backend(b).build().unwrap();
