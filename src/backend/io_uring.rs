@@ -522,15 +522,49 @@ impl Driver {
             if unsafe { self.ring.submission().push(sqe) }.is_ok() {
                 return;
             }
-            // Full: hand the queued SQEs to the kernel to make room. Errors (EBUSY while
-            // the CQ is full) are retried after the next wait; EINTR is simply retried.
-            if let Err(e) = self.ring.submit() {
-                if e.raw_os_error() != Some(libc::EINTR) && e.raw_os_error() != Some(libc::EBUSY) {
-                    // Nothing else can free SQ space; wait for a completion to do it.
-                    let _ = self.ring.submit_and_wait(1);
-                }
+            // Full: hand the queued SQEs to the kernel to make room.
+            self.submit_for_room();
+        }
+    }
+
+    /// One `io_uring_enter` to hand the queued SQEs to the kernel, when the SQ is full.
+    /// `EINTR` is retried by the caller. `EBUSY`: a kernel before 5.19 takes no SQE
+    /// while CQEs it could not post wait in its overflow list, and only the CQ's space
+    /// lets it post them: the CQ's entries are moved aside for the next reap
+    /// ([`stash_cqes`](Self::stash_cqes)), so the next try moves on. Other errors: wait
+    /// for a completion, the only thing left that can make room.
+    fn submit_for_room(&mut self) {
+        match self.submit_now() {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => self.stash_cqes(),
+            Err(_) => {
+                let _ = self.ring.submit_and_wait(1);
             }
         }
+    }
+
+    /// `io_uring_enter` to submit. In tests, `tests::BUSY_WHILE_CQ_HOLDS` makes it
+    /// answer as a kernel before 5.19 does while its CQ overflows: `EBUSY` as long as
+    /// the CQ holds an entry.
+    fn submit_now(&mut self) -> io::Result<usize> {
+        #[cfg(test)]
+        if tests::BUSY_WHILE_CQ_HOLDS.with(|f| f.get()) && !self.ring.completion().is_empty() {
+            return Err(io::Error::from_raw_os_error(libc::EBUSY));
+        }
+        self.ring.submit()
+    }
+
+    /// Move the CQ's entries, in order, behind those already set aside in `cqes`, which
+    /// the next [`reap`](Self::reap) handles first (while they are there, a wait does
+    /// not block). Only the submit paths call this, and only on `EBUSY`.
+    #[cold]
+    fn stash_cqes(&mut self) {
+        self.cqes.extend(
+            self.ring
+                .completion()
+                .map(|c| (c.user_data(), c.result(), c.flags())),
+        );
     }
 
     pub(crate) fn start(&mut self, core: &mut Core, c: NonNull<Completion>) {
@@ -928,13 +962,7 @@ impl Driver {
     /// Hand every queued SQE to the kernel now (to make room).
     fn flush(&mut self) {
         while !self.ring.submission().is_empty() {
-            match self.ring.submit() {
-                Ok(_) => {}
-                Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
-                Err(_) => {
-                    let _ = self.ring.submit_and_wait(1);
-                }
-            }
+            self.submit_for_room();
             if self.ring.params().is_setup_sqpoll() {
                 break; // the polling thread takes them
             }
@@ -995,6 +1023,15 @@ impl Driver {
         let timeout = match self.limits {
             true => self.cap_by_limits(timeout),
             false => timeout,
+        };
+        #[cfg(test)]
+        if !self.cqes.is_empty() {
+            tests::WAITS_WITH_CQES_ASIDE.with(|n| n.set(n.get() + 1));
+        }
+        // CQEs set aside by a submit (see `stash_cqes`) are waiting to be handled.
+        let timeout = match self.cqes.is_empty() {
+            true => timeout,
+            false => Some(Duration::ZERO),
         };
         let r = match timeout {
             Some(t) if t.is_zero() => self.ring.submit_and_wait(0),
@@ -1082,6 +1119,9 @@ impl Driver {
         }
         let reaped = cqes.len();
         cqes.clear();
+        // CQEs a push made from the handlers above set aside (see `stash_cqes`): first
+        // in line next time.
+        cqes.append(&mut self.cqes);
         self.cqes = cqes;
         if !self.wake_armed {
             self.arm_wake();
@@ -1133,7 +1173,12 @@ impl Driver {
         // Every operation ends (the cancels above), but a SEND_ZC's notification comes
         // only once its data has left the socket, maybe never: those are let go below.
         while self.in_kernel > self.zc_waiting.len() {
-            if let Err(e) = self.ring.submit_and_wait(1) {
+            // CQEs set aside by a submit (see `stash_cqes`) are handled without a wait.
+            let wait = match self.cqes.is_empty() {
+                true => 1,
+                false => 0,
+            };
+            if let Err(e) = self.ring.submit_and_wait(wait) {
                 if !matches!(
                     e.raw_os_error(),
                     Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::ETIME)
@@ -1898,6 +1943,144 @@ pub(crate) mod tests {
         /// Loops created on this thread act as on a kernel without multishot accept and
         /// provided-buffer rings (before 5.19).
         pub(crate) static NO_MULTISHOT: Cell<bool> = const { Cell::new(false) };
+        /// Submits on this thread answer `EBUSY` while the CQ holds an entry, as a
+        /// kernel before 5.19 does while CQEs wait in its overflow list.
+        pub(crate) static BUSY_WHILE_CQ_HOLDS: Cell<bool> = const { Cell::new(false) };
+        /// Waits entered on this thread with CQEs set aside (see `stash_cqes`).
+        pub(crate) static WAITS_WITH_CQES_ASIDE: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// CQEs set aside on `EBUSY` are handled before the loop blocks. On a 2-entry ring
+    /// (whose SQ starts with the wake-up poll), a write completes at the first submit;
+    /// the second submit finds its CQE in the CQ, sets it aside, and submits two pipe
+    /// reads that wait; two more reads are queued. Only the write's callback feeds the
+    /// pipe: a wait that blocked with its CQE aside would never end.
+    #[test]
+    fn set_aside_cqes_are_handled_before_the_loop_blocks() {
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+        if !Backend::IoUring.is_available() {
+            return;
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            BUSY_WHILE_CQ_HOLDS.with(|f| f.set(true));
+            let mut lp = Loop::new(Options {
+                backend: Some(Backend::IoUring),
+                entries: 2,
+                ..Default::default()
+            })
+            .unwrap();
+            let null = std::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/null")
+                .unwrap();
+            let (r, w) = std::io::pipe().unwrap();
+            let w = std::cell::RefCell::new(w);
+            let w = std::rc::Rc::new(w);
+            let done = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+            let mut cs: Vec<_> = (0..5).map(|_| Box::pin(Completion::new())).collect();
+            for (i, c) in cs.iter_mut().enumerate() {
+                let d = done.clone();
+                let w = w.clone();
+                let op = match i {
+                    0 => Op::Write {
+                        fd: null.as_raw_fd(),
+                        buf: crate::Buffer::copy_from(b"ab"),
+                    },
+                    _ => Op::Read {
+                        fd: r.as_raw_fd(),
+                        buf: crate::Buffer::inline(1),
+                    },
+                };
+                lp.start(c.as_mut(), op, move |_, _, res| {
+                    match (i, res) {
+                        // The write's callback feeds the pipe for the four reads.
+                        (0, OpResult::Write(Ok(2))) => w.borrow_mut().write_all(b"wxyz").unwrap(),
+                        (1.., OpResult::Read(Ok(1))) => {}
+                        (i, res) => panic!("{i}: {res:?}"),
+                    }
+                    d.borrow_mut().push(i);
+                    CallbackAction::Disarm
+                });
+            }
+            lp.run(RunMode::UntilDone).unwrap();
+            BUSY_WHILE_CQ_HOLDS.with(|f| f.set(false));
+            let mut got = done.borrow().clone();
+            got.sort();
+            tx.send((got, WAITS_WITH_CQES_ASIDE.with(|n| n.get())))
+                .unwrap();
+        });
+        let (got, aside) = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("the loop ran the set-aside callback instead of blocking");
+        assert_eq!(got, vec![0, 1, 2, 3, 4]);
+        assert!(
+            aside > 0,
+            "the case under test: a wait with a CQE set aside"
+        );
+    }
+
+    /// A kernel before 5.19 refuses submissions (`EBUSY`) while its CQ overflows, and
+    /// only reaping makes it take them again. A push into a full SQ then used to retry
+    /// forever; the CQEs are now set aside for the next reap. On a 2-entry ring, 64
+    /// writes to `/dev/null` started in one go each complete once, in order, and the
+    /// loop then goes on as usual.
+    #[test]
+    fn a_full_sq_on_a_kernel_refusing_submits_while_its_cq_holds_entries_moves_on() {
+        use std::os::fd::AsRawFd;
+        if !Backend::IoUring.is_available() {
+            return;
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            BUSY_WHILE_CQ_HOLDS.with(|f| f.set(true));
+            let mut lp = Loop::new(Options {
+                backend: Some(Backend::IoUring),
+                entries: 2,
+                ..Default::default()
+            })
+            .unwrap();
+            let null = std::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/null")
+                .unwrap();
+            let done = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+            let mut cs: Vec<_> = (0..64).map(|_| Box::pin(Completion::new())).collect();
+            for (i, c) in cs.iter_mut().enumerate() {
+                let d = done.clone();
+                let op = Op::Write {
+                    fd: null.as_raw_fd(),
+                    buf: crate::Buffer::copy_from(&[i as u8; 3]),
+                };
+                lp.start(c.as_mut(), op, move |_, _, r| {
+                    assert!(matches!(r, OpResult::Write(Ok(3))), "{r:?}");
+                    d.borrow_mut().push(i);
+                    CallbackAction::Disarm
+                });
+            }
+            lp.run(RunMode::UntilDone).unwrap();
+            let got = done.borrow().clone();
+            // The loop goes on: one more write, and a timer.
+            let again = run(
+                &mut lp,
+                Op::Write {
+                    fd: null.as_raw_fd(),
+                    buf: crate::Buffer::copy_from(b"x"),
+                },
+            );
+            let timer = run(&mut lp, Op::Timer { ms: 1 });
+            BUSY_WHILE_CQ_HOLDS.with(|f| f.set(false));
+            let again = matches!(again, OpResult::Write(Ok(1)));
+            let timer = matches!(timer, OpResult::Timer(crate::TimerTrigger::Expiration));
+            tx.send((got, again, timer)).unwrap();
+        });
+        let (got, again, timer) = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("the loop finished its writes (it spun in push before the fix)");
+        assert_eq!(got, (0..64).collect::<Vec<_>>());
+        assert!(again, "a write after them completes");
+        assert!(timer, "a timer after them fires");
     }
 
     fn run(lp: &mut Loop, op: Op) -> OpResult {
