@@ -105,7 +105,8 @@ struct FdState {
     /// Readiness cache: worth trying a read / a write now.
     readable: bool,
     writable: bool,
-    /// A short read means the receive queue is empty (streams, not datagrams).
+    /// A short read means the receive queue is empty (stream sockets and pipes, not
+    /// datagrams, ttys or other devices: `sys::short_read_drains`).
     stream: bool,
     /// A hang-up or error was reported: EOF (or the error) may be pending behind the
     /// data, with no further edge to announce it, so short reads keep `readable`.
@@ -554,7 +555,7 @@ impl Driver {
             }
             let st = &mut self.fds[fd_index(fd)];
             st.registered = true;
-            st.stream = sys::is_stream(fd);
+            st.stream = sys::short_read_drains(fd);
         }
         let id = self.next_waiter;
         self.next_waiter += 1;
@@ -606,7 +607,7 @@ impl Driver {
             self.source.add(fd).map(|()| {
                 let st = &mut self.fds[fd_index(fd)];
                 st.registered = true;
-                st.stream = sys::is_stream(fd);
+                st.stream = sys::short_read_drains(fd);
             })
         } else if !trusted && !st.tracked {
             self.source.refresh(fd).map(|readded| {
@@ -615,7 +616,7 @@ impl Driver {
                     // (stream or datagram, hung up) does not hold (`reentry_and_fd_reuse.rs::
                     // a_number_reused_by_a_datagram_socket_is_not_taken_for_a_stream`).
                     let st = &mut self.fds[fd_index(fd)];
-                    st.stream = sys::is_stream(fd);
+                    st.stream = sys::short_read_drains(fd);
                     st.hup = false;
                 }
             })

@@ -263,6 +263,38 @@ pub(crate) fn is_stream(fd: RawFd) -> bool {
     r != 0 || ty == libc::SOCK_STREAM
 }
 
+/// Whether a short read on `fd` means its queue is drained (and a short write that its
+/// buffer is full), so that the poll backend may wait for the next edge instead of trying
+/// again: true for stream sockets and for pipes and FIFOs, whose reads take everything
+/// queued that fits. False for everything else: datagram and seqpacket sockets, a tty
+/// (one line per read in canonical mode), an eventfd in semaphore mode (one count per
+/// read), inotify and other character devices, whose short read may leave data behind
+/// that no new edge will announce (`review5_poll_fs_process.rs`:
+/// `a_rearmed_read_of_a_semaphore_eventfd_...`, `an_async_read_of_a_tty_...`).
+/// (A pipe whose writer put it in packet mode, `O_DIRECT`, returns one packet per read
+/// too; its read end cannot tell, so it stays a stream.)
+pub(crate) fn short_read_drains(fd: RawFd) -> bool {
+    let mut ty: libc::c_int = 0;
+    let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes an int into `ty`; a non-socket fd just fails.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_TYPE,
+            (&mut ty as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if r == 0 {
+        return ty == libc::SOCK_STREAM;
+    }
+    // SAFETY: fstat writes into the zeroed struct we own; a bad fd just fails.
+    let mut st: libc::stat = unsafe { mem::zeroed() };
+    // SAFETY: as above.
+    (unsafe { libc::fstat(fd, &mut st) }) == 0 && st.st_mode & libc::S_IFMT == libc::S_IFIFO
+}
+
 /// What to wait for before retrying an operation that reported `EAGAIN`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Wait {

@@ -172,6 +172,12 @@ pub(crate) fn is_stream(fd: RawFd) -> bool {
     get_opt(fd, ws::SOL_SOCKET, ws::SO_TYPE).map_or(true, |ty| ty == ws::SOCK_STREAM)
 }
 
+/// Whether a short read on `fd` means its queue is drained (see the Unix twin): every
+/// descriptor here is a socket, so its type says.
+pub(crate) fn short_read_drains(fd: RawFd) -> bool {
+    is_stream(fd)
+}
+
 /// What to wait for before retrying an operation that reported `EAGAIN`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Wait {

@@ -1,0 +1,130 @@
+//! Soundness review 5: the poll backend (readiness cache, registrations, link timers),
+//! file operations on the pool, processes and signals, cross-thread hand-off. Each test
+//! names the bug it pins down.
+
+use std::cell::RefCell;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::pin::pin;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use runtime_tests::{each_backend_within, new_loop};
+use xev::{Buffer, CallbackAction, Completion, Op, OpResult, RunMode};
+
+/// Write `data` to `fd` in one `write(2)`.
+fn write_all_once(fd: &OwnedFd, data: &[u8]) {
+    // SAFETY: `data` is readable for its length; `fd` is open.
+    let n = unsafe { libc::write(fd.as_raw_fd(), data.as_ptr().cast(), data.len()) };
+    assert_eq!(n, data.len() as isize, "{}", io::Error::last_os_error());
+}
+
+/// A pseudo-terminal: (master, slave), the slave non-blocking in canonical mode (a read
+/// returns at most one line).
+fn pty() -> (OwnedFd, OwnedFd) {
+    let (mut m, mut s) = (0, 0);
+    // SAFETY: openpty writes two new fds; null name, termios and winsize are allowed.
+    let r = unsafe {
+        libc::openpty(
+            &mut m,
+            &mut s,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(r, 0, "openpty: {}", io::Error::last_os_error());
+    // SAFETY: two new fds that we own.
+    let (m, s) = unsafe { (OwnedFd::from_raw_fd(m), OwnedFd::from_raw_fd(s)) };
+    for fd in [&m, &s] {
+        // SAFETY: fcntl on fds we own.
+        unsafe {
+            libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC);
+        }
+    }
+    (m, s)
+}
+
+/// A short read is "the queue is drained" only where the kernel returns everything
+/// queued that fits (a stream socket, a pipe): a tty in canonical mode returns one line
+/// per read, so after the first short read the tty was still readable, and no new edge
+/// was coming for it. The poll backend took every non-socket fd for a stream and
+/// cleared its readiness cache on the short read; the rearmed read (which trusts the
+/// cache) waited forever.
+#[test]
+fn a_rearmed_read_of_a_tty_gets_the_line_behind_a_short_read() {
+    each_backend_within(Duration::from_secs(10), |b| {
+        let mut lp = new_loop(b);
+        let (master, slave) = pty();
+        // SAFETY: F_SETFL on an fd we own.
+        unsafe { libc::fcntl(slave.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+        let got: Rc<RefCell<Vec<Vec<u8>>>> = Rc::default();
+        let g = got.clone();
+        let mut c = pin!(Completion::new());
+        c.as_mut().prep(
+            Op::Read {
+                fd: slave.as_raw_fd(),
+                buf: Buffer::from(vec![0u8; 64]),
+            },
+            move |_, c, r| {
+                let OpResult::Read(Ok(n)) = r else {
+                    panic!("{r:?}")
+                };
+                let line = c.buffer().unwrap().as_slice()[..n].to_vec();
+                g.borrow_mut().push(line);
+                if g.borrow().len() == 2 {
+                    CallbackAction::Disarm
+                } else {
+                    CallbackAction::Rearm
+                }
+            },
+        );
+        lp.add(c.as_mut());
+        // The read waits on the empty tty (parked, the tty registered).
+        lp.run(RunMode::NoWait).unwrap();
+        assert!(got.borrow().is_empty());
+        // Both lines in one write: the tty takes them in at once, one edge.
+        write_all_once(&master, b"first\nsecond\n");
+        let start = Instant::now();
+        while got.borrow().len() < 2 && start.elapsed() < Duration::from_secs(3) {
+            lp.run(RunMode::Once).unwrap();
+        }
+        assert_eq!(
+            *got.borrow(),
+            [b"first\n".to_vec(), b"second\n".to_vec()],
+            "{b:?}: the second line was never read"
+        );
+    });
+}
+
+/// The async runtime's pipe end over a tty (`Receiver::from(OwnedFd)` takes "another
+/// stream that read(2) works on"): a read in canonical mode returns one line, and the
+/// short read left the direct path's cache "not ready" with the next line queued; the
+/// next read waited for an edge that never came.
+#[test]
+fn an_async_read_of_a_tty_gets_the_line_behind_a_short_read() {
+    each_backend_within(Duration::from_secs(10), |b| {
+        let rt = xev::rt::Builder::new().backend(b).build().unwrap();
+        rt.block_on(async {
+            let (master, slave) = pty();
+            let rx = xev::pipe::Receiver::from(slave);
+            // The first read waits on the empty tty (registered, no edge yet).
+            let reader = xev::spawn(async move {
+                let mut out = Vec::new();
+                for _ in 0..2 {
+                    let (n, buf) = rx.read(Vec::with_capacity(64)).await;
+                    out.push(buf[..n.unwrap()].to_vec());
+                }
+                out
+            });
+            xev::time::sleep(Duration::from_millis(20)).await;
+            // Both lines in one write: the tty takes them in at once, one edge.
+            write_all_once(&master, b"first\nsecond\n");
+            let got = xev::time::timeout(Duration::from_secs(3), reader)
+                .await
+                .unwrap_or_else(|_| panic!("{b:?}: the second line was never read"))
+                .unwrap();
+            assert_eq!(got, [b"first\n".to_vec(), b"second\n".to_vec()], "{b:?}");
+        });
+    });
+}
