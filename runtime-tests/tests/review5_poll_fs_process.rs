@@ -128,3 +128,45 @@ fn an_async_read_of_a_tty_gets_the_line_behind_a_short_read() {
         });
     });
 }
+
+/// TCP urgent data: a read stops at the urgent mark once it has read anything (the
+/// kernel's `tcp_recvmsg`), so that short read left the bytes after the mark queued, with
+/// no new edge to announce them; the poll backend's cache took the short read for
+/// "drained" and the next read waited forever (a peer could stall a connection so, by
+/// sending one byte with `MSG_OOB`).
+#[test]
+fn an_async_tcp_read_gets_the_bytes_behind_an_urgent_mark() {
+    each_backend_within(Duration::from_secs(10), |b| {
+        let rt = xev::rt::Builder::new().backend(b).build().unwrap();
+        rt.block_on(async {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = l.local_addr().unwrap();
+            let conn = xev::net::TcpStream::connect(addr).await.unwrap();
+            let (peer, _) = l.accept().unwrap();
+            // The first read waits (registered, no edge yet).
+            let reader = xev::spawn(async move {
+                let mut out = Vec::new();
+                while out.len() < 6 {
+                    let (n, buf) = conn.read(Vec::with_capacity(64)).await;
+                    let n = n.unwrap();
+                    assert!(n > 0, "end of stream after {out:?}");
+                    out.extend_from_slice(&buf[..n]);
+                }
+                out
+            });
+            xev::time::sleep(Duration::from_millis(20)).await;
+            // "abc", then "X" as urgent data (not inline: reads skip it), then "def".
+            let fd = peer.as_raw_fd();
+            for (data, flags) in [(&b"abcX"[..], libc::MSG_OOB), (&b"def"[..], 0)] {
+                // SAFETY: `data` is readable for its length; `fd` is open.
+                let n = unsafe { libc::send(fd, data.as_ptr().cast(), data.len(), flags) };
+                assert_eq!(n, data.len() as isize);
+            }
+            let got = xev::time::timeout(Duration::from_secs(3), reader)
+                .await
+                .unwrap_or_else(|_| panic!("{b:?}: the bytes after the mark were never read"))
+                .unwrap();
+            assert_eq!(got, b"abcdef", "{b:?}");
+        });
+    });
+}

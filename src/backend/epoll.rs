@@ -65,7 +65,9 @@ impl Epoll {
     }
 
     fn ctl(&self, op: libc::c_int, fd: RawFd) -> io::Result<()> {
-        let flags = libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET;
+        // EPOLLPRI: TCP urgent data, behind whose mark a read stops short (see `wait`).
+        let flags =
+            libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLPRI | libc::EPOLLET;
         let mut ev = libc::epoll_event {
             events: flags as u32,
             u64: fd as u64,
@@ -176,7 +178,11 @@ impl Epoll {
                 fd: key as RawFd,
                 readable: err || bits & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLPRI) != 0,
                 writable: err || bits & libc::EPOLLOUT != 0,
-                hup: err || bits & libc::EPOLLRDHUP != 0,
+                // Urgent data (EPOLLPRI) counts too: a TCP read stops short at its mark
+                // with the bytes after it queued and no new edge coming for them, so a
+                // short read no longer means "drained" (`review5_poll_fs_process.rs::
+                // an_async_tcp_read_gets_the_bytes_behind_an_urgent_mark`).
+                hup: err || bits & (libc::EPOLLRDHUP | libc::EPOLLPRI) != 0,
             });
         }
         self.events.clear();

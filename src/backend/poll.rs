@@ -50,8 +50,9 @@ pub(crate) struct Readiness {
     pub(crate) fd: RawFd,
     pub(crate) readable: bool,
     pub(crate) writable: bool,
-    /// The peer hung up or an error is pending (or the source cannot tell): a read will
-    /// return at once with EOF or the error, so a short read no longer means "drained".
+    /// The peer hung up or an error is pending, or TCP urgent data came (a read stops
+    /// short at its mark), or the source cannot tell: a short read no longer means
+    /// "drained".
     pub(crate) hup: bool,
 }
 
