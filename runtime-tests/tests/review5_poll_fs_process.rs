@@ -170,3 +170,79 @@ fn an_async_tcp_read_gets_the_bytes_behind_an_urgent_mark() {
         });
     });
 }
+
+/// Fill `fd`'s send buffer (non-blocking) until the kernel says `EAGAIN`.
+fn fill_send_buffer(fd: std::os::fd::RawFd) {
+    let chunk = [0u8; 65536];
+    loop {
+        // SAFETY: `chunk` is readable for its length; `fd` is open.
+        let n = unsafe {
+            libc::send(
+                fd,
+                chunk.as_ptr().cast(),
+                chunk.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        if n < 0 {
+            assert_eq!(
+                io::Error::last_os_error().raw_os_error(),
+                Some(libc::EAGAIN)
+            );
+            return;
+        }
+    }
+}
+
+/// Read everything queued on non-blocking `fd`.
+fn drain_fd(fd: std::os::fd::RawFd) {
+    let mut buf = [0u8; 65536];
+    // SAFETY: `buf` is writable for its length; `fd` is open.
+    while unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
+}
+
+/// `Op::Poll` for `IN | OUT` finishes when either comes (as `poll(2)` and io_uring's
+/// POLL_ADD do). The poll backend parked it with the readers only, so a socket that
+/// became writable (and not readable) never woke it: the poll waited forever.
+#[test]
+fn a_poll_for_in_or_out_finishes_when_the_socket_becomes_writable() {
+    each_backend_within(Duration::from_secs(10), |b| {
+        let mut lp = new_loop(b);
+        let (a, peer) = std::os::unix::net::UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        peer.set_nonblocking(true).unwrap();
+        fill_send_buffer(a.as_raw_fd());
+        let got: Rc<RefCell<Vec<OpResult>>> = Rc::default();
+        let g = got.clone();
+        let mut c = pin!(Completion::new());
+        c.as_mut().prep(
+            Op::Poll {
+                fd: a.as_raw_fd(),
+                events: xev::PollEvents::IN | xev::PollEvents::OUT,
+            },
+            move |_, _, r| {
+                g.borrow_mut().push(r);
+                CallbackAction::Disarm
+            },
+        );
+        lp.add(c.as_mut());
+        lp.run(RunMode::NoWait).unwrap();
+        assert!(
+            got.borrow().is_empty(),
+            "{b:?}: neither readable nor writable yet"
+        );
+        // The peer reads everything: `a` is writable again (and still not readable).
+        drain_fd(peer.as_raw_fd());
+        let start = Instant::now();
+        while got.borrow().is_empty() && start.elapsed() < Duration::from_secs(3) {
+            lp.run(RunMode::Once).unwrap();
+        }
+        let r = got.borrow_mut().pop();
+        match r {
+            Some(OpResult::Poll(Ok(ev))) => {
+                assert!(ev.contains(xev::PollEvents::OUT), "{b:?}: {ev:?}")
+            }
+            other => panic!("{b:?}: {other:?}"),
+        }
+    });
+}

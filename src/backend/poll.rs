@@ -101,6 +101,9 @@ impl Source {
 struct FdState {
     readers: Intrusive<Completion>,
     writers: Intrusive<Completion>,
+    /// `Op::Poll`s for both `IN` and `OUT`, which either direction's edge may finish
+    /// (see [`is_dual_poll`]); they consume nothing, so they queue behind nobody.
+    pollers: Intrusive<Completion>,
     /// The fd is registered with the source.
     registered: bool,
     /// Readiness cache: worth trying a read / a write now.
@@ -164,6 +167,7 @@ impl Default for FdState {
         FdState {
             readers: Intrusive::default(),
             writers: Intrusive::default(),
+            pollers: Intrusive::default(),
             registered: false,
             readable: true,
             writable: true,
@@ -220,6 +224,19 @@ impl FdState {
             Wait::Readable => self.readable = ready,
             Wait::Writable => self.writable = ready,
         }
+    }
+
+    /// Take any operation parked on this fd (cancel all, shutdown).
+    fn pop_parked(&mut self) -> Option<NonNull<Completion>> {
+        self.readers
+            .pop()
+            .or_else(|| self.writers.pop())
+            .or_else(|| self.pollers.pop())
+    }
+
+    /// Take `c` off whichever queue of this fd it is parked in.
+    fn remove_parked(&mut self, c: NonNull<Completion>) -> bool {
+        self.readers.remove(c) || self.writers.remove(c) || self.pollers.remove(c)
     }
 
     fn waiters(&mut self, wait: Wait) -> &mut Waiters {
@@ -470,10 +487,17 @@ impl Driver {
         if let Some(res) = unsafe { sys::done_at_submission(inner) } {
             return self.complete(core, c, res);
         }
+        // SAFETY: as above.
+        let dual = unsafe { is_dual_poll(&(*inner).op) };
         // An fd never seen has no state yet: it may be ready, and nobody is queued on it.
         // The table grows only once the attempt shows the fd is open (EAGAIN).
-        // Try now only if nobody is queued ahead (FIFO) and the fd may be ready.
-        if self.fds.get(fd_index(fd)).is_none_or(|st| st.may_try(wait)) {
+        // Try now only if nobody is queued ahead (FIFO) and the fd may be ready (a poll
+        // for both directions: if either may be).
+        let try_now = |st: &FdState| match dual {
+            false => st.may_try(wait),
+            true => st.readable || st.writable,
+        };
+        if self.fds.get(fd_index(fd)).is_none_or(try_now) {
             let res = attempt(c);
             if res != EAGAIN {
                 return self.complete(core, c, res);
@@ -481,6 +505,10 @@ impl Driver {
             self.eagain += 1;
             if let Some(st) = self.fds.get_mut(fd_index(fd)) {
                 st.set_ready(wait, false);
+                if dual {
+                    // poll(2) found it neither readable nor writable.
+                    st.set_ready(Wait::Writable, false);
+                }
             }
         }
         // SAFETY: as above.
@@ -598,9 +626,15 @@ impl Driver {
         // SAFETY: `c` is live, Active, and in no queue.
         unsafe {
             (*Completion::raw(c)).phase = Phase::Waiting;
-            match wait {
-                Wait::Readable => st.readers.push(c),
-                Wait::Writable => st.writers.push(c),
+            if is_dual_poll(&(*Completion::raw(c)).op) {
+                // Either direction's edge retries it (`drain`): parked with the readers,
+                // a writable socket never woke it.
+                st.pollers.push(c);
+            } else {
+                match wait {
+                    Wait::Readable => st.readers.push(c),
+                    Wait::Writable => st.writers.push(c),
+                }
             }
         }
         let registered = st.registered;
@@ -633,7 +667,7 @@ impl Driver {
             let err = -(e.raw_os_error().unwrap_or(libc::EIO) as isize);
             let st = &mut self.fds[fd_index(fd)];
             st.registered = false;
-            while let Some(w) = st.readers.pop().or_else(|| st.writers.pop()) {
+            while let Some(w) = st.pop_parked() {
                 core.finish(w, err);
             }
         }
@@ -716,7 +750,7 @@ impl Driver {
     /// callbacks get Canceled), and drop its registration and cache.
     fn forget(&mut self, core: &mut Core, fd: RawFd) {
         if let Some(st) = self.fds.get_mut(fd_index(fd)) {
-            while let Some(w) = st.readers.pop().or_else(|| st.writers.pop()) {
+            while let Some(w) = st.pop_parked() {
                 core.finish(w, -(libc::ECANCELED as isize));
             }
             if st.registered {
@@ -736,7 +770,7 @@ impl Driver {
         let fd = unsafe { (*Completion::raw(target)).op.fd() };
         let removed = fd
             .and_then(|fd| self.fds.get_mut(fd_index(fd)))
-            .is_some_and(|st| st.readers.remove(target) || st.writers.remove(target));
+            .is_some_and(|st| st.remove_parked(target));
         if removed {
             core.finish(target, -(libc::ECANCELED as isize));
             core.finish(c, 0);
@@ -778,7 +812,7 @@ impl Driver {
         let fd = unsafe { (*Completion::raw(c)).op.fd() };
         let removed = fd
             .and_then(|fd| self.fds.get_mut(fd as usize))
-            .is_some_and(|st| st.readers.remove(c) || st.writers.remove(c));
+            .is_some_and(|st| st.remove_parked(c));
         if removed {
             core.finish(c, -(libc::ETIMEDOUT as isize));
         }
@@ -802,10 +836,34 @@ impl Driver {
             Wait::Readable => !st.readers.is_empty(),
             Wait::Writable => !st.writers.is_empty(),
         };
+        let pollers = !st.pollers.is_empty();
         // The common edge (nothing parked: a direction the runtime's tasks use directly,
         // or a write edge nobody waits for) ends here.
         if parked {
             self.retry_parked(core, fd, wait);
+        }
+        if pollers {
+            self.retry_pollers(core, fd);
+        }
+    }
+
+    /// Retry the polls for both directions parked on `fd` (an edge of either came), in
+    /// order; those still not ready stay, in the same order.
+    #[inline(never)]
+    fn retry_pollers(&mut self, core: &mut Core, fd: RawFd) {
+        let n = self.fds[fd_index(fd)].pollers.len();
+        for _ in 0..n {
+            let Some(c) = self.fds[fd_index(fd)].pollers.pop() else {
+                return;
+            };
+            let res = attempt(c);
+            if res == EAGAIN {
+                self.eagain += 1;
+                // SAFETY: `c` is live and Active, and was just taken off the queue.
+                unsafe { self.fds[fd_index(fd)].pollers.push(c) };
+            } else {
+                self.complete(core, c, res);
+            }
         }
     }
 
@@ -841,7 +899,7 @@ impl Driver {
         self.links.clear();
         self.waiting = 0;
         for (fd, st) in self.fds.iter_mut().enumerate() {
-            while let Some(c) = st.readers.pop().or_else(|| st.writers.pop()) {
+            while let Some(c) = st.pop_parked() {
                 core.abandon(c, None);
             }
             // Woken, not forgotten: a shutdown through `xev::rt::with_loop` leaves the
@@ -856,6 +914,13 @@ impl Driver {
             }
         }
     }
+}
+
+/// Whether `op` is an `Op::Poll` for both `IN` and `OUT`: it finishes on either
+/// direction's readiness, so it waits for both edges (`FdState::pollers`).
+fn is_dual_poll(op: &Op) -> bool {
+    matches!(op, Op::Poll { events, .. }
+        if events.contains(crate::PollEvents::IN) && events.contains(crate::PollEvents::OUT))
 }
 
 /// Perform `c`'s operation once, remembering an in-progress connect.
