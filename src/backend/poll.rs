@@ -811,7 +811,7 @@ impl Driver {
         // SAFETY: `c` is registered, so live; loop thread.
         let fd = unsafe { (*Completion::raw(c)).op.fd() };
         let removed = fd
-            .and_then(|fd| self.fds.get_mut(fd as usize))
+            .and_then(|fd| self.fds.get_mut(fd_index(fd)))
             .is_some_and(|st| st.remove_parked(c));
         if removed {
             core.finish(c, -(libc::ETIMEDOUT as isize));
