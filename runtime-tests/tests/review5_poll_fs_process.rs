@@ -246,3 +246,82 @@ fn a_poll_for_in_or_out_finishes_when_the_socket_becomes_writable() {
         }
     });
 }
+
+/// The polls for `IN | OUT` that wait in a queue of their own (see the test above) are
+/// still found by a cancel, a time limit and a close of their fd.
+#[test]
+fn a_poll_for_in_or_out_can_be_cancelled_timed_out_and_closed() {
+    each_backend_within(Duration::from_secs(10), |b| {
+        let mut lp = new_loop(b);
+        let (a, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        fill_send_buffer(a.as_raw_fd());
+        let fd = a.as_raw_fd();
+        let both = xev::PollEvents::IN | xev::PollEvents::OUT;
+        let log: Rc<RefCell<Vec<(u8, OpResult)>>> = Rc::default();
+        let rec = |tag: u8| {
+            let log = log.clone();
+            move |_: &mut xev::Loop, _: std::pin::Pin<&mut Completion>, r: OpResult| {
+                log.borrow_mut().push((tag, r));
+                CallbackAction::Disarm
+            }
+        };
+        let mut p1 = pin!(Completion::new());
+        let mut p2 = pin!(Completion::new());
+        let mut cancel = pin!(Completion::new());
+        lp.start(p1.as_mut(), Op::Poll { fd, events: both }, rec(1));
+        p2.as_mut().prep(Op::Poll { fd, events: both }, rec(2));
+        lp.add_with_timeout(p2.as_mut(), Duration::from_millis(20));
+        lp.run(RunMode::NoWait).unwrap();
+        assert!(log.borrow().is_empty(), "{b:?}: {:?}", log.borrow());
+        lp.cancel(cancel.as_mut(), &p1, rec(3));
+        let start = Instant::now();
+        while log.borrow().len() < 3 && start.elapsed() < Duration::from_secs(3) {
+            lp.run(RunMode::Once).unwrap();
+        }
+        let mut got: Vec<(u8, Option<i32>)> = log
+            .borrow()
+            .iter()
+            .map(|(t, r)| (*t, runtime_tests::os_error(r)))
+            .collect();
+        got.sort();
+        let canceled = |t| match &log.borrow().iter().find(|(x, _)| *x == t) {
+            Some((_, OpResult::Poll(Err(xev::Error::Canceled)))) => true,
+            _ => false,
+        };
+        assert!(canceled(1), "{b:?}: {:?}", log.borrow());
+        assert_eq!(
+            got[1],
+            (2, Some(libc::ETIMEDOUT)),
+            "{b:?}: {:?}",
+            log.borrow()
+        );
+        let cancel_ok = matches!(
+            log.borrow().iter().find(|(t, _)| *t == 3),
+            Some((_, OpResult::Cancel(Ok(()))))
+        );
+        assert!(cancel_ok, "{b:?}: {:?}", log.borrow());
+        // A close through the loop cancels a poll parked on its fd.
+        log.borrow_mut().clear();
+        let mut p3 = pin!(Completion::new());
+        let mut close = pin!(Completion::new());
+        lp.start(p3.as_mut(), Op::Poll { fd, events: both }, rec(4));
+        lp.run(RunMode::NoWait).unwrap();
+        lp.start(
+            close.as_mut(),
+            Op::Close {
+                fd: Some(OwnedFd::from(a)),
+            },
+            rec(5),
+        );
+        let start = Instant::now();
+        while log.borrow().len() < 2 && start.elapsed() < Duration::from_secs(3) {
+            lp.run(RunMode::Once).unwrap();
+        }
+        let poll_canceled = log
+            .borrow()
+            .iter()
+            .any(|(t, r)| *t == 4 && matches!(r, OpResult::Poll(Err(xev::Error::Canceled))));
+        assert!(poll_canceled, "{b:?}: {:?}", log.borrow());
+    });
+}
