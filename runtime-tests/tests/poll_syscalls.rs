@@ -2,9 +2,12 @@
 //! `EAGAIN` (`Loop::poll_eagain_attempts`, a hidden per-loop counter).
 //!
 //! - Request/response traffic (the HTTP hello server under keep-alive and pipelined
-//!   requests, TCP and Unix-stream round trips between two tasks) makes no such attempt
-//!   per request: after a short read the next read waits for an edge instead of asking
-//!   the kernel, and the edge that follows still completes it.
+//!   requests, TCP round trips between two tasks) makes no such attempt per request:
+//!   after a short read the next read waits for an edge instead of asking the kernel, and
+//!   the edge that follows still completes it. Unix-stream round trips make one per read:
+//!   a Unix stream read stops short after bytes that carried descriptors, with more
+//!   queued and no edge coming, so a short read there is not "drained"
+//!   (`review5_poll_fs_process.rs::an_async_unix_read_gets_the_bytes_behind_passed_...`).
 //! - A bulk `write_all` into a slow reader (TCP through `xev::net`, a pipe through the
 //!   callback API's `WriteQueue`) makes no attempt per short write: a short write on a
 //!   stream means its buffer is full, so the next write waits for the edge that room
@@ -213,14 +216,16 @@ fn tcp_round_trips_make_no_eagain_attempts() {
 }
 
 #[test]
-fn unix_stream_round_trips_make_no_eagain_attempts() {
+fn unix_stream_round_trips_make_at_most_one_eagain_attempt_per_read() {
     const N: u64 = 500;
     epoll_runtime().block_on(async {
         timeout(LIMIT, async {
             let (a, b) = UnixStream::pair().expect("pair");
             let attempts = round_trips!(a, b, N as usize);
+            // At most one per read (two reads per round trip): the short-read rule is off
+            // for Unix streams (see the module docs); the cache still saves any second.
             assert!(
-                attempts <= round_trip_bound(N - 1),
+                attempts <= 2 * (N - 1) + 2,
                 "{attempts} EAGAIN attempts over {} Unix-stream round trips",
                 N - 1
             );

@@ -109,8 +109,8 @@ struct FdState {
     /// Readiness cache: worth trying a read / a write now.
     readable: bool,
     writable: bool,
-    /// A short read means the receive queue is empty (stream sockets and pipes, not
-    /// datagrams, ttys or other devices: `sys::short_read_drains`).
+    /// A short read means the receive queue is empty (TCP sockets and pipes, not Unix
+    /// streams, datagrams, ttys or other devices: `sys::short_read_drains`).
     stream: bool,
     /// A hang-up or error was reported: EOF (or the error) may be pending behind the
     /// data, with no further edge to announce it, so short reads keep `readable`.

@@ -265,8 +265,9 @@ pub(crate) fn is_stream(fd: RawFd) -> bool {
 
 /// Whether a short read on `fd` means its queue is drained (and a short write that its
 /// buffer is full), so that the poll backend may wait for the next edge instead of trying
-/// again: true for stream sockets and for pipes and FIFOs, whose reads take everything
-/// queued that fits. False for everything else: datagram and seqpacket sockets, a tty
+/// again: true for TCP sockets and for pipes and FIFOs, whose reads take everything
+/// queued that fits (see `stream_reads_drain`). False for everything else: Unix stream
+/// sockets (descriptors passed), datagram and seqpacket sockets, a tty
 /// (one line per read in canonical mode), an eventfd in semaphore mode (one count per
 /// read), inotify and other character devices, whose short read may leave data behind
 /// that no new edge will announce (`review5_poll_fs_process.rs`:
@@ -287,12 +288,44 @@ pub(crate) fn short_read_drains(fd: RawFd) -> bool {
         )
     };
     if r == 0 {
-        return ty == libc::SOCK_STREAM;
+        return ty == libc::SOCK_STREAM && stream_reads_drain(fd);
     }
     // SAFETY: fstat writes into the zeroed struct we own; a bad fd just fails.
     let mut st: libc::stat = unsafe { mem::zeroed() };
     // SAFETY: as above.
     (unsafe { libc::fstat(fd, &mut st) }) == 0 && st.st_mode & libc::S_IFMT == libc::S_IFIFO
+}
+
+/// For a stream socket: whether a short read takes everything queued that fits. On Linux
+/// only TCP (and MPTCP) promises it: a Unix stream read stops after bytes that carried
+/// descriptors or other credentials than the bytes after them (`unix_stream_read_generic`,
+/// `review5_poll_fs_process.rs::an_async_unix_read_gets_the_bytes_behind_passed_...`),
+/// an SCTP read returns one message. (TCP's urgent mark, where a read stops short too,
+/// is announced by `EPOLLPRI`, see `backend/epoll.rs`.) Elsewhere the readiness source
+/// never applies the rule (`polling` cannot tell a hang-up), so any stream socket says
+/// yes.
+fn stream_reads_drain(fd: RawFd) -> bool {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        let mut proto: libc::c_int = 0;
+        let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: getsockopt writes an int into `proto`; a bad fd just fails.
+        let r = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_PROTOCOL,
+                (&mut proto as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        r == 0 && (proto == libc::IPPROTO_TCP || proto == libc::IPPROTO_MPTCP)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = fd;
+        true
+    }
 }
 
 /// What to wait for before retrying an operation that reported `EAGAIN`.
