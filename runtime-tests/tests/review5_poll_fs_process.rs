@@ -285,9 +285,11 @@ fn a_poll_for_in_or_out_can_be_cancelled_timed_out_and_closed() {
             .map(|(t, r)| (*t, runtime_tests::os_error(r)))
             .collect();
         got.sort();
-        let canceled = |t| match &log.borrow().iter().find(|(x, _)| *x == t) {
-            Some((_, OpResult::Poll(Err(xev::Error::Canceled)))) => true,
-            _ => false,
+        let canceled = |t| {
+            matches!(
+                log.borrow().iter().find(|(x, _)| *x == t),
+                Some((_, OpResult::Poll(Err(xev::Error::Canceled))))
+            )
         };
         assert!(canceled(1), "{b:?}: {:?}", log.borrow());
         assert_eq!(
