@@ -270,8 +270,8 @@ pub(crate) fn is_stream(fd: RawFd) -> bool {
 /// sockets (descriptors passed), datagram and seqpacket sockets, a tty
 /// (one line per read in canonical mode), an eventfd in semaphore mode (one count per
 /// read), inotify and other character devices, whose short read may leave data behind
-/// that no new edge will announce (`review5_poll_fs_process.rs`:
-/// `a_rearmed_read_of_a_semaphore_eventfd_...`, `an_async_read_of_a_tty_...`).
+/// that no new edge may announce (`review5_poll_fs_process.rs`:
+/// `a_rearmed_read_of_a_tty_...`, `an_async_read_of_a_tty_...`).
 /// (A pipe whose writer put it in packet mode, `O_DIRECT`, returns one packet per read
 /// too; its read end cannot tell, so it stays a stream.)
 pub(crate) fn short_read_drains(fd: RawFd) -> bool {
