@@ -44,6 +44,7 @@ use crate::sys;
 /// | a completion Active in another loop | `add` and `timer_reset` panic, naming it; a cancel gives `Err(`[`CancelError::OtherLoop`]`)` and touches nothing | — |
 /// | notify after an [`Async`](crate::Async) handle is dropped | a clone's `notify` wakes the pending wait (`Ok`); with no wait pending, `notify` is `Ok` and does nothing | `Notify::notify` with nobody waiting stores one permit; it may be called from any thread, also after the runtime is gone |
 /// | path with an interior NUL (`OpenAt`, `Statx`, every path op) | `Err(Io(EINVAL))`, without reaching the kernel | `fs::File::open`, `fs::metadata`, ...: `InvalidInput` |
+/// | file offset past `i64::MAX` (`Pread`, `Pwrite`, `Readv` / `Writev` at an offset) | `Err(Io(EINVAL))`, nothing read or written (io_uring and `preadv2` would take `u64::MAX` for the current position) | `fs::File::read_at`, `write_at`, `write_all_at`: `InvalidInput` |
 /// | more than 1024 (`IOV_MAX`) buffers in a vectored op | `Err(Io(EINVAL))` | `read_vectored` / `write_vectored`: `InvalidInput`, the buffers handed back |
 /// | empty buffer list | `Readv`: `Ok(0)` at once; `Writev`: `Ok(0)` | `read_vectored`: `InvalidInput`; `write_vectored`: `Ok(0)` |
 /// | Unix path longer than `sockaddr_un` holds (108 bytes with its NUL) | `UnixAddr::from_pathname`: `InvalidInput` | `UnixStream::connect`, `UnixListener::bind`: `InvalidInput` |

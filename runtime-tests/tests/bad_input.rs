@@ -332,6 +332,79 @@ fn wrong_kind_of_fd() {
 // ---------------------------------------------------------------------------------------
 // Buffers, addresses
 
+/// A file offset past `i64::MAX` is `EINVAL` for every positioned read and write, on
+/// every backend, and nothing is read or written. io_uring took `u64::MAX` for "the
+/// fd's current position" (-1): `Pwrite` at `u64::MAX` wrote at the start of the file.
+#[test]
+fn file_offsets_past_i64_max_are_einval() {
+    each_backend(|b| {
+        let mut lp = new_loop(b);
+        let path =
+            std::env::temp_dir().join(format!("xev-bad-input-offset-{}-{b:?}", std::process::id()));
+        std::fs::write(&path, b"original").unwrap();
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        let fd = f.as_raw_fd();
+        for offset in [u64::MAX, i64::MAX as u64 + 1] {
+            let ops = [
+                Op::Pread {
+                    fd,
+                    buf: Buffer::from(vec![0u8; 4]),
+                    offset,
+                },
+                Op::Pwrite {
+                    fd,
+                    buf: Buffer::copy_from(b"XXXX"),
+                    offset,
+                },
+                Op::Readv {
+                    fd,
+                    bufs: Buffers::from(vec![Buffer::from(vec![0u8; 4])]),
+                    offset: Some(offset),
+                },
+                Op::Writev {
+                    fd,
+                    bufs: Buffers::from(vec![Buffer::copy_from(b"YYYY")]),
+                    offset: Some(offset),
+                },
+            ];
+            for op in ops {
+                let what = format!("{b:?}: {op:?}");
+                let r = one(&mut lp, op);
+                let e = match r {
+                    OpResult::Pread(Err(e)) | OpResult::Readv(Err(e)) => io::Error::from(e),
+                    OpResult::Pwrite(Err(e)) | OpResult::Writev(Err(e)) => io::Error::from(e),
+                    other => panic!("{what}: {other:?}"),
+                };
+                assert_eq!(e.raw_os_error(), Some(libc::EINVAL), "{what}: {e}");
+            }
+        }
+        // The async API: `InvalidInput`, and the buffer back.
+        let rt = runtime(b);
+        rt.block_on(async {
+            let f = xev::fs::File::options()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .await
+                .unwrap();
+            let (r, buf) = f.read_at(vec![0u8; 4], u64::MAX).await;
+            assert_eq!(r.unwrap_err().kind(), io::ErrorKind::InvalidInput, "{b:?}");
+            assert_eq!(buf.len(), 4);
+            let (r, _) = f.write_all_at(b"ZZZZ".to_vec(), i64::MAX as u64 + 1).await;
+            assert_eq!(r.unwrap_err().kind(), io::ErrorKind::InvalidInput, "{b:?}");
+        });
+        healthy_rt(b, &rt, "huge offsets");
+        let content = std::fs::read(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(content, b"original", "{b:?}: the file was written");
+        assert_loop_healthy(&mut lp, &format!("{b:?} after huge offsets"));
+    });
+}
+
 #[test]
 fn zero_length_buffers() {
     each_backend(|b| {

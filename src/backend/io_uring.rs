@@ -730,6 +730,17 @@ impl Driver {
                     }
                 };
             }
+            // A file offset past `i64::MAX`: io_uring would take `u64::MAX` (-1) for the
+            // fd's current position, and no file has the others, so it is `EINVAL`, as
+            // pread(2) gives on the poll backend (`bad_input.rs::file_offsets_past_i64_max_are_einval`).
+            macro_rules! at {
+                ($offset:expr) => {
+                    match $offset {
+                        o if o <= i64::MAX as u64 => o,
+                        _ => return core.finish(c, -(libc::EINVAL as isize)),
+                    }
+                };
+            }
             match &mut (*inner).op {
                 Op::Accept { fd } => {
                     let sc = scratch!();
@@ -759,7 +770,7 @@ impl Driver {
                 }
                 Op::Pread { fd, buf, offset } => {
                     opcode::Read::new(types::Fd(*fd), buf.as_ptr(), clamp(buf.len()))
-                        .offset(*offset)
+                        .offset(at!(*offset))
                         .build()
                 }
                 Op::Write { fd, buf } => {
@@ -769,7 +780,7 @@ impl Driver {
                 }
                 Op::Pwrite { fd, buf, offset } => {
                     opcode::Write::new(types::Fd(*fd), buf.as_ptr(), clamp(buf.len()))
-                        .offset(*offset)
+                        .offset(at!(*offset))
                         .build()
                 }
                 Op::Send { fd, buf } => {
@@ -849,15 +860,23 @@ impl Driver {
                 }
                 // The iovec array lives in the op's box until the CQE is reaped.
                 Op::Readv { fd, bufs, offset } => {
+                    let at = match *offset {
+                        Some(o) => at!(o),
+                        None => u64::MAX, // the current position
+                    };
                     let (iov, n) = bufs.iovecs();
                     opcode::Readv::new(types::Fd(*fd), iov, clamp(n))
-                        .offset(offset.unwrap_or(u64::MAX))
+                        .offset(at)
                         .build()
                 }
                 Op::Writev { fd, bufs, offset } => {
+                    let at = match *offset {
+                        Some(o) => at!(o),
+                        None => u64::MAX, // the current position
+                    };
                     let (iov, n) = bufs.iovecs();
                     opcode::Writev::new(types::Fd(*fd), iov, clamp(n))
-                        .offset(offset.unwrap_or(u64::MAX))
+                        .offset(at)
                         .build()
                 }
                 Op::SendMsgV { fd, bufs, addr } => {

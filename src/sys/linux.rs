@@ -349,6 +349,11 @@ pub(crate) unsafe fn read_cached(inner: *mut Inner) -> Option<isize> {
         let Op::Pread { fd, buf, offset } = (unsafe { &(*inner).op }) else {
             return None;
         };
+        // preadv2 takes -1 (`u64::MAX`) for the current position; pread has no such
+        // offset (`bad_input.rs::file_offsets_past_i64_max_are_einval`).
+        if *offset > i64::MAX as u64 {
+            return Some(-(libc::EINVAL as isize));
+        }
         let iov = libc::iovec {
             iov_base: buf.as_ptr().cast(),
             iov_len: buf.len(),
