@@ -245,8 +245,10 @@ pub(crate) fn is_blocking_file(fd: RawFd) -> bool {
     matches!(st.st_mode & libc::S_IFMT, libc::S_IFREG | libc::S_IFBLK)
 }
 
-/// Whether a short read on `fd` means its queue is empty: true for stream sockets, pipes
-/// and other non-socket fds; false for datagram and seqpacket sockets.
+/// Whether `fd` is a stream, where a 0-byte read is its end: true for stream sockets,
+/// pipes and other non-socket fds; false for datagram and seqpacket sockets, where it is
+/// an empty datagram. (Whether a short read means "drained" is another question:
+/// [`short_read_drains`].)
 pub(crate) fn is_stream(fd: RawFd) -> bool {
     let mut ty: libc::c_int = 0;
     let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
