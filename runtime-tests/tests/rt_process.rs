@@ -34,6 +34,83 @@ async fn exit_code_42() -> io::Result<()> {
     Ok(())
 }
 
+/// The state letter of process `pid` (`Z`: a zombie), or `None` if there is none.
+fn proc_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(") ")?.1.chars().next()
+}
+
+/// Wait up to 5 s for `pid` to have exited (a zombie, or reaped already by another
+/// test's spawn: the orphan list is process-wide).
+async fn exited(pid: u32) {
+    let start = Instant::now();
+    while matches!(proc_state(pid), Some(s) if s != 'Z') {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{pid} still running"
+        );
+        sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A dropped `Child` is not left a zombie (std's `Child` would be): one that has exited
+/// is reaped in the drop; one still running is reaped by the next spawn after it exits;
+/// and so is the child of a `status()` future dropped by a timeout, whose pid the child
+/// writes to a file.
+#[xev::test(backend = "all")]
+async fn dropped_children_are_reaped_not_left_zombies() -> io::Result<()> {
+    // Exited before the drop: reaped by it.
+    let child = sh("exit 0")?;
+    let pid = child.id();
+    exited(pid).await;
+    drop(child);
+    assert_ne!(proc_state(pid), Some('Z'), "{pid}: dropped after its exit");
+
+    // Running at the drop, and the child of a `status()` timed out: reaped by the next
+    // spawn once they have exited.
+    let running = sh("sleep 0.1")?;
+    let running_pid = running.id();
+    drop(running);
+    let file =
+        std::env::temp_dir().join(format!("xev-orphan-{}-{}", std::process::id(), running_pid));
+    let script = format!("echo $$ > {}; exec sleep 0.1", file.display());
+    let timed_out = timeout(
+        Duration::from_millis(50),
+        process::status(Command::new("sh").args(["-c", &script])),
+    )
+    .await;
+    assert!(
+        timed_out.is_err(),
+        "the status future was dropped by its timeout"
+    );
+    // The child writes its pid soon (maybe after the timeout, on a slow machine).
+    let start = Instant::now();
+    let status_pid: u32 = loop {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        if let Ok(pid) = text.trim().parse() {
+            break pid;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "no pid in {file:?}"
+        );
+        sleep(Duration::from_millis(10)).await;
+    };
+    let _ = std::fs::remove_file(&file);
+    for pid in [running_pid, status_pid] {
+        exited(pid).await;
+    }
+    assert!(process::status(&mut Command::new("true")).await?.success());
+    for pid in [running_pid, status_pid] {
+        assert_ne!(
+            proc_state(pid),
+            Some('Z'),
+            "{pid}: left a zombie after a spawn"
+        );
+    }
+    Ok(())
+}
+
 #[xev::test(backend = "all")]
 async fn killed_child_reports_signal_9() -> io::Result<()> {
     let mut child = process::spawn(Command::new("sleep").arg("30"))?;

@@ -49,6 +49,7 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+mod orphans;
 mod output;
 
 use crate::sys::fd::{AsRawFd, OwnedFd};
@@ -78,6 +79,8 @@ use crate::watcher::process::{reap, Process};
 /// and reaped before the error is returned, so no process is left behind untracked.
 /// After `ECHILD`/`ESRCH` (the child was reaped elsewhere) nothing is sent to its pid.
 pub fn spawn(cmd: &mut Command) -> io::Result<Child> {
+    // Children of dropped `Child`s that have exited since the last spawn.
+    orphans::reap_exited();
     let mut child = cmd.spawn()?;
     let process = match Process::new(child.id()) {
         Ok(p) => p,
@@ -140,10 +143,13 @@ pub type ChildStderr = crate::pipe::Receiver;
 /// is a [`BrokenPipe`](io::ErrorKind::BrokenPipe) error, never a `SIGPIPE`.
 ///
 /// The child is reaped by [`wait`](Self::wait) or [`try_wait`](Self::try_wait); after
-/// that, both keep returning the same status. Dropping a `Child` neither kills nor reaps
-/// the process (like `std`): if it has not been waited for, it stays a zombie until this
-/// process exits. Do not reap it by other means (`waitpid(-1, ..)` elsewhere); the wait
-/// would then fail with `ECHILD`.
+/// that, both keep returning the same status. Dropping a `Child` does not kill the
+/// process (like `std`), but, unlike `std`, it does not leave it a zombie either: a
+/// dropped child that has exited is reaped in the drop, and one still running is reaped
+/// after it exits, by a later [`spawn`] (or [`status`] or [`output`]) on any thread
+/// (as tokio does, without its `SIGCHLD` handler). So a [`status`] future dropped by a
+/// timeout leaks nothing. Do not reap a child by other means (`waitpid(-1, ..)`
+/// elsewhere); its wait would then fail with `ECHILD`.
 #[derive(Debug)]
 pub struct Child {
     /// The child's stdin, if `Stdio::piped()` was set. [`wait`](Self::wait) closes it
@@ -157,6 +163,14 @@ pub struct Child {
     process: Process,
     /// Set once the child has been reaped.
     status: Option<ExitStatus>,
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if self.status.is_none() {
+            orphans::adopt(self.process.fd.clone(), self.process.pid());
+        }
+    }
 }
 
 impl Child {
