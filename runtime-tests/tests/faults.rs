@@ -715,11 +715,18 @@ fn dropping_a_runtime_with_everything_in_flight() {
         drop(peer_rx);
         drop((full, queued));
         let _ = std::fs::remove_file(&path);
-        // The `sleep 1` child was not reaped (dropping a Child neither kills nor reaps);
-        // its pidfd is closed with the runtime. The pool job still sleeping holds the
-        // waker of its task (and so the loop's wake-up fd) until it ends.
+        // The `sleep 1` child was not reaped (a dropped Child is not killed): its pidfd
+        // went to the orphan list, which keeps it until the child has exited and a later
+        // spawn reaps it (each turn below spawns and reaps a `true`). The pool job still
+        // sleeping holds the waker of its task (and so the loop's wake-up fd) until it
+        // ends.
         let t = Instant::now();
         while open_fds() != fds && t.elapsed() < Duration::from_secs(3) {
+            let mut c = xev::process::spawn(&mut std::process::Command::new("true")).unwrap();
+            while c.try_wait().unwrap().is_none() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            drop(c);
             std::thread::sleep(Duration::from_millis(10));
         }
         let after = fd_list();
