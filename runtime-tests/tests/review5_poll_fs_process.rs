@@ -45,6 +45,53 @@ fn pty() -> (OwnedFd, OwnedFd) {
     (m, s)
 }
 
+/// A read of `fd` into a `len`-byte buffer that rearms until `count` results came: it
+/// first waits (parked, `fd` registered), then `feed` makes `fd` readable with one edge;
+/// the results, each the bytes read, as far as they came within 3 s.
+fn rearmed_reads(
+    lp: &mut xev::Loop,
+    fd: std::os::fd::RawFd,
+    len: usize,
+    count: usize,
+    feed: impl FnOnce(),
+) -> Vec<Vec<u8>> {
+    let got: Rc<RefCell<Vec<Vec<u8>>>> = Rc::default();
+    let g = got.clone();
+    let mut c = pin!(Completion::new());
+    c.as_mut().prep(
+        Op::Read {
+            fd,
+            buf: Buffer::from(vec![0u8; len]),
+        },
+        move |_, c, r| {
+            let OpResult::Read(Ok(n)) = r else {
+                panic!("{r:?}")
+            };
+            g.borrow_mut()
+                .push(c.buffer().unwrap().as_slice()[..n].to_vec());
+            if g.borrow().len() == count {
+                CallbackAction::Disarm
+            } else {
+                CallbackAction::Rearm
+            }
+        },
+    );
+    lp.add(c.as_mut());
+    lp.run(RunMode::NoWait).unwrap();
+    assert!(got.borrow().is_empty(), "nothing to read yet");
+    feed();
+    let start = Instant::now();
+    while got.borrow().len() < count && start.elapsed() < Duration::from_secs(3) {
+        lp.run(RunMode::Once).unwrap();
+    }
+    let out = got.borrow().clone();
+    if out.len() < count {
+        // The read is still Active: end it before its completion goes.
+        lp.shutdown();
+    }
+    out
+}
+
 /// A short read is "the queue is drained" only where the kernel returns everything
 /// queued that fits (a stream socket, a pipe): a tty in canonical mode returns one line
 /// per read, so after the first short read the tty was still readable, and no new edge
@@ -58,39 +105,12 @@ fn a_rearmed_read_of_a_tty_gets_the_line_behind_a_short_read() {
         let (master, slave) = pty();
         // SAFETY: F_SETFL on an fd we own.
         unsafe { libc::fcntl(slave.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
-        let got: Rc<RefCell<Vec<Vec<u8>>>> = Rc::default();
-        let g = got.clone();
-        let mut c = pin!(Completion::new());
-        c.as_mut().prep(
-            Op::Read {
-                fd: slave.as_raw_fd(),
-                buf: Buffer::from(vec![0u8; 64]),
-            },
-            move |_, c, r| {
-                let OpResult::Read(Ok(n)) = r else {
-                    panic!("{r:?}")
-                };
-                let line = c.buffer().unwrap().as_slice()[..n].to_vec();
-                g.borrow_mut().push(line);
-                if g.borrow().len() == 2 {
-                    CallbackAction::Disarm
-                } else {
-                    CallbackAction::Rearm
-                }
-            },
-        );
-        lp.add(c.as_mut());
-        // The read waits on the empty tty (parked, the tty registered).
-        lp.run(RunMode::NoWait).unwrap();
-        assert!(got.borrow().is_empty());
         // Both lines in one write: the tty takes them in at once, one edge.
-        write_all_once(&master, b"first\nsecond\n");
-        let start = Instant::now();
-        while got.borrow().len() < 2 && start.elapsed() < Duration::from_secs(3) {
-            lp.run(RunMode::Once).unwrap();
-        }
+        let got = rearmed_reads(&mut lp, slave.as_raw_fd(), 64, 2, || {
+            write_all_once(&master, b"first\nsecond\n")
+        });
         assert_eq!(
-            *got.borrow(),
+            got,
             [b"first\n".to_vec(), b"second\n".to_vec()],
             "{b:?}: the second line was never read"
         );
@@ -115,39 +135,15 @@ fn a_rearmed_read_of_a_semaphore_eventfd_gets_every_count() {
         assert!(raw >= 0, "eventfd: {}", io::Error::last_os_error());
         // SAFETY: a new fd that we own.
         let efd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let got: Rc<RefCell<Vec<u64>>> = Rc::default();
-        let g = got.clone();
-        let mut c = pin!(Completion::new());
-        c.as_mut().prep(
-            Op::Read {
-                fd: efd.as_raw_fd(),
-                buf: Buffer::from(vec![0u8; 16]),
-            },
-            move |_, c, r| {
-                let OpResult::Read(Ok(8)) = r else {
-                    panic!("{r:?}")
-                };
-                let bytes = &c.buffer().unwrap().as_slice()[..8];
-                g.borrow_mut()
-                    .push(u64::from_ne_bytes(bytes.try_into().unwrap()));
-                if g.borrow().len() == 3 {
-                    CallbackAction::Disarm
-                } else {
-                    CallbackAction::Rearm
-                }
-            },
-        );
-        lp.add(c.as_mut());
-        // The read waits on the zero counter (parked, the eventfd registered).
-        lp.run(RunMode::NoWait).unwrap();
-        assert!(got.borrow().is_empty());
         // Three counts in one write: one edge.
-        write_all_once(&efd, &3u64.to_ne_bytes());
-        let start = Instant::now();
-        while got.borrow().len() < 3 && start.elapsed() < Duration::from_secs(3) {
-            lp.run(RunMode::Once).unwrap();
-        }
-        assert_eq!(*got.borrow(), [1, 1, 1], "{b:?}: a count was never read");
+        let got = rearmed_reads(&mut lp, efd.as_raw_fd(), 16, 3, || {
+            write_all_once(&efd, &3u64.to_ne_bytes())
+        });
+        let counts: Vec<u64> = got
+            .iter()
+            .map(|r| u64::from_ne_bytes(r[..].try_into().unwrap()))
+            .collect();
+        assert_eq!(counts, [1, 1, 1], "{b:?}: a count was never read");
     });
 }
 
@@ -183,6 +179,24 @@ fn an_async_read_of_a_tty_gets_the_line_behind_a_short_read() {
     });
 }
 
+/// A task reading the async stream `conn` until `n` bytes came (each read into a fresh
+/// 64-byte `Vec`); its output is the bytes.
+macro_rules! spawn_reader {
+    ($conn:expr, $n:expr) => {{
+        let conn = $conn;
+        xev::spawn(async move {
+            let mut out = Vec::new();
+            while out.len() < $n {
+                let (n, buf) = conn.read(Vec::with_capacity(64)).await;
+                let n = n.unwrap();
+                assert!(n > 0, "end of stream after {out:?}");
+                out.extend_from_slice(&buf[..n]);
+            }
+            out
+        })
+    }};
+}
+
 /// TCP urgent data: a read stops at the urgent mark once it has read anything (the
 /// kernel's `tcp_recvmsg`), so that short read left the bytes after the mark queued, with
 /// no new edge to announce them; the poll backend's cache took the short read for
@@ -198,16 +212,7 @@ fn an_async_tcp_read_gets_the_bytes_behind_an_urgent_mark() {
             let conn = xev::net::TcpStream::connect(addr).await.unwrap();
             let (peer, _) = l.accept().unwrap();
             // The first read waits (registered, no edge yet).
-            let reader = xev::spawn(async move {
-                let mut out = Vec::new();
-                while out.len() < 6 {
-                    let (n, buf) = conn.read(Vec::with_capacity(64)).await;
-                    let n = n.unwrap();
-                    assert!(n > 0, "end of stream after {out:?}");
-                    out.extend_from_slice(&buf[..n]);
-                }
-                out
-            });
+            let reader = spawn_reader!(conn, 6);
             xev::time::sleep(Duration::from_millis(20)).await;
             // "abc", then "X" as urgent data (not inline: reads skip it), then "def".
             let fd = peer.as_raw_fd();
@@ -424,16 +429,7 @@ fn an_async_unix_read_gets_the_bytes_behind_passed_descriptors() {
             let (mine, peer) = std::os::unix::net::UnixStream::pair().unwrap();
             let conn = xev::net::UnixStream::from(OwnedFd::from(mine));
             // The first read waits (registered, no edge yet).
-            let reader = xev::spawn(async move {
-                let mut out = Vec::new();
-                while out.len() < 6 {
-                    let (n, buf) = conn.read(Vec::with_capacity(64)).await;
-                    let n = n.unwrap();
-                    assert!(n > 0, "end of stream after {out:?}");
-                    out.extend_from_slice(&buf[..n]);
-                }
-                out
-            });
+            let reader = spawn_reader!(conn, 6);
             xev::time::sleep(Duration::from_millis(20)).await;
             let fd = peer.as_raw_fd();
             send_with_fd(fd, b"abc", fd);

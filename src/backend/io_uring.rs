@@ -1969,6 +1969,23 @@ pub(crate) mod tests {
         pub(crate) static WAITS_WITH_CQES_ASIDE: Cell<usize> = const { Cell::new(0) };
     }
 
+    /// On this thread, submits answer `EBUSY` while the CQ holds an entry (see
+    /// `BUSY_WHILE_CQ_HOLDS`): a loop on a 2-entry ring, and `/dev/null` to write to.
+    fn busy_tiny_ring() -> (Loop, std::fs::File) {
+        BUSY_WHILE_CQ_HOLDS.with(|f| f.set(true));
+        let lp = Loop::new(Options {
+            backend: Some(Backend::IoUring),
+            entries: 2,
+            ..Default::default()
+        })
+        .unwrap();
+        let null = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/null")
+            .unwrap();
+        (lp, null)
+    }
+
     /// CQEs set aside on `EBUSY` are handled before the loop blocks. On a 2-entry ring
     /// (whose SQ starts with the wake-up poll), a write completes at the first submit;
     /// the second submit finds its CQE in the CQ, sets it aside, and submits two pipe
@@ -1983,17 +2000,7 @@ pub(crate) mod tests {
         }
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            BUSY_WHILE_CQ_HOLDS.with(|f| f.set(true));
-            let mut lp = Loop::new(Options {
-                backend: Some(Backend::IoUring),
-                entries: 2,
-                ..Default::default()
-            })
-            .unwrap();
-            let null = std::fs::OpenOptions::new()
-                .write(true)
-                .open("/dev/null")
-                .unwrap();
+            let (mut lp, null) = busy_tiny_ring();
             let (r, w) = std::io::pipe().unwrap();
             let w = std::cell::RefCell::new(w);
             let w = std::rc::Rc::new(w);
@@ -2053,17 +2060,7 @@ pub(crate) mod tests {
         }
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            BUSY_WHILE_CQ_HOLDS.with(|f| f.set(true));
-            let mut lp = Loop::new(Options {
-                backend: Some(Backend::IoUring),
-                entries: 2,
-                ..Default::default()
-            })
-            .unwrap();
-            let null = std::fs::OpenOptions::new()
-                .write(true)
-                .open("/dev/null")
-                .unwrap();
+            let (mut lp, null) = busy_tiny_ring();
             let done = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
             let mut cs: Vec<_> = (0..64).map(|_| Box::pin(Completion::new())).collect();
             for (i, c) in cs.iter_mut().enumerate() {

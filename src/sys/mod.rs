@@ -250,19 +250,10 @@ pub(crate) fn is_blocking_file(fd: RawFd) -> bool {
 /// an empty datagram. (Whether a short read means "drained" is another question:
 /// [`short_read_drains`].)
 pub(crate) fn is_stream(fd: RawFd) -> bool {
-    let mut ty: libc::c_int = 0;
-    let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: getsockopt writes an int into `ty`; a non-socket fd just fails.
-    let r = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_TYPE,
-            (&mut ty as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    r != 0 || ty == libc::SOCK_STREAM
+    // A non-socket fd just fails.
+    get_opt(fd, libc::SOL_SOCKET, libc::SO_TYPE)
+        .ok()
+        .is_none_or(|ty| ty == libc::SOCK_STREAM)
 }
 
 /// Whether a short read on `fd` means its queue is drained (and a short write that its
@@ -277,19 +268,7 @@ pub(crate) fn is_stream(fd: RawFd) -> bool {
 /// (A pipe whose writer put it in packet mode, `O_DIRECT`, returns one packet per read
 /// too; its read end cannot tell, so it stays a stream.)
 pub(crate) fn short_read_drains(fd: RawFd) -> bool {
-    let mut ty: libc::c_int = 0;
-    let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: getsockopt writes an int into `ty`; a non-socket fd just fails.
-    let r = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_TYPE,
-            (&mut ty as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    if r == 0 {
+    if let Ok(ty) = get_opt(fd, libc::SOL_SOCKET, libc::SO_TYPE) {
         return ty == libc::SOCK_STREAM && stream_reads_drain(fd);
     }
     // SAFETY: fstat writes into the zeroed struct we own; a bad fd just fails.
@@ -309,19 +288,8 @@ pub(crate) fn short_read_drains(fd: RawFd) -> bool {
 fn stream_reads_drain(fd: RawFd) -> bool {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
-        let mut proto: libc::c_int = 0;
-        let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: getsockopt writes an int into `proto`; a bad fd just fails.
-        let r = unsafe {
-            libc::getsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                libc::SO_PROTOCOL,
-                (&mut proto as *mut libc::c_int).cast(),
-                &mut len,
-            )
-        };
-        r == 0 && (proto == libc::IPPROTO_TCP || proto == libc::IPPROTO_MPTCP)
+        get_opt(fd, libc::SOL_SOCKET, libc::SO_PROTOCOL)
+            .is_ok_and(|p| p == libc::IPPROTO_TCP || p == libc::IPPROTO_MPTCP)
     }
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
     {
