@@ -36,6 +36,8 @@ use crate::sys::fd::{AsRawFd, OwnedFd, RawFd};
 use std::fmt;
 use std::io;
 use std::pin::Pin;
+#[cfg(unix)]
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::completion::{CallbackAction, Completion};
@@ -166,6 +168,11 @@ pub struct Process {
     /// the poll is in flight.
     pub(crate) fd: Arc<OwnedFd>,
     pid: u32,
+    /// Set by the wait that reaped the child, shared with every wait's callback: a later
+    /// wait (a rearm, a second completion) is `ECHILD` without reaping again. On the BSDs
+    /// reaping is `waitpid(pid)`, which, once the child is gone, could reap a newer child
+    /// of this process that got its pid.
+    reaped: Arc<AtomicBool>,
 }
 
 #[cfg(unix)]
@@ -190,6 +197,7 @@ impl Process {
         Ok(Process {
             fd: Arc::new(open_child_pidfd(pid)?),
             pid,
+            reaped: Arc::default(),
         })
     }
 
@@ -224,6 +232,7 @@ impl Process {
             + 'static,
     {
         let fd = Arc::clone(&self.fd);
+        let reaped = Arc::clone(&self.reaped);
         let pid = self.pid;
         let op = Op::Poll {
             fd: fd.as_raw_fd(),
@@ -232,8 +241,15 @@ impl Process {
         let (mut ud, mut cb) = (userdata, cb);
         lp.start(c, op, move |lp, c, r| {
             let r = match r {
+                // Reaped by an earlier wait: the child is gone (see `reaped`).
+                OpResult::Poll(Ok(_)) if reaped.load(Ordering::Acquire) => {
+                    Err(Error::Io(io::Error::from_raw_os_error(libc::ECHILD)))
+                }
                 OpResult::Poll(Ok(_)) => match reap(fd.as_raw_fd(), pid) {
-                    Ok(Some(status)) => Ok(status),
+                    Ok(Some(status)) => {
+                        reaped.store(true, Ordering::Release);
+                        Ok(status)
+                    }
                     // Not exited after all: wait again, silently.
                     Ok(None) => return CallbackAction::Rearm,
                     Err(e) => Err(Error::Io(e)),
