@@ -30,7 +30,13 @@
 //! the signal, a process-directed `SIGPIPE` (`kill -PIPE`) goes to another thread, and
 //! children forked by non-Rust code on that thread inherit the mask (`std::process`
 //! resets it in the child). Consuming the pending signal at the end could also take a
-//! process-directed `SIGPIPE` that arrived while every thread blocked it.
+//! process-directed `SIGPIPE` that arrived while every thread blocked it. On Linux a
+//! [`Signal`](crate::watcher::signal::Signal) for `SIGPIPE` created on the thread
+//! meanwhile takes the block over (`keep_blocked`): the end then neither consumes nor
+//! unblocks, so its signalfd keeps hearing `SIGPIPE`
+//! (`watcher_signal.rs::a_sigpipe_signal_keeps_hearing_after_the_loops_that_blocked_it_end`).
+//! On the BSDs (where a `Signal` is a handler) a `SIGPIPE` raised on such a thread while
+//! the loop lives is still consumed at its end.
 
 #[cfg(any(
     target_os = "linux",
@@ -88,8 +94,16 @@ mod imp {
             .is_ok()
     }
 
+    /// Someone else on this thread wants `SIGPIPE` blocked from now on (a signalfd
+    /// `Signal` for it, which reads the pending one and never unblocks): the last
+    /// release leaves the block and the pending signal alone.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub(crate) fn keep_blocked() {
+        let _ = HOLDS.try_with(|h| h.blocked_by_us.set(false));
+    }
+
     /// Give back a hold taken by [`hold`]; the last one consumes a pending `SIGPIPE` and
-    /// unblocks it, if the first one blocked it.
+    /// unblocks it, if the first one blocked it (and nobody asked [`keep_blocked`]).
     pub(crate) fn release() {
         let _ = HOLDS.try_with(|h| {
             let n = h.count.get().saturating_sub(1);
@@ -139,3 +153,7 @@ mod imp {
 }
 
 pub(crate) use imp::{hold, release};
+// Only a signalfd `Signal` keeps the block (on the BSDs a `Signal` is a handler, which
+// needs the signal unblocked).
+#[cfg(target_os = "linux")]
+pub(crate) use imp::keep_blocked;

@@ -251,3 +251,64 @@ fn invalid_signal_sets_are_refused() {
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{bad:?}: {e}");
     }
 }
+
+/// A loop blocks `SIGPIPE` in its thread for its first write (so a write to a broken pipe
+/// is `EPIPE`), and its end used to consume a pending `SIGPIPE` and unblock it. A
+/// `Signal` for `SIGPIPE` created on that thread meanwhile takes the block over: after
+/// the loop's end, a `SIGPIPE` raised before it and one raised after it both reach the
+/// signalfd (the first was consumed, the second, unblocked under Rust's `SIG_IGN`,
+/// discarded).
+#[test]
+fn a_sigpipe_signal_keeps_hearing_after_the_loops_that_blocked_it_end() {
+    each_backend(|b| {
+        // A thread of its own: the test changes its mask for good.
+        std::thread::spawn(move || {
+            assert!(!pending(libc::SIGPIPE));
+            let mut lp = new_loop(b);
+            // The loop's first write blocks SIGPIPE here: a broken pipe gives EPIPE.
+            let (r, w) = std::io::pipe().unwrap();
+            drop(r);
+            let mut c = pin!(Completion::new());
+            let got = Rc::new(RefCell::new(None));
+            let g = got.clone();
+            use std::os::fd::AsRawFd;
+            lp.start(
+                c.as_mut(),
+                xev::Op::Write {
+                    fd: w.as_raw_fd(),
+                    buf: xev::Buffer::copy_from(b"x"),
+                },
+                move |_, _, r| {
+                    *g.borrow_mut() = Some(r);
+                    CallbackAction::Disarm
+                },
+            );
+            lp.run(RunMode::UntilDone).unwrap();
+            let r = got.borrow_mut().take();
+            assert!(
+                matches!(&r, Some(OpResult::Write(Err(Error::Io(e)))) if e.raw_os_error() == Some(libc::EPIPE)),
+                "{b:?}: {r:?}"
+            );
+            let sig = Signal::new(&[libc::SIGPIPE]).unwrap();
+            raise(libc::SIGPIPE);
+            drop(lp);
+            assert!(pending(libc::SIGPIPE), "{b:?}: the loop's end consumed it");
+            let mut lp = new_loop(b);
+            let mut c = pin!(Completion::new());
+            let log: Log = Rc::default();
+            sig.wait(&mut lp, c.as_mut(), log.clone(), logger(1));
+            lp.run(RunMode::UntilDone).unwrap();
+            assert!(matches!(log.borrow()[..], [Ok(libc::SIGPIPE)]), "{b:?}: {:?}", log.borrow());
+            // Still blocked: a later one is heard too.
+            raise(libc::SIGPIPE);
+            assert!(pending(libc::SIGPIPE), "{b:?}: unblocked, so ignored");
+            let log: Log = Rc::default();
+            let mut c = pin!(Completion::new());
+            sig.wait(&mut lp, c.as_mut(), log.clone(), logger(1));
+            lp.run(RunMode::UntilDone).unwrap();
+            assert!(matches!(log.borrow()[..], [Ok(libc::SIGPIPE)]), "{b:?}: {:?}", log.borrow());
+        })
+        .join()
+        .unwrap();
+    });
+}

@@ -156,6 +156,11 @@ impl Signal {
             if r != 0 {
                 return Err(io::Error::from_raw_os_error(r));
             }
+            if signals.contains(&libc::SIGPIPE) {
+                // A loop of this thread may have blocked it for its writes: the block is
+                // this fd's now, and the loop's end must not undo it (`sigpipe.rs`).
+                crate::sigpipe::keep_blocked();
+            }
             Ok(Signal {
                 fd: Arc::new(fd),
                 signals,
