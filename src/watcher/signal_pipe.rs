@@ -80,31 +80,37 @@ pub(crate) struct Registration {
 /// that undoes it on drop. `signals` are valid, catchable signal numbers.
 pub(crate) fn register(signals: &[i32]) -> io::Result<(OwnedFd, Registration)> {
     let (r, w) = crate::sys::pipe_cloexec_nonblocking()?;
-    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-    let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    for &s in signals {
-        let i = usize::try_from(s)
-            .ok()
-            .filter(|&i| i < NSIG)
-            .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
-        point(i, w.as_raw_fd())?;
-        OWNER[i].store(id, Ordering::Relaxed);
-        // SAFETY: sigaction is plain data; all-zero plus the fields below is valid.
-        let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
-        sa.sa_sigaction = handler as extern "C" fn(libc::c_int) as libc::sighandler_t;
-        sa.sa_flags = libc::SA_RESTART;
-        // SAFETY: `sa` is initialised (empty mask from zeroing); a null old action is
-        // allowed.
-        cvt(unsafe { libc::sigaction(s, &sa, std::ptr::null_mut()) })?;
-    }
-    Ok((
-        r,
-        Registration {
-            id,
-            signals: signals.to_vec(),
-            _write: w,
-        },
-    ))
+    // Each signal joins `reg` once it points at the pipe, so a failure part way drops a
+    // registration that points exactly those back at /dev/null (after the lock is let
+    // go: the drop takes it). Left pointing at this pipe, whose read end is gone, they
+    // would fill it for nobody, or raise SIGPIPE in the handler, and keep an owner id
+    // that no drop ever resets.
+    let mut reg = Registration {
+        id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+        signals: Vec::with_capacity(signals.len()),
+        _write: w,
+    };
+    let done = {
+        let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        signals.iter().try_for_each(|&s| {
+            let i = usize::try_from(s)
+                .ok()
+                .filter(|&i| i < NSIG)
+                .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+            point(i, reg._write.as_raw_fd())?;
+            OWNER[i].store(reg.id, Ordering::Relaxed);
+            reg.signals.push(s);
+            // SAFETY: sigaction is plain data; all-zero plus the fields below is valid.
+            let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
+            sa.sa_sigaction = handler as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            sa.sa_flags = libc::SA_RESTART;
+            // SAFETY: `sa` is initialised (empty mask from zeroing); a null old action is
+            // allowed.
+            cvt(unsafe { libc::sigaction(s, &sa, std::ptr::null_mut()) }).map(drop)
+        })
+    };
+    done?;
+    Ok((r, reg))
 }
 
 impl Drop for Registration {
